@@ -1,0 +1,46 @@
+import createError from '@fastify/error'
+
+/**
+ * Every error this plugin sends to a client, with its stable `code` and HTTP status.
+ * Messages are fixed strings: a client never sees why a token failed in detail
+ * (that would help an attacker) nor any message from the store.
+ *
+ * @example
+ * ```ts
+ * import { errors } from 'fastify-token-sessions'
+ * app.setErrorHandler((err, request, reply) => {
+ *   if (err instanceof errors.TokenExpiredError) request.log.debug('access token expired')
+ *   reply.send(err)
+ * })
+ * ```
+ */
+
+/** No access or refresh token was presented. */
+export const TokenMissingError = createError('FTS_TOKEN_MISSING', 'No token was presented', 401)
+
+/** The token is malformed, forged, of the wrong kind, or fails a claim check. */
+export const TokenInvalidError = createError('FTS_TOKEN_INVALID', 'The token is invalid', 401)
+
+/** The token was valid once but has expired. */
+export const TokenExpiredError = createError('FTS_TOKEN_EXPIRED', 'The token has expired', 401)
+
+/** The refresh token names a session that has ended (logged out, revoked or expired). */
+export const SessionRevokedError = createError('FTS_SESSION_REVOKED', 'The session has ended', 401)
+
+/** A refresh token that was already rotated came back: the session has been revoked. */
+export const TokenReusedError = createError('FTS_TOKEN_REUSED', 'The refresh token was already used; the session has been revoked', 401)
+
+/** A cookie-authenticated request lacks the anti-CSRF header or comes from another site. */
+export const CsrfError = createError('FTS_CSRF_REJECTED', 'Cross-site request rejected', 403)
+
+/** The request is malformed (for example, a body field of the wrong type). */
+export const BadRequestError = createError('FTS_BAD_REQUEST', 'The request is malformed', 400)
+
+/** The request body is not JSON. */
+export const UnsupportedMediaTypeError = createError('FTS_UNSUPPORTED_MEDIA_TYPE', 'The request body must be application/json', 415)
+
+/** The session store did not answer in time. */
+export const StoreUnavailableError = createError('FTS_STORE_UNAVAILABLE', 'The session store is unavailable; retry later', 503)
+
+/** A plugin option is missing or has a bad value; thrown at registration. */
+export const InvalidOptionError = createError('FTS_INVALID_OPTION', 'Invalid option %s: %s', 500)

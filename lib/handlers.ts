@@ -1,0 +1,233 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { checkCsrf, clearTokenCookies, readCookie, setTokenCookies } from './cookies.js'
+import {
+  BadRequestError, SessionRevokedError, StoreUnavailableError, TokenInvalidError, TokenMissingError,
+  UnsupportedMediaTypeError
+} from './errors.js'
+import type { ResolvedOptions } from './options.js'
+import type { IssuedTokens, SessionRef, Sessions } from './sessions.js'
+import type { IssueOptions, TokenResponse, TokenSet, TokenTransport } from './types.js'
+
+/** Requests whose method changes nothing need no CSRF proof. */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
+/** No token of ours comes near this; a longer one is rejected before any parsing. */
+const MAX_TOKEN_LENGTH = 8192
+const BEARER = /^Bearer +([^\s]+) *$/i
+/** Native clients ask for tokens in the body at login with this header. */
+export const TRANSPORT_HEADER = 'x-token-transport'
+
+interface FoundToken {
+  token: string
+  kind: 'access' | 'refresh'
+  fromCookie: boolean
+}
+
+/**
+ * The body of a token response: the refresh token appears only when the client keeps
+ * it itself (transport `body`); a browser never gets it where its scripts could read it.
+ *
+ * @example
+ * ```ts
+ * app.post('/login', async (request, reply) => {
+ *   const user = await checkPassword(request.body)
+ *   return tokenResponse(await reply.issueTokens(user.id))
+ * })
+ * ```
+ */
+export function tokenResponse (tokens: TokenSet): TokenResponse {
+  const body: TokenResponse = { accessToken: tokens.accessToken, tokenType: tokens.tokenType, expiresIn: tokens.expiresIn }
+  if (tokens.transport === 'body') {
+    body.refreshToken = tokens.refreshToken
+    body.refreshExpiresIn = tokens.refreshExpiresIn
+  }
+  return body
+}
+
+/** The HTTP side of the plugin: the `authenticate` hook, the handlers and `issueTokens`. */
+export function createHandlers (options: ResolvedOptions, sessions: Sessions) {
+  const { cookies, csrfHeader } = options
+
+  /** Adds what an error needs on the wire (challenge, retry hint) and logs store failures. */
+  function prepare (request: FastifyRequest, reply: FastifyReply, error: unknown): unknown {
+    const status = (error as { statusCode?: unknown }).statusCode
+    if (status === 401) reply.header('www-authenticate', 'Bearer error="invalid_token"')
+    if (error instanceof StoreUnavailableError) {
+      reply.header('retry-after', String(options.retryAfter))
+      request.log.error({ err: error.cause }, 'session store unavailable')
+    }
+    return error
+  }
+
+  function accessTokenOf (request: FastifyRequest): FoundToken | undefined {
+    const authorization = request.headers.authorization
+    if (authorization !== undefined && /^Bearer(\s|$)/i.test(authorization)) {
+      const token = BEARER.exec(authorization)?.[1]
+      if (token === undefined) throw new TokenInvalidError()
+      return { token, kind: 'access', fromCookie: false }
+    }
+    const token = cookies === null ? undefined : readCookie(request, cookies.accessTokenName)
+    return token === undefined ? undefined : { token, kind: 'access', fromCookie: true }
+  }
+
+  function refreshTokenOf (request: FastifyRequest): FoundToken | undefined {
+    const body: unknown = request.body
+    if (body !== undefined && body !== null && (typeof body !== 'object' || Array.isArray(body))) throw new BadRequestError()
+    const fromBody = (body as { refreshToken?: unknown } | null | undefined)?.refreshToken
+    if (fromBody !== undefined) {
+      if (typeof fromBody !== 'string' || fromBody.length === 0) throw new BadRequestError()
+      return { token: fromBody, kind: 'refresh', fromCookie: false }
+    }
+    const token = cookies === null ? undefined : readCookie(request, cookies.refreshTokenName)
+    return token === undefined ? undefined : { token, kind: 'refresh', fromCookie: true }
+  }
+
+  function checkLength (found: FoundToken): string {
+    if (found.token.length > MAX_TOKEN_LENGTH) throw new TokenInvalidError()
+    return found.token
+  }
+
+  function clearCookies (reply: FastifyReply): void {
+    if (cookies !== null) clearTokenCookies(reply, cookies)
+  }
+
+  function deliver (reply: FastifyReply, tokens: IssuedTokens, transport: TokenTransport): TokenSet {
+    if (transport === 'cookie' && cookies !== null) setTokenCookies(reply, cookies, { ...tokens, transport })
+    reply.header('cache-control', 'no-store')
+    return { ...tokens, transport }
+  }
+
+  async function reportReuse (request: FastifyRequest, session: SessionRef): Promise<void> {
+    request.log.warn({ userId: session.userId, sessionId: session.sessionId }, 'refresh token reuse detected: session revoked')
+    if (options.onReuseDetected === undefined) return
+    const event = { ...session, ip: request.ip, userAgent: request.headers['user-agent'] }
+    try {
+      await options.onReuseDetected(event, request)
+    } catch (err) {
+      request.log.error({ err }, 'onReuseDetected hook failed')
+    }
+  }
+
+  return {
+    tokenResponse,
+
+    /** `fastify.authenticate`: verifies the access token; zero store round trips. */
+    async authenticate (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+      try {
+        const found = accessTokenOf(request)
+        if (found === undefined) throw new TokenMissingError()
+        if (found.fromCookie && !SAFE_METHODS.has(request.method)) checkCsrf(request, csrfHeader)
+        request.user = sessions.verifyAccess(checkLength(found))
+      } catch (error) {
+        throw prepare(request, reply, error)
+      }
+    },
+
+    /** `fastify.refresh`: rotates the refresh token from the JSON body or the refresh cookie. */
+    async refresh (request: FastifyRequest, reply: FastifyReply): Promise<TokenResponse> {
+      let reused: SessionRef | undefined
+      let fromCookie = false
+      try {
+        const found = refreshTokenOf(request)
+        if (found === undefined) throw new TokenMissingError()
+        fromCookie = found.fromCookie
+        if (fromCookie) checkCsrf(request, csrfHeader)
+        const tokens = await sessions.rotate(checkLength(found), (session) => { reused = session })
+        return tokenResponse(deliver(reply, tokens, fromCookie ? 'cookie' : 'body'))
+      } catch (error) {
+        if (reused !== undefined) await reportReuse(request, reused)
+        // A refresh cookie that can no longer work is only noise for the browser.
+        if (fromCookie && (error as { statusCode?: unknown }).statusCode === 401) clearCookies(reply)
+        throw prepare(request, reply, error)
+      }
+    },
+
+    /** Ends the caller's session. Idempotent: without a live session it still answers 204. */
+    async logout (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+      try {
+        const session = namedSession(request)
+        if (session !== undefined) await sessions.revoke(session.userId, session.sessionId)
+      } catch (error) {
+        throw prepare(request, reply, error)
+      }
+      clearCookies(reply)
+      reply.code(204)
+    },
+
+    /** Ends every session of the caller, who must hold a live one. */
+    async logoutAll (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+      try {
+        const session = sessionOf(request)
+        if (await sessions.revokeAll(session.userId, session.sessionId) === null) {
+          clearCookies(reply)
+          throw new SessionRevokedError()
+        }
+      } catch (error) {
+        throw prepare(request, reply, error)
+      }
+      clearCookies(reply)
+      reply.code(204)
+    },
+
+    /** `reply.issueTokens`: starts a session and delivers its tokens. */
+    async issueTokens (reply: FastifyReply, userId: string | number, issueOptions: IssueOptions = {}): Promise<TokenSet> {
+      const transport = issueOptions.transport ?? transportOf(reply.request)
+      if (transport === 'cookie' && cookies === null) {
+        throw new TypeError('fastify-token-sessions: transport "cookie" needs cookies enabled')
+      }
+      try {
+        return deliver(reply, await sessions.issue(userId, issueOptions.claims), transport)
+      } catch (error) {
+        throw prepare(reply.request, reply, error)
+      }
+    },
+
+    /** Rejects bodies that are not JSON before they are parsed. */
+    async requireJson (request: FastifyRequest): Promise<void> {
+      const type = request.headers['content-type']
+      if (type === undefined || /^application\/json\s*(;|$)/i.test(type)) return
+      const length = request.headers['content-length']
+      if (length === '0' && request.headers['transfer-encoding'] === undefined) return
+      throw new UnsupportedMediaTypeError()
+    }
+  }
+
+  /** For logout: the session named, or undefined when no token names one validly. */
+  function namedSession (request: FastifyRequest): SessionRef | undefined {
+    try {
+      return sessionOf(request)
+    } catch (error) {
+      if ((error as { statusCode?: unknown }).statusCode === 401) return undefined
+      throw error
+    }
+  }
+
+  function transportOf (request: FastifyRequest): TokenTransport {
+    return cookies === null || request.headers[TRANSPORT_HEADER] === 'body' ? 'body' : 'cookie'
+  }
+
+  /**
+   * The session the caller names, by its refresh token or else its access token (CSRF
+   * checked first when either is a cookie). Throws the first token's error if none holds.
+   */
+  function sessionOf (request: FastifyRequest): SessionRef {
+    const candidates = [refreshTokenOf(request), accessTokenOf(request)]
+    const found = candidates.filter((candidate): candidate is FoundToken => candidate !== undefined)
+    if (found.length === 0) throw new TokenMissingError()
+    if (found.some((candidate) => candidate.fromCookie)) checkCsrf(request, csrfHeader)
+    let firstError: unknown
+    for (const candidate of found) {
+      try {
+        const token = checkLength(candidate)
+        if (candidate.kind === 'refresh') return sessions.refreshSession(token)
+        const user = sessions.verifyAccess(token)
+        return { userId: user.id, sessionId: user.sessionId }
+      } catch (error) {
+        firstError ??= error
+      }
+    }
+    throw firstError
+  }
+}
+
+/** The handlers `createHandlers` returns. */
+export type Handlers = ReturnType<typeof createHandlers>

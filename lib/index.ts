@@ -1,0 +1,112 @@
+import fp from 'fastify-plugin'
+import fastifyCookie from '@fastify/cookie'
+import type { FastifyInstance, FastifyReply } from 'fastify'
+import { createHandlers, type Handlers } from './handlers.js'
+import { resolveOptions, type ResolvedOptions, type ResolvedRoutes } from './options.js'
+import { Sessions } from './sessions.js'
+import { MemoryStore } from './stores/memory.js'
+import { RedisStore } from './stores/redis.js'
+import type { SessionStore } from './stores/store.js'
+import { createTokenCodec } from './tokens.js'
+import type { IssueOptions, SessionUser, TokenSessionsApi, TokenSessionsOptions } from './types.js'
+
+/** The largest body the plugin's routes accept: they take one token at most. */
+const ROUTE_BODY_LIMIT = 16 * 1024
+
+/**
+ * Builds the store from the options. Returns whether the plugin owns it (and so closes
+ * it): a store or a client the app passed in stays the app's.
+ */
+function buildStore (fastify: FastifyInstance, options: ResolvedOptions): { store: SessionStore, owned: boolean } {
+  if (options.store !== undefined) return { store: options.store, owned: false }
+  if (options.redis === undefined) {
+    if (process.env.NODE_ENV === 'production') {
+      fastify.log.warn('fastify-token-sessions: no store configured; sessions live in this process only (MemoryStore)')
+    }
+    return { store: new MemoryStore(), owned: true }
+  }
+  const prefix = options.keyPrefix === undefined ? {} : { keyPrefix: options.keyPrefix }
+  if (typeof options.redis !== 'string') return { store: new RedisStore({ client: options.redis, ...prefix }), owned: true }
+  return {
+    store: new RedisStore({
+      url: options.redis,
+      ...prefix,
+      commandTimeout: options.storeTimeout,
+      onClientError: (err) => fastify.log.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'session store connection error')
+    }),
+    owned: true
+  }
+}
+
+function registerRoutes (fastify: FastifyInstance, routes: ResolvedRoutes, handlers: Handlers): void {
+  fastify.register(async function tokenSessionsRoutes (scope) {
+    scope.addHook('onRequest', handlers.requireJson)
+    const config = { bodyLimit: ROUTE_BODY_LIMIT }
+    if (routes.refresh) scope.post('/refresh', config, handlers.refresh)
+    if (routes.logout) scope.post('/logout', config, handlers.logout)
+    if (routes.logoutAll) scope.post('/logout-all', config, handlers.logoutAll)
+  }, { prefix: routes.prefix })
+}
+
+async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSessionsOptions): Promise<void> {
+  const options = resolveOptions(rawOptions)
+  const codec = await createTokenCodec(fastify, options)
+  if (options.cookies !== null && !fastify.hasReplyDecorator('setCookie')) await fastify.register(fastifyCookie)
+
+  const { store, owned } = buildStore(fastify, options)
+  const sessions = new Sessions(options, codec, store)
+  const handlers = createHandlers(options, sessions)
+
+  const api: TokenSessionsApi = {
+    store,
+    issue: async (userId, issueOptions = {}) => ({ ...await sessions.issue(userId, issueOptions.claims), transport: 'body' }),
+    refresh: async (refreshToken) => ({ ...await sessions.rotate(refreshToken), transport: 'body' }),
+    verifyAccessToken: (accessToken) => sessions.verifyAccess(accessToken),
+    revoke: async (userId, sessionId) => await sessions.revoke(userId, sessionId),
+    revokeAll: async (userId) => await sessions.revokeAll(userId) ?? 0
+  }
+
+  if (!fastify.hasRequestDecorator('user')) fastify.decorateRequest('user', null as unknown as SessionUser)
+  fastify.decorate('tokenSessions', api)
+  fastify.decorate('authenticate', handlers.authenticate)
+  fastify.decorate('refresh', handlers.refresh)
+  fastify.decorateReply('issueTokens', function issueTokens (this: FastifyReply, userId: string | number, issueOptions?: IssueOptions) {
+    return handlers.issueTokens(this, userId, issueOptions)
+  })
+
+  if (options.routes !== null) registerRoutes(fastify, options.routes, handlers)
+  if (owned) fastify.addHook('onClose', async () => { await store.close() })
+}
+
+/**
+ * Secure login sessions for Fastify: short-lived JWT access tokens and rotating,
+ * reuse-detecting refresh tokens kept in Redis.
+ *
+ * @example
+ * ```ts
+ * import Fastify from 'fastify'
+ * import tokenSessions from 'fastify-token-sessions'
+ *
+ * const app = Fastify()
+ * await app.register(tokenSessions, { secret: process.env.JWT_SECRET, redis: process.env.REDIS_URL, routes: true })
+ * app.post('/auth/login', async (request, reply) => {
+ *   const user = await checkPassword(request.body)        // your code
+ *   return tokenResponse(await reply.issueTokens(user.id))
+ * })
+ * app.get('/me', { onRequest: app.authenticate }, async (request) => request.user)
+ * ```
+ */
+const plugin = fp(tokenSessions, { name: 'fastify-token-sessions', fastify: '5.x' })
+
+export default plugin
+export { plugin as tokenSessions }
+export { tokenResponse, TRANSPORT_HEADER } from './handlers.js'
+export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js'
+export { RedisStore, DEFAULT_KEY_PREFIX, type RedisClient, type RedisStoreOptions } from './stores/redis.js'
+export type { SessionStore, NewSession, RotateRequest, RotateOutcome, RevokeAllOptions } from './stores/store.js'
+export * as errors from './errors.js'
+export { ACCESS_TOKEN_TYPE, REFRESH_TOKEN_TYPE, type Claims } from './tokens.js'
+export type {
+  CookieOptions, IssueOptions, ReuseEvent, RoutesOptions, SessionUser, TokenResponse, TokenSessionsApi,
+  TokenSessionsOptions, TokenSet, TokenTransport
+} from './types.js'

@@ -1,0 +1,242 @@
+import { InvalidOptionError } from './errors.js'
+import type { RedisClient } from './stores/redis.js'
+import type { SessionStore } from './stores/store.js'
+import { deriveKeys, type TokenKeys } from './tokens.js'
+import type { ReuseEvent, TokenSessionsOptions } from './types.js'
+import type { FastifyRequest } from 'fastify'
+
+/** Access-token lifetime: 15 minutes. */
+export const DEFAULT_ACCESS_TOKEN_TTL = 15 * 60
+/** Refresh-token lifetime: 24 hours. */
+export const DEFAULT_REFRESH_TOKEN_TTL = 24 * 60 * 60
+/** How long a rotated refresh token may come back without alarm: 10 seconds. */
+export const DEFAULT_REUSE_GRACE = 10
+/** The longest grace allowed: a longer one would blunt theft detection. */
+export const MAX_REUSE_GRACE = 300
+/** The longest refresh-token lifetime allowed: one year. */
+export const MAX_TOKEN_TTL = 365 * 24 * 60 * 60
+/** How long one store operation may take: 1 second. */
+export const DEFAULT_STORE_TIMEOUT = 1000
+/** `Retry-After` of a 503: 1 second. */
+export const DEFAULT_RETRY_AFTER = 1
+/** The shortest secret accepted, in bytes (HS256 wants a key of at least the hash size). */
+export const MIN_SECRET_BYTES = 32
+/** Header a cookie-authenticated state change must carry. */
+export const DEFAULT_CSRF_HEADER = 'x-requested-with'
+/** Prefix of the plugin's routes. */
+export const DEFAULT_ROUTES_PREFIX = '/auth'
+
+/** Options after checking: defaults filled in, keys derived, frozen. */
+export interface ResolvedOptions {
+  readonly keys: TokenKeys
+  readonly accessTokenTtl: number
+  readonly refreshTokenTtl: number
+  readonly reuseGraceMs: number
+  readonly store: SessionStore | undefined
+  readonly redis: RedisClient | string | undefined
+  readonly keyPrefix: string | undefined
+  readonly storeTimeout: number
+  readonly retryAfter: number
+  readonly cookies: ResolvedCookies | null
+  readonly csrfHeader: string | null
+  readonly routes: ResolvedRoutes | null
+  readonly issuer: string | undefined
+  readonly audience: string | undefined
+  readonly onReuseDetected: ((event: ReuseEvent, request: FastifyRequest) => void | Promise<void>) | undefined
+}
+
+/** Cookie settings after checking. */
+export interface ResolvedCookies {
+  readonly accessTokenName: string
+  readonly refreshTokenName: string
+  readonly domain: string | undefined
+  readonly path: string
+  readonly refreshPath: string
+  readonly secure: boolean
+  readonly sameSite: 'strict' | 'lax' | 'none'
+}
+
+/** Routes after checking. */
+export interface ResolvedRoutes {
+  readonly prefix: string
+  readonly refresh: boolean
+  readonly logout: boolean
+  readonly logoutAll: boolean
+}
+
+const KNOWN_OPTIONS = new Set<string>([
+  'secret', 'accessTokenSecret', 'refreshTokenSecret', 'accessTokenTtl', 'refreshTokenTtl', 'reuseGrace',
+  'store', 'redis', 'keyPrefix', 'storeTimeout', 'retryAfter', 'cookies', 'csrfHeader', 'routes',
+  'issuer', 'audience', 'onReuseDetected',
+  // Fastify hands these register() options to every plugin.
+  'prefix', 'logLevel', 'logSerializers'
+])
+const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
+const STORE_METHODS = ['create', 'rotate', 'revoke', 'revokeAll', 'close'] as const
+
+function fail (option: string, fix: string): never {
+  throw new InvalidOptionError(option, fix)
+}
+
+/**
+ * Checks every option once, at registration, and returns them frozen with defaults filled
+ * in. A bad value throws an error naming the option and the fix; nothing is coerced.
+ */
+export function resolveOptions (options: TokenSessionsOptions, env: NodeJS.ProcessEnv = process.env): ResolvedOptions {
+  for (const name of Object.keys(options)) {
+    if (!KNOWN_OPTIONS.has(name)) fail(name, 'is not an option of fastify-token-sessions (check its spelling)')
+  }
+  const accessTokenTtl = seconds(options.accessTokenTtl, 'accessTokenTtl', DEFAULT_ACCESS_TOKEN_TTL)
+  const refreshTokenTtl = seconds(options.refreshTokenTtl, 'refreshTokenTtl', DEFAULT_REFRESH_TOKEN_TTL)
+  if (refreshTokenTtl <= accessTokenTtl) fail('refreshTokenTtl', `must exceed accessTokenTtl (${accessTokenTtl} s)`)
+  const reuseGrace = options.reuseGrace ?? DEFAULT_REUSE_GRACE
+  if (typeof reuseGrace !== 'number' || !(reuseGrace >= 0 && reuseGrace <= MAX_REUSE_GRACE)) {
+    fail('reuseGrace', `must be a number of seconds from 0 (strict) to ${MAX_REUSE_GRACE}`)
+  }
+  const routes = resolveRoutes(options.routes)
+  return Object.freeze({
+    keys: resolveKeys(options),
+    accessTokenTtl,
+    refreshTokenTtl,
+    reuseGraceMs: Math.round(reuseGrace * 1000),
+    ...resolveStore(options),
+    storeTimeout: integer(options.storeTimeout, 'storeTimeout', DEFAULT_STORE_TIMEOUT, 1, 60_000, 'milliseconds'),
+    retryAfter: integer(options.retryAfter, 'retryAfter', DEFAULT_RETRY_AFTER, 1, 3600, 'seconds'),
+    cookies: resolveCookies(options.cookies, routes, env),
+    csrfHeader: resolveCsrfHeader(options.csrfHeader),
+    routes,
+    issuer: text(options.issuer, 'issuer'),
+    audience: text(options.audience, 'audience'),
+    onReuseDetected: callback(options.onReuseDetected, 'onReuseDetected')
+  })
+}
+
+function integer (value: unknown, option: string, fallback: number, min: number, max: number, unit: string): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    fail(option, `must be a whole number of ${unit} from ${min} to ${max}`)
+  }
+  return value
+}
+
+function seconds (value: unknown, option: string, fallback: number): number {
+  return integer(value, option, fallback, 1, MAX_TOKEN_TTL, 'seconds')
+}
+
+function text (value: unknown, option: string): string | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'string' || value.length === 0) fail(option, 'must be a non-empty string')
+  return value
+}
+
+function callback<T> (value: T | undefined, option: string): T | undefined {
+  if (value !== undefined && typeof value !== 'function') fail(option, 'must be a function')
+  return value
+}
+
+function secretBytes (value: unknown, option: string): Buffer {
+  if (typeof value !== 'string' && !Buffer.isBuffer(value)) {
+    fail(option, `must be a string or Buffer of at least ${MIN_SECRET_BYTES} bytes (e.g. openssl rand -base64 48)`)
+  }
+  const bytes = Buffer.from(value)
+  if (bytes.length < MIN_SECRET_BYTES) {
+    fail(option, `is ${bytes.length} bytes; use at least ${MIN_SECRET_BYTES} random bytes (e.g. openssl rand -base64 48)`)
+  }
+  return bytes
+}
+
+function resolveKeys (options: TokenSessionsOptions): TokenKeys {
+  const separate = options.accessTokenSecret !== undefined || options.refreshTokenSecret !== undefined
+  if (options.secret !== undefined && separate) {
+    fail('secret', 'give either secret, or accessTokenSecret and refreshTokenSecret, not both')
+  }
+  if (!separate) {
+    if (options.secret === undefined) fail('secret', 'is required (or give accessTokenSecret and refreshTokenSecret)')
+    const secret = secretBytes(options.secret, 'secret')
+    return deriveKeys({ access: secret, refresh: secret })
+  }
+  const access = secretBytes(options.accessTokenSecret, 'accessTokenSecret')
+  const refresh = secretBytes(options.refreshTokenSecret, 'refreshTokenSecret')
+  if (access.equals(refresh)) fail('refreshTokenSecret', 'must differ from accessTokenSecret (or give one secret)')
+  return deriveKeys({ access, refresh })
+}
+
+function resolveStore (options: TokenSessionsOptions): Pick<ResolvedOptions, 'store' | 'redis' | 'keyPrefix'> {
+  const { store, redis, keyPrefix } = options
+  if (store !== undefined && redis !== undefined) fail('store', 'give either store or redis, not both')
+  if (store !== undefined) {
+    if (store === null || typeof store !== 'object' || STORE_METHODS.some((m) => typeof store[m] !== 'function')) {
+      fail('store', `must implement SessionStore (${STORE_METHODS.join(', ')}), e.g. new RedisStore({ client })`)
+    }
+    if (keyPrefix !== undefined) fail('keyPrefix', 'goes to the RedisStore you pass as store, not to the plugin')
+  }
+  if (redis !== undefined) {
+    const isClient = redis !== null && typeof redis === 'object' && typeof (redis as { defineCommand?: unknown }).defineCommand === 'function'
+    if (!isClient && (typeof redis !== 'string' || !/^rediss?:\/\//.test(redis))) {
+      fail('redis', 'must be an ioredis client (Redis or Cluster) or a redis:// or rediss:// URL')
+    }
+  }
+  if (keyPrefix !== undefined && (typeof keyPrefix !== 'string' || /[{}]/.test(keyPrefix))) {
+    fail('keyPrefix', 'must be a string without "{" or "}" (they would break the per-user hash tag)')
+  }
+  return { store, redis, keyPrefix }
+}
+
+function resolveRoutes (routes: TokenSessionsOptions['routes']): ResolvedRoutes | null {
+  if (routes === undefined || routes === false) return null
+  const given = routes === true ? {} : routes
+  if (given === null || typeof given !== 'object') fail('routes', 'must be true, false or { prefix, refresh, logout, logoutAll }')
+  const prefix = given.prefix ?? DEFAULT_ROUTES_PREFIX
+  if (typeof prefix !== 'string' || !/^(\/[A-Za-z0-9._~-]+)*$/.test(prefix)) {
+    fail('routes.prefix', 'must be a path like "/auth" (no trailing slash), or "" for the root')
+  }
+  const flag = (name: 'refresh' | 'logout' | 'logoutAll'): boolean => {
+    const value = given[name] ?? true
+    if (typeof value !== 'boolean') fail(`routes.${name}`, 'must be a boolean')
+    return value
+  }
+  return Object.freeze({ prefix, refresh: flag('refresh'), logout: flag('logout'), logoutAll: flag('logoutAll') })
+}
+
+function resolveCookies (cookies: TokenSessionsOptions['cookies'], routes: ResolvedRoutes | null, env: NodeJS.ProcessEnv): ResolvedCookies | null {
+  if (cookies === false) return null
+  const given = cookies ?? {}
+  if (given === null || typeof given !== 'object') fail('cookies', 'must be false or an object of cookie settings')
+  const name = (option: 'accessTokenName' | 'refreshTokenName', fallback: string): string => {
+    const value = given[option] ?? fallback
+    if (typeof value !== 'string' || !COOKIE_NAME.test(value)) fail(`cookies.${option}`, 'must be a valid cookie name')
+    return value
+  }
+  const path = (option: 'path' | 'refreshPath', fallback: string): string => {
+    const value = given[option] ?? fallback
+    if (typeof value !== 'string' || !value.startsWith('/') || /[;\s]/.test(value)) fail(`cookies.${option}`, 'must be a path starting with "/"')
+    return value
+  }
+  const sameSite = given.sameSite ?? 'strict'
+  if (sameSite !== 'strict' && sameSite !== 'lax' && sameSite !== 'none') fail('cookies.sameSite', 'must be "strict", "lax" or "none"')
+  const secure = given.secure ?? env.NODE_ENV === 'production'
+  if (typeof secure !== 'boolean') fail('cookies.secure', 'must be a boolean')
+  if (sameSite === 'none' && !secure) fail('cookies.sameSite', 'can be "none" only with secure: true (browsers drop such cookies otherwise)')
+  const domain = given.domain
+  if (domain !== undefined && (typeof domain !== 'string' || !/^[A-Za-z0-9.-]+$/.test(domain))) fail('cookies.domain', 'must be a host name')
+  const accessTokenName = name('accessTokenName', 'access_token')
+  const refreshTokenName = name('refreshTokenName', 'refresh_token')
+  if (accessTokenName === refreshTokenName) fail('cookies.refreshTokenName', 'must differ from cookies.accessTokenName')
+  return Object.freeze({
+    accessTokenName,
+    refreshTokenName,
+    domain,
+    path: path('path', '/'),
+    refreshPath: path('refreshPath', routes === null || routes.prefix === '' ? '/' : routes.prefix),
+    secure,
+    sameSite
+  })
+}
+
+function resolveCsrfHeader (header: TokenSessionsOptions['csrfHeader']): string | null {
+  if (header === false) return null
+  const value = header ?? DEFAULT_CSRF_HEADER
+  if (typeof value !== 'string' || !HEADER_NAME.test(value)) fail('csrfHeader', 'must be a lower-case header name, or false')
+  return value
+}

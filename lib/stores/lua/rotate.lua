@@ -1,0 +1,24 @@
+-- KEYS: session, index. ARGV: session id, presented hash, successor hash, ttl (ms), grace (ms).
+-- Returns {1, ttl} rotated, {2, ttl} replayed within grace, {0} missing, {3} reused.
+local s = redis.call('HMGET', KEYS[1], 'c', 'p', 'r')
+if not s[1] then
+  return {0}
+end
+local now = now_ms()
+if s[1] == ARGV[2] then
+  local ttl = tonumber(ARGV[4])
+  redis.call('HSET', KEYS[1], 'c', ARGV[3], 'p', ARGV[2], 'r', now, 'u', now)
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
+  reindex(KEYS[2], now)
+  return {1, ttl}
+end
+local grace = tonumber(ARGV[5])
+if s[2] == ARGV[2] and grace > 0 and now - tonumber(s[3]) <= grace then
+  return {2, redis.call('PTTL', KEYS[1])}
+end
+-- A token rotated before the grace window came back: treat it as stolen.
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+reindex(KEYS[2], now)
+return {3}

@@ -1,0 +1,124 @@
+import type { NewSession, RevokeAllOptions, RotateOutcome, RotateRequest, SessionStore } from './store.js'
+
+interface MemorySession {
+  current: string
+  previous: string | undefined
+  rotatedAt: number
+  expiresAt: number
+}
+
+/** Options of {@link MemoryStore}. */
+export interface MemoryStoreOptions {
+  /** The clock, in milliseconds. Tests pass a fake one. */
+  now?: () => number
+  /** How often expired sessions are swept out, in milliseconds (default 60 s). */
+  sweepInterval?: number
+}
+
+const DEFAULT_SWEEP_INTERVAL = 60_000
+
+/**
+ * Sessions in this process's memory: the embedded default for development and for an
+ * app's own tests. It keeps the same contract as {@link RedisStore} but is lost on restart
+ * and not shared between processes, so production runs on Redis.
+ *
+ * @example
+ * ```ts
+ * import tokenSessions, { MemoryStore } from 'fastify-token-sessions'
+ * await app.register(tokenSessions, { secret, store: new MemoryStore() })
+ * ```
+ */
+export class MemoryStore implements SessionStore {
+  readonly #users = new Map<string, Map<string, MemorySession>>()
+  readonly #now: () => number
+  readonly #sweeper: NodeJS.Timeout
+
+  constructor (options: MemoryStoreOptions = {}) {
+    this.#now = options.now ?? Date.now
+    this.#sweeper = setInterval(() => this.#sweep(), options.sweepInterval ?? DEFAULT_SWEEP_INTERVAL)
+    this.#sweeper.unref()
+  }
+
+  async create (session: NewSession): Promise<void> {
+    const now = this.#now()
+    this.#sessionsOf(session.userId).set(session.sessionId, {
+      current: session.tokenHash,
+      previous: undefined,
+      rotatedAt: now,
+      expiresAt: now + session.ttlMs
+    })
+  }
+
+  async rotate (request: RotateRequest): Promise<RotateOutcome> {
+    const now = this.#now()
+    const session = this.#live(request.userId, request.sessionId, now)
+    if (session === undefined) return { status: 'missing' }
+    if (session.current === request.presentedHash) {
+      session.previous = session.current
+      session.current = request.successorHash
+      session.rotatedAt = now
+      session.expiresAt = now + request.ttlMs
+      return { status: 'rotated', ttlMs: request.ttlMs }
+    }
+    if (session.previous === request.presentedHash && request.graceMs > 0 && now - session.rotatedAt <= request.graceMs) {
+      return { status: 'replayed', ttlMs: session.expiresAt - now }
+    }
+    this.#delete(request.userId, request.sessionId)
+    return { status: 'reused' }
+  }
+
+  async revoke (userId: string, sessionId: string): Promise<boolean> {
+    const live = this.#live(userId, sessionId, this.#now()) !== undefined
+    this.#delete(userId, sessionId)
+    return live
+  }
+
+  async revokeAll (userId: string, options: RevokeAllOptions = {}): Promise<number | null> {
+    const now = this.#now()
+    if (options.ifLive !== undefined && this.#live(userId, options.ifLive, now) === undefined) return null
+    const sessions = this.#users.get(userId)
+    let count = 0
+    for (const session of sessions?.values() ?? []) {
+      if (session.expiresAt > now) count++
+    }
+    this.#users.delete(userId)
+    return count
+  }
+
+  async close (): Promise<void> {
+    clearInterval(this.#sweeper)
+  }
+
+  #sessionsOf (userId: string): Map<string, MemorySession> {
+    let sessions = this.#users.get(userId)
+    if (sessions === undefined) {
+      sessions = new Map()
+      this.#users.set(userId, sessions)
+    }
+    return sessions
+  }
+
+  #live (userId: string, sessionId: string, now: number): MemorySession | undefined {
+    const session = this.#users.get(userId)?.get(sessionId)
+    if (session === undefined) return undefined
+    if (session.expiresAt > now) return session
+    this.#delete(userId, sessionId)
+    return undefined
+  }
+
+  #delete (userId: string, sessionId: string): void {
+    const sessions = this.#users.get(userId)
+    if (sessions === undefined) return
+    sessions.delete(sessionId)
+    if (sessions.size === 0) this.#users.delete(userId)
+  }
+
+  #sweep (): void {
+    const now = this.#now()
+    for (const [userId, sessions] of this.#users) {
+      for (const [sessionId, session] of sessions) {
+        if (session.expiresAt <= now) this.#delete(userId, sessionId)
+      }
+    }
+  }
+}

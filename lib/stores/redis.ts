@@ -1,0 +1,151 @@
+import { readFileSync } from 'node:fs'
+import { Redis, type Cluster, type Result } from 'ioredis'
+import type { NewSession, RevokeAllOptions, RotateOutcome, RotateRequest, SessionStore } from './store.js'
+
+/** A client the store can run its scripts on: a standalone/Sentinel client or a Cluster. */
+export type RedisClient = Redis | Cluster
+
+/** Options of {@link RedisStore}: give it a client you own, or a URL for one it owns. */
+export type RedisStoreOptions = (
+  | { client: RedisClient, url?: never }
+  | { url: string, client?: never }
+) & {
+  /** Prefix of every key (default `tsess:`). It must not contain `{` or `}`. */
+  keyPrefix?: string
+  /** For a client the store creates: how long a command may take, in ms (default 1000). */
+  commandTimeout?: number
+  /** For a client the store creates: called with each connection error. */
+  onClientError?: (error: Error) => void
+}
+
+/** The default prefix of every Redis key. */
+export const DEFAULT_KEY_PREFIX = 'tsess:'
+/** The default command timeout of a client the store creates, in milliseconds. */
+export const DEFAULT_COMMAND_TIMEOUT = 1000
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    tokenSessionsCreate (session: string, index: string, sessionId: string, hash: string, ttlMs: number): Result<number, Context>
+    tokenSessionsRotate (session: string, index: string, sessionId: string, presented: string, successor: string, ttlMs: number, graceMs: number): Result<number[], Context>
+    tokenSessionsRevoke (session: string, index: string, sessionId: string): Result<number, Context>
+    tokenSessionsRevokeAll (index: string, guard: string, sessionPrefix: string, requireGuard: '0' | '1'): Result<number, Context>
+  }
+}
+
+function lua (name: string): string {
+  return readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8')
+}
+
+const COMMON = lua('common')
+const SCRIPTS = {
+  tokenSessionsCreate: { numberOfKeys: 2, lua: COMMON + lua('create') },
+  tokenSessionsRotate: { numberOfKeys: 2, lua: COMMON + lua('rotate') },
+  tokenSessionsRevoke: { numberOfKeys: 2, lua: COMMON + lua('revoke') },
+  tokenSessionsRevokeAll: { numberOfKeys: 2, lua: COMMON + lua('revoke-all') }
+} as const
+
+const ROTATE_STATUS = ['missing', 'rotated', 'replayed', 'reused'] as const
+
+/**
+ * A user id inside a hash tag: `{` and `}` would end the tag early (and `%` is escaped
+ * so the mapping stays one-to-one), so that all of a user's keys share one Cluster slot.
+ */
+function tagOf (userId: string): string {
+  return '{' + userId.replace(/[%{}]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase()) + '}'
+}
+
+/**
+ * Sessions in Redis. Each user's keys share the hash tag `{userId}`, so every operation,
+ * one Lua script in one round trip, touches a single Cluster slot:
+ *
+ * - `<prefix>{<userId>}:s:<sessionId>`: a hash with the current and previous refresh-token
+ *   id hashes (`c`, `p`), when it last rotated (`r`), created (`t`) and last used (`u`).
+ * - `<prefix>{<userId>}:idx`: a sorted set of the user's session ids scored by expiry.
+ *
+ * Every key expires with the tokens it serves.
+ *
+ * @example
+ * ```ts
+ * import { Redis } from 'ioredis'
+ * import tokenSessions, { RedisStore } from 'fastify-token-sessions'
+ * const redis = new Redis({ commandTimeout: 1000 })
+ * await app.register(tokenSessions, { secret, store: new RedisStore({ client: redis }) })
+ * ```
+ */
+export class RedisStore implements SessionStore {
+  /** The client the scripts run on. */
+  readonly client: RedisClient
+  readonly #prefix: string
+  readonly #owned: boolean
+
+  constructor (options: RedisStoreOptions) {
+    this.#prefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX
+    if (/[{}]/.test(this.#prefix)) {
+      throw new TypeError('RedisStore: keyPrefix must not contain "{" or "}" (they would break the per-user hash tag)')
+    }
+    if (options.client !== undefined) {
+      this.client = options.client
+      this.#owned = false
+    } else {
+      this.client = ownClient(options.url, options.commandTimeout ?? DEFAULT_COMMAND_TIMEOUT, options.onClientError)
+      this.#owned = true
+    }
+    for (const [name, definition] of Object.entries(SCRIPTS)) this.client.defineCommand(name, definition)
+  }
+
+  /** The key of one session. */
+  sessionKey (userId: string, sessionId: string): string {
+    return `${this.#prefix}${tagOf(userId)}:s:${sessionId}`
+  }
+
+  /** The key of a user's session index. */
+  indexKey (userId: string): string {
+    return `${this.#prefix}${tagOf(userId)}:idx`
+  }
+
+  async create (session: NewSession): Promise<void> {
+    const { userId, sessionId } = session
+    await this.client.tokenSessionsCreate(this.sessionKey(userId, sessionId), this.indexKey(userId), sessionId, session.tokenHash, session.ttlMs)
+  }
+
+  async rotate (request: RotateRequest): Promise<RotateOutcome> {
+    const { userId, sessionId } = request
+    const [code = 0, ttlMs = 0] = await this.client.tokenSessionsRotate(
+      this.sessionKey(userId, sessionId), this.indexKey(userId), sessionId,
+      request.presentedHash, request.successorHash, request.ttlMs, request.graceMs
+    )
+    const status = ROTATE_STATUS[code] ?? 'missing'
+    return status === 'rotated' || status === 'replayed' ? { status, ttlMs } : { status }
+  }
+
+  async revoke (userId: string, sessionId: string): Promise<boolean> {
+    return await this.client.tokenSessionsRevoke(this.sessionKey(userId, sessionId), this.indexKey(userId), sessionId) === 1
+  }
+
+  async revokeAll (userId: string, options: RevokeAllOptions = {}): Promise<number | null> {
+    const guard = options.ifLive === undefined ? this.indexKey(userId) : this.sessionKey(userId, options.ifLive)
+    const count = await this.client.tokenSessionsRevokeAll(
+      this.indexKey(userId), guard, this.sessionKey(userId, ''), options.ifLive === undefined ? '0' : '1'
+    )
+    return count < 0 ? null : count
+  }
+
+  /** Quits the client only if this store created it: a client passed in stays the caller's. */
+  async close (): Promise<void> {
+    if (!this.#owned) return
+    await this.client.quit().catch(() => this.client.disconnect())
+  }
+}
+
+function ownClient (url: string, commandTimeout: number, onError: ((error: Error) => void) | undefined): Redis {
+  const client = new Redis(url, {
+    commandTimeout,
+    connectTimeout: Math.max(commandTimeout, 1000),
+    // Commands wait in the offline queue only through one reconnect attempt, and never
+    // longer than commandTimeout: an outage becomes a fast 503, not a pile of requests.
+    maxRetriesPerRequest: 1
+  })
+  // Without a listener ioredis prints every reconnect failure to stderr.
+  client.on('error', onError ?? (() => {}))
+  return client
+}

@@ -1,0 +1,73 @@
+/**
+ * The contract between the session lifecycle and where sessions live.
+ *
+ * A store never sees a token or a token id: only hashes of refresh-token ids, which
+ * cannot be turned back into a usable token. Every method is one atomic step; the
+ * Redis store runs each as one Lua script in one round trip. Times are durations in
+ * milliseconds: the store applies them to its own clock, so that several app instances
+ * agree on time (the Redis store uses the Redis server's clock).
+ *
+ * @example
+ * ```ts
+ * const store: SessionStore = new MemoryStore()
+ * await store.create({ userId: 'u1', sessionId: 's1', tokenHash: 'h1', ttlMs: 60_000 })
+ * const outcome = await store.rotate({
+ *   userId: 'u1', sessionId: 's1', presentedHash: 'h1', successorHash: 'h2', ttlMs: 60_000, graceMs: 5_000
+ * })
+ * // outcome.status === 'rotated'
+ * ```
+ */
+export interface SessionStore {
+  /** Records a new session whose current refresh-token hash is `tokenHash`. */
+  create (session: NewSession): Promise<void>
+  /** Moves a session to its next refresh token, or detects reuse and deletes the session. */
+  rotate (request: RotateRequest): Promise<RotateOutcome>
+  /** Deletes one session. Resolves to whether it existed. */
+  revoke (userId: string, sessionId: string): Promise<boolean>
+  /**
+   * Deletes every session of a user and resolves to how many there were. With `ifLive`,
+   * does so only while that session still exists, and resolves to `null` otherwise.
+   */
+  revokeAll (userId: string, options?: RevokeAllOptions): Promise<number | null>
+  /** Releases what the store itself created (timers, its own clients). */
+  close (): Promise<void>
+}
+
+/** A session as created at login. */
+export interface NewSession {
+  userId: string
+  sessionId: string
+  /** Hash of the first refresh token's id. */
+  tokenHash: string
+  /** How long the session lives without a refresh. */
+  ttlMs: number
+}
+
+/** One refresh: the hash of the presented token's id and of its successor's. */
+export interface RotateRequest {
+  userId: string
+  sessionId: string
+  presentedHash: string
+  successorHash: string
+  /** The session's life after this rotation. */
+  ttlMs: number
+  /** How long after a rotation the rotated token may still be presented (0: never). */
+  graceMs: number
+}
+
+/**
+ * - `rotated`: the presented token was current; the successor now is.
+ * - `replayed`: the presented token was rotated less than `graceMs` ago; the successor
+ *   (already current) is handed out again, so racing or retried requests share one chain.
+ * - `missing`: no such session (never existed, expired, or revoked).
+ * - `reused`: the presented token was rotated before the grace window: the session is gone.
+ */
+export type RotateOutcome =
+  | { status: 'rotated' | 'replayed', ttlMs: number }
+  | { status: 'missing' | 'reused' }
+
+/** Options of {@link SessionStore.revokeAll}. */
+export interface RevokeAllOptions {
+  /** Revoke only while this session of the same user is still live. */
+  ifLive?: string
+}

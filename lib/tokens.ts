@@ -1,0 +1,213 @@
+import { createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto'
+import fastifyJwt, { type JWT } from '@fastify/jwt'
+import type { FastifyInstance } from 'fastify'
+import { TokenExpiredError, TokenInvalidError } from './errors.js'
+
+/** The JOSE `typ` header of an access token (RFC 9068). */
+export const ACCESS_TOKEN_TYPE = 'at+jwt'
+/** The JOSE `typ` header of a refresh token; an access token never carries it. */
+export const REFRESH_TOKEN_TYPE = 'rt+jwt'
+const ALGORITHM = 'HS256'
+
+/** Claims this plugin writes itself; an app's own claims may not use these names. */
+export const RESERVED_CLAIMS: ReadonlySet<string> = new Set([
+  'sub', 'sid', 'jti', 'iat', 'exp', 'nbf', 'iss', 'aud', 'typ', 'clm', 'id', 'sessionId'
+])
+
+const SESSION_ID = /^[A-Za-z0-9_-]{22}$/
+const REFRESH_ID = /^[A-Za-z0-9_-]{43}$/
+const MAX_USER_ID_LENGTH = 256
+
+/** The signing keys, one per token type, and the key that derives refresh successors. */
+export interface TokenKeys {
+  access: Buffer
+  refresh: Buffer
+  successor: Buffer
+}
+
+/** The app's own claims, copied into every access token of the session. */
+export type Claims = Record<string, unknown>
+
+/** What a verified access token says. */
+export interface AccessClaims {
+  sub: string
+  sid: string
+  exp: number
+  claims: Claims
+}
+
+/** What a verified refresh token says. */
+export interface RefreshClaims {
+  sub: string
+  sid: string
+  jti: string
+  exp: number
+  claims: Claims
+}
+
+function hkdf (secret: Buffer, info: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', secret, 'fastify-token-sessions', info, 32))
+}
+
+/**
+ * Derives independent keys from one secret (HKDF-SHA256), or from separate access and
+ * refresh secrets, so that no token type can be verified with another's key.
+ */
+export function deriveKeys (secrets: { access: Buffer, refresh: Buffer }): TokenKeys {
+  return {
+    access: hkdf(secrets.access, 'access-token'),
+    refresh: hkdf(secrets.refresh, 'refresh-token'),
+    successor: hkdf(secrets.refresh, 'refresh-successor')
+  }
+}
+
+/** A new random session id (128 bits). */
+export function newSessionId (): string {
+  return randomBytes(16).toString('base64url')
+}
+
+/** A new random refresh-token id (256 bits): the head of a rotation chain. */
+export function newRefreshId (): string {
+  return randomBytes(32).toString('base64url')
+}
+
+/**
+ * The id of the token that replaces `refreshId`. Being a keyed function of the presented
+ * id, racing refreshes of the same token agree on the successor without storing it.
+ */
+export function successorId (keys: TokenKeys, refreshId: string): string {
+  return createHmac('sha256', keys.successor).update(refreshId).digest('base64url')
+}
+
+/** What the store keeps of a refresh-token id: its SHA-256, from which no token can be rebuilt. */
+export function hashId (refreshId: string): string {
+  return createHash('sha256').update(refreshId).digest('base64url')
+}
+
+/** Signs and verifies both token types with keys pinned to one algorithm. */
+export interface TokenCodec {
+  signAccess (input: { sub: string, sid: string, ttlSeconds: number, claims: Claims }): string
+  signRefresh (input: { sub: string, sid: string, jti: string, ttlSeconds: number, claims: Claims }): string
+  /** Throws a 401 error for any token that is not a valid access token. */
+  verifyAccess (token: string): AccessClaims
+  /** Throws a 401 error for any token that is not a valid refresh token. */
+  verifyRefresh (token: string): RefreshClaims
+}
+
+interface TokenCodecOptions {
+  keys: TokenKeys
+  issuer: string | undefined
+  audience: string | undefined
+}
+
+/**
+ * Registers `@fastify/jwt` once per token type in an encapsulated context (so that the
+ * app's own `fastify.jwt`, if any, is left alone) and wraps its signers and verifiers.
+ */
+export async function createTokenCodec (fastify: FastifyInstance, options: TokenCodecOptions): Promise<TokenCodec> {
+  const jwts: Partial<Record<'access' | 'refresh', JWT>> = {}
+  await fastify.register(async function tokenSessionsJwt (child) {
+    for (const kind of ['access', 'refresh'] as const) {
+      const namespace = `tokenSessions_${kind}`
+      const typ = kind === 'access' ? ACCESS_TOKEN_TYPE : REFRESH_TOKEN_TYPE
+      await child.register(fastifyJwt, {
+        secret: options.keys[kind],
+        namespace,
+        sign: {
+          algorithm: ALGORITHM,
+          header: { alg: ALGORITHM, typ },
+          ...(options.issuer === undefined ? {} : { iss: options.issuer }),
+          ...(options.audience === undefined ? {} : { aud: options.audience })
+        },
+        verify: {
+          algorithms: [ALGORITHM],
+          checkTyp: typ,
+          requiredClaims: kind === 'access' ? ['sub', 'sid', 'exp'] : ['sub', 'sid', 'jti', 'exp'],
+          ...(options.issuer === undefined ? {} : { allowedIss: options.issuer }),
+          ...(options.audience === undefined ? {} : { allowedAud: options.audience })
+        }
+      })
+      jwts[kind] = (child.jwt as unknown as Record<string, JWT>)[namespace]
+    }
+  })
+  const access = jwts.access as JWT
+  const refresh = jwts.refresh as JWT
+
+  return {
+    signAccess ({ sub, sid, ttlSeconds, claims }) {
+      const iat = nowSeconds()
+      return access.sign({ ...claims, sub, sid, iat, exp: iat + ttlSeconds })
+    },
+    signRefresh ({ sub, sid, jti, ttlSeconds, claims }) {
+      const iat = nowSeconds()
+      const payload: Record<string, unknown> = { sub, sid, jti, iat, exp: iat + ttlSeconds }
+      if (Object.keys(claims).length > 0) payload.clm = claims
+      return refresh.sign(payload)
+    },
+    verifyAccess (token) {
+      const payload = verify(access, token)
+      const claims: Claims = {}
+      for (const [name, value] of Object.entries(payload)) {
+        if (!RESERVED_CLAIMS.has(name)) claims[name] = value
+      }
+      return { ...checkSubject(payload), claims }
+    },
+    verifyRefresh (token) {
+      const payload = verify(refresh, token)
+      const { jti, clm } = payload
+      if (typeof jti !== 'string' || !REFRESH_ID.test(jti)) throw new TokenInvalidError()
+      if (clm !== undefined && (clm === null || typeof clm !== 'object' || Array.isArray(clm))) throw new TokenInvalidError()
+      return { ...checkSubject(payload), jti, claims: (clm ?? {}) as Claims }
+    }
+  }
+}
+
+function nowSeconds (): number {
+  return Math.floor(Date.now() / 1000)
+}
+
+/**
+ * The one place where a JWT failure becomes an HTTP error. `@fastify/jwt` and `fast-jwt`
+ * raise errors without a status for many malformed tokens (a foreign algorithm, an
+ * unknown `crit` header, a bad claim type, ...), which Fastify would answer with a 500.
+ * Every failure here is a 401.
+ */
+function verify (jwt: JWT, token: string): Record<string, unknown> {
+  let payload: unknown
+  try {
+    payload = jwt.verify(token)
+  } catch (error) {
+    throw (error as { code?: unknown }).code === 'FAST_JWT_EXPIRED' ? new TokenExpiredError() : new TokenInvalidError()
+  }
+  if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) throw new TokenInvalidError()
+  return payload as Record<string, unknown>
+}
+
+function checkSubject (payload: Record<string, unknown>): { sub: string, sid: string, exp: number } {
+  const { sub, sid, exp } = payload
+  if (typeof sub !== 'string' || sub.length === 0 || sub.length > MAX_USER_ID_LENGTH) throw new TokenInvalidError()
+  if (typeof sid !== 'string' || !SESSION_ID.test(sid)) throw new TokenInvalidError()
+  if (typeof exp !== 'number') throw new TokenInvalidError()
+  return { sub, sid, exp }
+}
+
+/** Checks a user id given to the plugin by app code; a bad one is a bug in the app. */
+export function checkUserId (userId: unknown): string {
+  const id = typeof userId === 'number' && Number.isSafeInteger(userId) ? String(userId) : userId
+  if (typeof id !== 'string' || id.length === 0 || id.length > MAX_USER_ID_LENGTH) {
+    throw new TypeError(`fastify-token-sessions: a user id must be a non-empty string of at most ${MAX_USER_ID_LENGTH} characters, or a safe integer`)
+  }
+  return id
+}
+
+/** Checks the app's own claims once, at login; they then travel inside the tokens. */
+export function checkClaims (claims: unknown): Claims {
+  if (claims === undefined) return {}
+  if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) {
+    throw new TypeError('fastify-token-sessions: claims must be a plain object')
+  }
+  for (const name of Object.keys(claims)) {
+    if (RESERVED_CLAIMS.has(name)) throw new TypeError(`fastify-token-sessions: the claim name "${name}" is reserved`)
+  }
+  return claims as Claims
+}

@@ -1,0 +1,75 @@
+import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
+import { Writable } from 'node:stream'
+import tokenSessions, { tokenResponse, type TokenSessionsOptions } from '../../lib/index.js'
+
+/** A 48-byte test secret. */
+export const SECRET = 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz'
+
+/** Collects every log line the app writes, to check what it says and what it never says. */
+export class LogCapture extends Writable {
+  readonly lines: string[] = []
+  override _write (chunk: Buffer, _encoding: string, callback: () => void): void {
+    this.lines.push(...chunk.toString().split('\n').filter(Boolean))
+    callback()
+  }
+
+  get text (): string {
+    return this.lines.join('\n')
+  }
+
+  entries (): Array<Record<string, unknown>> {
+    return this.lines.map((line) => JSON.parse(line) as Record<string, unknown>)
+  }
+}
+
+export interface TestAppOptions {
+  logs?: LogCapture
+}
+
+/**
+ * An app as a user would write one: the plugin, a login route that trusts the posted
+ * user id (password checks are the example app's business), and protected routes.
+ */
+export async function buildApp (
+  t: { teardown: (fn: () => unknown) => void },
+  options: Partial<TokenSessionsOptions> = {},
+  testOptions: TestAppOptions = {}
+): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: testOptions.logs === undefined ? false : { level: 'debug', stream: testOptions.logs }
+  })
+  await app.register(tokenSessions, { secret: SECRET, routes: true, ...options })
+  app.post<{ Body: { userId: string, claims?: Record<string, unknown> } }>('/auth/login', async (request, reply) => {
+    const { userId, claims } = request.body
+    return tokenResponse(await reply.issueTokens(userId, claims === undefined ? {} : { claims }))
+  })
+  app.get('/me', { onRequest: app.authenticate }, async (request) => request.user)
+  app.post('/me', { onRequest: app.authenticate }, async (request) => request.user)
+  await app.ready()
+  t.teardown(() => app.close())
+  return app
+}
+
+/** The cookies a response sets, by name. */
+export function cookiesOf (response: LightMyRequestResponse): Map<string, { value: string, path?: string, maxAge?: number, expires?: Date, httpOnly?: boolean, sameSite?: string, secure?: boolean, domain?: string }> {
+  const cookies = new Map()
+  for (const cookie of response.cookies as Array<{ name: string, value: string }>) cookies.set(cookie.name, cookie)
+  return cookies
+}
+
+/** Logs a user in with body transport; returns the token response. */
+export async function login (app: FastifyInstance, userId: string, claims?: Record<string, unknown>): Promise<{ accessToken: string, refreshToken: string, expiresIn: number, refreshExpiresIn: number }> {
+  const response = await app.inject({
+    method: 'POST',
+    url: '/auth/login',
+    headers: { 'x-token-transport': 'body' },
+    payload: claims === undefined ? { userId } : { userId, claims }
+  })
+  if (response.statusCode !== 200) throw new Error(`login failed: ${response.statusCode} ${response.body}`)
+  return response.json()
+}
+
+/** Refreshes with a refresh token in the body. */
+export async function refresh (app: FastifyInstance, refreshToken: string): Promise<LightMyRequestResponse> {
+  return await app.inject({ method: 'POST', url: '/auth/refresh', payload: { refreshToken } })
+}

@@ -1,0 +1,124 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createServer, connect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Redis } from 'ioredis'
+
+const INSTALL_HINT = 'redis-server is not on PATH. The tests run against real Redis processes they start themselves.\n' +
+  'Install it: Debian/Ubuntu `apt-get install -y redis-server`, Fedora `dnf install redis`, macOS `brew install redis`.'
+
+/** Fails loudly, never skips, when the tests cannot run real Redis. */
+export function assertRedisInstalled (): void {
+  const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8' })
+  if (probe.error !== undefined || probe.status !== 0) throw new Error(INSTALL_HINT)
+}
+
+/** A free loopback port (the kernel picks one; there is a small window before Redis binds it). */
+export async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0))
+    })
+  })
+}
+
+/** Resolves when something on the port answers PING with PONG; rejects after `ms`. */
+async function waitForPong (port: number, ms: number): Promise<void> {
+  const deadline = Date.now() + ms
+  while (Date.now() < deadline) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1')
+      socket.setTimeout(500)
+      socket.once('connect', () => socket.write('PING\r\n'))
+      socket.once('data', (data) => { socket.destroy(); resolve(data.toString().startsWith('+PONG')) })
+      socket.once('error', () => resolve(false))
+      socket.once('timeout', () => { socket.destroy(); resolve(false) })
+    })
+    if (ok) return
+    await sleep(25)
+  }
+  throw new Error(`redis-server on port ${port} did not answer within ${ms} ms`)
+}
+
+/**
+ * A private `redis-server` on a free loopback port, with no persistence. It can be
+ * stopped and started again on the same port, to test outages and recovery.
+ */
+export class RedisServer {
+  readonly port: number
+  readonly #dir: string
+  readonly #extraArgs: string[]
+  #process: ChildProcess | undefined
+
+  private constructor (port: number, extraArgs: string[]) {
+    this.port = port
+    this.#extraArgs = extraArgs
+    this.#dir = mkdtempSync(join(tmpdir(), 'fts-redis-'))
+  }
+
+  /** Starts a server; retries on another port if the chosen one was taken meanwhile. */
+  static async start (extraArgs: string[] = []): Promise<RedisServer> {
+    assertRedisInstalled()
+    let lastError: unknown
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const server = new RedisServer(await freePort(), extraArgs)
+      try {
+        await server.start()
+        return server
+      } catch (error) {
+        lastError = error
+        await server.stop()
+      }
+    }
+    throw lastError
+  }
+
+  get url (): string {
+    return `redis://127.0.0.1:${this.port}`
+  }
+
+  async start (): Promise<void> {
+    const child = spawn('redis-server', [
+      '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+      '--dir', this.#dir, '--daemonize', 'no', '--loglevel', 'warning', ...this.#extraArgs
+    ], { stdio: 'ignore' })
+    this.#process = child
+    const exited = new Promise<never>((_resolve, reject) => {
+      child.once('exit', (code) => reject(new Error(`redis-server exited early (code ${code})`)))
+    })
+    await Promise.race([waitForPong(this.port, 10_000), exited])
+  }
+
+  /** Kills the server at once (SIGKILL): an outage, not a shutdown. */
+  async stop (): Promise<void> {
+    const child = this.#process
+    this.#process = undefined
+    if (child === undefined || child.exitCode !== null) return
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    child.kill('SIGKILL')
+    await exited
+  }
+
+  /** Stops the server and removes its folder. */
+  async destroy (): Promise<void> {
+    await this.stop()
+    rmSync(this.#dir, { recursive: true, force: true })
+  }
+
+  /** A client for the test's own inspection; the caller quits it. */
+  client (): Redis {
+    return new Redis(this.port, '127.0.0.1', { lazyConnect: false, maxRetriesPerRequest: 1 })
+  }
+}
+
+/** Starts a private Redis for one test file and stops it when the test ends. */
+export async function startRedis (t: { teardown: (fn: () => unknown) => void }, extraArgs: string[] = []): Promise<RedisServer> {
+  const server = await RedisServer.start(extraArgs)
+  t.teardown(() => server.destroy())
+  return server
+}
