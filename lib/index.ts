@@ -41,6 +41,10 @@ function buildStore (fastify: FastifyInstance, options: ResolvedOptions): { stor
 function registerRoutes (fastify: FastifyInstance, routes: ResolvedRoutes, handlers: Handlers): void {
   fastify.register(async function tokenSessionsRoutes (scope) {
     scope.addHook('onRequest', handlers.requireJson)
+    // A browser's `fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' } })`
+    // sends no body; Fastify's own parser answers that with a 400, ours treats it as no body.
+    scope.removeContentTypeParser('application/json')
+    scope.addContentTypeParser('application/json', { parseAs: 'string' }, handlers.parseJson)
     const config = { bodyLimit: ROUTE_BODY_LIMIT }
     if (routes.refresh) scope.post('/refresh', config, handlers.refresh)
     if (routes.logout) scope.post('/logout', config, handlers.logout)

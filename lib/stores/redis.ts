@@ -26,7 +26,7 @@ export const DEFAULT_COMMAND_TIMEOUT = 1000
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     tokenSessionsCreate (session: string, index: string, sessionId: string, hash: string, ttlMs: number): Result<number, Context>
-    tokenSessionsRotate (session: string, index: string, sessionId: string, presented: string, successor: string, ttlMs: number, graceMs: number): Result<number[], Context>
+    tokenSessionsRotate (session: string, index: string, sessionId: string, presented: string, successor: string, ttlMs: number, graceMs: number): Result<[number, number?], Context>
     tokenSessionsRevoke (session: string, index: string, sessionId: string): Result<number, Context>
     tokenSessionsRevokeAll (index: string, guard: string, sessionPrefix: string, requireGuard: '0' | '1'): Result<number, Context>
   }
@@ -77,6 +77,8 @@ export class RedisStore implements SessionStore {
   readonly client: RedisClient
   readonly #prefix: string
   readonly #owned: boolean
+  /** The client's own keyPrefix, which ioredis adds to KEYS but not to ARGV. */
+  readonly #clientPrefix: string
 
   constructor (options: RedisStoreOptions) {
     this.#prefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX
@@ -89,6 +91,10 @@ export class RedisStore implements SessionStore {
     } else {
       this.client = ownClient(options.url, options.commandTimeout ?? DEFAULT_COMMAND_TIMEOUT, options.onClientError)
       this.#owned = true
+    }
+    this.#clientPrefix = (this.client.options as { keyPrefix?: string }).keyPrefix ?? ''
+    if (/[{}]/.test(this.#clientPrefix)) {
+      throw new TypeError('RedisStore: the client\'s keyPrefix must not contain "{" or "}" (they would break the per-user hash tag)')
     }
     for (const [name, definition] of Object.entries(SCRIPTS)) this.client.defineCommand(name, definition)
   }
@@ -110,12 +116,12 @@ export class RedisStore implements SessionStore {
 
   async rotate (request: RotateRequest): Promise<RotateOutcome> {
     const { userId, sessionId } = request
-    const [code = 0, ttlMs = 0] = await this.client.tokenSessionsRotate(
+    const [code, ttlMs] = await this.client.tokenSessionsRotate(
       this.sessionKey(userId, sessionId), this.indexKey(userId), sessionId,
       request.presentedHash, request.successorHash, request.ttlMs, request.graceMs
     )
-    const status = ROTATE_STATUS[code] ?? 'missing'
-    return status === 'rotated' || status === 'replayed' ? { status, ttlMs } : { status }
+    const status = ROTATE_STATUS[code as 0 | 1 | 2 | 3]
+    return status === 'rotated' || status === 'replayed' ? { status, ttlMs: ttlMs as number } : { status }
   }
 
   async revoke (userId: string, sessionId: string): Promise<boolean> {
@@ -125,7 +131,7 @@ export class RedisStore implements SessionStore {
   async revokeAll (userId: string, options: RevokeAllOptions = {}): Promise<number | null> {
     const guard = options.ifLive === undefined ? this.indexKey(userId) : this.sessionKey(userId, options.ifLive)
     const count = await this.client.tokenSessionsRevokeAll(
-      this.indexKey(userId), guard, this.sessionKey(userId, ''), options.ifLive === undefined ? '0' : '1'
+      this.indexKey(userId), guard, this.#clientPrefix + this.sessionKey(userId, ''), options.ifLive === undefined ? '0' : '1'
     )
     return count < 0 ? null : count
   }
@@ -133,7 +139,14 @@ export class RedisStore implements SessionStore {
   /** Quits the client only if this store created it: a client passed in stays the caller's. */
   async close (): Promise<void> {
     if (!this.#owned) return
-    await this.client.quit().catch(() => this.client.disconnect())
+    if (this.client.status !== 'ready') {
+      // Not connected: stop the reconnect loop; there is nothing to flush.
+      this.client.disconnect()
+      return
+    }
+    const ended = new Promise((resolve) => this.client.once('end', resolve))
+    await this.client.quit()
+    await ended
   }
 }
 

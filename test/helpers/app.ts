@@ -24,6 +24,8 @@ export class LogCapture extends Writable {
 
 export interface TestAppOptions {
   logs?: LogCapture
+  /** Adds the test's own routes before the app is ready. */
+  setup?: (app: FastifyInstance) => void
 }
 
 /**
@@ -45,6 +47,7 @@ export async function buildApp (
   })
   app.get('/me', { onRequest: app.authenticate }, async (request) => request.user)
   app.post('/me', { onRequest: app.authenticate }, async (request) => request.user)
+  testOptions.setup?.(app)
   await app.ready()
   t.teardown(() => app.close())
   return app

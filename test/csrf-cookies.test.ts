@@ -1,0 +1,138 @@
+import t from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { buildApp, login } from './helpers/app.js'
+import { startRedis } from './helpers/redis.js'
+
+/** A browser-like client over real HTTP: one cookie jar, honouring Path and deletions. */
+class Browser {
+  readonly jar = new Map<string, { value: string, path: string }>()
+  constructor (readonly base: string) {}
+
+  async fetch (path: string, init: RequestInit = {}): Promise<Response> {
+    const cookie = [...this.jar].filter(([, c]) => path === c.path || path.startsWith(c.path.endsWith('/') ? c.path : `${c.path}/`))
+      .map(([name, c]) => `${name}=${c.value}`).join('; ')
+    const headers = new Headers(init.headers)
+    if (cookie !== '') headers.set('cookie', cookie)
+    const response = await fetch(this.base + path, { ...init, headers })
+    for (const line of response.headers.getSetCookie()) {
+      const [pair = '', ...attributes] = line.split(';').map((part) => part.trim())
+      const [name = '', value = ''] = pair.split('=')
+      const pathAttribute = attributes.find((a) => a.toLowerCase().startsWith('path='))?.slice(5) ?? '/'
+      const expired = attributes.some((a) => /^max-age=0$/i.test(a) || (a.toLowerCase().startsWith('expires=') && Date.parse(a.slice(8)) < Date.now()))
+      if (expired || value === '') this.jar.delete(name)
+      else this.jar.set(name, { value, path: pathAttribute })
+    }
+    return response
+  }
+}
+
+async function listen (app: FastifyInstance): Promise<string> {
+  return await app.listen({ port: 0, host: '127.0.0.1' })
+}
+
+t.test('cookies over real HTTP', async (t) => {
+  const redis = await startRedis(t)
+  const app = await buildApp(t, { redis: redis.url })
+  const browser = new Browser(await listen(app))
+
+  const loginResponse = await browser.fetch('/auth/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userId: 'browser' }) })
+  t.equal(loginResponse.status, 200)
+  t.equal(loginResponse.headers.get('cache-control'), 'no-store')
+  const setCookies = loginResponse.headers.getSetCookie()
+  t.match(setCookies.find((c) => c.startsWith('access_token=')), /; Max-Age=900; Path=\/; HttpOnly; SameSite=Strict$/)
+  t.match(setCookies.find((c) => c.startsWith('refresh_token=')), /; Max-Age=86400; Path=\/auth; HttpOnly; SameSite=Strict$/)
+  t.notMatch(setCookies.join('\n'), /Secure/, 'not Secure outside production by default')
+
+  t.equal((await browser.fetch('/me')).status, 200, 'the access cookie authenticates a GET')
+  const unsafe = await browser.fetch('/me', { method: 'POST' })
+  t.equal(unsafe.status, 403, 'a cookie-authenticated POST without the anti-CSRF header is refused')
+  t.equal((await unsafe.json()).code, 'FTS_CSRF_REJECTED')
+  t.equal((await browser.fetch('/me', { method: 'POST', headers: { 'x-requested-with': 'fetch' } })).status, 200)
+
+  const before = browser.jar.get('refresh_token')?.value
+  t.equal((await browser.fetch('/auth/refresh', { method: 'POST' })).status, 403, 'refresh by cookie needs the header')
+  t.equal(browser.jar.get('refresh_token')?.value, before, 'and changed nothing')
+  const refreshed = await browser.fetch('/auth/refresh', { method: 'POST', headers: { 'x-requested-with': 'fetch' } })
+  t.equal(refreshed.status, 200)
+  t.not(browser.jar.get('refresh_token')?.value, before, 'the browser holds the rotated cookie')
+
+  const out = await browser.fetch('/auth/logout', { method: 'POST', headers: { 'x-requested-with': 'fetch' } })
+  t.equal(out.status, 204)
+  t.equal(browser.jar.size, 0, 'both cookies are gone from the jar')
+  t.equal((await browser.fetch('/me')).status, 401)
+})
+
+t.test('cross-site requests change nothing', async (t) => {
+  const redis = await startRedis(t)
+  const app = await buildApp(t, { redis: redis.url })
+  const inspect = redis.client()
+  t.teardown(() => inspect.quit())
+  const loginResponse = await app.inject({ method: 'POST', url: '/auth/login', payload: { userId: 'victim' } })
+  const cookies = Object.fromEntries(loginResponse.cookies.map((c: { name: string, value: string }) => [c.name, c.value]))
+  const snapshot = async (): Promise<Record<string, string>> => {
+    const keys = (await inspect.keys('*{victim}*:s:*'))
+    return await inspect.hgetall(keys[0] ?? 'none')
+  }
+  const before = await snapshot()
+  for (const url of ['/auth/refresh', '/auth/logout', '/auth/logout-all']) {
+    const noHeader = await app.inject({ method: 'POST', url, cookies })
+    t.equal(noHeader.statusCode, 403, `${url} without the header`)
+    t.equal(noHeader.headers['set-cookie'], undefined, `${url} leaves the cookies alone`)
+    const crossSite = await app.inject({ method: 'POST', url, cookies, headers: { 'x-requested-with': 'x', 'sec-fetch-site': 'cross-site' } })
+    t.equal(crossSite.statusCode, 403, `${url} from another site, even with the header`)
+    const emptyHeader = await app.inject({ method: 'POST', url, cookies, headers: { 'x-requested-with': '' } })
+    t.equal(emptyHeader.statusCode, 403, `${url} with an empty header`)
+  }
+  t.same(await snapshot(), before, 'nothing changed in Redis')
+  const sameOrigin = await app.inject({ method: 'POST', url: '/auth/refresh', cookies, headers: { 'x-requested-with': 'x', 'sec-fetch-site': 'same-origin' } })
+  t.equal(sameOrigin.statusCode, 200)
+})
+
+t.test('tokens in the body or Bearer need no anti-CSRF header', async (t) => {
+  const redis = await startRedis(t)
+  const app = await buildApp(t, { redis: redis.url })
+  const tokens = await login(app, 'native')
+  t.equal((await app.inject({ method: 'POST', url: '/me', headers: { authorization: `Bearer ${tokens.accessToken}` } })).statusCode, 200)
+  t.equal((await app.inject({ method: 'POST', url: '/auth/refresh', payload: { refreshToken: tokens.refreshToken } })).statusCode, 200)
+})
+
+t.test('cookie settings', async (t) => {
+  const redis = await startRedis(t)
+
+  t.test('custom names, domain, paths, Secure and a custom CSRF header', async (t) => {
+    const app = await buildApp(t, {
+      redis: redis.url,
+      csrfHeader: 'x-csrf',
+      cookies: { accessTokenName: 'at', refreshTokenName: 'rt', domain: 'example.test', path: '/api', refreshPath: '/auth/refresh', secure: true, sameSite: 'lax' }
+    })
+    const response = await app.inject({ method: 'POST', url: '/auth/login', payload: { userId: 'custom' } })
+    const [access, refreshCookie] = response.headers['set-cookie'] as string[]
+    t.match(access, /^at=.*; Max-Age=900; Domain=example\.test; Path=\/api; HttpOnly; Secure; SameSite=Lax$/)
+    t.match(refreshCookie, /^rt=.*; Max-Age=86400; Domain=example\.test; Path=\/auth\/refresh; HttpOnly; Secure; SameSite=Lax$/)
+    const rt = response.cookies.find((c: { name: string }) => c.name === 'rt')?.value as string
+    t.equal((await app.inject({ method: 'POST', url: '/auth/refresh', cookies: { rt }, headers: { 'x-requested-with': '1' } })).statusCode, 403, 'the old header name no longer counts')
+    const ok = await app.inject({ method: 'POST', url: '/auth/refresh', cookies: { rt }, headers: { 'x-csrf': '1' } })
+    t.equal(ok.statusCode, 200)
+    const out = await app.inject({ method: 'POST', url: '/auth/logout', cookies: { rt: ok.cookies.find((c: { name: string }) => c.name === 'rt')?.value as string }, headers: { 'x-csrf': '1' } })
+    const cleared = out.headers['set-cookie'] as string[]
+    t.match(cleared[0], /^at=; .*Domain=example\.test; Path=\/api;/)
+    t.match(cleared[1], /^rt=; .*Domain=example\.test; Path=\/auth\/refresh;/)
+  })
+
+  t.test('Secure by default in production', async (t) => {
+    const previous = process.env.NODE_ENV
+    process.env.NODE_ENV = 'production'
+    t.teardown(() => { process.env.NODE_ENV = previous })
+    const app = await buildApp(t, { redis: redis.url })
+    const response = await app.inject({ method: 'POST', url: '/auth/login', payload: { userId: 'prod' } })
+    for (const cookie of response.headers['set-cookie'] as string[]) t.match(cookie, /; Secure;/)
+  })
+
+  t.test('the CSRF header check can be turned off; Sec-Fetch-Site still counts', async (t) => {
+    const app = await buildApp(t, { redis: redis.url, csrfHeader: false })
+    const response = await app.inject({ method: 'POST', url: '/auth/login', payload: { userId: 'no-csrf' } })
+    const cookies = Object.fromEntries(response.cookies.map((c: { name: string, value: string }) => [c.name, c.value]))
+    t.equal((await app.inject({ method: 'POST', url: '/me', cookies })).statusCode, 200)
+    t.equal((await app.inject({ method: 'POST', url: '/me', cookies, headers: { 'sec-fetch-site': 'cross-site' } })).statusCode, 403)
+  })
+})

@@ -1,0 +1,31 @@
+import t from 'tap'
+import { LogCapture, buildApp, login, refresh } from './helpers/app.js'
+import { payloadOf } from './helpers/jwt.js'
+import { startRedis } from './helpers/redis.js'
+
+t.test('logs at debug level never hold a token, a token id or a cookie value', async (t) => {
+  const redis = await startRedis(t)
+  const logs = new LogCapture()
+  const app = await buildApp(t, { redis: redis.url, reuseGrace: 0, storeTimeout: 300 }, { logs })
+  const secrets: string[] = []
+
+  const first = await login(app, 'logged')
+  const second = (await refresh(app, first.refreshToken)).json()
+  secrets.push(first.accessToken, first.refreshToken, second.accessToken, second.refreshToken)
+  secrets.push(payloadOf(first.refreshToken).jti as string, payloadOf(second.refreshToken).jti as string)
+  await app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${second.accessToken}` } })
+  await app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${second.accessToken}x` } })
+  await refresh(app, first.refreshToken) // reuse: a warning
+  const browser = await app.inject({ method: 'POST', url: '/auth/login', payload: { userId: 'logged' } })
+  const cookieHeader = browser.cookies.map((c: { name: string, value: string }) => `${c.name}=${c.value}`).join('; ')
+  secrets.push(...browser.cookies.map((c: { value: string }) => c.value))
+  await app.inject({ method: 'POST', url: '/auth/refresh', headers: { cookie: cookieHeader, 'x-requested-with': '1' } })
+  await redis.stop()
+  await refresh(app, second.refreshToken) // store down: an error with its cause
+  await app.inject({ method: 'POST', url: '/auth/logout', headers: { cookie: cookieHeader, 'x-requested-with': '1' } })
+
+  t.ok(logs.lines.length > 10, `${logs.lines.length} log lines written`)
+  t.ok(logs.entries().some((entry) => entry.level === 40), 'the reuse warning is there')
+  t.ok(logs.entries().some((entry) => entry.level === 50), 'the store error is there')
+  for (const secret of secrets) t.notOk(logs.text.includes(secret), 'no secret in the logs')
+})

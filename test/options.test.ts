@@ -1,0 +1,164 @@
+import t from 'tap'
+import Fastify from 'fastify'
+import tokenSessions, { MemoryStore, RedisStore, type TokenSessionsOptions } from '../lib/index.js'
+import { resolveOptions } from '../lib/options.js'
+import { SECRET } from './helpers/app.js'
+import { startRedis } from './helpers/redis.js'
+
+/** Registration must fail, with an error that names the option. */
+async function refused (t: Tap.Test, options: Record<string, unknown>, option: string): Promise<void> {
+  const app = Fastify()
+  const error = await app.register(tokenSessions, options as TokenSessionsOptions).ready().then(() => undefined, (err: Error) => err)
+  await app.close()
+  t.match(error, { code: 'FTS_INVALID_OPTION' }, `${option} refused`)
+  t.match(error?.message, `Invalid option ${option}:`, `the message names ${option}`)
+}
+
+t.test('bad options fail registration and name the option', async (t) => {
+  const ok = { secret: SECRET }
+  const cases: Array<[Record<string, unknown>, string]> = [
+    [{}, 'secret'],
+    [{ secret: 'short' }, 'secret'],
+    [{ secret: 42 }, 'secret'],
+    [{ secret: SECRET, accessTokenSecret: SECRET }, 'secret'],
+    [{ accessTokenSecret: SECRET }, 'refreshTokenSecret'],
+    [{ accessTokenSecret: SECRET, refreshTokenSecret: SECRET }, 'refreshTokenSecret'],
+    [{ ...ok, accessTokenTtl: 0 }, 'accessTokenTtl'],
+    [{ ...ok, accessTokenTtl: 1.5 }, 'accessTokenTtl'],
+    [{ ...ok, accessTokenTtl: '900' }, 'accessTokenTtl'],
+    [{ ...ok, refreshTokenTtl: 900 }, 'refreshTokenTtl'],
+    [{ ...ok, refreshTokenTtl: 10 * 365 * 86400 }, 'refreshTokenTtl'],
+    [{ ...ok, reuseGrace: -1 }, 'reuseGrace'],
+    [{ ...ok, reuseGrace: 3600 }, 'reuseGrace'],
+    [{ ...ok, reuseGrace: '5' }, 'reuseGrace'],
+    [{ ...ok, store: new MemoryStore(), redis: 'redis://x' }, 'store'],
+    [{ ...ok, store: { create () {} } }, 'store'],
+    [{ ...ok, store: new MemoryStore(), keyPrefix: 'x:' }, 'keyPrefix'],
+    [{ ...ok, redis: 'http://localhost' }, 'redis'],
+    [{ ...ok, redis: {} }, 'redis'],
+    [{ ...ok, redis: 'redis://127.0.0.1:1', keyPrefix: 'a{b}' }, 'keyPrefix'],
+    [{ ...ok, storeTimeout: 0 }, 'storeTimeout'],
+    [{ ...ok, retryAfter: 1.5 }, 'retryAfter'],
+    [{ ...ok, cookies: 'yes' }, 'cookies'],
+    [{ ...ok, cookies: { accessTokenName: 'bad name' } }, 'cookies.accessTokenName'],
+    [{ ...ok, cookies: { refreshTokenName: 'access_token' } }, 'cookies.refreshTokenName'],
+    [{ ...ok, cookies: { path: 'api' } }, 'cookies.path'],
+    [{ ...ok, cookies: { refreshPath: '/a;b' } }, 'cookies.refreshPath'],
+    [{ ...ok, cookies: { sameSite: 'relaxed' } }, 'cookies.sameSite'],
+    [{ ...ok, cookies: { sameSite: 'none', secure: false } }, 'cookies.sameSite'],
+    [{ ...ok, cookies: { secure: 'true' } }, 'cookies.secure'],
+    [{ ...ok, cookies: { domain: 'a b' } }, 'cookies.domain'],
+    [{ ...ok, csrfHeader: 'X Requested' }, 'csrfHeader'],
+    [{ ...ok, routes: 'yes' }, 'routes'],
+    [{ ...ok, routes: { prefix: 'auth' } }, 'routes.prefix'],
+    [{ ...ok, routes: { prefix: '/auth/' } }, 'routes.prefix'],
+    [{ ...ok, routes: { refresh: 'no' } }, 'routes.refresh'],
+    [{ ...ok, issuer: '' }, 'issuer'],
+    [{ ...ok, audience: 7 }, 'audience'],
+    [{ ...ok, onReuseDetected: 'alert' }, 'onReuseDetected'],
+    [{ ...ok, acessTokenTtl: 900 }, 'acessTokenTtl']
+  ]
+  for (const [options, option] of cases) await refused(t, options, option)
+})
+
+t.test('defaults', async (t) => {
+  const options = resolveOptions({ secret: SECRET }, {})
+  t.ok(Object.isFrozen(options))
+  t.match(options, {
+    accessTokenTtl: 900,
+    refreshTokenTtl: 86400,
+    reuseGraceMs: 10_000,
+    storeTimeout: 1000,
+    retryAfter: 1,
+    csrfHeader: 'x-requested-with',
+    routes: null,
+    cookies: { accessTokenName: 'access_token', refreshTokenName: 'refresh_token', path: '/', refreshPath: '/', secure: false, sameSite: 'strict' }
+  })
+  t.not(options.keys.access.toString('hex'), options.keys.refresh.toString('hex'), 'one secret, two different keys')
+  t.equal(resolveOptions({ secret: SECRET, routes: true }, {}).cookies?.refreshPath, '/auth', 'the refresh cookie is scoped to the routes')
+  t.equal(resolveOptions({ secret: SECRET, routes: { prefix: '' } }, {}).cookies?.refreshPath, '/')
+  t.equal(resolveOptions({ secret: SECRET }, { NODE_ENV: 'production' }).cookies?.secure, true)
+  t.equal(resolveOptions({ secret: SECRET, csrfHeader: false, cookies: false }, {}).csrfHeader, null)
+  const separate = resolveOptions({ accessTokenSecret: SECRET, refreshTokenSecret: `${SECRET}-2` }, {})
+  t.not(separate.keys.refresh.toString('hex'), options.keys.refresh.toString('hex'), 'the refresh key comes from the refresh secret')
+  t.ok(resolveOptions({ secret: Buffer.alloc(32, 1) }, {}), 'a Buffer secret')
+})
+
+t.test('routes are opt-in and each can be left out', async (t) => {
+  const none = Fastify()
+  await none.register(tokenSessions, { secret: SECRET })
+  t.teardown(() => none.close())
+  t.equal((await none.inject({ method: 'POST', url: '/auth/refresh' })).statusCode, 404)
+  const some = Fastify()
+  await some.register(tokenSessions, { secret: SECRET, routes: { prefix: '/session', logoutAll: false } })
+  t.teardown(() => some.close())
+  some.post('/custom-refresh', some.refresh)
+  t.equal((await some.inject({ method: 'POST', url: '/session/refresh' })).statusCode, 401)
+  t.equal((await some.inject({ method: 'POST', url: '/session/logout' })).statusCode, 204)
+  t.equal((await some.inject({ method: 'POST', url: '/session/logout-all' })).statusCode, 404)
+  t.equal((await some.inject({ method: 'POST', url: '/custom-refresh' })).statusCode, 401, 'fastify.refresh mounts anywhere')
+})
+
+t.test('store ownership', async (t) => {
+  const redis = await startRedis(t)
+
+  t.test('an injected ioredis client is never closed', async (t) => {
+    const client = redis.client()
+    t.teardown(() => client.quit())
+    const app = Fastify()
+    await app.register(tokenSessions, { secret: SECRET, redis: client })
+    await app.close()
+    t.equal(await client.ping(), 'PONG')
+  })
+
+  t.test('an injected store is never closed', async (t) => {
+    const store = new RedisStore({ url: redis.url })
+    t.teardown(() => store.close())
+    const app = Fastify()
+    await app.register(tokenSessions, { secret: SECRET, store })
+    await app.close()
+    t.equal(await store.client.ping(), 'PONG')
+  })
+
+  t.test('a client the plugin creates from a URL is closed with the app', async (t) => {
+    const app = Fastify()
+    await app.register(tokenSessions, { secret: SECRET, redis: redis.url, keyPrefix: 'mine:' })
+    await app.ready()
+    const store = app.tokenSessions.store as RedisStore
+    await app.tokenSessions.issue('owner')
+    t.match(store.sessionKey('owner', 'x'), /^mine:\{owner\}:s:x$/)
+    await app.close()
+    t.equal(store.client.status, 'end')
+  })
+
+  t.test('without a store, a MemoryStore, with a warning in production', async (t) => {
+    const previous = process.env.NODE_ENV
+    process.env.NODE_ENV = 'production'
+    t.teardown(() => { process.env.NODE_ENV = previous })
+    const warnings: string[] = []
+    const app = Fastify({ logger: { level: 'warn', stream: { write: (line: string) => warnings.push(line) } } })
+    await app.register(tokenSessions, { secret: SECRET })
+    t.teardown(() => app.close())
+    t.type(app.tokenSessions.store, MemoryStore)
+    t.match(warnings.join(''), /MemoryStore/)
+  })
+
+  t.test('an app that decorated request.user already keeps its decorator', async (t) => {
+    const app = Fastify()
+    app.decorateRequest('user', null)
+    await app.register(tokenSessions, { secret: SECRET })
+    t.teardown(() => app.close())
+    await app.ready()
+    t.ok(app.hasRequestDecorator('user'))
+  })
+
+  t.test('an app that registered @fastify/cookie itself keeps its registration', async (t) => {
+    const { default: cookie } = await import('@fastify/cookie')
+    const app = Fastify()
+    await app.register(cookie, { secret: 'cookie-signing-secret' })
+    await app.register(tokenSessions, { secret: SECRET })
+    t.teardown(() => app.close())
+    await app.ready()
+    t.ok(app.hasReplyDecorator('setCookie'))
+  })
+})

@@ -1,0 +1,80 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
+import type { LightMyRequestResponse } from 'fastify'
+import { MemoryStore, type SessionStore } from '../lib/index.js'
+import { LogCapture, buildApp, login, refresh } from './helpers/app.js'
+import { startRedis } from './helpers/redis.js'
+
+function assertUnavailable (t: Tap.Test, response: LightMyRequestResponse, what: string): void {
+  t.equal(response.statusCode, 503, `${what}: 503`)
+  t.equal(response.headers['retry-after'], '1', `${what}: Retry-After`)
+  t.equal(response.json().code, 'FTS_STORE_UNAVAILABLE', `${what}: stable code`)
+  t.notMatch(response.body, /ECONNREFUSED|Connection|ioredis|stack|timeout/i, `${what}: no internal message`)
+}
+
+async function timed<T> (operation: () => Promise<T>): Promise<[T, number]> {
+  const start = performance.now()
+  const result = await operation()
+  return [result, performance.now() - start]
+}
+
+t.test('Redis killed mid-test: 503 with Retry-After, and recovery after a restart without restarting the app', async (t) => {
+  const redis = await startRedis(t)
+  const logs = new LogCapture()
+  const app = await buildApp(t, { redis: redis.url, storeTimeout: 500 }, { logs })
+  const tokens = await login(app, 'outage')
+
+  await redis.stop()
+  const [loginResponse, loginMs] = await timed(async () => await app.inject({ method: 'POST', url: '/auth/login', payload: { userId: 'outage' } }))
+  assertUnavailable(t, loginResponse, 'login')
+  t.ok(loginMs < 1500, `answered in ${Math.round(loginMs)} ms, not hung`)
+  assertUnavailable(t, await refresh(app, tokens.refreshToken), 'refresh')
+  assertUnavailable(t, await app.inject({ method: 'POST', url: '/auth/logout', payload: { refreshToken: tokens.refreshToken } }), 'logout')
+  assertUnavailable(t, await app.inject({ method: 'POST', url: '/auth/logout-all', payload: { refreshToken: tokens.refreshToken } }), 'logout-all')
+  const me = await app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${tokens.accessToken}` } })
+  t.equal(me.statusCode, 200, 'access tokens keep working: they are stateless')
+  t.ok(logs.entries().some((entry) => entry.msg === 'session store unavailable' && entry.level === 50), 'the cause is logged for operators')
+
+  await redis.start()
+  let recovered: LightMyRequestResponse | undefined
+  for (let attempt = 0; attempt < 50; attempt++) {
+    recovered = await app.inject({ method: 'POST', url: '/auth/login', payload: { userId: 'outage' } })
+    if (recovered.statusCode === 200) break
+    await sleep(100)
+  }
+  t.equal(recovered?.statusCode, 200, 'login works again once Redis is back')
+  const fresh = await login(app, 'outage')
+  t.equal((await refresh(app, fresh.refreshToken)).statusCode, 200, 'and so does refresh')
+})
+
+t.test('an injected client without timeouts still cannot hang a request', async (t) => {
+  const redis = await startRedis(t)
+  const client = redis.client()
+  client.on('error', () => {})
+  t.teardown(() => client.disconnect())
+  const app = await buildApp(t, { redis: client, storeTimeout: 300 })
+  await login(app, 'patient')
+  await client.call('CLIENT', 'PAUSE', '2000', 'ALL')
+  const [response, ms] = await timed(async () => await app.inject({ method: 'POST', url: '/auth/login', payload: { userId: 'patient' } }))
+  assertUnavailable(t, response, 'login during CLIENT PAUSE')
+  t.ok(ms < 1000, `answered in ${Math.round(ms)} ms`)
+  await sleep(2000)
+  t.equal((await app.inject({ method: 'POST', url: '/auth/login', payload: { userId: 'patient' } })).statusCode, 200)
+})
+
+t.test('a store that never answers, or throws, is a 503 too', async (t) => {
+  const memory = new MemoryStore()
+  t.teardown(() => memory.close())
+  const hanging: SessionStore = {
+    create: async () => await new Promise<void>(() => {}),
+    rotate: async (request) => await memory.rotate(request),
+    revoke: () => { throw new Error('synchronous bug in a custom store') },
+    revokeAll: async (userId) => await memory.revokeAll(userId),
+    close: async () => {}
+  }
+  const app = await buildApp(t, { store: hanging, storeTimeout: 200 })
+  assertUnavailable(t, await app.inject({ method: 'POST', url: '/auth/login', payload: { userId: 'h' } }), 'hanging create')
+  const token = (await app.tokenSessions.issue('h', { transport: 'body' }).catch(() => undefined))
+  t.equal(token, undefined, 'the API rejects as well')
+  await t.rejects(app.tokenSessions.revoke('h', 'AAAAAAAAAAAAAAAAAAAAAA'), { code: 'FTS_STORE_UNAVAILABLE' })
+})

@@ -1,0 +1,23 @@
+import t from 'tap'
+import { MemoryStore } from '../lib/index.js'
+import { storeContract } from './stores/contract.js'
+
+t.test('MemoryStore keeps the store contract', async (t) => {
+  storeContract(t, async () => new MemoryStore())
+})
+
+t.test('MemoryStore sweeps expired sessions out of memory', async (t) => {
+  let now = 1_000_000
+  const store = new MemoryStore({ now: () => now, sweepInterval: 10 })
+  t.teardown(() => store.close())
+  await store.create({ userId: 'u', sessionId: 's1', tokenHash: 'a', ttlMs: 1000 })
+  await store.create({ userId: 'u', sessionId: 's2', tokenHash: 'b', ttlMs: 5000 })
+  now += 2000
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.equal(await store.revokeAll('u'), 1, 's1 was swept, s2 lives')
+  now += 10_000
+  await store.create({ userId: 'v', sessionId: 's1', tokenHash: 'a', ttlMs: 1000 })
+  now += 2000
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.equal(await store.revoke('v', 's1'), false)
+})

@@ -1,0 +1,134 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Test } from 'tap'
+import type { SessionStore } from '../../lib/index.js'
+
+let counter = 0
+/** A user id no other test uses, with the characters a hash tag must survive. */
+function userId (label: string): string {
+  counter++
+  return `user-${label}-${counter}-{tag}%:x`
+}
+
+const MINUTE = 60_000
+
+/**
+ * The behaviour every SessionStore must have. Run against each store with the same
+ * assertions; `makeStore` gives a fresh store that the suite closes.
+ */
+export function storeContract (t: Test, makeStore: () => Promise<SessionStore>): void {
+  let store: SessionStore
+  t.beforeEach(async () => { store = await makeStore() })
+  t.afterEach(async () => { await store.close() })
+
+  t.test('a created session rotates once, then the old token is reuse', async (t) => {
+    const u = userId('rotate')
+    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE })
+    t.same(await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'h0', successorHash: 'h1', ttlMs: MINUTE, graceMs: 0 }),
+      { status: 'rotated', ttlMs: MINUTE })
+    t.same(await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'h1', successorHash: 'h2', ttlMs: MINUTE, graceMs: 0 }),
+      { status: 'rotated', ttlMs: MINUTE })
+    t.same(await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'h1', successorHash: 'h2', ttlMs: MINUTE, graceMs: 0 }),
+      { status: 'reused' }, 'strict: the rotated token is reuse')
+    t.same(await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'h2', successorHash: 'h3', ttlMs: MINUTE, graceMs: 0 }),
+      { status: 'missing' }, 'reuse deleted the session: the newest token is dead too')
+  })
+
+  t.test('within the grace window the rotated token is replayed to the same successor', async (t) => {
+    const u = userId('grace')
+    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE })
+    const rotate = { userId: u, sessionId: 's1', presentedHash: 'h0', successorHash: 'h1', ttlMs: MINUTE, graceMs: 300 }
+    t.equal((await store.rotate(rotate)).status, 'rotated')
+    const replay = await store.rotate(rotate)
+    t.equal(replay.status, 'replayed')
+    t.ok('ttlMs' in replay && replay.ttlMs > MINUTE - 5000 && replay.ttlMs <= MINUTE, 'replay reports the remaining life')
+    t.equal((await store.rotate({ ...rotate, presentedHash: 'h1', successorHash: 'h2' })).status, 'rotated', 'the successor works')
+    t.equal((await store.rotate(rotate)).status, 'reused', 'two generations back is reuse even within grace')
+  })
+
+  t.test('after the grace window the rotated token is reuse', async (t) => {
+    const u = userId('late')
+    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE })
+    const rotate = { userId: u, sessionId: 's1', presentedHash: 'h0', successorHash: 'h1', ttlMs: MINUTE, graceMs: 100 }
+    t.equal((await store.rotate(rotate)).status, 'rotated')
+    await sleep(250)
+    t.equal((await store.rotate(rotate)).status, 'reused')
+    t.equal((await store.rotate({ ...rotate, presentedHash: 'h1', successorHash: 'h2' })).status, 'missing')
+  })
+
+  t.test('an unknown token hash of a live session is reuse', async (t) => {
+    const u = userId('unknown')
+    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE })
+    t.equal((await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'other', successorHash: 'x', ttlMs: MINUTE, graceMs: 1000 })).status, 'reused')
+  })
+
+  t.test('sessions expire with their ttl', async (t) => {
+    const u = userId('ttl')
+    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: 150 })
+    await sleep(300)
+    t.equal((await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'h0', successorHash: 'h1', ttlMs: MINUTE, graceMs: 0 })).status, 'missing')
+    t.equal(await store.revoke(u, 's1'), false, 'an expired session is not live')
+    t.equal(await store.revokeAll(u), 0)
+  })
+
+  t.test('a rotation renews the ttl', async (t) => {
+    const u = userId('renew')
+    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: 300 })
+    await sleep(150)
+    await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'h0', successorHash: 'h1', ttlMs: 400, graceMs: 0 })
+    await sleep(250)
+    t.equal((await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'h1', successorHash: 'h2', ttlMs: MINUTE, graceMs: 0 })).status, 'rotated',
+      'alive past its first ttl because the rotation renewed it')
+  })
+
+  t.test('revoke ends one session and is idempotent', async (t) => {
+    const u = userId('revoke')
+    await store.create({ userId: u, sessionId: 's1', tokenHash: 'a', ttlMs: MINUTE })
+    await store.create({ userId: u, sessionId: 's2', tokenHash: 'b', ttlMs: MINUTE })
+    t.equal(await store.revoke(u, 's1'), true)
+    t.equal(await store.revoke(u, 's1'), false)
+    t.equal((await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'a', successorHash: 'x', ttlMs: MINUTE, graceMs: 0 })).status, 'missing')
+    t.equal((await store.rotate({ userId: u, sessionId: 's2', presentedHash: 'b', successorHash: 'y', ttlMs: MINUTE, graceMs: 0 })).status, 'rotated', 'the other session lives')
+  })
+
+  t.test('revokeAll ends every session of one user only', async (t) => {
+    const u = userId('all')
+    const other = userId('other')
+    for (const sid of ['s1', 's2', 's3']) await store.create({ userId: u, sessionId: sid, tokenHash: sid, ttlMs: MINUTE })
+    await store.create({ userId: other, sessionId: 's1', tokenHash: 's1', ttlMs: MINUTE })
+    t.equal(await store.revokeAll(u), 3)
+    for (const sid of ['s1', 's2', 's3']) {
+      t.equal((await store.rotate({ userId: u, sessionId: sid, presentedHash: sid, successorHash: 'x', ttlMs: MINUTE, graceMs: 0 })).status, 'missing')
+    }
+    t.equal((await store.rotate({ userId: other, sessionId: 's1', presentedHash: 's1', successorHash: 'x', ttlMs: MINUTE, graceMs: 0 })).status, 'rotated')
+    t.equal(await store.revokeAll(u), 0, 'idempotent')
+  })
+
+  t.test('revokeAll with ifLive acts only while that session lives', async (t) => {
+    const u = userId('guard')
+    await store.create({ userId: u, sessionId: 's1', tokenHash: 'a', ttlMs: MINUTE })
+    await store.create({ userId: u, sessionId: 's2', tokenHash: 'b', ttlMs: MINUTE })
+    t.equal(await store.revokeAll(u, { ifLive: 'gone' }), null)
+    t.equal((await store.rotate({ userId: u, sessionId: 's2', presentedHash: 'b', successorHash: 'c', ttlMs: MINUTE, graceMs: 0 })).status, 'rotated', 'nothing was revoked')
+    t.equal(await store.revokeAll(u, { ifLive: 's1' }), 2)
+  })
+
+  t.test('racing rotations of one token: with grace all succeed on one chain', async (t) => {
+    const u = userId('race')
+    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE })
+    const rotate = { userId: u, sessionId: 's1', presentedHash: 'h0', successorHash: 'h1', ttlMs: MINUTE, graceMs: 5000 }
+    const outcomes = await Promise.all(Array.from({ length: 50 }, async () => await store.rotate(rotate)))
+    t.equal(outcomes.filter((o) => o.status === 'rotated').length, 1)
+    t.equal(outcomes.filter((o) => o.status === 'replayed').length, 49)
+    t.equal((await store.rotate({ ...rotate, presentedHash: 'h1', successorHash: 'h2' })).status, 'rotated', 'the one chain continues')
+  })
+
+  t.test('racing rotations of one token: strict lets at most one through', async (t) => {
+    const u = userId('strict')
+    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE })
+    const rotate = { userId: u, sessionId: 's1', presentedHash: 'h0', successorHash: 'h1', ttlMs: MINUTE, graceMs: 0 }
+    const outcomes = await Promise.all(Array.from({ length: 50 }, async () => await store.rotate(rotate)))
+    t.ok(outcomes.filter((o) => o.status === 'rotated').length <= 1)
+    t.equal(outcomes.filter((o) => o.status === 'replayed').length, 0)
+    t.equal((await store.rotate({ ...rotate, presentedHash: 'h1', successorHash: 'h2' })).status, 'missing', 'the racers revoked the session')
+  })
+}
