@@ -109,8 +109,6 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions) {
   }
 
   return {
-    tokenResponse,
-
     /** `fastify.authenticate`: verifies the access token; zero store round trips. */
     async authenticate (request: FastifyRequest, reply: FastifyReply): Promise<void> {
       try {

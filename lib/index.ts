@@ -67,7 +67,7 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
     refresh: async (refreshToken) => ({ ...await sessions.rotate(refreshToken), transport: 'body' }),
     verifyAccessToken: (accessToken) => sessions.verifyAccess(accessToken),
     revoke: async (userId, sessionId) => await sessions.revoke(userId, sessionId),
-    revokeAll: async (userId) => await sessions.revokeAll(userId) ?? 0
+    revokeAll: async (userId) => await sessions.revokeAll(userId)
   }
 
   if (!fastify.hasRequestDecorator('user')) fastify.decorateRequest('user', null as unknown as SessionUser)

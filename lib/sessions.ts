@@ -87,7 +87,9 @@ export class Sessions {
     return await this.#call(() => this.store.revoke(sub, sessionId))
   }
 
-  /** Ends every session of a user; with `ifLive`, only while that session is live. */
+  /** Ends every session of a user; with `ifLive`, only while that session is live (else null). */
+  async revokeAll (userId: unknown): Promise<number>
+  async revokeAll (userId: unknown, ifLive: string): Promise<number | null>
   async revokeAll (userId: unknown, ifLive?: string): Promise<number | null> {
     const sub = checkUserId(userId)
     return await this.#call(() => this.store.revokeAll(sub, ifLive === undefined ? {} : { ifLive }))
@@ -112,11 +114,12 @@ export class Sessions {
       timer = setTimeout(() => reject(new Error(`session store did not answer within ${this.#options.storeTimeout} ms`)), this.#options.storeTimeout)
     })
     try {
-      return await Promise.race([operation(), timeout])
-    } catch (cause) {
-      throw new StoreUnavailableError({ cause })
-    } finally {
+      const result = await Promise.race([operation(), timeout])
       clearTimeout(timer)
+      return result
+    } catch (cause) {
+      clearTimeout(timer)
+      throw new StoreUnavailableError({ cause })
     }
   }
 }

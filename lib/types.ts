@@ -1,5 +1,4 @@
 import type { FastifyRequest, onRequestAsyncHookHandler, RouteHandlerMethod } from 'fastify'
-import type {} from '@fastify/jwt'
 import type { RedisClient } from './stores/redis.js'
 import type { SessionStore } from './stores/store.js'
 import type { Claims } from './tokens.js'
@@ -205,6 +204,12 @@ declare module '@fastify/jwt' {
     user: SessionUser
   }
 }
+
+/**
+ * Re-exported so that the published typings load `@fastify/jwt`'s, which declare
+ * `request.user` (typed above as {@link SessionUser}); a bare type import would be elided.
+ */
+export type { FastifyJWT } from '@fastify/jwt'
 
 /** The JSON body of a token response. */
 export interface TokenResponse {

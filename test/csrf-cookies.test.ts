@@ -46,7 +46,7 @@ t.test('cookies over real HTTP', async (t) => {
   t.equal((await browser.fetch('/me')).status, 200, 'the access cookie authenticates a GET')
   const unsafe = await browser.fetch('/me', { method: 'POST' })
   t.equal(unsafe.status, 403, 'a cookie-authenticated POST without the anti-CSRF header is refused')
-  t.equal((await unsafe.json()).code, 'FTS_CSRF_REJECTED')
+  t.equal((await unsafe.json() as { code: string }).code, 'FTS_CSRF_REJECTED')
   t.equal((await browser.fetch('/me', { method: 'POST', headers: { 'x-requested-with': 'fetch' } })).status, 200)
 
   const before = browser.jar.get('refresh_token')?.value

@@ -138,6 +138,12 @@ t.test('the app API', async (t) => {
     t.equal(forced.statusCode, 500, 'a bug in the app, reported as one')
     const loginResponse = await bodyOnly.inject({ method: 'POST', url: '/auth/login', payload: { userId: 'no-cookies' } })
     t.equal(loginResponse.headers['set-cookie'], undefined)
-    t.type(loginResponse.json().refreshToken, 'string', 'without cookies, tokens travel in the body')
+    const tokens = loginResponse.json()
+    t.type(tokens.refreshToken, 'string', 'without cookies, tokens travel in the body')
+    const cookies = { access_token: tokens.accessToken, refresh_token: tokens.refreshToken }
+    const me = await bodyOnly.inject({ method: 'GET', url: '/me', cookies })
+    t.equal(me.json().code, 'FTS_TOKEN_MISSING', 'cookies are ignored when cookies are off')
+    const refreshed = await bodyOnly.inject({ method: 'POST', url: '/auth/refresh', cookies, headers: { 'x-requested-with': '1' } })
+    t.equal(refreshed.json().code, 'FTS_TOKEN_MISSING')
   })
 })

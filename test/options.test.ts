@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import Fastify from 'fastify'
 import tokenSessions, { MemoryStore, RedisStore, type TokenSessionsOptions } from '../lib/index.js'
 import { resolveOptions } from '../lib/options.js'
@@ -6,7 +6,7 @@ import { SECRET } from './helpers/app.js'
 import { startRedis } from './helpers/redis.js'
 
 /** Registration must fail, with an error that names the option. */
-async function refused (t: Tap.Test, options: Record<string, unknown>, option: string): Promise<void> {
+async function refused (t: Test, options: Record<string, unknown>, option: string): Promise<void> {
   const app = Fastify()
   const error = await app.register(tokenSessions, options as TokenSessionsOptions).ready().then(() => undefined, (err: Error) => err)
   await app.close()
@@ -145,7 +145,7 @@ t.test('store ownership', async (t) => {
 
   t.test('an app that decorated request.user already keeps its decorator', async (t) => {
     const app = Fastify()
-    app.decorateRequest('user', null)
+    app.decorateRequest('user', null as never)
     await app.register(tokenSessions, { secret: SECRET })
     t.teardown(() => app.close())
     await app.ready()

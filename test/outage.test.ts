@@ -1,11 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import type { LightMyRequestResponse } from 'fastify'
 import { MemoryStore, type SessionStore } from '../lib/index.js'
 import { LogCapture, buildApp, login, refresh } from './helpers/app.js'
 import { startRedis } from './helpers/redis.js'
 
-function assertUnavailable (t: Tap.Test, response: LightMyRequestResponse, what: string): void {
+function assertUnavailable (t: Test, response: LightMyRequestResponse, what: string): void {
   t.equal(response.statusCode, 503, `${what}: 503`)
   t.equal(response.headers['retry-after'], '1', `${what}: Retry-After`)
   t.equal(response.json().code, 'FTS_STORE_UNAVAILABLE', `${what}: stable code`)

@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import type { Redis } from 'ioredis'
 import { buildApp, login, refresh } from './helpers/app.js'
 import { payloadOf } from './helpers/jwt.js'
@@ -17,7 +17,7 @@ async function dump (redis: Redis): Promise<Array<{ key: string, pttl: number, c
     const type = await redis.type(key)
     const content = type === 'hash'
       ? JSON.stringify(await redis.hgetall(key))
-      : JSON.stringify(await redis.zrange(key, 0, -1, 'WITHSCORES'))
+      : JSON.stringify(await redis.zrange(key, '0', '-1', 'WITHSCORES'))
     return { key, pttl: await redis.pttl(key), content }
   }))
 }
@@ -45,7 +45,7 @@ async function roundTrips (redis: Redis, operation: () => Promise<unknown>): Pro
 }
 
 /** One command: the script, sent as EVAL the first time on a connection and EVALSHA after. */
-function oneScript (t: Tap.Test, commands: string[], operation: string): void {
+function oneScript (t: Test, commands: string[], operation: string): void {
   t.equal(commands.length, 1, `${operation}: one round trip`)
   t.match(commands[0], /^eval(sha)?$/, `${operation}: a script`)
 }

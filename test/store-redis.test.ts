@@ -1,5 +1,5 @@
 import t from 'tap'
-import { Redis } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
 import { RedisStore } from '../lib/index.js'
 import { startRedis } from './helpers/redis.js'
 import { storeContract } from './stores/contract.js'
@@ -61,4 +61,12 @@ t.test('RedisStore works through a client that has its own keyPrefix', async (t)
   t.equal(await store.revokeAll('u'), 2)
   t.same(await client.keys('*'), [], 'every key went, prefix and all')
   t.throws(() => new RedisStore({ client: new Redis({ keyPrefix: '{x}', lazyConnect: true }) }), /keyPrefix/)
+})
+
+t.test('RedisStore accepts a Cluster client, whose options may carry no keyPrefix', async (t) => {
+  const cluster = new Cluster([{ host: '127.0.0.1', port: 1 }], { lazyConnect: true })
+  t.teardown(() => cluster.disconnect())
+  const store = new RedisStore({ client: cluster })
+  t.equal(store.sessionKey('u', 's'), 'tsess:{u}:s:s')
+  t.equal(typeof cluster.tokenSessionsRotate, 'function', 'the scripts are defined on the cluster')
 })

@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { buildApp, login, refresh } from './helpers/app.js'
 import { KEYS, craft, now, payloadOf } from './helpers/jwt.js'
 import { startRedis } from './helpers/redis.js'
@@ -45,7 +45,7 @@ function badAccessTokens (valid: string): Array<[string, string, string]> {
   ]
 }
 
-function assertRejected (t: Tap.Test, response: { statusCode: number, headers: Record<string, unknown>, body: string, json: () => any }, code: string): void {
+function assertRejected (t: Test, response: { statusCode: number, headers: Record<string, unknown>, body: string, json: () => any }, code: string): void {
   t.equal(response.statusCode, 401)
   t.equal(response.json().code, code)
   t.equal(response.headers['www-authenticate'], 'Bearer error="invalid_token"')

@@ -1,0 +1,248 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import { Redis } from 'ioredis'
+import tokenSessions, { MemoryStore, tokenResponse, type SessionUser, type TokenSessionsOptions } from 'fastify-token-sessions'
+import type { Config } from './config.js'
+import { errorHandler, InvalidCredentialsError, NotFoundError, UsernameTakenError } from './errors.js'
+import { UserStore } from './users.js'
+
+declare module 'fastify-token-sessions' {
+  interface SessionUser {
+    /** Copied from the login's claims into every access token of the session. */
+    username: string
+  }
+}
+
+/** How long start-up waits for Redis to be ready before deciding it is not there. */
+const REDIS_CONNECT_TIMEOUT_MS = 2000
+/** How long one Redis command may take: a stalled Redis becomes a fast 503, not a hang. */
+const REDIS_COMMAND_TIMEOUT_MS = 1000
+/** Every route here takes a small JSON body. */
+const BODY_LIMIT = 16 * 1024
+/** Credentials, headers and cookies must never reach the log. */
+const REDACT = ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]']
+
+/** Start-up cannot go on (e.g. no Redis in production). The message says why and what to fix. */
+export class StartupError extends Error {
+  override name = 'StartupError'
+}
+
+/** What tests may change about how the app is built. */
+export interface BuildOptions {
+  /** Where log lines go (default stdout). */
+  logStream?: { write (line: string): void }
+}
+
+interface Credentials {
+  username: string
+  password: string
+}
+
+/** Registration enforces the username and password rules. */
+const registerSchema = {
+  body: {
+    type: 'object',
+    required: ['username', 'password'],
+    additionalProperties: false,
+    properties: {
+      username: { type: 'string', minLength: 3, maxLength: 64, pattern: '^[A-Za-z0-9_.-]+$' },
+      password: { type: 'string', minLength: 8, maxLength: 256 }
+    }
+  },
+  response: {
+    201: { type: 'object', properties: { id: { type: 'string' }, username: { type: 'string' } } }
+  }
+} as const
+
+/**
+ * Login checks types and bounds only: a name or password that breaks today's rules just
+ * fails as invalid credentials, and a stricter rule later does not lock out old users.
+ */
+const loginSchema = {
+  body: {
+    type: 'object',
+    required: ['username', 'password'],
+    additionalProperties: false,
+    properties: {
+      username: { type: 'string', minLength: 1, maxLength: 64 },
+      password: { type: 'string', minLength: 1, maxLength: 256 }
+    }
+  }
+} as const
+
+/** The response schema drops any claim that is not meant to be shown. */
+const meSchema = {
+  response: {
+    200: {
+      type: 'object',
+      properties: { id: { type: 'string' }, username: { type: 'string' }, sessionId: { type: 'string' } }
+    }
+  }
+} as const
+
+/**
+ * Builds the example service (not listening): users, login, `/me`, and the plugin's
+ * refresh and logout routes under `/auth`. Connects to Redis first; see {@link chooseStore}.
+ *
+ * @example
+ * ```ts
+ * const app = await buildApp(loadConfig())
+ * await app.listen({ port: 3000 })
+ * ```
+ */
+export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: {
+      level: config.logLevel,
+      redact: REDACT,
+      ...(options.logStream === undefined ? {} : { stream: options.logStream })
+    },
+    bodyLimit: BODY_LIMIT,
+    // Fastify's ajv would turn 123 into "123" and silently drop unknown fields; we want 400s.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false } }
+  })
+  if (config.jwtSecretGenerated) {
+    app.log.warn('JWT_SECRET is not set: using a random secret for this process; every token dies on restart')
+  }
+  // Before the plugin registers, so that its routes inherit the same error shape.
+  app.setErrorHandler(errorHandler)
+  app.setNotFoundHandler(async () => { throw new NotFoundError() })
+  // Only JSON is spoken here: without this, Fastify would parse text/plain into a string.
+  app.removeContentTypeParser('text/plain')
+
+  const store = await chooseStore(config, app.log)
+  app.addHook('onClose', store.close)
+  try {
+    await app.register(tokenSessions, pluginOptions(config, store.options))
+    authRoutes(app, new UserStore())
+    await app.ready()
+  } catch (error) {
+    await store.close()
+    throw error
+  }
+  return app
+}
+
+function pluginOptions (config: Config, store: StoreOptions): TokenSessionsOptions {
+  return {
+    secret: config.jwtSecret,
+    accessTokenTtl: config.accessTokenTtl,
+    refreshTokenTtl: config.refreshTokenTtl,
+    ...(config.reuseGrace === undefined ? {} : { reuseGrace: config.reuseGrace }),
+    ...store,
+    // A key prefix means something only to Redis; the plugin rejects it with a store.
+    ...(config.keyPrefix === undefined || store.redis === undefined ? {} : { keyPrefix: config.keyPrefix }),
+    routes: { prefix: '/auth' },
+    onReuseDetected (event, request) {
+      // Ids only: the event also holds the client's IP and user agent, which we keep out of alerts.
+      request.log.warn({ userId: event.userId, sessionId: event.sessionId }, 'security: refresh token reused, session revoked')
+    }
+  }
+}
+
+function authRoutes (app: FastifyInstance, users: UserStore): void {
+  app.post<{ Body: Credentials }>('/auth/register', { schema: registerSchema }, async (request, reply) => {
+    const user = await users.register(request.body.username, request.body.password)
+    if (user === undefined) throw new UsernameTakenError()
+    reply.code(201)
+    return user
+  })
+
+  app.post<{ Body: Credentials }>('/auth/login', { schema: loginSchema }, async (request, reply) => {
+    const user = await users.verify(request.body.username, request.body.password)
+    if (user === undefined) throw new InvalidCredentialsError()
+    return tokenResponse(await reply.issueTokens(user.id, { claims: { username: user.username } }))
+  })
+
+  app.get('/me', { onRequest: app.authenticate, schema: meSchema }, async (request, reply) => {
+    reply.header('cache-control', 'no-store')
+    // The cast changes nothing in an app of its own. This repository's typecheck also sees
+    // the plugin's lib/ sources (for its tests), whose SessionUser lacks this augmentation.
+    const { id, username, sessionId } = request.user as SessionUser
+    return { id, username, sessionId }
+  })
+}
+
+type StoreOptions = Pick<TokenSessionsOptions, 'redis' | 'store'>
+
+/** Where sessions live, and how to release it when the app closes. */
+interface StoreChoice {
+  options: StoreOptions
+  close: () => Promise<void>
+}
+
+/**
+ * Redis when it answers within {@link REDIS_CONNECT_TIMEOUT_MS}. Otherwise, outside
+ * production, an in-memory store (sessions die with the process); in production, a
+ * {@link StartupError}: several instances on private memory would each reject the
+ * others' refresh tokens.
+ *
+ * We pass the plugin our connected client rather than the URL: we have connected it
+ * anyway to learn whether Redis is there, and a URL would make the plugin open a second
+ * connection. A client passed in stays ours, so we quit it on close.
+ */
+async function chooseStore (config: Config, log: FastifyBaseLogger): Promise<StoreChoice> {
+  const client = await connectRedis(config.redisUrl, log)
+  if (client !== undefined) {
+    log.info({ redis: hostOf(config.redisUrl) }, 'sessions are stored in Redis')
+    return { options: { redis: client }, close: async () => { await client.quit().catch(() => client.disconnect()) } }
+  }
+  if (config.production) {
+    throw new StartupError(`Redis at ${hostOf(config.redisUrl)} (REDIS_URL) is not reachable; refusing to start in production without a shared session store`)
+  }
+  log.warn({ redis: hostOf(config.redisUrl) },
+    '!!! Redis is not reachable: sessions are kept IN MEMORY, lost on restart and not shared between instances. Development only !!!')
+  const store = new MemoryStore()
+  return { options: { store }, close: async () => { await store.close() } }
+}
+
+/** A ready client, or undefined (and nothing left running) when Redis does not answer in time. */
+async function connectRedis (url: string, log: FastifyBaseLogger): Promise<Redis | undefined> {
+  const client = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: REDIS_CONNECT_TIMEOUT_MS,
+    commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
+    // A command waits through one reconnect attempt at most: an outage gives fast 503s.
+    maxRetriesPerRequest: 1
+  })
+  watchConnection(client, log, hostOf(url))
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error('timed out')), REDIS_CONNECT_TIMEOUT_MS)
+  })
+  try {
+    await Promise.race([client.connect(), deadline])
+    return client
+  } catch {
+    // Stops ioredis from reconnecting in the background.
+    client.disconnect()
+    return undefined
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/**
+ * Logs when the connection drops and when it comes back, not every failed reconnect
+ * (ioredis retries forever, up to every 2 s, which would flood the log during an outage).
+ */
+function watchConnection (client: Redis, log: FastifyBaseLogger, host: string): void {
+  let down = false
+  client.on('error', (err: Error & { code?: string }) => {
+    if (down) return
+    down = true
+    log.warn({ redis: host, code: err.code, reason: err.message }, 'redis connection error')
+  })
+  client.on('ready', () => {
+    if (down) log.info({ redis: host }, 'redis connection restored')
+    down = false
+  })
+}
+
+/** host:port of a Redis URL, for logs and messages: the URL itself may hold a password. */
+function hostOf (url: string): string {
+  try {
+    return new URL(url).host
+  } catch {
+    return '(unparsable REDIS_URL)'
+  }
+}

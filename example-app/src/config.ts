@@ -1,0 +1,131 @@
+import { randomBytes } from 'node:crypto'
+
+/** Log levels pino knows; anything else is a typo we would rather hear about at start-up. */
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+/** The plugin refuses shorter secrets; checking here names the variable instead of the option. */
+const MIN_SECRET_BYTES = 32
+/** Size of the secret generated for development. */
+const GENERATED_SECRET_BYTES = 48
+/** The plugin's ceilings (options.ts): checked here so the message names the variable. */
+const MAX_TOKEN_TTL = 365 * 24 * 60 * 60
+const MAX_REUSE_GRACE = 300
+
+/** A pino log level. */
+export type LogLevel = typeof LOG_LEVELS[number]
+
+/** The example app's settings, read once from the environment. */
+export interface Config {
+  /** `NODE_ENV === 'production'`: no generated secret, no in-memory fallback. */
+  readonly production: boolean
+  readonly port: number
+  readonly host: string
+  readonly redisUrl: string
+  /** Seconds. */
+  readonly accessTokenTtl: number
+  /** Seconds. */
+  readonly refreshTokenTtl: number
+  /** Seconds; undefined leaves the plugin's default. */
+  readonly reuseGrace: number | undefined
+  readonly jwtSecret: string
+  /** True when no JWT_SECRET was given and one was made up for this process. */
+  readonly jwtSecretGenerated: boolean
+  /** Undefined leaves the plugin's default. */
+  readonly keyPrefix: string | undefined
+  readonly logLevel: LogLevel
+}
+
+/**
+ * A setting that cannot work. Its message names the variable and the fix, and never
+ * repeats a secret's value.
+ */
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+/**
+ * Reads the app's settings from the environment. Throws a {@link ConfigError} for any
+ * bad value rather than falling back to a default, so a typo fails at start-up.
+ *
+ * @example
+ * ```ts
+ * const config = loadConfig({ NODE_ENV: 'production', JWT_SECRET: process.env.JWT_SECRET })
+ * const app = await buildApp(config)
+ * ```
+ */
+export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
+  const production = env.NODE_ENV === 'production'
+  const accessTokenTtl = wholeNumber(env, 'ACCESS_TOKEN_TTL', 900, 1, MAX_TOKEN_TTL)
+  const refreshTokenTtl = wholeNumber(env, 'REFRESH_TOKEN_TTL', 86_400, 1, MAX_TOKEN_TTL)
+  if (refreshTokenTtl <= accessTokenTtl) {
+    throw new ConfigError(`REFRESH_TOKEN_TTL (${refreshTokenTtl}) must be greater than ACCESS_TOKEN_TTL (${accessTokenTtl})`)
+  }
+  const secret = jwtSecret(env, production)
+  return Object.freeze({
+    production,
+    port: wholeNumber(env, 'PORT', 3000, 0, 65_535),
+    host: text(env, 'HOST') ?? '127.0.0.1',
+    redisUrl: redisUrl(env),
+    accessTokenTtl,
+    refreshTokenTtl,
+    reuseGrace: env.REFRESH_REUSE_GRACE === undefined ? undefined : wholeNumber(env, 'REFRESH_REUSE_GRACE', 0, 0, MAX_REUSE_GRACE),
+    jwtSecret: secret.value,
+    jwtSecretGenerated: secret.generated,
+    keyPrefix: keyPrefix(env),
+    logLevel: logLevel(env)
+  })
+}
+
+/** A variable's value, or undefined when it is unset or empty (compose passes empty strings). */
+function text (env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const value = env[name]
+  return value === undefined || value === '' ? undefined : value
+}
+
+/** Only plain digits: `Number()` would accept '', ' 1', '1e3' and '0x10'. */
+function wholeNumber (env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+  const raw = text(env, name)
+  if (raw === undefined) return fallback
+  const value = /^\d+$/.test(raw) ? Number(raw) : Number.NaN
+  if (!(value >= min && value <= max)) {
+    throw new ConfigError(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`)
+  }
+  return value
+}
+
+function jwtSecret (env: NodeJS.ProcessEnv, production: boolean): { value: string, generated: boolean } {
+  const value = text(env, 'JWT_SECRET')
+  if (value === undefined) {
+    if (production) {
+      throw new ConfigError(`JWT_SECRET is required when NODE_ENV=production: set it to at least ${MIN_SECRET_BYTES} random bytes, e.g. $(openssl rand -base64 48)`)
+    }
+    // A fresh secret per process: tokens stop working on restart, which is fine in development.
+    return { value: randomBytes(GENERATED_SECRET_BYTES).toString('base64url'), generated: true }
+  }
+  const bytes = Buffer.byteLength(value)
+  if (bytes < MIN_SECRET_BYTES) {
+    throw new ConfigError(`JWT_SECRET is ${bytes} bytes; use at least ${MIN_SECRET_BYTES} random bytes, e.g. $(openssl rand -base64 48)`)
+  }
+  return { value, generated: false }
+}
+
+function redisUrl (env: NodeJS.ProcessEnv): string {
+  const value = text(env, 'REDIS_URL') ?? 'redis://127.0.0.1:6379'
+  // The URL may hold a password, so the message does not repeat it.
+  if (!/^rediss?:\/\/./.test(value)) throw new ConfigError('REDIS_URL must be a redis:// or rediss:// URL')
+  return value
+}
+
+function keyPrefix (env: NodeJS.ProcessEnv): string | undefined {
+  const value = text(env, 'KEY_PREFIX')
+  if (value !== undefined && /[{}]/.test(value)) {
+    throw new ConfigError('KEY_PREFIX must not contain "{" or "}" (they would break the per-user Redis Cluster hash tag)')
+  }
+  return value
+}
+
+function logLevel (env: NodeJS.ProcessEnv): LogLevel {
+  const value = text(env, 'LOG_LEVEL') ?? 'info'
+  const level = LOG_LEVELS.find((known) => known === value)
+  if (level === undefined) throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(value)}`)
+  return level
+}

@@ -1,0 +1,516 @@
+import t, { type Test } from 'tap'
+import type { AddressInfo } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { FastifyInstance } from 'fastify'
+import { MemoryStore } from 'fastify-token-sessions'
+import { buildApp } from '../example-app/src/app.js'
+import { loadConfig } from '../example-app/src/config.js'
+import { LogCapture, SECRET } from './helpers/app.js'
+import { freePort, startRedis } from './helpers/redis.js'
+
+/**
+ * The example app, black-box: real HTTP through fetch, a private Redis, and only what a
+ * client or an operator can see (status, headers, bodies, cookies, log lines).
+ */
+
+const redis = await startRedis(t)
+/** Short enough to wait out in a test, long enough for the replay to land inside it. */
+const GRACE_SECONDS = 1
+const PASSWORD = 'correct horse battery'
+let appCount = 0
+
+interface Running {
+  app: FastifyInstance
+  url: string
+  logs: LogCapture
+  keyPrefix: string
+}
+
+/** Starts the app from an environment (as the server does) on a free port; closed at teardown. */
+async function startApp (t: Test, env: NodeJS.ProcessEnv = {}): Promise<Running> {
+  const keyPrefix = `example${++appCount}:`
+  const logs = new LogCapture()
+  const config = loadConfig({
+    REDIS_URL: redis.url,
+    JWT_SECRET: SECRET,
+    KEY_PREFIX: keyPrefix,
+    REFRESH_REUSE_GRACE: String(GRACE_SECONDS),
+    LOG_LEVEL: 'debug',
+    ...env
+  })
+  const app = await buildApp(config, { logStream: logs })
+  t.teardown(() => app.close())
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as AddressInfo
+  return { app, url: `http://127.0.0.1:${port}`, logs, keyPrefix }
+}
+
+interface Call {
+  status: number
+  headers: Headers
+  body: any
+  cookies: Map<string, SetCookie>
+}
+
+interface SetCookie {
+  value: string
+  /** Attribute names in lower case; flags map to true. */
+  attributes: Map<string, string | true>
+}
+
+/** The cookies a response sets, by name, with their attributes. */
+function cookiesOf (response: Response): Map<string, SetCookie> {
+  const cookies = new Map<string, SetCookie>()
+  for (const line of response.headers.getSetCookie()) {
+    const [pair = '', ...parts] = line.split(';').map((part) => part.trim())
+    const eq = pair.indexOf('=')
+    const attributes = new Map<string, string | true>()
+    for (const part of parts) {
+      const at = part.indexOf('=')
+      if (at === -1) attributes.set(part.toLowerCase(), true)
+      else attributes.set(part.slice(0, at).toLowerCase(), part.slice(at + 1))
+    }
+    cookies.set(pair.slice(0, eq), { value: pair.slice(eq + 1), attributes })
+  }
+  return cookies
+}
+
+/** One request; `json` is sent as a JSON body, `body` as is (with whatever type it implies). */
+async function call (
+  base: string, method: string, path: string,
+  options: { json?: unknown, body?: RequestInit['body'], headers?: Record<string, string> } = {}
+): Promise<Call> {
+  const headers: Record<string, string> = { ...options.headers }
+  let body = options.body
+  if (options.json !== undefined) {
+    headers['content-type'] = 'application/json'
+    body = JSON.stringify(options.json)
+  }
+  const response = await fetch(base + path, { method, headers, ...(body === undefined ? {} : { body }) })
+  const text = await response.text()
+  const isJson = (response.headers.get('content-type') ?? '').startsWith('application/json')
+  return { status: response.status, headers: response.headers, body: isJson ? JSON.parse(text) : text, cookies: cookiesOf(response) }
+}
+
+/** Every error has the same four fields and a stable code. */
+function assertError (t: Test, response: Call, status: number, code: string, label: string): void {
+  t.equal(response.status, status, `${label}: status ${status}`)
+  t.same(Object.keys(response.body ?? {}).sort(), ['code', 'error', 'message', 'statusCode'], `${label}: error shape`)
+  t.equal(response.body?.code, code, `${label}: code ${code}`)
+  t.equal(response.body?.statusCode, status, `${label}: statusCode in body`)
+  t.type(response.body?.error, 'string', `${label}: error text`)
+  t.type(response.body?.message, 'string', `${label}: message`)
+}
+
+function cookieHeader (cookies: Map<string, SetCookie>, ...names: string[]): string {
+  return names.map((name) => `${name}=${cookies.get(name)?.value ?? ''}`).join('; ')
+}
+
+/** The cookie was cleared: empty value and an immediate or past expiry. */
+function assertCleared (t: Test, cookie: SetCookie | undefined, path: string, label: string): void {
+  t.ok(cookie, `${label} is set`)
+  t.equal(cookie?.value, '', `${label} is emptied`)
+  const maxAge = cookie?.attributes.get('max-age')
+  const expires = cookie?.attributes.get('expires')
+  const expired = maxAge === '0' || (typeof expires === 'string' && Date.parse(expires) <= Date.now())
+  t.ok(expired, `${label} expires now (Max-Age=${String(maxAge)}, Expires=${String(expires)})`)
+  t.equal(cookie?.attributes.get('path'), path, `${label} keeps Path=${path}, or the browser keeps the old cookie`)
+}
+
+async function register (base: string, username: string): Promise<{ id: string, username: string }> {
+  const response = await call(base, 'POST', '/auth/register', { json: { username, password: PASSWORD } })
+  if (response.status !== 201) throw new Error(`register ${username}: ${response.status}`)
+  return response.body
+}
+
+async function loginWithCookies (base: string, username: string): Promise<Call> {
+  const response = await call(base, 'POST', '/auth/login', { json: { username, password: PASSWORD } })
+  if (response.status !== 200) throw new Error(`login ${username}: ${response.status}`)
+  return response
+}
+
+async function loginNative (base: string, username: string): Promise<{ accessToken: string, refreshToken: string }> {
+  const response = await call(base, 'POST', '/auth/login', {
+    json: { username, password: PASSWORD }, headers: { 'x-token-transport': 'body' }
+  })
+  if (response.status !== 200) throw new Error(`native login ${username}: ${response.status}`)
+  return response.body
+}
+
+/** No log line may hold a token, a cookie value or a password. */
+function assertLogsClean (t: Test, logs: LogCapture, secrets: string[]): void {
+  t.ok(logs.lines.length > 0, 'the app logged something')
+  for (const secret of secrets) {
+    t.notOk(logs.text.includes(secret), `logs do not contain ${secret.slice(0, 12)}…`)
+  }
+}
+
+t.test('POST /auth/register', async (t) => {
+  const { url } = await startApp(t)
+
+  const created = await call(url, 'POST', '/auth/register', { json: { username: 'alice', password: PASSWORD } })
+  t.equal(created.status, 201)
+  t.same(Object.keys(created.body).sort(), ['id', 'username'], 'only id and username, never the hash')
+  t.match(created.body, { id: /^[0-9a-f-]{36}$/, username: 'alice' })
+
+  const taken = await call(url, 'POST', '/auth/register', { json: { username: 'alice', password: 'another password' } })
+  assertError(t, taken, 409, 'USERNAME_TAKEN', 'duplicate username')
+
+  const invalid: Array<[string, unknown]> = [
+    ['a number as username', { username: 12345678, password: PASSWORD }],
+    ['a number as password', { username: 'numeric', password: 1234567890 }],
+    ['missing password', { username: 'nopass' }],
+    ['missing username', { password: PASSWORD }],
+    ['an extra field', { username: 'bob', password: PASSWORD, admin: true }],
+    ['a 2-character username', { username: 'ab', password: PASSWORD }],
+    ['a 65-character username', { username: 'a'.repeat(65), password: PASSWORD }],
+    ['a username with a space', { username: 'bad name', password: PASSWORD }],
+    ['a 7-character password', { username: 'shortpw', password: '1234567' }],
+    ['a 257-character password', { username: 'longpw', password: 'x'.repeat(257) }],
+    ['an array body', [{ username: 'arr', password: PASSWORD }]],
+    ['a null body', null]
+  ]
+  for (const [label, json] of invalid) {
+    assertError(t, await call(url, 'POST', '/auth/register', { json }), 400, 'BAD_REQUEST', label)
+  }
+
+  // Had the number been coerced or the extra field been stripped, these names would be taken.
+  t.equal((await call(url, 'POST', '/auth/register', { json: { username: '12345678', password: PASSWORD } })).status, 201,
+    'the rejected numeric username was not stored as a string')
+  t.equal((await call(url, 'POST', '/auth/register', { json: { username: 'bob', password: PASSWORD } })).status, 201,
+    'the request with an extra field created nobody')
+  const edge = await call(url, 'POST', '/auth/register', { json: { username: 'a.b_c-1', password: 'x'.repeat(256) } })
+  t.equal(edge.status, 201, 'every allowed character and the longest password are accepted')
+})
+
+t.test('bad requests get 4xx in the same shape, never a 500', async (t) => {
+  const { url } = await startApp(t)
+  assertError(t, await call(url, 'POST', '/auth/register', {
+    body: '{"username": "x",', headers: { 'content-type': 'application/json' }
+  }), 400, 'BAD_REQUEST', 'malformed JSON')
+  assertError(t, await call(url, 'POST', '/auth/login', {
+    body: '', headers: { 'content-type': 'application/json' }
+  }), 400, 'BAD_REQUEST', 'empty JSON body')
+  assertError(t, await call(url, 'POST', '/auth/register', {
+    body: 'username=alice', headers: { 'content-type': 'text/plain' }
+  }), 415, 'UNSUPPORTED_MEDIA_TYPE', 'text/plain body')
+  assertError(t, await call(url, 'POST', '/auth/login', {
+    body: 'username=alice', headers: { 'content-type': 'application/x-www-form-urlencoded' }
+  }), 415, 'UNSUPPORTED_MEDIA_TYPE', 'form body')
+  assertError(t, await call(url, 'POST', '/auth/register', {
+    json: { username: 'big', password: 'x'.repeat(32 * 1024) }
+  }), 413, 'PAYLOAD_TOO_LARGE', 'oversized body')
+  assertError(t, await call(url, 'GET', '/nowhere'), 404, 'NOT_FOUND', 'unknown route')
+  assertError(t, await call(url, 'POST', '/auth/refresh', {
+    body: 'x', headers: { 'content-type': 'text/plain' }
+  }), 415, 'FTS_UNSUPPORTED_MEDIA_TYPE', 'plugin route, text/plain body')
+  assertError(t, await call(url, 'POST', '/auth/refresh', { json: { refreshToken: 42 } }),
+    400, 'FTS_BAD_REQUEST', 'plugin route, refreshToken of the wrong type')
+})
+
+t.test('POST /auth/login', async (t) => {
+  const { url, keyPrefix } = await startApp(t, { ACCESS_TOKEN_TTL: '600', REFRESH_TOKEN_TTL: '7200' })
+  await register(url, 'alice')
+
+  const ok = await call(url, 'POST', '/auth/login', { json: { username: 'alice', password: PASSWORD } })
+  t.equal(ok.status, 200)
+  t.same(Object.keys(ok.body).sort(), ['accessToken', 'expiresIn', 'tokenType'], 'a browser never sees the refresh token')
+  t.equal(ok.body.tokenType, 'Bearer')
+  t.equal(ok.body.expiresIn, 600, 'ACCESS_TOKEN_TTL reaches the plugin')
+  t.equal(ok.headers.get('cache-control'), 'no-store')
+
+  const access = ok.cookies.get('access_token')
+  const refresh = ok.cookies.get('refresh_token')
+  t.equal(access?.value, ok.body.accessToken, 'the access cookie holds the access token')
+  t.equal(access?.attributes.get('httponly'), true, 'access cookie HttpOnly')
+  t.equal(access?.attributes.get('samesite'), 'Strict', 'access cookie SameSite=Strict')
+  t.equal(access?.attributes.get('path'), '/', 'access cookie Path=/')
+  t.equal(access?.attributes.get('max-age'), '600', 'access cookie lives as long as the token')
+  t.ok(refresh !== undefined && refresh.value.length > 0, 'a refresh cookie is set')
+  t.equal(refresh?.attributes.get('httponly'), true, 'refresh cookie HttpOnly')
+  t.equal(refresh?.attributes.get('samesite'), 'Strict', 'refresh cookie SameSite=Strict')
+  t.equal(refresh?.attributes.get('path'), '/auth', 'refresh cookie only goes to /auth')
+  t.equal(refresh?.attributes.get('max-age'), '7200', 'REFRESH_TOKEN_TTL reaches the plugin')
+
+  const client = redis.client()
+  t.teardown(() => client.quit())
+  t.ok((await client.keys(`${keyPrefix}*`)).length > 0, 'the session is in Redis, under KEY_PREFIX')
+
+  const wrong = await call(url, 'POST', '/auth/login', { json: { username: 'alice', password: 'wrong password' } })
+  assertError(t, wrong, 401, 'INVALID_CREDENTIALS', 'wrong password')
+  t.equal(wrong.headers.getSetCookie().length, 0, 'a failed login sets no cookie')
+  const unknown = await call(url, 'POST', '/auth/login', { json: { username: 'mallory', password: PASSWORD } })
+  assertError(t, unknown, 401, 'INVALID_CREDENTIALS', 'unknown user')
+  t.same(unknown.body, wrong.body, 'an unknown user and a wrong password look the same')
+  assertError(t, await call(url, 'POST', '/auth/login', { json: { username: 'alice' } }), 400, 'BAD_REQUEST', 'login without password')
+})
+
+t.test('GET /me', async (t) => {
+  const { url, logs } = await startApp(t)
+  const alice = await register(url, 'alice')
+  const login = await loginWithCookies(url, 'alice')
+  const accessToken: string = login.body.accessToken
+
+  const bearer = await call(url, 'GET', '/me', { headers: { authorization: `Bearer ${accessToken}` } })
+  t.equal(bearer.status, 200, 'Bearer token accepted')
+  t.same(Object.keys(bearer.body).sort(), ['id', 'sessionId', 'username'])
+  t.equal(bearer.body.id, alice.id)
+  t.equal(bearer.body.username, 'alice', 'the username claim travels in the token')
+  t.match(bearer.body.sessionId, /^[A-Za-z0-9_-]{22}$/)
+
+  const cookie = await call(url, 'GET', '/me', { headers: { cookie: cookieHeader(login.cookies, 'access_token') } })
+  t.equal(cookie.status, 200, 'access cookie accepted')
+  t.same(cookie.body, bearer.body, 'the same user and session either way')
+
+  const none = await call(url, 'GET', '/me')
+  assertError(t, none, 401, 'FTS_TOKEN_MISSING', 'no token')
+  t.match(none.headers.get('www-authenticate'), /^Bearer/, 'a 401 carries a Bearer challenge')
+  assertError(t, await call(url, 'GET', '/me', { headers: { authorization: 'Bearer not.a.jwt' } }),
+    401, 'FTS_TOKEN_INVALID', 'garbage token')
+  assertError(t, await call(url, 'GET', '/me', { headers: { authorization: `Bearer ${accessToken}x` } }),
+    401, 'FTS_TOKEN_INVALID', 'tampered token')
+  assertLogsClean(t, logs, [accessToken, login.cookies.get('refresh_token')?.value ?? 'missing', PASSWORD])
+})
+
+t.test('refresh with the cookie rotates it; the old token dies after the grace', async (t) => {
+  const { url, logs } = await startApp(t)
+  const alice = await register(url, 'alice')
+  const login = await loginWithCookies(url, 'alice')
+  const oldCookies = cookieHeader(login.cookies, 'refresh_token')
+
+  assertError(t, await call(url, 'POST', '/auth/refresh', { headers: { cookie: oldCookies } }),
+    403, 'FTS_CSRF_REJECTED', 'cookie refresh without x-requested-with')
+
+  const rotated = await call(url, 'POST', '/auth/refresh', { headers: { cookie: oldCookies, 'x-requested-with': '1' } })
+  t.equal(rotated.status, 200)
+  t.same(Object.keys(rotated.body).sort(), ['accessToken', 'expiresIn', 'tokenType'], 'no refresh token in the body')
+  const newAccess = rotated.cookies.get('access_token')
+  const newRefresh = rotated.cookies.get('refresh_token')
+  // Not compared with the old one: access tokens carry no id, so within one second they are equal.
+  t.ok(newAccess !== undefined && newAccess.value.length > 0, 'an access cookie is set')
+  t.ok(newRefresh !== undefined && newRefresh.value !== login.cookies.get('refresh_token')?.value, 'a new refresh cookie')
+  t.equal(newRefresh?.attributes.get('path'), '/auth', 'the new refresh cookie keeps Path=/auth')
+  t.equal(newAccess?.value, rotated.body.accessToken)
+  t.equal(rotated.headers.get('cache-control'), 'no-store')
+  const me = await call(url, 'GET', '/me', { headers: { authorization: `Bearer ${rotated.body.accessToken}` } })
+  t.equal(me.status, 200, 'the new access token works')
+  t.equal(me.body.username, 'alice', 'claims survive rotation')
+
+  const replay = await call(url, 'POST', '/auth/refresh', { headers: { cookie: oldCookies, 'x-requested-with': '1' } })
+  t.equal(replay.status, 200, 'within the grace the old token may come back (racing tabs)')
+
+  await sleep(GRACE_SECONDS * 1000 + 500)
+  const reused = await call(url, 'POST', '/auth/refresh', { headers: { cookie: oldCookies, 'x-requested-with': '1' } })
+  assertError(t, reused, 401, 'FTS_TOKEN_REUSED', 'old refresh token after the grace')
+  assertCleared(t, reused.cookies.get('refresh_token'), '/auth', 'refresh cookie after reuse')
+
+  const current = await call(url, 'POST', '/auth/refresh', {
+    headers: { cookie: cookieHeader(rotated.cookies, 'refresh_token'), 'x-requested-with': '1' }
+  })
+  assertError(t, current, 401, 'FTS_SESSION_REVOKED', 'the current token of the revoked session')
+
+  const alert = logs.entries().find((entry) => entry.msg === 'security: refresh token reused, session revoked')
+  t.ok(alert, 'onReuseDetected logged an alert')
+  t.equal(alert?.level, 40, 'as a warning')
+  t.equal(alert?.userId, alice.id)
+  t.equal(alert?.sessionId, me.body.sessionId)
+  t.notOk(alert !== undefined && ('ip' in alert || 'userAgent' in alert), 'ids only')
+  assertLogsClean(t, logs, [
+    login.cookies.get('refresh_token')?.value ?? 'missing', newRefresh?.value ?? 'missing', rotated.body.accessToken, PASSWORD
+  ])
+})
+
+t.test('native client: tokens in the body from login to logout', async (t) => {
+  const { url, logs } = await startApp(t, { REFRESH_TOKEN_TTL: '5000' })
+  await register(url, 'alice')
+  const login = await call(url, 'POST', '/auth/login', {
+    json: { username: 'alice', password: PASSWORD }, headers: { 'x-token-transport': 'body' }
+  })
+  t.equal(login.status, 200)
+  t.same(Object.keys(login.body).sort(), ['accessToken', 'expiresIn', 'refreshExpiresIn', 'refreshToken', 'tokenType'])
+  t.equal(login.body.refreshExpiresIn, 5000)
+  t.equal(login.headers.getSetCookie().length, 0, 'no cookies for a native client')
+
+  const me = await call(url, 'GET', '/me', { headers: { authorization: `Bearer ${login.body.accessToken}` } })
+  t.equal(me.status, 200)
+  t.equal(me.body.username, 'alice')
+  assertError(t, await call(url, 'GET', '/me', { headers: { authorization: `Bearer ${login.body.refreshToken}` } }),
+    401, 'FTS_TOKEN_INVALID', 'a refresh token is no access token')
+
+  const refreshed = await call(url, 'POST', '/auth/refresh', { json: { refreshToken: login.body.refreshToken } })
+  t.equal(refreshed.status, 200, 'refresh with the JSON body needs no CSRF header')
+  t.type(refreshed.body.refreshToken, 'string')
+  t.not(refreshed.body.refreshToken, login.body.refreshToken, 'a new refresh token')
+  t.equal(refreshed.headers.getSetCookie().length, 0, 'still no cookies')
+  const again = await call(url, 'GET', '/me', { headers: { authorization: `Bearer ${refreshed.body.accessToken}` } })
+  t.equal(again.body.sessionId, me.body.sessionId, 'the same session')
+
+  const logout = await call(url, 'POST', '/auth/logout', { json: { refreshToken: refreshed.body.refreshToken } })
+  t.equal(logout.status, 204)
+  t.equal(logout.body, '', 'no body')
+  assertError(t, await call(url, 'POST', '/auth/refresh', { json: { refreshToken: refreshed.body.refreshToken } }),
+    401, 'FTS_SESSION_REVOKED', 'refresh after logout')
+  assertLogsClean(t, logs, [login.body.accessToken, login.body.refreshToken, refreshed.body.refreshToken, PASSWORD])
+})
+
+t.test('POST /auth/logout clears both cookies', async (t) => {
+  const { url } = await startApp(t)
+  await register(url, 'alice')
+  const login = await loginWithCookies(url, 'alice')
+  const cookies = cookieHeader(login.cookies, 'access_token', 'refresh_token')
+
+  const logout = await call(url, 'POST', '/auth/logout', { headers: { cookie: cookies, 'x-requested-with': '1' } })
+  t.equal(logout.status, 204)
+  assertCleared(t, logout.cookies.get('access_token'), '/', 'access cookie')
+  assertCleared(t, logout.cookies.get('refresh_token'), '/auth', 'refresh cookie')
+
+  assertError(t, await call(url, 'POST', '/auth/refresh', { headers: { cookie: cookies, 'x-requested-with': '1' } }),
+    401, 'FTS_SESSION_REVOKED', 'the logged-out refresh cookie')
+})
+
+t.test('POST /auth/logout-all ends every session of the user, and only hers', async (t) => {
+  const { url } = await startApp(t)
+  await register(url, 'alice')
+  await register(url, 'bob')
+  const browser = await loginWithCookies(url, 'alice')
+  const phone = await loginNative(url, 'alice')
+  const bob = await loginNative(url, 'bob')
+
+  const all = await call(url, 'POST', '/auth/logout-all', { headers: { authorization: `Bearer ${phone.accessToken}` } })
+  t.equal(all.status, 204)
+
+  assertError(t, await call(url, 'POST', '/auth/refresh', { json: { refreshToken: phone.refreshToken } }),
+    401, 'FTS_SESSION_REVOKED', 'the calling session')
+  assertError(t, await call(url, 'POST', '/auth/refresh', {
+    headers: { cookie: cookieHeader(browser.cookies, 'refresh_token'), 'x-requested-with': '1' }
+  }), 401, 'FTS_SESSION_REVOKED', 'the other session of the user')
+  const other = await call(url, 'POST', '/auth/refresh', { json: { refreshToken: bob.refreshToken } })
+  t.equal(other.status, 200, 'another user keeps his session')
+
+  assertError(t, await call(url, 'POST', '/auth/logout-all', { headers: { authorization: `Bearer ${phone.accessToken}` } }),
+    401, 'FTS_SESSION_REVOKED', 'logout-all from an ended session')
+})
+
+t.test('config', async (t) => {
+  t.throws(() => loadConfig({ NODE_ENV: 'production' }), { name: 'ConfigError', message: /JWT_SECRET is required/ },
+    'production without JWT_SECRET refuses')
+  t.throws(() => loadConfig({ NODE_ENV: 'production', JWT_SECRET: '' }), { message: /JWT_SECRET is required/ },
+    'an empty JWT_SECRET counts as missing')
+  let shortSecretMessage = ''
+  try {
+    loadConfig({ JWT_SECRET: 'hunter2-hunter2' })
+  } catch (error) {
+    shortSecretMessage = (error as Error).message
+  }
+  t.match(shortSecretMessage, /JWT_SECRET is 15 bytes/, 'a short secret refuses')
+  t.notOk(shortSecretMessage.includes('hunter2'), 'the message does not repeat the secret')
+
+  for (const bad of ['abc', '15m', '-1', '0', '1.5', ' 900', '1e3', '0x10']) {
+    t.throws(() => loadConfig({ ACCESS_TOKEN_TTL: bad }), { name: 'ConfigError', message: /^ACCESS_TOKEN_TTL must be a whole number/ },
+      `ACCESS_TOKEN_TTL=${JSON.stringify(bad)} refuses`)
+  }
+  t.throws(() => loadConfig({ PORT: '70000' }), { message: /^PORT/ }, 'a port out of range refuses')
+  t.throws(() => loadConfig({ REFRESH_REUSE_GRACE: 'soon' }), { message: /^REFRESH_REUSE_GRACE/ }, 'a grace that is no number refuses')
+  t.throws(() => loadConfig({ ACCESS_TOKEN_TTL: '900', REFRESH_TOKEN_TTL: '900' }), { message: /REFRESH_TOKEN_TTL .* greater than ACCESS_TOKEN_TTL/ },
+    'a refresh token that dies with its access token refuses')
+  t.throws(() => loadConfig({ LOG_LEVEL: 'verbose' }), { message: /^LOG_LEVEL/ }, 'an unknown log level refuses')
+  t.throws(() => loadConfig({ REDIS_URL: 'http://redis:6379' }), { message: /^REDIS_URL/ }, 'a URL that is not redis:// refuses')
+  t.throws(() => loadConfig({ KEY_PREFIX: 'a{b}' }), { message: /^KEY_PREFIX/ }, 'a key prefix with a hash tag refuses')
+
+  const defaults = loadConfig({})
+  t.match(defaults, {
+    production: false,
+    port: 3000,
+    host: '127.0.0.1',
+    redisUrl: 'redis://127.0.0.1:6379',
+    accessTokenTtl: 900,
+    refreshTokenTtl: 86_400,
+    reuseGrace: undefined,
+    keyPrefix: undefined,
+    logLevel: 'info',
+    jwtSecretGenerated: true
+  }, 'defaults')
+  t.equal(Buffer.from(defaults.jwtSecret, 'base64url').length, 48, 'a generated secret has 48 random bytes')
+  t.not(loadConfig({}).jwtSecret, defaults.jwtSecret, 'a new one per process')
+
+  const given = loadConfig({
+    NODE_ENV: 'production', JWT_SECRET: SECRET, PORT: '8080', HOST: '0.0.0.0', REDIS_URL: 'redis://redis:6379',
+    ACCESS_TOKEN_TTL: '60', REFRESH_TOKEN_TTL: '3600', REFRESH_REUSE_GRACE: '0', KEY_PREFIX: 'app:', LOG_LEVEL: 'warn'
+  })
+  t.match(given, {
+    production: true, port: 8080, host: '0.0.0.0', redisUrl: 'redis://redis:6379', accessTokenTtl: 60,
+    refreshTokenTtl: 3600, reuseGrace: 0, keyPrefix: 'app:', logLevel: 'warn', jwtSecret: SECRET, jwtSecretGenerated: false
+  }, 'every variable is read')
+})
+
+t.test('without Redis, development falls back to MemoryStore', async (t) => {
+  const closedPort = await freePort()
+  const { app, url, logs } = await startApp(t, { REDIS_URL: `redis://127.0.0.1:${closedPort}`, JWT_SECRET: '' })
+  t.ok(app.tokenSessions.store instanceof MemoryStore, 'sessions live in memory')
+  const warnings = logs.entries().filter((entry) => entry.level === 40).map((entry) => String(entry.msg))
+  t.ok(warnings.some((msg) => msg.includes('IN MEMORY')), 'a loud warning says so')
+  t.ok(warnings.some((msg) => msg.includes('JWT_SECRET is not set')), 'and one about the generated secret')
+
+  await register(url, 'alice')
+  const login = await loginNative(url, 'alice')
+  const refreshed = await call(url, 'POST', '/auth/refresh', { json: { refreshToken: login.refreshToken } })
+  t.equal(refreshed.status, 200, 'sessions work on the memory store')
+  const logout = await call(url, 'POST', '/auth/logout', { json: { refreshToken: refreshed.body.refreshToken } })
+  t.equal(logout.status, 204)
+  assertError(t, await call(url, 'POST', '/auth/refresh', { json: { refreshToken: refreshed.body.refreshToken } }),
+    401, 'FTS_SESSION_REVOKED', 'logout ends the in-memory session')
+})
+
+t.test('without Redis, production refuses to start', async (t) => {
+  const closedPort = await freePort()
+  const config = loadConfig({ NODE_ENV: 'production', JWT_SECRET: SECRET, REDIS_URL: `redis://user:pa55word@127.0.0.1:${closedPort}` })
+  const logs = new LogCapture()
+  let failure: Error | undefined
+  try {
+    const app = await buildApp(config, { logStream: logs })
+    t.teardown(() => app.close())
+  } catch (error) {
+    failure = error as Error
+  }
+  t.equal(failure?.name, 'StartupError', 'buildApp rejects')
+  t.match(failure?.message, new RegExp(`127\\.0\\.0\\.1:${closedPort} \\(REDIS_URL\\) is not reachable`), 'naming where it looked')
+  t.notOk(failure?.message.includes('pa55word'), 'without the password in REDIS_URL')
+  t.notOk(logs.text.includes('pa55word'), 'nor in the log')
+})
+
+t.test('with Redis, the app uses it and quits its client on close', async (t) => {
+  const client = redis.client()
+  t.teardown(() => client.quit())
+  const before = await clientCount(client)
+  const { app } = await startApp(t)
+  t.notOk(app.tokenSessions.store instanceof MemoryStore, 'not the memory store')
+  t.equal(await clientCount(client), before + 1, 'the app holds one Redis connection (its probe, handed to the plugin)')
+  await app.close()
+  // Redis sees the QUIT asynchronously.
+  for (let i = 0; i < 50 && await clientCount(client) !== before; i++) await sleep(20)
+  t.equal(await clientCount(client), before, 'closing the app quits its connection')
+})
+
+t.test('a Redis outage gives 503 in the same error shape, and the app still closes', async (t) => {
+  const outage = await startRedis(t)
+  const { app, url, logs } = await startApp(t, { REDIS_URL: outage.url })
+  await register(url, 'alice')
+  const login = await loginNative(url, 'alice')
+
+  await outage.stop()
+  const refresh = await call(url, 'POST', '/auth/refresh', { json: { refreshToken: login.refreshToken } })
+  assertError(t, refresh, 503, 'FTS_STORE_UNAVAILABLE', 'refresh without Redis')
+  t.equal(refresh.headers.get('retry-after'), '1', 'with a hint when to retry')
+  assertError(t, await call(url, 'POST', '/auth/login', { json: { username: 'alice', password: PASSWORD } }),
+    503, 'FTS_STORE_UNAVAILABLE', 'login without Redis')
+  t.ok(logs.entries().some((entry) => entry.msg === 'redis connection error'), 'the drop is logged')
+
+  const started = Date.now()
+  await app.close()
+  t.ok(Date.now() - started < 2000, 'close does not wait for Redis to come back')
+})
+
+async function clientCount (client: ReturnType<typeof redis.client>): Promise<number> {
+  const list = await client.client('LIST') as string
+  return list.trim().split('\n').length
+}
