@@ -39,7 +39,7 @@ export function readCookie (request: FastifyRequest, name: string): string | und
  * tells, by `Sec-Fetch-Site` not being `cross-site`.
  */
 export function checkCsrf (request: FastifyRequest, header: string | null): void {
-  if (request.headers['sec-fetch-site'] === 'cross-site') throw new CsrfError()
+  if (request.headers['sec-fetch-site']?.toLowerCase() === 'cross-site') throw new CsrfError()
   if (header === null) return
   const value = request.headers[header]
   // Node joins a repeated custom header into one string, so only a string can arrive.

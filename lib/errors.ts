@@ -27,8 +27,14 @@ export const TokenExpiredError = createError('FTS_TOKEN_EXPIRED', 'The token has
 /** The refresh token names a session that has ended (logged out, revoked or expired). */
 export const SessionRevokedError = createError('FTS_SESSION_REVOKED', 'The session has ended', 401)
 
+/** The session reached its absolute lifetime (`sessionMaxLifetime`): the user logs in again. */
+export const SessionExpiredError = createError('FTS_SESSION_EXPIRED', 'The session reached its maximum lifetime; log in again', 401)
+
 /** A refresh token that was already rotated came back: the session has been revoked. */
 export const TokenReusedError = createError('FTS_TOKEN_REUSED', 'The refresh token was already used; the session has been revoked', 401)
+
+/** The session to end does not exist or is not the caller's. */
+export const SessionNotFoundError = createError('FTS_SESSION_NOT_FOUND', 'No such session', 404)
 
 /** A cookie-authenticated request lacks the anti-CSRF header or comes from another site. */
 export const CsrfError = createError('FTS_CSRF_REJECTED', 'Cross-site request rejected', 403)

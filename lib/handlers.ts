@@ -1,12 +1,12 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { checkCsrf, clearTokenCookies, readCookie, setTokenCookies } from './cookies.js'
 import {
-  BadRequestError, SessionRevokedError, StoreUnavailableError, TokenInvalidError, TokenMissingError,
-  UnsupportedMediaTypeError
+  BadRequestError, SessionNotFoundError, SessionRevokedError, StoreUnavailableError, TokenInvalidError,
+  TokenMissingError, UnsupportedMediaTypeError
 } from './errors.js'
 import type { ResolvedOptions } from './options.js'
 import type { IssuedTokens, SessionRef, Sessions } from './sessions.js'
-import type { IssueOptions, TokenResponse, TokenSet, TokenTransport } from './types.js'
+import type { IssueOptions, SessionListResponse, TokenResponse, TokenSet, TokenTransport } from './types.js'
 
 /** Requests whose method changes nothing need no CSRF proof. */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
@@ -72,8 +72,8 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions) {
   function refreshTokenOf (request: FastifyRequest): FoundToken | undefined {
     // An empty body of another type (allowed through by requireJson) is no body.
     const body: unknown = request.body === '' ? undefined : request.body
-    if (body !== undefined && body !== null && (typeof body !== 'object' || Array.isArray(body))) throw new BadRequestError()
-    const fromBody = (body as { refreshToken?: unknown } | null | undefined)?.refreshToken
+    if (body !== undefined && (typeof body !== 'object' || body === null || Array.isArray(body))) throw new BadRequestError()
+    const fromBody = (body as { refreshToken?: unknown } | undefined)?.refreshToken
     if (fromBody !== undefined) {
       if (typeof fromBody !== 'string' || fromBody.length === 0) throw new BadRequestError()
       return { token: fromBody, kind: 'refresh', fromCookie: false }
@@ -97,17 +97,6 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions) {
     return { ...tokens, transport }
   }
 
-  async function reportReuse (request: FastifyRequest, session: SessionRef): Promise<void> {
-    request.log.warn({ userId: session.userId, sessionId: session.sessionId }, 'refresh token reuse detected: session revoked')
-    if (options.onReuseDetected === undefined) return
-    const event = { ...session, ip: request.ip, userAgent: request.headers['user-agent'] }
-    try {
-      await options.onReuseDetected(event, request)
-    } catch (err) {
-      request.log.error({ err }, 'onReuseDetected hook failed')
-    }
-  }
-
   return {
     /** `fastify.authenticate`: verifies the access token; zero store round trips. */
     async authenticate (request: FastifyRequest, reply: FastifyReply): Promise<void> {
@@ -123,17 +112,15 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions) {
 
     /** `fastify.refresh`: rotates the refresh token from the JSON body or the refresh cookie. */
     async refresh (request: FastifyRequest, reply: FastifyReply): Promise<TokenResponse> {
-      let reused: SessionRef | undefined
       let fromCookie = false
       try {
         const found = refreshTokenOf(request)
         if (found === undefined) throw new TokenMissingError()
         fromCookie = found.fromCookie
         if (fromCookie) checkCsrf(request, csrfHeader)
-        const tokens = await sessions.rotate(checkLength(found), (session) => { reused = session })
+        const tokens = await sessions.rotate(checkLength(found), request)
         return tokenResponse(deliver(reply, tokens, fromCookie ? 'cookie' : 'body'))
       } catch (error) {
-        if (reused !== undefined) await reportReuse(request, reused)
         // A refresh cookie that can no longer work is only noise for the browser.
         if (fromCookie && (error as { statusCode?: unknown }).statusCode === 401) clearCookies(reply)
         throw prepare(request, reply, error)
@@ -144,7 +131,7 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions) {
     async logout (request: FastifyRequest, reply: FastifyReply): Promise<void> {
       try {
         const session = namedSession(request)
-        if (session !== undefined) await sessions.revoke(session.userId, session.sessionId)
+        if (session !== undefined) await sessions.revoke(session.userId, session.sessionId, 'logout', request)
       } catch (error) {
         throw prepare(request, reply, error)
       }
@@ -156,7 +143,7 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions) {
     async logoutAll (request: FastifyRequest, reply: FastifyReply): Promise<void> {
       try {
         const session = sessionOf(request)
-        if (await sessions.revokeAll(session.userId, session.sessionId) === null) {
+        if (await sessions.revokeAll(session.userId, { ifLive: session.sessionId }, 'logout-all', request) === null) {
           clearCookies(reply)
           throw new SessionRevokedError()
         }
@@ -174,10 +161,33 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions) {
         throw new TypeError('fastify-token-sessions: transport "cookie" needs cookies enabled')
       }
       try {
-        return deliver(reply, await sessions.issue(userId, issueOptions.claims), transport)
+        return deliver(reply, await sessions.issue(userId, issueOptions, reply.request), transport)
       } catch (error) {
         throw prepare(reply.request, reply, error)
       }
+    },
+
+    /** `GET <prefix>/sessions`: the caller's live sessions, its own flagged `current`. */
+    async listSessions (request: FastifyRequest, reply: FastifyReply): Promise<SessionListResponse> {
+      try {
+        const { id, sessionId } = request.user
+        const live = await sessions.list(id)
+        reply.header('cache-control', 'no-store')
+        return { sessions: live.map((session) => ({ ...session, current: session.sessionId === sessionId })) }
+      } catch (error) {
+        throw prepare(request, reply, error)
+      }
+    },
+
+    /** `DELETE <prefix>/sessions/:id`: ends one of the caller's sessions; another's is a 404. */
+    async revokeSession (request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply): Promise<void> {
+      try {
+        if (!await sessions.revoke(request.user.id, request.params.id, 'revoked', request)) throw new SessionNotFoundError()
+      } catch (error) {
+        throw prepare(request, reply, error)
+      }
+      if (request.params.id === request.user.sessionId) clearCookies(reply)
+      reply.code(204)
     },
 
     /** The routes' JSON parser: an empty body is no body; broken JSON is a 400 of ours. */
@@ -192,10 +202,9 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions) {
 
     /** Rejects bodies that are not JSON before they are parsed. */
     async requireJson (request: FastifyRequest): Promise<void> {
-      const type = request.headers['content-type']
-      if (type === undefined || /^application\/json\s*(;|$)/i.test(type)) return
-      const length = request.headers['content-length']
-      if (length === '0' && request.headers['transfer-encoding'] === undefined) return
+      const { 'content-type': type, 'content-length': length, 'transfer-encoding': encoding } = request.headers
+      const hasBody = encoding !== undefined || (length !== undefined && length !== '0')
+      if (!hasBody || (type !== undefined && /^application\/json\s*(;|$)/i.test(type))) return
       throw new UnsupportedMediaTypeError()
     }
   }

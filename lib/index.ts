@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import fastifyCookie from '@fastify/cookie'
 import type { FastifyInstance, FastifyReply } from 'fastify'
+import { createEmitter } from './audit.js'
 import { createHandlers, type Handlers } from './handlers.js'
 import { resolveOptions, type ResolvedOptions, type ResolvedRoutes } from './options.js'
 import { Sessions } from './sessions.js'
@@ -49,6 +50,10 @@ function registerRoutes (fastify: FastifyInstance, routes: ResolvedRoutes, handl
     if (routes.refresh) scope.post('/refresh', config, handlers.refresh)
     if (routes.logout) scope.post('/logout', config, handlers.logout)
     if (routes.logoutAll) scope.post('/logout-all', config, handlers.logoutAll)
+    if (routes.sessions) {
+      scope.get('/sessions', { onRequest: handlers.authenticate }, handlers.listSessions)
+      scope.delete<{ Params: { id: string } }>('/sessions/:id', { onRequest: handlers.authenticate }, handlers.revokeSession)
+    }
   }, { prefix: routes.prefix })
 }
 
@@ -58,16 +63,20 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
   if (options.cookies !== null && !fastify.hasReplyDecorator('setCookie')) await fastify.register(fastifyCookie)
 
   const { store, owned } = buildStore(fastify, options)
-  const sessions = new Sessions(options, codec, store)
+  const sessions = new Sessions(options, codec, store, createEmitter(options.hooks, fastify.log), fastify.log)
   const handlers = createHandlers(options, sessions)
 
   const api: TokenSessionsApi = {
     store,
-    issue: async (userId, issueOptions = {}) => ({ ...await sessions.issue(userId, issueOptions.claims), transport: 'body' }),
+    issue: async (userId, issueOptions = {}) => ({ ...await sessions.issue(userId, issueOptions), transport: 'body' }),
     refresh: async (refreshToken) => ({ ...await sessions.rotate(refreshToken), transport: 'body' }),
     verifyAccessToken: (accessToken) => sessions.verifyAccess(accessToken),
-    revoke: async (userId, sessionId) => await sessions.revoke(userId, sessionId),
-    revokeAll: async (userId) => await sessions.revokeAll(userId)
+    listSessions: async (userId) => await sessions.list(userId),
+    revokeSession: async (userId, sessionId, revokeOptions = {}) => await sessions.revoke(userId, sessionId, revokeOptions.reason ?? 'revoked'),
+    revokeAllSessions: async (userId, revokeOptions = {}) => {
+      const except = revokeOptions.except === undefined ? {} : { except: revokeOptions.except }
+      return (await sessions.revokeAll(userId, except, revokeOptions.reason ?? 'revoked')).length
+    }
   }
 
   if (!fastify.hasRequestDecorator('user')) fastify.decorateRequest('user', null as unknown as SessionUser)
@@ -107,10 +116,11 @@ export { plugin as tokenSessions }
 export { tokenResponse, TRANSPORT_HEADER } from './handlers.js'
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js'
 export { RedisStore, DEFAULT_KEY_PREFIX, type RedisClient, type RedisStoreOptions } from './stores/redis.js'
-export type { SessionStore, NewSession, RotateRequest, RotateOutcome, RevokeAllOptions } from './stores/store.js'
+export type { SessionStore, NewSession, RotateRequest, RotateOutcome, RevokeAllOptions, ClientInfo, SessionInfo } from './stores/store.js'
 export * as errors from './errors.js'
 export { ACCESS_TOKEN_TYPE, REFRESH_TOKEN_TYPE, type Claims } from './tokens.js'
 export type {
-  CookieOptions, IssueOptions, ReuseEvent, RoutesOptions, SessionUser, TokenResponse, TokenSessionsApi,
-  TokenSessionsOptions, TokenSet, TokenTransport
+  AuditEvent, AuditHook, AuditHookName, AuditHooks, ClientInfoOptions, CookieOptions, IssueOptions, RevokeOptions,
+  RoutesOptions, SessionListResponse, SessionUser, TokenResponse, TokenSessionsApi, TokenSessionsOptions, TokenSet,
+  TokenTransport
 } from './types.js'

@@ -2,8 +2,7 @@ import { InvalidOptionError } from './errors.js'
 import type { RedisClient } from './stores/redis.js'
 import type { SessionStore } from './stores/store.js'
 import { deriveKeys, type TokenKeys } from './tokens.js'
-import type { ReuseEvent, TokenSessionsOptions } from './types.js'
-import type { FastifyRequest } from 'fastify'
+import type { AuditHooks, TokenSessionsOptions } from './types.js'
 
 /** Access-token lifetime: 15 minutes. */
 export const DEFAULT_ACCESS_TOKEN_TTL = 15 * 60
@@ -13,6 +12,8 @@ export const DEFAULT_REFRESH_TOKEN_TTL = 24 * 60 * 60
 export const DEFAULT_REUSE_GRACE = 10
 /** The longest grace allowed: a longer one would blunt theft detection. */
 export const MAX_REUSE_GRACE = 300
+/** A session's absolute lifetime: 30 days. */
+export const DEFAULT_SESSION_MAX_LIFETIME = 30 * 24 * 60 * 60
 /** The longest refresh-token lifetime allowed: one year. */
 export const MAX_TOKEN_TTL = 365 * 24 * 60 * 60
 /** How long one store operation may take: 1 second. */
@@ -31,6 +32,8 @@ export interface ResolvedOptions {
   readonly keys: TokenKeys
   readonly accessTokenTtl: number
   readonly refreshTokenTtl: number
+  readonly sessionMaxLifetime: number
+  readonly clientInfo: { readonly ip: boolean, readonly userAgent: boolean }
   readonly reuseGraceMs: number
   readonly store: SessionStore | undefined
   readonly redis: RedisClient | string | undefined
@@ -42,7 +45,7 @@ export interface ResolvedOptions {
   readonly routes: ResolvedRoutes | null
   readonly issuer: string | undefined
   readonly audience: string | undefined
-  readonly onReuseDetected: ((event: ReuseEvent, request: FastifyRequest) => void | Promise<void>) | undefined
+  readonly hooks: Readonly<AuditHooks>
 }
 
 /** Cookie settings after checking. */
@@ -62,12 +65,14 @@ export interface ResolvedRoutes {
   readonly refresh: boolean
   readonly logout: boolean
   readonly logoutAll: boolean
+  readonly sessions: boolean
 }
 
+const HOOKS = ['onLogin', 'onRefresh', 'onLogout', 'onSessionRevoked', 'onReuseDetected'] as const
 const KNOWN_OPTIONS = new Set<string>([
-  'secret', 'accessTokenSecret', 'refreshTokenSecret', 'accessTokenTtl', 'refreshTokenTtl', 'reuseGrace',
-  'store', 'redis', 'keyPrefix', 'storeTimeout', 'retryAfter', 'cookies', 'csrfHeader', 'routes',
-  'issuer', 'audience', 'onReuseDetected',
+  'secret', 'accessTokenSecret', 'refreshTokenSecret', 'accessTokenTtl', 'refreshTokenTtl', 'sessionMaxLifetime',
+  'clientInfo', 'reuseGrace', 'store', 'redis', 'keyPrefix', 'storeTimeout', 'retryAfter', 'cookies', 'csrfHeader',
+  'routes', 'issuer', 'audience', ...HOOKS,
   // Fastify hands these register() options to every plugin.
   'prefix', 'logLevel', 'logSerializers'
 ])
@@ -90,6 +95,8 @@ export function resolveOptions (options: TokenSessionsOptions, env: NodeJS.Proce
   const accessTokenTtl = seconds(options.accessTokenTtl, 'accessTokenTtl', DEFAULT_ACCESS_TOKEN_TTL)
   const refreshTokenTtl = seconds(options.refreshTokenTtl, 'refreshTokenTtl', DEFAULT_REFRESH_TOKEN_TTL)
   if (refreshTokenTtl <= accessTokenTtl) fail('refreshTokenTtl', `must exceed accessTokenTtl (${accessTokenTtl} s)`)
+  const sessionMaxLifetime = seconds(options.sessionMaxLifetime, 'sessionMaxLifetime', DEFAULT_SESSION_MAX_LIFETIME)
+  if (sessionMaxLifetime <= accessTokenTtl) fail('sessionMaxLifetime', `must exceed accessTokenTtl (${accessTokenTtl} s)`)
   const reuseGrace = options.reuseGrace ?? DEFAULT_REUSE_GRACE
   if (typeof reuseGrace !== 'number' || !(reuseGrace >= 0 && reuseGrace <= MAX_REUSE_GRACE)) {
     fail('reuseGrace', `must be a number of seconds from 0 (strict) to ${MAX_REUSE_GRACE}`)
@@ -99,6 +106,8 @@ export function resolveOptions (options: TokenSessionsOptions, env: NodeJS.Proce
     keys: resolveKeys(options),
     accessTokenTtl,
     refreshTokenTtl,
+    sessionMaxLifetime,
+    clientInfo: resolveClientInfo(options.clientInfo),
     reuseGraceMs: Math.round(reuseGrace * 1000),
     ...resolveStore(options),
     storeTimeout: integer(options.storeTimeout, 'storeTimeout', DEFAULT_STORE_TIMEOUT, 1, 60_000, 'milliseconds'),
@@ -108,8 +117,31 @@ export function resolveOptions (options: TokenSessionsOptions, env: NodeJS.Proce
     routes,
     issuer: text(options.issuer, 'issuer'),
     audience: text(options.audience, 'audience'),
-    onReuseDetected: callback(options.onReuseDetected, 'onReuseDetected')
+    hooks: resolveHooks(options)
   })
+}
+
+function resolveHooks (options: TokenSessionsOptions): Readonly<AuditHooks> {
+  const hooks: AuditHooks = {}
+  for (const name of HOOKS) {
+    const hook = options[name]
+    if (hook === undefined) continue
+    if (typeof hook !== 'function') fail(name, 'must be a function (event, request) => void | Promise<void>')
+    hooks[name] = hook
+  }
+  return Object.freeze(hooks)
+}
+
+function resolveClientInfo (clientInfo: TokenSessionsOptions['clientInfo']): ResolvedOptions['clientInfo'] {
+  if (clientInfo === false) return Object.freeze({ ip: false, userAgent: false })
+  const given = clientInfo ?? {}
+  if (given === null || typeof given !== 'object') fail('clientInfo', 'must be false or { ip, userAgent }')
+  const flag = (name: 'ip' | 'userAgent'): boolean => {
+    const value = given[name] ?? true
+    if (typeof value !== 'boolean') fail(`clientInfo.${name}`, 'must be a boolean')
+    return value
+  }
+  return Object.freeze({ ip: flag('ip'), userAgent: flag('userAgent') })
 }
 
 function integer (value: unknown, option: string, fallback: number, min: number, max: number, unit: string): number {
@@ -127,11 +159,6 @@ function seconds (value: unknown, option: string, fallback: number): number {
 function text (value: unknown, option: string): string | undefined {
   if (value === undefined) return undefined
   if (typeof value !== 'string' || value.length === 0) fail(option, 'must be a non-empty string')
-  return value
-}
-
-function callback<T> (value: T | undefined, option: string): T | undefined {
-  if (value !== undefined && typeof value !== 'function') fail(option, 'must be a function')
   return value
 }
 
@@ -186,17 +213,17 @@ function resolveStore (options: TokenSessionsOptions): Pick<ResolvedOptions, 'st
 function resolveRoutes (routes: TokenSessionsOptions['routes']): ResolvedRoutes | null {
   if (routes === undefined || routes === false) return null
   const given = routes === true ? {} : routes
-  if (given === null || typeof given !== 'object') fail('routes', 'must be true, false or { prefix, refresh, logout, logoutAll }')
+  if (given === null || typeof given !== 'object') fail('routes', 'must be true, false or { prefix, refresh, logout, logoutAll, sessions }')
   const prefix = given.prefix ?? DEFAULT_ROUTES_PREFIX
   if (typeof prefix !== 'string' || !/^(\/[A-Za-z0-9._~-]+)*$/.test(prefix)) {
     fail('routes.prefix', 'must be a path like "/auth" (no trailing slash), or "" for the root')
   }
-  const flag = (name: 'refresh' | 'logout' | 'logoutAll'): boolean => {
+  const flag = (name: 'refresh' | 'logout' | 'logoutAll' | 'sessions'): boolean => {
     const value = given[name] ?? true
     if (typeof value !== 'boolean') fail(`routes.${name}`, 'must be a boolean')
     return value
   }
-  return Object.freeze({ prefix, refresh: flag('refresh'), logout: flag('logout'), logoutAll: flag('logoutAll') })
+  return Object.freeze({ prefix, refresh: flag('refresh'), logout: flag('logout'), logoutAll: flag('logoutAll'), sessions: flag('sessions') })
 }
 
 function resolveCookies (cookies: TokenSessionsOptions['cookies'], routes: ResolvedRoutes | null, env: NodeJS.ProcessEnv): ResolvedCookies | null {

@@ -1,7 +1,7 @@
 import { createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto'
 import fastifyJwt, { type JWT } from '@fastify/jwt'
 import type { FastifyInstance } from 'fastify'
-import { TokenExpiredError, TokenInvalidError } from './errors.js'
+import { SessionExpiredError, TokenExpiredError, TokenInvalidError } from './errors.js'
 
 /** The JOSE `typ` header of an access token (RFC 9068). */
 export const ACCESS_TOKEN_TYPE = 'at+jwt'
@@ -11,7 +11,7 @@ const ALGORITHM = 'HS256'
 
 /** Claims this plugin writes itself; an app's own claims may not use these names. */
 export const RESERVED_CLAIMS: ReadonlySet<string> = new Set([
-  'sub', 'sid', 'jti', 'iat', 'exp', 'nbf', 'iss', 'aud', 'typ', 'clm', 'id', 'sessionId'
+  'sub', 'sid', 'jti', 'iat', 'exp', 'nbf', 'iss', 'aud', 'typ', 'clm', 'mx', 'id', 'sessionId'
 ])
 
 const SESSION_ID = /^[A-Za-z0-9_-]{22}$/
@@ -40,6 +40,8 @@ export interface RefreshClaims {
   sub: string
   sid: string
   jti: string
+  /** When the session's absolute lifetime ends, in seconds since the epoch (`mx`). */
+  endsAt: number
   claims: Claims
 }
 
@@ -85,7 +87,7 @@ export function hashId (refreshId: string): string {
 /** Signs and verifies both token types with keys pinned to one algorithm. */
 export interface TokenCodec {
   signAccess (input: { sub: string, sid: string, ttlSeconds: number, claims: Claims }): string
-  signRefresh (input: { sub: string, sid: string, jti: string, ttlSeconds: number, claims: Claims }): string
+  signRefresh (input: { sub: string, sid: string, jti: string, ttlSeconds: number, endsAt: number, claims: Claims }): string
   /** Throws a 401 error for any token that is not a valid access token. */
   verifyAccess (token: string): AccessClaims
   /** Throws a 401 error for any token that is not a valid refresh token. */
@@ -124,7 +126,7 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
           checkTyp: typ,
           // fast-jwt checks iss and aud only when present: require them when configured.
           requiredClaims: [
-            ...(kind === 'access' ? ['sub', 'sid', 'exp'] : ['sub', 'sid', 'jti', 'exp']),
+            ...(kind === 'access' ? ['sub', 'sid', 'exp'] : ['sub', 'sid', 'jti', 'exp', 'mx']),
             ...(options.issuer === undefined ? [] : ['iss']),
             ...(options.audience === undefined ? [] : ['aud'])
           ],
@@ -143,9 +145,9 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
       const iat = nowSeconds()
       return access.sign({ ...claims, sub, sid, iat, exp: iat + ttlSeconds })
     },
-    signRefresh ({ sub, sid, jti, ttlSeconds, claims }) {
+    signRefresh ({ sub, sid, jti, ttlSeconds, endsAt, claims }) {
       const iat = nowSeconds()
-      const payload: Record<string, unknown> = { sub, sid, jti, iat, exp: iat + ttlSeconds }
+      const payload: Record<string, unknown> = { sub, sid, jti, iat, exp: Math.min(iat + ttlSeconds, endsAt), mx: endsAt }
       if (Object.keys(claims).length > 0) payload.clm = claims
       return refresh.sign(payload)
     },
@@ -158,11 +160,12 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
       return { ...checkSubject(payload), claims }
     },
     verifyRefresh (token) {
-      const payload = verify(refresh, token)
-      const { jti, clm } = payload
+      const payload = verify(refresh, token, endedSession)
+      const { jti, clm, mx } = payload
       if (typeof jti !== 'string' || !REFRESH_ID.test(jti)) throw new TokenInvalidError()
+      if (typeof mx !== 'number') throw new TokenInvalidError()
       if (clm !== undefined && (clm === null || typeof clm !== 'object' || Array.isArray(clm))) throw new TokenInvalidError()
-      return { ...checkSubject(payload), jti, claims: (clm ?? {}) as Claims }
+      return { ...checkSubject(payload), jti, endsAt: mx, claims: (clm ?? {}) as Claims }
     }
   }
 }
@@ -177,13 +180,25 @@ function nowSeconds (): number {
  * unknown `crit` header, a bad claim type, ...), which Fastify would answer with a 500.
  * Every failure here is a 401.
  */
-function verify (jwt: JWT, token: string): Record<string, unknown> {
+function verify (jwt: JWT, token: string, expired: (jwt: JWT, token: string) => Error = () => new TokenExpiredError()): Record<string, unknown> {
   try {
     // fast-jwt rejects any payload that is not a JSON object (FAST_JWT_INVALID_PAYLOAD).
     return jwt.verify<Record<string, unknown>>(token)
   } catch (error) {
-    throw (error as { code?: unknown }).code === 'FAST_JWT_EXPIRED' ? new TokenExpiredError() : new TokenInvalidError()
+    throw (error as { code?: unknown }).code === 'FAST_JWT_EXPIRED' ? expired(jwt, token) : new TokenInvalidError()
   }
+}
+
+/**
+ * The error of an expired refresh token: a token whose life was cut short by the
+ * session's absolute lifetime (`exp` is `mx`) means the session itself is over.
+ * fast-jwt checks `exp` only after the signature, `typ` and required claims, so the
+ * payload decoded here is authentic.
+ */
+function endedSession (jwt: JWT, token: string): Error {
+  const { exp, mx } = jwt.decode<Record<string, unknown>>(token) as Record<string, unknown>
+  // signRefresh caps exp at mx, so the two are equal exactly when the cap applied.
+  return exp === mx ? new SessionExpiredError() : new TokenExpiredError()
 }
 
 /** The claims fast-jwt does not check by type: ours, which name a store key. */

@@ -1,6 +1,6 @@
 import type { FastifyRequest, onRequestAsyncHookHandler, RouteHandlerMethod } from 'fastify'
 import type { RedisClient } from './stores/redis.js'
-import type { SessionStore } from './stores/store.js'
+import type { SessionInfo, SessionStore } from './stores/store.js'
 import type { Claims } from './tokens.js'
 
 /**
@@ -56,14 +56,49 @@ export interface IssueOptions {
    * unless the request carries `x-token-transport: body`.
    */
   transport?: TokenTransport
+  /** A name for the session, shown in session lists (e.g. "Work laptop"); at most 100 characters. */
+  label?: string
 }
 
-/** Given to `onReuseDetected`: which session was revoked because a rotated token came back. */
-export interface ReuseEvent {
+/**
+ * Given to every audit hook. Never holds a token. `ip` and `userAgent` are those of the
+ * request that caused the event (undefined when app code acted without a request).
+ */
+export interface AuditEvent {
   userId: string
   sessionId: string
-  ip: string
+  /** `login`, `refresh`, `logout`, `logout-all`, `reuse`, or the reason app code gave. */
+  reason: string
+  ip: string | undefined
   userAgent: string | undefined
+}
+
+/** An audit hook: awaited; if it throws, the error is logged and the request goes on. */
+export type AuditHook = (event: AuditEvent, request: FastifyRequest | undefined) => void | Promise<void>
+
+/** The audit hooks, each optional. */
+export interface AuditHooks {
+  /** A session started. */
+  onLogin?: AuditHook
+  /** A refresh token was rotated (not called for a replay within the grace window). */
+  onRefresh?: AuditHook
+  /** The caller ended its own session (logout, or its own session in logout-all). */
+  onLogout?: AuditHook
+  /** Any session ended before its time: logout, revocation, logout-all, reuse. */
+  onSessionRevoked?: AuditHook
+  /** A rotated refresh token came back: the session was revoked (e.g. raise an alert). */
+  onReuseDetected?: AuditHook
+}
+
+/** The name of an audit hook. */
+export type AuditHookName = keyof AuditHooks
+
+/** Which facts about the client a session records (both on by default). */
+export interface ClientInfoOptions {
+  /** Record the client's IP (`request.ip`; set Fastify's `trustProxy` behind a proxy). */
+  ip?: boolean
+  /** Record the client's `User-Agent` (cut to 256 characters). */
+  userAgent?: boolean
 }
 
 /** Cookie settings. Every cookie is httpOnly. */
@@ -94,6 +129,8 @@ export interface RoutesOptions {
   logout?: boolean
   /** `POST <prefix>/logout-all` (default true). */
   logoutAll?: boolean
+  /** `GET <prefix>/sessions` and `DELETE <prefix>/sessions/:id` (default true). */
+  sessions?: boolean
 }
 
 /**
@@ -110,7 +147,7 @@ export interface RoutesOptions {
  * })
  * ```
  */
-export interface TokenSessionsOptions {
+export interface TokenSessionsOptions extends AuditHooks {
   /** One secret (at least 32 bytes) from which separate access and refresh keys are derived. */
   secret?: string | Buffer
   /** The access tokens' own secret (at least 32 bytes); give it with `refreshTokenSecret`. */
@@ -119,8 +156,18 @@ export interface TokenSessionsOptions {
   refreshTokenSecret?: string | Buffer
   /** Access-token lifetime in seconds (default 900). */
   accessTokenTtl?: number
-  /** Refresh-token lifetime in seconds (default 86400); must exceed `accessTokenTtl`. */
+  /**
+   * Refresh-token lifetime in seconds (default 86400): the session's idle timeout, renewed
+   * by each refresh. Must exceed `accessTokenTtl`.
+   */
   refreshTokenTtl?: number
+  /**
+   * The session's absolute lifetime in seconds (default 30 days): no refresh extends a
+   * session past it, and the user logs in again. Must exceed `accessTokenTtl`.
+   */
+  sessionMaxLifetime?: number
+  /** What a session records of its client, or `false` for nothing (default: IP and user agent). */
+  clientInfo?: ClientInfoOptions | false
   /**
    * Seconds during which a just-rotated refresh token may come back (racing tabs, a retry
    * after a lost response) and get the same successor instead of revoking the session
@@ -150,8 +197,6 @@ export interface TokenSessionsOptions {
   issuer?: string
   /** `aud` written into and required of every token. */
   audience?: string
-  /** Called when reuse of a rotated refresh token revokes a session, e.g. to raise an alert. */
-  onReuseDetected?: (event: ReuseEvent, request: FastifyRequest) => void | Promise<void>
 }
 
 /**
@@ -159,8 +204,8 @@ export interface TokenSessionsOptions {
  *
  * @example
  * ```ts
- * // after a password change: end every session of the user
- * await app.tokenSessions.revokeAll(userId)
+ * // after a password change: end every other session of the user
+ * await app.tokenSessions.revokeAllSessions(userId, { except: request.user.sessionId, reason: 'password-change' })
  * ```
  */
 export interface TokenSessionsApi {
@@ -172,10 +217,17 @@ export interface TokenSessionsApi {
   refresh (refreshToken: string): Promise<TokenSet>
   /** Verifies an access token and returns its user; throws a 401 error. No store access. */
   verifyAccessToken (accessToken: string): SessionUser
+  /** The user's live sessions, oldest first. */
+  listSessions (userId: string | number): Promise<SessionInfo[]>
   /** Ends one session. Resolves to whether it was live. */
-  revoke (userId: string | number, sessionId: string): Promise<boolean>
-  /** Ends every session of a user. Resolves to how many were live. */
-  revokeAll (userId: string | number): Promise<number>
+  revokeSession (userId: string | number, sessionId: string, options?: RevokeOptions): Promise<boolean>
+  /** Ends every session of a user, but `except`. Resolves to how many were live. */
+  revokeAllSessions (userId: string | number, options?: RevokeOptions & { except?: string }): Promise<number>
+}
+
+/** Why app code ends sessions: given to the audit hooks as `reason` (default `revoked`). */
+export interface RevokeOptions {
+  reason?: string
 }
 
 declare module 'fastify' {
@@ -210,6 +262,11 @@ declare module '@fastify/jwt' {
  * `request.user` (typed above as {@link SessionUser}); a bare type import would be elided.
  */
 export type { FastifyJWT } from '@fastify/jwt'
+
+/** The JSON body of `GET <prefix>/sessions`. */
+export interface SessionListResponse {
+  sessions: Array<SessionInfo & { current: boolean }>
+}
 
 /** The JSON body of a token response. */
 export interface TokenResponse {

@@ -80,6 +80,8 @@ t.test('cross-site requests change nothing', async (t) => {
     t.equal(noHeader.headers['set-cookie'], undefined, `${url} leaves the cookies alone`)
     const crossSite = await app.inject({ method: 'POST', url, cookies, headers: { 'x-requested-with': 'x', 'sec-fetch-site': 'cross-site' } })
     t.equal(crossSite.statusCode, 403, `${url} from another site, even with the header`)
+    const shouting = await app.inject({ method: 'POST', url, cookies, headers: { 'x-requested-with': 'x', 'sec-fetch-site': 'Cross-Site' } })
+    t.equal(shouting.statusCode, 403, `${url}: Sec-Fetch-Site is compared without case`)
     const emptyHeader = await app.inject({ method: 'POST', url, cookies, headers: { 'x-requested-with': '' } })
     t.equal(emptyHeader.statusCode, 403, `${url} with an empty header`)
   }

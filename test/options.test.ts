@@ -56,6 +56,12 @@ t.test('bad options fail registration and name the option', async (t) => {
     [{ ...ok, issuer: '' }, 'issuer'],
     [{ ...ok, audience: 7 }, 'audience'],
     [{ ...ok, onReuseDetected: 'alert' }, 'onReuseDetected'],
+    [{ ...ok, onLogin: {} }, 'onLogin'],
+    [{ ...ok, sessionMaxLifetime: 900 }, 'sessionMaxLifetime'],
+    [{ ...ok, sessionMaxLifetime: 0 }, 'sessionMaxLifetime'],
+    [{ ...ok, clientInfo: 'all' }, 'clientInfo'],
+    [{ ...ok, clientInfo: { ip: 'no' } }, 'clientInfo.ip'],
+    [{ ...ok, routes: { sessions: 1 } }, 'routes.sessions'],
     [{ ...ok, acessTokenTtl: 900 }, 'acessTokenTtl']
   ]
   for (const [options, option] of cases) await refused(t, options, option)
@@ -72,6 +78,9 @@ t.test('defaults', async (t) => {
     retryAfter: 1,
     csrfHeader: 'x-requested-with',
     routes: null,
+    sessionMaxLifetime: 30 * 86400,
+    clientInfo: { ip: true, userAgent: true },
+    hooks: {},
     cookies: { accessTokenName: 'access_token', refreshTokenName: 'refresh_token', path: '/', refreshPath: '/', secure: false, sameSite: 'strict' }
   })
   t.not(options.keys.access.toString('hex'), options.keys.refresh.toString('hex'), 'one secret, two different keys')

@@ -31,6 +31,7 @@ t.test('Redis killed mid-test: 503 with Retry-After, and recovery after a restar
   assertUnavailable(t, await refresh(app, tokens.refreshToken), 'refresh')
   assertUnavailable(t, await app.inject({ method: 'POST', url: '/auth/logout', payload: { refreshToken: tokens.refreshToken } }), 'logout')
   assertUnavailable(t, await app.inject({ method: 'POST', url: '/auth/logout-all', payload: { refreshToken: tokens.refreshToken } }), 'logout-all')
+  assertUnavailable(t, await app.inject({ method: 'GET', url: '/auth/sessions', headers: { authorization: `Bearer ${tokens.accessToken}` } }), 'session list')
   const me = await app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${tokens.accessToken}` } })
   t.equal(me.statusCode, 200, 'access tokens keep working: they are stateless')
   t.ok(logs.entries().some((entry) => entry.msg === 'session store unavailable' && entry.level === 50), 'the cause is logged for operators')
@@ -66,15 +67,16 @@ t.test('a store that never answers, or throws, is a 503 too', async (t) => {
   const memory = new MemoryStore()
   t.teardown(() => memory.close())
   const hanging: SessionStore = {
-    create: async () => await new Promise<void>(() => {}),
+    create: async () => await new Promise<number>(() => {}),
     rotate: async (request) => await memory.rotate(request),
     revoke: () => { throw new Error('synchronous bug in a custom store') },
     revokeAll: async (userId) => await memory.revokeAll(userId),
+    list: async (userId) => await memory.list(userId),
     close: async () => {}
   }
   const app = await buildApp(t, { store: hanging, storeTimeout: 200 })
   assertUnavailable(t, await app.inject({ method: 'POST', url: '/auth/login', payload: { userId: 'h' } }), 'hanging create')
   const token = (await app.tokenSessions.issue('h', { transport: 'body' }).catch(() => undefined))
   t.equal(token, undefined, 'the API rejects as well')
-  await t.rejects(app.tokenSessions.revoke('h', 'AAAAAAAAAAAAAAAAAAAAAA'), { code: 'FTS_STORE_UNAVAILABLE' })
+  await t.rejects(app.tokenSessions.revokeSession('h', 'AAAAAAAAAAAAAAAAAAAAAA'), { code: 'FTS_STORE_UNAVAILABLE' })
 })

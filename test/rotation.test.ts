@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
-import type { ReuseEvent } from '../lib/index.js'
+import type { AuditEvent } from '../lib/index.js'
 import { LogCapture, buildApp, cookiesOf, login, refresh } from './helpers/app.js'
 import { payloadOf } from './helpers/jwt.js'
 import { startRedis } from './helpers/redis.js'
@@ -59,7 +59,7 @@ t.test('rotation', async (t) => {
 
   t.test('reuse after the grace window revokes the whole session, alerts and logs without tokens', async (t) => {
     const logs = new LogCapture()
-    const events: ReuseEvent[] = []
+    const events: AuditEvent[] = []
     const app = await buildApp(t, { redis: redis.url, reuseGrace: 0.2, onReuseDetected: (event) => { events.push(event) } }, { logs })
     const first = await login(app, 'reuse')
     const second = (await refresh(app, first.refreshToken)).json()
@@ -70,7 +70,7 @@ t.test('rotation', async (t) => {
     const newest = await refresh(app, second.refreshToken)
     t.equal(newest.statusCode, 401, 'the newest refresh token is dead too')
     t.equal(newest.json().code, 'FTS_SESSION_REVOKED')
-    t.same(events, [{ userId: 'reuse', sessionId: payloadOf(first.refreshToken).sid, ip: '127.0.0.1', userAgent: 'thief/1.0' }])
+    t.same(events, [{ userId: 'reuse', sessionId: payloadOf(first.refreshToken).sid, reason: 'reuse', ip: '127.0.0.1', userAgent: 'thief/1.0' }])
     const warning = logs.entries().find((entry) => entry.msg === 'refresh token reuse detected: session revoked')
     t.match(warning, { level: 40, userId: 'reuse' })
     for (const token of [first.refreshToken, second.refreshToken, second.accessToken]) t.notOk(logs.text.includes(token))
@@ -145,7 +145,8 @@ t.test('malformed refresh requests', async (t) => {
     ['a form body', { payload: 'refreshToken=x', headers: { 'content-type': 'application/x-www-form-urlencoded' } }, 415, 'FTS_UNSUPPORTED_MEDIA_TYPE'],
     ['broken JSON', { payload: '{"refreshToken":', headers: { 'content-type': 'application/json' } }, 400, 'FTS_BAD_REQUEST'],
     ['no token at all', {}, 401, 'FTS_TOKEN_MISSING'],
-    ['a null body', { payload: 'null', headers: { 'content-type': 'application/json' } }, 401, 'FTS_TOKEN_MISSING'],
+    ['a null body', { payload: 'null', headers: { 'content-type': 'application/json' } }, 400, 'FTS_BAD_REQUEST'],
+    ['a body without a content type', { payload: '{"refreshToken":"x"}', headers: { 'content-type': undefined } }, 415, 'FTS_UNSUPPORTED_MEDIA_TYPE'],
     ['an oversized body', { payload: { refreshToken: 'x'.repeat(20_000) } }, 413, 'FST_ERR_CTP_BODY_TOO_LARGE']
   ]
   for (const [name, request, status, code] of cases) {

@@ -10,13 +10,13 @@ t.test('MemoryStore sweeps expired sessions out of memory', async (t) => {
   let now = 1_000_000
   const store = new MemoryStore({ now: () => now, sweepInterval: 10 })
   t.teardown(() => store.close())
-  await store.create({ userId: 'u', sessionId: 's1', tokenHash: 'a', ttlMs: 1000 })
-  await store.create({ userId: 'u', sessionId: 's2', tokenHash: 'b', ttlMs: 5000 })
+  await store.create({ userId: 'u', sessionId: 's1', tokenHash: 'a', ttlMs: 1000, maxTtlMs: 3_600_000, client: {} })
+  await store.create({ userId: 'u', sessionId: 's2', tokenHash: 'b', ttlMs: 5000, maxTtlMs: 3_600_000, client: {} })
   now += 2000
   await new Promise((resolve) => setTimeout(resolve, 50))
-  t.equal(await store.revokeAll('u'), 1, 's1 was swept, s2 lives')
+  t.same(await store.revokeAll('u'), ['s2'], 's1 was swept, s2 lives')
   now += 10_000
-  await store.create({ userId: 'v', sessionId: 's1', tokenHash: 'a', ttlMs: 1000 })
+  await store.create({ userId: 'v', sessionId: 's1', tokenHash: 'a', ttlMs: 1000, maxTtlMs: 3_600_000, client: {} })
   now += 2000
   await new Promise((resolve) => setTimeout(resolve, 50))
   t.equal(await store.revoke('v', 's1'), false)

@@ -103,7 +103,7 @@ t.test('refresh tokens', async (t) => {
   t.test('forged and confused refresh tokens are rejected and never touch the session', async (t) => {
     const tokens = await login(app, 'bob')
     const real = payloadOf(tokens.refreshToken)
-    const named = { sub: real.sub, sid: real.sid, jti: JTI, iat: now(), exp: now() + 600 }
+    const named = { sub: real.sub, sid: real.sid, jti: JTI, iat: now(), exp: now() + 600, mx: now() + 3600 }
     const cases: Array<[string, string, string]> = [
       ['signed with another key', craft(RT, named, Buffer.alloc(32, 9)), 'FTS_TOKEN_INVALID'],
       ['signed with the access key', craft(RT, named, KEYS.access), 'FTS_TOKEN_INVALID'],
@@ -115,7 +115,10 @@ t.test('refresh tokens', async (t) => {
       ['claims that are null', craft(RT, { ...named, clm: null }, KEYS.refresh), 'FTS_TOKEN_INVALID'],
       ['a tampered payload', tokens.refreshToken.replace(/\.[^.]+\./, `.${Buffer.from(JSON.stringify({ ...real, jti: JTI })).toString('base64url')}.`), 'FTS_TOKEN_INVALID'],
       ['= appended', `${tokens.refreshToken}=`, 'FTS_TOKEN_INVALID'],
-      ['expired', craft(RT, { ...named, iat: now() - 100, exp: now() - 50 }, KEYS.refresh), 'FTS_TOKEN_EXPIRED']
+      ['without the absolute lifetime claim', craft(RT, { ...named, mx: undefined }, KEYS.refresh), 'FTS_TOKEN_INVALID'],
+      ['with a non-numeric absolute lifetime', craft(RT, { ...named, mx: 'soon' }, KEYS.refresh), 'FTS_TOKEN_INVALID'],
+      ['expired', craft(RT, { ...named, iat: now() - 100, exp: now() - 50 }, KEYS.refresh), 'FTS_TOKEN_EXPIRED'],
+      ['expired at the session\'s absolute end', craft(RT, { ...named, iat: now() - 100, exp: now() - 50, mx: now() - 50 }, KEYS.refresh), 'FTS_SESSION_EXPIRED']
     ]
     for (const [name, token, code] of cases) {
       const response = await refresh(app, token)
@@ -127,7 +130,7 @@ t.test('refresh tokens', async (t) => {
   })
 
   t.test('a well-signed token for a session that does not exist is a revoked session', async (t) => {
-    const token = craft(RT, { sub: 'nobody', sid: SID, jti: JTI, iat: now(), exp: now() + 600 }, KEYS.refresh)
+    const token = craft(RT, { sub: 'nobody', sid: SID, jti: JTI, iat: now(), exp: now() + 600, mx: now() + 3600 }, KEYS.refresh)
     const response = await refresh(app, token)
     t.equal(response.statusCode, 401)
     t.equal(response.json().code, 'FTS_SESSION_REVOKED')

@@ -134,7 +134,7 @@ function pluginOptions (config: Config, store: StoreOptions): TokenSessionsOptio
     routes: { prefix: '/auth' },
     onReuseDetected (event, request) {
       // Ids only: the event also holds the client's IP and user agent, which we keep out of alerts.
-      request.log.warn({ userId: event.userId, sessionId: event.sessionId }, 'security: refresh token reused, session revoked')
+      request?.log.warn({ userId: event.userId, sessionId: event.sessionId }, 'security: refresh token reused, session revoked')
     }
   }
 }

@@ -1,10 +1,15 @@
-import type { NewSession, RevokeAllOptions, RotateOutcome, RotateRequest, SessionStore } from './store.js'
+import type { ClientInfo, NewSession, RevokeAllOptions, RotateOutcome, RotateRequest, SessionInfo, SessionStore } from './store.js'
 
 interface MemorySession {
   current: string
   previous: string | undefined
   rotatedAt: number
+  createdAt: number
+  lastUsedAt: number
   expiresAt: number
+  /** The absolute lifetime's end: no rotation extends `expiresAt` past it. */
+  endsAt: number
+  client: ClientInfo
 }
 
 /** Options of {@link MemoryStore}. */
@@ -39,14 +44,20 @@ export class MemoryStore implements SessionStore {
     this.#sweeper.unref()
   }
 
-  async create (session: NewSession): Promise<void> {
+  async create (session: NewSession): Promise<number> {
     const now = this.#now()
+    const ttlMs = Math.min(session.ttlMs, session.maxTtlMs)
     this.#sessionsOf(session.userId).set(session.sessionId, {
       current: session.tokenHash,
       previous: undefined,
       rotatedAt: now,
-      expiresAt: now + session.ttlMs
+      createdAt: now,
+      lastUsedAt: now,
+      expiresAt: now + ttlMs,
+      endsAt: now + session.maxTtlMs,
+      client: { ...session.client }
     })
+    return ttlMs
   }
 
   async rotate (request: RotateRequest): Promise<RotateOutcome> {
@@ -54,11 +65,13 @@ export class MemoryStore implements SessionStore {
     const session = this.#live(request.userId, request.sessionId, now)
     if (session === undefined) return { status: 'missing' }
     if (session.current === request.presentedHash) {
+      const ttlMs = Math.max(1, Math.min(request.ttlMs, session.endsAt - now))
       session.previous = session.current
       session.current = request.successorHash
       session.rotatedAt = now
-      session.expiresAt = now + request.ttlMs
-      return { status: 'rotated', ttlMs: request.ttlMs }
+      session.lastUsedAt = now
+      session.expiresAt = now + ttlMs
+      return { status: 'rotated', ttlMs }
     }
     if (session.previous === request.presentedHash && request.graceMs > 0 && now - session.rotatedAt <= request.graceMs) {
       return { status: 'replayed', ttlMs: session.expiresAt - now }
@@ -73,16 +86,28 @@ export class MemoryStore implements SessionStore {
     return live
   }
 
-  async revokeAll (userId: string, options: RevokeAllOptions = {}): Promise<number | null> {
+  async revokeAll (userId: string, options: RevokeAllOptions = {}): Promise<string[] | null> {
     const now = this.#now()
     if (options.ifLive !== undefined && this.#live(userId, options.ifLive, now) === undefined) return null
-    const sessions = this.#users.get(userId)
-    let count = 0
-    for (const session of sessions?.values() ?? []) {
-      if (session.expiresAt > now) count++
+    const revoked: string[] = []
+    for (const sessionId of [...this.#users.get(userId)?.keys() ?? []]) {
+      if (sessionId === options.except) continue
+      if (this.#live(userId, sessionId, now) !== undefined) revoked.push(sessionId)
+      this.#delete(userId, sessionId)
     }
-    this.#users.delete(userId)
-    return count
+    return revoked
+  }
+
+  async list (userId: string): Promise<SessionInfo[]> {
+    const now = this.#now()
+    const sessions: SessionInfo[] = []
+    for (const sessionId of [...this.#users.get(userId)?.keys() ?? []]) {
+      const session = this.#live(userId, sessionId, now)
+      if (session === undefined) continue
+      const { createdAt, lastUsedAt, expiresAt, client } = session
+      sessions.push({ sessionId, createdAt, lastUsedAt, expiresAt, ...client })
+    }
+    return sessions.sort((a, b) => a.createdAt - b.createdAt)
   }
 
   async close (): Promise<void> {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { Redis, type Cluster, type Result } from 'ioredis'
-import type { NewSession, RevokeAllOptions, RotateOutcome, RotateRequest, SessionStore } from './store.js'
+import type { NewSession, RevokeAllOptions, RotateOutcome, RotateRequest, SessionInfo, SessionStore } from './store.js'
 
 /** A client the store can run its scripts on: a standalone/Sentinel client or a Cluster. */
 export type RedisClient = Redis | Cluster
@@ -25,10 +25,11 @@ export const DEFAULT_COMMAND_TIMEOUT = 1000
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    tokenSessionsCreate (session: string, index: string, sessionId: string, hash: string, ttlMs: number): Result<number, Context>
+    tokenSessionsCreate (session: string, index: string, sessionId: string, hash: string, ttlMs: number, maxTtlMs: number, userAgent: string, ip: string, label: string): Result<number, Context>
     tokenSessionsRotate (session: string, index: string, sessionId: string, presented: string, successor: string, ttlMs: number, graceMs: number): Result<[number, number?], Context>
     tokenSessionsRevoke (session: string, index: string, sessionId: string): Result<number, Context>
-    tokenSessionsRevokeAll (index: string, guard: string, sessionPrefix: string, requireGuard: '0' | '1'): Result<number, Context>
+    tokenSessionsRevokeAll (index: string, guard: string, sessionPrefix: string, requireGuard: '0' | '1', except: string): Result<string[] | -1, Context>
+    tokenSessionsList (index: string, sessionPrefix: string): Result<string[][], Context>
   }
 }
 
@@ -41,7 +42,8 @@ const SCRIPTS = {
   tokenSessionsCreate: { numberOfKeys: 2, lua: COMMON + lua('create') },
   tokenSessionsRotate: { numberOfKeys: 2, lua: COMMON + lua('rotate') },
   tokenSessionsRevoke: { numberOfKeys: 2, lua: COMMON + lua('revoke') },
-  tokenSessionsRevokeAll: { numberOfKeys: 2, lua: COMMON + lua('revoke-all') }
+  tokenSessionsRevokeAll: { numberOfKeys: 2, lua: COMMON + lua('revoke-all') },
+  tokenSessionsList: { numberOfKeys: 1, lua: COMMON + lua('list') }
 } as const
 
 const ROTATE_STATUS = ['missing', 'rotated', 'replayed', 'reused'] as const
@@ -59,7 +61,8 @@ function tagOf (userId: string): string {
  * one Lua script in one round trip, touches a single Cluster slot:
  *
  * - `<prefix>{<userId>}:s:<sessionId>`: a hash with the current and previous refresh-token
- *   id hashes (`c`, `p`), when it last rotated (`r`), created (`t`) and last used (`u`).
+ *   id hashes (`c`, `p`), when it last rotated (`r`), was created (`t`), last used (`u`)
+ *   and must end (`x`), and the client's user agent (`a`), IP (`i`) and label (`l`).
  * - `<prefix>{<userId>}:idx`: a sorted set of the user's session ids scored by expiry.
  *
  * Every key expires with the tokens it serves.
@@ -109,9 +112,12 @@ export class RedisStore implements SessionStore {
     return `${this.#prefix}${tagOf(userId)}:idx`
   }
 
-  async create (session: NewSession): Promise<void> {
-    const { userId, sessionId } = session
-    await this.client.tokenSessionsCreate(this.sessionKey(userId, sessionId), this.indexKey(userId), sessionId, session.tokenHash, session.ttlMs)
+  async create (session: NewSession): Promise<number> {
+    const { userId, sessionId, client } = session
+    return await this.client.tokenSessionsCreate(
+      this.sessionKey(userId, sessionId), this.indexKey(userId), sessionId, session.tokenHash, session.ttlMs, session.maxTtlMs,
+      client.userAgent ?? '', client.ip ?? '', client.label ?? ''
+    )
   }
 
   async rotate (request: RotateRequest): Promise<RotateOutcome> {
@@ -128,12 +134,30 @@ export class RedisStore implements SessionStore {
     return await this.client.tokenSessionsRevoke(this.sessionKey(userId, sessionId), this.indexKey(userId), sessionId) === 1
   }
 
-  async revokeAll (userId: string, options: RevokeAllOptions = {}): Promise<number | null> {
+  async revokeAll (userId: string, options: RevokeAllOptions = {}): Promise<string[] | null> {
     const guard = options.ifLive === undefined ? this.indexKey(userId) : this.sessionKey(userId, options.ifLive)
-    const count = await this.client.tokenSessionsRevokeAll(
-      this.indexKey(userId), guard, this.#clientPrefix + this.sessionKey(userId, ''), options.ifLive === undefined ? '0' : '1'
+    const revoked = await this.client.tokenSessionsRevokeAll(
+      this.indexKey(userId), guard, this.#sessionPrefix(userId), options.ifLive === undefined ? '0' : '1', options.except ?? ''
     )
-    return count < 0 ? null : count
+    return revoked === -1 ? null : revoked
+  }
+
+  async list (userId: string): Promise<SessionInfo[]> {
+    const rows = await this.client.tokenSessionsList(this.indexKey(userId), this.#sessionPrefix(userId))
+    return rows.map(([sessionId, created, lastUsed, expires, userAgent, ip, label]) => ({
+      sessionId: sessionId as string,
+      createdAt: Number(created),
+      lastUsedAt: Number(lastUsed),
+      expiresAt: Number(expires),
+      ...(userAgent === '' ? {} : { userAgent }),
+      ...(ip === '' ? {} : { ip }),
+      ...(label === '' ? {} : { label })
+    })).sort((a, b) => a.createdAt - b.createdAt)
+  }
+
+  /** Where a script finds the user's session keys; ioredis prefixes KEYS, not ARGV. */
+  #sessionPrefix (userId: string): string {
+    return this.#clientPrefix + this.sessionKey(userId, '')
   }
 
   /** Quits the client only if this store created it: a client passed in stays the caller's. */

@@ -10,7 +10,7 @@
  * @example
  * ```ts
  * const store: SessionStore = new MemoryStore()
- * await store.create({ userId: 'u1', sessionId: 's1', tokenHash: 'h1', ttlMs: 60_000 })
+ * await store.create({ userId: 'u1', sessionId: 's1', tokenHash: 'h1', ttlMs: 60_000, maxTtlMs: 3_600_000, client: {} })
  * const outcome = await store.rotate({
  *   userId: 'u1', sessionId: 's1', presentedHash: 'h1', successorHash: 'h2', ttlMs: 60_000, graceMs: 5_000
  * })
@@ -18,17 +18,20 @@
  * ```
  */
 export interface SessionStore {
-  /** Records a new session whose current refresh-token hash is `tokenHash`. */
-  create (session: NewSession): Promise<void>
+  /** Records a new session; resolves to its life in ms (the smaller of its two lifetimes). */
+  create (session: NewSession): Promise<number>
   /** Moves a session to its next refresh token, or detects reuse and deletes the session. */
   rotate (request: RotateRequest): Promise<RotateOutcome>
   /** Deletes one session. Resolves to whether it existed. */
   revoke (userId: string, sessionId: string): Promise<boolean>
   /**
-   * Deletes every session of a user and resolves to how many there were. With `ifLive`,
-   * does so only while that session still exists, and resolves to `null` otherwise.
+   * Deletes every session of a user (but `except`) and resolves to the ids it deleted.
+   * With `ifLive`, does so only while that session still exists, and resolves to `null`
+   * otherwise.
    */
-  revokeAll (userId: string, options?: RevokeAllOptions): Promise<number | null>
+  revokeAll (userId: string, options?: RevokeAllOptions): Promise<string[] | null>
+  /** The user's live sessions, oldest first. */
+  list (userId: string): Promise<SessionInfo[]>
   /** Releases what the store itself created (timers, its own clients). */
   close (): Promise<void>
 }
@@ -39,8 +42,28 @@ export interface NewSession {
   sessionId: string
   /** Hash of the first refresh token's id. */
   tokenHash: string
-  /** How long the session lives without a refresh. */
+  /** How long the session lives without a refresh (idle timeout). */
   ttlMs: number
+  /** How long the session may live at most, however often it is refreshed. */
+  maxTtlMs: number
+  /** What the session records of the client that logged in. */
+  client: ClientInfo
+}
+
+/** What a session records of its client; each field is optional (privacy settings). */
+export interface ClientInfo {
+  userAgent?: string
+  ip?: string
+  /** A name the app gives the session, e.g. a device name. */
+  label?: string
+}
+
+/** A live session as listed. Times are milliseconds since the epoch. */
+export interface SessionInfo extends ClientInfo {
+  sessionId: string
+  createdAt: number
+  lastUsedAt: number
+  expiresAt: number
 }
 
 /** One refresh: the hash of the presented token's id and of its successor's. */
@@ -49,7 +72,7 @@ export interface RotateRequest {
   sessionId: string
   presentedHash: string
   successorHash: string
-  /** The session's life after this rotation. */
+  /** The session's idle timeout after this rotation (capped by its absolute lifetime). */
   ttlMs: number
   /** How long after a rotation the rotated token may still be presented (0: never). */
   graceMs: number
@@ -70,4 +93,6 @@ export type RotateOutcome =
 export interface RevokeAllOptions {
   /** Revoke only while this session of the same user is still live. */
   ifLive?: string
+  /** Leave this session alone (e.g. the one that just changed the password). */
+  except?: string
 }

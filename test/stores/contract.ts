@@ -22,7 +22,7 @@ export function storeContract (t: Test, makeStore: () => Promise<SessionStore>):
 
   t.test('a created session rotates once, then the old token is reuse', async (t) => {
     const u = userId('rotate')
-    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE })
+    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE, maxTtlMs: 3_600_000, client: {} })
     t.same(await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'h0', successorHash: 'h1', ttlMs: MINUTE, graceMs: 0 }),
       { status: 'rotated', ttlMs: MINUTE })
     t.same(await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'h1', successorHash: 'h2', ttlMs: MINUTE, graceMs: 0 }),
@@ -35,7 +35,7 @@ export function storeContract (t: Test, makeStore: () => Promise<SessionStore>):
 
   t.test('within the grace window the rotated token is replayed to the same successor', async (t) => {
     const u = userId('grace')
-    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE })
+    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE, maxTtlMs: 3_600_000, client: {} })
     const rotate = { userId: u, sessionId: 's1', presentedHash: 'h0', successorHash: 'h1', ttlMs: MINUTE, graceMs: 300 }
     t.equal((await store.rotate(rotate)).status, 'rotated')
     const replay = await store.rotate(rotate)
@@ -47,7 +47,7 @@ export function storeContract (t: Test, makeStore: () => Promise<SessionStore>):
 
   t.test('after the grace window the rotated token is reuse', async (t) => {
     const u = userId('late')
-    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE })
+    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE, maxTtlMs: 3_600_000, client: {} })
     const rotate = { userId: u, sessionId: 's1', presentedHash: 'h0', successorHash: 'h1', ttlMs: MINUTE, graceMs: 100 }
     t.equal((await store.rotate(rotate)).status, 'rotated')
     await sleep(250)
@@ -57,22 +57,22 @@ export function storeContract (t: Test, makeStore: () => Promise<SessionStore>):
 
   t.test('an unknown token hash of a live session is reuse', async (t) => {
     const u = userId('unknown')
-    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE })
+    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE, maxTtlMs: 3_600_000, client: {} })
     t.equal((await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'other', successorHash: 'x', ttlMs: MINUTE, graceMs: 1000 })).status, 'reused')
   })
 
   t.test('sessions expire with their ttl', async (t) => {
     const u = userId('ttl')
-    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: 150 })
+    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: 150, maxTtlMs: 3_600_000, client: {} })
     await sleep(300)
     t.equal((await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'h0', successorHash: 'h1', ttlMs: MINUTE, graceMs: 0 })).status, 'missing')
     t.equal(await store.revoke(u, 's1'), false, 'an expired session is not live')
-    t.equal(await store.revokeAll(u), 0)
+    t.same(await store.revokeAll(u), [])
   })
 
   t.test('a rotation renews the ttl', async (t) => {
     const u = userId('renew')
-    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: 300 })
+    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: 300, maxTtlMs: 3_600_000, client: {} })
     await sleep(150)
     await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'h0', successorHash: 'h1', ttlMs: 400, graceMs: 0 })
     await sleep(250)
@@ -82,8 +82,8 @@ export function storeContract (t: Test, makeStore: () => Promise<SessionStore>):
 
   t.test('revoke ends one session and is idempotent', async (t) => {
     const u = userId('revoke')
-    await store.create({ userId: u, sessionId: 's1', tokenHash: 'a', ttlMs: MINUTE })
-    await store.create({ userId: u, sessionId: 's2', tokenHash: 'b', ttlMs: MINUTE })
+    await store.create({ userId: u, sessionId: 's1', tokenHash: 'a', ttlMs: MINUTE, maxTtlMs: 3_600_000, client: {} })
+    await store.create({ userId: u, sessionId: 's2', tokenHash: 'b', ttlMs: MINUTE, maxTtlMs: 3_600_000, client: {} })
     t.equal(await store.revoke(u, 's1'), true)
     t.equal(await store.revoke(u, 's1'), false)
     t.equal((await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'a', successorHash: 'x', ttlMs: MINUTE, graceMs: 0 })).status, 'missing')
@@ -93,28 +93,69 @@ export function storeContract (t: Test, makeStore: () => Promise<SessionStore>):
   t.test('revokeAll ends every session of one user only', async (t) => {
     const u = userId('all')
     const other = userId('other')
-    for (const sid of ['s1', 's2', 's3']) await store.create({ userId: u, sessionId: sid, tokenHash: sid, ttlMs: MINUTE })
-    await store.create({ userId: other, sessionId: 's1', tokenHash: 's1', ttlMs: MINUTE })
-    t.equal(await store.revokeAll(u), 3)
+    for (const sid of ['s1', 's2', 's3']) await store.create({ userId: u, sessionId: sid, tokenHash: sid, ttlMs: MINUTE, maxTtlMs: 3_600_000, client: {} })
+    await store.create({ userId: other, sessionId: 's1', tokenHash: 's1', ttlMs: MINUTE, maxTtlMs: 3_600_000, client: {} })
+    t.same((await store.revokeAll(u))?.sort(), ['s1', 's2', 's3'])
     for (const sid of ['s1', 's2', 's3']) {
       t.equal((await store.rotate({ userId: u, sessionId: sid, presentedHash: sid, successorHash: 'x', ttlMs: MINUTE, graceMs: 0 })).status, 'missing')
     }
     t.equal((await store.rotate({ userId: other, sessionId: 's1', presentedHash: 's1', successorHash: 'x', ttlMs: MINUTE, graceMs: 0 })).status, 'rotated')
-    t.equal(await store.revokeAll(u), 0, 'idempotent')
+    t.same(await store.revokeAll(u), [], 'idempotent')
   })
 
   t.test('revokeAll with ifLive acts only while that session lives', async (t) => {
     const u = userId('guard')
-    await store.create({ userId: u, sessionId: 's1', tokenHash: 'a', ttlMs: MINUTE })
-    await store.create({ userId: u, sessionId: 's2', tokenHash: 'b', ttlMs: MINUTE })
+    await store.create({ userId: u, sessionId: 's1', tokenHash: 'a', ttlMs: MINUTE, maxTtlMs: 3_600_000, client: {} })
+    await store.create({ userId: u, sessionId: 's2', tokenHash: 'b', ttlMs: MINUTE, maxTtlMs: 3_600_000, client: {} })
     t.equal(await store.revokeAll(u, { ifLive: 'gone' }), null)
     t.equal((await store.rotate({ userId: u, sessionId: 's2', presentedHash: 'b', successorHash: 'c', ttlMs: MINUTE, graceMs: 0 })).status, 'rotated', 'nothing was revoked')
-    t.equal(await store.revokeAll(u, { ifLive: 's1' }), 2)
+    t.same((await store.revokeAll(u, { ifLive: 's1' }))?.sort(), ['s1', 's2'])
+  })
+
+  t.test('revokeAll can spare one session', async (t) => {
+    const u = userId('except')
+    for (const sid of ['s1', 's2', 's3']) await store.create({ userId: u, sessionId: sid, tokenHash: sid, ttlMs: MINUTE, maxTtlMs: MINUTE, client: {} })
+    t.same((await store.revokeAll(u, { except: 's2' }))?.sort(), ['s1', 's3'])
+    t.same((await store.list(u)).map((s) => s.sessionId), ['s2'], 'the spared session is still listed')
+    t.equal((await store.rotate({ userId: u, sessionId: 's2', presentedHash: 's2', successorHash: 'x', ttlMs: MINUTE, graceMs: 0 })).status, 'rotated')
+    t.same(await store.revokeAll(u, { ifLive: 's2', except: 's2' }), [], 'a guard and an exception together')
+  })
+
+  t.test('list shows live sessions with their client, oldest first', async (t) => {
+    const u = userId('list')
+    const before = Date.now()
+    t.equal(await store.create({ userId: u, sessionId: 's1', tokenHash: 'a', ttlMs: MINUTE, maxTtlMs: 10 * MINUTE, client: { userAgent: 'UA/1', ip: '10.0.0.1', label: 'laptop' } }), MINUTE)
+    await sleep(20)
+    await store.create({ userId: u, sessionId: 's2', tokenHash: 'b', ttlMs: MINUTE, maxTtlMs: MINUTE, client: {} })
+    await store.create({ userId: u, sessionId: 'short', tokenHash: 'c', ttlMs: 100, maxTtlMs: MINUTE, client: {} })
+    await sleep(200)
+    await store.rotate({ userId: u, sessionId: 's2', presentedHash: 'b', successorHash: 'b2', ttlMs: MINUTE, graceMs: 0 })
+    const sessions = await store.list(u)
+    t.same(sessions.map((s) => s.sessionId), ['s1', 's2'], 'the expired session is not listed')
+    const [first, second] = sessions
+    t.match(first, { userAgent: 'UA/1', ip: '10.0.0.1', label: 'laptop' })
+    t.ok(first !== undefined && first.createdAt >= before - 1000 && first.createdAt <= Date.now() + 1000, 'createdAt is a time in ms')
+    t.equal(first?.lastUsedAt, first?.createdAt, 'never refreshed: last used at creation')
+    t.ok(second !== undefined && second.lastUsedAt > second.createdAt, 'a rotation updates lastUsedAt')
+    t.ok(first !== undefined && Math.abs(first.expiresAt - (first.createdAt + MINUTE)) < 1000, 'expiresAt follows the ttl')
+    t.notOk(second !== undefined && 'userAgent' in second, 'no client info, no fields')
+    t.same(await store.list(userId('nobody')), [])
+  })
+
+  t.test('the absolute lifetime caps every ttl and a rotation never extends it', async (t) => {
+    const u = userId('absolute')
+    t.equal(await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE, maxTtlMs: 400, client: {} }), 400, 'capped at creation')
+    await sleep(150)
+    const rotated = await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'h0', successorHash: 'h1', ttlMs: MINUTE, graceMs: 0 })
+    t.equal(rotated.status, 'rotated')
+    t.ok('ttlMs' in rotated && rotated.ttlMs <= 260 && rotated.ttlMs > 100, 'the rotation got only what was left')
+    await sleep(300)
+    t.equal((await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'h1', successorHash: 'h2', ttlMs: MINUTE, graceMs: 0 })).status, 'missing', 'gone at its absolute end')
   })
 
   t.test('racing rotations of one token: with grace all succeed on one chain', async (t) => {
     const u = userId('race')
-    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE })
+    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE, maxTtlMs: 3_600_000, client: {} })
     const rotate = { userId: u, sessionId: 's1', presentedHash: 'h0', successorHash: 'h1', ttlMs: MINUTE, graceMs: 5000 }
     const outcomes = await Promise.all(Array.from({ length: 50 }, async () => await store.rotate(rotate)))
     t.equal(outcomes.filter((o) => o.status === 'rotated').length, 1)
@@ -124,7 +165,7 @@ export function storeContract (t: Test, makeStore: () => Promise<SessionStore>):
 
   t.test('racing rotations of one token: strict lets at most one through', async (t) => {
     const u = userId('strict')
-    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE })
+    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE, maxTtlMs: 3_600_000, client: {} })
     const rotate = { userId: u, sessionId: 's1', presentedHash: 'h0', successorHash: 'h1', ttlMs: MINUTE, graceMs: 0 }
     const outcomes = await Promise.all(Array.from({ length: 50 }, async () => await store.rotate(rotate)))
     t.ok(outcomes.filter((o) => o.status === 'rotated').length <= 1)

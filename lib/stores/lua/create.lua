@@ -1,8 +1,18 @@
--- KEYS: session, index. ARGV: session id, token hash, ttl (ms).
+-- KEYS: session, index. ARGV: session id, token hash, ttl (ms), max lifetime (ms),
+-- user agent, ip, label ('' for none).
 local now = now_ms()
-local ttl = tonumber(ARGV[3])
-redis.call('HSET', KEYS[1], 'c', ARGV[2], 't', now, 'u', now)
+local max = tonumber(ARGV[4])
+local ttl = math.min(tonumber(ARGV[3]), max)
+local fields = {'c', ARGV[2], 't', now, 'u', now, 'x', now + max}
+local optional = {'a', 'i', 'l'}
+for n = 1, 3 do
+  if ARGV[4 + n] ~= '' then
+    table.insert(fields, optional[n])
+    table.insert(fields, ARGV[4 + n])
+  end
+end
+redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
 reindex(KEYS[2], now)
-return 1
+return ttl

@@ -1,12 +1,13 @@
 -- KEYS: session, index. ARGV: session id, presented hash, successor hash, ttl (ms), grace (ms).
 -- Returns {1, ttl} rotated, {2, ttl} replayed within grace, {0} missing, {3} reused.
-local s = redis.call('HMGET', KEYS[1], 'c', 'p', 'r')
+local s = redis.call('HMGET', KEYS[1], 'c', 'p', 'r', 'x')
 if not s[1] then
   return {0}
 end
 local now = now_ms()
 if s[1] == ARGV[2] then
-  local ttl = tonumber(ARGV[4])
+  -- Idle timeout slides with each rotation; the absolute lifetime never moves.
+  local ttl = math.max(1, math.min(tonumber(ARGV[4]), tonumber(s[4]) - now))
   redis.call('HSET', KEYS[1], 'c', ARGV[3], 'p', ARGV[2], 'r', now, 'u', now)
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
