@@ -6,7 +6,8 @@ import {
 } from './errors.js'
 import type { ResolvedOptions } from './options.js'
 import type { IssuedTokens, SessionRef, Sessions } from './sessions.js'
-import type { IssueOptions, SessionListResponse, TokenResponse, TokenSet, TokenTransport } from './types.js'
+import type { RevocationList } from './revocations.js'
+import type { IssueOptions, SessionListResponse, SessionUser, TokenResponse, TokenSet, TokenTransport } from './types.js'
 
 /** Requests whose method changes nothing need no CSRF proof. */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
@@ -44,7 +45,7 @@ export function tokenResponse (tokens: TokenSet): TokenResponse {
 }
 
 /** The HTTP side of the plugin: the `authenticate` hook, the handlers and `issueTokens`. */
-export function createHandlers (options: ResolvedOptions, sessions: Sessions) {
+export function createHandlers (options: ResolvedOptions, sessions: Sessions, revocations: RevocationList) {
   const { cookies, csrfHeader } = options
 
   /** Adds what an error needs on the wire (challenge, retry hint) and logs store failures. */
@@ -101,10 +102,18 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions) {
     /** `fastify.authenticate`: verifies the access token; zero store round trips. */
     async authenticate (request: FastifyRequest, reply: FastifyReply): Promise<void> {
       try {
-        const found = accessTokenOf(request)
-        if (found === undefined) throw new TokenMissingError()
-        if (found.fromCookie && !SAFE_METHODS.has(request.method)) checkCsrf(request, csrfHeader)
-        request.user = sessions.verifyAccess(checkLength(found))
+        request.user = authenticated(request)
+      } catch (error) {
+        throw prepare(request, reply, error)
+      }
+    },
+
+    /** `fastify.authenticateStrict`: `authenticate`, and the store confirms the session. */
+    async authenticateStrict (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+      try {
+        const user = authenticated(request)
+        if (!await sessions.isLive(user.id, user.sessionId)) throw new SessionRevokedError()
+        request.user = user
       } catch (error) {
         throw prepare(request, reply, error)
       }
@@ -217,6 +226,17 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions) {
       if ((error as { statusCode?: unknown }).statusCode === 401) return undefined
       throw error
     }
+  }
+
+  /** The user of a valid access token whose session no instance has revoked. */
+  function authenticated (request: FastifyRequest): SessionUser {
+    const found = accessTokenOf(request)
+    if (found === undefined) throw new TokenMissingError()
+    if (found.fromCookie && !SAFE_METHODS.has(request.method)) checkCsrf(request, csrfHeader)
+    const user = sessions.verifyAccess(checkLength(found))
+    revocations.checkFeed()
+    if (revocations.isRevoked(user.sessionId)) throw new SessionRevokedError()
+    return user
   }
 
   function transportOf (request: FastifyRequest): TokenTransport {

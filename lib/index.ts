@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify'
 import { createEmitter } from './audit.js'
 import { createHandlers, type Handlers } from './handlers.js'
 import { resolveOptions, type ResolvedOptions, type ResolvedRoutes } from './options.js'
+import { RevocationList } from './revocations.js'
 import { Sessions } from './sessions.js'
 import { MemoryStore } from './stores/memory.js'
 import { RedisStore } from './stores/redis.js'
@@ -39,7 +40,7 @@ function buildStore (fastify: FastifyInstance, options: ResolvedOptions): { stor
   }
 }
 
-function registerRoutes (fastify: FastifyInstance, routes: ResolvedRoutes, handlers: Handlers): void {
+function registerRoutes (fastify: FastifyInstance, routes: ResolvedRoutes, handlers: Handlers, api: TokenSessionsApi): void {
   fastify.register(async function tokenSessionsRoutes (scope) {
     scope.addHook('onRequest', handlers.requireJson)
     // A browser's `fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' } })`
@@ -50,6 +51,13 @@ function registerRoutes (fastify: FastifyInstance, routes: ResolvedRoutes, handl
     if (routes.refresh) scope.post('/refresh', config, handlers.refresh)
     if (routes.logout) scope.post('/logout', config, handlers.logout)
     if (routes.logoutAll) scope.post('/logout-all', config, handlers.logoutAll)
+    if (routes.jwks) {
+      const jwks = api.jwks()
+      scope.get('/.well-known/jwks.json', async (_request, reply) => {
+        reply.header('cache-control', 'public, max-age=300')
+        return jwks
+      })
+    }
     if (routes.sessions) {
       scope.get('/sessions', { onRequest: handlers.authenticate }, handlers.listSessions)
       scope.delete<{ Params: { id: string } }>('/sessions/:id', { onRequest: handlers.authenticate }, handlers.revokeSession)
@@ -63,32 +71,38 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
   if (options.cookies !== null && !fastify.hasReplyDecorator('setCookie')) await fastify.register(fastifyCookie)
 
   const { store, owned } = buildStore(fastify, options)
-  const sessions = new Sessions(options, codec, store, createEmitter(options.hooks, fastify.log), fastify.log)
-  const handlers = createHandlers(options, sessions)
+  const revocations = new RevocationList(store, options.revocationFeed, fastify.log)
+  const sessions = new Sessions(options, codec, store, revocations, createEmitter(options.hooks, fastify.log), fastify.log)
+  const handlers = createHandlers(options, sessions, revocations)
+  fastify.addHook('onClose', async () => { await revocations.close() })
+  if (owned) fastify.addHook('onClose', async () => { await store.close() })
+  await revocations.start(options.storeTimeout)
 
   const api: TokenSessionsApi = {
     store,
     issue: async (userId, issueOptions = {}) => ({ ...await sessions.issue(userId, issueOptions), transport: 'body' }),
     refresh: async (refreshToken) => ({ ...await sessions.rotate(refreshToken), transport: 'body' }),
     verifyAccessToken: (accessToken) => sessions.verifyAccess(accessToken),
+    jwks: () => ({ keys: options.keys.access.keys.flatMap((key) => key.jwk === undefined ? [] : [key.jwk]) }),
     listSessions: async (userId) => await sessions.list(userId),
-    revokeSession: async (userId, sessionId, revokeOptions = {}) => await sessions.revoke(userId, sessionId, revokeOptions.reason ?? 'revoked'),
+    revokeSession: async (userId, sessionId, revokeOptions = {}) =>
+      await sessions.revoke(userId, sessionId, revokeOptions.reason ?? 'revoked', revokeOptions.request),
     revokeAllSessions: async (userId, revokeOptions = {}) => {
       const except = revokeOptions.except === undefined ? {} : { except: revokeOptions.except }
-      return (await sessions.revokeAll(userId, except, revokeOptions.reason ?? 'revoked')).length
+      return (await sessions.revokeAll(userId, except, revokeOptions.reason ?? 'revoked', revokeOptions.request)).length
     }
   }
 
   if (!fastify.hasRequestDecorator('user')) fastify.decorateRequest('user', null as unknown as SessionUser)
   fastify.decorate('tokenSessions', api)
   fastify.decorate('authenticate', handlers.authenticate)
+  fastify.decorate('authenticateStrict', handlers.authenticateStrict)
   fastify.decorate('refresh', handlers.refresh)
   fastify.decorateReply('issueTokens', function issueTokens (this: FastifyReply, userId: string | number, issueOptions?: IssueOptions) {
     return handlers.issueTokens(this, userId, issueOptions)
   })
 
-  if (options.routes !== null) registerRoutes(fastify, options.routes, handlers)
-  if (owned) fastify.addHook('onClose', async () => { await store.close() })
+  if (options.routes !== null) registerRoutes(fastify, options.routes, handlers, api)
 }
 
 /**
@@ -116,9 +130,12 @@ export { plugin as tokenSessions }
 export { tokenResponse, TRANSPORT_HEADER } from './handlers.js'
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js'
 export { RedisStore, DEFAULT_KEY_PREFIX, type RedisClient, type RedisStoreOptions } from './stores/redis.js'
-export type { SessionStore, NewSession, RotateRequest, RotateOutcome, RevokeAllOptions, ClientInfo, SessionInfo } from './stores/store.js'
+export type {
+  SessionStore, NewSession, RotateRequest, RotateOutcome, RevokeAllOptions, ClientInfo, SessionInfo, Revocation, RevocationListener
+} from './stores/store.js'
 export * as errors from './errors.js'
 export { ACCESS_TOKEN_TYPE, REFRESH_TOKEN_TYPE, type Claims } from './tokens.js'
+export { ALGORITHMS, type AccessTokenKey, type Algorithm } from './keys.js'
 export type {
   AuditEvent, AuditHook, AuditHookName, AuditHooks, ClientInfoOptions, CookieOptions, IssueOptions, RevokeOptions,
   RoutesOptions, SessionListResponse, SessionUser, TokenResponse, TokenSessionsApi, TokenSessionsOptions, TokenSet,

@@ -1,6 +1,7 @@
 import { InvalidOptionError } from './errors.js'
 import type { RedisClient } from './stores/redis.js'
 import type { SessionStore } from './stores/store.js'
+import { resolveAccessKeys } from './keys.js'
 import { deriveKeys, type TokenKeys } from './tokens.js'
 import type { AuditHooks, TokenSessionsOptions } from './types.js'
 
@@ -20,6 +21,13 @@ export const MAX_TOKEN_TTL = 365 * 24 * 60 * 60
 export const DEFAULT_STORE_TIMEOUT = 1000
 /** `Retry-After` of a 503: 1 second. */
 export const DEFAULT_RETRY_AFTER = 1
+/** How long the revocation feed may be down before its outage policy applies: 5 seconds. */
+export const DEFAULT_MAX_FEED_OUTAGE = 5
+/**
+ * Added to how long a revocation is remembered, beyond the access tokens' lifetime, for
+ * clock skew between Redis (which stamps revocations) and app instances (which expire them).
+ */
+export const REVOCATION_MARGIN_MS = 30_000
 /** The shortest secret accepted, in bytes (HS256 wants a key of at least the hash size). */
 export const MIN_SECRET_BYTES = 32
 /** Header a cookie-authenticated state change must carry. */
@@ -46,6 +54,9 @@ export interface ResolvedOptions {
   readonly issuer: string | undefined
   readonly audience: string | undefined
   readonly hooks: Readonly<AuditHooks>
+  /** How long instances remember a revocation: the access tokens' lifetime and a margin. */
+  readonly rememberMs: number
+  readonly revocationFeed: { readonly maxOutageMs: number, readonly onOutage: 'accept' | 'reject' }
 }
 
 /** Cookie settings after checking. */
@@ -66,19 +77,20 @@ export interface ResolvedRoutes {
   readonly logout: boolean
   readonly logoutAll: boolean
   readonly sessions: boolean
+  readonly jwks: boolean
 }
 
 const HOOKS = ['onLogin', 'onRefresh', 'onLogout', 'onSessionRevoked', 'onReuseDetected'] as const
 const KNOWN_OPTIONS = new Set<string>([
-  'secret', 'accessTokenSecret', 'refreshTokenSecret', 'accessTokenTtl', 'refreshTokenTtl', 'sessionMaxLifetime',
+  'secret', 'accessTokenSecret', 'refreshTokenSecret', 'accessTokenKeys', 'activeKid', 'accessTokenTtl', 'refreshTokenTtl', 'sessionMaxLifetime',
   'clientInfo', 'reuseGrace', 'store', 'redis', 'keyPrefix', 'storeTimeout', 'retryAfter', 'cookies', 'csrfHeader',
-  'routes', 'issuer', 'audience', ...HOOKS,
+  'routes', 'issuer', 'audience', 'revocationFeed', ...HOOKS,
   // Fastify hands these register() options to every plugin.
   'prefix', 'logLevel', 'logSerializers'
 ])
 const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
-const STORE_METHODS = ['create', 'rotate', 'revoke', 'revokeAll', 'close'] as const
+const STORE_METHODS = ['create', 'rotate', 'revoke', 'revokeAll', 'list', 'isLive', 'revocations', 'watchRevocations', 'close'] as const
 
 function fail (option: string, fix: string): never {
   throw new InvalidOptionError(option, fix)
@@ -117,8 +129,19 @@ export function resolveOptions (options: TokenSessionsOptions, env: NodeJS.Proce
     routes,
     issuer: text(options.issuer, 'issuer'),
     audience: text(options.audience, 'audience'),
-    hooks: resolveHooks(options)
+    hooks: resolveHooks(options),
+    rememberMs: accessTokenTtl * 1000 + REVOCATION_MARGIN_MS,
+    revocationFeed: resolveRevocationFeed(options.revocationFeed)
   })
+}
+
+function resolveRevocationFeed (feed: TokenSessionsOptions['revocationFeed']): ResolvedOptions['revocationFeed'] {
+  const given = feed ?? {}
+  if (typeof given !== 'object') fail('revocationFeed', 'must be { maxOutage, onOutage }')
+  const onOutage = given.onOutage ?? 'accept'
+  if (onOutage !== 'accept' && onOutage !== 'reject') fail('revocationFeed.onOutage', 'must be "accept" or "reject"')
+  const maxOutage = integer(given.maxOutage, 'revocationFeed.maxOutage', DEFAULT_MAX_FEED_OUTAGE, 0, 3600, 'seconds')
+  return Object.freeze({ maxOutageMs: maxOutage * 1000, onOutage })
 }
 
 function resolveHooks (options: TokenSessionsOptions): Readonly<AuditHooks> {
@@ -174,17 +197,24 @@ function secretBytes (value: unknown, option: string): Buffer {
 }
 
 function resolveKeys (options: TokenSessionsOptions): TokenKeys {
-  const separate = options.accessTokenSecret !== undefined || options.refreshTokenSecret !== undefined
-  if (options.secret !== undefined && separate) {
+  const { secret, accessTokenSecret, refreshTokenSecret, accessTokenKeys, activeKid } = options
+  if (accessTokenKeys === undefined && activeKid !== undefined) fail('activeKid', 'goes with accessTokenKeys')
+  if (secret !== undefined && (accessTokenSecret !== undefined || refreshTokenSecret !== undefined)) {
     fail('secret', 'give either secret, or accessTokenSecret and refreshTokenSecret, not both')
   }
-  if (!separate) {
-    if (options.secret === undefined) fail('secret', 'is required (or give accessTokenSecret and refreshTokenSecret)')
-    const secret = secretBytes(options.secret, 'secret')
-    return deriveKeys({ access: secret, refresh: secret })
+  if (accessTokenKeys !== undefined) {
+    if (accessTokenSecret !== undefined) fail('accessTokenSecret', 'give either accessTokenSecret or accessTokenKeys, not both')
+    const refresh = refreshTokenSecret ?? secret
+    if (refresh === undefined) fail('secret', 'is required for refresh tokens (or give refreshTokenSecret)')
+    return deriveKeys({ access: resolveAccessKeys(accessTokenKeys, activeKid), refresh: secretBytes(refresh, refreshTokenSecret === undefined ? 'secret' : 'refreshTokenSecret') })
   }
-  const access = secretBytes(options.accessTokenSecret, 'accessTokenSecret')
-  const refresh = secretBytes(options.refreshTokenSecret, 'refreshTokenSecret')
+  if (accessTokenSecret === undefined && refreshTokenSecret === undefined) {
+    if (secret === undefined) fail('secret', 'is required (or give accessTokenSecret and refreshTokenSecret)')
+    const bytes = secretBytes(secret, 'secret')
+    return deriveKeys({ access: bytes, refresh: bytes })
+  }
+  const access = secretBytes(accessTokenSecret, 'accessTokenSecret')
+  const refresh = secretBytes(refreshTokenSecret, 'refreshTokenSecret')
   if (access.equals(refresh)) fail('refreshTokenSecret', 'must differ from accessTokenSecret (or give one secret)')
   return deriveKeys({ access, refresh })
 }
@@ -218,12 +248,12 @@ function resolveRoutes (routes: TokenSessionsOptions['routes']): ResolvedRoutes 
   if (typeof prefix !== 'string' || !/^(\/[A-Za-z0-9._~-]+)*$/.test(prefix)) {
     fail('routes.prefix', 'must be a path like "/auth" (no trailing slash), or "" for the root')
   }
-  const flag = (name: 'refresh' | 'logout' | 'logoutAll' | 'sessions'): boolean => {
-    const value = given[name] ?? true
+  const flag = (name: 'refresh' | 'logout' | 'logoutAll' | 'sessions' | 'jwks'): boolean => {
+    const value = given[name] ?? name !== 'jwks'
     if (typeof value !== 'boolean') fail(`routes.${name}`, 'must be a boolean')
     return value
   }
-  return Object.freeze({ prefix, refresh: flag('refresh'), logout: flag('logout'), logoutAll: flag('logoutAll'), sessions: flag('sessions') })
+  return Object.freeze({ prefix, refresh: flag('refresh'), logout: flag('logout'), logoutAll: flag('logoutAll'), sessions: flag('sessions'), jwks: flag('jwks') })
 }
 
 function resolveCookies (cookies: TokenSessionsOptions['cookies'], routes: ResolvedRoutes | null, env: NodeJS.ProcessEnv): ResolvedCookies | null {

@@ -2,6 +2,7 @@ import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { Emit } from './audit.js'
 import { SessionRevokedError, StoreUnavailableError, TokenReusedError } from './errors.js'
 import type { ResolvedOptions } from './options.js'
+import type { RevocationList } from './revocations.js'
 import type { ClientInfo, SessionInfo, SessionStore } from './stores/store.js'
 import {
   checkClaims, checkUserId, hashId, newRefreshId, newSessionId, successorId,
@@ -36,11 +37,13 @@ export class Sessions {
   readonly #codec: TokenCodec
   readonly #emit: Emit
   readonly #log: FastifyBaseLogger
+  readonly #revocations: RevocationList
 
-  constructor (options: ResolvedOptions, codec: TokenCodec, store: SessionStore, emit: Emit, log: FastifyBaseLogger) {
+  constructor (options: ResolvedOptions, codec: TokenCodec, store: SessionStore, revocations: RevocationList, emit: Emit, log: FastifyBaseLogger) {
     this.#options = options
     this.#codec = codec
     this.store = store
+    this.#revocations = revocations
     this.#emit = emit
     this.#log = log
   }
@@ -75,7 +78,8 @@ export class Sessions {
       presentedHash: hashId(jti),
       successorHash: hashId(successor),
       ttlMs: this.#options.refreshTokenTtl * 1000,
-      graceMs: this.#options.reuseGraceMs
+      graceMs: this.#options.reuseGraceMs,
+      rememberMs: this.#options.rememberMs
     }))
     switch (outcome.status) {
       case 'rotated':
@@ -85,6 +89,7 @@ export class Sessions {
         return tokens
       }
       case 'reused': {
+        this.#revocations.remember([sid], this.#options.rememberMs)
         const event = this.#event(sub, sid, 'reuse', request)
         ;(request?.log ?? this.#log).warn({ userId: sub, sessionId: sid }, 'refresh token reuse detected: session revoked')
         await this.#emit('onReuseDetected', event, request)
@@ -100,6 +105,11 @@ export class Sessions {
   verifyAccess (accessToken: string): SessionUser {
     const { sub, sid, claims } = this.#codec.verifyAccess(accessToken)
     return { ...claims, id: sub, sessionId: sid }
+  }
+
+  /** Whether a session is live, asking the store. */
+  async isLive (userId: string, sessionId: string): Promise<boolean> {
+    return await this.#call(() => this.store.isLive(userId, sessionId))
   }
 
   /** The session a refresh token names, if its signature holds. */
@@ -118,8 +128,9 @@ export class Sessions {
   async revoke (userId: unknown, sessionId: string, reason: string, request?: FastifyRequest): Promise<boolean> {
     const sub = checkUserId(userId)
     if (!SESSION_ID.test(sessionId)) return false
-    const revoked = await this.#call(() => this.store.revoke(sub, sessionId))
+    const revoked = await this.#call(() => this.store.revoke(sub, sessionId, this.#options.rememberMs))
     if (revoked) {
+      this.#revocations.remember([sessionId], this.#options.rememberMs)
       const event = this.#event(sub, sessionId, reason, request)
       if (reason === 'logout') await this.#emit('onLogout', event, request)
       await this.#emit('onSessionRevoked', event, request)
@@ -135,7 +146,8 @@ export class Sessions {
   async revokeAll (userId: unknown, options: { except?: string, ifLive: string }, reason: string, request?: FastifyRequest): Promise<string[] | null>
   async revokeAll (userId: unknown, options: { except?: string, ifLive?: string }, reason: string, request?: FastifyRequest): Promise<string[] | null> {
     const sub = checkUserId(userId)
-    const revoked = await this.#call(() => this.store.revokeAll(sub, options))
+    const revoked = await this.#call(() => this.store.revokeAll(sub, { ...options, rememberMs: this.#options.rememberMs }))
+    this.#revocations.remember(revoked ?? [], this.#options.rememberMs)
     for (const sessionId of revoked ?? []) {
       const event = this.#event(sub, sessionId, reason, request)
       if (sessionId === options.ifLive) await this.#emit('onLogout', event, request)

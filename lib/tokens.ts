@@ -2,12 +2,12 @@ import { createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto'
 import fastifyJwt, { type JWT } from '@fastify/jwt'
 import type { FastifyInstance } from 'fastify'
 import { SessionExpiredError, TokenExpiredError, TokenInvalidError } from './errors.js'
+import { derivedKey, type ResolvedKey } from './keys.js'
 
 /** The JOSE `typ` header of an access token (RFC 9068). */
 export const ACCESS_TOKEN_TYPE = 'at+jwt'
 /** The JOSE `typ` header of a refresh token; an access token never carries it. */
 export const REFRESH_TOKEN_TYPE = 'rt+jwt'
-const ALGORITHM = 'HS256'
 
 /** Claims this plugin writes itself; an app's own claims may not use these names. */
 export const RESERVED_CLAIMS: ReadonlySet<string> = new Set([
@@ -18,9 +18,9 @@ const SESSION_ID = /^[A-Za-z0-9_-]{22}$/
 const REFRESH_ID = /^[A-Za-z0-9_-]{43}$/
 const MAX_USER_ID_LENGTH = 256
 
-/** The signing keys, one per token type, and the key that derives refresh successors. */
+/** The access-token keys (the active one signs), and the refresh and successor keys. */
 export interface TokenKeys {
-  access: Buffer
+  access: { keys: readonly ResolvedKey[], active: ResolvedKey }
   refresh: Buffer
   successor: Buffer
 }
@@ -51,11 +51,13 @@ function hkdf (secret: Buffer, info: string): Buffer {
 
 /**
  * Derives independent keys from one secret (HKDF-SHA256), or from separate access and
- * refresh secrets, so that no token type can be verified with another's key.
+ * refresh secrets, so that no token type can be verified with another's key. Configured
+ * access-token keys, when given, replace the derived access key.
  */
-export function deriveKeys (secrets: { access: Buffer, refresh: Buffer }): TokenKeys {
+export function deriveKeys (secrets: { access: Buffer | TokenKeys['access'], refresh: Buffer }): TokenKeys {
+  const access = Buffer.isBuffer(secrets.access) ? derivedKey(hkdf(secrets.access, 'access-token')) : undefined
   return {
-    access: hkdf(secrets.access, 'access-token'),
+    access: access === undefined ? secrets.access as TokenKeys['access'] : { keys: [access], active: access },
     refresh: hkdf(secrets.refresh, 'refresh-token'),
     successor: hkdf(secrets.refresh, 'refresh-successor')
   }
@@ -101,32 +103,34 @@ interface TokenCodecOptions {
 }
 
 /**
- * Registers `@fastify/jwt` once per token type in an encapsulated context (so that the
- * app's own `fastify.jwt`, if any, is left alone) and wraps its signers and verifiers.
+ * Registers `@fastify/jwt` once per key in an encapsulated context (so that the app's own
+ * `fastify.jwt`, if any, is left alone) and wraps its signers and verifiers. Each key
+ * pins one algorithm; an access token picks its key by `kid`, and a `jku`, `x5u`, `jwk`
+ * or `x5c` header is never fetched nor trusted.
  */
 export async function createTokenCodec (fastify: FastifyInstance, options: TokenCodecOptions): Promise<TokenCodec> {
-  const jwts: Partial<Record<'access' | 'refresh', JWT>> = {}
+  const accessByKid = new Map<string, JWT>()
+  let refresh: JWT | undefined
   await fastify.register(async function tokenSessionsJwt (child) {
-    for (const kind of ['access', 'refresh'] as const) {
-      const namespace = `tokenSessions_${kind}`
-      const typ = kind === 'access' ? ACCESS_TOKEN_TYPE : REFRESH_TOKEN_TYPE
+    const register = async (namespace: string, typ: string, key: ResolvedKey, required: string[]): Promise<JWT> => {
+      const { algorithm, signingKey, verifyKey } = key
       await child.register(fastifyJwt, {
-        secret: options.keys[kind],
+        secret: Buffer.isBuffer(verifyKey) ? verifyKey : { public: verifyKey, ...(signingKey === undefined ? {} : { private: signingKey }) },
         namespace,
         // Its own request decorator, so an app's `request.user` is never claimed twice.
         decoratorName: `${namespace}_user`,
         sign: {
-          algorithm: ALGORITHM,
-          header: { alg: ALGORITHM, typ },
+          algorithm,
+          header: { alg: algorithm, typ, ...(key.kid === undefined ? {} : { kid: key.kid }) },
           ...(options.issuer === undefined ? {} : { iss: options.issuer }),
           ...(options.audience === undefined ? {} : { aud: options.audience })
         },
         verify: {
-          algorithms: [ALGORITHM],
+          algorithms: [algorithm],
           checkTyp: typ,
           // fast-jwt checks iss and aud only when present: require them when configured.
           requiredClaims: [
-            ...(kind === 'access' ? ['sub', 'sid', 'exp'] : ['sub', 'sid', 'jti', 'exp', 'mx']),
+            ...required,
             ...(options.issuer === undefined ? [] : ['iss']),
             ...(options.audience === undefined ? [] : ['aud'])
           ],
@@ -134,25 +138,30 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
           ...(options.audience === undefined ? {} : { allowedAud: options.audience })
         }
       })
-      jwts[kind] = (child.jwt as unknown as Record<string, JWT>)[namespace]
+      return (child.jwt as unknown as Record<string, JWT>)[namespace] as JWT
     }
+    for (const [index, key] of options.keys.access.keys.entries()) {
+      accessByKid.set(key.kid ?? '', await register(`tokenSessions_access_${index}`, ACCESS_TOKEN_TYPE, key, ['sub', 'sid', 'exp']))
+    }
+    // Only this plugin verifies refresh tokens, so HS256 with a derived secret serves.
+    refresh = await register('tokenSessions_refresh', REFRESH_TOKEN_TYPE, derivedKey(options.keys.refresh), ['sub', 'sid', 'jti', 'exp', 'mx'])
   })
-  const access = jwts.access as JWT
-  const refresh = jwts.refresh as JWT
+  const signer = accessByKid.get(options.keys.access.active.kid ?? '') as JWT
+  const refreshJwt = refresh as JWT
 
   return {
     signAccess ({ sub, sid, ttlSeconds, claims }) {
       const iat = nowSeconds()
-      return access.sign({ ...claims, sub, sid, iat, exp: iat + ttlSeconds })
+      return signer.sign({ ...claims, sub, sid, iat, exp: iat + ttlSeconds })
     },
     signRefresh ({ sub, sid, jti, ttlSeconds, endsAt, claims }) {
       const iat = nowSeconds()
       const payload: Record<string, unknown> = { sub, sid, jti, iat, exp: Math.min(iat + ttlSeconds, endsAt), mx: endsAt }
       if (Object.keys(claims).length > 0) payload.clm = claims
-      return refresh.sign(payload)
+      return refreshJwt.sign(payload)
     },
     verifyAccess (token) {
-      const payload = verify(access, token)
+      const payload = verify(accessKeyOf(accessByKid, token), token)
       const claims: Claims = {}
       for (const [name, value] of Object.entries(payload)) {
         if (!RESERVED_CLAIMS.has(name)) claims[name] = value
@@ -160,7 +169,7 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
       return { ...checkSubject(payload), claims }
     },
     verifyRefresh (token) {
-      const payload = verify(refresh, token, endedSession)
+      const payload = verify(refreshJwt, token, endedSession)
       const { jti, clm, mx } = payload
       if (typeof jti !== 'string' || !REFRESH_ID.test(jti)) throw new TokenInvalidError()
       if (typeof mx !== 'number') throw new TokenInvalidError()
@@ -168,6 +177,20 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
       return { ...checkSubject(payload), jti, endsAt: mx, claims: (clm ?? {}) as Claims }
     }
   }
+}
+
+/** The verifier of the key the token's header names by `kid` (none: the derived key). */
+function accessKeyOf (keys: Map<string, JWT>, token: string): JWT {
+  let kid: unknown
+  try {
+    kid = (JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString()) as { kid?: unknown }).kid
+  } catch {
+    throw new TokenInvalidError()
+  }
+  if (kid !== undefined && typeof kid !== 'string') throw new TokenInvalidError()
+  const jwt = keys.get(kid ?? '')
+  if (jwt === undefined) throw new TokenInvalidError()
+  return jwt
 }
 
 function nowSeconds (): number {

@@ -1,4 +1,6 @@
+import type { JsonWebKey } from 'node:crypto'
 import type { FastifyRequest, onRequestAsyncHookHandler, RouteHandlerMethod } from 'fastify'
+import type { AccessTokenKey } from './keys.js'
 import type { RedisClient } from './stores/redis.js'
 import type { SessionInfo, SessionStore } from './stores/store.js'
 import type { Claims } from './tokens.js'
@@ -131,6 +133,8 @@ export interface RoutesOptions {
   logoutAll?: boolean
   /** `GET <prefix>/sessions` and `DELETE <prefix>/sessions/:id` (default true). */
   sessions?: boolean
+  /** `GET <prefix>/.well-known/jwks.json`, the public access-token keys (default false). */
+  jwks?: boolean
 }
 
 /**
@@ -154,6 +158,15 @@ export interface TokenSessionsOptions extends AuditHooks {
   accessTokenSecret?: string | Buffer
   /** The refresh tokens' own secret (at least 32 bytes, different from the access one). */
   refreshTokenSecret?: string | Buffer
+  /**
+   * Access-token keys instead of the secret-derived one: HS256/384/512, RS256, PS256, ES256
+   * or EdDSA, each with a `kid`. The active key signs; the others only verify, so tokens
+   * signed by a retired key work until they expire. Refresh tokens still use `secret`
+   * (or `refreshTokenSecret`).
+   */
+  accessTokenKeys?: AccessTokenKey[]
+  /** The `kid` of the key that signs new access tokens (default: the first that can sign). */
+  activeKid?: string
   /** Access-token lifetime in seconds (default 900). */
   accessTokenTtl?: number
   /**
@@ -193,6 +206,13 @@ export interface TokenSessionsOptions extends AuditHooks {
   csrfHeader?: string | false
   /** The routes to register, or `false`/absent for none. */
   routes?: RoutesOptions | boolean
+  /**
+   * The revocation feed tells every instance about revoked sessions, so that their access
+   * tokens stop working at once. While it has been down longer than `maxOutage` seconds
+   * (default 5), `onOutage` decides: `accept` (default) keeps trusting unexpired access
+   * tokens and logs it; `reject` answers 503 on routes behind `authenticate`.
+   */
+  revocationFeed?: { maxOutage?: number, onOutage?: 'accept' | 'reject' }
   /** `iss` written into and required of every token. */
   issuer?: string
   /** `aud` written into and required of every token. */
@@ -215,6 +235,11 @@ export interface TokenSessionsApi {
   issue (userId: string | number, options?: IssueOptions): Promise<TokenSet>
   /** Rotates a refresh token; throws the plugin's 401/503 errors. Sets no cookie. */
   refresh (refreshToken: string): Promise<TokenSet>
+  /**
+   * The public keys of asymmetric access-token keys as a JWK Set, for other services that
+   * verify access tokens. HMAC keys never appear in it.
+   */
+  jwks (): { keys: JsonWebKey[] }
   /** Verifies an access token and returns its user; throws a 401 error. No store access. */
   verifyAccessToken (accessToken: string): SessionUser
   /** The user's live sessions, oldest first. */
@@ -225,9 +250,12 @@ export interface TokenSessionsApi {
   revokeAllSessions (userId: string | number, options?: RevokeOptions & { except?: string }): Promise<number>
 }
 
-/** Why app code ends sessions: given to the audit hooks as `reason` (default `revoked`). */
+/** How app code ends sessions, for the audit hooks. */
 export interface RevokeOptions {
+  /** Given to the hooks as `reason` (default `revoked`). */
   reason?: string
+  /** The request that asked for it, whose IP and user agent the hooks receive. */
+  request?: FastifyRequest
 }
 
 declare module 'fastify' {
@@ -237,6 +265,12 @@ declare module 'fastify' {
      * `Authorization: Bearer` or the access cookie and sets `request.user`.
      */
     authenticate: onRequestAsyncHookHandler
+    /**
+     * `authenticate`, plus one store round trip to check that the session is still live:
+     * for sensitive routes that must not trust an access token for even a moment after
+     * its session ended, whatever the revocation feed's state.
+     */
+    authenticateStrict: onRequestAsyncHookHandler
     /** A route handler that rotates the refresh token from the body or the refresh cookie. */
     refresh: RouteHandlerMethod
     /** The session API for app code. */

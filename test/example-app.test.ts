@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap'
-import type { AddressInfo } from 'node:net'
+import { connect, type AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import { MemoryStore } from 'fastify-token-sessions'
@@ -17,6 +17,7 @@ const redis = await startRedis(t)
 /** Short enough to wait out in a test, long enough for the replay to land inside it. */
 const GRACE_SECONDS = 1
 const PASSWORD = 'correct horse battery'
+const NEW_PASSWORD = 'battery staple horse'
 let appCount = 0
 
 interface Running {
@@ -129,12 +130,39 @@ async function loginWithCookies (base: string, username: string): Promise<Call> 
   return response
 }
 
-async function loginNative (base: string, username: string): Promise<{ accessToken: string, refreshToken: string }> {
+interface NativeTokens {
+  accessToken: string
+  refreshToken: string
+  refreshExpiresIn: number
+}
+
+async function loginNative (base: string, username: string, userAgent?: string): Promise<NativeTokens> {
   const response = await call(base, 'POST', '/auth/login', {
-    json: { username, password: PASSWORD }, headers: { 'x-token-transport': 'body' }
+    json: { username, password: PASSWORD },
+    headers: { 'x-token-transport': 'body', ...(userAgent === undefined ? {} : { 'user-agent': userAgent }) }
   })
   if (response.status !== 200) throw new Error(`native login ${username}: ${response.status}`)
   return response.body
+}
+
+function bearer (accessToken: string): Record<string, string> {
+  return { authorization: `Bearer ${accessToken}` }
+}
+
+/** The session id of an access token, as the app shows it. */
+async function sessionIdOf (base: string, accessToken: string): Promise<string> {
+  const me = await call(base, 'GET', '/me', { headers: bearer(accessToken) })
+  if (me.status !== 200) throw new Error(`GET /me: ${me.status}`)
+  return me.body.sessionId
+}
+
+async function refreshNative (base: string, refreshToken: string): Promise<Call> {
+  return await call(base, 'POST', '/auth/refresh', { json: { refreshToken } })
+}
+
+/** The log lines of the app's audit hooks. */
+function auditLines (logs: LogCapture): Array<Record<string, unknown>> {
+  return logs.entries().filter((entry) => 'audit' in entry)
 }
 
 /** No log line may hold a token, a cookie value or a password. */
@@ -171,7 +199,7 @@ t.test('POST /auth/register', async (t) => {
     ['a null body', null]
   ]
   for (const [label, json] of invalid) {
-    assertError(t, await call(url, 'POST', '/auth/register', { json }), 400, 'BAD_REQUEST', label)
+    assertError(t, await call(url, 'POST', '/auth/register', { json }), 400, 'FST_ERR_VALIDATION', label)
   }
 
   // Had the number been coerced or the extra field been stripped, these names would be taken.
@@ -183,23 +211,25 @@ t.test('POST /auth/register', async (t) => {
   t.equal(edge.status, 201, 'every allowed character and the longest password are accepted')
 })
 
-t.test('bad requests get 4xx in the same shape, never a 500', async (t) => {
+t.test('bad requests get 4xx in the same shape, never a 500, with Fastify\'s codes and no echo of the body', async (t) => {
   const { url } = await startApp(t)
-  assertError(t, await call(url, 'POST', '/auth/register', {
-    body: '{"username": "x",', headers: { 'content-type': 'application/json' }
-  }), 400, 'BAD_REQUEST', 'malformed JSON')
+  const malformed = await call(url, 'POST', '/auth/register', {
+    body: '{"username": "echoed-name",', headers: { 'content-type': 'application/json' }
+  })
+  assertError(t, malformed, 400, 'FST_ERR_CTP_INVALID_JSON_BODY', 'malformed JSON')
+  t.equal(malformed.body.message, 'The request is malformed', 'a fixed message, not the parser\'s')
   assertError(t, await call(url, 'POST', '/auth/login', {
     body: '', headers: { 'content-type': 'application/json' }
-  }), 400, 'BAD_REQUEST', 'empty JSON body')
+  }), 400, 'FST_ERR_CTP_EMPTY_JSON_BODY', 'empty JSON body')
   assertError(t, await call(url, 'POST', '/auth/register', {
     body: 'username=alice', headers: { 'content-type': 'text/plain' }
-  }), 415, 'UNSUPPORTED_MEDIA_TYPE', 'text/plain body')
+  }), 415, 'FST_ERR_CTP_INVALID_MEDIA_TYPE', 'text/plain body')
   assertError(t, await call(url, 'POST', '/auth/login', {
     body: 'username=alice', headers: { 'content-type': 'application/x-www-form-urlencoded' }
-  }), 415, 'UNSUPPORTED_MEDIA_TYPE', 'form body')
-  assertError(t, await call(url, 'POST', '/auth/register', {
-    json: { username: 'big', password: 'x'.repeat(32 * 1024) }
-  }), 413, 'PAYLOAD_TOO_LARGE', 'oversized body')
+  }), 415, 'FST_ERR_CTP_INVALID_MEDIA_TYPE', 'form body')
+  const invalid = await call(url, 'POST', '/auth/register', { json: { username: 'ab', password: PASSWORD } })
+  assertError(t, invalid, 400, 'FST_ERR_VALIDATION', 'schema validation')
+  t.match(invalid.body.message, /username/, 'a validation message names the field')
   assertError(t, await call(url, 'GET', '/nowhere'), 404, 'NOT_FOUND', 'unknown route')
   assertError(t, await call(url, 'POST', '/auth/refresh', {
     body: 'x', headers: { 'content-type': 'text/plain' }
@@ -242,7 +272,7 @@ t.test('POST /auth/login', async (t) => {
   const unknown = await call(url, 'POST', '/auth/login', { json: { username: 'mallory', password: PASSWORD } })
   assertError(t, unknown, 401, 'INVALID_CREDENTIALS', 'unknown user')
   t.same(unknown.body, wrong.body, 'an unknown user and a wrong password look the same')
-  assertError(t, await call(url, 'POST', '/auth/login', { json: { username: 'alice' } }), 400, 'BAD_REQUEST', 'login without password')
+  assertError(t, await call(url, 'POST', '/auth/login', { json: { username: 'alice' } }), 400, 'FST_ERR_VALIDATION', 'login without password')
 })
 
 t.test('GET /me', async (t) => {
@@ -309,12 +339,20 @@ t.test('refresh with the cookie rotates it; the old token dies after the grace',
   })
   assertError(t, current, 401, 'FTS_SESSION_REVOKED', 'the current token of the revoked session')
 
-  const alert = logs.entries().find((entry) => entry.msg === 'security: refresh token reused, session revoked')
-  t.ok(alert, 'onReuseDetected logged an alert')
+  const alerts = logs.entries().filter((entry) => entry.msg === 'security: refresh token reused, session revoked')
+  t.equal(alerts.length, 1, 'one alert line for the one onReuseDetected call')
+  const alert = alerts[0]
   t.equal(alert?.level, 40, 'as a warning')
+  t.equal(alert?.audit, 'onReuseDetected', 'it is the audit line of the hook, not a second line')
   t.equal(alert?.userId, alice.id)
   t.equal(alert?.sessionId, me.body.sessionId)
-  t.notOk(alert !== undefined && ('ip' in alert || 'userAgent' in alert), 'ids only')
+  t.equal(alert?.reason, 'reuse')
+  t.equal(alert?.ip, '127.0.0.1')
+  t.notOk(alert !== undefined && 'userAgent' in alert, 'no user agent')
+  t.equal(auditLines(logs).filter((entry) => entry.audit === 'onReuseDetected').length, 1, 'no other line for the hook')
+  const ended = auditLines(logs).filter((entry) => entry.audit === 'onSessionRevoked')
+  t.same(ended.map((entry) => [entry.sessionId, entry.reason, entry.level]), [[me.body.sessionId, 'reuse', 30]],
+    'onSessionRevoked: one info line for the revoked session')
   assertLogsClean(t, logs, [
     login.cookies.get('refresh_token')?.value ?? 'missing', newRefresh?.value ?? 'missing', rotated.body.accessToken, PASSWORD
   ])
@@ -391,6 +429,261 @@ t.test('POST /auth/logout-all ends every session of the user, and only hers', as
     401, 'FTS_SESSION_REVOKED', 'logout-all from an ended session')
 })
 
+t.test('a 413 keeps Fastify\'s code FST_ERR_CTP_BODY_TOO_LARGE, on the app\'s routes and the plugin\'s', async (t) => {
+  const { url } = await startApp(t)
+  assertError(t, await call(url, 'POST', '/auth/register', {
+    json: { username: 'big', password: 'x'.repeat(32 * 1024) }
+  }), 413, 'FST_ERR_CTP_BODY_TOO_LARGE', 'app route')
+  assertError(t, await call(url, 'POST', '/auth/refresh', {
+    json: { refreshToken: 'x'.repeat(32 * 1024) }
+  }), 413, 'FST_ERR_CTP_BODY_TOO_LARGE', 'plugin route (its README documents this code)')
+})
+
+t.test('GET /auth/sessions lists the caller\'s sessions and flags the current one', async (t) => {
+  const { url } = await startApp(t)
+  await register(url, 'alice')
+  await register(url, 'bob')
+  const laptop = await loginNative(url, 'alice', 'Laptop/1.0')
+  const phone = await loginNative(url, 'alice', 'Phone/2.0')
+  await loginNative(url, 'bob', 'Bob/3.0')
+  const laptopId = await sessionIdOf(url, laptop.accessToken)
+  const phoneId = await sessionIdOf(url, phone.accessToken)
+
+  const before = Date.now()
+  const list = await call(url, 'GET', '/auth/sessions', { headers: bearer(phone.accessToken) })
+  t.equal(list.status, 200)
+  t.equal(list.headers.get('cache-control'), 'no-store')
+  t.same(Object.keys(list.body), ['sessions'])
+  const sessions: Array<Record<string, unknown>> = list.body.sessions
+  t.same(sessions.map((session) => session.sessionId), [laptopId, phoneId], 'both of her sessions, oldest first, none of bob\'s')
+  t.same(sessions.map((session) => session.current), [false, true], 'current: the phone, which asked')
+  t.same(sessions.map((session) => session.userAgent), ['Laptop/1.0', 'Phone/2.0'], 'each with its user agent')
+  for (const session of sessions) {
+    t.same(Object.keys(session).sort(), ['createdAt', 'current', 'expiresAt', 'ip', 'lastUsedAt', 'sessionId', 'userAgent'])
+    t.equal(session.ip, '127.0.0.1')
+    const { createdAt, lastUsedAt, expiresAt } = session as Record<string, number>
+    t.ok(createdAt <= lastUsedAt && lastUsedAt <= before, 'created, then last used, in the past')
+    t.ok(Math.abs(expiresAt - (lastUsedAt + 86_400_000)) < 5000, 'expires a refresh-token lifetime after its last use')
+  }
+
+  const fromLaptop = await call(url, 'GET', '/auth/sessions', { headers: bearer(laptop.accessToken) })
+  t.same(fromLaptop.body.sessions.map((session: { current: boolean }) => session.current), [true, false], 'asked from the laptop, the flag moves')
+  assertError(t, await call(url, 'GET', '/auth/sessions'), 401, 'FTS_TOKEN_MISSING', 'without a token')
+})
+
+t.test('DELETE /auth/sessions/:id ends one of the caller\'s sessions; another user\'s is a 404', async (t) => {
+  const { url } = await startApp(t)
+  await register(url, 'alice')
+  await register(url, 'bob')
+  const laptop = await loginNative(url, 'alice', 'Laptop/1.0')
+  const phone = await loginNative(url, 'alice', 'Phone/2.0')
+  const browser = await loginWithCookies(url, 'alice')
+  const bob = await loginNative(url, 'bob')
+  const laptopId = await sessionIdOf(url, laptop.accessToken)
+  const phoneId = await sessionIdOf(url, phone.accessToken)
+  const bobId = await sessionIdOf(url, bob.accessToken)
+
+  assertError(t, await call(url, 'DELETE', `/auth/sessions/${laptopId}`, {
+    headers: { cookie: cookieHeader(browser.cookies, 'access_token') }
+  }), 403, 'FTS_CSRF_REJECTED', 'with the access cookie but no x-requested-with')
+
+  const ended = await call(url, 'DELETE', `/auth/sessions/${laptopId}`, { headers: bearer(phone.accessToken) })
+  t.equal(ended.status, 204)
+  t.equal(ended.body, '', 'no body')
+  assertError(t, await refreshNative(url, laptop.refreshToken), 401, 'FTS_SESSION_REVOKED', 'the ended session\'s refresh token')
+  const stillPhone = await refreshNative(url, phone.refreshToken)
+  t.equal(stillPhone.status, 200, 'the caller\'s own session goes on')
+  const list = await call(url, 'GET', '/auth/sessions', { headers: bearer(phone.accessToken) })
+  t.notOk(list.body.sessions.some((session: { sessionId: string }) => session.sessionId === laptopId), 'the list no longer shows it')
+  t.ok(list.body.sessions.some((session: { sessionId: string }) => session.sessionId === phoneId), 'but still the caller\'s')
+
+  assertError(t, await call(url, 'DELETE', `/auth/sessions/${bobId}`, { headers: bearer(phone.accessToken) }),
+    404, 'FTS_SESSION_NOT_FOUND', 'another user\'s session id')
+  const bobRefresh = await refreshNative(url, bob.refreshToken)
+  t.equal(bobRefresh.status, 200, 'bob\'s session is untouched')
+  const bobList = await call(url, 'GET', '/auth/sessions', { headers: bearer(bob.accessToken) })
+  t.same(bobList.body.sessions.map((session: { sessionId: string }) => session.sessionId), [bobId], 'and still listed for him')
+  assertError(t, await call(url, 'DELETE', `/auth/sessions/${laptopId}`, { headers: bearer(phone.accessToken) }),
+    404, 'FTS_SESSION_NOT_FOUND', 'a session already ended')
+  assertError(t, await call(url, 'DELETE', '/auth/sessions/not-a-session', { headers: bearer(phone.accessToken) }),
+    404, 'FTS_SESSION_NOT_FOUND', 'an id that is no session id')
+  assertError(t, await call(url, 'DELETE', `/auth/sessions/${phoneId}`), 401, 'FTS_TOKEN_MISSING', 'without a token')
+})
+
+t.test('POST /auth/change-password ends every other session and keeps the current one', async (t) => {
+  const { url } = await startApp(t)
+  const alice = await register(url, 'alice')
+  await register(url, 'bob')
+  const laptop = await loginNative(url, 'alice', 'Laptop/1.0')
+  const phone = await loginNative(url, 'alice', 'Phone/2.0')
+  const browser = await loginWithCookies(url, 'alice')
+  const bob = await loginNative(url, 'bob')
+  const phoneId = await sessionIdOf(url, phone.accessToken)
+  const change = (body: unknown, headers: Record<string, string> = bearer(phone.accessToken)): Promise<Call> =>
+    call(url, 'POST', '/auth/change-password', { json: body, headers })
+
+  assertError(t, await call(url, 'POST', '/auth/change-password', { json: { currentPassword: PASSWORD, newPassword: NEW_PASSWORD } }),
+    401, 'FTS_TOKEN_MISSING', 'without a token')
+  assertError(t, await change({ currentPassword: PASSWORD, newPassword: 'csrf-made-this' }, { cookie: cookieHeader(browser.cookies, 'access_token') }),
+    403, 'FTS_CSRF_REJECTED', 'with the access cookie but no x-requested-with')
+  const wrong = await change({ currentPassword: 'not the password', newPassword: NEW_PASSWORD })
+  assertError(t, wrong, 401, 'INVALID_CREDENTIALS', 'a wrong current password')
+  const invalid: Array<[string, unknown]> = [
+    ['a 7-character new password', { currentPassword: PASSWORD, newPassword: '1234567' }],
+    ['a 257-character new password', { currentPassword: PASSWORD, newPassword: 'x'.repeat(257) }],
+    ['no current password', { newPassword: NEW_PASSWORD }],
+    ['an empty current password', { currentPassword: '', newPassword: NEW_PASSWORD }],
+    ['a number as new password', { currentPassword: PASSWORD, newPassword: 1234567890 }],
+    ['an extra field', { currentPassword: PASSWORD, newPassword: NEW_PASSWORD, userId: alice.id }]
+  ]
+  for (const [label, body] of invalid) assertError(t, await change(body), 400, 'FST_ERR_VALIDATION', label)
+  const laptopAfterFailures = await refreshNative(url, laptop.refreshToken)
+  t.equal(laptopAfterFailures.status, 200, 'failed attempts end no session')
+
+  const changed = await change({ currentPassword: PASSWORD, newPassword: NEW_PASSWORD })
+  t.equal(changed.status, 204, 'the right current password: changed')
+  t.equal(changed.body, '', 'no body')
+
+  assertError(t, await refreshNative(url, laptopAfterFailures.body.refreshToken), 401, 'FTS_SESSION_REVOKED', 'another native session')
+  assertError(t, await call(url, 'POST', '/auth/refresh', {
+    headers: { cookie: cookieHeader(browser.cookies, 'refresh_token'), 'x-requested-with': '1' }
+  }), 401, 'FTS_SESSION_REVOKED', 'another browser session')
+  const current = await refreshNative(url, phone.refreshToken)
+  t.equal(current.status, 200, 'the session that changed the password still refreshes')
+  t.equal(await sessionIdOf(url, current.body.accessToken), phoneId, 'as the same session')
+  t.equal((await refreshNative(url, bob.refreshToken)).status, 200, 'another user keeps his session')
+
+  assertError(t, await call(url, 'POST', '/auth/login', { json: { username: 'alice', password: PASSWORD } }),
+    401, 'INVALID_CREDENTIALS', 'login with the old password')
+  const withNew = await call(url, 'POST', '/auth/login', { json: { username: 'alice', password: NEW_PASSWORD } })
+  t.equal(withNew.status, 200, 'login with the new password')
+  assertError(t, await call(url, 'POST', '/auth/login', { json: { username: 'alice', password: 'csrf-made-this' } }),
+    401, 'INVALID_CREDENTIALS', 'the change refused for CSRF did not happen')
+})
+
+t.test('a store outage during a password change changes nothing', async (t) => {
+  const outage = await startRedis(t)
+  const { url, logs } = await startApp(t, { REDIS_URL: outage.url })
+  await register(url, 'alice')
+  const phone = await loginNative(url, 'alice')
+
+  await outage.stop()
+  const body = { currentPassword: PASSWORD, newPassword: NEW_PASSWORD }
+  const failed = await call(url, 'POST', '/auth/change-password', { json: body, headers: bearer(phone.accessToken) })
+  assertError(t, failed, 503, 'FTS_STORE_UNAVAILABLE', 'the other sessions cannot be ended')
+  t.equal(failed.headers.get('retry-after'), '1', 'with a hint when to retry')
+  t.ok(logs.entries().some((entry) => entry.msg === 'session store unavailable' && entry.level === 50), 'the failure is logged')
+  assertError(t, await call(url, 'POST', '/auth/change-password', {
+    json: { currentPassword: NEW_PASSWORD, newPassword: 'a third password' }, headers: bearer(phone.accessToken)
+  }), 401, 'INVALID_CREDENTIALS', 'the new password did not stay')
+  assertError(t, await call(url, 'POST', '/auth/change-password', { json: body, headers: bearer(phone.accessToken) }),
+    503, 'FTS_STORE_UNAVAILABLE', 'the old password is still current: the same request can be retried')
+})
+
+t.test('SESSION_MAX_LIFETIME caps a session however often it refreshes', async (t) => {
+  const { url } = await startApp(t, { ACCESS_TOKEN_TTL: '600', REFRESH_TOKEN_TTL: '7200', SESSION_MAX_LIFETIME: '1200' })
+  await register(url, 'alice')
+  const login = await loginNative(url, 'alice')
+  t.equal(login.refreshExpiresIn, 1200, 'the refresh token lives no longer than the session may')
+  const refreshed = await refreshNative(url, login.refreshToken)
+  t.ok(refreshed.body.refreshExpiresIn <= 1200 && refreshed.body.refreshExpiresIn >= 1195, 'a refresh does not extend it')
+  const list = await call(url, 'GET', '/auth/sessions', { headers: bearer(login.accessToken) })
+  const [session] = list.body.sessions
+  t.ok(Math.abs(session.expiresAt - session.createdAt - 1_200_000) < 5000, 'the session ends 1200 s after it started')
+})
+
+t.test('audit hooks: one structured line per call, never a token', async (t) => {
+  const { url, logs } = await startApp(t)
+  const alice = await register(url, 'alice')
+  const laptop = await loginNative(url, 'alice', 'Laptop/1.0')
+  const phone = await loginNative(url, 'alice', 'Phone/2.0')
+  const tablet = await loginNative(url, 'alice', 'Tablet/3.0')
+  const [laptopId, phoneId, tabletId] = await Promise.all([laptop, phone, tablet].map((tokens) => sessionIdOf(url, tokens.accessToken)))
+
+  const refreshed = await refreshNative(url, phone.refreshToken)
+  t.equal(refreshed.status, 200)
+  t.equal((await call(url, 'POST', '/auth/logout', { json: { refreshToken: refreshed.body.refreshToken } })).status, 204)
+  const changed = await call(url, 'POST', '/auth/change-password', {
+    json: { currentPassword: PASSWORD, newPassword: NEW_PASSWORD }, headers: bearer(tablet.accessToken)
+  })
+  t.equal(changed.status, 204)
+
+  const lines = auditLines(logs)
+  const summary = lines.map((entry) => [entry.audit, entry.sessionId, entry.reason])
+  t.same(summary, [
+    ['onLogin', laptopId, 'login'],
+    ['onLogin', phoneId, 'login'],
+    ['onLogin', tabletId, 'login'],
+    ['onRefresh', phoneId, 'refresh'],
+    ['onLogout', phoneId, 'logout'],
+    ['onSessionRevoked', phoneId, 'logout'],
+    ['onSessionRevoked', laptopId, 'password-change']
+  ], 'login, refresh, logout and the password change\'s revocation, each once')
+  for (const entry of lines) {
+    t.equal(entry.userId, alice.id, `${String(entry.audit)}: the user`)
+    t.equal(entry.level, 30, `${String(entry.audit)}: at info`)
+    t.notOk('userAgent' in entry, `${String(entry.audit)}: no user agent`)
+  }
+  t.same(lines.slice(0, 6).map((entry) => entry.ip), Array(6).fill('127.0.0.1'), 'the client\'s IP when a request caused it')
+  t.same(lines.slice(0, 6).map((entry) => typeof entry.reqId), Array(6).fill('string'), 'on the request\'s logger')
+  assertLogsClean(t, logs, [
+    laptop.accessToken, laptop.refreshToken, phone.accessToken, phone.refreshToken, tablet.accessToken, tablet.refreshToken,
+    refreshed.body.accessToken, refreshed.body.refreshToken, PASSWORD, NEW_PASSWORD
+  ])
+})
+
+t.test('a token in the query string stays out of the log', async (t) => {
+  const { url, logs } = await startApp(t)
+  await register(url, 'alice')
+  const login = await loginNative(url, 'alice')
+  const query = `?access_token=${login.accessToken}&refresh_token=${login.refreshToken}`
+
+  t.equal((await call(url, 'GET', `/me${query}`, { headers: bearer(login.accessToken) })).status, 200)
+  assertError(t, await call(url, 'GET', `/nowhere${query}`), 404, 'NOT_FOUND', 'an unknown route')
+  assertError(t, await call(url, 'POST', `/auth/refresh${query}`, { json: {} }), 401, 'FTS_TOKEN_MISSING', 'a plugin route')
+  const urls = logs.entries().filter((entry) => entry.msg === 'incoming request').map((entry) => (entry.req as { url?: string }).url)
+  t.same(urls.slice(-3), ['/me', '/nowhere', '/auth/refresh'], 'requests are logged by path')
+  t.notOk(logs.text.includes('access_token='), 'no query string in any line')
+  assertLogsClean(t, logs, [login.accessToken, login.refreshToken, PASSWORD])
+})
+
+t.test('a request body that never finishes is cut off in seconds, not minutes', async (t) => {
+  const { url } = await startApp(t)
+  const port = Number(new URL(url).port)
+  // One client stops sending; the other sends a byte a second, so the connection is never silent.
+  const [stalled, trickling] = await Promise.all([partialRequest(port, false), partialRequest(port, true)])
+  t.ok(stalled.ms < 13_000, `a stalled body: closed after ${stalled.ms} ms`)
+  t.ok(trickling.ms < 13_000, `a trickling body: closed after ${trickling.ms} ms`)
+  t.match(trickling.response, /^HTTP\/1\.1 408 /, 'with a 408')
+})
+
+/**
+ * Sends headers that announce a 1000-byte body and only part of it; resolves when the
+ * server closes the connection, or after 20 s (ms is then Infinity).
+ */
+async function partialRequest (port: number, trickle: boolean): Promise<{ ms: number, response: string }> {
+  return await new Promise((resolve) => {
+    const started = Date.now()
+    let response = ''
+    let done = false
+    const socket = connect(port, '127.0.0.1')
+    const ticker = trickle ? setInterval(() => socket.write('a'), 1000) : undefined
+    const giveUp = setTimeout(() => finish(Number.POSITIVE_INFINITY), 20_000)
+    function finish (ms: number): void {
+      if (done) return
+      done = true
+      clearInterval(ticker)
+      clearTimeout(giveUp)
+      socket.destroy()
+      resolve({ ms, response })
+    }
+    socket.on('data', (chunk) => { response += chunk.toString() })
+    socket.on('error', () => {})
+    socket.on('close', () => finish(Date.now() - started))
+    socket.write('POST /auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"username":"')
+  })
+}
+
 t.test('config', async (t) => {
   t.throws(() => loadConfig({ NODE_ENV: 'production' }), { name: 'ConfigError', message: /JWT_SECRET is required/ },
     'production without JWT_SECRET refuses')
@@ -413,6 +706,19 @@ t.test('config', async (t) => {
   t.throws(() => loadConfig({ REFRESH_REUSE_GRACE: 'soon' }), { message: /^REFRESH_REUSE_GRACE/ }, 'a grace that is no number refuses')
   t.throws(() => loadConfig({ ACCESS_TOKEN_TTL: '900', REFRESH_TOKEN_TTL: '900' }), { message: /REFRESH_TOKEN_TTL .* greater than ACCESS_TOKEN_TTL/ },
     'a refresh token that dies with its access token refuses')
+  for (const bad of ['abc', '30d', '0', '-1', '1.5', '31536001']) {
+    t.throws(() => loadConfig({ SESSION_MAX_LIFETIME: bad }),
+      { name: 'ConfigError', message: /^SESSION_MAX_LIFETIME must be a whole number from 1 to 31536000/ },
+      `SESSION_MAX_LIFETIME=${JSON.stringify(bad)} refuses`)
+  }
+  t.throws(() => loadConfig({ ACCESS_TOKEN_TTL: '900', SESSION_MAX_LIFETIME: '900' }),
+    { name: 'ConfigError', message: /^SESSION_MAX_LIFETIME \(900\) must be greater than ACCESS_TOKEN_TTL \(900\)$/ },
+    'a session that ends with its first access token refuses')
+  t.throws(() => loadConfig({ ACCESS_TOKEN_TTL: '2592000', REFRESH_TOKEN_TTL: '2600000' }),
+    { name: 'ConfigError', message: /^SESSION_MAX_LIFETIME \(2592000, the default\) must be greater than ACCESS_TOKEN_TTL \(2592000\)$/ },
+    'so does the default, against a long ACCESS_TOKEN_TTL, naming the variable')
+  t.equal(loadConfig({ ACCESS_TOKEN_TTL: '900', SESSION_MAX_LIFETIME: '901' }).sessionMaxLifetime, 901, 'one second more is enough')
+  t.equal(loadConfig({ SESSION_MAX_LIFETIME: '' }).sessionMaxLifetime, 2_592_000, 'empty counts as unset')
   t.throws(() => loadConfig({ LOG_LEVEL: 'verbose' }), { message: /^LOG_LEVEL/ }, 'an unknown log level refuses')
   t.throws(() => loadConfig({ REDIS_URL: 'http://redis:6379' }), { message: /^REDIS_URL/ }, 'a URL that is not redis:// refuses')
   t.throws(() => loadConfig({ KEY_PREFIX: 'a{b}' }), { message: /^KEY_PREFIX/ }, 'a key prefix with a hash tag refuses')
@@ -425,6 +731,7 @@ t.test('config', async (t) => {
     redisUrl: 'redis://127.0.0.1:6379',
     accessTokenTtl: 900,
     refreshTokenTtl: 86_400,
+    sessionMaxLifetime: 2_592_000,
     reuseGrace: undefined,
     keyPrefix: undefined,
     logLevel: 'info',
@@ -435,11 +742,12 @@ t.test('config', async (t) => {
 
   const given = loadConfig({
     NODE_ENV: 'production', JWT_SECRET: SECRET, PORT: '8080', HOST: '0.0.0.0', REDIS_URL: 'redis://redis:6379',
-    ACCESS_TOKEN_TTL: '60', REFRESH_TOKEN_TTL: '3600', REFRESH_REUSE_GRACE: '0', KEY_PREFIX: 'app:', LOG_LEVEL: 'warn'
+    ACCESS_TOKEN_TTL: '60', REFRESH_TOKEN_TTL: '3600', SESSION_MAX_LIFETIME: '7200', REFRESH_REUSE_GRACE: '0',
+    KEY_PREFIX: 'app:', LOG_LEVEL: 'warn'
   })
   t.match(given, {
     production: true, port: 8080, host: '0.0.0.0', redisUrl: 'redis://redis:6379', accessTokenTtl: 60,
-    refreshTokenTtl: 3600, reuseGrace: 0, keyPrefix: 'app:', logLevel: 'warn', jwtSecret: SECRET, jwtSecretGenerated: false
+    refreshTokenTtl: 3600, sessionMaxLifetime: 7200, reuseGrace: 0, keyPrefix: 'app:', logLevel: 'warn', jwtSecret: SECRET, jwtSecretGenerated: false
   }, 'every variable is read')
 })
 
@@ -484,11 +792,11 @@ t.test('with Redis, the app uses it and quits its client on close', async (t) =>
   const before = await clientCount(client)
   const { app } = await startApp(t)
   t.notOk(app.tokenSessions.store instanceof MemoryStore, 'not the memory store')
-  t.equal(await clientCount(client), before + 1, 'the app holds one Redis connection (its probe, handed to the plugin)')
+  t.equal(await clientCount(client), before + 2, 'the app holds two Redis connections: its probe, handed to the plugin, and the revocation feed')
   await app.close()
   // Redis sees the QUIT asynchronously.
   for (let i = 0; i < 50 && await clientCount(client) !== before; i++) await sleep(20)
-  t.equal(await clientCount(client), before, 'closing the app quits its connection')
+  t.equal(await clientCount(client), before, 'closing the app quits both connections')
 })
 
 t.test('a Redis outage gives 503 in the same error shape, and the app still closes', async (t) => {

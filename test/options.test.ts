@@ -62,6 +62,9 @@ t.test('bad options fail registration and name the option', async (t) => {
     [{ ...ok, clientInfo: 'all' }, 'clientInfo'],
     [{ ...ok, clientInfo: { ip: 'no' } }, 'clientInfo.ip'],
     [{ ...ok, routes: { sessions: 1 } }, 'routes.sessions'],
+    [{ ...ok, revocationFeed: 'on' }, 'revocationFeed'],
+    [{ ...ok, revocationFeed: { onOutage: 'maybe' } }, 'revocationFeed.onOutage'],
+    [{ ...ok, revocationFeed: { maxOutage: -1 } }, 'revocationFeed.maxOutage'],
     [{ ...ok, acessTokenTtl: 900 }, 'acessTokenTtl']
   ]
   for (const [options, option] of cases) await refused(t, options, option)
@@ -83,7 +86,7 @@ t.test('defaults', async (t) => {
     hooks: {},
     cookies: { accessTokenName: 'access_token', refreshTokenName: 'refresh_token', path: '/', refreshPath: '/', secure: false, sameSite: 'strict' }
   })
-  t.not(options.keys.access.toString('hex'), options.keys.refresh.toString('hex'), 'one secret, two different keys')
+  t.not((options.keys.access.active.verifyKey as Buffer).toString('hex'), options.keys.refresh.toString('hex'), 'one secret, two different keys')
   t.equal(resolveOptions({ secret: SECRET, routes: true }, {}).cookies?.refreshPath, '/auth', 'the refresh cookie is scoped to the routes')
   t.equal(resolveOptions({ secret: SECRET, routes: { prefix: '' } }, {}).cookies?.refreshPath, '/')
   t.equal(resolveOptions({ secret: SECRET }, { NODE_ENV: 'production' }).cookies?.secure, true)

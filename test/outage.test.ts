@@ -5,6 +5,9 @@ import { MemoryStore, type SessionStore } from '../lib/index.js'
 import { LogCapture, buildApp, login, refresh } from './helpers/app.js'
 import { startRedis } from './helpers/redis.js'
 
+/** How long revocations are remembered in these tests. */
+const REMEMBER = 60_000
+
 function assertUnavailable (t: Test, response: LightMyRequestResponse, what: string): void {
   t.equal(response.statusCode, 503, `${what}: 503`)
   t.equal(response.headers['retry-after'], '1', `${what}: Retry-After`)
@@ -70,8 +73,11 @@ t.test('a store that never answers, or throws, is a 503 too', async (t) => {
     create: async () => await new Promise<number>(() => {}),
     rotate: async (request) => await memory.rotate(request),
     revoke: () => { throw new Error('synchronous bug in a custom store') },
-    revokeAll: async (userId) => await memory.revokeAll(userId),
+    revokeAll: async (userId) => await memory.revokeAll(userId, { rememberMs: REMEMBER }),
     list: async (userId) => await memory.list(userId),
+    isLive: async (userId, sessionId) => await memory.isLive(userId, sessionId),
+    revocations: async () => await memory.revocations(),
+    watchRevocations: async (listener) => await memory.watchRevocations(listener),
     close: async () => {}
   }
   const app = await buildApp(t, { store: hanging, storeTimeout: 200 })

@@ -72,11 +72,16 @@ t.test('what Redis holds', async (t) => {
 
   const keys = await dump(inspect)
   t.same(keys.map((k) => k.key).sort().map((k) => k.replace(/:s:[\w-]{22}$/, ':s:<sid>')),
-    ['tsess:{u1}:idx', 'tsess:{u1}:s:<sid>', 'tsess:{u2}:idx', 'tsess:{u2}:s:<sid>', 'tsess:{u3}:idx', 'tsess:{u3}:s:<sid>'],
-    'one hash and one index per user, each hash-tagged by user id; logout left nothing')
+    ['tsess:revoked', 'tsess:{u1}:idx', 'tsess:{u1}:s:<sid>', 'tsess:{u2}:idx', 'tsess:{u2}:s:<sid>', 'tsess:{u3}:idx', 'tsess:{u3}:s:<sid>'],
+    'one hash and one index per user, each hash-tagged by user id; logout left only its revocation')
   for (const { key, pttl, content } of keys) {
-    t.ok(pttl > 590_000 && pttl <= 600_000, `${key} expires with its refresh token (${pttl} ms)`)
     for (const secret of secrets) t.notOk(content.includes(secret), `${key} holds no token or token id`)
+    if (key === 'tsess:revoked') {
+      t.ok(pttl > 85_000 && pttl <= 90_000, `the revocation is remembered as long as access tokens live, plus a margin (${pttl} ms)`)
+      t.match(content, payloadOf(loggedOut.accessToken).sid as string, 'it names the logged-out session')
+    } else {
+      t.ok(pttl > 590_000 && pttl <= 600_000, `${key} expires with its refresh token (${pttl} ms)`)
+    }
   }
 })
 

@@ -186,6 +186,11 @@ t.test('audit hooks', async (t) => {
     events.length = 0
     await app.tokenSessions.revokeAllSessions('audited-api', { reason: 'password-change' })
     t.same(events, [['onSessionRevoked', { userId: 'audited-api', sessionId: b.sessionId, reason: 'password-change', ip: undefined, userAgent: undefined }]])
+    const d = await app.tokenSessions.issue('audited-api')
+    events.length = 0
+    const request = { ip: '192.0.2.7', headers: { 'user-agent': 'Admin/2' }, log: app.log } as unknown as import('fastify').FastifyRequest
+    await app.tokenSessions.revokeSession('audited-api', d.sessionId, { reason: 'admin', request })
+    t.same(events, [['onSessionRevoked', { userId: 'audited-api', sessionId: d.sessionId, reason: 'admin', ip: '192.0.2.7', userAgent: 'Admin/2' }]], 'the request app code passes reaches the hooks')
   })
 
   t.test('a logout of a session already gone calls no hook', async (t) => {

@@ -2,6 +2,9 @@ import t from 'tap'
 import { MemoryStore } from '../lib/index.js'
 import { storeContract } from './stores/contract.js'
 
+/** How long revocations are remembered in these tests. */
+const REMEMBER = 60_000
+
 t.test('MemoryStore keeps the store contract', async (t) => {
   storeContract(t, async () => new MemoryStore())
 })
@@ -14,10 +17,15 @@ t.test('MemoryStore sweeps expired sessions out of memory', async (t) => {
   await store.create({ userId: 'u', sessionId: 's2', tokenHash: 'b', ttlMs: 5000, maxTtlMs: 3_600_000, client: {} })
   now += 2000
   await new Promise((resolve) => setTimeout(resolve, 50))
-  t.same(await store.revokeAll('u'), ['s2'], 's1 was swept, s2 lives')
+  t.same(await store.revokeAll('u', { rememberMs: 1000 }), ['s2'], 's1 was swept, s2 lives')
+  t.same((await store.revocations()).map((r) => r.sessionId), ['s2'])
+  now += 10_000
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  now -= 10_000
+  t.same(await store.revocations(), [], 'the sweep dropped the expired revocation itself, not just hid it')
   now += 10_000
   await store.create({ userId: 'v', sessionId: 's1', tokenHash: 'a', ttlMs: 1000, maxTtlMs: 3_600_000, client: {} })
   now += 2000
   await new Promise((resolve) => setTimeout(resolve, 50))
-  t.equal(await store.revoke('v', 's1'), false)
+  t.equal(await store.revoke('v', 's1', REMEMBER), false)
 })

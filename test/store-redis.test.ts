@@ -4,6 +4,9 @@ import { RedisStore } from '../lib/index.js'
 import { startRedis } from './helpers/redis.js'
 import { storeContract } from './stores/contract.js'
 
+/** How long revocations are remembered in these tests. */
+const REMEMBER = 60_000
+
 t.test('RedisStore keeps the store contract', async (t) => {
   const redis = await startRedis(t)
   const client = redis.client()
@@ -58,8 +61,8 @@ t.test('RedisStore works through a client that has its own keyPrefix', async (t)
   await store.create({ userId: 'u', sessionId: 's1', tokenHash: 'a', ttlMs: 60_000, maxTtlMs: 3_600_000, client: {} })
   await store.create({ userId: 'u', sessionId: 's2', tokenHash: 'b', ttlMs: 60_000, maxTtlMs: 3_600_000, client: {} })
   t.same((await client.keys('*')).sort(), ['app:tsess:{u}:idx', 'app:tsess:{u}:s:s1', 'app:tsess:{u}:s:s2'])
-  t.same((await store.revokeAll('u'))?.sort(), ['s1', 's2'])
-  t.same(await client.keys('*'), [], 'every key went, prefix and all')
+  t.same((await store.revokeAll('u', { rememberMs: REMEMBER }))?.sort(), ['s1', 's2'])
+  t.same(await client.keys('*'), ['app:tsess:revoked'], 'every session key went, prefix and all; the revocations stay for a while')
   t.throws(() => new RedisStore({ client: new Redis({ keyPrefix: '{x}', lazyConnect: true }) }), /keyPrefix/)
 })
 
@@ -69,4 +72,16 @@ t.test('RedisStore accepts a Cluster client, whose options may carry no keyPrefi
   const store = new RedisStore({ client: cluster })
   t.equal(store.sessionKey('u', 's'), 'tsess:{u}:s:s')
   t.equal(typeof cluster.tokenSessionsRotate, 'function', 'the scripts are defined on the cluster')
+})
+
+t.test('the revocation feed connects even through a lazyConnect client', async (t) => {
+  const redis = await startRedis(t)
+  const lazy = new Redis(redis.port, '127.0.0.1', { lazyConnect: true })
+  t.teardown(() => lazy.disconnect())
+  const store = new RedisStore({ client: lazy })
+  let connected = false
+  const stop = await store.watchRevocations({ revoked: () => {}, connected: () => { connected = true }, disconnected: () => {} })
+  t.teardown(stop)
+  for (let i = 0; i < 100 && !connected; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.ok(connected, 'subscribed')
 })

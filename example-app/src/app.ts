@@ -1,6 +1,9 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import type { IncomingMessage } from 'node:http'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify'
 import { Redis } from 'ioredis'
-import tokenSessions, { MemoryStore, tokenResponse, type SessionUser, type TokenSessionsOptions } from 'fastify-token-sessions'
+import tokenSessions, {
+  MemoryStore, tokenResponse, type AuditHook, type AuditHookName, type AuditHooks, type SessionUser, type TokenSessionsOptions
+} from 'fastify-token-sessions'
 import type { Config } from './config.js'
 import { errorHandler, InvalidCredentialsError, NotFoundError, UsernameTakenError } from './errors.js'
 import { UserStore } from './users.js'
@@ -20,6 +23,18 @@ const REDIS_COMMAND_TIMEOUT_MS = 1000
 const BODY_LIMIT = 16 * 1024
 /** Credentials, headers and cookies must never reach the log. */
 const REDACT = ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]']
+/**
+ * How long a client may take to send a whole request (headers and body). Node's default,
+ * 5 minutes, lets a client that never finishes its body hold a connection that long.
+ */
+const REQUEST_TIMEOUT_MS = 10_000
+/** How long a connection may stay silent in the middle of a request before it is closed. */
+const CONNECTION_TIMEOUT_MS = 10_000
+/**
+ * How often Node checks {@link REQUEST_TIMEOUT_MS}. Its default, 30 s, would let a client
+ * that trickles a byte at a time keep a connection up to 40 s.
+ */
+const TIMEOUT_CHECK_INTERVAL_MS = 1000
 
 /** Start-up cannot go on (e.g. no Redis in production). The message says why and what to fix. */
 export class StartupError extends Error {
@@ -37,6 +52,9 @@ interface Credentials {
   password: string
 }
 
+/** The rule a new password must meet (at registration and on a change). */
+const NEW_PASSWORD = { type: 'string', minLength: 8, maxLength: 256 } as const
+
 /** Registration enforces the username and password rules. */
 const registerSchema = {
   body: {
@@ -45,7 +63,7 @@ const registerSchema = {
     additionalProperties: false,
     properties: {
       username: { type: 'string', minLength: 3, maxLength: 64, pattern: '^[A-Za-z0-9_.-]+$' },
-      password: { type: 'string', minLength: 8, maxLength: 256 }
+      password: NEW_PASSWORD
     }
   },
   response: {
@@ -69,6 +87,24 @@ const loginSchema = {
   }
 } as const
 
+interface PasswordChangeBody {
+  currentPassword: string
+  newPassword: string
+}
+
+/** The current password is only bounded, as at login; the new one meets today's rule. */
+const changePasswordSchema = {
+  body: {
+    type: 'object',
+    required: ['currentPassword', 'newPassword'],
+    additionalProperties: false,
+    properties: {
+      currentPassword: { type: 'string', minLength: 1, maxLength: 256 },
+      newPassword: NEW_PASSWORD
+    }
+  }
+} as const
+
 /** The response schema drops any claim that is not meant to be shown. */
 const meSchema = {
   response: {
@@ -80,8 +116,9 @@ const meSchema = {
 } as const
 
 /**
- * Builds the example service (not listening): users, login, `/me`, and the plugin's
- * refresh and logout routes under `/auth`. Connects to Redis first; see {@link chooseStore}.
+ * Builds the example service (not listening): users, login, password change, `/me`, and
+ * the plugin's refresh, logout and session routes under `/auth`. Connects to Redis first;
+ * see {@link chooseStore}.
  *
  * @example
  * ```ts
@@ -94,9 +131,16 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     logger: {
       level: config.logLevel,
       redact: REDACT,
+      serializers: { req: serializeRequest },
       ...(options.logStream === undefined ? {} : { stream: options.logStream })
     },
     bodyLimit: BODY_LIMIT,
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    connectionTimeout: CONNECTION_TIMEOUT_MS,
+    // Fastify sets requestTimeout on the server after creating it, which leaves Node's
+    // headersTimeout at 60 s; while that is longer, Node never applies the shorter
+    // requestTimeout (Node 20), and a trickled body would hold the connection regardless.
+    http: { headersTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS },
     // Fastify's ajv would turn 123 into "123" and silently drop unknown fields; we want 400s.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } }
   })
@@ -112,7 +156,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   const store = await chooseStore(config, app.log)
   app.addHook('onClose', store.close)
   try {
-    await app.register(tokenSessions, pluginOptions(config, store.options))
+    await app.register(tokenSessions, pluginOptions(config, store.options, app.log))
     authRoutes(app, new UserStore())
     await app.ready()
   } catch (error) {
@@ -122,20 +166,55 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   return app
 }
 
-function pluginOptions (config: Config, store: StoreOptions): TokenSessionsOptions {
+/**
+ * The request as logged: Fastify's fields, but the URL without its query string, where a
+ * client may have put a token. Fastify passes its own request here (typed as the raw one).
+ */
+function serializeRequest (request: IncomingMessage | FastifyRequest): Record<string, unknown> {
+  const url = request.url ?? ''
+  const query = url.indexOf('?')
+  return {
+    method: request.method,
+    url: query === -1 ? url : url.slice(0, query),
+    host: request.headers.host,
+    remoteAddress: 'ip' in request ? request.ip : request.socket.remoteAddress,
+    remotePort: request.socket.remotePort
+  }
+}
+
+function pluginOptions (config: Config, store: StoreOptions, log: FastifyBaseLogger): TokenSessionsOptions {
   return {
     secret: config.jwtSecret,
     accessTokenTtl: config.accessTokenTtl,
     refreshTokenTtl: config.refreshTokenTtl,
+    sessionMaxLifetime: config.sessionMaxLifetime,
     ...(config.reuseGrace === undefined ? {} : { reuseGrace: config.reuseGrace }),
     ...store,
     // A key prefix means something only to Redis; the plugin rejects it with a store.
     ...(config.keyPrefix === undefined || store.redis === undefined ? {} : { keyPrefix: config.keyPrefix }),
-    routes: { prefix: '/auth' },
-    onReuseDetected (event, request) {
-      // Ids only: the event also holds the client's IP and user agent, which we keep out of alerts.
-      request?.log.warn({ userId: event.userId, sessionId: event.sessionId }, 'security: refresh token reused, session revoked')
-    }
+    // GET /auth/sessions and DELETE /auth/sessions/:id are on by default; said here to be seen.
+    routes: { prefix: '/auth', sessions: true },
+    ...auditHooks(log)
+  }
+}
+
+/**
+ * One structured log line per audit hook call: ids, reason and IP, never a token (the
+ * event holds none). A reused refresh token is a warning: the line to alert on.
+ */
+function auditHooks (log: FastifyBaseLogger): Required<AuditHooks> {
+  const audit = (hook: AuditHookName, level: 'info' | 'warn', message: string): AuditHook => (event, request) => {
+    // App code may end sessions without a request (a password change): then the app's logger.
+    const logger = request?.log ?? log
+    const { userId, sessionId, reason, ip } = event
+    logger[level]({ audit: hook, userId, sessionId, reason, ip }, message)
+  }
+  return {
+    onLogin: audit('onLogin', 'info', 'audit: session started'),
+    onRefresh: audit('onRefresh', 'info', 'audit: session refreshed'),
+    onLogout: audit('onLogout', 'info', 'audit: logged out'),
+    onSessionRevoked: audit('onSessionRevoked', 'info', 'audit: session ended'),
+    onReuseDetected: audit('onReuseDetected', 'warn', 'security: refresh token reused, session revoked')
   }
 }
 
@@ -151,6 +230,23 @@ function authRoutes (app: FastifyInstance, users: UserStore): void {
     const user = await users.verify(request.body.username, request.body.password)
     if (user === undefined) throw new InvalidCredentialsError()
     return tokenResponse(await reply.issueTokens(user.id, { claims: { username: user.username } }))
+  })
+
+  const changePassword = { onRequest: app.authenticate, schema: changePasswordSchema }
+  app.post<{ Body: PasswordChangeBody }>('/auth/change-password', changePassword, async (request, reply) => {
+    const { id, sessionId } = request.user
+    const change = await users.changePassword(id, request.body.currentPassword, request.body.newPassword)
+    if (change === undefined) throw new InvalidCredentialsError()
+    try {
+      // Whoever else holds a session may hold it because they knew the old password.
+      await app.tokenSessions.revokeAllSessions(id, { except: sessionId, reason: 'password-change' })
+    } catch (error) {
+      // The store did not confirm that the other sessions ended: the old password comes
+      // back, so that after the 503 the same request can simply be retried.
+      change.revert()
+      throw error
+    }
+    reply.code(204)
   })
 
   app.get('/me', { onRequest: app.authenticate, schema: meSchema }, async (request, reply) => {

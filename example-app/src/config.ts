@@ -9,6 +9,8 @@ const GENERATED_SECRET_BYTES = 48
 /** The plugin's ceilings (options.ts): checked here so the message names the variable. */
 const MAX_TOKEN_TTL = 365 * 24 * 60 * 60
 const MAX_REUSE_GRACE = 300
+/** The plugin's default absolute session lifetime (options.ts): 30 days. */
+const DEFAULT_SESSION_MAX_LIFETIME = 30 * 24 * 60 * 60
 
 /** A pino log level. */
 export type LogLevel = typeof LOG_LEVELS[number]
@@ -24,6 +26,8 @@ export interface Config {
   readonly accessTokenTtl: number
   /** Seconds. */
   readonly refreshTokenTtl: number
+  /** Seconds: no refresh extends a session past this; the user logs in again. */
+  readonly sessionMaxLifetime: number
   /** Seconds; undefined leaves the plugin's default. */
   readonly reuseGrace: number | undefined
   readonly jwtSecret: string
@@ -59,6 +63,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
   if (refreshTokenTtl <= accessTokenTtl) {
     throw new ConfigError(`REFRESH_TOKEN_TTL (${refreshTokenTtl}) must be greater than ACCESS_TOKEN_TTL (${accessTokenTtl})`)
   }
+  const sessionMaxLifetime = maxLifetime(env, accessTokenTtl)
   const secret = jwtSecret(env, production)
   return Object.freeze({
     production,
@@ -67,6 +72,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     redisUrl: redisUrl(env),
     accessTokenTtl,
     refreshTokenTtl,
+    sessionMaxLifetime,
     reuseGrace: env.REFRESH_REUSE_GRACE === undefined ? undefined : wholeNumber(env, 'REFRESH_REUSE_GRACE', 0, 0, MAX_REUSE_GRACE),
     jwtSecret: secret.value,
     jwtSecretGenerated: secret.generated,
@@ -88,6 +94,19 @@ function wholeNumber (env: NodeJS.ProcessEnv, name: string, fallback: number, mi
   const value = /^\d+$/.test(raw) ? Number(raw) : Number.NaN
   if (!(value >= min && value <= max)) {
     throw new ConfigError(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`)
+  }
+  return value
+}
+
+/**
+ * Checked against the access-token lifetime even when unset: with a long ACCESS_TOKEN_TTL
+ * the plugin's default would be refused, and the message should name the variable.
+ */
+function maxLifetime (env: NodeJS.ProcessEnv, accessTokenTtl: number): number {
+  const value = wholeNumber(env, 'SESSION_MAX_LIFETIME', DEFAULT_SESSION_MAX_LIFETIME, 1, MAX_TOKEN_TTL)
+  if (value <= accessTokenTtl) {
+    const given = text(env, 'SESSION_MAX_LIFETIME') === undefined ? `${value}, the default` : String(value)
+    throw new ConfigError(`SESSION_MAX_LIFETIME (${given}) must be greater than ACCESS_TOKEN_TTL (${accessTokenTtl})`)
   }
   return value
 }

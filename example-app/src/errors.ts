@@ -3,19 +3,19 @@ import createError, { type FastifyError } from '@fastify/error'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 
 /**
- * Every error the example app sends, with a stable `code`. Errors of the plugin keep
- * their own `FTS_*` codes; anything else Fastify raises is mapped onto the codes below.
+ * Every error the example app sends, in one body shape. Codes are never renamed: the
+ * plugin's `FTS_*` codes and Fastify's own `FST_ERR_*` codes reach the client as their
+ * documentation gives them (e.g. `FST_ERR_CTP_BODY_TOO_LARGE`, `FST_ERR_VALIDATION`).
+ * Only Fastify's messages are replaced, by fixed ones: they may quote the request body.
+ * The app's own codes:
  *
- * | code                     | status | when                                           |
- * |--------------------------|--------|------------------------------------------------|
- * | `BAD_REQUEST`            | 400    | schema validation failed, malformed JSON       |
- * | `INVALID_CREDENTIALS`    | 401    | wrong password or unknown user (same answer)   |
- * | `NOT_FOUND`              | 404    | no such route                                  |
- * | `USERNAME_TAKEN`         | 409    | registration with an existing username         |
- * | `PAYLOAD_TOO_LARGE`      | 413    | body over the limit                            |
- * | `UNSUPPORTED_MEDIA_TYPE` | 415    | body is not JSON                               |
- * | `REQUEST_REJECTED`       | 4xx    | any other client error                         |
- * | `INTERNAL_ERROR`         | 500    | a bug; details are in the log, not the answer  |
+ * | code                  | status | when                                                   |
+ * |-----------------------|--------|--------------------------------------------------------|
+ * | `INVALID_CREDENTIALS` | 401    | wrong password or unknown user (same answer)           |
+ * | `NOT_FOUND`           | 404    | no such route                                          |
+ * | `USERNAME_TAKEN`      | 409    | registration with an existing username                 |
+ * | `REQUEST_REJECTED`    | 4xx    | any other client error that comes without a known code |
+ * | `INTERNAL_ERROR`      | 500    | a bug; details are in the log, not the answer          |
  *
  * @example
  * ```ts
@@ -39,17 +39,23 @@ export interface ErrorBody {
 }
 
 const APP_CODES = new Set(['INVALID_CREDENTIALS', 'NOT_FOUND', 'USERNAME_TAKEN'])
-/** Fixed answers for what Fastify raises: its messages may quote the body (a password). */
-const BY_STATUS: Record<number, { code: string, message: string }> = {
-  400: { code: 'BAD_REQUEST', message: 'The request is malformed' },
-  404: { code: 'NOT_FOUND', message: 'Route not found' },
-  413: { code: 'PAYLOAD_TOO_LARGE', message: 'The request body is too large' },
-  415: { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'The request body must be application/json' }
+/** Fastify's own errors: their code is kept, their message may quote the body (a password). */
+const FASTIFY_CODE = /^FST_ERR_/
+/** Fixed messages, by status, for errors whose own message is not shown. */
+const MESSAGES: Record<number, string> = {
+  400: 'The request is malformed',
+  413: 'The request body is too large',
+  415: 'The request body must be application/json'
 }
 const REJECTED = { code: 'REQUEST_REJECTED', message: 'The request was rejected' }
 const INTERNAL = { code: 'INTERNAL_ERROR', message: 'Internal server error' }
-/** The plugin's 503: its message is fixed and it has already logged the cause and set Retry-After. */
+/**
+ * The plugin's 503. Its message is fixed; on the plugin's routes and in `authenticate` and
+ * `issueTokens` it has already logged the cause and set Retry-After.
+ */
 const STORE_UNAVAILABLE = 'FTS_STORE_UNAVAILABLE'
+/** The plugin's default `retryAfter`, for the 503s it did not answer itself. */
+const RETRY_AFTER_SECONDS = 1
 
 function statusOf (error: FastifyError): number {
   const status = error.statusCode
@@ -66,11 +72,12 @@ export function publicError (error: FastifyError): ErrorBody {
   const code: unknown = error.code
   if (code === STORE_UNAVAILABLE) return body(status, STORE_UNAVAILABLE, error.message)
   if (status >= 500) return body(500, INTERNAL.code, INTERNAL.message)
+  // Our messages and the plugin's are fixed strings.
   if (typeof code === 'string' && (APP_CODES.has(code) || code.startsWith('FTS_'))) return body(status, code, error.message)
+  const fixed = MESSAGES[status] ?? REJECTED.message
+  if (typeof code !== 'string' || !FASTIFY_CODE.test(code)) return body(status, REJECTED.code, fixed)
   // ajv's messages name the field and the rule, never the value: safe and useful to show.
-  if (error.validation !== undefined) return body(400, 'BAD_REQUEST', error.message)
-  const known = BY_STATUS[status] ?? REJECTED
-  return body(status, known.code, known.message)
+  return body(status, code, error.validation === undefined ? fixed : error.message)
 }
 
 /**
@@ -79,7 +86,11 @@ export function publicError (error: FastifyError): ErrorBody {
  */
 export async function errorHandler (error: FastifyError, request: FastifyRequest, reply: FastifyReply): Promise<ErrorBody> {
   const answer = publicError(error)
-  if (answer.statusCode >= 500 && error.code !== STORE_UNAVAILABLE) {
+  if (error.code === STORE_UNAVAILABLE && !reply.hasHeader('retry-after')) {
+    // Raised by app.tokenSessions in a route of ours: the plugin has neither logged it nor set the hint.
+    request.log.error({ err: error.cause }, 'session store unavailable')
+    reply.header('retry-after', String(RETRY_AFTER_SECONDS))
+  } else if (answer.statusCode >= 500 && error.code !== STORE_UNAVAILABLE) {
     request.log.error({ err: error }, 'request failed')
   } else {
     request.log.info({ statusCode: answer.statusCode, code: answer.code }, 'request rejected')

@@ -1,4 +1,6 @@
-import type { ClientInfo, NewSession, RevokeAllOptions, RotateOutcome, RotateRequest, SessionInfo, SessionStore } from './store.js'
+import type {
+  ClientInfo, NewSession, Revocation, RevocationListener, RevokeAllOptions, RotateOutcome, RotateRequest, SessionInfo, SessionStore
+} from './store.js'
 
 interface MemorySession {
   current: string
@@ -35,6 +37,9 @@ const DEFAULT_SWEEP_INTERVAL = 60_000
  */
 export class MemoryStore implements SessionStore {
   readonly #users = new Map<string, Map<string, MemorySession>>()
+  /** Revoked session id → until when its access tokens may live. */
+  readonly #revoked = new Map<string, number>()
+  readonly #listeners = new Set<RevocationListener>()
   readonly #now: () => number
   readonly #sweeper: NodeJS.Timeout
 
@@ -77,16 +82,19 @@ export class MemoryStore implements SessionStore {
       return { status: 'replayed', ttlMs: session.expiresAt - now }
     }
     this.#delete(request.userId, request.sessionId)
+    this.#announce([request.sessionId], now + request.rememberMs)
     return { status: 'reused' }
   }
 
-  async revoke (userId: string, sessionId: string): Promise<boolean> {
-    const live = this.#live(userId, sessionId, this.#now()) !== undefined
+  async revoke (userId: string, sessionId: string, rememberMs: number): Promise<boolean> {
+    const now = this.#now()
+    const live = this.#live(userId, sessionId, now) !== undefined
     this.#delete(userId, sessionId)
+    if (live) this.#announce([sessionId], now + rememberMs)
     return live
   }
 
-  async revokeAll (userId: string, options: RevokeAllOptions = {}): Promise<string[] | null> {
+  async revokeAll (userId: string, options: RevokeAllOptions): Promise<string[] | null> {
     const now = this.#now()
     if (options.ifLive !== undefined && this.#live(userId, options.ifLive, now) === undefined) return null
     const revoked: string[] = []
@@ -95,7 +103,34 @@ export class MemoryStore implements SessionStore {
       if (this.#live(userId, sessionId, now) !== undefined) revoked.push(sessionId)
       this.#delete(userId, sessionId)
     }
+    this.#announce(revoked, now + options.rememberMs)
     return revoked
+  }
+
+  async isLive (userId: string, sessionId: string): Promise<boolean> {
+    return this.#live(userId, sessionId, this.#now()) !== undefined
+  }
+
+  async revocations (): Promise<Revocation[]> {
+    const now = this.#now()
+    const revocations: Revocation[] = []
+    for (const [sessionId, until] of this.#revoked) {
+      if (until > now) revocations.push({ sessionId, until })
+    }
+    return revocations
+  }
+
+  async watchRevocations (listener: RevocationListener): Promise<() => Promise<void>> {
+    this.#listeners.add(listener)
+    listener.connected()
+    return async () => { this.#listeners.delete(listener) }
+  }
+
+  #announce (sessionIds: string[], until: number): void {
+    if (sessionIds.length === 0) return
+    for (const sessionId of sessionIds) this.#revoked.set(sessionId, until)
+    const revocations = sessionIds.map((sessionId) => ({ sessionId, until }))
+    for (const listener of this.#listeners) listener.revoked(revocations)
   }
 
   async list (userId: string): Promise<SessionInfo[]> {
@@ -140,6 +175,9 @@ export class MemoryStore implements SessionStore {
 
   #sweep (): void {
     const now = this.#now()
+    for (const [sessionId, until] of this.#revoked) {
+      if (until <= now) this.#revoked.delete(sessionId)
+    }
     for (const [userId, sessions] of this.#users) {
       for (const [sessionId, session] of sessions) {
         if (session.expiresAt <= now) this.#delete(userId, sessionId)

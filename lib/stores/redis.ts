@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs'
 import { Redis, type Cluster, type Result } from 'ioredis'
-import type { NewSession, RevokeAllOptions, RotateOutcome, RotateRequest, SessionInfo, SessionStore } from './store.js'
+import type {
+  NewSession, Revocation, RevocationListener, RevokeAllOptions, RotateOutcome, RotateRequest, SessionInfo, SessionStore
+} from './store.js'
 
 /** A client the store can run its scripts on: a standalone/Sentinel client or a Cluster. */
 export type RedisClient = Redis | Cluster
@@ -26,9 +28,9 @@ export const DEFAULT_COMMAND_TIMEOUT = 1000
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     tokenSessionsCreate (session: string, index: string, sessionId: string, hash: string, ttlMs: number, maxTtlMs: number, userAgent: string, ip: string, label: string): Result<number, Context>
-    tokenSessionsRotate (session: string, index: string, sessionId: string, presented: string, successor: string, ttlMs: number, graceMs: number): Result<[number, number?], Context>
-    tokenSessionsRevoke (session: string, index: string, sessionId: string): Result<number, Context>
-    tokenSessionsRevokeAll (index: string, guard: string, sessionPrefix: string, requireGuard: '0' | '1', except: string): Result<string[] | -1, Context>
+    tokenSessionsRotate (session: string, index: string, revoked: string, sessionId: string, presented: string, successor: string, ttlMs: number, graceMs: number, channel: string, rememberMs: number): Result<[number, number?], Context>
+    tokenSessionsRevoke (session: string, index: string, revoked: string, sessionId: string, channel: string, rememberMs: number): Result<number, Context>
+    tokenSessionsRevokeAll (index: string, guard: string, revoked: string, sessionPrefix: string, requireGuard: '0' | '1', except: string, channel: string, rememberMs: number): Result<string[] | -1, Context>
     tokenSessionsList (index: string, sessionPrefix: string): Result<string[][], Context>
   }
 }
@@ -40,9 +42,9 @@ function lua (name: string): string {
 const COMMON = lua('common')
 const SCRIPTS = {
   tokenSessionsCreate: { numberOfKeys: 2, lua: COMMON + lua('create') },
-  tokenSessionsRotate: { numberOfKeys: 2, lua: COMMON + lua('rotate') },
-  tokenSessionsRevoke: { numberOfKeys: 2, lua: COMMON + lua('revoke') },
-  tokenSessionsRevokeAll: { numberOfKeys: 2, lua: COMMON + lua('revoke-all') },
+  tokenSessionsRotate: { numberOfKeys: 3, lua: COMMON + lua('rotate') },
+  tokenSessionsRevoke: { numberOfKeys: 3, lua: COMMON + lua('revoke') },
+  tokenSessionsRevokeAll: { numberOfKeys: 3, lua: COMMON + lua('revoke-all') },
   tokenSessionsList: { numberOfKeys: 1, lua: COMMON + lua('list') }
 } as const
 
@@ -65,6 +67,10 @@ function tagOf (userId: string): string {
  *   and must end (`x`), and the client's user agent (`a`), IP (`i`) and label (`l`).
  * - `<prefix>{<userId>}:idx`: a sorted set of the user's session ids scored by expiry.
  *
+ * - `<prefix>revoked`: a sorted set of revoked session ids scored by when their access
+ *   tokens may last live, and the channel of the same name on which each revocation is
+ *   published, so that every app instance rejects those access tokens at once.
+ *
  * Every key expires with the tokens it serves.
  *
  * @example
@@ -82,6 +88,9 @@ export class RedisStore implements SessionStore {
   readonly #owned: boolean
   /** The client's own keyPrefix, which ioredis adds to KEYS but not to ARGV. */
   readonly #clientPrefix: string
+  /** The sorted set of revocations; also the name of the channel that announces them. */
+  readonly #revokedKey: string
+  readonly #channel: string
 
   constructor (options: RedisStoreOptions) {
     this.#prefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX
@@ -96,6 +105,9 @@ export class RedisStore implements SessionStore {
       this.#owned = true
     }
     this.#clientPrefix = (this.client.options as { keyPrefix?: string }).keyPrefix ?? ''
+    this.#revokedKey = `${this.#prefix}revoked`
+    // ioredis prefixes keys, not channels: the channel carries the whole name.
+    this.#channel = this.#clientPrefix + this.#revokedKey
     if (/[{}]/.test(this.#clientPrefix)) {
       throw new TypeError('RedisStore: the client\'s keyPrefix must not contain "{" or "}" (they would break the per-user hash tag)')
     }
@@ -123,23 +135,69 @@ export class RedisStore implements SessionStore {
   async rotate (request: RotateRequest): Promise<RotateOutcome> {
     const { userId, sessionId } = request
     const [code, ttlMs] = await this.client.tokenSessionsRotate(
-      this.sessionKey(userId, sessionId), this.indexKey(userId), sessionId,
-      request.presentedHash, request.successorHash, request.ttlMs, request.graceMs
+      this.sessionKey(userId, sessionId), this.indexKey(userId), this.#revokedKey, sessionId,
+      request.presentedHash, request.successorHash, request.ttlMs, request.graceMs, this.#channel, request.rememberMs
     )
     const status = ROTATE_STATUS[code as 0 | 1 | 2 | 3]
     return status === 'rotated' || status === 'replayed' ? { status, ttlMs: ttlMs as number } : { status }
   }
 
-  async revoke (userId: string, sessionId: string): Promise<boolean> {
-    return await this.client.tokenSessionsRevoke(this.sessionKey(userId, sessionId), this.indexKey(userId), sessionId) === 1
+  async revoke (userId: string, sessionId: string, rememberMs: number): Promise<boolean> {
+    return await this.client.tokenSessionsRevoke(
+      this.sessionKey(userId, sessionId), this.indexKey(userId), this.#revokedKey, sessionId, this.#channel, rememberMs
+    ) === 1
   }
 
-  async revokeAll (userId: string, options: RevokeAllOptions = {}): Promise<string[] | null> {
+  async revokeAll (userId: string, options: RevokeAllOptions): Promise<string[] | null> {
     const guard = options.ifLive === undefined ? this.indexKey(userId) : this.sessionKey(userId, options.ifLive)
     const revoked = await this.client.tokenSessionsRevokeAll(
-      this.indexKey(userId), guard, this.#sessionPrefix(userId), options.ifLive === undefined ? '0' : '1', options.except ?? ''
+      this.indexKey(userId), guard, this.#revokedKey, this.#sessionPrefix(userId), options.ifLive === undefined ? '0' : '1',
+      options.except ?? '', this.#channel, options.rememberMs
     )
     return revoked === -1 ? null : revoked
+  }
+
+  async isLive (userId: string, sessionId: string): Promise<boolean> {
+    return await this.client.exists(this.sessionKey(userId, sessionId)) === 1
+  }
+
+  async revocations (): Promise<Revocation[]> {
+    const flat = await this.client.zrange(this.#revokedKey, '0', '-1', 'WITHSCORES')
+    const revocations: Revocation[] = []
+    for (let i = 0; i < flat.length; i += 2) revocations.push({ sessionId: flat[i] as string, until: Number(flat[i + 1]) })
+    return revocations
+  }
+
+  /**
+   * Watches the revocation channel on a connection of its own (a subscribed connection
+   * can do nothing else). After every (re)connect it subscribes again and waits for Redis
+   * to confirm before it reports `connected`, so a reload that follows misses nothing.
+   */
+  async watchRevocations (listener: RevocationListener): Promise<() => Promise<void>> {
+    // Redis and Cluster both duplicate themselves without arguments; their signatures differ.
+    const subscriber = (this.client as Redis).duplicate()
+    const channel = this.#channel
+    subscriber.on('error', () => {})
+    subscriber.on('close', () => listener.disconnected())
+    subscriber.on('message', (from: string, message: string) => {
+      if (from === channel) listener.revoked(parseAnnouncement(message))
+    })
+    const subscribe = async (): Promise<void> => {
+      try {
+        await subscriber.subscribe(channel)
+        listener.connected()
+      /* c8 ignore start -- only when the connection drops between 'ready' and the reply to
+         SUBSCRIBE, which no test can time; 'close', then 'ready' (subscribing again), follow. */
+      } catch {}
+      /* c8 ignore stop */
+    }
+    subscriber.on('ready', () => { void subscribe() })
+    // A copy of a lazyConnect client is lazy too, and nothing else would make it connect.
+    if (subscriber.status === 'wait') subscriber.connect().catch(() => {})
+    return async () => {
+      subscriber.removeAllListeners('close')
+      subscriber.disconnect()
+    }
   }
 
   async list (userId: string): Promise<SessionInfo[]> {
@@ -172,6 +230,12 @@ export class RedisStore implements SessionStore {
     await this.client.quit()
     await ended
   }
+}
+
+/** "<until> <id> <id> ..." as the scripts publish it. */
+function parseAnnouncement (message: string): Revocation[] {
+  const [until, ...sessionIds] = message.split(' ')
+  return sessionIds.map((sessionId) => ({ sessionId, until: Number(until) }))
 }
 
 function ownClient (url: string, commandTimeout: number, onError: ((error: Error) => void) | undefined): Redis {

@@ -22,16 +22,30 @@ export interface SessionStore {
   create (session: NewSession): Promise<number>
   /** Moves a session to its next refresh token, or detects reuse and deletes the session. */
   rotate (request: RotateRequest): Promise<RotateOutcome>
-  /** Deletes one session. Resolves to whether it existed. */
-  revoke (userId: string, sessionId: string): Promise<boolean>
+  /**
+   * Deletes one session. Resolves to whether it existed; if it did, announces the
+   * revocation (see {@link SessionStore.watchRevocations}) for `rememberMs`.
+   */
+  revoke (userId: string, sessionId: string, rememberMs: number): Promise<boolean>
   /**
    * Deletes every session of a user (but `except`) and resolves to the ids it deleted.
    * With `ifLive`, does so only while that session still exists, and resolves to `null`
    * otherwise.
    */
-  revokeAll (userId: string, options?: RevokeAllOptions): Promise<string[] | null>
+  revokeAll (userId: string, options: RevokeAllOptions): Promise<string[] | null>
   /** The user's live sessions, oldest first. */
   list (userId: string): Promise<SessionInfo[]>
+  /** Whether a session is live (for routes that must see a revocation at once). */
+  isLive (userId: string, sessionId: string): Promise<boolean>
+  /** Every revocation still remembered: sessions whose access tokens may still be alive. */
+  revocations (): Promise<Revocation[]>
+  /**
+   * Calls `listener` with every revocation any instance announces (logout, revocation,
+   * logout-all, reuse), and tells when the feed connects and disconnects: a listener
+   * reloads {@link SessionStore.revocations} on each connect, for what it missed.
+   * Resolves to a function that stops watching.
+   */
+  watchRevocations (listener: RevocationListener): Promise<() => Promise<void>>
   /** Releases what the store itself created (timers, its own clients). */
   close (): Promise<void>
 }
@@ -76,6 +90,23 @@ export interface RotateRequest {
   ttlMs: number
   /** How long after a rotation the rotated token may still be presented (0: never). */
   graceMs: number
+  /** On reuse, how long to remember the revocation (the access tokens' lifetime). */
+  rememberMs: number
+}
+
+/** A revoked session and until when (ms since the epoch) its access tokens may live. */
+export interface Revocation {
+  sessionId: string
+  until: number
+}
+
+/** Receives the revocation feed. */
+export interface RevocationListener {
+  revoked (revocations: Revocation[]): void
+  /** The feed is (again) live: reload what may have been missed. */
+  connected (): void
+  /** The feed is down: revocations may be missed until `connected`. */
+  disconnected (): void
 }
 
 /**
@@ -91,6 +122,8 @@ export type RotateOutcome =
 
 /** Options of {@link SessionStore.revokeAll}. */
 export interface RevokeAllOptions {
+  /** How long to remember the revocations (the access tokens' lifetime). */
+  rememberMs: number
   /** Revoke only while this session of the same user is still live. */
   ifLive?: string
   /** Leave this session alone (e.g. the one that just changed the password). */

@@ -2,8 +2,9 @@ import { createHmac } from 'node:crypto'
 import { deriveKeys } from '../../lib/tokens.js'
 import { SECRET } from './app.js'
 
+const derived = deriveKeys({ access: Buffer.from(SECRET), refresh: Buffer.from(SECRET) })
 /** The keys the test app derives from SECRET: what an insider could sign with. */
-export const KEYS = deriveKeys({ access: Buffer.from(SECRET), refresh: Buffer.from(SECRET) })
+export const KEYS = { access: derived.access.active.verifyKey as Buffer, refresh: derived.refresh }
 
 function part (value: unknown): string {
   return Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url')

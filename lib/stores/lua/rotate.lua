@@ -1,4 +1,5 @@
--- KEYS: session, index. ARGV: session id, presented hash, successor hash, ttl (ms), grace (ms).
+-- KEYS: session, index, revoked. ARGV: session id, presented hash, successor hash, ttl (ms),
+-- grace (ms), channel, remember (ms).
 -- Returns {1, ttl} rotated, {2, ttl} replayed within grace, {0} missing, {3} reused.
 local s = redis.call('HMGET', KEYS[1], 'c', 'p', 'r', 'x')
 if not s[1] then
@@ -22,4 +23,5 @@ end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 reindex(KEYS[2], now)
+announce(KEYS[3], ARGV[6], {ARGV[1]}, now, tonumber(ARGV[7]))
 return {3}

@@ -1,0 +1,112 @@
+import { createPrivateKey, createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto'
+import { InvalidOptionError } from './errors.js'
+
+/** The algorithms an access-token key may use. */
+export const ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'PS256', 'ES256', 'EdDSA'] as const
+/** A JWS algorithm this plugin signs and verifies with. */
+export type Algorithm = typeof ALGORITHMS[number]
+
+/** An access-token key as the app configures it. */
+export interface AccessTokenKey {
+  /** The key id written into the token header (`kid`); letters, digits, `.`, `_`, `-`. */
+  kid: string
+  /** The one algorithm this key signs and verifies; a token naming another is rejected. */
+  algorithm: Algorithm
+  /**
+   * HS*: the secret (at least as many bytes as the hash: 32, 48, 64). Others: a PEM
+   * private key (signs and verifies) or a PEM public key (verifies only, e.g. a retired
+   * key whose tokens have not all expired yet).
+   */
+  key: string | Buffer
+}
+
+/** A key ready for @fastify/jwt: what signs, what verifies, and what JWKS publishes. */
+export interface ResolvedKey {
+  readonly kid: string | undefined
+  readonly algorithm: Algorithm
+  /** The HMAC secret or PEM private key; undefined for a verify-only public key. */
+  readonly signingKey: Buffer | string | undefined
+  /** The HMAC secret or PEM public key. */
+  readonly verifyKey: Buffer | string
+  /** The public JWK of an asymmetric key, for JWKS; undefined for HMAC keys. */
+  readonly jwk: JsonWebKey | undefined
+}
+
+const KID = /^[A-Za-z0-9._-]{1,64}$/
+const HMAC_BYTES: Record<string, number> = { HS256: 32, HS384: 48, HS512: 64 }
+/** Which key types each asymmetric algorithm accepts (`rsa-pss` keys sign only PS256). */
+const KEY_TYPES: Record<string, readonly string[]> = { RS256: ['rsa'], PS256: ['rsa', 'rsa-pss'], ES256: ['ec'], EdDSA: ['ed25519', 'ed448'] }
+const MIN_RSA_BITS = 2048
+
+function fail (option: string, fix: string): never {
+  throw new InvalidOptionError(option, fix)
+}
+
+/** An HMAC key with no kid: the access key derived from `secret`, as before any rotation. */
+export function derivedKey (secret: Buffer): ResolvedKey {
+  return Object.freeze({ kid: undefined, algorithm: 'HS256', signingKey: secret, verifyKey: secret, jwk: undefined })
+}
+
+/**
+ * Checks the configured access-token keys and the active one. Each key's algorithm must
+ * fit its key: an RSA key for RS256, P-256 for ES256, and so on, so that no key can be
+ * used under an algorithm it was not meant for.
+ */
+export function resolveAccessKeys (keys: unknown, activeKid: unknown): { keys: ResolvedKey[], active: ResolvedKey } {
+  if (!Array.isArray(keys) || keys.length === 0) fail('accessTokenKeys', 'must be a non-empty array of { kid, algorithm, key }')
+  const resolved = keys.map((key: unknown, index) => resolveKey(key, `accessTokenKeys[${index}]`))
+  const kids = new Set(resolved.map((key) => key.kid))
+  if (kids.size !== resolved.length) fail('accessTokenKeys', 'every kid must be unique')
+  const active = activeKid === undefined
+    ? resolved.find((key) => key.signingKey !== undefined)
+    : resolved.find((key) => key.kid === activeKid)
+  if (active === undefined) fail('activeKid', 'must name a key of accessTokenKeys that can sign (a secret or a private key)')
+  if (active.signingKey === undefined) fail('activeKid', `names "${String(activeKid)}", a public key, which cannot sign`)
+  return { keys: resolved, active }
+}
+
+function resolveKey (given: unknown, option: string): ResolvedKey {
+  if (given === null || typeof given !== 'object') fail(option, 'must be { kid, algorithm, key }')
+  const { kid, algorithm, key } = given as Record<string, unknown>
+  if (typeof kid !== 'string' || !KID.test(kid)) fail(`${option}.kid`, 'must be 1 to 64 letters, digits, ".", "_" or "-"')
+  if (!ALGORITHMS.includes(algorithm as Algorithm)) fail(`${option}.algorithm`, `must be one of ${ALGORITHMS.join(', ')}`)
+  if (typeof key !== 'string' && !Buffer.isBuffer(key)) fail(`${option}.key`, 'must be a string or Buffer')
+  const alg = algorithm as Algorithm
+  const minBytes = HMAC_BYTES[alg]
+  if (minBytes !== undefined) {
+    const secret = Buffer.from(key)
+    if (secret.length < minBytes) fail(`${option}.key`, `must be at least ${minBytes} bytes for ${alg}`)
+    return Object.freeze({ kid, algorithm: alg, signingKey: secret, verifyKey: secret, jwk: undefined })
+  }
+  return asymmetricKey(kid, alg, key, option)
+}
+
+function asymmetricKey (kid: string, algorithm: Algorithm, key: string | Buffer, option: string): ResolvedKey {
+  let privateKey: KeyObject | undefined
+  let publicKey: KeyObject
+  try {
+    privateKey = createPrivateKey(key)
+    publicKey = createPublicKey(privateKey)
+  } catch {
+    try {
+      publicKey = createPublicKey(key)
+    } catch {
+      fail(`${option}.key`, `must be a PEM private or public key for ${algorithm}`)
+    }
+  }
+  // Asymmetric keys always have a type and details; only secret KeyObjects lack them.
+  const type = publicKey.asymmetricKeyType as string
+  if (!(KEY_TYPES[algorithm] as readonly string[]).includes(type)) fail(`${option}.key`, `is a ${type} key, which ${algorithm} cannot use`)
+  const details = publicKey.asymmetricKeyDetails as { namedCurve?: string, modulusLength?: number }
+  if (algorithm === 'ES256' && details.namedCurve !== 'prime256v1') fail(`${option}.key`, 'must be on the P-256 curve for ES256')
+  if ((type === 'rsa' || type === 'rsa-pss') && (details.modulusLength as number) < MIN_RSA_BITS) {
+    fail(`${option}.key`, `must have at least ${MIN_RSA_BITS} bits`)
+  }
+  return Object.freeze({
+    kid,
+    algorithm,
+    signingKey: privateKey?.export({ type: 'pkcs8', format: 'pem' }) as string | undefined,
+    verifyKey: publicKey.export({ type: 'spki', format: 'pem' }) as string,
+    jwk: Object.freeze({ ...publicKey.export({ format: 'jwk' }), kid, alg: algorithm, use: 'sig' })
+  })
+}

@@ -1,0 +1,130 @@
+import type { FastifyBaseLogger } from 'fastify'
+import { StoreUnavailableError } from './errors.js'
+import type { Revocation, SessionStore } from './stores/store.js'
+
+/** How soon a failed reload is tried again while the feed is connected. */
+const RELOAD_RETRY = 1000
+
+/** What the list needs of the plugin's options. */
+export interface RevocationListOptions {
+  /** How long the feed may be down before `onOutage` applies, in ms. */
+  maxOutageMs: number
+  /** `accept`: keep trusting access tokens (logged); `reject`: answer 503. */
+  onOutage: 'accept' | 'reject'
+}
+
+/**
+ * The sessions revoked anywhere whose access tokens may still be alive, held in this
+ * process so that `authenticate` rejects them without a store round trip. It is fed by
+ * the store's revocation feed and reloaded from the store after every (re)connect, for
+ * what the feed missed; each entry is forgotten once its access tokens have expired.
+ */
+export class RevocationList {
+  readonly #revoked = new Map<string, number>()
+  readonly #store: SessionStore
+  readonly #options: RevocationListOptions
+  readonly #log: FastifyBaseLogger
+  /** When the feed went down; undefined while it is up. It starts down, until loaded. */
+  #downSince: number | undefined = Date.now()
+  #connected = false
+  #closed = false
+  #stopWatching: (() => Promise<void>) | undefined
+  #firstLoad: (() => void) | undefined
+
+  constructor (store: SessionStore, options: RevocationListOptions, log: FastifyBaseLogger) {
+    this.#store = store
+    this.#options = options
+    this.#log = log
+  }
+
+  /**
+   * Starts watching and waits for the first load, but no longer than `timeoutMs`: with the
+   * store down, the app starts anyway (and the outage policy applies).
+   */
+  async start (timeoutMs: number): Promise<void> {
+    const loaded = new Promise<void>((resolve) => { this.#firstLoad = resolve })
+    const watching = this.#store.watchRevocations({
+      revoked: (revocations) => this.#add(revocations),
+      connected: () => {
+        this.#connected = true
+        void this.#reload()
+      },
+      disconnected: () => this.#down()
+    }).then((stop) => { this.#stopWatching = stop })
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs) })
+    await Promise.race([Promise.all([watching, loaded]), timeout])
+    clearTimeout(timer)
+  }
+
+  /**
+   * Records revocations this instance made itself, at once: its own announcement comes
+   * back through the feed a moment later.
+   */
+  remember (sessionIds: string[], forMs: number): void {
+    const until = Date.now() + forMs
+    this.#add(sessionIds.map((sessionId) => ({ sessionId, until })))
+  }
+
+  /** Whether the session was revoked and its access tokens may still be alive. */
+  isRevoked (sessionId: string): boolean {
+    const until = this.#revoked.get(sessionId)
+    if (until === undefined) return false
+    if (until > Date.now()) return true
+    this.#revoked.delete(sessionId)
+    return false
+  }
+
+  /** Throws a 503 when the feed has been down too long and the policy is to reject. */
+  checkFeed (): void {
+    if (this.#options.onOutage === 'accept' || this.#downSince === undefined) return
+    if (Date.now() - this.#downSince > this.#options.maxOutageMs) {
+      throw new StoreUnavailableError({ cause: new Error('revocation feed down') })
+    }
+  }
+
+  /** Whether the feed is connected and loaded. */
+  get live (): boolean {
+    return this.#downSince === undefined
+  }
+
+  async close (): Promise<void> {
+    this.#closed = true
+    await this.#stopWatching?.()
+  }
+
+  /** Adds revocations, and forgets expired ones: revocations are rare, the list short. */
+  #add (revocations: Revocation[]): void {
+    this.#sweep()
+    for (const { sessionId, until } of revocations) {
+      if (until > (this.#revoked.get(sessionId) ?? 0)) this.#revoked.set(sessionId, until)
+    }
+  }
+
+  async #reload (): Promise<void> {
+    try {
+      this.#add(await this.#store.revocations())
+    } catch (err) {
+      this.#log.warn({ err }, 'revocation list reload failed; retrying')
+      setTimeout(() => { if (this.#connected && !this.#closed) void this.#reload() }, RELOAD_RETRY).unref()
+      return
+    }
+    if (this.#downSince !== undefined) this.#log.info({ revoked: this.#revoked.size }, 'revocation feed up')
+    this.#downSince = undefined
+    this.#firstLoad?.()
+  }
+
+  #down (): void {
+    this.#connected = false
+    if (this.#downSince !== undefined || this.#closed) return
+    this.#downSince = Date.now()
+    this.#log.warn({ onOutage: this.#options.onOutage }, 'revocation feed down: revocations on other instances may be missed')
+  }
+
+  #sweep (): void {
+    const now = Date.now()
+    for (const [sessionId, until] of this.#revoked) {
+      if (until <= now) this.#revoked.delete(sessionId)
+    }
+  }
+}

@@ -1,0 +1,234 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
+import type { FastifyInstance } from 'fastify'
+import Fastify from 'fastify'
+import { MemoryStore, type Revocation, type RevocationListener, type SessionStore } from '../lib/index.js'
+import { RevocationList } from '../lib/revocations.js'
+import { LogCapture, buildApp, login, refresh } from './helpers/app.js'
+import { startRedis } from './helpers/redis.js'
+
+const silent = Fastify({ logger: false }).log
+
+async function me (app: FastifyInstance, accessToken: string): Promise<{ statusCode: number, code: string | undefined }> {
+  const response = await app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${accessToken}` } })
+  return { statusCode: response.statusCode, code: response.statusCode === 200 ? undefined : response.json().code }
+}
+
+/** Polls instance B until it rejects the token; returns the milliseconds it took, or Infinity. */
+async function rejectionLatency (app: FastifyInstance, accessToken: string, since: number, limitMs = 1000): Promise<number> {
+  while (performance.now() - since < limitMs) {
+    if ((await me(app, accessToken)).statusCode === 401) return performance.now() - since
+    await sleep(1)
+  }
+  return Infinity
+}
+
+t.test('two instances on one Redis: a revocation on A is seen by B at once, with no Redis read per request', async (t) => {
+  const redis = await startRedis(t)
+  const a = await buildApp(t, { redis: redis.url })
+  const b = await buildApp(t, { redis: redis.url })
+  const latencies: number[] = []
+
+  t.test('logout', async (t) => {
+    const tokens = await login(a, 'rv-logout')
+    t.equal((await me(b, tokens.accessToken)).statusCode, 200, 'B trusts the token before')
+    const start = performance.now()
+    await a.inject({ method: 'POST', url: '/auth/logout', payload: { refreshToken: tokens.refreshToken } })
+    const latency = await rejectionLatency(b, tokens.accessToken, start)
+    latencies.push(latency)
+    t.ok(latency < 1000, `B rejects within 1 s of the logout response (${latency.toFixed(1)} ms)`)
+    t.same(await me(b, tokens.accessToken), { statusCode: 401, code: 'FTS_SESSION_REVOKED' })
+    t.same(await me(a, tokens.accessToken), { statusCode: 401, code: 'FTS_SESSION_REVOKED' }, 'and so does A')
+  })
+
+  t.test('reuse detection', async (t) => {
+    const tokens = await login(a, 'rv-reuse')
+    await refresh(a, tokens.refreshToken)
+    await sleep(0)
+    const rotated = (await refresh(a, tokens.refreshToken))
+    t.equal(rotated.statusCode, 200, 'within the grace window nothing is revoked')
+    const strict = await buildApp(t, { redis: redis.url, reuseGrace: 0 })
+    const victim = await login(strict, 'rv-reuse-strict')
+    const next = (await refresh(strict, victim.refreshToken)).json()
+    const start = performance.now()
+    await refresh(strict, victim.refreshToken)
+    const latency = await rejectionLatency(b, next.accessToken, start)
+    latencies.push(latency)
+    t.ok(latency < 1000, `B rejects the thief's and the owner's access tokens (${latency.toFixed(1)} ms)`)
+    t.equal((await me(b, victim.accessToken)).statusCode, 401)
+  })
+
+  t.test('logout-all and app-code revocations', async (t) => {
+    const one = await login(a, 'rv-all')
+    const two = await login(a, 'rv-all')
+    const start = performance.now()
+    await a.inject({ method: 'POST', url: '/auth/logout-all', headers: { authorization: `Bearer ${one.accessToken}` } })
+    latencies.push(await rejectionLatency(b, two.accessToken, start))
+    t.equal((await me(b, one.accessToken)).statusCode, 401)
+    t.equal((await me(b, two.accessToken)).statusCode, 401)
+    const three = await login(b, 'rv-api')
+    const sessionId = b.tokenSessions.verifyAccessToken(three.accessToken).sessionId
+    const apiStart = performance.now()
+    await b.tokenSessions.revokeSession('rv-api', sessionId)
+    latencies.push(await rejectionLatency(a, three.accessToken, apiStart))
+    t.equal((await me(a, three.accessToken)).statusCode, 401, 'from B to A as well')
+  })
+
+  t.test('latency', async (t) => {
+    t.ok(latencies.every((ms) => ms < 1000), `observed: ${latencies.map((ms) => `${ms.toFixed(1)} ms`).join(', ')}`)
+  })
+
+  t.test('an instance that starts after a revocation loads it', async (t) => {
+    const tokens = await login(a, 'rv-late')
+    await a.inject({ method: 'POST', url: '/auth/logout', payload: { refreshToken: tokens.refreshToken } })
+    const late = await buildApp(t, { redis: redis.url })
+    t.same(await me(late, tokens.accessToken), { statusCode: 401, code: 'FTS_SESSION_REVOKED' })
+  })
+})
+
+t.test('a revocation missed while the feed was down is reloaded on resubscribe', async (t) => {
+  const redis = await startRedis(t)
+  const inspect = redis.client()
+  t.teardown(() => inspect.quit())
+  const logs = new LogCapture()
+  const a = await buildApp(t, { redis: redis.url })
+  const b = await buildApp(t, { redis: redis.url }, { logs })
+  const tokens = await login(a, 'rv-missed')
+  // Cut every subscriber off and keep it off: no new connection is accepted.
+  const clients = Number(/connected_clients:(\d+)/.exec(await inspect.info('clients'))?.[1])
+  await inspect.config('SET', 'maxclients', String(clients - 2))
+  await inspect.call('CLIENT', 'KILL', 'TYPE', 'pubsub')
+  await a.inject({ method: 'POST', url: '/auth/logout', payload: { refreshToken: tokens.refreshToken } })
+  await sleep(200)
+  t.equal((await me(b, tokens.accessToken)).statusCode, 200, 'B missed the message: its feed is down (the accept policy)')
+  t.ok(logs.entries().some((entry) => entry.msg === 'revocation feed down: revocations on other instances may be missed' && entry.level === 40))
+  await inspect.config('SET', 'maxclients', '10000')
+  const start = performance.now()
+  const latency = await rejectionLatency(b, tokens.accessToken, start, 5000)
+  t.ok(latency < 5000, `after reconnecting, B reloaded the revocation (${latency.toFixed(0)} ms after Redis accepted clients again)`)
+  t.ok(logs.entries().some((entry) => entry.msg === 'revocation feed up'))
+})
+
+t.test('outage policy', async (t) => {
+  const redis = await startRedis(t)
+
+  t.test('reject: 503 once the feed has been down longer than maxOutage, and back after', async (t) => {
+    const app = await buildApp(t, { redis: redis.url, revocationFeed: { maxOutage: 0, onOutage: 'reject' } })
+    const tokens = await login(app, 'rv-reject')
+    t.equal((await me(app, tokens.accessToken)).statusCode, 200)
+    await redis.stop()
+    await sleep(100)
+    const response = await app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${tokens.accessToken}` } })
+    t.equal(response.statusCode, 503)
+    t.equal(response.headers['retry-after'], '1')
+    t.equal(response.json().code, 'FTS_STORE_UNAVAILABLE')
+    await redis.start()
+    let status = 0
+    for (let i = 0; i < 100 && status !== 200; i++) {
+      await sleep(100)
+      status = (await me(app, tokens.accessToken)).statusCode
+    }
+    t.equal(status, 200, 'the feed is back, and so is the route')
+  })
+
+  t.test('accept: tokens keep working while the feed is down', async (t) => {
+    const app = await buildApp(t, { redis: redis.url, revocationFeed: { maxOutage: 0 } })
+    const tokens = await login(app, 'rv-accept')
+    await redis.stop()
+    await sleep(100)
+    t.equal((await me(app, tokens.accessToken)).statusCode, 200)
+    await redis.start()
+  })
+
+  t.test('an app whose Redis is down at start-up still starts, within the store timeout', async (t) => {
+    await redis.stop()
+    t.teardown(() => redis.start())
+    const start = performance.now()
+    const app = await buildApp(t, { redis: redis.url, storeTimeout: 300, revocationFeed: { onOutage: 'reject', maxOutage: 0 } })
+    t.ok(performance.now() - start < 2000, 'ready() did not hang')
+    await t.rejects(app.tokenSessions.issue('x'), { code: 'FTS_STORE_UNAVAILABLE' }, 'and answers 503 until Redis is back')
+  })
+})
+
+t.test('authenticateStrict asks the store', async (t) => {
+  const redis = await startRedis(t)
+  const inspect = redis.client()
+  t.teardown(() => inspect.quit())
+  const app = await buildApp(t, { redis: redis.url, storeTimeout: 300 }, {
+    setup: (app) => app.get('/sensitive', { onRequest: app.authenticateStrict }, async (request) => request.user)
+  })
+  const tokens = await login(app, 'strict')
+  const sensitive = async (): Promise<{ statusCode: number, json: () => any }> => await app.inject({ method: 'GET', url: '/sensitive', headers: { authorization: `Bearer ${tokens.accessToken}` } })
+  t.equal((await sensitive()).statusCode, 200)
+  // The session disappears without any announcement (evicted, or expired): only the store knows.
+  for (const key of await inspect.keys('*{strict}:s:*')) await inspect.del(key)
+  t.equal((await me(app, tokens.accessToken)).statusCode, 200, 'authenticate trusts the token until it expires')
+  const strict = await sensitive()
+  t.equal(strict.statusCode, 401)
+  t.equal(strict.json().code, 'FTS_SESSION_REVOKED')
+  await redis.stop()
+  t.equal((await sensitive()).statusCode, 503, 'with the store down, the strict check cannot answer')
+})
+
+t.test('the revocation list', async (t) => {
+  t.test('forgets a revocation once its access tokens have expired', async (t) => {
+    const store = new MemoryStore()
+    t.teardown(() => store.close())
+    const list = new RevocationList(store, { maxOutageMs: 0, onOutage: 'accept' }, silent)
+    await list.start(1000)
+    t.teardown(() => list.close())
+    t.ok(list.live)
+    await store.create({ userId: 'u', sessionId: 'short-lived-session-id', tokenHash: 'h', ttlMs: 60_000, maxTtlMs: 60_000, client: {} })
+    await store.create({ userId: 'u', sessionId: 'other-session-id-00000', tokenHash: 'h', ttlMs: 60_000, maxTtlMs: 60_000, client: {} })
+    await store.revoke('u', 'short-lived-session-id', 50)
+    t.ok(list.isRevoked('short-lived-session-id'))
+    t.notOk(list.isRevoked('never-revoked'))
+    await sleep(100)
+    t.notOk(list.isRevoked('short-lived-session-id'), 'forgotten after its time')
+    await store.revoke('u', 'other-session-id-00000', 50)
+    await sleep(100)
+    await store.create({ userId: 'v', sessionId: 'third-session-id-00000', tokenHash: 'h', ttlMs: 60_000, maxTtlMs: 60_000, client: {} })
+    await store.revoke('v', 'third-session-id-00000', 60_000)
+    t.ok(list.isRevoked('third-session-id-00000'))
+    t.notOk(list.isRevoked('other-session-id-00000'), 'expired entries are swept as new ones arrive')
+  })
+
+  t.test('keeps the later of two expiries for one session', async (t) => {
+    const listeners: RevocationListener[] = []
+    const store = { watchRevocations: async (listener: RevocationListener) => { listeners.push(listener); return async () => {} }, revocations: async () => [] } as unknown as SessionStore
+    const list = new RevocationList(store, { maxOutageMs: 0, onOutage: 'accept' }, silent)
+    await list.start(10)
+    const now = Date.now()
+    listeners[0]?.revoked([{ sessionId: 's', until: now + 60_000 }])
+    listeners[0]?.revoked([{ sessionId: 's', until: now + 10 }])
+    await sleep(50)
+    t.ok(list.isRevoked('s'), 'an older, shorter announcement does not shorten it')
+  })
+
+  t.test('retries a reload that failed, while the feed stays connected', async (t) => {
+    const listeners: RevocationListener[] = []
+    let attempts = 0
+    const revocations = async (): Promise<Revocation[]> => {
+      attempts++
+      if (attempts === 1) throw new Error('store hiccup')
+      return [{ sessionId: 'missed', until: Date.now() + 60_000 }]
+    }
+    const store = { watchRevocations: async (listener: RevocationListener) => { listeners.push(listener); return async () => {} }, revocations } as unknown as SessionStore
+    const logs = new LogCapture()
+    const log = Fastify({ logger: { level: 'info', stream: logs } }).log
+    const list = new RevocationList(store, { maxOutageMs: 0, onOutage: 'reject' }, log)
+    await list.start(10)
+    t.teardown(() => list.close())
+    t.throws(() => list.checkFeed(), { code: 'FTS_STORE_UNAVAILABLE' }, 'not loaded yet: down')
+    listeners[0]?.connected()
+    await sleep(1500)
+    t.equal(attempts, 2)
+    t.ok(list.isRevoked('missed'))
+    t.doesNotThrow(() => list.checkFeed(), 'loaded: up')
+    t.ok(logs.entries().some((entry) => entry.msg === 'revocation list reload failed; retrying'))
+    listeners[0]?.disconnected()
+    listeners[0]?.disconnected()
+    t.equal(logs.entries().filter((entry) => entry.msg?.toString().startsWith('revocation feed down')).length, 1, 'one warning per outage')
+    t.notOk(list.live)
+  })
+})
