@@ -40,6 +40,17 @@ function buildStore (fastify: FastifyInstance, options: ResolvedOptions): { stor
   }
 }
 
+/**
+ * Under any eviction policy but `noeviction`, Redis drops keys when memory runs out, and
+ * every key here has a TTL, so even the `volatile-*` policies would end sessions at random.
+ * Checked once, in the background: a slow or unreachable store must not delay start-up.
+ */
+async function warnIfEvicting (fastify: FastifyInstance, store: SessionStore): Promise<void> {
+  const policy = await store.evictionPolicy?.().catch(() => undefined)
+  if (policy === undefined || policy === 'noeviction') return
+  fastify.log.warn({ maxmemoryPolicy: policy }, 'fastify-token-sessions: Redis may evict session keys under memory pressure; set maxmemory-policy noeviction')
+}
+
 function registerRoutes (fastify: FastifyInstance, routes: ResolvedRoutes, handlers: Handlers, api: TokenSessionsApi): void {
   fastify.register(async function tokenSessionsRoutes (scope) {
     scope.addHook('onRequest', handlers.requireJson)
@@ -80,6 +91,10 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
 
   const api: TokenSessionsApi = {
     store,
+    health: async () => {
+      const storeUp = await sessions.storeAnswers()
+      return { ok: storeUp && revocations.live, store: storeUp ? 'up' : 'down', revocationFeed: revocations.live ? 'up' : 'down' }
+    },
     issue: async (userId, issueOptions = {}) => ({ ...await sessions.issue(userId, issueOptions), transport: 'body' }),
     refresh: async (refreshToken) => ({ ...await sessions.rotate(refreshToken), transport: 'body' }),
     verifyAccessToken: (accessToken) => sessions.verifyAccess(accessToken),
@@ -103,6 +118,7 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
   })
 
   if (options.routes !== null) registerRoutes(fastify, options.routes, handlers, api)
+  fastify.addHook('onReady', async () => { void warnIfEvicting(fastify, store) })
 }
 
 /**
@@ -137,7 +153,7 @@ export * as errors from './errors.js'
 export { ACCESS_TOKEN_TYPE, REFRESH_TOKEN_TYPE, type Claims } from './tokens.js'
 export { ALGORITHMS, type AccessTokenKey, type Algorithm } from './keys.js'
 export type {
-  AuditEvent, AuditHook, AuditHookName, AuditHooks, ClientInfoOptions, CookieOptions, IssueOptions, RevokeOptions,
+  AuditEvent, AuditHook, AuditHookName, AuditHooks, ClientInfoOptions, CookieOptions, Health, IssueOptions, RevokeOptions,
   RoutesOptions, SessionListResponse, SessionUser, TokenResponse, TokenSessionsApi, TokenSessionsOptions, TokenSet,
   TokenTransport
 } from './types.js'

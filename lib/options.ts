@@ -90,7 +90,7 @@ const KNOWN_OPTIONS = new Set<string>([
 ])
 const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
-const STORE_METHODS = ['create', 'rotate', 'revoke', 'revokeAll', 'list', 'isLive', 'revocations', 'watchRevocations', 'close'] as const
+const STORE_METHODS = ['create', 'rotate', 'revoke', 'revokeAll', 'list', 'isLive', 'revocations', 'watchRevocations', 'ping', 'close'] as const
 
 function fail (option: string, fix: string): never {
   throw new InvalidOptionError(option, fix)

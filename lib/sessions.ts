@@ -112,6 +112,11 @@ export class Sessions {
     return await this.#call(() => this.store.isLive(userId, sessionId))
   }
 
+  /** Whether the store answers within the store timeout. */
+  async storeAnswers (): Promise<boolean> {
+    return await this.#call(async () => { await this.store.ping() }).then(() => true, () => false)
+  }
+
   /** The session a refresh token names, if its signature holds. */
   refreshSession (refreshToken: string): SessionRef {
     const { sub, sid } = this.#codec.verifyRefresh(refreshToken)

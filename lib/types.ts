@@ -231,6 +231,19 @@ export interface TokenSessionsOptions extends AuditHooks {
 export interface TokenSessionsApi {
   /** The store sessions live in. */
   readonly store: SessionStore
+  /**
+   * The truth for a load balancer's readiness check: `ok` only while the store answers
+   * and the revocation feed is live.
+   *
+   * @example
+   * ```ts
+   * app.get('/ready', async (_request, reply) => {
+   *   const health = await app.tokenSessions.health()
+   *   return reply.code(health.ok ? 200 : 503).send(health)
+   * })
+   * ```
+   */
+  health (): Promise<Health>
   /** Starts a session and returns its tokens; sets no cookie (see `reply.issueTokens`). */
   issue (userId: string | number, options?: IssueOptions): Promise<TokenSet>
   /** Rotates a refresh token; throws the plugin's 401/503 errors. Sets no cookie. */
@@ -248,6 +261,13 @@ export interface TokenSessionsApi {
   revokeSession (userId: string | number, sessionId: string, options?: RevokeOptions): Promise<boolean>
   /** Ends every session of a user, but `except`. Resolves to how many were live. */
   revokeAllSessions (userId: string | number, options?: RevokeOptions & { except?: string }): Promise<number>
+}
+
+/** What `health()` reports. */
+export interface Health {
+  ok: boolean
+  store: 'up' | 'down'
+  revocationFeed: 'up' | 'down'
 }
 
 /** How app code ends sessions, for the audit hooks. */

@@ -78,6 +78,7 @@ t.test('a store that never answers, or throws, is a 503 too', async (t) => {
     isLive: async (userId, sessionId) => await memory.isLive(userId, sessionId),
     revocations: async () => await memory.revocations(),
     watchRevocations: async (listener) => await memory.watchRevocations(listener),
+    ping: async () => await new Promise<void>(() => {}),
     close: async () => {}
   }
   const app = await buildApp(t, { store: hanging, storeTimeout: 200 })
@@ -85,4 +86,5 @@ t.test('a store that never answers, or throws, is a 503 too', async (t) => {
   const token = (await app.tokenSessions.issue('h', { transport: 'body' }).catch(() => undefined))
   t.equal(token, undefined, 'the API rejects as well')
   await t.rejects(app.tokenSessions.revokeSession('h', 'AAAAAAAAAAAAAAAAAAAAAA'), { code: 'FTS_STORE_UNAVAILABLE' })
+  t.same(await app.tokenSessions.health(), { ok: false, store: 'down', revocationFeed: 'up' }, 'a store that does not answer is down')
 })

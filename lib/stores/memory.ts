@@ -145,6 +145,8 @@ export class MemoryStore implements SessionStore {
     return sessions.sort((a, b) => a.createdAt - b.createdAt)
   }
 
+  async ping (): Promise<void> {}
+
   async close (): Promise<void> {
     clearInterval(this.#sweeper)
   }

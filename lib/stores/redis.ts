@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import { Redis, type Cluster, type Result } from 'ioredis'
+import { Cluster, Redis, type Result } from 'ioredis'
 import type {
   NewSession, Revocation, RevocationListener, RevokeAllOptions, RotateOutcome, RotateRequest, SessionInfo, SessionStore
 } from './store.js'
@@ -18,12 +18,23 @@ export type RedisStoreOptions = (
   commandTimeout?: number
   /** For a client the store creates: called with each connection error. */
   onClientError?: (error: Error) => void
+  /**
+   * After each write, wait until this many replicas acknowledge it (Redis `WAIT`), so that
+   * a failover cannot lose the latest rotation. Costs a second round trip; a write not
+   * acknowledged within `waitTimeout` fails as a 503 (it may still reach the replicas).
+   * Default 0. Not with a Cluster client.
+   */
+  waitForReplicas?: number
+  /** How long `waitForReplicas` waits, in ms (default 500). */
+  waitTimeout?: number
 }
 
 /** The default prefix of every Redis key. */
 export const DEFAULT_KEY_PREFIX = 'tsess:'
 /** The default command timeout of a client the store creates, in milliseconds. */
 export const DEFAULT_COMMAND_TIMEOUT = 1000
+/** How long a write waits for replica acknowledgements by default, in milliseconds. */
+export const DEFAULT_WAIT_TIMEOUT = 500
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
@@ -89,8 +100,10 @@ export class RedisStore implements SessionStore {
   /** The client's own keyPrefix, which ioredis adds to KEYS but not to ARGV. */
   readonly #clientPrefix: string
   /** The sorted set of revocations; also the name of the channel that announces them. */
-  readonly #revokedKey: string
+  readonly #cluster: boolean
   readonly #channel: string
+  readonly #replicas: number
+  readonly #waitTimeout: number
 
   constructor (options: RedisStoreOptions) {
     this.#prefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX
@@ -104,10 +117,18 @@ export class RedisStore implements SessionStore {
       this.client = ownClient(options.url, options.commandTimeout ?? DEFAULT_COMMAND_TIMEOUT, options.onClientError)
       this.#owned = true
     }
+    this.#cluster = this.client instanceof Cluster
     this.#clientPrefix = (this.client.options as { keyPrefix?: string }).keyPrefix ?? ''
-    this.#revokedKey = `${this.#prefix}revoked`
+    if (this.#cluster && this.#clientPrefix !== '') {
+      throw new TypeError('RedisStore: give a Cluster client no keyPrefix; use the store\'s keyPrefix option')
+    }
     // ioredis prefixes keys, not channels: the channel carries the whole name.
-    this.#channel = this.#clientPrefix + this.#revokedKey
+    this.#channel = `${this.#clientPrefix}${this.#prefix}revoked`
+    this.#replicas = options.waitForReplicas ?? 0
+    this.#waitTimeout = options.waitTimeout ?? DEFAULT_WAIT_TIMEOUT
+    if (!Number.isInteger(this.#replicas) || this.#replicas < 0 || (this.#cluster && this.#replicas > 0)) {
+      throw new TypeError('RedisStore: waitForReplicas must be a whole number ≥ 0, and 0 with a Cluster client')
+    }
     if (/[{}]/.test(this.#clientPrefix)) {
       throw new TypeError('RedisStore: the client\'s keyPrefix must not contain "{" or "}" (they would break the per-user hash tag)')
     }
@@ -119,6 +140,14 @@ export class RedisStore implements SessionStore {
     return `${this.#prefix}${tagOf(userId)}:s:${sessionId}`
   }
 
+  /**
+   * The sorted set of revocations. One set for the whole store, except on a Cluster, where
+   * a script may touch one slot only: there each user has a set under the user's hash tag.
+   */
+  revokedKey (userId: string): string {
+    return this.#cluster ? `${this.#prefix}${tagOf(userId)}:rv` : `${this.#prefix}revoked`
+  }
+
   /** The key of a user's session index. */
   indexKey (userId: string): string {
     return `${this.#prefix}${tagOf(userId)}:idx`
@@ -126,35 +155,60 @@ export class RedisStore implements SessionStore {
 
   async create (session: NewSession): Promise<number> {
     const { userId, sessionId, client } = session
-    return await this.client.tokenSessionsCreate(
+    const ttlMs = await this.client.tokenSessionsCreate(
       this.sessionKey(userId, sessionId), this.indexKey(userId), sessionId, session.tokenHash, session.ttlMs, session.maxTtlMs,
       client.userAgent ?? '', client.ip ?? '', client.label ?? ''
     )
+    await this.#acknowledged()
+    return ttlMs
   }
 
   async rotate (request: RotateRequest): Promise<RotateOutcome> {
     const { userId, sessionId } = request
     const [code, ttlMs] = await this.client.tokenSessionsRotate(
-      this.sessionKey(userId, sessionId), this.indexKey(userId), this.#revokedKey, sessionId,
+      this.sessionKey(userId, sessionId), this.indexKey(userId), this.revokedKey(userId), sessionId,
       request.presentedHash, request.successorHash, request.ttlMs, request.graceMs, this.#channel, request.rememberMs
     )
     const status = ROTATE_STATUS[code as 0 | 1 | 2 | 3]
+    await this.#acknowledged()
     return status === 'rotated' || status === 'replayed' ? { status, ttlMs: ttlMs as number } : { status }
   }
 
   async revoke (userId: string, sessionId: string, rememberMs: number): Promise<boolean> {
-    return await this.client.tokenSessionsRevoke(
-      this.sessionKey(userId, sessionId), this.indexKey(userId), this.#revokedKey, sessionId, this.#channel, rememberMs
-    ) === 1
+    const existed = await this.client.tokenSessionsRevoke(
+      this.sessionKey(userId, sessionId), this.indexKey(userId), this.revokedKey(userId), sessionId, this.#channel, rememberMs
+    )
+    await this.#acknowledged()
+    return existed === 1
   }
 
   async revokeAll (userId: string, options: RevokeAllOptions): Promise<string[] | null> {
     const guard = options.ifLive === undefined ? this.indexKey(userId) : this.sessionKey(userId, options.ifLive)
     const revoked = await this.client.tokenSessionsRevokeAll(
-      this.indexKey(userId), guard, this.#revokedKey, this.#sessionPrefix(userId), options.ifLive === undefined ? '0' : '1',
+      this.indexKey(userId), guard, this.revokedKey(userId), this.#sessionPrefix(userId), options.ifLive === undefined ? '0' : '1',
       options.except ?? '', this.#channel, options.rememberMs
     )
+    await this.#acknowledged()
     return revoked === -1 ? null : revoked
+  }
+
+  /** Answers whether Redis answers. */
+  async ping (): Promise<void> {
+    await this.client.ping()
+  }
+
+  /** Redis's `maxmemory-policy` (rejects where `CONFIG` is not allowed, as on some hosted Redis). */
+  async evictionPolicy (): Promise<string | undefined> {
+    const reply = await this.client.call('CONFIG', 'GET', 'maxmemory-policy') as string[]
+    return reply[1]
+  }
+
+  async #acknowledged (): Promise<void> {
+    if (this.#replicas === 0) return
+    const acknowledged = await (this.client as Redis).wait(this.#replicas, this.#waitTimeout)
+    if (acknowledged < this.#replicas) {
+      throw new Error(`${acknowledged} of ${this.#replicas} replicas acknowledged the write within ${this.#waitTimeout} ms`)
+    }
   }
 
   async isLive (userId: string, sessionId: string): Promise<boolean> {
@@ -162,9 +216,17 @@ export class RedisStore implements SessionStore {
   }
 
   async revocations (): Promise<Revocation[]> {
-    const flat = await this.client.zrange(this.#revokedKey, '0', '-1', 'WITHSCORES')
+    if (!this.#cluster) return pairs(await this.client.zrange(this.revokedKey(''), '0', '-1', 'WITHSCORES'))
+    // On a Cluster the revocations are spread over the users' slots: scan every primary.
     const revocations: Revocation[] = []
-    for (let i = 0; i < flat.length; i += 2) revocations.push({ sessionId: flat[i] as string, until: Number(flat[i + 1]) })
+    for (const node of (this.client as Cluster).nodes('master')) {
+      let cursor = '0'
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', `${this.#prefix}{*}:rv`, 'COUNT', 1000)
+        cursor = next
+        for (const key of keys) revocations.push(...pairs(await node.zrange(key, '0', '-1', 'WITHSCORES')))
+      } while (cursor !== '0')
+    }
     return revocations
   }
 
@@ -230,6 +292,13 @@ export class RedisStore implements SessionStore {
     await this.client.quit()
     await ended
   }
+}
+
+/** A ZRANGE WITHSCORES reply as revocations. */
+function pairs (flat: string[]): Revocation[] {
+  const revocations: Revocation[] = []
+  for (let i = 0; i < flat.length; i += 2) revocations.push({ sessionId: flat[i] as string, until: Number(flat[i + 1]) })
+  return revocations
 }
 
 /** "<until> <id> <id> ..." as the scripts publish it. */

@@ -46,6 +46,13 @@ export interface SessionStore {
    * Resolves to a function that stops watching.
    */
   watchRevocations (listener: RevocationListener): Promise<() => Promise<void>>
+  /** Resolves when the store answers; rejects when it does not (for health checks). */
+  ping (): Promise<void>
+  /**
+   * For stores that can lose keys under memory pressure: their eviction policy, so that
+   * the plugin can warn when sessions could silently vanish.
+   */
+  evictionPolicy?: () => Promise<string | undefined>
   /** Releases what the store itself created (timers, its own clients). */
   close (): Promise<void>
 }

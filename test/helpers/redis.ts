@@ -28,7 +28,7 @@ export async function freePort (): Promise<number> {
 }
 
 /** Resolves when something on the port answers PING with PONG; rejects after `ms`. */
-async function waitForPong (port: number, ms: number): Promise<void> {
+export async function waitForPong (port: number, ms: number): Promise<void> {
   const deadline = Date.now() + ms
   while (Date.now() < deadline) {
     const ok = await new Promise<boolean>((resolve) => {

@@ -1,0 +1,145 @@
+import { createHash } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
+import t from 'tap'
+import { Redis } from 'ioredis'
+import { RedisStore } from '../lib/index.js'
+import { LogCapture, buildApp, login, refresh } from './helpers/app.js'
+import { payloadOf } from './helpers/jwt.js'
+import { startRedis } from './helpers/redis.js'
+import { startSentinel } from './helpers/topology.js'
+
+t.test('Sentinel: refresh answers 503 during a failover, then works without a restart', async (t) => {
+  const { primary, sentinels } = await startSentinel(t)
+  const client = new Redis({ sentinels: sentinels.map((s) => ({ host: '127.0.0.1', port: s.port })), name: 'primary', commandTimeout: 500, maxRetriesPerRequest: 1 })
+  client.on('error', () => {})
+  t.teardown(() => client.disconnect())
+  const app = await buildApp(t, { redis: client, storeTimeout: 500 })
+  let tokens = await login(app, 'failover')
+  tokens = (await refresh(app, tokens.refreshToken)).json()
+  await primary.kill()
+  const statuses: number[] = []
+  const deadline = Date.now() + 30_000
+  while (Date.now() < deadline) {
+    const response = await refresh(app, tokens.refreshToken)
+    statuses.push(response.statusCode)
+    if (response.statusCode === 200) {
+      tokens = response.json()
+      break
+    }
+    await sleep(200)
+  }
+  t.ok(statuses.every((status) => status === 503 || status === 200), `only 503 then 200: ${statuses.join(' ')}`)
+  t.ok(statuses.includes(503), 'refresh answered 503 while the failover ran')
+  t.equal(statuses.at(-1), 200, 'and works after it, on the new primary')
+  t.equal((await refresh(app, tokens.refreshToken)).statusCode, 200, 'the chain goes on')
+  t.type((await login(app, 'after-failover')).accessToken, 'string')
+})
+
+t.test('waitForReplicas: writes wait for a replica, and fail as 503 without one', async (t) => {
+  const { primary, replica } = await startSentinel(t)
+  const direct = new Redis(primary.port, '127.0.0.1', { commandTimeout: 2000 })
+  t.teardown(() => direct.disconnect())
+  const durable = await buildApp(t, { store: new RedisStore({ client: direct, waitForReplicas: 1, waitTimeout: 300 }) })
+  const plain = await buildApp(t, { store: new RedisStore({ client: direct, keyPrefix: 'plain:' }) })
+  const time = async (app: typeof durable): Promise<number> => {
+    const sessions = await Promise.all(Array.from({ length: 50 }, async (_, i) => await login(app, `wait-${i}`)))
+    const start = performance.now()
+    for (const session of sessions) t.equal((await refresh(app, session.refreshToken)).statusCode, 200)
+    return (performance.now() - start) / sessions.length
+  }
+  const withWait = await time(durable)
+  const without = await time(plain)
+  t.comment(`refresh: ${without.toFixed(2)} ms without WAIT, ${withWait.toFixed(2)} ms with WAIT 1 (sequential, loopback)`)
+  await replica.kill()
+  const response = await durable.inject({ method: 'POST', url: '/auth/login', payload: { userId: 'no-replica' } })
+  t.equal(response.statusCode, 503, 'no replica acknowledged: the write is not trusted')
+  t.throws(() => new RedisStore({ client: direct, waitForReplicas: -1 }), /waitForReplicas/)
+})
+
+t.test('CLIENT PAUSE longer than the timeout: 503, and a retry never leaves two live refresh tokens', async (t) => {
+  const redis = await startRedis(t)
+  const inspect = redis.client()
+  t.teardown(() => inspect.quit())
+  const app = await buildApp(t, { redis: redis.url, storeTimeout: 300 })
+  const first = await login(app, 'paused')
+  await inspect.call('CLIENT', 'PAUSE', '1000', 'ALL')
+  const during = await refresh(app, first.refreshToken)
+  t.equal(during.statusCode, 503)
+  await sleep(1000)
+  const retry = await refresh(app, first.refreshToken)
+  t.equal(retry.statusCode, 200, 'the retry within the grace window gets the successor the paused request created')
+  const [key] = await inspect.keys('*{paused}:s:*')
+  const stored = await inspect.hmget(key ?? '', 'c', 'p')
+  const hash = (jti: unknown): string => createHash('sha256').update(String(jti)).digest('base64url')
+  t.same(stored, [hash(payloadOf(retry.json().refreshToken).jti), hash(payloadOf(first.refreshToken).jti)],
+    'one chain: the current token is the one handed out, the previous one only within the grace window')
+})
+
+t.test('Redis killed under load and restarted: no 500, no unhandled rejection, recovery without restart', async (t) => {
+  const redis = await startRedis(t)
+  const app = await buildApp(t, { redis: redis.url, storeTimeout: 300 })
+  const unhandled: unknown[] = []
+  const onUnhandled = (reason: unknown): void => { unhandled.push(reason) }
+  process.on('unhandledRejection', onUnhandled)
+  t.teardown(() => process.off('unhandledRejection', onUnhandled))
+  const statuses = new Map<number, number>()
+  let stop = false
+  const worker = async (id: number): Promise<void> => {
+    let tokens: { accessToken: string, refreshToken: string } | undefined
+    while (!stop) {
+      const response = tokens === undefined
+        ? await app.inject({ method: 'POST', url: '/auth/login', headers: { 'x-token-transport': 'body' }, payload: { userId: `load-${id}` } })
+        : id % 2 === 0
+          ? await refresh(app, tokens.refreshToken)
+          : await app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${tokens.accessToken}` } })
+      statuses.set(response.statusCode, (statuses.get(response.statusCode) ?? 0) + 1)
+      if (response.statusCode === 200 && 'refreshToken' in response.json()) tokens = response.json()
+      await sleep(5)
+    }
+  }
+  const workers = Array.from({ length: 20 }, async (_, id) => await worker(id))
+  await sleep(500)
+  await redis.stop()
+  await sleep(1000)
+  await redis.start()
+  await sleep(2500)
+  stop = true
+  await Promise.all(workers)
+  const summary = [...statuses].map(([status, count]) => `${status}×${count}`).join(' ')
+  t.ok([...statuses.keys()].every((status) => [200, 401, 503].includes(status)), `only 200, 401 (sessions lost with the unpersisted Redis) and 503: ${summary}`)
+  t.ok((statuses.get(503) ?? 0) > 0, 'the outage was seen')
+  t.same(unhandled, [], 'no unhandled rejection')
+  t.type((await login(app, 'after-restart')).accessToken, 'string', 'recovered')
+})
+
+t.test('readiness: health() tells the truth, and start-up neither hangs nor crashes without Redis', async (t) => {
+  const redis = await startRedis(t)
+  const app = await buildApp(t, { redis: redis.url, storeTimeout: 300 })
+  t.same(await app.tokenSessions.health(), { ok: true, store: 'up', revocationFeed: 'up' })
+  await redis.stop()
+  await sleep(200)
+  t.same(await app.tokenSessions.health(), { ok: false, store: 'down', revocationFeed: 'down' })
+  await redis.start()
+  let health = await app.tokenSessions.health()
+  for (let i = 0; i < 50 && !health.ok; i++) {
+    await sleep(100)
+    health = await app.tokenSessions.health()
+  }
+  t.same(health, { ok: true, store: 'up', revocationFeed: 'up' }, 'back without a restart')
+})
+
+t.test('an eviction policy other than noeviction is warned about at start-up', async (t) => {
+  for (const [args, expected] of [
+    [['--maxmemory-policy', 'allkeys-lru'], 'allkeys-lru'],
+    [['--maxmemory-policy', 'volatile-ttl'], 'volatile-ttl'],
+    [[], undefined],
+    [['--rename-command', 'CONFIG', ''], undefined]
+  ] as Array<[string[], string | undefined]>) {
+    const redis = await startRedis(t, args)
+    const logs = new LogCapture()
+    await buildApp(t, { redis: redis.url }, { logs })
+    await sleep(200)
+    const warning = logs.entries().find((entry) => String(entry.msg).includes('maxmemory-policy noeviction'))
+    t.equal(warning?.maxmemoryPolicy, expected, `${args.join(' ') || 'default'}: ${expected === undefined ? 'no warning' : 'a warning'}`)
+  }
+})
