@@ -19,8 +19,11 @@ export interface SessionRef {
   sessionId: string
 }
 
-/** The longest user agent a session keeps; longer ones are cut (they carry no more identity). */
-const MAX_USER_AGENT = 256
+/**
+ * The longest user agent a session keeps; longer ones are cut (the part that names the
+ * browser and the platform comes first). The Redis store keeps it in two 64-byte halves.
+ */
+const MAX_USER_AGENT = 128
 /** The longest label a session keeps. */
 const MAX_LABEL = 100
 const SESSION_ID = /^[A-Za-z0-9_-]{22}$/
@@ -178,7 +181,8 @@ export class Sessions {
     const client: ClientInfo = {}
     const { ip, userAgent } = this.#options.clientInfo
     const agent = request?.headers['user-agent']
-    if (userAgent && agent !== undefined && agent !== '') client.userAgent = agent.slice(0, MAX_USER_AGENT)
+    // Printable ASCII only, so that characters and bytes count the same in the store.
+    if (userAgent && agent !== undefined && agent !== '') client.userAgent = agent.replace(/[^\x20-\x7e]/g, '?').slice(0, MAX_USER_AGENT)
     if (ip && request !== undefined) client.ip = request.ip
     if (label !== undefined) client.label = label.slice(0, MAX_LABEL)
     return client

@@ -81,9 +81,12 @@ export function successorId (keys: TokenKeys, refreshId: string): string {
   return createHmac('sha256', keys.successor).update(refreshId).digest('base64url')
 }
 
-/** What the store keeps of a refresh-token id: its SHA-256, from which no token can be rebuilt. */
+/**
+ * What the store keeps of a refresh-token id: the first 128 bits of its SHA-256, from
+ * which no token can be rebuilt (and 22 characters keep the session hash small).
+ */
 export function hashId (refreshId: string): string {
-  return createHash('sha256').update(refreshId).digest('base64url')
+  return createHash('sha256').update(refreshId).digest().subarray(0, 16).toString('base64url')
 }
 
 /** Signs and verifies both token types with keys pinned to one algorithm. */

@@ -99,7 +99,7 @@ export type AuditHookName = keyof AuditHooks
 export interface ClientInfoOptions {
   /** Record the client's IP (`request.ip`; set Fastify's `trustProxy` behind a proxy). */
   ip?: boolean
-  /** Record the client's `User-Agent` (cut to 256 characters). */
+  /** Record the client's `User-Agent` (cut to 128 printable ASCII characters). */
   userAgent?: boolean
 }
 

@@ -70,7 +70,7 @@ t.test('CLIENT PAUSE longer than the timeout: 503, and a retry never leaves two 
   t.equal(retry.statusCode, 200, 'the retry within the grace window gets the successor the paused request created')
   const [key] = await inspect.keys('*{paused}:s:*')
   const stored = await inspect.hmget(key ?? '', 'c', 'p')
-  const hash = (jti: unknown): string => createHash('sha256').update(String(jti)).digest('base64url')
+  const hash = (jti: unknown): string => createHash('sha256').update(String(jti)).digest().subarray(0, 16).toString('base64url')
   t.same(stored, [hash(payloadOf(retry.json().refreshToken).jti), hash(payloadOf(first.refreshToken).jti)],
     'one chain: the current token is the one handed out, the previous one only within the grace window')
 })

@@ -112,7 +112,12 @@ t.test('what a session records of its client is configurable', async (t) => {
   const full = await buildApp(t, { redis: redis.url })
   await full.inject({ method: 'POST', url: '/auth/login', payload: { userId: 'long-agent' }, headers: { 'user-agent': 'x'.repeat(1000) } })
   const listed = await full.tokenSessions.listSessions('long-agent')
-  t.equal(listed.find((s) => s.userAgent !== undefined)?.userAgent?.length, 256, 'a long user agent is cut')
+  t.equal(listed.find((s) => s.userAgent !== undefined)?.userAgent, 'x'.repeat(128), 'a long user agent is cut, and comes back whole from its two halves')
+  await full.inject({ method: 'POST', url: '/auth/login', payload: { userId: 'odd-agent' }, headers: { 'user-agent': 'Caf\u00e9Browser/1.0 \u00e9' } })
+  t.equal((await full.tokenSessions.listSessions('odd-agent'))[0]?.userAgent, 'Caf?Browser/1.0 ?', 'non-ASCII becomes ?')
+  for (const key of await inspect.keys('*{long-agent}:s:*')) {
+    t.equal(await inspect.call('OBJECT', 'ENCODING', key), 'listpack', 'a session hash with the longest user agent stays a compact listpack')
+  }
 })
 
 t.test('two lifetimes: sliding idle timeout, fixed absolute lifetime', async (t) => {

@@ -38,7 +38,7 @@ export const DEFAULT_WAIT_TIMEOUT = 500
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    tokenSessionsCreate (session: string, index: string, sessionId: string, hash: string, ttlMs: number, maxTtlMs: number, userAgent: string, ip: string, label: string): Result<number, Context>
+    tokenSessionsCreate (session: string, index: string, sessionId: string, hash: string, ttlMs: number, maxTtlMs: number, userAgent: string, userAgentRest: string, ip: string, label: string): Result<number, Context>
     tokenSessionsRotate (session: string, index: string, revoked: string, sessionId: string, presented: string, successor: string, ttlMs: number, graceMs: number, channel: string, rememberMs: number): Result<[number, number?], Context>
     tokenSessionsRevoke (session: string, index: string, revoked: string, sessionId: string, channel: string, rememberMs: number): Result<number, Context>
     tokenSessionsRevokeAll (index: string, guard: string, revoked: string, sessionPrefix: string, requireGuard: '0' | '1', except: string, channel: string, rememberMs: number): Result<string[] | -1, Context>
@@ -75,7 +75,8 @@ function tagOf (userId: string): string {
  *
  * - `<prefix>{<userId>}:s:<sessionId>`: a hash with the current and previous refresh-token
  *   id hashes (`c`, `p`), when it last rotated (`r`), was created (`t`), last used (`u`)
- *   and must end (`x`), and the client's user agent (`a`), IP (`i`) and label (`l`).
+ *   and must end (`x`), and the client's user agent (`a` and `b`, 64 bytes each), IP (`i`)
+ *   and label (`l`).
  * - `<prefix>{<userId>}:idx`: a sorted set of the user's session ids scored by expiry.
  *
  * - `<prefix>revoked`: a sorted set of revoked session ids scored by when their access
@@ -155,9 +156,14 @@ export class RedisStore implements SessionStore {
 
   async create (session: NewSession): Promise<number> {
     const { userId, sessionId, client } = session
+    // Redis keeps a small hash as a compact listpack only while every value fits in
+    // hash-max-listpack-value (64 bytes by default); one longer value would turn the
+    // session into a hashtable of three times the memory. So the user agent (ASCII, at
+    // most 128 characters) is stored in two halves.
+    const userAgent = client.userAgent ?? ''
     const ttlMs = await this.client.tokenSessionsCreate(
       this.sessionKey(userId, sessionId), this.indexKey(userId), sessionId, session.tokenHash, session.ttlMs, session.maxTtlMs,
-      client.userAgent ?? '', client.ip ?? '', client.label ?? ''
+      userAgent.slice(0, 64), userAgent.slice(64, 128), client.ip ?? '', client.label ?? ''
     )
     await this.#acknowledged()
     return ttlMs

@@ -1,11 +1,11 @@
 -- KEYS: session, index. ARGV: session id, token hash, ttl (ms), max lifetime (ms),
--- user agent, ip, label ('' for none).
+-- user agent (first part), user agent (second part), ip, label ('' for none).
 local now = now_ms()
 local max = tonumber(ARGV[4])
 local ttl = math.min(tonumber(ARGV[3]), max)
 local fields = {'c', ARGV[2], 't', now, 'u', now, 'x', now + max}
-local optional = {'a', 'i', 'l'}
-for n = 1, 3 do
+local optional = {'a', 'b', 'i', 'l'}
+for n = 1, 4 do
   if ARGV[4 + n] ~= '' then
     table.insert(fields, optional[n])
     table.insert(fields, ARGV[4 + n])

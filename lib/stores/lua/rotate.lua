@@ -12,7 +12,10 @@ if s[1] == ARGV[2] then
   redis.call('HSET', KEYS[1], 'c', ARGV[3], 'p', ARGV[2], 'r', now, 'u', now)
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
-  reindex(KEYS[2], now)
+  -- The hot path only stretches the index's life; creation and revocation prune it.
+  if redis.call('PTTL', KEYS[2]) < ttl then
+    redis.call('PEXPIRE', KEYS[2], ttl)
+  end
   return {1, ttl}
 end
 local grace = tonumber(ARGV[5])
