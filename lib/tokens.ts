@@ -207,6 +207,7 @@ function nowSeconds (): number {
  * Every failure here is a 401.
  */
 function verify (jwt: JWT, token: string, expired: (jwt: JWT, token: string) => Error = () => new TokenExpiredError()): Record<string, unknown> {
+  if (!canonicalSignature(token)) throw new TokenInvalidError()
   try {
     // fast-jwt rejects any payload that is not a JSON object (FAST_JWT_INVALID_PAYLOAD).
     return jwt.verify<Record<string, unknown>>(token)
@@ -225,6 +226,16 @@ function endedSession (jwt: JWT, token: string): Error {
   const { exp, mx } = jwt.decode<Record<string, unknown>>(token) as Record<string, unknown>
   // signRefresh caps exp at mx, so the two are equal exactly when the cap applied.
   return exp === mx ? new SessionExpiredError() : new TokenExpiredError()
+}
+
+/**
+ * Whether the signature segment is the one encoding of its bytes. The last base64url
+ * character carries unused low bits that decoders ignore, so without this check a token
+ * with its last character changed (`w` to `x`) would verify: a token never issued.
+ */
+function canonicalSignature (token: string): boolean {
+  const signature = token.slice(token.lastIndexOf('.') + 1)
+  return Buffer.from(signature, 'base64url').toString('base64url') === signature
 }
 
 /** The claims fast-jwt does not check by type: ours, which name a store key. */

@@ -1,11 +1,12 @@
 import type { IncomingMessage } from 'node:http'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify'
+import rateLimit, { type RateLimitOptions } from '@fastify/rate-limit'
 import { Redis } from 'ioredis'
 import tokenSessions, {
   MemoryStore, tokenResponse, type AuditHook, type AuditHookName, type AuditHooks, type SessionUser, type TokenSessionsOptions
 } from 'fastify-token-sessions'
 import type { Config } from './config.js'
-import { errorHandler, InvalidCredentialsError, NotFoundError, UsernameTakenError } from './errors.js'
+import { errorHandler, InvalidCredentialsError, NotFoundError, RateLimitedError, UsernameTakenError } from './errors.js'
 import { UserStore } from './users.js'
 
 declare module 'fastify-token-sessions' {
@@ -35,6 +36,14 @@ const CONNECTION_TIMEOUT_MS = 10_000
  * that trickles a byte at a time keep a connection up to 40 s.
  */
 const TIMEOUT_CHECK_INTERVAL_MS = 1000
+/** The window of the rate limits: RATE_LIMIT_LOGIN and RATE_LIMIT_REFRESH are per minute. */
+const RATE_LIMIT_WINDOW_MS = 60_000
+/** The rate-limit counters' Redis keys start with KEY_PREFIX (if set), then this. */
+const RATE_LIMIT_NAMESPACE = 'rate-limit:'
+/** Where the plugin's routes go, next to our own login and registration. */
+const AUTH_PREFIX = '/auth'
+/** The plugin's refresh route, under that prefix. */
+const REFRESH_ROUTE = { method: 'POST', url: `${AUTH_PREFIX}/refresh` } as const
 
 /** Start-up cannot go on (e.g. no Redis in production). The message says why and what to fix. */
 export class StartupError extends Error {
@@ -156,8 +165,10 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   const store = await chooseStore(config, app.log)
   app.addHook('onClose', store.close)
   try {
+    // Before the plugin, so that its refresh route is limited as it is added.
+    await registerRateLimits(app, config, store.redis)
     await app.register(tokenSessions, pluginOptions(config, store.options, app.log))
-    authRoutes(app, new UserStore())
+    authRoutes(app, new UserStore(), perMinute(config.rateLimitLogin))
     await app.ready()
   } catch (error) {
     await store.close()
@@ -193,7 +204,7 @@ function pluginOptions (config: Config, store: StoreOptions, log: FastifyBaseLog
     // A key prefix means something only to Redis; the plugin rejects it with a store.
     ...(config.keyPrefix === undefined || store.redis === undefined ? {} : { keyPrefix: config.keyPrefix }),
     // GET /auth/sessions and DELETE /auth/sessions/:id are on by default; said here to be seen.
-    routes: { prefix: '/auth', sessions: true },
+    routes: { prefix: AUTH_PREFIX, sessions: true },
     ...auditHooks(log)
   }
 }
@@ -218,7 +229,38 @@ function auditHooks (log: FastifyBaseLogger): Required<AuditHooks> {
   }
 }
 
-function authRoutes (app: FastifyInstance, users: UserStore): void {
+function perMinute (max: number): RateLimitOptions {
+  return { max, timeWindow: RATE_LIMIT_WINDOW_MS }
+}
+
+/**
+ * Rate limits on the two routes anyone can hammer without an account: login (password
+ * guessing) and refresh (token guessing, a Redis round trip each). `global: false`: only
+ * routes with `config.rateLimit` are limited. Counted per client IP (`request.ip`; behind
+ * a proxy, set Fastify's `trustProxy`, or every client shares the proxy's IP and limit),
+ * in the sessions' Redis through our client, so that every instance counts together, or
+ * in memory when sessions are. When Redis cannot count, the request fails closed with a
+ * 503 (see errors.ts): both routes need that Redis anyway.
+ */
+async function registerRateLimits (app: FastifyInstance, config: Config, redis: Redis | undefined): Promise<void> {
+  const refresh = perMinute(config.rateLimitRefresh)
+  // The plugin declares its refresh route itself: this hook gives it the route-level
+  // config. It must run before @fastify/rate-limit's own onRoute hook, which reads it.
+  app.addHook('onRoute', (route) => {
+    if (route.method === REFRESH_ROUTE.method && route.url === REFRESH_ROUTE.url) {
+      route.config = { ...route.config, rateLimit: refresh }
+    }
+  })
+  await app.register(rateLimit, {
+    global: false,
+    ...(redis === undefined ? {} : { redis, nameSpace: (config.keyPrefix ?? '') + RATE_LIMIT_NAMESPACE }),
+    skipOnError: false,
+    // The app's error shape and a stable code; the limiter sets Retry-After itself.
+    errorResponseBuilder: () => new RateLimitedError()
+  })
+}
+
+function authRoutes (app: FastifyInstance, users: UserStore, loginLimit: RateLimitOptions): void {
   app.post<{ Body: Credentials }>('/auth/register', { schema: registerSchema }, async (request, reply) => {
     const user = await users.register(request.body.username, request.body.password)
     if (user === undefined) throw new UsernameTakenError()
@@ -226,7 +268,7 @@ function authRoutes (app: FastifyInstance, users: UserStore): void {
     return user
   })
 
-  app.post<{ Body: Credentials }>('/auth/login', { schema: loginSchema }, async (request, reply) => {
+  app.post<{ Body: Credentials }>('/auth/login', { schema: loginSchema, config: { rateLimit: loginLimit } }, async (request, reply) => {
     const user = await users.verify(request.body.username, request.body.password)
     if (user === undefined) throw new InvalidCredentialsError()
     return tokenResponse(await reply.issueTokens(user.id, { claims: { username: user.username } }))
@@ -263,6 +305,8 @@ type StoreOptions = Pick<TokenSessionsOptions, 'redis' | 'store'>
 /** Where sessions live, and how to release it when the app closes. */
 interface StoreChoice {
   options: StoreOptions
+  /** Our Redis client when sessions live in Redis: the rate limits count there too. */
+  redis: Redis | undefined
   close: () => Promise<void>
 }
 
@@ -280,7 +324,7 @@ async function chooseStore (config: Config, log: FastifyBaseLogger): Promise<Sto
   const client = await connectRedis(config.redisUrl, log)
   if (client !== undefined) {
     log.info({ redis: hostOf(config.redisUrl) }, 'sessions are stored in Redis')
-    return { options: { redis: client }, close: async () => { await client.quit().catch(() => client.disconnect()) } }
+    return { options: { redis: client }, redis: client, close: async () => { await client.quit().catch(() => client.disconnect()) } }
   }
   if (config.production) {
     throw new StartupError(`Redis at ${hostOf(config.redisUrl)} (REDIS_URL) is not reachable; refusing to start in production without a shared session store`)
@@ -288,7 +332,7 @@ async function chooseStore (config: Config, log: FastifyBaseLogger): Promise<Sto
   log.warn({ redis: hostOf(config.redisUrl) },
     '!!! Redis is not reachable: sessions are kept IN MEMORY, lost on restart and not shared between instances. Development only !!!')
   const store = new MemoryStore()
-  return { options: { store }, close: async () => { await store.close() } }
+  return { options: { store }, redis: undefined, close: async () => { await store.close() } }
 }
 
 /** A ready client, or undefined (and nothing left running) when Redis does not answer in time. */

@@ -11,6 +11,12 @@ const MAX_TOKEN_TTL = 365 * 24 * 60 * 60
 const MAX_REUSE_GRACE = 300
 /** The plugin's default absolute session lifetime (options.ts): 30 days. */
 const DEFAULT_SESSION_MAX_LIFETIME = 30 * 24 * 60 * 60
+/** Logins per client IP per minute: a person mistyping a password never needs more. */
+const DEFAULT_RATE_LIMIT_LOGIN = 10
+/** Refreshes per client IP per minute: several tabs, and a NAT full of users, fit under it. */
+const DEFAULT_RATE_LIMIT_REFRESH = 60
+/** Far above any honest client, and still a whole number Redis counts exactly. */
+const MAX_RATE_LIMIT = 1_000_000
 
 /** A pino log level. */
 export type LogLevel = typeof LOG_LEVELS[number]
@@ -36,6 +42,10 @@ export interface Config {
   /** Undefined leaves the plugin's default. */
   readonly keyPrefix: string | undefined
   readonly logLevel: LogLevel
+  /** Requests to `POST /auth/login` one client IP may make per minute (`RATE_LIMIT_LOGIN`). */
+  readonly rateLimitLogin: number
+  /** Requests to `POST /auth/refresh` one client IP may make per minute (`RATE_LIMIT_REFRESH`). */
+  readonly rateLimitRefresh: number
 }
 
 /**
@@ -49,6 +59,14 @@ export class ConfigError extends Error {
 /**
  * Reads the app's settings from the environment. Throws a {@link ConfigError} for any
  * bad value rather than falling back to a default, so a typo fails at start-up.
+ *
+ * Rate limits, per client IP and per minute, counted in Redis when the sessions are (so
+ * every instance counts together) and in memory otherwise:
+ * - `RATE_LIMIT_LOGIN` (default 10): `POST /auth/login`, against password guessing.
+ * - `RATE_LIMIT_REFRESH` (default 60): `POST /auth/refresh`, against token guessing and
+ *   a Redis round trip per request.
+ * Each is a whole number from 1 to 1000000; a client over it gets a 429 `RATE_LIMITED`
+ * with `Retry-After`.
  *
  * @example
  * ```ts
@@ -77,7 +95,9 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     jwtSecret: secret.value,
     jwtSecretGenerated: secret.generated,
     keyPrefix: keyPrefix(env),
-    logLevel: logLevel(env)
+    logLevel: logLevel(env),
+    rateLimitLogin: wholeNumber(env, 'RATE_LIMIT_LOGIN', DEFAULT_RATE_LIMIT_LOGIN, 1, MAX_RATE_LIMIT),
+    rateLimitRefresh: wholeNumber(env, 'RATE_LIMIT_REFRESH', DEFAULT_RATE_LIMIT_REFRESH, 1, MAX_RATE_LIMIT)
   })
 }
 

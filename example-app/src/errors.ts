@@ -1,6 +1,7 @@
 import { STATUS_CODES } from 'node:http'
 import createError, { type FastifyError } from '@fastify/error'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { errors } from 'fastify-token-sessions'
 
 /**
  * Every error the example app sends, in one body shape. Codes are never renamed: the
@@ -14,6 +15,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
  * | `INVALID_CREDENTIALS` | 401    | wrong password or unknown user (same answer)           |
  * | `NOT_FOUND`           | 404    | no such route                                          |
  * | `USERNAME_TAKEN`      | 409    | registration with an existing username                 |
+ * | `RATE_LIMITED`        | 429    | too many logins or refreshes from one IP; Retry-After  |
  * | `REQUEST_REJECTED`    | 4xx    | any other client error that comes without a known code |
  * | `INTERNAL_ERROR`      | 500    | a bug; details are in the log, not the answer          |
  *
@@ -29,6 +31,8 @@ export const InvalidCredentialsError = createError('INVALID_CREDENTIALS', 'Inval
 export const NotFoundError = createError('NOT_FOUND', 'Route not found', 404)
 /** The username is already registered. */
 export const UsernameTakenError = createError('USERNAME_TAKEN', 'The username is taken', 409)
+/** Too many requests from one client IP; @fastify/rate-limit sets `Retry-After`. */
+export const RateLimitedError = createError('RATE_LIMITED', 'Too many requests; retry later', 429)
 
 /** The JSON body of every error response. */
 export interface ErrorBody {
@@ -38,7 +42,7 @@ export interface ErrorBody {
   message: string
 }
 
-const APP_CODES = new Set(['INVALID_CREDENTIALS', 'NOT_FOUND', 'USERNAME_TAKEN'])
+const APP_CODES = new Set(['INVALID_CREDENTIALS', 'NOT_FOUND', 'USERNAME_TAKEN', 'RATE_LIMITED'])
 /** Fastify's own errors: their code is kept, their message may quote the body (a password). */
 const FASTIFY_CODE = /^FST_ERR_/
 /** Fixed messages, by status, for errors whose own message is not shown. */
@@ -56,6 +60,8 @@ const INTERNAL = { code: 'INTERNAL_ERROR', message: 'Internal server error' }
 const STORE_UNAVAILABLE = 'FTS_STORE_UNAVAILABLE'
 /** The plugin's default `retryAfter`, for the 503s it did not answer itself. */
 const RETRY_AFTER_SECONDS = 1
+/** @fastify/rate-limit sets this header on every request it has counted, allowed or not. */
+const RATE_LIMIT_HEADER = 'x-ratelimit-limit'
 
 function statusOf (error: FastifyError): number {
   const status = error.statusCode
@@ -81,13 +87,26 @@ export function publicError (error: FastifyError): ErrorBody {
 }
 
 /**
+ * Whether the rate limiter failed to count the request (its Redis is down or slow): it
+ * then throws the client's error, with no HTTP status, before it sets its headers.
+ * Login and refresh need that Redis anyway, so they fail closed with the store's 503
+ * rather than run uncounted: a login that ran would let a client guess passwords as fast
+ * as it likes while Redis is away (a right password answers 503, a wrong one 401).
+ */
+function rateLimiterFailed (error: FastifyError, request: FastifyRequest, reply: FastifyReply): boolean {
+  return request.routeOptions.config.rateLimit != null && typeof error.statusCode !== 'number' && !reply.hasHeader(RATE_LIMIT_HEADER)
+}
+
+/**
  * The app's error handler: one body shape for every error. Server faults are logged in
  * full; client errors only by code, as Fastify's messages for them may quote the body.
  */
-export async function errorHandler (error: FastifyError, request: FastifyRequest, reply: FastifyReply): Promise<ErrorBody> {
+export async function errorHandler (raised: FastifyError, request: FastifyRequest, reply: FastifyReply): Promise<ErrorBody> {
+  const error = rateLimiterFailed(raised, request, reply) ? new errors.StoreUnavailableError({ cause: raised }) : raised
   const answer = publicError(error)
   if (error.code === STORE_UNAVAILABLE && !reply.hasHeader('retry-after')) {
-    // Raised by app.tokenSessions in a route of ours: the plugin has neither logged it nor set the hint.
+    // Raised by app.tokenSessions in a route of ours, or by the rate limiter's Redis: the
+    // plugin has neither logged it nor set the hint.
     request.log.error({ err: error.cause }, 'session store unavailable')
     reply.header('retry-after', String(RETRY_AFTER_SECONDS))
   } else if (answer.statusCode >= 500 && error.code !== STORE_UNAVAILABLE) {
