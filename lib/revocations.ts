@@ -4,6 +4,8 @@ import type { Revocation, SessionStore } from './stores/store.js'
 
 /** How soon a failed reload is tried again while the feed is connected. */
 const RELOAD_RETRY = 1000
+/** How often, at most, expired revocations are swept out as new ones arrive. */
+const SWEEP_EVERY = 1000
 
 /** What the list needs of the plugin's options. */
 export interface RevocationListOptions {
@@ -30,6 +32,7 @@ export class RevocationList {
   #closed = false
   #stopWatching: (() => Promise<void>) | undefined
   #firstLoad: (() => void) | undefined
+  #lastSweep = Date.now()
 
   constructor (store: SessionStore, options: RevocationListOptions, log: FastifyBaseLogger) {
     this.#store = store
@@ -83,6 +86,11 @@ export class RevocationList {
     }
   }
 
+  /** How many revocations are remembered. */
+  get size (): number {
+    return this.#revoked.size
+  }
+
   /** Whether the feed is connected and loaded. */
   get live (): boolean {
     return this.#downSince === undefined
@@ -93,9 +101,16 @@ export class RevocationList {
     await this.#stopWatching?.()
   }
 
-  /** Adds revocations, and forgets expired ones: revocations are rare, the list short. */
+  /**
+   * Adds revocations, and now and then forgets expired ones. Sweeping on every add would
+   * cost each logout a scan of every remembered revocation (thousands on a busy fleet).
+   */
   #add (revocations: Revocation[]): void {
-    this.#sweep()
+    const now = Date.now()
+    if (now - this.#lastSweep >= SWEEP_EVERY) {
+      this.#lastSweep = now
+      this.#sweep(now)
+    }
     for (const { sessionId, until } of revocations) {
       if (until > (this.#revoked.get(sessionId) ?? 0)) this.#revoked.set(sessionId, until)
     }
@@ -121,8 +136,7 @@ export class RevocationList {
     this.#log.warn({ onOutage: this.#options.onOutage }, 'revocation feed down: revocations on other instances may be missed')
   }
 
-  #sweep (): void {
-    const now = Date.now()
+  #sweep (now: number): void {
     for (const [sessionId, until] of this.#revoked) {
       if (until <= now) this.#revoked.delete(sessionId)
     }

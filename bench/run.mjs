@@ -1,0 +1,530 @@
+// `npm run bench`: throughput and latency of the plugin's operations next to their
+// baselines, measured in the same run, plus Redis round trips and memory per session.
+// Numbers, not pass/fail: it prints a Markdown table and writes it to bench/RESULTS.md.
+//
+// Layout: a private redis-server (never the shared one), the app under test in a child
+// process (bench/server.mjs), autocannon in this process, all on loopback. Each pair that
+// has a target runs A B B A in one server process, to cancel drift, and reports the mean.
+//
+// Environment: BENCH_SECONDS (5) per run, BENCH_CONNECTIONS (50), BENCH_PROFILE=1 to
+// write the server's CPU profiles to bench/profiles/.
+import { randomBytes } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
+import os from 'node:os'
+import autocannon from 'autocannon'
+import { Redis } from 'ioredis'
+import { RedisStore } from '../dist/index.js'
+// What the plugin stores of a refresh-token id, so that the sessions measured hold what
+// logins write (an internal module of the build, not a public export).
+import { hashId } from '../dist/tokens.js'
+import { buildApp } from './apps.mjs'
+import { RedisServer } from './lib/redis.mjs'
+import { startServer } from './lib/server-process.mjs'
+
+const SECONDS = positive('BENCH_SECONDS', 5)
+const CONNECTIONS = positive('BENCH_CONNECTIONS', 50)
+const WARMUP_SECONDS = 1
+/** Sessions created for the memory figure. */
+const MEMORY_SESSIONS = 100_000
+/** Sessions per user in the memory figure (a phone and a laptop). */
+const SESSIONS_PER_USER = 2
+/** Sessions revoked before authenticate runs, so that its revocation set is not empty. */
+const REVOKED_SESSIONS = 1000
+/** Users the token pools are spread over. */
+const USERS = 10_000
+/** Real browsers' user agents, 111 to 122 characters. */
+const USER_AGENTS = [
+  'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36',
+  'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36',
+  'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148',
+  'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36 Edg/126.0.0.0'
+]
+const JSON_HEADERS = { 'content-type': 'application/json' }
+
+function positive (name, fallback) {
+  const value = Number(process.env[name] ?? fallback)
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer (got ${process.env[name]})`)
+  return value
+}
+
+function progress (message) {
+  process.stderr.write(`[bench] ${message}\n`)
+}
+
+// ---------------------------------------------------------------------------------------
+// Load runs
+
+/** CPU time Redis has used so far, in µs. */
+async function redisCpu (client) {
+  const info = await client.info('cpu')
+  return (Number(/used_cpu_user:(\S+)/.exec(info)[1]) + Number(/used_cpu_sys:(\S+)/.exec(info)[1])) * 1e6
+}
+
+/**
+ * One measurement: a warm-up run, then the measured run. `request` is an autocannon
+ * request; `prepare(seconds)`, when given, is awaited before each run and returns the
+ * request (so a run can be fed a pool of tokens sized to it). Returns req/s, p99, and
+ * the CPU time per request of the server process and of Redis during the measured run:
+ * on a busy machine throughput wanders, the work done per request much less.
+ */
+async function measure (name, server, request, prepare) {
+  let warmRps = 0
+  const runs = []
+  let cpu
+  for (const seconds of [WARMUP_SECONDS, SECONDS]) {
+    const next = prepare === undefined ? request : await prepare(seconds, warmRps)
+    const before = { server: await server.cpu(), redis: await redisCpu(inspect) }
+    const result = await autocannon({ url: server.url, connections: CONNECTIONS, duration: seconds, requests: [next] })
+    const after = { server: await server.cpu(), redis: await redisCpu(inspect) }
+    cpu = {
+      server: (after.server.user + after.server.system - before.server.user - before.server.system) / result.requests.total,
+      redis: (after.redis - before.redis) / result.requests.total
+    }
+    warmRps = result.requests.average
+    runs.push(result)
+  }
+  const [warm, main] = runs
+  prepare?.record(main.requests.average)
+  progress(`  ${name}: ${integer.format(main.requests.average)} req/s, p99 ${main.latency.p99} ms, CPU/req ${cpu.server.toFixed(0)} µs server + ${cpu.redis.toFixed(0)} µs Redis`)
+  return {
+    rps: main.requests.average,
+    p99: main.latency.p99,
+    serverCpu: cpu.server,
+    redisCpu: cpu.redis,
+    total: main.requests.total,
+    /** Requests answered in the warm-up and the measured run. */
+    answered: warm.requests.total + main.requests.total,
+    failures: warm.non2xx + warm.errors + warm.timeouts + main.non2xx + main.errors + main.timeouts
+  }
+}
+
+/** A B B A: the mean of two measurements of each, alternated so that drift cancels. */
+async function pair (server, a, b) {
+  const results = { a: [], b: [] }
+  for (const which of ['a', 'b', 'b', 'a']) {
+    const { request, prepare, name } = which === 'a' ? a : b
+    results[which].push(await measure(name, server, request, prepare))
+  }
+  return [mean(results.a), mean(results.b)]
+}
+
+function mean (measurements) {
+  const average = (key) => measurements.reduce((sum, m) => sum + m[key], 0) / measurements.length
+  return {
+    rps: average('rps'),
+    p99: average('p99'),
+    serverCpu: average('serverCpu'),
+    redisCpu: average('redisCpu'),
+    total: measurements.reduce((sum, m) => sum + m.total, 0),
+    failures: measurements.reduce((sum, m) => sum + m.failures, 0),
+    runs: measurements.length
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Token pools: every refresh and logout request presents a token of its own.
+
+let nextUser = 0
+function user () {
+  return `u${nextUser++ % USERS}`
+}
+
+/**
+ * Mints `count` token pairs in an app instance of this process (same secrets, same
+ * Redis), then closes it, so that it is not subscribed to the revocation feed while
+ * autocannon runs here.
+ */
+async function mint (redisUrl, kind, count) {
+  const issuer = await buildApp(redisUrl)
+  try {
+    const bodies = []
+    for (let done = 0; done < count; done += 500) {
+      const batch = Array.from({ length: Math.min(500, count - done) }, () => kind === 'ours'
+        ? issuer.tokenSessions.issue(user())
+        : issuer.naiveIssue(user()))
+      for (const tokens of await Promise.all(batch)) bodies.push(JSON.stringify({ refreshToken: tokens.refreshToken }))
+    }
+    return bodies
+  } finally {
+    await issuer.app.close()
+  }
+}
+
+/**
+ * A `prepare` for `measure` that feeds each request a token of its own, from a pool
+ * sized to the run: the measured run's from three times the warm-up's rate (a cold first
+ * second understates the steady state) or 1.5 times the last measured run's, the
+ * warm-up's from twice the last measured run's, or for the first from the bare route's
+ * rate, an upper bound on all. A run that
+ * exhausts its pool replays its last token, and the resulting 401s mark the run as failed.
+ */
+function pooled (redisUrl, kind, method, path, ceilingRps, exhausted) {
+  let lastRps = 0
+  const prepare = async (seconds, warmRps) => {
+    const ceiling = ceilingRps * 1.2
+    const rate = warmRps > 0
+      ? Math.min(ceiling, Math.max(warmRps * 3, lastRps * 1.5))
+      : lastRps > 0 ? Math.min(ceiling, lastRps * 2) : ceiling
+    const bodies = await mint(redisUrl, kind, Math.ceil(rate * seconds) + CONNECTIONS * 2)
+    let next = 0
+    return {
+      method,
+      path,
+      headers: JSON_HEADERS,
+      setupRequest (request) {
+        if (next === bodies.length) {
+          exhausted.count++
+          return { ...request, body: bodies[bodies.length - 1] }
+        }
+        return { ...request, body: bodies[next++] }
+      }
+    }
+  }
+  prepare.record = (rps) => { lastRps = rps }
+  return prepare
+}
+
+/**
+ * Revokes `count` sessions, so that authenticate runs with a revocation set that is not
+ * empty. Returns the access token of one of them.
+ */
+async function revokeSessions (tokenSessions, count) {
+  const sessions = await Promise.all(Array.from({ length: count }, (_, i) => tokenSessions.issue(`revoked-${i}`)))
+  await Promise.all(sessions.map((tokens, i) => tokenSessions.revokeSession(`revoked-${i}`, tokens.sessionId)))
+  return sessions[0].accessToken
+}
+
+/** Waits until the server's revocation feed has delivered: the token is refused. */
+async function untilRejected (url, accessToken) {
+  const deadline = Date.now() + 5000
+  while (Date.now() < deadline) {
+    const response = await fetch(`${url}/me`, { headers: { authorization: `Bearer ${accessToken}` } })
+    await response.arrayBuffer()
+    if (response.status === 401) return
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  throw new Error('the server did not learn of the revocations within 5 s')
+}
+
+// ---------------------------------------------------------------------------------------
+// Redis round trips, counted with MONITOR
+
+/**
+ * The commands the server's connections send while `operation` runs (not those scripts
+ * run inside Redis), as MONITOR sees them: `{ command, source }`. `sources` are the
+ * server's client addresses. A PING from the inspecting client marks the end.
+ */
+async function roundTrips (inspect, sources, operation) {
+  const monitor = await inspect.monitor()
+  const seen = []
+  let marker = ''
+  const done = new Promise((resolve) => {
+    monitor.on('monitor', (_time, args, source) => {
+      if (String(args[0]).toLowerCase() === 'ping' && args[1] === marker) return resolve()
+      if (sources.has(source)) seen.push({ command: String(args[0]).toLowerCase(), source })
+      else if (source !== 'lua') progress(`  (not counted: ${String(args[0]).toLowerCase()} from ${source}, not a server connection)`)
+    })
+  })
+  await operation()
+  marker = `end-${Date.now()}`
+  await inspect.ping(marker)
+  await done
+  monitor.disconnect()
+  return seen
+}
+
+async function post (url, body, headers = {}) {
+  const response = await fetch(url, { method: 'POST', headers: { ...JSON_HEADERS, ...headers }, body: JSON.stringify(body) })
+  if (!response.ok) throw new Error(`POST ${url}: ${response.status} ${await response.text()}`)
+  return response.status === 204 ? undefined : await response.json()
+}
+
+/** How many times each operation's round trips are counted. */
+const TRIP_REPEATS = 3
+
+/**
+ * Counts each operation's round trips TRIP_REPEATS times. Returns, per operation, the
+ * commands of its most frequent count, and every command seen in any repetition beyond
+ * that (with the CLIENT LIST line of the connection that sent it), for the report.
+ * `inspect` is this process's own client: the only connection that is not the server's.
+ */
+async function countRoundTrips (inspect, server) {
+  const login = () => post(`${server.url}/auth/login`, { userId: 'trips' }, { 'x-token-transport': 'body', 'user-agent': USER_AGENTS[0] })
+  // The first use of each script on the connection sends EVAL, later ones EVALSHA:
+  // count the steady state, after one of each (the first use is one round trip too).
+  const warm = await login()
+  const warmed = await post(`${server.url}/auth/refresh`, { refreshToken: warm.refreshToken })
+  await post(`${server.url}/auth/logout`, { refreshToken: warmed.refreshToken })
+  // Every other connection is the server's: its plugin client, its subscriber and the
+  // naive baseline's client.
+  const self = await inspect.client('ID')
+  const clients = new Map((await inspect.client('LIST')).trim().split('\n')
+    .filter((line) => !line.startsWith(`id=${self} `))
+    .map((line) => [/\baddr=(\S+)/.exec(line)[1], line]))
+  const sources = new Set(clients.keys())
+
+  const seen = { login: [], refresh: [], authenticate: [], logout: [] }
+  for (let i = 0; i < TRIP_REPEATS; i++) {
+    let tokens
+    seen.login.push(await roundTrips(inspect, sources, async () => { tokens = await login() }))
+    seen.refresh.push(await roundTrips(inspect, sources, async () => { tokens = await post(`${server.url}/auth/refresh`, { refreshToken: tokens.refreshToken }) }))
+    seen.authenticate.push(await roundTrips(inspect, sources, async () => {
+      const response = await fetch(`${server.url}/me`, { headers: { authorization: `Bearer ${tokens.accessToken}` } })
+      if (response.status !== 200) throw new Error(`GET /me: ${response.status}`)
+    }))
+    seen.logout.push(await roundTrips(inspect, sources, () => post(`${server.url}/auth/logout`, { refreshToken: tokens.refreshToken })))
+  }
+  const counts = {}
+  for (const [operation, repetitions] of Object.entries(seen)) {
+    const lengths = repetitions.map((commands) => commands.length)
+    const usual = repetitions.find((commands) => lengths.filter((n) => n === commands.length).length > TRIP_REPEATS / 2) ?? repetitions[0]
+    const strays = repetitions.filter((commands) => commands.length !== usual.length).flat()
+      .filter((entry) => !usual.some((u) => u.command === entry.command))
+      .map((entry) => `${entry.command} from ${clients.get(entry.source)}`)
+    counts[operation] = { commands: usual.map((entry) => entry.command), lengths, strays }
+  }
+  return counts
+}
+
+// ---------------------------------------------------------------------------------------
+// Redis memory per session
+
+function randomIp () {
+  const bytes = randomBytes(4)
+  return `${bytes[0] % 223 + 1}.${bytes[1]}.${bytes[2]}.${bytes[3]}`
+}
+
+async function usedMemory (client) {
+  return Number(/used_memory:(\d+)/.exec(await client.info('memory'))[1])
+}
+
+/**
+ * Creates MEMORY_SESSIONS sessions through RedisStore.create, as logins would (a user
+ * agent, an IP, the real TTLs), pipelined in batches, on a Redis of their own. Returns
+ * the growth of `used_memory` per session, and the `MEMORY USAGE` of each session's hash
+ * plus its share of its user's index.
+ */
+async function memoryPerSession () {
+  const server = await RedisServer.start()
+  const client = new Redis(server.port, '127.0.0.1', { enableAutoPipelining: true })
+  try {
+    const store = new RedisStore({ client })
+    const session = (userId) => ({
+      userId,
+      sessionId: randomBytes(16).toString('base64url'),
+      tokenHash: hashId(randomBytes(32).toString('base64url')),
+      ttlMs: 86_400_000,
+      maxTtlMs: 2_592_000_000,
+      client: { userAgent: USER_AGENTS[Math.floor(Math.random() * USER_AGENTS.length)], ip: randomIp() }
+    })
+    // Load the script and let the allocator settle before the first reading.
+    await store.create(session('warm-up'))
+    await client.flushall()
+    const before = await usedMemory(client)
+
+    const users = MEMORY_SESSIONS / SESSIONS_PER_USER
+    const created = []
+    for (let done = 0; done < MEMORY_SESSIONS; done += 1000) {
+      const batch = Array.from({ length: 1000 }, (_, i) => session(`user-${(done + i) % users}`))
+      await Promise.all(batch.map((s) => store.create(s)))
+      for (const s of batch) created.push(s)
+    }
+    const after = await usedMemory(client)
+    const first = created[0]
+    const encoding = await client.object('ENCODING', store.sessionKey(first.userId, first.sessionId))
+    const [, listpackValue] = await client.config('GET', 'hash-max-listpack-value')
+
+    const usage = async (keys) => {
+      let total = 0
+      for (let i = 0; i < keys.length; i += 1000) {
+        const sizes = await Promise.all(keys.slice(i, i + 1000).map((key) => client.memory('USAGE', key, 'SAMPLES', '0')))
+        for (const size of sizes) total += size
+      }
+      return total
+    }
+    const hashes = await usage(created.map((s) => store.sessionKey(s.userId, s.sessionId)))
+    const indexes = await usage(Array.from({ length: users }, (_, i) => store.indexKey(`user-${i}`)))
+    return {
+      usedMemory: (after - before) / MEMORY_SESSIONS,
+      memoryUsage: (hashes + indexes) / MEMORY_SESSIONS,
+      hash: hashes / MEMORY_SESSIONS,
+      indexShare: indexes / MEMORY_SESSIONS,
+      keys: await client.dbsize(),
+      encoding,
+      listpackValue
+    }
+  } finally {
+    client.disconnect()
+    await server.destroy()
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Report
+
+const integer = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 })
+
+function row (cells) {
+  return `| ${cells.join(' | ')} |`
+}
+
+function throughputTable (rows) {
+  const lines = [
+    row(['operation', 'req/s', 'p99 latency', 'baseline', 'ratio', 'target', 'met?', 'CPU per request: server + Redis']),
+    row(['---', '---:', '---:', '---', '---:', '---', '---', '---:'])
+  ]
+  for (const r of rows) {
+    const ratio = r.baseline === undefined ? undefined : r.rps / r.baseline.rps
+    const met = r.target === undefined ? '—' : r.failures > 0 ? 'invalid run' : ratio >= r.target ? 'yes' : 'no'
+    lines.push(row([
+      r.name,
+      integer.format(r.rps),
+      `${r.p99.toFixed(0)} ms`,
+      r.baseline === undefined ? '—' : r.baseline.name,
+      ratio === undefined ? '1.00' : ratio.toFixed(2),
+      r.target === undefined ? '—' : `≥ ${r.target.toFixed(2)}×`,
+      met,
+      `${r.serverCpu.toFixed(0)} + ${r.redisCpu.toFixed(0)} µs`
+    ]))
+  }
+  return lines.join('\n')
+}
+
+function redisTable (trips, memory) {
+  const lines = [row(['measure', 'value', 'target', 'met?']), row(['---', '---:', '---', '---'])]
+  for (const [operation, target] of [['login', 1], ['refresh', 1], ['logout', 1], ['authenticate', 0]]) {
+    const { commands, lengths } = trips[operation]
+    const value = commands.length === 0 ? '0' : `${commands.length} (${commands.join(', ')})`
+    const each = lengths.every((n) => n === commands.length) ? '' : `; per repetition ${lengths.join(', ')}`
+    lines.push(row([`Redis round trips: ${operation}`, value + each, `= ${target}`, commands.length === target ? 'yes' : 'no']))
+  }
+  lines.push(row([`memory per session: INFO used_memory growth / ${integer.format(MEMORY_SESSIONS)}`, `${memory.usedMemory.toFixed(0)} B`, '≤ 512 B', memory.usedMemory <= 512 ? 'yes' : 'no']))
+  lines.push(row([
+    'memory per session: MEMORY USAGE, hash + index share',
+    `${memory.memoryUsage.toFixed(0)} B (${memory.hash.toFixed(0)} + ${memory.indexShare.toFixed(0)})`,
+    '≤ 512 B',
+    memory.memoryUsage <= 512 ? 'yes' : 'no'
+  ]))
+  return lines.join('\n')
+}
+
+// ---------------------------------------------------------------------------------------
+
+const started = Date.now()
+const date = new Date()
+const redis = await RedisServer.start()
+/** Reads Redis's CPU time, and the version. */
+const inspect = redis.client()
+const servers = []
+async function serverFor (name) {
+  const server = await startServer(redis.url, { name })
+  servers.push(server)
+  return server
+}
+
+try {
+  const redisVersion = /redis_version:(\S+)/.exec(await inspect.info('server'))[1]
+  const cpus = os.cpus()
+  const machine = `${cpus[0]?.model.trim() ?? 'unknown CPU'}, ${cpus.length} cores, Node ${process.version}, Redis ${redisVersion}, ${os.platform()} ${os.release()}`
+  // Other work on the machine skews every figure: say how busy it was.
+  const load = os.loadavg()[0].toFixed(2)
+  progress(machine)
+
+  progress('Redis round trips (MONITOR)')
+  let server = await serverFor('round-trips')
+  const trips = await countRoundTrips(inspect, server)
+  await server.stop()
+
+  progress('bare route')
+  server = await serverFor('bare')
+  const bare = { name: 'bare route', ...await measure('bare route', server, { method: 'GET', path: '/bare' }) }
+  await server.stop()
+
+  progress('@fastify/jwt verify alone vs authenticate')
+  server = await serverFor('authenticate')
+  const issuer = await buildApp(redis.url)
+  const jwtToken = issuer.jwtSign({ sub: 'u1', sid: randomBytes(16).toString('base64url') })
+  const ourToken = (await issuer.tokenSessions.issue('u1')).accessToken
+  const revokedToken = await revokeSessions(issuer.tokenSessions, REVOKED_SESSIONS)
+  await issuer.app.close()
+  await untilRejected(server.url, revokedToken)
+  const [jwt, auth] = await pair(server,
+    { name: '@fastify/jwt verify alone', request: { method: 'GET', path: '/jwt/me', headers: { authorization: `Bearer ${jwtToken}` } } },
+    { name: 'authenticate', request: { method: 'GET', path: '/me', headers: { authorization: `Bearer ${ourToken}` } } })
+  await server.stop()
+
+  progress('naive refresh vs refresh (a token of its own per request)')
+  server = await serverFor('refresh')
+  const exhausted = { count: 0 }
+  const [naive, refresh] = await pair(server,
+    { name: 'naive refresh', prepare: pooled(redis.url, 'naive', 'POST', '/naive/refresh', bare.rps, exhausted) },
+    { name: 'refresh', prepare: pooled(redis.url, 'ours', 'POST', '/auth/refresh', bare.rps, exhausted) })
+  await server.stop()
+
+  progress('login and logout')
+  server = await serverFor('login-logout')
+  let loginUser = 0
+  const login = {
+    name: 'login (reply.issueTokens, body transport)',
+    ...await measure('login', server, {
+      method: 'POST',
+      path: '/auth/login',
+      headers: { ...JSON_HEADERS, 'x-token-transport': 'body', 'user-agent': USER_AGENTS[0] },
+      setupRequest: (request) => ({ ...request, body: `{"userId":"login-${loginUser++ % USERS}"}` })
+    })
+  }
+  const logout = { name: 'logout (refresh token in body)', ...await measure('logout', server, undefined, pooled(redis.url, 'ours', 'POST', '/auth/logout', bare.rps, exhausted)) }
+  await server.stop()
+
+  progress(`Redis memory: ${integer.format(MEMORY_SESSIONS)} sessions`)
+  const memory = await memoryPerSession()
+
+  const rows = [
+    bare,
+    { ...jwt, name: '@fastify/jwt verify alone', baseline: bare },
+    { ...auth, name: 'authenticate (with revocation set)', baseline: { ...jwt, name: '@fastify/jwt verify alone' }, target: 0.95 },
+    { ...naive, name: 'naive refresh (verify, GET, SET EX, DEL)', baseline: bare },
+    { ...refresh, name: 'refresh (rotation, one Lua script)', baseline: { ...naive, name: 'naive refresh' }, target: 1.2 },
+    { ...login, baseline: bare },
+    { ...logout, baseline: bare }
+  ]
+  const failed = rows.filter((r) => r.failures > 0)
+  const notes = [
+    `- ${date.toISOString()}; ${machine}; load average ${load} when the run began.`,
+    `- autocannon, ${CONNECTIONS} connections, ${SECONDS} s after a ${WARMUP_SECONDS} s warm-up, on loopback; the server in its own process (bench/server.mjs), autocannon and redis-server sharing the same ${cpus.length} cores. ` +
+      (cpus.length <= 2 ? 'On 2 cores the three compete for CPU, and any other load on the machine moves req/s by tens of percent between runs. ' : '') +
+      'Pairs with a target ran A B B A in one server process; their figures are the mean of 2 runs each. ' +
+      'CPU per request is the server process\'s and redis-server\'s CPU time (user + system) over the requests answered in the measured run: steadier than req/s on a busy machine.',
+    '- Every refresh and logout presented a token of its own (pre-issued sessions), so every refresh really rotated.',
+    `- Memory: ${integer.format(MEMORY_SESSIONS)} sessions over ${integer.format(MEMORY_SESSIONS / SESSIONS_PER_USER)} users via RedisStore.create, each with a user agent of ${Math.min(...USER_AGENTS.map((ua) => ua.length))} to ${Math.max(...USER_AGENTS.map((ua) => ua.length))} characters and an IP; ` +
+      `${integer.format(memory.keys)} keys. MEMORY USAGE leaves out the main and expires dictionaries' entries, which used_memory includes. ` +
+      `A session hash is encoded as \`${memory.encoding}\`` +
+      (memory.encoding === 'listpack' ? '.' : ` (Redis keeps a hash as a compact listpack only while every value is at most hash-max-listpack-value = ${memory.listpackValue} bytes).`),
+    `- Round trips: commands the server's Redis connections sent during one operation, as MONITOR shows them (it hides admin commands such as CONFIG), ` +
+      `counted ${TRIP_REPEATS} times each after a warm-up; the most frequent count is shown.` +
+      Object.entries(trips).flatMap(([operation, { strays }]) => strays.map((stray) => ` Also seen once during ${operation}: ${stray}.`)).join(''),
+    `- authenticate ran with ${integer.format(REVOKED_SESSIONS)} revoked sessions in the server's revocation set; ` +
+      `logout ran in a server whose set started empty and grew by one session per logout, to ${integer.format(logout.answered)}.`,
+    failed.length === 0
+      ? '- Every request answered 2xx.'
+      : `- **Failed requests** (non-2xx, errors or timeouts): ${failed.map((r) => `${r.name}: ${r.failures}`).join('; ')}` +
+        (exhausted.count > 0 ? `; a token pool ran out ${exhausted.count} times` : '') + '.'
+  ]
+  const report = [
+    `## fastify-token-sessions benchmark, ${date.toISOString().slice(0, 10)}`,
+    '',
+    throughputTable(rows),
+    '',
+    redisTable(trips, memory),
+    '',
+    ...notes,
+    ''
+  ].join('\n')
+  process.stdout.write('\n' + report)
+  writeFileSync(new URL('RESULTS.md', import.meta.url), '# Benchmark results\n\nWritten by `npm run bench` (bench/run.mjs); each run replaces it.\n\n' + report)
+  progress(`done in ${((Date.now() - started) / 1000).toFixed(0)} s; written to bench/RESULTS.md`)
+} finally {
+  for (const server of servers) await server.stop()
+  await inspect.quit()
+  await redis.destroy()
+}
