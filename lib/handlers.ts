@@ -13,9 +13,15 @@ import type { IssueOptions, SessionListResponse, SessionUser, TokenResponse, Tok
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
 /** No token of ours comes near this; a longer one is rejected before any parsing. */
 const MAX_TOKEN_LENGTH = 8192
-const BEARER = /^Bearer +([^\s]+) *$/i
+/** The Bearer scheme, then (when well formed) one token and nothing else. */
+const BEARER = /^Bearer(?=\s|$)(?: +([^\s]+) *$)?/i
 /** Native clients ask for tokens in the body at login with this header. */
 export const TRANSPORT_HEADER = 'x-token-transport'
+
+/** The HTTP status an error carries, if it is one of ours or Fastify's. */
+function statusOf (error: unknown): unknown {
+  return (error as { statusCode?: unknown }).statusCode
+}
 
 interface FoundToken {
   token: string
@@ -50,8 +56,7 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
 
   /** Adds what an error needs on the wire (challenge, retry hint) and logs store failures. */
   function prepare (request: FastifyRequest, reply: FastifyReply, error: unknown): unknown {
-    const status = (error as { statusCode?: unknown }).statusCode
-    if (status === 401) reply.header('www-authenticate', 'Bearer error="invalid_token"')
+    if (statusOf(error) === 401) reply.header('www-authenticate', 'Bearer error="invalid_token"')
     if (error instanceof StoreUnavailableError) {
       reply.header('retry-after', String(options.retryAfter))
       request.log.error({ err: error.cause }, 'session store unavailable')
@@ -61,8 +66,9 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
 
   function accessTokenOf (request: FastifyRequest): FoundToken | undefined {
     const authorization = request.headers.authorization
-    if (authorization !== undefined && /^Bearer(\s|$)/i.test(authorization)) {
-      const token = BEARER.exec(authorization)?.[1]
+    const bearer = authorization === undefined ? null : BEARER.exec(authorization)
+    if (bearer !== null) {
+      const token = bearer[1]
       if (token === undefined) throw new TokenInvalidError()
       return { token, kind: 'access', fromCookie: false }
     }
@@ -131,7 +137,7 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
         return tokenResponse(deliver(reply, tokens, fromCookie ? 'cookie' : 'body'))
       } catch (error) {
         // A refresh cookie that can no longer work is only noise for the browser.
-        if (fromCookie && (error as { statusCode?: unknown }).statusCode === 401) clearCookies(reply)
+        if (fromCookie && statusOf(error) === 401) clearCookies(reply)
         throw prepare(request, reply, error)
       }
     },
@@ -223,7 +229,7 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
     try {
       return sessionOf(request)
     } catch (error) {
-      if ((error as { statusCode?: unknown }).statusCode === 401) return undefined
+      if (statusOf(error) === 401) return undefined
       throw error
     }
   }

@@ -45,6 +45,24 @@ export async function waitForPong (port: number, ms: number): Promise<void> {
   throw new Error(`redis-server on port ${port} did not answer within ${ms} ms`)
 }
 
+/** Starts `redis-server` with `args` and resolves once it answers PING on `port`. */
+export async function spawnRedis (port: number, args: string[]): Promise<ChildProcess> {
+  const child = spawn('redis-server', args, { stdio: 'ignore' })
+  const exited = new Promise<never>((_resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`redis-server exited early (code ${code})`)))
+  })
+  await Promise.race([waitForPong(port, 10_000), exited])
+  return child
+}
+
+/** SIGKILL and wait for the exit: a crash, not a shutdown. Nothing to do if already gone. */
+export async function killProcess (child: ChildProcess | undefined): Promise<void> {
+  if (child === undefined || child.exitCode !== null) return
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  child.kill('SIGKILL')
+  await exited
+}
+
 /**
  * A private `redis-server` on a free loopback port, with no persistence. It can be
  * stopped and started again on the same port, to test outages and recovery.
@@ -83,25 +101,17 @@ export class RedisServer {
   }
 
   async start (): Promise<void> {
-    const child = spawn('redis-server', [
+    this.#process = await spawnRedis(this.port, [
       '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
       '--dir', this.#dir, '--daemonize', 'no', '--loglevel', 'warning', ...this.#extraArgs
-    ], { stdio: 'ignore' })
-    this.#process = child
-    const exited = new Promise<never>((_resolve, reject) => {
-      child.once('exit', (code) => reject(new Error(`redis-server exited early (code ${code})`)))
-    })
-    await Promise.race([waitForPong(this.port, 10_000), exited])
+    ])
   }
 
   /** Kills the server at once (SIGKILL): an outage, not a shutdown. */
   async stop (): Promise<void> {
     const child = this.#process
     this.#process = undefined
-    if (child === undefined || child.exitCode !== null) return
-    const exited = new Promise((resolve) => child.once('exit', resolve))
-    child.kill('SIGKILL')
-    await exited
+    await killProcess(child)
   }
 
   /** Stops the server and removes its folder. */

@@ -1,10 +1,10 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
-import { assertRedisInstalled, freePort, waitForPong } from './redis.js'
+import { assertRedisInstalled, freePort, killProcess, spawnRedis } from './redis.js'
 
 type Teardown = { teardown: (fn: () => unknown) => void }
 
@@ -14,18 +14,14 @@ export class Node {
   constructor (readonly port: number, readonly args: string[]) {}
 
   async start (): Promise<void> {
-    this.#process = spawn('redis-server', this.args, { stdio: 'ignore' })
-    await waitForPong(this.port, 10_000)
+    this.#process = await spawnRedis(this.port, this.args)
   }
 
   /** SIGKILL: a crash, not a shutdown. */
   async kill (): Promise<void> {
     const child = this.#process
     this.#process = undefined
-    if (child === undefined || child.exitCode !== null) return
-    const exited = new Promise((resolve) => child.once('exit', resolve))
-    child.kill('SIGKILL')
-    await exited
+    await killProcess(child)
   }
 }
 
