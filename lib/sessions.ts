@@ -106,8 +106,8 @@ export class Sessions {
 
   /** Verifies an access token; no store access. */
   verifyAccess (accessToken: string): SessionUser {
-    const { sub, sid, claims } = this.#codec.verifyAccess(accessToken)
-    return { ...claims, id: sub, sessionId: sid }
+    const { sub, sid, expiresAt, claims } = this.#codec.verifyAccess(accessToken)
+    return { ...claims, id: sub, sessionId: sid, expiresAt }
   }
 
   /** Whether a session is live, asking the store. */

@@ -11,7 +11,7 @@ export const REFRESH_TOKEN_TYPE = 'rt+jwt'
 
 /** Claims this plugin writes itself; an app's own claims may not use these names. */
 export const RESERVED_CLAIMS: ReadonlySet<string> = new Set([
-  'sub', 'sid', 'jti', 'iat', 'exp', 'nbf', 'iss', 'aud', 'typ', 'clm', 'mx', 'id', 'sessionId'
+  'sub', 'sid', 'jti', 'iat', 'exp', 'nbf', 'iss', 'aud', 'typ', 'clm', 'mx', 'id', 'sessionId', 'expiresAt'
 ])
 
 const SESSION_ID = /^[A-Za-z0-9_-]{22}$/
@@ -32,6 +32,8 @@ export type Claims = Record<string, unknown>
 export interface AccessClaims {
   sub: string
   sid: string
+  /** The token's `exp`, in milliseconds since the epoch. */
+  expiresAt: number
   claims: Claims
 }
 
@@ -169,7 +171,7 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
       for (const [name, value] of Object.entries(payload)) {
         if (!RESERVED_CLAIMS.has(name)) claims[name] = value
       }
-      return { ...checkSubject(payload), claims }
+      return { ...checkSubject(payload), expiresAt: (payload.exp as number) * 1000, claims }
     },
     verifyRefresh (token) {
       const payload = verify(refreshJwt, token, endedSession)

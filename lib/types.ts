@@ -22,6 +22,8 @@ export interface SessionUser {
   id: string
   /** The session id (the tokens' `sid`). */
   sessionId: string
+  /** When the access token expires, in milliseconds since the epoch (its `exp`). */
+  expiresAt: number
 }
 
 /**

@@ -8,6 +8,7 @@ import tokenSessions, {
 import type { Config } from './config.js'
 import { errorHandler, InvalidCredentialsError, NotFoundError, RateLimitedError, UsernameTakenError } from './errors.js'
 import { UserStore } from './users.js'
+import { registerSecurityHeaders, registerWebPage } from './web.js'
 
 declare module 'fastify-token-sessions' {
   interface SessionUser {
@@ -119,7 +120,12 @@ const meSchema = {
   response: {
     200: {
       type: 'object',
-      properties: { id: { type: 'string' }, username: { type: 'string' }, sessionId: { type: 'string' } }
+      properties: {
+        id: { type: 'string' },
+        username: { type: 'string' },
+        sessionId: { type: 'string' },
+        expiresAt: { type: 'integer', description: 'When the access token expires, in ms since the epoch' }
+      }
     }
   }
 } as const
@@ -165,10 +171,12 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   const store = await chooseStore(config, app.log)
   app.addHook('onClose', store.close)
   try {
+    await registerSecurityHeaders(app)
     // Before the plugin, so that its refresh route is limited as it is added.
     await registerRateLimits(app, config, store.redis)
     await app.register(tokenSessions, pluginOptions(config, store.options, app.log))
     authRoutes(app, new UserStore(), perMinute(config.rateLimitLogin))
+    registerWebPage(app)
     await app.ready()
   } catch (error) {
     await store.close()
@@ -295,8 +303,8 @@ function authRoutes (app: FastifyInstance, users: UserStore, loginLimit: RateLim
     reply.header('cache-control', 'no-store')
     // The cast changes nothing in an app of its own. This repository's typecheck also sees
     // the plugin's lib/ sources (for its tests), whose SessionUser lacks this augmentation.
-    const { id, username, sessionId } = request.user as SessionUser
-    return { id, username, sessionId }
+    const { id, username, sessionId, expiresAt } = request.user as SessionUser
+    return { id, username, sessionId, expiresAt }
   })
 }
 
