@@ -284,7 +284,7 @@ t.test('GET /me', async (t) => {
 
   const bearer = await call(url, 'GET', '/me', { headers: { authorization: `Bearer ${accessToken}` } })
   t.equal(bearer.status, 200, 'Bearer token accepted')
-  t.same(Object.keys(bearer.body).sort(), ["expiresAt", "id", "sessionId", "username"])
+  t.same(Object.keys(bearer.body).sort(), ['expiresAt', 'id', 'sessionId', 'username'])
   t.equal(bearer.body.id, alice.id)
   t.equal(bearer.body.username, 'alice', 'the username claim travels in the token')
   t.match(bearer.body.sessionId, /^[A-Za-z0-9_-]{22}$/)
