@@ -5,15 +5,13 @@ import { createEmitter } from './audit.js'
 import { createHandlers, type Handlers } from './handlers.js'
 import { resolveOptions, type ResolvedOptions, type ResolvedRoutes } from './options.js'
 import { RevocationList } from './revocations.js'
+import { ROUTE_BODY_LIMIT, describeOnly, jwksSchema, listSessionsSchema, logoutAllSchema, logoutSchema, refreshSchema, revokeSessionSchema } from './schemas.js'
 import { Sessions } from './sessions.js'
 import { MemoryStore } from './stores/memory.js'
 import { RedisStore } from './stores/redis.js'
 import type { SessionStore } from './stores/store.js'
 import { createTokenCodec } from './tokens.js'
 import type { IssueOptions, SessionUser, TokenSessionsApi, TokenSessionsOptions } from './types.js'
-
-/** The largest body the plugin's routes accept: they take one token at most. */
-const ROUTE_BODY_LIMIT = 16 * 1024
 
 /**
  * Builds the store from the options. Returns whether the plugin owns it (and so closes
@@ -58,20 +56,21 @@ function registerRoutes (fastify: FastifyInstance, routes: ResolvedRoutes, handl
     // sends no body; Fastify's own parser answers that with a 400, ours treats it as no body.
     scope.removeContentTypeParser('application/json')
     scope.addContentTypeParser('application/json', { parseAs: 'string' }, handlers.parseJson)
-    const config = { bodyLimit: ROUTE_BODY_LIMIT }
-    if (routes.refresh) scope.post('/refresh', config, handlers.refresh)
-    if (routes.logout) scope.post('/logout', config, handlers.logout)
-    if (routes.logoutAll) scope.post('/logout-all', config, handlers.logoutAll)
+    scope.setValidatorCompiler(describeOnly)
+    const post = { bodyLimit: ROUTE_BODY_LIMIT }
+    if (routes.refresh) scope.post('/refresh', { ...post, schema: refreshSchema }, handlers.refresh)
+    if (routes.logout) scope.post('/logout', { ...post, schema: logoutSchema }, handlers.logout)
+    if (routes.logoutAll) scope.post('/logout-all', { ...post, schema: logoutAllSchema }, handlers.logoutAll)
     if (routes.jwks) {
       const jwks = api.jwks()
-      scope.get('/.well-known/jwks.json', async (_request, reply) => {
+      scope.get('/.well-known/jwks.json', { schema: jwksSchema }, async (_request, reply) => {
         reply.header('cache-control', 'public, max-age=300')
         return jwks
       })
     }
     if (routes.sessions) {
-      scope.get('/sessions', { onRequest: handlers.authenticate }, handlers.listSessions)
-      scope.delete<{ Params: { id: string } }>('/sessions/:id', { onRequest: handlers.authenticate }, handlers.revokeSession)
+      scope.get('/sessions', { onRequest: handlers.authenticate, schema: listSessionsSchema }, handlers.listSessions)
+      scope.delete<{ Params: { id: string } }>('/sessions/:id', { onRequest: handlers.authenticate, schema: revokeSessionSchema }, handlers.revokeSession)
     }
   }, { prefix: routes.prefix })
 }

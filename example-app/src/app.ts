@@ -8,6 +8,7 @@ import tokenSessions, {
 import type { Config } from './config.js'
 import { errorHandler, InvalidCredentialsError, NotFoundError, RateLimitedError, UsernameTakenError } from './errors.js'
 import { UserStore } from './users.js'
+import { AUTHENTICATED, registerDocs } from './docs.js'
 import { registerSecurityHeaders, registerWebPage } from './web.js'
 
 declare module 'fastify-token-sessions' {
@@ -67,6 +68,8 @@ const NEW_PASSWORD = { type: 'string', minLength: 8, maxLength: 256 } as const
 
 /** Registration enforces the username and password rules. */
 const registerSchema = {
+  tags: ['users'],
+  summary: 'Create an account',
   body: {
     type: 'object',
     required: ['username', 'password'],
@@ -77,7 +80,7 @@ const registerSchema = {
     }
   },
   response: {
-    201: { type: 'object', properties: { id: { type: 'string' }, username: { type: 'string' } } }
+    201: { description: 'Created', type: 'object', properties: { id: { type: 'string' }, username: { type: 'string' } } }
   }
 } as const
 
@@ -86,6 +89,9 @@ const registerSchema = {
  * fails as invalid credentials, and a stricter rule later does not lock out old users.
  */
 const loginSchema = {
+  tags: ['users'],
+  summary: 'Log in: starts a session',
+  description: 'Browsers get both tokens as httpOnly cookies; with `X-Token-Transport: body` the refresh token is in the body instead.',
   body: {
     type: 'object',
     required: ['username', 'password'],
@@ -104,6 +110,9 @@ interface PasswordChangeBody {
 
 /** The current password is only bounded, as at login; the new one meets today's rule. */
 const changePasswordSchema = {
+  tags: ['users'],
+  summary: 'Change the password; every other session ends',
+  security: AUTHENTICATED,
   body: {
     type: 'object',
     required: ['currentPassword', 'newPassword'],
@@ -117,8 +126,12 @@ const changePasswordSchema = {
 
 /** The response schema drops any claim that is not meant to be shown. */
 const meSchema = {
+  tags: ['users'],
+  summary: 'The current user and the access token\'s expiry',
+  security: AUTHENTICATED,
   response: {
     200: {
+      description: 'The current user',
       type: 'object',
       properties: {
         id: { type: 'string' },
@@ -172,6 +185,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   app.addHook('onClose', store.close)
   try {
     await registerSecurityHeaders(app)
+    await registerDocs(app)
     // Before the plugin, so that its refresh route is limited as it is added.
     await registerRateLimits(app, config, store.redis)
     await app.register(tokenSessions, pluginOptions(config, store.options, app.log))

@@ -41,7 +41,9 @@ export const PAGE_CSP = {
 export async function registerSecurityHeaders (app: FastifyInstance): Promise<void> {
   await app.register(helmet, {
     contentSecurityPolicy: { useDefaults: false, directives: PAGE_CSP },
-    referrerPolicy: { policy: 'no-referrer' }
+    referrerPolicy: { policy: 'no-referrer' },
+    // The same as frame-ancestors 'none', for browsers that predate CSP.
+    frameguard: { action: 'deny' }
   })
 }
 
@@ -55,7 +57,7 @@ export function registerWebPage (app: FastifyInstance): void {
     if (type === undefined) continue
     const content = readFileSync(join(PUBLIC_DIR, name))
     const url = name === 'index.html' ? '/' : `/${name}`
-    app.get(url, async (_request, reply) => {
+    app.get(url, { schema: { hide: true } }, async (_request, reply) => {
       // Revalidated on every load: a new deployment's page is seen at once.
       reply.header('cache-control', 'no-cache').type(type)
       return content

@@ -1,0 +1,193 @@
+/**
+ * JSON schemas of the plugin's routes, for documentation generators such as
+ * `@fastify/swagger` and for the fast serialization of successful responses.
+ *
+ * Request bodies and parameters are described here but checked by the handlers
+ * themselves (see {@link describeOnly}): so that every bad request gets the plugin's own
+ * error code whatever the app's validator does with types (Fastify's default ajv turns
+ * `123` into `"123"`), and so that the body can stay optional (a browser sends its refresh
+ * token as a cookie, with no body at all).
+ */
+
+/** The longest token a route accepts (longer ones are rejected before any parsing). */
+export const MAX_TOKEN_LENGTH = 8192
+/** The largest body the plugin's routes accept: they take one token at most. */
+export const ROUTE_BODY_LIMIT = 16 * 1024
+
+const TAGS = ['sessions']
+
+/** Fastify's error shape, which the plugin's errors take under Fastify's own error handler. */
+const error = (description: string) => ({
+  description,
+  type: 'object',
+  required: ['statusCode', 'code', 'error', 'message'],
+  properties: {
+    statusCode: { type: 'integer' },
+    code: { type: 'string', description: 'A stable code, e.g. FTS_TOKEN_EXPIRED' },
+    error: { type: 'string' },
+    message: { type: 'string' }
+  },
+  // The app's error handler may add fields of its own; they are passed through.
+  additionalProperties: true
+})
+
+const noContent = (description: string) => ({ description, type: 'null' })
+
+const BAD_REQUEST = error('FTS_BAD_REQUEST: the body is not a JSON object, or refreshToken is not a non-empty string')
+const UNAUTHORIZED_ACCESS = error('FTS_TOKEN_MISSING, FTS_TOKEN_INVALID, FTS_TOKEN_EXPIRED or FTS_SESSION_REVOKED (with WWW-Authenticate)')
+const CSRF = error('FTS_CSRF_REJECTED: a cookie was sent without the anti-CSRF header, or from another site')
+const TOO_LARGE = error(`FST_ERR_CTP_BODY_TOO_LARGE (Fastify's code): the body is over ${ROUTE_BODY_LIMIT} bytes`)
+const UNSUPPORTED = error('FTS_UNSUPPORTED_MEDIA_TYPE: a body that is not application/json')
+const STORE_DOWN = error('FTS_STORE_UNAVAILABLE: the session store did not answer in time; retry after Retry-After seconds')
+
+const REFRESH_TOKEN_BODY = {
+  description: 'Optional. Native clients send their refresh token here; browsers send none and rely on the refresh cookie.',
+  type: 'object',
+  properties: {
+    refreshToken: { type: 'string', minLength: 1, maxLength: MAX_TOKEN_LENGTH }
+  }
+}
+
+const COOKIE_AUTH = 'An access token as `Authorization: Bearer <token>` or in the access-token cookie ' +
+  '(then, for a state change, with the anti-CSRF header).'
+
+/** `POST <prefix>/refresh`. */
+export const refreshSchema = {
+  tags: TAGS,
+  operationId: 'refreshTokens',
+  summary: 'Rotate the refresh token: a new access token and a new refresh token',
+  description: 'Takes the refresh token from the body or, with the anti-CSRF header, from the refresh cookie. ' +
+    'The presented refresh token dies; presenting it again after the grace period revokes the session (FTS_TOKEN_REUSED).',
+  body: REFRESH_TOKEN_BODY,
+  response: {
+    200: {
+      description: 'New tokens. The refresh token is in the body only for a client that sent it in the body; a browser gets cookies.',
+      type: 'object',
+      required: ['accessToken', 'tokenType', 'expiresIn'],
+      properties: {
+        accessToken: { type: 'string' },
+        tokenType: { type: 'string', enum: ['Bearer'] },
+        expiresIn: { type: 'integer', description: 'Seconds until the access token expires' },
+        refreshToken: { type: 'string' },
+        refreshExpiresIn: { type: 'integer', description: 'Seconds until the refresh token expires' }
+      }
+    },
+    400: BAD_REQUEST,
+    401: error('FTS_TOKEN_MISSING, FTS_TOKEN_INVALID, FTS_TOKEN_EXPIRED, FTS_SESSION_REVOKED, FTS_SESSION_EXPIRED or FTS_TOKEN_REUSED'),
+    403: CSRF,
+    413: TOO_LARGE,
+    415: UNSUPPORTED,
+    503: STORE_DOWN
+  }
+}
+
+/** `POST <prefix>/logout`. */
+export const logoutSchema = {
+  tags: TAGS,
+  operationId: 'logout',
+  summary: 'End the caller\'s session and clear its cookies',
+  description: 'Names the session by its refresh token (body or cookie) or else its access token. ' +
+    'Idempotent: without a valid token it still answers 204.',
+  body: REFRESH_TOKEN_BODY,
+  response: { 204: noContent('Logged out'), 400: BAD_REQUEST, 403: CSRF, 413: TOO_LARGE, 415: UNSUPPORTED, 503: STORE_DOWN }
+}
+
+/** `POST <prefix>/logout-all`. */
+export const logoutAllSchema = {
+  tags: TAGS,
+  operationId: 'logoutAll',
+  summary: 'End every session of the caller, on every device',
+  description: 'The caller must hold a live session, named by its refresh token (body or cookie) or access token.',
+  body: REFRESH_TOKEN_BODY,
+  response: {
+    204: noContent('Every session ended'),
+    400: BAD_REQUEST,
+    401: UNAUTHORIZED_ACCESS,
+    403: CSRF,
+    413: TOO_LARGE,
+    415: UNSUPPORTED,
+    503: STORE_DOWN
+  }
+}
+
+const SESSION = {
+  type: 'object',
+  required: ['sessionId', 'createdAt', 'lastUsedAt', 'expiresAt', 'current'],
+  properties: {
+    sessionId: { type: 'string' },
+    createdAt: { type: 'integer', description: 'ms since the epoch' },
+    lastUsedAt: { type: 'integer', description: 'ms since the epoch: the last login or refresh' },
+    expiresAt: { type: 'integer', description: 'ms since the epoch, unless refreshed before' },
+    userAgent: { type: 'string' },
+    ip: { type: 'string' },
+    label: { type: 'string' },
+    current: { type: 'boolean', description: 'The session of the token that asked' }
+  }
+}
+
+/** `GET <prefix>/sessions`. */
+export const listSessionsSchema = {
+  tags: TAGS,
+  operationId: 'listSessions',
+  summary: 'The caller\'s live sessions, oldest first',
+  description: COOKIE_AUTH,
+  response: {
+    200: {
+      description: 'Live sessions',
+      type: 'object',
+      required: ['sessions'],
+      properties: { sessions: { type: 'array', items: SESSION } }
+    },
+    401: UNAUTHORIZED_ACCESS,
+    503: STORE_DOWN
+  }
+}
+
+/** `DELETE <prefix>/sessions/:id`. */
+export const revokeSessionSchema = {
+  tags: TAGS,
+  operationId: 'revokeSession',
+  summary: 'End one of the caller\'s sessions',
+  description: `${COOKIE_AUTH} Ending the caller's own session also clears its cookies.`,
+  params: {
+    type: 'object',
+    required: ['id'],
+    properties: { id: { type: 'string', description: 'A sessionId from the list' } }
+  },
+  response: {
+    204: noContent('The session has ended'),
+    401: UNAUTHORIZED_ACCESS,
+    403: CSRF,
+    404: error('FTS_SESSION_NOT_FOUND: no live session of the caller has that id'),
+    503: STORE_DOWN
+  }
+}
+
+/** `GET <prefix>/.well-known/jwks.json`. */
+export const jwksSchema = {
+  tags: TAGS,
+  operationId: 'jwks',
+  summary: 'The public keys that verify access tokens (asymmetric keys only)',
+  response: {
+    200: {
+      description: 'A JSON Web Key Set',
+      type: 'object',
+      required: ['keys'],
+      properties: { keys: { type: 'array', items: { type: 'object', additionalProperties: true } } }
+    }
+  }
+}
+
+/**
+ * The validator compiler of the plugin's routes: it accepts what the handlers then check,
+ * so that the schemas above describe without Fastify's validator coercing or rejecting
+ * first (see the top of this file).
+ */
+export function describeOnly (): () => boolean {
+  // `true`, not `{ value }`: Fastify would replace an absent body with that value (null).
+  return acceptAsIs
+}
+
+function acceptAsIs (): boolean {
+  return true
+}
