@@ -148,6 +148,18 @@ export { RedisStore, DEFAULT_KEY_PREFIX, type RedisClient, type RedisStoreOption
 export type {
   SessionStore, NewSession, RotateRequest, RotateOutcome, RevokeAllOptions, ClientInfo, SessionInfo, Revocation, RevocationListener
 } from './stores/store.js'
+/**
+ * Every error the plugin sends, each a `@fastify/error` constructor with a stable `code`.
+ *
+ * @example
+ * ```ts
+ * import { errors } from 'fastify-token-sessions'
+ * app.setErrorHandler((error, request, reply) => {
+ *   if (error instanceof errors.TokenReusedError) request.log.warn('refresh token reuse')
+ *   reply.send(error)
+ * })
+ * ```
+ */
 export * as errors from './errors.js'
 export { ACCESS_TOKEN_TYPE, REFRESH_TOKEN_TYPE, type Claims } from './tokens.js'
 export { ALGORITHMS, type AccessTokenKey, type Algorithm } from './keys.js'

@@ -1,12 +1,35 @@
 import { createPrivateKey, createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto'
 import { InvalidOptionError } from './errors.js'
 
-/** The algorithms an access-token key may use. */
+/**
+ * The algorithms an access-token key may use.
+ *
+ * @example
+ * ```ts
+ * if (!ALGORITHMS.includes(config.algorithm)) throw new Error('unsupported algorithm')
+ * ```
+ */
 export const ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'PS256', 'ES256', 'EdDSA'] as const
-/** A JWS algorithm this plugin signs and verifies with. */
+/**
+ * A JWS algorithm this plugin signs and verifies with.
+ *
+ * @example
+ * ```ts
+ * const algorithm: Algorithm = 'ES256'
+ * ```
+ */
 export type Algorithm = typeof ALGORITHMS[number]
 
-/** An access-token key as the app configures it. */
+/**
+ * An access-token key as the app configures it: a private key (PEM) or an HMAC secret
+ * signs and verifies; a public key only verifies (a retired key during rotation).
+ *
+ * @example
+ * ```ts
+ * const key: AccessTokenKey = { kid: '2026-11', algorithm: 'EdDSA', key: readFileSync('ed25519.pem') }
+ * await app.register(tokenSessions, { refreshTokenSecret, accessTokenKeys: [key] })
+ * ```
+ */
 export interface AccessTokenKey {
   /** The key id written into the token header (`kid`); letters, digits, `.`, `_`, `-`. */
   kid: string

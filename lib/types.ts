@@ -48,10 +48,25 @@ export interface TokenSet {
   transport: TokenTransport
 }
 
-/** How tokens travel: httpOnly cookies (browsers) or the JSON body (native clients). */
+/**
+ * How tokens travel: httpOnly cookies (browsers) or the JSON body (native clients).
+ *
+ * @example
+ * ```ts
+ * // A CLI logs in without cookies, whatever headers it sends:
+ * const tokens = await reply.issueTokens(user.id, { transport: 'body' })
+ * ```
+ */
 export type TokenTransport = 'cookie' | 'body'
 
-/** Options of `reply.issueTokens` and `fastify.tokenSessions.issue`. */
+/**
+ * Options of `reply.issueTokens` and `fastify.tokenSessions.issue`.
+ *
+ * @example
+ * ```ts
+ * await reply.issueTokens(user.id, { claims: { role: user.role }, label: 'Work laptop' })
+ * ```
+ */
 export interface IssueOptions {
   /** The app's own claims, copied into every access token of the session. Keep them small. */
   claims?: Claims
@@ -67,6 +82,11 @@ export interface IssueOptions {
 /**
  * Given to every audit hook. Never holds a token. `ip` and `userAgent` are those of the
  * request that caused the event (undefined when app code acted without a request).
+ *
+ * @example
+ * ```ts
+ * onSessionRevoked: (event) => audit.write({ kind: 'session-ended', ...event })
+ * ```
  */
 export interface AuditEvent {
   userId: string
@@ -77,10 +97,30 @@ export interface AuditEvent {
   userAgent: string | undefined
 }
 
-/** An audit hook: awaited; if it throws, the error is logged and the request goes on. */
+/**
+ * An audit hook: awaited; if it throws, the error is logged and the request goes on.
+ *
+ * @example
+ * ```ts
+ * const onReuseDetected: AuditHook = async (event, request) => {
+ *   await alerts.send(`refresh token reused for ${event.userId} from ${event.ip}`)
+ * }
+ * ```
+ */
 export type AuditHook = (event: AuditEvent, request: FastifyRequest | undefined) => void | Promise<void>
 
-/** The audit hooks, each optional. */
+/**
+ * The audit hooks, each optional; given with the plugin's options.
+ *
+ * @example
+ * ```ts
+ * await app.register(tokenSessions, {
+ *   secret,
+ *   onLogin: (event, request) => request?.log.info({ audit: 'login', userId: event.userId }),
+ *   onReuseDetected: (event) => alerts.send(event)
+ * })
+ * ```
+ */
 export interface AuditHooks {
   /** A session started. */
   onLogin?: AuditHook
@@ -94,10 +134,24 @@ export interface AuditHooks {
   onReuseDetected?: AuditHook
 }
 
-/** The name of an audit hook. */
+/**
+ * The name of an audit hook.
+ *
+ * @example
+ * ```ts
+ * const names: AuditHookName[] = ['onLogin', 'onLogout']
+ * ```
+ */
 export type AuditHookName = keyof AuditHooks
 
-/** Which facts about the client a session records (both on by default). */
+/**
+ * Which facts about the client a session records (both on by default).
+ *
+ * @example
+ * ```ts
+ * await app.register(tokenSessions, { secret, clientInfo: { ip: false, userAgent: true } })
+ * ```
+ */
 export interface ClientInfoOptions {
   /** Record the client's IP (`request.ip`; set Fastify's `trustProxy` behind a proxy). */
   ip?: boolean
@@ -105,7 +159,14 @@ export interface ClientInfoOptions {
   userAgent?: boolean
 }
 
-/** Cookie settings. Every cookie is httpOnly. */
+/**
+ * Cookie settings. Every cookie is httpOnly.
+ *
+ * @example
+ * ```ts
+ * await app.register(tokenSessions, { secret, cookies: { domain: 'example.com', sameSite: 'lax' } })
+ * ```
+ */
 export interface CookieOptions {
   /** Name of the access-token cookie (default `access_token`). */
   accessTokenName?: string
@@ -123,7 +184,14 @@ export interface CookieOptions {
   sameSite?: 'strict' | 'lax' | 'none'
 }
 
-/** Which routes the plugin registers, and where. */
+/**
+ * Which routes the plugin registers, and where.
+ *
+ * @example
+ * ```ts
+ * await app.register(tokenSessions, { secret, routes: { prefix: '/api/auth', jwks: true } })
+ * ```
+ */
 export interface RoutesOptions {
   /** Prefix of the routes (default `/auth`). */
   prefix?: string
@@ -265,14 +333,31 @@ export interface TokenSessionsApi {
   revokeAllSessions (userId: string | number, options?: RevokeOptions & { except?: string }): Promise<number>
 }
 
-/** What `health()` reports. */
+/**
+ * What `health()` reports.
+ *
+ * @example
+ * ```ts
+ * app.get('/ready', async (_request, reply) => {
+ *   const health = await app.tokenSessions.health()
+ *   return reply.code(health.ok ? 200 : 503).send(health)
+ * })
+ * ```
+ */
 export interface Health {
   ok: boolean
   store: 'up' | 'down'
   revocationFeed: 'up' | 'down'
 }
 
-/** How app code ends sessions, for the audit hooks. */
+/**
+ * How app code ends sessions, for the audit hooks.
+ *
+ * @example
+ * ```ts
+ * await app.tokenSessions.revokeSession(userId, sessionId, { reason: 'admin', request })
+ * ```
+ */
 export interface RevokeOptions {
   /** Given to the hooks as `reason` (default `revoked`). */
   reason?: string
@@ -319,12 +404,28 @@ declare module '@fastify/jwt' {
  */
 export type { FastifyJWT } from '@fastify/jwt'
 
-/** The JSON body of `GET <prefix>/sessions`. */
+/**
+ * The JSON body of `GET <prefix>/sessions`.
+ *
+ * @example
+ * ```ts
+ * const { sessions } = await (await fetch('/auth/sessions')).json() as SessionListResponse
+ * const others = sessions.filter((session) => !session.current)
+ * ```
+ */
 export interface SessionListResponse {
   sessions: Array<SessionInfo & { current: boolean }>
 }
 
-/** The JSON body of a token response. */
+/**
+ * The JSON body of a token response (login, refresh).
+ *
+ * @example
+ * ```ts
+ * const body: TokenResponse = tokenResponse(await reply.issueTokens(user.id))
+ * // { accessToken, tokenType: 'Bearer', expiresIn } (+ refreshToken, refreshExpiresIn for body clients)
+ * ```
+ */
 export interface TokenResponse {
   accessToken: string
   tokenType: 'Bearer'
