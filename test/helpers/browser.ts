@@ -1,0 +1,168 @@
+import { existsSync } from 'node:fs'
+import type { AddressInfo } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { FastifyInstance } from 'fastify'
+import { chromium, type Browser, type BrowserContext, type Page, type Response } from 'playwright-core'
+import { buildApp } from '../../example-app/src/app.js'
+import { loadConfig } from '../../example-app/src/config.js'
+import { LogCapture, SECRET } from './app.js'
+
+type Teardown = { teardown: (fn: () => unknown) => void }
+
+/** Debian's chromium: the browser tests drive it and never download one. */
+export const CHROMIUM = '/usr/bin/chromium'
+/** Why the browser tests skip on a machine without it. */
+export const NO_CHROMIUM = 'chromium is not installed; .ci/run installs it'
+
+/**
+ * Whether the browser tests can run: undefined when they can, else the reason they skip.
+ * Throws instead when `REQUIRE_BROWSER=1` (CI), so that a missing browser fails the run.
+ */
+export function browserSkipReason (): string | undefined {
+  if (existsSync(CHROMIUM)) return undefined
+  if (process.env.REQUIRE_BROWSER === '1') {
+    throw new Error(`REQUIRE_BROWSER=1 but ${CHROMIUM} does not exist: install it (Debian/Ubuntu: apt-get install -y chromium)`)
+  }
+  return NO_CHROMIUM
+}
+
+/** One headless chromium for a test file, closed at teardown. */
+export async function launchBrowser (t: Teardown): Promise<Browser> {
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run']
+  })
+  t.teardown(() => browser.close())
+  return browser
+}
+
+/** A browser profile of its own (cookies, storage): one device. Closed at teardown. */
+export async function newDevice (t: Teardown, browser: Browser): Promise<BrowserContext> {
+  const context = await browser.newContext()
+  t.teardown(() => context.close())
+  return context
+}
+
+export interface RunningApp {
+  app: FastifyInstance
+  url: string
+  logs: LogCapture
+}
+
+/**
+ * The example app on a free loopback port, configured from an environment as the server
+ * is, on the test's private Redis (never the default one). Closed at teardown.
+ */
+export async function startExampleApp (t: Teardown, redisUrl: string, env: NodeJS.ProcessEnv = {}): Promise<RunningApp> {
+  const logs = new LogCapture()
+  const config = loadConfig({ REDIS_URL: redisUrl, JWT_SECRET: SECRET, LOG_LEVEL: 'info', ...env })
+  const app = await buildApp(config, { logStream: logs })
+  t.teardown(() => app.close())
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as AddressInfo
+  return { app, url: `http://127.0.0.1:${port}`, logs }
+}
+
+/** Creates an account through the API (the page's own registration is tested once). */
+export async function registerUser (url: string, username: string, password: string): Promise<void> {
+  const response = await fetch(`${url}/auth/register`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username, password })
+  })
+  if (response.status !== 201) throw new Error(`register ${username}: ${response.status} ${await response.text()}`)
+}
+
+/** What went wrong in a page: console errors (CSP violations among them), uncaught errors. */
+export interface PageProblems {
+  consoleErrors: string[]
+  pageErrors: string[]
+  cspViolations: string[]
+}
+
+/**
+ * Starts collecting a page's problems; call before its first navigation. CSP violations
+ * are collected from the page's own `securitypolicyviolation` events too, through a
+ * script the browser runs before the page's (CSP does not apply to it).
+ */
+export async function watchPage (page: Page): Promise<PageProblems> {
+  const problems: PageProblems = { consoleErrors: [], pageErrors: [], cspViolations: [] }
+  page.on('console', (message) => {
+    if (message.type() === 'error') problems.consoleErrors.push(message.text())
+  })
+  page.on('pageerror', (error) => problems.pageErrors.push(String(error)))
+  await page.exposeFunction('reportCspViolation', (text: string) => problems.cspViolations.push(text))
+  // A string: these tests type-check without the DOM's types.
+  await page.addInitScript(`document.addEventListener('securitypolicyviolation', (event) => {
+    window.reportCspViolation(event.violatedDirective + ' blocked ' + (event.blockedURI || 'inline') + ' (' + event.sourceFile + ':' + event.lineNumber + ')')
+  })`)
+  return problems
+}
+
+/** The page's state: `loading`, `signed-out` or `signed-in`. Waits until it is `state`. */
+export async function waitForState (page: Page, state: 'signed-out' | 'signed-in'): Promise<void> {
+  await page.locator(`main[data-state="${state}"]`).waitFor({ state: 'attached' })
+}
+
+/** Opens the page and waits until it has decided whether it is signed in. */
+export async function openPage (page: Page, url: string, state: 'signed-out' | 'signed-in'): Promise<void> {
+  await page.goto(url)
+  await waitForState(page, state)
+}
+
+/** Fills the form and presses a button: `login` or `register`. Returns the login's response. */
+export async function submitLogin (page: Page, username: string, password: string, button: 'login' | 'register' = 'login'): Promise<Response> {
+  await page.getByLabel('Username').fill(username)
+  await page.getByLabel('Password').fill(password)
+  const [response] = await Promise.all([
+    page.waitForResponse((response) => response.url().endsWith('/auth/login')),
+    page.getByTestId(button).click()
+  ])
+  await waitForState(page, 'signed-in')
+  // The user's name and the session list are loaded right after the login.
+  await page.getByTestId('who').filter({ hasText: username }).waitFor()
+  await page.getByTestId('session-row').first().waitFor()
+  return response
+}
+
+/** The message the page shows (its live region): code and text. */
+export async function messageOf (page: Page): Promise<{ code: string, text: string }> {
+  const region = page.getByTestId('message')
+  return { code: await region.getAttribute('data-code') ?? '', text: (await region.textContent() ?? '').trim() }
+}
+
+/** Waits until the page shows a message with this code. */
+export async function waitForMessage (page: Page, code: string): Promise<{ code: string, text: string }> {
+  await page.locator(`[data-testid="message"][data-code="${code}"]`).waitFor({ state: 'attached' })
+  return await messageOf(page)
+}
+
+/** When the access token the page shows expires, in ms since the epoch. */
+export async function shownExpiry (page: Page): Promise<number> {
+  return Number(await page.getByTestId('token-remaining').getAttribute('data-expires-at'))
+}
+
+/**
+ * Waits until the access token the page shows has expired and its cookie is gone (the
+ * cookie's Max-Age is the token's lifetime, counted from a moment up to a second later
+ * than the token's whole-second expiry). The one fixed wait of these tests.
+ */
+export async function waitPastExpiry (page: Page): Promise<void> {
+  const expiry = await shownExpiry(page)
+  if (!(expiry > 0)) throw new Error('the page shows no access-token expiry')
+  await sleep(Math.max(0, expiry + 1200 - Date.now()))
+}
+
+/** The status of every response a page receives for `method` and `path`, in order. */
+export function watchStatuses (page: Page, path: string, method = 'GET'): number[] {
+  const statuses: number[] = []
+  page.on('response', (response) => {
+    if (response.request().method() === method && new URL(response.url()).pathname === path) statuses.push(response.status())
+  })
+  return statuses
+}
+
+/** The status of every response to `POST /auth/refresh` a page receives, in order. */
+export function watchRefreshes (page: Page): number[] {
+  return watchStatuses(page, '/auth/refresh', 'POST')
+}
