@@ -16,29 +16,41 @@ export const ROUTE_BODY_LIMIT = 16 * 1024
 
 const TAGS = ['sessions']
 
-/** Fastify's error shape, which the plugin's errors take under Fastify's own error handler. */
-const error = (description: string) => ({
-  description,
-  type: 'object',
-  required: ['statusCode', 'code', 'error', 'message'],
-  properties: {
-    statusCode: { type: 'integer' },
-    code: { type: 'string', description: 'A stable code, e.g. FTS_TOKEN_EXPIRED' },
-    error: { type: 'string' },
-    message: { type: 'string' }
-  },
-  // The app's error handler may add fields of its own; they are passed through.
-  additionalProperties: true
-})
+/**
+ * The schema of an error answer in Fastify's error shape, which the plugin's errors take
+ * under Fastify's own error handler. Fields an app's error handler adds pass through.
+ *
+ * @example
+ * ```ts
+ * app.post('/auth/login', {
+ *   schema: { response: { 200: tokenResponseSchema, 401: errorResponseSchema('INVALID_CREDENTIALS') } }
+ * }, login)
+ * ```
+ */
+export function errorResponseSchema (description: string) {
+  return {
+    description,
+    type: 'object',
+    required: ['statusCode', 'code', 'error', 'message'],
+    properties: {
+      statusCode: { type: 'integer' },
+      code: { type: 'string', description: 'A stable code, e.g. FTS_TOKEN_EXPIRED' },
+      error: { type: 'string' },
+      message: { type: 'string' }
+    },
+    // The app's error handler may add fields of its own; they are passed through.
+    additionalProperties: true
+  }
+}
 
 const noContent = (description: string) => ({ description, type: 'null' })
 
-const BAD_REQUEST = error('FTS_BAD_REQUEST: the body is not a JSON object, or refreshToken is not a non-empty string')
-const UNAUTHORIZED_ACCESS = error('FTS_TOKEN_MISSING, FTS_TOKEN_INVALID, FTS_TOKEN_EXPIRED or FTS_SESSION_REVOKED (with WWW-Authenticate)')
-const CSRF = error('FTS_CSRF_REJECTED: a cookie was sent without the anti-CSRF header, or from another site')
-const TOO_LARGE = error(`FST_ERR_CTP_BODY_TOO_LARGE (Fastify's code): the body is over ${ROUTE_BODY_LIMIT} bytes`)
-const UNSUPPORTED = error('FTS_UNSUPPORTED_MEDIA_TYPE: a body that is not application/json')
-const STORE_DOWN = error('FTS_STORE_UNAVAILABLE: the session store did not answer in time; retry after Retry-After seconds')
+const BAD_REQUEST = errorResponseSchema('FTS_BAD_REQUEST: the body is not a JSON object, or refreshToken is not a non-empty string')
+const UNAUTHORIZED_ACCESS = errorResponseSchema('FTS_TOKEN_MISSING, FTS_TOKEN_INVALID, FTS_TOKEN_EXPIRED or FTS_SESSION_REVOKED (with WWW-Authenticate)')
+const CSRF = errorResponseSchema('FTS_CSRF_REJECTED: a cookie was sent without the anti-CSRF header, or from another site')
+const TOO_LARGE = errorResponseSchema(`FST_ERR_CTP_BODY_TOO_LARGE (Fastify's code): the body is over ${ROUTE_BODY_LIMIT} bytes`)
+const UNSUPPORTED = errorResponseSchema('FTS_UNSUPPORTED_MEDIA_TYPE: a body that is not application/json')
+const STORE_DOWN = errorResponseSchema('FTS_STORE_UNAVAILABLE: the session store did not answer in time; retry after Retry-After seconds')
 
 const REFRESH_TOKEN_BODY = {
   description: 'Optional. Native clients send their refresh token here; browsers send none and rely on the refresh cookie.',
@@ -51,6 +63,30 @@ const REFRESH_TOKEN_BODY = {
 const COOKIE_AUTH = 'An access token as `Authorization: Bearer <token>` or in the access-token cookie ' +
   '(then, for a state change, with the anti-CSRF header).'
 
+/**
+ * The schema of a token response (login, refresh), as `tokenResponse()` builds it: for
+ * a login route of the app's own, so that its documentation matches the plugin's.
+ *
+ * @example
+ * ```ts
+ * app.post('/auth/login', { schema: { response: { 200: tokenResponseSchema } } }, async (request, reply) => {
+ *   return tokenResponse(await reply.issueTokens(await checkPassword(request.body)))
+ * })
+ * ```
+ */
+export const tokenResponseSchema = {
+  description: 'New tokens. The refresh token is in the body only for a client that asked for body transport; a browser gets cookies.',
+  type: 'object',
+  required: ['accessToken', 'tokenType', 'expiresIn'],
+  properties: {
+    accessToken: { type: 'string' },
+    tokenType: { type: 'string', enum: ['Bearer'] },
+    expiresIn: { type: 'integer', description: 'Seconds until the access token expires' },
+    refreshToken: { type: 'string' },
+    refreshExpiresIn: { type: 'integer', description: 'Seconds until the refresh token expires' }
+  }
+} as const
+
 /** `POST <prefix>/refresh`. */
 export const refreshSchema = {
   tags: TAGS,
@@ -60,20 +96,9 @@ export const refreshSchema = {
     'The presented refresh token dies; presenting it again after the grace period revokes the session (FTS_TOKEN_REUSED).',
   body: REFRESH_TOKEN_BODY,
   response: {
-    200: {
-      description: 'New tokens. The refresh token is in the body only for a client that sent it in the body; a browser gets cookies.',
-      type: 'object',
-      required: ['accessToken', 'tokenType', 'expiresIn'],
-      properties: {
-        accessToken: { type: 'string' },
-        tokenType: { type: 'string', enum: ['Bearer'] },
-        expiresIn: { type: 'integer', description: 'Seconds until the access token expires' },
-        refreshToken: { type: 'string' },
-        refreshExpiresIn: { type: 'integer', description: 'Seconds until the refresh token expires' }
-      }
-    },
+    200: tokenResponseSchema,
     400: BAD_REQUEST,
-    401: error('FTS_TOKEN_MISSING, FTS_TOKEN_INVALID, FTS_TOKEN_EXPIRED, FTS_SESSION_REVOKED, FTS_SESSION_EXPIRED or FTS_TOKEN_REUSED'),
+    401: errorResponseSchema('FTS_TOKEN_MISSING, FTS_TOKEN_INVALID, FTS_TOKEN_EXPIRED, FTS_SESSION_REVOKED, FTS_SESSION_EXPIRED or FTS_TOKEN_REUSED'),
     403: CSRF,
     413: TOO_LARGE,
     415: UNSUPPORTED,
@@ -158,7 +183,7 @@ export const revokeSessionSchema = {
     204: noContent('The session has ended'),
     401: UNAUTHORIZED_ACCESS,
     403: CSRF,
-    404: error('FTS_SESSION_NOT_FOUND: no live session of the caller has that id'),
+    404: errorResponseSchema('FTS_SESSION_NOT_FOUND: no live session of the caller has that id'),
     503: STORE_DOWN
   }
 }

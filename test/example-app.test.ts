@@ -175,7 +175,8 @@ function assertLogsClean (t: Test, logs: LogCapture, secrets: string[]): void {
 }
 
 t.test('POST /auth/register', async (t) => {
-  const { url } = await startApp(t)
+  // Registration is rate-limited as login is; this test registers more than the default allows.
+  const { url } = await startApp(t, { RATE_LIMIT_LOGIN: '100' })
 
   const created = await call(url, 'POST', '/auth/register', { json: { username: 'alice', password: PASSWORD } })
   t.equal(created.status, 201)
@@ -880,7 +881,9 @@ t.test('rate limit: a burst of bad refresh tokens from one IP gets 429 after RAT
     'X-Forwarded-For buys no fresh limit: the app trusts no proxy')
 
   const key = `${keyPrefix}rate-limit:POST/auth/refresh-127.0.0.1`
-  t.same((await client.keys(`${keyPrefix}rate-limit:*`)).sort(), [`${keyPrefix}rate-limit:POST/auth/login-127.0.0.1`, key],
+  t.same((await client.keys(`${keyPrefix}rate-limit:*`)).sort(), [
+    `${keyPrefix}rate-limit:POST/auth/login-127.0.0.1`, key, `${keyPrefix}rate-limit:POST/auth/register-127.0.0.1`
+  ],
     'the counters are in the sessions\' Redis, under KEY_PREFIX, one per route and IP')
   t.equal(await client.get(key), '8', 'every attempt counted, the refused ones too')
   const ttl = await client.pttl(key)
@@ -969,6 +972,19 @@ t.test('GET /docs: Swagger UI and an OpenAPI document of every route the app ans
   ], 'every API route, and neither the page nor the docs themselves')
   for (const { route, operation } of operations) t.type(operation.summary, 'string', `${route} has a summary`)
   t.ok(spec.body.components.securitySchemes.bearerAuth, 'the Bearer scheme is declared')
+  const paths = spec.body.paths
+  t.equal(paths['/auth/refresh'].post.requestBody.required, false, 'refresh: the body is optional (browsers send a cookie)')
+  t.equal(paths['/auth/logout'].post.requestBody.required, false, 'logout: the body is optional')
+  t.equal(paths['/auth/register'].post.requestBody.required, true, 'register: the body is required')
+  for (const [path, method] of [['/auth/sessions', 'get'], ['/auth/sessions/{id}', 'delete'], ['/auth/logout-all', 'post'], ['/me', 'get']]) {
+    t.same(paths[path][method].security, [{ bearerAuth: [] }, { accessCookie: [] }], `${method.toUpperCase()} ${path} needs an access token`)
+  }
+  t.notOk(paths['/auth/refresh'].post.security, 'refresh needs no access token')
+  const codes = (path: string, method: string): string[] => Object.keys(paths[path][method].responses).sort()
+  t.same(codes('/auth/login', 'post'), ['200', '400', '401', '429', '503'], 'login: every answer it gives')
+  t.same(codes('/auth/register', 'post'), ['201', '400', '409', '429', '503'], 'register: every answer it gives')
+  t.same(codes('/auth/change-password', 'post'), ['204', '400', '401', '403', '503'], 'change-password: every answer it gives')
+  t.same(codes('/me', 'get'), ['200', '401'], '/me: every answer it gives')
 
   const ui = await call(url, 'GET', '/docs/')
   t.equal(ui.status, 200)

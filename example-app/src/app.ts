@@ -3,7 +3,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequ
 import rateLimit, { type RateLimitOptions } from '@fastify/rate-limit'
 import { Redis } from 'ioredis'
 import tokenSessions, {
-  MemoryStore, tokenResponse, type AuditHook, type AuditHookName, type AuditHooks, type SessionUser, type TokenSessionsOptions
+  MemoryStore, errorResponseSchema, tokenResponse, tokenResponseSchema, type AuditHook, type AuditHookName, type AuditHooks, type SessionUser, type TokenSessionsOptions
 } from 'fastify-token-sessions'
 import type { Config } from './config.js'
 import { errorHandler, InvalidCredentialsError, NotFoundError, RateLimitedError, UsernameTakenError } from './errors.js'
@@ -63,6 +63,12 @@ interface Credentials {
   password: string
 }
 
+/** The documented error answers the app's routes share. */
+const BAD_INPUT = errorResponseSchema('FST_ERR_VALIDATION (a field breaks its rule), FST_ERR_CTP_* (not JSON, too large)')
+const UNAUTHENTICATED = errorResponseSchema('FTS_TOKEN_MISSING, FTS_TOKEN_INVALID, FTS_TOKEN_EXPIRED or FTS_SESSION_REVOKED')
+const RATE_LIMITED = errorResponseSchema('RATE_LIMITED: too many requests from this IP; see Retry-After')
+const STORE_DOWN = errorResponseSchema('FTS_STORE_UNAVAILABLE: Redis did not answer; see Retry-After')
+
 /** The rule a new password must meet (at registration and on a change). */
 const NEW_PASSWORD = { type: 'string', minLength: 8, maxLength: 256 } as const
 
@@ -80,7 +86,11 @@ const registerSchema = {
     }
   },
   response: {
-    201: { description: 'Created', type: 'object', properties: { id: { type: 'string' }, username: { type: 'string' } } }
+    201: { description: 'Created', type: 'object', properties: { id: { type: 'string' }, username: { type: 'string' } } },
+    400: BAD_INPUT,
+    409: errorResponseSchema('USERNAME_TAKEN'),
+    429: RATE_LIMITED,
+    503: STORE_DOWN
   }
 } as const
 
@@ -100,6 +110,13 @@ const loginSchema = {
       username: { type: 'string', minLength: 1, maxLength: 64 },
       password: { type: 'string', minLength: 1, maxLength: 256 }
     }
+  },
+  response: {
+    200: tokenResponseSchema,
+    400: BAD_INPUT,
+    401: errorResponseSchema('INVALID_CREDENTIALS: wrong password or unknown user (one answer for both)'),
+    429: RATE_LIMITED,
+    503: STORE_DOWN
   }
 } as const
 
@@ -121,6 +138,13 @@ const changePasswordSchema = {
       currentPassword: { type: 'string', minLength: 1, maxLength: 256 },
       newPassword: NEW_PASSWORD
     }
+  },
+  response: {
+    204: { description: 'Changed; every other session of the user has ended', type: 'null' },
+    400: BAD_INPUT,
+    401: errorResponseSchema('INVALID_CREDENTIALS (wrong current password), or a token error'),
+    403: errorResponseSchema('FTS_CSRF_REJECTED: the access cookie without the anti-CSRF header'),
+    503: STORE_DOWN
   }
 } as const
 
@@ -139,7 +163,8 @@ const meSchema = {
         sessionId: { type: 'string' },
         expiresAt: { type: 'integer', description: 'When the access token expires, in ms since the epoch' }
       }
-    }
+    },
+    401: UNAUTHENTICATED
   }
 } as const
 
@@ -256,8 +281,9 @@ function perMinute (max: number): RateLimitOptions {
 }
 
 /**
- * Rate limits on the two routes anyone can hammer without an account: login (password
- * guessing) and refresh (token guessing, a Redis round trip each). `global: false`: only
+ * Rate limits on the routes anyone can hammer without an account: login (password
+ * guessing), registration (a password hash each; see authRoutes) and refresh (token
+ * guessing, a Redis round trip each). `global: false`: only
  * routes with `config.rateLimit` are limited. Counted per client IP (`request.ip`; behind
  * a proxy, set Fastify's `trustProxy`, or every client shares the proxy's IP and limit),
  * in the sessions' Redis through our client, so that every instance counts together, or
@@ -283,7 +309,8 @@ async function registerRateLimits (app: FastifyInstance, config: Config, redis: 
 }
 
 function authRoutes (app: FastifyInstance, users: UserStore, loginLimit: RateLimitOptions): void {
-  app.post<{ Body: Credentials }>('/auth/register', { schema: registerSchema }, async (request, reply) => {
+  // Limited as login is: each attempt costs a password hash, and a 409 tells whether a name exists.
+  app.post<{ Body: Credentials }>('/auth/register', { schema: registerSchema, config: { rateLimit: loginLimit } }, async (request, reply) => {
     const user = await users.register(request.body.username, request.body.password)
     if (user === undefined) throw new UsernameTakenError()
     reply.code(201)

@@ -42,7 +42,10 @@ export interface Config {
   /** Undefined leaves the plugin's default. */
   readonly keyPrefix: string | undefined
   readonly logLevel: LogLevel
-  /** Requests to `POST /auth/login` one client IP may make per minute (`RATE_LIMIT_LOGIN`). */
+  /**
+   * Requests to `POST /auth/login` one client IP may make per minute (`RATE_LIMIT_LOGIN`);
+   * the same number, counted separately, for `POST /auth/register`.
+   */
   readonly rateLimitLogin: number
   /** Requests to `POST /auth/refresh` one client IP may make per minute (`RATE_LIMIT_REFRESH`). */
   readonly rateLimitRefresh: number
@@ -62,7 +65,8 @@ export class ConfigError extends Error {
  *
  * Rate limits, per client IP and per minute, counted in Redis when the sessions are (so
  * every instance counts together) and in memory otherwise:
- * - `RATE_LIMIT_LOGIN` (default 10): `POST /auth/login`, against password guessing.
+ * - `RATE_LIMIT_LOGIN` (default 10): `POST /auth/login`, against password guessing, and
+ *   `POST /auth/register` (each attempt costs a password hash).
  * - `RATE_LIMIT_REFRESH` (default 60): `POST /auth/refresh`, against token guessing and
  *   a Redis round trip per request.
  * Each is a whole number from 1 to 1000000; a client over it gets a 429 `RATE_LIMITED`

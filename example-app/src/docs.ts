@@ -20,6 +20,36 @@ const DOCS_CSP = [
   "style-src 'self' 'unsafe-inline'"
 ].join('; ')
 
+/** The parts of an OpenAPI document that {@link completeDocument} reads and writes. */
+interface Operation {
+  operationId?: string
+  requestBody?: { required?: boolean, content?: Record<string, { schema?: { required?: string[] } }> }
+  security?: Array<Record<string, string[]>>
+}
+interface Document {
+  paths?: Record<string, Partial<Record<'get' | 'post' | 'delete', Operation>>>
+}
+
+/** The plugin's operations that need an access token (its routes do not know our scheme names). */
+const PLUGIN_AUTHENTICATED = new Set(['listSessions', 'revokeSession', 'logoutAll'])
+
+/**
+ * What @fastify/swagger cannot know: the plugin's bodies are optional (a browser sends its
+ * refresh token as a cookie, with no body; such a body schema requires no property, while
+ * @fastify/swagger marks every described body as required), and which of the plugin's
+ * operations need our security schemes.
+ */
+function completeDocument<T> (document: T): T {
+  for (const path of Object.values((document as Document).paths ?? {})) {
+    for (const operation of Object.values(path)) {
+      const body = operation.requestBody
+      if (body !== undefined && (body.content?.['application/json']?.schema?.required ?? []).length === 0) body.required = false
+      if (PLUGIN_AUTHENTICATED.has(operation.operationId ?? '')) operation.security = AUTHENTICATED
+    }
+  }
+  return document
+}
+
 /**
  * The OpenAPI document of every route (the plugin's declare their schemas) and Swagger UI
  * at {@link DOCS_PREFIX}. Registered before any route: @fastify/swagger collects routes as
@@ -46,7 +76,8 @@ export async function registerDocs (app: FastifyInstance): Promise<void> {
         { name: 'users', description: 'Registration, login and the current user (the example app)' },
         { name: 'sessions', description: 'Refresh, logout and session management (fastify-token-sessions)' }
       ]
-    }
+    },
+    transformObject: (documents) => 'openapiObject' in documents ? completeDocument(documents.openapiObject) : documents.swaggerObject
   })
   // In a scope of its own: the UI's onSend hook that sets its policy stays on its routes.
   await app.register(async function docs (scope) {
@@ -59,4 +90,4 @@ export async function registerDocs (app: FastifyInstance): Promise<void> {
 }
 
 /** The security requirement of a route behind `authenticate`: a Bearer token or the access cookie. */
-export const AUTHENTICATED = [{ bearerAuth: [] }, { accessCookie: [] }]
+export const AUTHENTICATED: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { accessCookie: [] }]
