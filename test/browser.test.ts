@@ -1,4 +1,5 @@
 import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import type { Browser, Page, Response } from 'playwright-core'
@@ -17,6 +18,11 @@ import { startRedis, type RedisServer } from './helpers/redis.js'
 const PASSWORD = 'correct horse battery'
 /** Short enough to wait out; the tests that wait use it. */
 const SHORT_TTL = { ACCESS_TOKEN_TTL: '3' }
+/**
+ * A session that expires soon: the refresh cookie's Max-Age is the session's idle
+ * timeout, so the browser drops it 4 s after the last login or refresh.
+ */
+const SHORT_SESSION = { ACCESS_TOKEN_TTL: '2', REFRESH_TOKEN_TTL: '4' }
 /** Long enough that no token expires during a test that is not about expiry. */
 const LONG_TTL = { ACCESS_TOKEN_TTL: '300' }
 /** Where the screenshot goes (ignored by git). */
@@ -199,7 +205,8 @@ function run (redis: RedisServer, browser: Browser): void {
     await tabB.getByTestId('reload-me').click()
     await waitForState(tabB, 'signed-out')
     const message = await waitForMessage(tabB, 'FTS_TOKEN_MISSING')
-    t.match(message.text, /logged out/i, 'the other tab says it is logged out')
+    t.match(message.text, /You logged out/, 'the other tab says the user logged out')
+    t.notMatch(message.text, /expired/, 'and not that the session expired')
     t.same(refreshesB, [401], 'it tried one refresh, which failed, and did not loop')
     t.equal(await tabB.getByTestId('who').textContent(), '', 'the user is no longer shown')
 
@@ -224,6 +231,11 @@ function run (redis: RedisServer, browser: Browser): void {
     t.equal(await rows.count(), 2, 'the laptop sees both sessions')
     const other = laptop.locator('[data-testid="session-row"][data-current="false"]')
     t.equal(await other.getAttribute('data-session-id'), phoneSession, 'the other one is the phone\'s')
+    // WCAG 2.5.3: the accessible name starts with the visible text; no time frozen in it.
+    t.match(await other.getByTestId('end-session').getAttribute('aria-label'), /^End session: Chrome.* on Linux, 127\.0\.0\.1$/,
+      'the End button\'s accessible name is its text, then the device and IP')
+    t.match(await rows.and(laptop.locator('[data-current="true"]')).getByTestId('end-session').getAttribute('aria-label'),
+      /^End \(log out here\): Chrome.* on Linux, 127\.0\.0\.1, this device$/, 'and for this device\'s row')
 
     const [ended] = await Promise.all([
       laptop.waitForResponse((response) => response.request().method() === 'DELETE'),
@@ -242,7 +254,8 @@ function run (redis: RedisServer, browser: Browser): void {
     t.equal((await me.json()).code, 'FTS_SESSION_REVOKED', 'the phone\'s unexpired access token is refused at once')
     await waitForState(phone, 'signed-out')
     const message = await waitForMessage(phone, 'FTS_SESSION_REVOKED')
-    t.match(message.text, /ended elsewhere/, 'the phone says its session was ended elsewhere')
+    t.match(message.text, /session was ended: from another device or tab/, 'the phone says its session was ended elsewhere')
+    t.match(message.text, /used twice/, 'or by reuse detection, as its owner sees it')
     t.same(phoneRefreshes, [], 'a revoked session is not refreshed')
 
     const still = await clickFor(laptop, 'reload-me', 'GET', '/me')
@@ -310,6 +323,7 @@ function run (redis: RedisServer, browser: Browser): void {
     t.equal(refreshes.at(-1), 200, 'a later try refreshes the same session')
     t.ok(refreshes.slice(1, -1).every((status) => status === 503), 'after nothing but 503s')
     t.equal(await page.locator('main').getAttribute('data-state'), 'signed-in', 'still logged in')
+    t.same(await messageOf(page), { code: '', text: '' }, 'the successful try cleared the "briefly unavailable" message')
 
     await context.clearCookies({ name: 'access_token' })
     const before = refreshes.length
@@ -318,6 +332,69 @@ function run (redis: RedisServer, browser: Browser): void {
     const limited = await waitForMessage(page, 'RATE_LIMITED')
     t.match(limited.text, /Try again in \d+ s/, 'the page says when to try again')
     t.equal(await page.locator('main').getAttribute('data-state'), 'signed-in', 'the user stays logged in')
+  })
+
+  t.test('an expired session says so, and not "you logged out"', async (t) => {
+    const running = await startApp(t, SHORT_SESSION)
+    await registerUser(running.url, 'kim', PASSWORD)
+    const context = await newDevice(t, browser)
+    const page = await context.newPage()
+    const problems = await watchPage(page)
+    await openPage(page, running.url, 'signed-out')
+    // A logout first: its note must not outlive the next login.
+    await submitLogin(page, 'kim', PASSWORD)
+    await clickAndSettle(page, 'logout')
+    await waitForMessage(page, 'LOGGED_OUT')
+    await submitLogin(page, 'kim', PASSWORD)
+
+    // Past the refresh cookie's Max-Age (counted from the login, as the shown expiry is).
+    const refreshTtlMs = Number(SHORT_SESSION.REFRESH_TOKEN_TTL) * 1000
+    const accessTtlMs = Number(SHORT_SESSION.ACCESS_TOKEN_TTL) * 1000
+    await sleep(Math.max(0, await shownExpiry(page) - accessTtlMs + refreshTtlMs + 1200 - Date.now()))
+    t.same((await context.cookies()).map((cookie) => cookie.name), [], 'the browser dropped both cookies')
+
+    const refreshes = watchRefreshes(page)
+    await clickAndSettle(page, 'reload-me')
+    t.same(refreshes, [401], 'one refresh, refused')
+    await waitForState(page, 'signed-out')
+    const message = await waitForMessage(page, 'FTS_TOKEN_MISSING')
+    t.match(message.text, /Your session has expired/, 'the page says the session expired')
+    t.notMatch(message.text, /logged out/i, 'not that the user logged out')
+    t.same(problems.pageErrors, [], 'no uncaught error in the page')
+  })
+
+  t.test('when the account cannot be loaded as the page opens, the page says so and "Check who I am" loads it', async (t) => {
+    const running = await startApp(t, LONG_TTL)
+    await registerUser(running.url, 'lou', PASSWORD)
+    const context = await newDevice(t, browser)
+    const page = await context.newPage()
+    const problems = await watchPage(page)
+    await openPage(page, running.url, 'signed-out')
+    await submitLogin(page, 'lou', PASSWORD)
+
+    // The first GET /me after the reload fails as if the network were down; later ones pass.
+    let meRequests = 0
+    await page.route('**/me', async (route) => {
+      if (meRequests++ === 0) await route.abort('internetdisconnected')
+      else await route.continue()
+    })
+    await page.reload()
+    await waitForState(page, 'signed-in')
+    const failed = await waitForMessage(page, 'NETWORK')
+    t.match(failed.text, /Could not reach the server/, 'the page says the server could not be reached')
+    t.ok(await page.getByTestId('load-failed').isVisible(), 'and that the account could not be loaded')
+    t.equal(await page.locator('#signed-in-title').innerText(), 'Signed in', 'the heading names no one rather than an empty name')
+    t.equal(await page.getByTestId('token-remaining').textContent(), 'unknown', 'the token\'s lifetime is not known')
+    t.ok(await page.getByTestId('reload-me').isEnabled(), '"Check who I am" can be used')
+
+    await clickAndSettle(page, 'reload-me')
+    t.equal(meRequests, 2, 'it asked again, once')
+    t.equal(await page.getByTestId('who').textContent(), 'lou', 'the retry shows the user')
+    t.equal(await page.locator('#signed-in-title').innerText(), 'Signed in as lou')
+    t.notOk(await page.getByTestId('load-failed').isVisible(), 'the "could not be loaded" text is gone')
+    t.equal(await page.getByTestId('session-row').count(), 1, 'the sessions list is loaded too')
+    t.same(await messageOf(page), { code: '', text: '' }, 'the success cleared the message')
+    t.same(problems.pageErrors, [], 'no uncaught error in the page')
   })
 
   t.test('the tokens are httpOnly cookies that the page\'s scripts never see', async (t) => {

@@ -12,28 +12,50 @@
 const CSRF_HEADER = { 'X-Requested-With': 'fetch' }
 /** A request that hangs must not hold the refresh lock, and every tab, forever. */
 const REQUEST_TIMEOUT_MS = 15_000
-/** How long a tab waits for another tab's renewal before it gives up on this request. */
-const LOCK_TIMEOUT_MS = 30_000
+/**
+ * The longest a tab holds the refresh lock: a probe (GET /me) and then the refresh, each
+ * cut off after REQUEST_TIMEOUT_MS.
+ */
+const LOCK_HOLD_MAX_MS = 2 * REQUEST_TIMEOUT_MS
+/**
+ * How long a tab waits for the lock before it gives up on this request. Longer than the
+ * holder's worst case, so that a slow but successful renewal is not reported as a
+ * failure, with room for one more tab queued ahead of this one (it finds the renewal done,
+ * or needs one probe to see it).
+ */
+const LOCK_TIMEOUT_MS = LOCK_HOLD_MAX_MS + REQUEST_TIMEOUT_MS
 const REFRESH_LOCK = 'fts-example:refresh'
 /** The last renewal (or login) of any tab: `{ seq, ok, code?, expiresAt? }`. */
 const RENEWAL_KEY = 'fts-example:renewal'
 /** Set while this browser has logged in: a first visit makes no request that must fail. */
 const SIGNED_IN_KEY = 'fts-example:signed-in'
+/**
+ * When this browser last logged out (any tab), cleared at the next login. A logout clears
+ * the cookies, but so does their expiry (the server caps the refresh cookie's Max-Age at
+ * the session's idle timeout and lifetime): both make a renewal answer FTS_TOKEN_MISSING,
+ * and only this note tells them apart.
+ */
+const LOGGED_OUT_KEY = 'fts-example:logged-out'
 /** The 401s a renewal can cure: the access token expired, or its cookie did (Max-Age). */
 const RENEWABLE = new Set(['FTS_TOKEN_EXPIRED', 'FTS_TOKEN_MISSING'])
 
 /** What the page says when a session ends, by the code that ended it. */
 const ENDED = {
-  FTS_SESSION_REVOKED: 'Your session was ended elsewhere (from another device or tab), or it timed out. Please log in again.',
+  FTS_SESSION_REVOKED: 'Your session was ended: from another device or tab, by "log out everywhere", or because its refresh token was used twice (a possible theft). Please log in again.',
   FTS_SESSION_EXPIRED: 'Your session has expired: it reached its maximum lifetime. Please log in again.',
   FTS_TOKEN_EXPIRED: 'Your session has expired. Please log in again.',
   FTS_TOKEN_REUSED: 'You were signed out for your security: this session\'s refresh token was used twice, which can mean someone copied it. Please log in again.',
-  FTS_TOKEN_MISSING: 'You are logged out (you logged out in another tab, or this browser no longer has the session\'s cookies). Please log in again.',
+  // The cookies are gone: expired, or cleared by the browser (see LOGGED_OUT_KEY).
+  FTS_TOKEN_MISSING: 'Your session has expired (or this browser\'s cookies were cleared). Please log in again.',
+  // The cookies are gone after a logout in this browser.
+  LOGGED_OUT_ELSEWHERE: 'You logged out (in this or another tab). Please log in again.',
   FTS_TOKEN_INVALID: 'Your session is no longer valid. Please log in again.',
   LOGGED_OUT: 'You have logged out.',
   LOGGED_OUT_ALL: 'You have logged out on every device.',
   ENDED_HERE: 'You ended this device\'s session. You are logged out.'
 }
+/** The ways this browser's user ends their own session here. */
+const CHOSEN = new Set(['LOGGED_OUT', 'LOGGED_OUT_ALL', 'ENDED_HERE'])
 
 /** What the page says about a failed request that leaves the session as it is. */
 const FAILED = {
@@ -63,6 +85,8 @@ const view = {
   username: $('username'),
   password: $('password'),
   who: $('who'),
+  whoLine: $('who-line'),
+  loadFailed: $('load-failed'),
   remaining: $('token-remaining'),
   sessionsBody: $('sessions-body'),
   sessionsEmpty: $('sessions-empty')
@@ -76,6 +100,10 @@ let expiresAt = 0
 let inflight = null
 /** The last renewal this tab recorded, for when local storage is off. */
 let ownRecord = { seq: 0, ok: true }
+/** Whether the sessions list on show was loaded for the current session. */
+let sessionsLoaded = false
+/** Counts the messages shown, so that an action can tell whether it said anything. */
+let said = 0
 
 // ---------------------------------------------------------------------------------------
 // Requests
@@ -239,6 +267,24 @@ function rememberSignedIn (value) {
   }
 }
 
+/** Notes (true) or forgets (false) that this browser logged out; see LOGGED_OUT_KEY. */
+function rememberLoggedOut (value) {
+  try {
+    if (value) localStorage.setItem(LOGGED_OUT_KEY, String(Date.now()))
+    else localStorage.removeItem(LOGGED_OUT_KEY)
+  } catch {
+    // Storage off: a logout in another tab reads as an expiry there.
+  }
+}
+
+function rememberedLoggedOut () {
+  try {
+    return localStorage.getItem(LOGGED_OUT_KEY) !== null
+  } catch {
+    return false
+  }
+}
+
 function rememberedSignedIn () {
   try {
     return localStorage.getItem(SIGNED_IN_KEY) === '1'
@@ -252,6 +298,7 @@ function rememberedSignedIn () {
 
 /** Shows one message in the live region; `kind` is info, success, warning or error. */
 function say (text, kind = 'info', code = '') {
+  said++
   view.message.textContent = text
   view.message.dataset.kind = kind
   view.message.dataset.code = code
@@ -288,6 +335,9 @@ function show (state) {
 
 function showSignedOut () {
   const wasSignedIn = view.main.dataset.state === 'signed-in'
+  // A fresh form is for logging in (a registration switches it while it runs): password
+  // managers offer the saved password for it.
+  view.password.autocomplete = 'current-password'
   show('signed-out')
   if (wasSignedIn) $('signed-out-title').focus()
 }
@@ -302,12 +352,23 @@ function showSignedIn () {
 function endSession (code) {
   signedIn = false
   rememberSignedIn(false)
+  const chosen = CHOSEN.has(code)
+  if (chosen) rememberLoggedOut(true)
   setExpiry(0)
-  view.who.textContent = ''
+  setWho('')
+  view.loadFailed.hidden = true
   view.sessionsBody.replaceChildren()
-  const chosen = code === 'ENDED_HERE' || code.startsWith('LOGGED_OUT')
-  say(ENDED[code] ?? ENDED.FTS_TOKEN_INVALID, chosen ? 'success' : 'warning', code)
+  sessionsLoaded = false
+  // The cookies are gone: after a logout in this browser, or because they expired.
+  const text = code === 'FTS_TOKEN_MISSING' && rememberedLoggedOut() ? ENDED.LOGGED_OUT_ELSEWHERE : ENDED[code]
+  say(text ?? ENDED.FTS_TOKEN_INVALID, chosen ? 'success' : 'warning', code)
   showSignedOut()
+}
+
+/** Shows the user's name; without one (not loaded) the heading says just "Signed in". */
+function setWho (username) {
+  view.who.textContent = username
+  view.whoLine.hidden = username === ''
 }
 
 // ---------------------------------------------------------------------------------------
@@ -321,7 +382,8 @@ function setExpiry (at) {
 
 function renderRemaining () {
   if (expiresAt === 0) {
-    view.remaining.textContent = ''
+    // Signed in but /me not loaded yet (or it failed): nothing known.
+    view.remaining.textContent = signedIn ? 'unknown' : ''
     view.remaining.dataset.seconds = ''
     return
   }
@@ -410,7 +472,11 @@ function sessionRow (session) {
   end.className = 'danger small'
   end.dataset.testid = 'end-session'
   end.textContent = session.current === true ? 'End (log out here)' : 'End session'
-  end.setAttribute('aria-label', `End the session of ${device}${session.current === true ? ', this device' : ''}, last used ${timeCell(session.lastUsedAt).textContent}`)
+  // The accessible name starts with the visible text (WCAG 2.5.3, label in name: speech
+  // users say what they see) and names the row, without the "last used" time, which would
+  // be frozen at render.
+  const where = [device, session.ip, session.current === true ? 'this device' : ''].filter((part) => typeof part === 'string' && part !== '')
+  end.setAttribute('aria-label', `${end.textContent}: ${where.join(', ')}`)
   end.addEventListener('click', () => busy(end, () => endOne(session, device)))
 
   row.append(deviceCell, cell('IP address', session.ip ?? '—'), cell('Last used', timeCell(session.lastUsedAt)),
@@ -423,6 +489,7 @@ function renderSessions (sessions) {
   const sorted = [...sessions].sort((a, b) => Number(b.current) - Number(a.current) || b.lastUsedAt - a.lastUsedAt)
   view.sessionsBody.replaceChildren(...sorted.map(sessionRow))
   view.sessionsEmpty.hidden = sorted.length > 0
+  sessionsLoaded = true
 }
 
 // ---------------------------------------------------------------------------------------
@@ -438,16 +505,41 @@ async function busy (button, task) {
   }
 }
 
+/**
+ * Runs an action the user started. When it succeeds (answers true) without saying
+ * anything itself, the message on show (say, an earlier "briefly unavailable") is out of
+ * date: it goes. Only a user's action clears: a background success never hides why a
+ * session ended.
+ */
+async function userAction (action) {
+  const before = said
+  if (await action() === true && said === before) clearMessage()
+}
+
 async function loadMe () {
   const result = await api('GET', '/me')
   if (!result.ok) {
     report(result)
+    // Still signed in (e.g. the server unreachable): the view stays, and says the
+    // account could not be loaded, with "Check who I am" to try again.
+    if (signedIn && view.who.textContent === '') {
+      view.loadFailed.hidden = false
+      renderRemaining()
+      showSignedIn()
+    }
     return false
   }
-  view.who.textContent = result.data.username
+  setWho(result.data.username)
+  view.loadFailed.hidden = true
   setExpiry(result.data.expiresAt)
   showSignedIn()
   return true
+}
+
+/** "Check who I am": also loads the sessions list if it never loaded (page load failed). */
+async function checkMe () {
+  if (!await loadMe()) return false
+  return sessionsLoaded ? true : await loadSessions()
 }
 
 async function loadSessions () {
@@ -472,6 +564,7 @@ async function logIn (username, password) {
   }
   signedIn = true
   rememberSignedIn(true)
+  rememberLoggedOut(false)
   // New cookies: a request another tab sent before them needs only its retry.
   const expiry = Date.now() + Number(result.data?.expiresIn) * 1000
   recordRenewal({ ok: true, expiresAt: expiry })
@@ -522,12 +615,15 @@ function bind () {
     event.preventDefault()
     const submitter = event.submitter instanceof HTMLButtonElement ? event.submitter : view.form.querySelector('button[value="login"]')
     const action = submitter.value === 'register' ? register : logIn
+    // The field's purpose follows the button: a new password when creating an account (a
+    // password manager then saves it as new, rather than as a changed one), else the current one.
+    view.password.autocomplete = action === register ? 'new-password' : 'current-password'
     busy(submitter, () => action(view.username.value.trim(), view.password.value))
   })
-  const clicks = { 'reload-me': loadMe, 'reload-sessions': loadSessions, logout: logOut, 'logout-all': logOutEverywhere }
+  const clicks = { 'reload-me': checkMe, 'reload-sessions': loadSessions, logout: logOut, 'logout-all': logOutEverywhere }
   for (const [id, action] of Object.entries(clicks)) {
     const button = $(id)
-    button.addEventListener('click', () => busy(button, action))
+    button.addEventListener('click', () => busy(button, () => userAction(action)))
   }
   // Another tab renewed: the cookies (shared) hold a new access token; show its lifetime.
   window.addEventListener('storage', (event) => {
@@ -544,14 +640,11 @@ async function start () {
     showSignedOut()
     return
   }
-  // Believed signed in: an expired access cookie is renewed by the first call.
+  // Believed signed in: an expired access cookie is renewed by the first call. If it
+  // fails without ending the session (e.g. 503, no network), loadMe shows the signed-in
+  // view saying so, and "Check who I am" loads everything.
   signedIn = true
-  if (!await loadMe() && signedIn) {
-    // Still signed in as far as we know (e.g. 503): show the controls to try again.
-    showSignedIn()
-  } else if (signedIn) {
-    await loadSessions()
-  }
+  if (await loadMe()) await loadSessions()
 }
 
 start()
