@@ -42,7 +42,8 @@ export async function buildApp (redisUrl) {
   })
 
   await app.register(async function plugin (scope) {
-    await scope.register(tokenSessions, { secret: SECRET, redis: redisUrl, routes: true })
+    const redis = redisClient(redisUrl, scope)
+    await scope.register(tokenSessions, { secret: SECRET, redis, routes: true })
     scope.post('/auth/login', async (request, reply) => tokenResponse(await reply.issueTokens(request.body.userId)))
     scope.get('/me', { onRequest: scope.authenticate }, async (request) => request.user)
     handles.tokenSessions = () => scope.tokenSessions
@@ -57,16 +58,26 @@ export async function buildApp (redisUrl) {
 }
 
 /**
+ * The one way both contenders get their Redis client, so that they run with the same
+ * client settings: ioredis's defaults, as an app creates its client. It is closed with
+ * the scope.
+ */
+function redisClient (redisUrl, scope) {
+  const redis = new Redis(redisUrl)
+  // A request autocannon abandoned may still reach Redis after quit: not worth a warning.
+  redis.on('error', () => {})
+  scope.addHook('onClose', async () => { await redis.quit() })
+  return redis
+}
+
+/**
  * Refresh as the classic tutorial writes it: verify the refresh JWT, `GET refresh:<jti>`,
  * compare with the presented token, sign a new pair, `SET` the new token with `EX`, `DEL`
  * the old one. Three round trips, no atomicity (two racing refreshes both win), no reuse
  * detection, no session record, no revocation of access tokens.
  */
 async function naiveRefresh (scope, redisUrl, handles) {
-  const redis = new Redis(redisUrl)
-  // A request autocannon abandoned may still reach Redis after quit: not worth a warning.
-  redis.on('error', () => {})
-  scope.addHook('onClose', async () => { await redis.quit() })
+  const redis = redisClient(redisUrl, scope)
   await scope.register(fastifyJwt, { secret: ACCESS_SECRET, namespace: 'access', sign: { expiresIn: NAIVE_ACCESS_TTL } })
   await scope.register(fastifyJwt, { secret: REFRESH_SECRET, namespace: 'refresh', sign: { expiresIn: NAIVE_REFRESH_TTL } })
 

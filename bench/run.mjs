@@ -4,10 +4,13 @@
 //
 // Layout: a private redis-server (never the shared one), the app under test in a child
 // process (bench/server.mjs), autocannon in this process, all on loopback. Each pair that
-// has a target runs A B B A in one server process, to cancel drift, and reports the mean.
+// has a target runs in alternating short rounds in one server process (baseline, then the
+// operation, then the other way round, ...) and is judged by the median of the rounds'
+// ratios, which a noisy machine moves far less than the ratio of two long runs.
 //
-// Environment: BENCH_SECONDS (5) per run, BENCH_CONNECTIONS (50), BENCH_PROFILE=1 to
-// write the server's CPU profiles to bench/profiles/.
+// Environment: BENCH_SECONDS (5) per single run, BENCH_ROUNDS (7) and BENCH_ROUND_SECONDS
+// (2) for the pairs, BENCH_CONNECTIONS (50), BENCH_PROFILE=1 to write the server's CPU
+// profiles to bench/profiles/.
 import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import os from 'node:os'
@@ -22,6 +25,8 @@ import { RedisServer } from './lib/redis.mjs'
 import { startServer } from './lib/server-process.mjs'
 
 const SECONDS = positive('BENCH_SECONDS', 5)
+const ROUNDS = positive('BENCH_ROUNDS', 7)
+const ROUND_SECONDS = positive('BENCH_ROUND_SECONDS', 2)
 const CONNECTIONS = positive('BENCH_CONNECTIONS', 50)
 const WARMUP_SECONDS = 1
 /** Sessions created for the memory figure. */
@@ -61,64 +66,89 @@ async function redisCpu (client) {
 }
 
 /**
- * One measurement: a warm-up run, then the measured run. `request` is an autocannon
- * request; `prepare(seconds)`, when given, is awaited before each run and returns the
- * request (so a run can be fed a pool of tokens sized to it). Returns req/s, p99, and
- * the CPU time per request of the server process and of Redis during the measured run:
- * on a busy machine throughput wanders, the work done per request much less.
+ * One autocannon run of `seconds`. `side` is `{ name, request }` or `{ name, prepare }`,
+ * where `prepare(seconds)` is awaited before the run and returns the request (so a run can
+ * be fed a pool of tokens sized to it). Returns req/s, p99, and the CPU time the server
+ * process and Redis spent on the run: on a busy machine throughput wanders, the work done
+ * per request much less.
  */
-async function measure (name, server, request, prepare) {
-  let warmRps = 0
-  const runs = []
-  let cpu
-  for (const seconds of [WARMUP_SECONDS, SECONDS]) {
-    const next = prepare === undefined ? request : await prepare(seconds, warmRps)
-    const before = { server: await server.cpu(), redis: await redisCpu(inspect) }
-    const result = await autocannon({ url: server.url, connections: CONNECTIONS, duration: seconds, requests: [next] })
-    const after = { server: await server.cpu(), redis: await redisCpu(inspect) }
-    cpu = {
-      server: (after.server.user + after.server.system - before.server.user - before.server.system) / result.requests.total,
-      redis: (after.redis - before.redis) / result.requests.total
-    }
-    warmRps = result.requests.average
-    runs.push(result)
-  }
-  const [warm, main] = runs
-  prepare?.record(main.requests.average)
-  progress(`  ${name}: ${integer.format(main.requests.average)} req/s, p99 ${main.latency.p99} ms, CPU/req ${cpu.server.toFixed(0)} µs server + ${cpu.redis.toFixed(0)} µs Redis`)
+async function run (server, side, seconds) {
+  const request = side.prepare === undefined ? side.request : await side.prepare(seconds)
+  const before = { server: await server.cpu(), redis: await redisCpu(inspect) }
+  const result = await autocannon({ url: server.url, connections: CONNECTIONS, duration: seconds, requests: [request] })
+  const after = { server: await server.cpu(), redis: await redisCpu(inspect) }
+  side.prepare?.record(result.requests.average)
   return {
-    rps: main.requests.average,
-    p99: main.latency.p99,
-    serverCpu: cpu.server,
-    redisCpu: cpu.redis,
-    total: main.requests.total,
-    /** Requests answered in the warm-up and the measured run. */
-    answered: warm.requests.total + main.requests.total,
-    failures: warm.non2xx + warm.errors + warm.timeouts + main.non2xx + main.errors + main.timeouts
+    rps: result.requests.average,
+    p99: result.latency.p99,
+    total: result.requests.total,
+    serverCpuTotal: after.server.user + after.server.system - before.server.user - before.server.system,
+    redisCpuTotal: after.redis - before.redis,
+    failures: result.non2xx + result.errors + result.timeouts
   }
 }
 
-/** A B B A: the mean of two measurements of each, alternated so that drift cancels. */
+/** The figures of one or more runs of the same operation: totals over all of them. */
+function summary (runs, warm) {
+  const total = runs.reduce((sum, r) => sum + r.total, 0)
+  const p99s = runs.map((r) => r.p99)
+  return {
+    // Each run lasts the same time, so the mean of the rates is the total rate.
+    rps: runs.reduce((sum, r) => sum + r.rps, 0) / runs.length,
+    p99: median(p99s),
+    serverCpu: runs.reduce((sum, r) => sum + r.serverCpuTotal, 0) / total,
+    redisCpu: runs.reduce((sum, r) => sum + r.redisCpuTotal, 0) / total,
+    total,
+    /** Requests answered in the warm-up and the measured runs. */
+    answered: total + (warm?.total ?? 0),
+    failures: runs.reduce((sum, r) => sum + r.failures, 0) + (warm?.failures ?? 0),
+    runs: runs.length
+  }
+}
+
+function median (values) {
+  const sorted = [...values].sort((x, y) => x - y)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+}
+
+function logFigures (name, figures) {
+  progress(`  ${name}: ${integer.format(figures.rps)} req/s, p99 ${figures.p99} ms, CPU/req ${figures.serverCpu.toFixed(0)} µs server + ${figures.redisCpu.toFixed(0)} µs Redis`)
+}
+
+/** One operation on its own: a warm-up run, then one measured run of SECONDS. */
+async function measure (server, side) {
+  const warm = await run(server, side, WARMUP_SECONDS)
+  const figures = summary([await run(server, side, SECONDS)], warm)
+  logFigures(side.name, figures)
+  return figures
+}
+
+/**
+ * A baseline (a) and the operation compared with it (b), in ROUNDS rounds of
+ * ROUND_SECONDS each, after a warm-up run of each: a b, b a, a b, ... in one server
+ * process. The two runs of a round are seconds apart and share whatever else the machine
+ * was doing then, so the ratio of each round is far steadier than the ratio of two long
+ * runs minutes apart; alternating the order cancels a drift within the rounds. Returns
+ * the totals of each side and the ratio b / a of every round.
+ */
 async function pair (server, a, b) {
-  const results = { a: [], b: [] }
-  for (const which of ['a', 'b', 'b', 'a']) {
-    const { request, prepare, name } = which === 'a' ? a : b
-    results[which].push(await measure(name, server, request, prepare))
+  const warm = { a: await run(server, a, WARMUP_SECONDS), b: await run(server, b, WARMUP_SECONDS) }
+  const runs = { a: [], b: [] }
+  const ratios = []
+  for (let round = 0; round < ROUNDS; round++) {
+    const result = {}
+    for (const which of round % 2 === 0 ? ['a', 'b'] : ['b', 'a']) {
+      result[which] = await run(server, which === 'a' ? a : b, ROUND_SECONDS)
+      runs[which].push(result[which])
+    }
+    ratios.push(result.b.rps / result.a.rps)
+    progress(`  round ${round + 1}/${ROUNDS}: ${a.name} ${integer.format(result.a.rps)}, ${b.name} ${integer.format(result.b.rps)} req/s: ${ratios.at(-1).toFixed(2)}`)
   }
-  return [mean(results.a), mean(results.b)]
-}
-
-function mean (measurements) {
-  const average = (key) => measurements.reduce((sum, m) => sum + m[key], 0) / measurements.length
-  return {
-    rps: average('rps'),
-    p99: average('p99'),
-    serverCpu: average('serverCpu'),
-    redisCpu: average('redisCpu'),
-    total: measurements.reduce((sum, m) => sum + m.total, 0),
-    failures: measurements.reduce((sum, m) => sum + m.failures, 0),
-    runs: measurements.length
-  }
+  const figures = { a: summary(runs.a, warm.a), b: summary(runs.b, warm.b) }
+  logFigures(a.name, figures.a)
+  logFigures(b.name, figures.b)
+  return { ...figures, ratios }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -151,20 +181,17 @@ async function mint (redisUrl, kind, count) {
 }
 
 /**
- * A `prepare` for `measure` that feeds each request a token of its own, from a pool
- * sized to the run: the measured run's from three times the warm-up's rate (a cold first
- * second understates the steady state) or 1.5 times the last measured run's, the
- * warm-up's from twice the last measured run's, or for the first from the bare route's
- * rate, an upper bound on all. A run that
- * exhausts its pool replays its last token, and the resulting 401s mark the run as failed.
+ * A `prepare` for `run` that feeds each request a token of its own, from a pool sized to
+ * the run: twice the best rate measured so far of this operation, or for its first run
+ * the bare route's rate, an upper bound on all (both capped at 1.2 times the bare route's).
+ * A run that exhausts its pool replays its last token, and the resulting 401s mark the
+ * run as failed.
  */
 function pooled (redisUrl, kind, method, path, ceilingRps, exhausted) {
-  let lastRps = 0
-  const prepare = async (seconds, warmRps) => {
+  let bestRps = 0
+  const prepare = async (seconds) => {
     const ceiling = ceilingRps * 1.2
-    const rate = warmRps > 0
-      ? Math.min(ceiling, Math.max(warmRps * 3, lastRps * 1.5))
-      : lastRps > 0 ? Math.min(ceiling, lastRps * 2) : ceiling
+    const rate = bestRps > 0 ? Math.min(ceiling, bestRps * 2) : ceiling
     const bodies = await mint(redisUrl, kind, Math.ceil(rate * seconds) + CONNECTIONS * 2)
     let next = 0
     return {
@@ -180,7 +207,7 @@ function pooled (redisUrl, kind, method, path, ceilingRps, exhausted) {
       }
     }
   }
-  prepare.record = (rps) => { lastRps = rps }
+  prepare.record = (rps) => { bestRps = Math.max(bestRps, rps) }
   return prepare
 }
 
@@ -374,7 +401,7 @@ function throughputTable (rows) {
     row(['---', '---:', '---:', '---', '---:', '---', '---', '---:'])
   ]
   for (const r of rows) {
-    const ratio = r.baseline === undefined ? undefined : r.rps / r.baseline.rps
+    const ratio = r.ratios !== undefined ? median(r.ratios) : r.baseline === undefined ? undefined : r.rps / r.baseline.rps
     const met = r.target === undefined ? '—' : r.failures > 0 ? 'invalid run' : ratio >= r.target ? 'yes' : 'no'
     lines.push(row([
       r.name,
@@ -385,6 +412,24 @@ function throughputTable (rows) {
       r.target === undefined ? '—' : `≥ ${r.target.toFixed(2)}×`,
       met,
       `${r.serverCpu.toFixed(0)} + ${r.redisCpu.toFixed(0)} µs`
+    ]))
+  }
+  return lines.join('\n')
+}
+
+/** Every round of the pairs with a target, and how their ratio of totals compares. */
+function roundsTable (paired) {
+  const lines = [
+    row(['operation / baseline', 'ratio per round', 'median', 'range', 'ratio of totals']),
+    row(['---', '---', '---:', '---:', '---:'])
+  ]
+  for (const r of paired) {
+    lines.push(row([
+      `${r.name} / ${r.baseline.name}`,
+      r.ratios.map((ratio) => ratio.toFixed(2)).join(', '),
+      median(r.ratios).toFixed(2),
+      `${Math.min(...r.ratios).toFixed(2)}–${Math.max(...r.ratios).toFixed(2)}`,
+      (r.rps / r.baseline.rps).toFixed(2)
     ]))
   }
   return lines.join('\n')
@@ -437,7 +482,7 @@ try {
 
   progress('bare route')
   server = await serverFor('bare')
-  const bare = { name: 'bare route', ...await measure('bare route', server, { method: 'GET', path: '/bare' }) }
+  const bare = { name: 'bare route', ...await measure(server, { name: 'bare route', request: { method: 'GET', path: '/bare' } }) }
   await server.stop()
 
   progress('@fastify/jwt verify alone vs authenticate')
@@ -448,7 +493,7 @@ try {
   const revokedToken = await revokeSessions(issuer.tokenSessions, REVOKED_SESSIONS)
   await issuer.app.close()
   await untilRejected(server.url, revokedToken)
-  const [jwt, auth] = await pair(server,
+  const authPair = await pair(server,
     { name: '@fastify/jwt verify alone', request: { method: 'GET', path: '/jwt/me', headers: { authorization: `Bearer ${jwtToken}` } } },
     { name: 'authenticate', request: { method: 'GET', path: '/me', headers: { authorization: `Bearer ${ourToken}` } } })
   await server.stop()
@@ -456,7 +501,7 @@ try {
   progress('naive refresh vs refresh (a token of its own per request)')
   server = await serverFor('refresh')
   const exhausted = { count: 0 }
-  const [naive, refresh] = await pair(server,
+  const refreshPair = await pair(server,
     { name: 'naive refresh', prepare: pooled(redis.url, 'naive', 'POST', '/naive/refresh', bare.rps, exhausted) },
     { name: 'refresh', prepare: pooled(redis.url, 'ours', 'POST', '/auth/refresh', bare.rps, exhausted) })
   await server.stop()
@@ -466,35 +511,48 @@ try {
   let loginUser = 0
   const login = {
     name: 'login (reply.issueTokens, body transport)',
-    ...await measure('login', server, {
-      method: 'POST',
-      path: '/auth/login',
-      headers: { ...JSON_HEADERS, 'x-token-transport': 'body', 'user-agent': USER_AGENTS[0] },
-      setupRequest: (request) => ({ ...request, body: `{"userId":"login-${loginUser++ % USERS}"}` })
+    ...await measure(server, {
+      name: 'login',
+      request: {
+        method: 'POST',
+        path: '/auth/login',
+        headers: { ...JSON_HEADERS, 'x-token-transport': 'body', 'user-agent': USER_AGENTS[0] },
+        setupRequest: (request) => ({ ...request, body: `{"userId":"login-${loginUser++ % USERS}"}` })
+      }
     })
   }
-  const logout = { name: 'logout (refresh token in body)', ...await measure('logout', server, undefined, pooled(redis.url, 'ours', 'POST', '/auth/logout', bare.rps, exhausted)) }
+  const logout = {
+    name: 'logout (refresh token in body)',
+    ...await measure(server, { name: 'logout', prepare: pooled(redis.url, 'ours', 'POST', '/auth/logout', bare.rps, exhausted) })
+  }
   await server.stop()
 
   progress(`Redis memory: ${integer.format(MEMORY_SESSIONS)} sessions`)
   const memory = await memoryPerSession()
 
+  const jwt = { ...authPair.a, name: '@fastify/jwt verify alone' }
+  const naive = { ...refreshPair.a, name: 'naive refresh' }
+  const paired = [
+    { ...authPair.b, name: 'authenticate (with revocation set)', baseline: jwt, target: 0.95, ratios: authPair.ratios },
+    { ...refreshPair.b, name: 'refresh (rotation, one Lua script)', baseline: naive, target: 1.2, ratios: refreshPair.ratios }
+  ]
   const rows = [
     bare,
-    { ...jwt, name: '@fastify/jwt verify alone', baseline: bare },
-    { ...auth, name: 'authenticate (with revocation set)', baseline: { ...jwt, name: '@fastify/jwt verify alone' }, target: 0.95 },
+    { ...jwt, baseline: bare },
+    paired[0],
     { ...naive, name: 'naive refresh (verify, GET, SET EX, DEL)', baseline: bare },
-    { ...refresh, name: 'refresh (rotation, one Lua script)', baseline: { ...naive, name: 'naive refresh' }, target: 1.2 },
+    paired[1],
     { ...login, baseline: bare },
     { ...logout, baseline: bare }
   ]
   const failed = rows.filter((r) => r.failures > 0)
   const notes = [
     `- ${date.toISOString()}; ${machine}; load average ${load} when the run began.`,
-    `- autocannon, ${CONNECTIONS} connections, ${SECONDS} s after a ${WARMUP_SECONDS} s warm-up, on loopback; the server in its own process (bench/server.mjs), autocannon and redis-server sharing the same ${cpus.length} cores. ` +
+    `- autocannon, ${CONNECTIONS} connections, on loopback (operations without a target: one run of ${SECONDS} s after a ${WARMUP_SECONDS} s warm-up); the server in its own process (bench/server.mjs), autocannon and redis-server sharing the same ${cpus.length} cores. ` +
       (cpus.length <= 2 ? 'On 2 cores the three compete for CPU, and any other load on the machine moves req/s by tens of percent between runs. ' : '') +
-      'Pairs with a target ran A B B A in one server process; their figures are the mean of 2 runs each. ' +
-      'CPU per request is the server process\'s and redis-server\'s CPU time (user + system) over the requests answered in the measured run: steadier than req/s on a busy machine.',
+      `Each pair with a target ran in one server process: a ${WARMUP_SECONDS} s warm-up of each, then ${ROUNDS} rounds of ${ROUND_SECONDS} s each, baseline and operation back to back, the order alternating from round to round; ` +
+      'its ratio is the median of the rounds\' ratios (each round\'s two runs share whatever else the machine was doing then), and its req/s, CPU and the ratio of totals cover all the rounds (p99: the median round\'s). ' +
+      'CPU per request is the server process\'s and redis-server\'s CPU time (user + system) over the requests answered in the measured runs: steadier than req/s on a busy machine.',
     '- Every refresh and logout presented a token of its own (pre-issued sessions), so every refresh really rotated.',
     `- Memory: ${integer.format(MEMORY_SESSIONS)} sessions over ${integer.format(MEMORY_SESSIONS / SESSIONS_PER_USER)} users via RedisStore.create, each with a user agent of ${Math.min(...USER_AGENTS.map((ua) => ua.length))} to ${Math.max(...USER_AGENTS.map((ua) => ua.length))} characters and an IP; ` +
       `${integer.format(memory.keys)} keys. MEMORY USAGE leaves out the main and expires dictionaries' entries, which used_memory includes. ` +
@@ -514,6 +572,8 @@ try {
     `## fastify-token-sessions benchmark, ${date.toISOString().slice(0, 10)}`,
     '',
     throughputTable(rows),
+    '',
+    roundsTable(paired),
     '',
     redisTable(trips, memory),
     '',

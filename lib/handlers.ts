@@ -5,6 +5,7 @@ import {
   TokenMissingError, UnsupportedMediaTypeError
 } from './errors.js'
 import type { ResolvedOptions } from './options.js'
+import { MAX_TOKEN_LENGTH } from './schemas.js'
 import type { IssuedTokens, SessionRef, Sessions } from './sessions.js'
 import type { RevocationList } from './revocations.js'
 import type { IssueOptions, SessionListResponse, SessionUser, TokenResponse, TokenSet, TokenTransport } from './types.js'
@@ -12,11 +13,33 @@ import type { IssueOptions, SessionListResponse, SessionUser, TokenResponse, Tok
 /** Requests whose method changes nothing need no CSRF proof. */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
 /** No token of ours comes near this; a longer one is rejected before any parsing. */
-const MAX_TOKEN_LENGTH = 8192
 /** The Bearer scheme, then (when well formed) one token and nothing else. */
 const BEARER = /^Bearer(?=\s|$)(?: +([^\s]+) *$)?/i
-/** Native clients ask for tokens in the body at login with this header. */
+/**
+ * Native clients ask for tokens in the body at login with this header (value `body`).
+ *
+ * @example
+ * ```ts
+ * await fetch('/auth/login', { method: 'POST', headers: { [TRANSPORT_HEADER]: 'body', 'content-type': 'application/json' }, body })
+ * ```
+ */
 export const TRANSPORT_HEADER = 'x-token-transport'
+
+/** The Bearer token of the Authorization header, if it names that scheme; a 401 if malformed. */
+function bearerTokenOf (request: FastifyRequest): string | undefined {
+  const authorization = request.headers.authorization
+  if (authorization === undefined) return undefined
+  const bearer = BEARER.exec(authorization)
+  if (bearer === null) return undefined
+  const token = bearer[1]
+  if (token === undefined) throw new TokenInvalidError()
+  return token
+}
+
+function checkedLength (token: string): string {
+  if (token.length > MAX_TOKEN_LENGTH) throw new TokenInvalidError()
+  return token
+}
 
 /** The HTTP status an error carries, if it is one of ours or Fastify's. */
 function statusOf (error: unknown): unknown {
@@ -65,15 +88,14 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
   }
 
   function accessTokenOf (request: FastifyRequest): FoundToken | undefined {
-    const authorization = request.headers.authorization
-    const bearer = authorization === undefined ? null : BEARER.exec(authorization)
-    if (bearer !== null) {
-      const token = bearer[1]
-      if (token === undefined) throw new TokenInvalidError()
-      return { token, kind: 'access', fromCookie: false }
-    }
-    const token = cookies === null ? undefined : readCookie(request, cookies.accessTokenName)
+    const bearer = bearerTokenOf(request)
+    if (bearer !== undefined) return { token: bearer, kind: 'access', fromCookie: false }
+    const token = accessCookieOf(request)
     return token === undefined ? undefined : { token, kind: 'access', fromCookie: true }
+  }
+
+  function accessCookieOf (request: FastifyRequest): string | undefined {
+    return cookies === null ? undefined : readCookie(request, cookies.accessTokenName)
   }
 
   function refreshTokenOf (request: FastifyRequest): FoundToken | undefined {
@@ -90,8 +112,7 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
   }
 
   function checkLength (found: FoundToken): string {
-    if (found.token.length > MAX_TOKEN_LENGTH) throw new TokenInvalidError()
-    return found.token
+    return checkedLength(found.token)
   }
 
   function clearCookies (reply: FastifyReply): void {
@@ -99,9 +120,10 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
   }
 
   function deliver (reply: FastifyReply, tokens: IssuedTokens, transport: TokenTransport): TokenSet {
-    if (transport === 'cookie' && cookies !== null) setTokenCookies(reply, cookies, { ...tokens, transport })
+    const set: TokenSet = { ...tokens, transport }
+    if (transport === 'cookie' && cookies !== null) setTokenCookies(reply, cookies, set)
     reply.header('cache-control', 'no-store')
-    return { ...tokens, transport }
+    return set
   }
 
   return {
@@ -234,12 +256,18 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
     }
   }
 
-  /** The user of a valid access token whose session no instance has revoked. */
+  /**
+   * The user of a valid access token whose session no instance has revoked. This runs
+   * on every authenticated request: it reads the token without building a FoundToken.
+   */
   function authenticated (request: FastifyRequest): SessionUser {
-    const found = accessTokenOf(request)
-    if (found === undefined) throw new TokenMissingError()
-    if (found.fromCookie && !SAFE_METHODS.has(request.method)) checkCsrf(request, csrfHeader)
-    const user = sessions.verifyAccess(checkLength(found))
+    let token = bearerTokenOf(request)
+    if (token === undefined) {
+      token = accessCookieOf(request)
+      if (token === undefined) throw new TokenMissingError()
+      if (!SAFE_METHODS.has(request.method)) checkCsrf(request, csrfHeader)
+    }
+    const user = sessions.verifyAccess(checkedLength(token))
     revocations.checkFeed()
     if (revocations.isRevoked(user.sessionId)) throw new SessionRevokedError()
     return user

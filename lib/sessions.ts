@@ -8,7 +8,7 @@ import {
   checkClaims, checkUserId, hashId, newRefreshId, newSessionId, successorId,
   type Claims, type TokenCodec
 } from './tokens.js'
-import type { AuditEvent, IssueOptions, SessionUser, TokenSet } from './types.js'
+import type { IssueOptions, SessionUser, TokenSet } from './types.js'
 
 /** A token set before the HTTP layer decides how it travels. */
 export type IssuedTokens = Omit<TokenSet, 'transport'>
@@ -41,9 +41,11 @@ export class Sessions {
   readonly #emit: Emit
   readonly #log: FastifyBaseLogger
   readonly #revocations: RevocationList
+  readonly #deadlines: Deadlines
 
   constructor (options: ResolvedOptions, codec: TokenCodec, store: SessionStore, revocations: RevocationList, emit: Emit, log: FastifyBaseLogger) {
     this.#options = options
+    this.#deadlines = new Deadlines(options.storeTimeout)
     this.#codec = codec
     this.store = store
     this.#revocations = revocations
@@ -64,7 +66,7 @@ export class Sessions {
     }))
     const endsAt = nowSeconds() + this.#options.sessionMaxLifetime
     const tokens = this.#sign(sub, sid, jti, ttlMs, endsAt, claims)
-    await this.#emit('onLogin', this.#event(sub, sid, 'login', request), request)
+    await this.#emit('onLogin', sub, sid, 'login', request)
     return tokens
   }
 
@@ -88,15 +90,16 @@ export class Sessions {
       case 'rotated':
       case 'replayed': {
         const tokens = this.#sign(sub, sid, successor, outcome.ttlMs, endsAt, claims)
-        if (outcome.status === 'rotated') await this.#emit('onRefresh', this.#event(sub, sid, 'refresh', request), request)
+        // Every refresh passes here: without an onRefresh hook, not even an await.
+        const audit = outcome.status === 'rotated' ? this.#emit('onRefresh', sub, sid, 'refresh', request) : undefined
+        if (audit !== undefined) await audit
         return tokens
       }
       case 'reused': {
         this.#revocations.remember([sid], this.#options.rememberMs)
-        const event = this.#event(sub, sid, 'reuse', request)
         ;(request?.log ?? this.#log).warn({ userId: sub, sessionId: sid }, 'refresh token reuse detected: session revoked')
-        await this.#emit('onReuseDetected', event, request)
-        await this.#emit('onSessionRevoked', event, request)
+        await this.#emit('onReuseDetected', sub, sid, 'reuse', request)
+        await this.#emit('onSessionRevoked', sub, sid, 'reuse', request)
         throw new TokenReusedError()
       }
       default:
@@ -106,8 +109,7 @@ export class Sessions {
 
   /** Verifies an access token; no store access. */
   verifyAccess (accessToken: string): SessionUser {
-    const { sub, sid, expiresAt, claims } = this.#codec.verifyAccess(accessToken)
-    return { ...claims, id: sub, sessionId: sid, expiresAt }
+    return this.#codec.verifyAccess(accessToken)
   }
 
   /** Whether a session is live, asking the store. */
@@ -139,9 +141,8 @@ export class Sessions {
     const revoked = await this.#call(() => this.store.revoke(sub, sessionId, this.#options.rememberMs))
     if (revoked) {
       this.#revocations.remember([sessionId], this.#options.rememberMs)
-      const event = this.#event(sub, sessionId, reason, request)
-      if (reason === 'logout') await this.#emit('onLogout', event, request)
-      await this.#emit('onSessionRevoked', event, request)
+      if (reason === 'logout') await this.#emit('onLogout', sub, sessionId, reason, request)
+      await this.#emit('onSessionRevoked', sub, sessionId, reason, request)
     }
     return revoked
   }
@@ -157,9 +158,8 @@ export class Sessions {
     const revoked = await this.#call(() => this.store.revokeAll(sub, { ...options, rememberMs: this.#options.rememberMs }))
     this.#revocations.remember(revoked ?? [], this.#options.rememberMs)
     for (const sessionId of revoked ?? []) {
-      const event = this.#event(sub, sessionId, reason, request)
-      if (sessionId === options.ifLive) await this.#emit('onLogout', event, request)
-      await this.#emit('onSessionRevoked', event, request)
+      if (sessionId === options.ifLive) await this.#emit('onLogout', sub, sessionId, reason, request)
+      await this.#emit('onSessionRevoked', sub, sessionId, reason, request)
     }
     return revoked
   }
@@ -188,22 +188,79 @@ export class Sessions {
     return client
   }
 
-  #event (userId: string, sessionId: string, reason: string, request: FastifyRequest | undefined): AuditEvent {
-    return { userId, sessionId, reason, ip: request?.ip, userAgent: request?.headers['user-agent'] }
+  /**
+   * Runs one store operation within `storeTimeout`. The deadlines share one timer, and
+   * the outcome is settled directly: no timer, racing promise and async frame per call.
+   */
+  #call<T> (operation: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const deadline = this.#deadlines.watch(reject)
+      const fail = (cause: unknown): void => {
+        this.#deadlines.done(deadline)
+        reject(new StoreUnavailableError({ cause }))
+      }
+      let result: Promise<T>
+      try {
+        result = operation()
+      } catch (cause) {
+        return fail(cause)
+      }
+      // A store may answer with a plain value: Promise.resolve passes a promise through as is.
+      Promise.resolve(result).then((value) => {
+        this.#deadlines.done(deadline)
+        resolve(value)
+      }, fail)
+    })
+  }
+}
+
+/** A store call in flight: when it times out, and how to fail it then. */
+interface Deadline {
+  at: number
+  reject: (error: Error) => void
+}
+
+/**
+ * The deadlines of the store calls in flight. They all share one duration, so the order
+ * calls start in is the order their deadlines fall in: one timer, armed for the oldest
+ * call still pending, serves them all. It is cleared whenever nothing is pending, so it
+ * never holds the process open for nothing.
+ */
+class Deadlines {
+  readonly #ms: number
+  /** Insertion order: oldest first, which is also earliest deadline first. */
+  readonly #pending = new Set<Deadline>()
+  #timer: NodeJS.Timeout | undefined
+
+  constructor (ms: number) {
+    this.#ms = ms
   }
 
-  async #call<T> (operation: () => Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`session store did not answer within ${this.#options.storeTimeout} ms`)), this.#options.storeTimeout)
-    })
-    try {
-      const result = await Promise.race([operation(), timeout])
-      clearTimeout(timer)
-      return result
-    } catch (cause) {
-      clearTimeout(timer)
-      throw new StoreUnavailableError({ cause })
+  watch (reject: (error: Error) => void): Deadline {
+    const deadline = { at: Date.now() + this.#ms, reject }
+    this.#pending.add(deadline)
+    this.#timer ??= setTimeout(() => this.#expire(), this.#ms)
+    return deadline
+  }
+
+  done (deadline: Deadline): void {
+    this.#pending.delete(deadline)
+    if (this.#pending.size === 0 && this.#timer !== undefined) {
+      clearTimeout(this.#timer)
+      this.#timer = undefined
+    }
+  }
+
+  #expire (): void {
+    this.#timer = undefined
+    const now = Date.now()
+    for (const deadline of this.#pending) {
+      if (deadline.at > now) {
+        this.#timer = setTimeout(() => this.#expire(), deadline.at - now)
+        return
+      }
+      this.#pending.delete(deadline)
+      deadline.reject(new StoreUnavailableError({ cause: new Error(`session store did not answer within ${this.#ms} ms`) }))
     }
   }
 }

@@ -1,6 +1,6 @@
 import t from 'tap'
-import { Cluster } from 'ioredis'
-import { RedisStore } from '../lib/index.js'
+import { Cluster, Redis } from 'ioredis'
+import { RedisStore, type RevocationListener } from '../lib/index.js'
 import { buildApp, login, refresh } from './helpers/app.js'
 import { payloadOf } from './helpers/jwt.js'
 import { startCluster } from './helpers/topology.js'
@@ -44,6 +44,49 @@ t.test('Redis Cluster (three primaries)', async (t) => {
       'an instance started later loads the revocation from every primary')
     await late.tokenSessions.store.close()
     ;(late.tokenSessions.store as RedisStore).client.disconnect()
+  })
+
+  t.test('when the revocation feed\'s connection moves to another node, the list is reloaded', async (t) => {
+    const app = await buildApp(t, { redis: client })
+    const victim = await login(app, 'cluster-feed-victim')
+    const me = async (): Promise<number> =>
+      (await app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${victim.accessToken}` } })).statusCode
+    t.equal(await me(), 200)
+    // A revocation whose announcement this instance missed: in the user's set, never published.
+    await client.zadd('tsess:{cluster-feed-victim}:rv', Date.now() + 60_000, payloadOf(victim.accessToken).sid as string)
+    t.equal(await me(), 200, 'a revocation not announced is not known yet')
+    // Drop every subscribed connection: the feed must move (to the next node) and reload.
+    for (const node of nodes) {
+      const admin = new Redis(node.port, '127.0.0.1')
+      await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')
+      admin.disconnect()
+    }
+    let status = 200
+    for (let i = 0; i < 200 && status === 200; i++) {
+      status = await me()
+      if (status === 200) await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+    t.equal(status, 401, 'the reload after the move found the revocation')
+  })
+
+  t.test('the feed waits for a Cluster client that knows no node yet, and can stop before it does', async (t) => {
+    const listener = (connected: () => void): RevocationListener => ({ revoked: () => {}, connected, disconnected: () => {} })
+    const lazy = new Cluster(nodes.map((node) => ({ host: '127.0.0.1', port: node.port })), { lazyConnect: true })
+    t.teardown(() => lazy.disconnect())
+    let up = (): void => {}
+    const connected = new Promise<void>((resolve) => { up = resolve })
+    const stop = await new RedisStore({ client: lazy }).watchRevocations(listener(() => up()))
+    await connected
+    t.equal(lazy.status, 'ready', 'a lazyConnect client is connected by the feed, as by any command')
+    await stop()
+    const fresh = cluster()
+    t.teardown(() => fresh.quit())
+    const waiting = fresh.listenerCount('ready')
+    const stopEarly = await new RedisStore({ client: fresh }).watchRevocations(listener(() => t.fail('connected after stop')))
+    t.equal(fresh.listenerCount('ready'), waiting + 1, 'a client just created knows no node: the feed waits for it')
+    await stopEarly()
+    t.equal(fresh.listenerCount('ready'), waiting, 'stopped, it waits no more')
+    await new Promise((resolve) => fresh.once('ready', resolve))
   })
 
   t.test('a Cluster client with a keyPrefix, or with waitForReplicas, is refused', async (t) => {

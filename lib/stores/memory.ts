@@ -14,7 +14,15 @@ interface MemorySession {
   client: ClientInfo
 }
 
-/** Options of {@link MemoryStore}. */
+/**
+ * Options of {@link MemoryStore}.
+ *
+ * @example
+ * ```ts
+ * let now = Date.now()
+ * const store = new MemoryStore({ now: () => now })   // a test moves `now` forward
+ * ```
+ */
 export interface MemoryStoreOptions {
   /** The clock, in milliseconds. Tests pass a fake one. */
   now?: () => number

@@ -4,10 +4,26 @@ import type {
   NewSession, Revocation, RevocationListener, RevokeAllOptions, RotateOutcome, RotateRequest, SessionInfo, SessionStore
 } from './store.js'
 
-/** A client the store can run its scripts on: a standalone/Sentinel client or a Cluster. */
+/**
+ * A client the store can run its scripts on: a standalone/Sentinel client or a Cluster.
+ *
+ * @example
+ * ```ts
+ * const client: RedisClient = new Cluster([{ host: 'redis-1', port: 6379 }])
+ * const store = new RedisStore({ client })
+ * ```
+ */
 export type RedisClient = Redis | Cluster
 
-/** Options of {@link RedisStore}: give it a client you own, or a URL for one it owns. */
+/**
+ * Options of {@link RedisStore}: give it a client you own, or a URL for one it owns.
+ *
+ * @example
+ * ```ts
+ * new RedisStore({ url: process.env.REDIS_URL, keyPrefix: 'myapp:' })
+ * new RedisStore({ client: sentinelClient, waitForReplicas: 1, waitTimeout: 500 })
+ * ```
+ */
 export type RedisStoreOptions = (
   | { client: RedisClient, url?: never }
   | { url: string, client?: never }
@@ -29,12 +45,21 @@ export type RedisStoreOptions = (
   waitTimeout?: number
 }
 
-/** The default prefix of every Redis key. */
+/**
+ * The default prefix of every Redis key.
+ *
+ * @example
+ * ```ts
+ * await redis.zcard(`${DEFAULT_KEY_PREFIX}{${userId}}:idx`)   // how many sessions a user has
+ * ```
+ */
 export const DEFAULT_KEY_PREFIX = 'tsess:'
 /** The default command timeout of a client the store creates, in milliseconds. */
 export const DEFAULT_COMMAND_TIMEOUT = 1000
 /** How long a write waits for replica acknowledgements by default, in milliseconds. */
 export const DEFAULT_WAIT_TIMEOUT = 500
+/** On a Cluster, how soon the revocation feed moves to the next node after losing one. */
+const CLUSTER_RESUBSCRIBE_DELAY = 100
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
@@ -46,17 +71,26 @@ declare module 'ioredis' {
   }
 }
 
-function lua (name: string): string {
+function read (name: string): string {
   return readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8')
 }
 
-const COMMON = lua('common')
+/**
+ * A script, with each `--@include <part>` line replaced by that part (now.lua,
+ * reindex.lua, announce.lua). A script includes only the parts it uses, where it uses
+ * them: a helper defined at the top would be made anew, as a closure, on every call, and
+ * rotate, which runs on every refresh, needs its helpers only when it detects theft.
+ */
+function lua (name: string): string {
+  return read(name).replace(/^--@include (\w+)\n/gm, (_line, part: string) => read(part))
+}
+
 const SCRIPTS = {
-  tokenSessionsCreate: { numberOfKeys: 2, lua: COMMON + lua('create') },
-  tokenSessionsRotate: { numberOfKeys: 3, lua: COMMON + lua('rotate') },
-  tokenSessionsRevoke: { numberOfKeys: 3, lua: COMMON + lua('revoke') },
-  tokenSessionsRevokeAll: { numberOfKeys: 3, lua: COMMON + lua('revoke-all') },
-  tokenSessionsList: { numberOfKeys: 1, lua: COMMON + lua('list') }
+  tokenSessionsCreate: { numberOfKeys: 2, lua: lua('create') },
+  tokenSessionsRotate: { numberOfKeys: 3, lua: lua('rotate') },
+  tokenSessionsRevoke: { numberOfKeys: 3, lua: lua('revoke') },
+  tokenSessionsRevokeAll: { numberOfKeys: 3, lua: lua('revoke-all') },
+  tokenSessionsList: { numberOfKeys: 1, lua: lua('list') }
 } as const
 
 const ROTATE_STATUS = ['missing', 'rotated', 'replayed', 'reused'] as const
@@ -138,7 +172,7 @@ export class RedisStore implements SessionStore {
 
   /** The key of one session. */
   sessionKey (userId: string, sessionId: string): string {
-    return `${this.#prefix}${tagOf(userId)}:s:${sessionId}`
+    return `${this.#userPrefix(userId)}:s:${sessionId}`
   }
 
   /**
@@ -146,12 +180,21 @@ export class RedisStore implements SessionStore {
    * a script may touch one slot only: there each user has a set under the user's hash tag.
    */
   revokedKey (userId: string): string {
-    return this.#cluster ? `${this.#prefix}${tagOf(userId)}:rv` : `${this.#prefix}revoked`
+    return this.#revokedKeyOf(this.#userPrefix(userId))
   }
 
   /** The key of a user's session index. */
   indexKey (userId: string): string {
-    return `${this.#prefix}${tagOf(userId)}:idx`
+    return `${this.#userPrefix(userId)}:idx`
+  }
+
+  /** The prefix of every key of the user: computed once per operation, not once per key. */
+  #userPrefix (userId: string): string {
+    return this.#prefix + tagOf(userId)
+  }
+
+  #revokedKeyOf (userPrefix: string): string {
+    return this.#cluster ? `${userPrefix}:rv` : `${this.#prefix}revoked`
   }
 
   async create (session: NewSession): Promise<number> {
@@ -170,9 +213,10 @@ export class RedisStore implements SessionStore {
   }
 
   async rotate (request: RotateRequest): Promise<RotateOutcome> {
-    const { userId, sessionId } = request
+    const { sessionId } = request
+    const user = this.#userPrefix(request.userId)
     const [code, ttlMs] = await this.client.tokenSessionsRotate(
-      this.sessionKey(userId, sessionId), this.indexKey(userId), this.revokedKey(userId), sessionId,
+      `${user}:s:${sessionId}`, `${user}:idx`, this.#revokedKeyOf(user), sessionId,
       request.presentedHash, request.successorHash, request.ttlMs, request.graceMs, this.#channel, request.rememberMs
     )
     const status = ROTATE_STATUS[code as 0 | 1 | 2 | 3]
@@ -209,8 +253,15 @@ export class RedisStore implements SessionStore {
     return reply[1]
   }
 
-  async #acknowledged (): Promise<void> {
-    if (this.#replicas === 0) return
+  /**
+   * With `waitForReplicas`, the replicas' acknowledgement of the write; without, nothing
+   * to wait for: undefined, not an async call's promise, on every operation.
+   */
+  #acknowledged (): Promise<void> | undefined {
+    return this.#replicas === 0 ? undefined : this.#waitForReplicas()
+  }
+
+  async #waitForReplicas (): Promise<void> {
     const acknowledged = await (this.client as Redis).wait(this.#replicas, this.#waitTimeout)
     if (acknowledged < this.#replicas) {
       throw new Error(`${acknowledged} of ${this.#replicas} replicas acknowledged the write within ${this.#waitTimeout} ms`)
@@ -242,15 +293,19 @@ export class RedisStore implements SessionStore {
    * to confirm before it reports `connected`, so a reload that follows misses nothing.
    */
   async watchRevocations (listener: RevocationListener): Promise<() => Promise<void>> {
-    // Redis and Cluster both duplicate themselves without arguments; their signatures differ.
-    const subscriber = (this.client as Redis).duplicate()
     const channel = this.#channel
-    subscriber.on('error', () => {})
-    subscriber.on('close', () => listener.disconnected())
-    subscriber.on('message', (from: string, message: string) => {
-      if (from === channel) listener.revoked(parseAnnouncement(message))
-    })
-    const subscribe = async (): Promise<void> => {
+    const watch = (subscriber: Redis): Redis => {
+      subscriber.on('error', () => {})
+      subscriber.on('close', () => listener.disconnected())
+      subscriber.on('message', (from: string, message: string) => {
+        if (from === channel) listener.revoked(parseAnnouncement(message))
+      })
+      subscriber.on('ready', () => { void subscribe(subscriber) })
+      // A copy of a lazyConnect client is lazy too, and nothing else would make it connect.
+      if (subscriber.status === 'wait') subscriber.connect().catch(() => {})
+      return subscriber
+    }
+    const subscribe = async (subscriber: Redis): Promise<void> => {
       try {
         await subscriber.subscribe(channel)
         listener.connected()
@@ -259,11 +314,49 @@ export class RedisStore implements SessionStore {
       } catch {}
       /* c8 ignore stop */
     }
-    subscriber.on('ready', () => { void subscribe() })
-    // A copy of a lazyConnect client is lazy too, and nothing else would make it connect.
-    if (subscriber.status === 'wait') subscriber.connect().catch(() => {})
+    if (!this.#cluster) {
+      const subscriber = watch((this.client as Redis).duplicate())
+      return async () => {
+        subscriber.removeAllListeners('close')
+        subscriber.disconnect()
+      }
+    }
+    return this.#watchCluster(watch)
+  }
+
+  /**
+   * On a Cluster, a message published on any node reaches every node, so one connection
+   * to any node serves. It is the store's own, not the Cluster client's subscriber: that
+   * one moves to another node by itself when its node goes away, and resubscribes, but
+   * tells no one, and what was published meanwhile would be missed without a reload.
+   * Here each move is a new connection, whose 'close' and 'ready' reach the listener as a
+   * standalone client's do: down, then up and reloaded. Nodes are taken in turn, so a
+   * dead one is not picked twice in a row.
+   */
+  #watchCluster (watch: (subscriber: Redis) => Redis): () => Promise<void> {
+    const cluster = this.client as Cluster
+    let subscriber: Redis | undefined
+    let retry: NodeJS.Timeout | undefined
+    let turn = 0
+    const next = (): void => {
+      const nodes = cluster.nodes('all')
+      // Before the client has learnt its nodes: wait until it has. A lazyConnect client
+      // connects on its first command; this watch is one.
+      if (nodes.length === 0) {
+        cluster.once('ready', next)
+        if (cluster.status === 'wait') cluster.connect().catch(() => {})
+        return
+      }
+      subscriber = watch((nodes[turn++ % nodes.length] as Redis).duplicate())
+      subscriber.once('end', () => { retry = setTimeout(next, CLUSTER_RESUBSCRIBE_DELAY) })
+    }
+    next()
     return async () => {
+      cluster.off('ready', next)
+      clearTimeout(retry)
+      if (subscriber === undefined) return
       subscriber.removeAllListeners('close')
+      subscriber.removeAllListeners('end')
       subscriber.disconnect()
     }
   }

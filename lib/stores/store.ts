@@ -57,7 +57,14 @@ export interface SessionStore {
   close (): Promise<void>
 }
 
-/** A session as created at login. */
+/**
+ * A session as created at login; what a store's `create` receives.
+ *
+ * @example
+ * ```ts
+ * await store.create({ userId: 'u1', sessionId, tokenHash, ttlMs: 86_400_000, maxTtlMs: 2_592_000_000, client: { ip: '203.0.113.7' } })
+ * ```
+ */
 export interface NewSession {
   userId: string
   sessionId: string
@@ -71,7 +78,14 @@ export interface NewSession {
   client: ClientInfo
 }
 
-/** What a session records of its client; each field is optional (privacy settings). */
+/**
+ * What a session records of its client; each field is optional (privacy settings).
+ *
+ * @example
+ * ```ts
+ * const client: ClientInfo = { userAgent: 'Mozilla/5.0 …', ip: '203.0.113.7', label: 'Work laptop' }
+ * ```
+ */
 export interface ClientInfo {
   userAgent?: string
   ip?: string
@@ -79,7 +93,16 @@ export interface ClientInfo {
   label?: string
 }
 
-/** A live session as listed. Times are milliseconds since the epoch. */
+/**
+ * A live session as listed. Times are milliseconds since the epoch.
+ *
+ * @example
+ * ```ts
+ * for (const session of await app.tokenSessions.listSessions(userId)) {
+ *   console.log(session.userAgent, new Date(session.lastUsedAt))
+ * }
+ * ```
+ */
 export interface SessionInfo extends ClientInfo {
   sessionId: string
   createdAt: number
@@ -87,7 +110,15 @@ export interface SessionInfo extends ClientInfo {
   expiresAt: number
 }
 
-/** One refresh: the hash of the presented token's id and of its successor's. */
+/**
+ * One refresh: the hash of the presented token's id and of its successor's; what a
+ * store's `rotate` receives.
+ *
+ * @example
+ * ```ts
+ * const outcome = await store.rotate({ userId, sessionId, presentedHash, successorHash, ttlMs, graceMs: 10_000, rememberMs: 900_000 })
+ * ```
+ */
 export interface RotateRequest {
   userId: string
   sessionId: string
@@ -101,13 +132,31 @@ export interface RotateRequest {
   rememberMs: number
 }
 
-/** A revoked session and until when (ms since the epoch) its access tokens may live. */
+/**
+ * A revoked session and until when (ms since the epoch) its access tokens may live.
+ *
+ * @example
+ * ```ts
+ * const revoked: Revocation = { sessionId: 'k3Jq…', until: Date.now() + 900_000 }
+ * ```
+ */
 export interface Revocation {
   sessionId: string
   until: number
 }
 
-/** Receives the revocation feed. */
+/**
+ * Receives the revocation feed.
+ *
+ * @example
+ * ```ts
+ * const stop = await store.watchRevocations({
+ *   revoked: (revocations) => { for (const { sessionId } of revocations) denied.add(sessionId) },
+ *   connected: () => reload(),
+ *   disconnected: () => log.warn('revocation feed down')
+ * })
+ * ```
+ */
 export interface RevocationListener {
   revoked (revocations: Revocation[]): void
   /** The feed is (again) live: reload what may have been missed. */
@@ -117,17 +166,30 @@ export interface RevocationListener {
 }
 
 /**
+ * What a store's `rotate` found:
  * - `rotated`: the presented token was current; the successor now is.
  * - `replayed`: the presented token was rotated less than `graceMs` ago; the successor
  *   (already current) is handed out again, so racing or retried requests share one chain.
  * - `missing`: no such session (never existed, expired, or revoked).
  * - `reused`: the presented token was rotated before the grace window: the session is gone.
+ *
+ * @example
+ * ```ts
+ * if ((await store.rotate(request)).status === 'reused') await alerts.send('refresh token theft')
+ * ```
  */
 export type RotateOutcome =
   | { status: 'rotated' | 'replayed', ttlMs: number }
   | { status: 'missing' | 'reused' }
 
-/** Options of {@link SessionStore.revokeAll}. */
+/**
+ * Options of {@link SessionStore.revokeAll}.
+ *
+ * @example
+ * ```ts
+ * await store.revokeAll(userId, { rememberMs: 900_000, except: currentSessionId })
+ * ```
+ */
 export interface RevokeAllOptions {
   /** How long to remember the revocations (the access tokens' lifetime). */
   rememberMs: number

@@ -1,6 +1,7 @@
 -- KEYS: session, index. ARGV: session id, token hash, ttl (ms), max lifetime (ms),
 -- user agent (first part), user agent (second part), ip, label ('' for none).
-local now = now_ms()
+--@include now
+--@include reindex
 local max = tonumber(ARGV[4])
 local ttl = math.min(tonumber(ARGV[3]), max)
 local fields = {'c', ARGV[2], 't', now, 'u', now, 'x', now + max}

@@ -1,6 +1,7 @@
 -- KEYS: index. ARGV: session key prefix.
 -- Returns one {id, created, last used, expires, user agent, ip, label} per live session.
-local now = now_ms()
+--@include now
+--@include reindex
 reindex(KEYS[1], now)
 local sessions = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do

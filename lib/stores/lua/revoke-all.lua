@@ -6,7 +6,9 @@
 if ARGV[2] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then
   return -1
 end
-local now = now_ms()
+--@include now
+--@include reindex
+--@include announce
 local revoked = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do
   if id ~= ARGV[3] then

@@ -1,7 +1,9 @@
 -- KEYS: session, index, revoked. ARGV: session id, channel, remember (ms).
 -- Returns 1 if the session existed.
 local existed = redis.call('DEL', KEYS[1])
-local now = now_ms()
+--@include now
+--@include reindex
+--@include announce
 redis.call('ZREM', KEYS[2], ARGV[1])
 reindex(KEYS[2], now)
 if existed == 1 then
