@@ -88,3 +88,37 @@ t.test('a store that never answers, or throws, is a 503 too', async (t) => {
   await t.rejects(app.tokenSessions.revokeSession('h', 'AAAAAAAAAAAAAAAAAAAAAA'), { code: 'FTS_STORE_UNAVAILABLE' })
   t.same(await app.tokenSessions.health(), { ok: false, store: 'down', revocationFeed: 'up' }, 'a store that does not answer is down')
 })
+
+t.test('overlapping store calls each get their whole storeTimeout, whatever the others do', async (t) => {
+  const memory = new MemoryStore()
+  t.teardown(() => memory.close())
+  // list hangs; everything else works, so the app starts and its feed is up.
+  const store: SessionStore = {
+    create: async (session) => await memory.create(session),
+    rotate: async (request) => await memory.rotate(request),
+    revoke: async (userId, sessionId, rememberMs) => await memory.revoke(userId, sessionId, rememberMs),
+    revokeAll: async (userId, options) => await memory.revokeAll(userId, options),
+    list: async () => await new Promise<never>(() => {}),
+    isLive: async (userId, sessionId) => await memory.isLive(userId, sessionId),
+    revocations: async () => await memory.revocations(),
+    watchRevocations: async (listener) => await memory.watchRevocations(listener),
+    ping: async () => {},
+    close: async () => {}
+  }
+  const timeout = 300
+  const app = await buildApp(t, { store, storeTimeout: timeout })
+  const failedAfter = async (): Promise<number> => {
+    const started = Date.now()
+    await t.rejects(app.tokenSessions.listSessions('overlap'), { code: 'FTS_STORE_UNAVAILABLE' })
+    return Date.now() - started
+  }
+  const first = failedAfter()
+  await sleep(timeout / 2)
+  const second = failedAfter()
+  // A call started while another waits must not be failed with the earlier one.
+  t.ok(await first >= timeout - 5, `the first call failed after ${await first} ms (≥ ${timeout})`)
+  t.ok(await second >= timeout - 5, `the second call, started ${timeout / 2} ms later, failed after ${await second} ms (≥ ${timeout})`)
+  t.ok(await second < timeout * 3, 'and not much later than its own deadline')
+  // Nothing pending: a call now gets a fresh timer of its own.
+  t.ok(await failedAfter() >= timeout - 5, 'a later call after the timer went idle gets its whole timeout too')
+})
