@@ -43,7 +43,9 @@ export async function buildApp (redisUrl) {
 
   await app.register(async function plugin (scope) {
     const redis = redisClient(redisUrl, scope)
-    await scope.register(tokenSessions, { secret: SECRET, redis, routes: true })
+    // BENCH_MAX_SESSIONS: bench/many-sessions.mjs seeds one user with more sessions than the default cap.
+    const cap = process.env.BENCH_MAX_SESSIONS === undefined ? {} : { maxSessionsPerUser: Number(process.env.BENCH_MAX_SESSIONS) }
+    await scope.register(tokenSessions, { secret: SECRET, redis, routes: true, ...cap })
     scope.post('/auth/login', async (request, reply) => tokenResponse(await reply.issueTokens(request.body.userId)))
     scope.get('/me', { onRequest: scope.authenticate }, async (request) => request.user)
     handles.tokenSessions = () => scope.tokenSessions

@@ -1,14 +1,14 @@
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { AuditEvent, AuditHook, AuditHookName, AuditHooks } from './types.js'
 
+/** What the session lifecycle says of an event; the request supplies the rest. */
+export type EventFacts = Pick<AuditEvent, 'userId' | 'sessionId' | 'reason'> & Partial<Pick<AuditEvent, 'replay' | 'allSessions' | 'except'>>
+
 /**
- * Calls one audit hook, if the app set it, with the event of one session. Returns
- * undefined when the app set no such hook: the event is then never built, and a caller
- * on a hot path can skip the await too.
+ * Calls one audit hook, if the app set it, with the event. Returns undefined when the app
+ * set no such hook: the event is then never built.
  */
-export type Emit = (
-  hook: AuditHookName, userId: string, sessionId: string, reason: string, request: FastifyRequest | undefined
-) => Promise<void> | undefined
+export type Emit = (hook: AuditHookName, facts: EventFacts, request: FastifyRequest | undefined) => Promise<void> | undefined
 
 /**
  * The audit hooks' dispatcher. A hook is awaited, so that an alert is sent before the
@@ -17,14 +17,20 @@ export type Emit = (
  * @example
  * ```ts
  * const emit = createEmitter({ onLogout: async (event) => { audit.write(event) } }, log)
- * await emit('onLogout', 'u1', sessionId, 'logout', request)
+ * await emit('onLogout', { userId: 'u1', sessionId, reason: 'logout' }, request)
  * ```
  */
 export function createEmitter (hooks: AuditHooks, log: FastifyBaseLogger): Emit {
-  return function emit (hook, userId, sessionId, reason, request) {
+  return function emit (hook, facts, request) {
     const callback = hooks[hook]
     if (callback === undefined) return undefined
-    const event: AuditEvent = { userId, sessionId, reason, ip: request?.ip, userAgent: request?.headers['user-agent'] }
+    const event: AuditEvent = {
+      replay: false,
+      allSessions: false,
+      ...facts,
+      ip: request?.ip,
+      userAgent: request?.headers['user-agent']
+    }
     return run(callback, event, request, hook, log)
   }
 }

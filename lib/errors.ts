@@ -39,6 +39,18 @@ export const SessionNotFoundError = createError('FTS_SESSION_NOT_FOUND', 'No suc
 /** A cookie-authenticated request lacks the anti-CSRF header or comes from another site. */
 export const CsrfError = createError('FTS_CSRF_REJECTED', 'Cross-site request rejected', 403)
 
+/**
+ * Every session of the user was revoked (a password change, logout everywhere) after the
+ * login's credentials were checked: the login lost that race and started no session.
+ */
+export const CredentialsStaleError = createError('FTS_CREDENTIALS_STALE', 'The account changed while signing in; sign in again', 401)
+
+/**
+ * A token cookie came twice in one request: one was planted (by a sibling subdomain or a
+ * man in the middle). Rejected before any token is read.
+ */
+export const CookieConflictError = createError('FTS_COOKIE_CONFLICT', 'A token cookie was sent more than once', 400)
+
 /** The request is malformed (for example, a body field of the wrong type). */
 export const BadRequestError = createError('FTS_BAD_REQUEST', 'The request is malformed', 400)
 
@@ -50,3 +62,25 @@ export const StoreUnavailableError = createError('FTS_STORE_UNAVAILABLE', 'The s
 
 /** A plugin option is missing or has a bad value; thrown at registration. */
 export const InvalidOptionError = createError('FTS_INVALID_OPTION', 'Invalid option %s: %s', 500)
+
+/**
+ * An error as the logs may show it: its type, message, code and stack, and of a store
+ * command only its name. A Redis client's errors carry the command's arguments (user ids,
+ * token hashes, IPs, user agents), which have no place in a log.
+ *
+ * @example
+ * ```ts
+ * request.log.error({ err: loggable(error.cause) }, 'session store unavailable')
+ * ```
+ */
+export function loggable (error: unknown): Record<string, unknown> {
+  if (!(error instanceof Error)) return { message: String(error) }
+  const { code, command } = error as { code?: unknown, command?: { name?: unknown } }
+  return {
+    type: error.name,
+    message: error.message,
+    stack: error.stack,
+    ...(code === undefined ? {} : { code }),
+    ...(typeof command?.name === 'string' ? { command: command.name } : {})
+  }
+}

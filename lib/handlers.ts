@@ -1,20 +1,34 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { checkCsrf, clearTokenCookies, readCookie, setTokenCookies } from './cookies.js'
+import { checkCsrf, clearTokenCookies, readTokenCookie, setTokenCookies, type CookieToken } from './cookies.js'
 import {
-  BadRequestError, SessionNotFoundError, SessionRevokedError, StoreUnavailableError, TokenInvalidError,
+  BadRequestError, loggable, SessionNotFoundError, SessionRevokedError, StoreUnavailableError, TokenInvalidError,
   TokenMissingError, UnsupportedMediaTypeError
 } from './errors.js'
 import type { ResolvedOptions } from './options.js'
-import { MAX_TOKEN_LENGTH } from './schemas.js'
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_TOKEN_LENGTH } from './schemas.js'
 import type { IssuedTokens, SessionRef, Sessions } from './sessions.js'
 import type { RevocationList } from './revocations.js'
-import type { IssueOptions, SessionListResponse, SessionUser, TokenResponse, TokenSet, TokenTransport } from './types.js'
+import type { IssueOptions, SessionListPage, SessionListResponse, SessionUser, TokenResponse, TokenSet, TokenTransport } from './types.js'
+
+/** When a request arrived (ms, this instance's clock), for `issueTokens`' default `authenticatedAt`. */
+const ARRIVED = Symbol('fastify-token-sessions.arrived')
+type ArrivedRequest = FastifyRequest & { [ARRIVED]?: number }
+
+/**
+ * The `onRequest` hook that notes when each request arrived: a login's credentials were
+ * checked after it, so a revocation of every session of the user after it wins the race.
+ */
+export function noteArrival (request: FastifyRequest, _reply: FastifyReply, done: () => void): void {
+  (request as ArrivedRequest)[ARRIVED] = Date.now()
+  done()
+}
 
 /** Requests whose method changes nothing need no CSRF proof. */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
-/** No token of ours comes near this; a longer one is rejected before any parsing. */
 /** The Bearer scheme, then (when well formed) one token and nothing else. */
 const BEARER = /^Bearer(?=\s|$)(?: +([^\s]+) *$)?/i
+/** The one body type the plugin's routes accept. */
+const JSON_TYPE = /^application\/json\s*(;|$)/i
 /**
  * Native clients ask for tokens in the body at login with this header (value `body`).
  *
@@ -36,6 +50,7 @@ function bearerTokenOf (request: FastifyRequest): string | undefined {
   return token
 }
 
+/** A token no longer than any of ours can be; a longer one is rejected before any parsing. */
 function checkedLength (token: string): string {
   if (token.length > MAX_TOKEN_LENGTH) throw new TokenInvalidError()
   return token
@@ -49,7 +64,46 @@ function statusOf (error: unknown): unknown {
 interface FoundToken {
   token: string
   kind: 'access' | 'refresh'
-  fromCookie: boolean
+  /** For a token from a cookie: the session the session cookie names ('' for none). */
+  boundTo: string | undefined
+}
+
+/** An opaque page cursor: the start time of the last session listed, base64url. */
+function encodeCursor (cursor: number | undefined): string | undefined {
+  return cursor === undefined ? undefined : Buffer.from(String(cursor)).toString('base64url')
+}
+
+/** A cursor back to its start time; anything that is not one of ours is a 400. */
+function decodeCursor (cursor: unknown): number | undefined {
+  if (cursor === undefined) return undefined
+  if (typeof cursor !== 'string' || !/^[A-Za-z0-9_-]{1,24}$/.test(cursor)) throw new BadRequestError()
+  const text = Buffer.from(cursor, 'base64url').toString()
+  const value = Number(text)
+  if (!/^[0-9]{1,16}$/.test(text) || !Number.isSafeInteger(value)) throw new BadRequestError()
+  return value
+}
+
+/** A page size: a whole number from 1 to {@link MAX_PAGE_SIZE}, as a number or a query string. */
+function pageSize (limit: unknown): number {
+  if (limit === undefined) return DEFAULT_PAGE_SIZE
+  const value = typeof limit === 'string' && /^[0-9]{1,3}$/.test(limit) ? Number(limit) : limit
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_PAGE_SIZE) throw new BadRequestError()
+  return value
+}
+
+/**
+ * One page of a user's sessions as the API gives it: an opaque cursor, a checked size.
+ *
+ * @example
+ * ```ts
+ * const page = await listPage(sessions, userId, { cursor: request.query.cursor, limit: request.query.limit })
+ * ```
+ */
+export async function listPage (sessions: Sessions, userId: unknown, page: { cursor?: unknown, limit?: unknown }): Promise<SessionListPage> {
+  const cursor = decodeCursor(page.cursor)
+  const { sessions: listed, nextCursor } = await sessions.list(userId, { limit: pageSize(page.limit), ...(cursor === undefined ? {} : { cursor }) })
+  const next = encodeCursor(nextCursor)
+  return next === undefined ? { sessions: listed } : { sessions: listed, nextCursor: next }
 }
 
 /**
@@ -75,27 +129,28 @@ export function tokenResponse (tokens: TokenSet): TokenResponse {
 
 /** The HTTP side of the plugin: the `authenticate` hook, the handlers and `issueTokens`. */
 export function createHandlers (options: ResolvedOptions, sessions: Sessions, revocations: RevocationList) {
-  const { cookies, csrfHeader } = options
+  const { cookies, csrfHeader, origins } = options
 
   /** Adds what an error needs on the wire (challenge, retry hint) and logs store failures. */
   function prepare (request: FastifyRequest, reply: FastifyReply, error: unknown): unknown {
     if (statusOf(error) === 401) reply.header('www-authenticate', 'Bearer error="invalid_token"')
     if (error instanceof StoreUnavailableError) {
       reply.header('retry-after', String(options.retryAfter))
-      request.log.error({ err: error.cause }, 'session store unavailable')
+      request.log.error({ err: loggable(error.cause) }, 'session store unavailable')
     }
     return error
   }
 
   function accessTokenOf (request: FastifyRequest): FoundToken | undefined {
     const bearer = bearerTokenOf(request)
-    if (bearer !== undefined) return { token: bearer, kind: 'access', fromCookie: false }
-    const token = accessCookieOf(request)
-    return token === undefined ? undefined : { token, kind: 'access', fromCookie: true }
+    if (bearer !== undefined) return { token: bearer, kind: 'access', boundTo: undefined }
+    const cookie = cookieOf(request, 'accessTokenName')
+    return cookie === undefined ? undefined : { token: cookie.token, kind: 'access', boundTo: cookie.boundTo ?? '' }
   }
 
-  function accessCookieOf (request: FastifyRequest): string | undefined {
-    return cookies === null ? undefined : readCookie(request, cookies.accessTokenName)
+  /** A token cookie and the session it is bound to, when cookies are on and the cookie is there. */
+  function cookieOf (request: FastifyRequest, name: 'accessTokenName' | 'refreshTokenName'): CookieToken | undefined {
+    return cookies === null ? undefined : readTokenCookie(request, cookies, cookies[name])
   }
 
   function refreshTokenOf (request: FastifyRequest): FoundToken | undefined {
@@ -105,18 +160,21 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
     const fromBody = (body as { refreshToken?: unknown } | undefined)?.refreshToken
     if (fromBody !== undefined) {
       if (typeof fromBody !== 'string' || fromBody.length === 0) throw new BadRequestError()
-      return { token: fromBody, kind: 'refresh', fromCookie: false }
+      return { token: fromBody, kind: 'refresh', boundTo: undefined }
     }
-    const token = cookies === null ? undefined : readCookie(request, cookies.refreshTokenName)
-    return token === undefined ? undefined : { token, kind: 'refresh', fromCookie: true }
-  }
-
-  function checkLength (found: FoundToken): string {
-    return checkedLength(found.token)
+    const cookie = cookieOf(request, 'refreshTokenName')
+    return cookie === undefined ? undefined : { token: cookie.token, kind: 'refresh', boundTo: cookie.boundTo ?? '' }
   }
 
   function clearCookies (reply: FastifyReply): void {
     if (cookies !== null) clearTokenCookies(reply, cookies)
+  }
+
+  /** After a logout that a cookie named: the cookies go, and every other cookie of the site with them when asked. */
+  function loggedOut (reply: FastifyReply, byCookie: boolean): void {
+    clearCookies(reply)
+    if (byCookie && cookies?.clearSiteData === true) reply.header('clear-site-data', '"cookies"')
+    reply.code(204)
   }
 
   function deliver (reply: FastifyReply, tokens: IssuedTokens, transport: TokenTransport): TokenSet {
@@ -153,9 +211,9 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
       try {
         const found = refreshTokenOf(request)
         if (found === undefined) throw new TokenMissingError()
-        fromCookie = found.fromCookie
-        if (fromCookie) checkCsrf(request, csrfHeader)
-        const tokens = await sessions.rotate(checkLength(found), request)
+        fromCookie = found.boundTo !== undefined
+        if (fromCookie) checkCsrf(request, csrfHeader, origins)
+        const tokens = await sessions.rotate(checkedLength(found.token), request, found.boundTo)
         return tokenResponse(deliver(reply, tokens, fromCookie ? 'cookie' : 'body'))
       } catch (error) {
         // A refresh cookie that can no longer work is only noise for the browser.
@@ -166,29 +224,31 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
 
     /** Ends the caller's session. Idempotent: without a live session it still answers 204. */
     async logout (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+      let session: NamedSession | undefined
       try {
-        const session = namedSession(request)
-        if (session !== undefined) await sessions.revoke(session.userId, session.sessionId, 'logout', request)
+        session = namedSession(request)
+        if (session !== undefined) await sessions.revoke(session, 'logout', request)
       } catch (error) {
+        if (statusOf(error) === 401) clearCookies(reply)
         throw prepare(request, reply, error)
       }
-      clearCookies(reply)
-      reply.code(204)
+      loggedOut(reply, session?.byCookie === true)
     },
 
-    /** Ends every session of the caller, who must hold a live one. */
+    /**
+     * Ends every session of the caller, who must hold a live one, in one step whatever
+     * their number.
+     */
     async logoutAll (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+      let session: NamedSession | undefined
       try {
-        const session = sessionOf(request)
-        if (await sessions.revokeAll(session.userId, { ifLive: session.sessionId }, 'logout-all', request) === null) {
-          clearCookies(reply)
-          throw new SessionRevokedError()
-        }
+        session = sessionOf(request)
+        if (!await sessions.revokeAll(session.userId, { caller: session }, 'logout-all', request)) throw new SessionRevokedError()
       } catch (error) {
+        if (session !== undefined && statusOf(error) === 401) clearCookies(reply)
         throw prepare(request, reply, error)
       }
-      clearCookies(reply)
-      reply.code(204)
+      loggedOut(reply, session.byCookie)
     },
 
     /** `reply.issueTokens`: starts a session and delivers its tokens. */
@@ -197,20 +257,25 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
       if (transport === 'cookie' && cookies === null) {
         throw new TypeError('fastify-token-sessions: transport "cookie" needs cookies enabled')
       }
+      // By default the credentials were checked after the request arrived.
+      const checked = issueOptions.authenticatedAt ?? (reply.request as ArrivedRequest)[ARRIVED] ?? Date.now()
       try {
-        return deliver(reply, await sessions.issue(userId, issueOptions, reply.request), transport)
+        return deliver(reply, await sessions.issue(userId, { ...issueOptions, authenticatedAt: checked }, reply.request), transport)
       } catch (error) {
         throw prepare(reply.request, reply, error)
       }
     },
 
     /** `GET <prefix>/sessions`: the caller's live sessions, its own flagged `current`. */
-    async listSessions (request: FastifyRequest, reply: FastifyReply): Promise<SessionListResponse> {
+    async listSessions (request: FastifyRequest<{ Querystring: { cursor?: string, limit?: string } }>, reply: FastifyReply): Promise<SessionListResponse> {
       try {
         const { id, sessionId } = request.user
-        const live = await sessions.list(id)
+        const page = await listPage(sessions, id, { cursor: request.query.cursor, limit: request.query.limit })
         reply.header('cache-control', 'no-store')
-        return { sessions: live.map((session) => ({ ...session, current: session.sessionId === sessionId })) }
+        return {
+          sessions: page.sessions.map((session) => ({ ...session, current: session.sessionId === sessionId })),
+          nextCursor: page.nextCursor ?? null
+        }
       } catch (error) {
         throw prepare(request, reply, error)
       }
@@ -219,7 +284,7 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
     /** `DELETE <prefix>/sessions/:id`: ends one of the caller's sessions; another's is a 404. */
     async revokeSession (request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply): Promise<void> {
       try {
-        if (!await sessions.revoke(request.user.id, request.params.id, 'revoked', request)) throw new SessionNotFoundError()
+        if (!await sessions.revoke({ userId: request.user.id, sessionId: request.params.id }, 'revoked', request)) throw new SessionNotFoundError()
       } catch (error) {
         throw prepare(request, reply, error)
       }
@@ -241,13 +306,13 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
     async requireJson (request: FastifyRequest): Promise<void> {
       const { 'content-type': type, 'content-length': length, 'transfer-encoding': encoding } = request.headers
       const hasBody = encoding !== undefined || (length !== undefined && length !== '0')
-      if (!hasBody || (type !== undefined && /^application\/json\s*(;|$)/i.test(type))) return
+      if (!hasBody || (type !== undefined && JSON_TYPE.test(type))) return
       throw new UnsupportedMediaTypeError()
     }
   }
 
   /** For logout: the session named, or undefined when no token names one validly. */
-  function namedSession (request: FastifyRequest): SessionRef | undefined {
+  function namedSession (request: FastifyRequest): NamedSession | undefined {
     try {
       return sessionOf(request)
     } catch (error) {
@@ -261,15 +326,20 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
    * on every authenticated request: it reads the token without building a FoundToken.
    */
   function authenticated (request: FastifyRequest): SessionUser {
-    let token = bearerTokenOf(request)
-    if (token === undefined) {
-      token = accessCookieOf(request)
-      if (token === undefined) throw new TokenMissingError()
-      if (!SAFE_METHODS.has(request.method)) checkCsrf(request, csrfHeader)
+    const bearer = bearerTokenOf(request)
+    let user: SessionUser
+    if (bearer === undefined) {
+      const cookie = cookieOf(request, 'accessTokenName')
+      if (cookie === undefined) throw new TokenMissingError()
+      if (!SAFE_METHODS.has(request.method)) checkCsrf(request, csrfHeader, origins)
+      user = sessions.verifyAccess(checkedLength(cookie.token))
+      // A planted access cookie is of another session than the session cookie's.
+      if (user.sessionId !== cookie.boundTo) throw new TokenInvalidError()
+    } else {
+      user = sessions.verifyAccess(checkedLength(bearer))
     }
-    const user = sessions.verifyAccess(checkedLength(token))
     revocations.checkFeed()
-    if (revocations.isRevoked(user.sessionId)) throw new SessionRevokedError()
+    if (revocations.isRevoked(user.id, user.sessionId, user.sessionStartedAt)) throw new SessionRevokedError()
     return user
   }
 
@@ -281,24 +351,34 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
    * The session the caller names, by its refresh token or else its access token (CSRF
    * checked first when either is a cookie). Throws the first token's error if none holds.
    */
-  function sessionOf (request: FastifyRequest): SessionRef {
+  function sessionOf (request: FastifyRequest): NamedSession {
     const candidates = [refreshTokenOf(request), accessTokenOf(request)]
     const found = candidates.filter((candidate): candidate is FoundToken => candidate !== undefined)
     if (found.length === 0) throw new TokenMissingError()
-    if (found.some((candidate) => candidate.fromCookie)) checkCsrf(request, csrfHeader)
+    const byCookie = found.some((candidate) => candidate.boundTo !== undefined)
+    if (byCookie) checkCsrf(request, csrfHeader, origins)
     let firstError: unknown
     for (const candidate of found) {
       try {
-        const token = checkLength(candidate)
-        if (candidate.kind === 'refresh') return sessions.refreshSession(token)
-        const user = sessions.verifyAccess(token)
-        return { userId: user.id, sessionId: user.sessionId }
+        const token = checkedLength(candidate.token)
+        const session: SessionRef = candidate.kind === 'refresh' ? sessions.refreshSession(token) : sessionOfUser(sessions.verifyAccess(token))
+        if (candidate.boundTo !== undefined && candidate.boundTo !== session.sessionId) throw new TokenInvalidError()
+        return { ...session, byCookie }
       } catch (error) {
         firstError ??= error
       }
     }
     throw firstError
   }
+
+  function sessionOfUser (user: SessionUser): SessionRef {
+    return { userId: user.id, sessionId: user.sessionId }
+  }
+}
+
+/** A session a request named, and whether a cookie carried the token that named it. */
+interface NamedSession extends SessionRef {
+  byCookie: boolean
 }
 
 /** The handlers `createHandlers` returns. */

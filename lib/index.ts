@@ -2,7 +2,8 @@ import fp from 'fastify-plugin'
 import fastifyCookie from '@fastify/cookie'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import { createEmitter } from './audit.js'
-import { createHandlers, type Handlers } from './handlers.js'
+import { StoreClock } from './clock.js'
+import { createHandlers, listPage, noteArrival, type Handlers } from './handlers.js'
 import { resolveOptions, type ResolvedOptions, type ResolvedRoutes } from './options.js'
 import { RevocationList } from './revocations.js'
 import { ROUTE_BODY_LIMIT, describeOnly, jwksSchema, listSessionsSchema, logoutAllSchema, logoutSchema, refreshSchema, revokeSessionSchema } from './schemas.js'
@@ -10,7 +11,7 @@ import { Sessions } from './sessions.js'
 import { MemoryStore } from './stores/memory.js'
 import { RedisStore } from './stores/redis.js'
 import type { SessionStore } from './stores/store.js'
-import { createTokenCodec } from './tokens.js'
+import { checkUserId, createTokenCodec } from './tokens.js'
 import type { IssueOptions, SessionUser, TokenSessionsApi, TokenSessionsOptions } from './types.js'
 
 /**
@@ -69,7 +70,7 @@ function registerRoutes (fastify: FastifyInstance, routes: ResolvedRoutes, handl
       })
     }
     if (routes.sessions) {
-      scope.get('/sessions', { onRequest: handlers.authenticate, schema: listSessionsSchema }, handlers.listSessions)
+      scope.get<{ Querystring: { cursor?: string, limit?: string } }>('/sessions', { onRequest: handlers.authenticate, schema: listSessionsSchema }, handlers.listSessions)
       scope.delete<{ Params: { id: string } }>('/sessions/:id', { onRequest: handlers.authenticate, schema: revokeSessionSchema }, handlers.revokeSession)
     }
   }, { prefix: routes.prefix })
@@ -77,33 +78,46 @@ function registerRoutes (fastify: FastifyInstance, routes: ResolvedRoutes, handl
 
 async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSessionsOptions): Promise<void> {
   const options = resolveOptions(rawOptions)
-  const codec = await createTokenCodec(fastify, options)
   if (options.cookies !== null && !fastify.hasReplyDecorator('setCookie')) await fastify.register(fastifyCookie)
 
   const { store, owned } = buildStore(fastify, options)
-  const revocations = new RevocationList(store, options.revocationFeed, fastify.log)
-  const sessions = new Sessions(options, codec, store, revocations, createEmitter(options.hooks, fastify.log), fastify.log)
+  const clock = new StoreClock(() => store.time(), fastify.log)
+  const codec = await createTokenCodec(fastify, { ...options, now: () => clock.now() })
+  const revocations = new RevocationList(store, clock, options.revocationFeed, fastify.log)
+  const sessions = new Sessions(options, codec, store, revocations, clock, createEmitter(options.hooks, fastify.log), fastify.log)
   const handlers = createHandlers(options, sessions, revocations)
-  fastify.addHook('onClose', async () => { await revocations.close() })
+  fastify.addHook('onClose', async () => {
+    clock.stop()
+    await revocations.close()
+  })
   if (owned) fastify.addHook('onClose', async () => { await store.close() })
+  // The first reading of the store's clock, bounded like any store call: a store that is
+  // down at start-up leaves the offset at 0 until it answers (the feed's connect measures).
+  await Promise.race([clock.measure(), new Promise((resolve) => setTimeout(resolve, options.storeTimeout).unref())])
+  clock.start()
   await revocations.start(options.storeTimeout)
 
   const api: TokenSessionsApi = {
     store,
     health: async () => {
       const storeUp = await sessions.storeAnswers()
-      return { ok: storeUp && revocations.live, store: storeUp ? 'up' : 'down', revocationFeed: revocations.live ? 'up' : 'down' }
+      return {
+        ok: storeUp && revocations.live,
+        store: storeUp ? 'up' : 'down',
+        revocationFeed: revocations.live ? 'up' : 'down',
+        clockOffsetMs: clock.offsetMs
+      }
     },
     issue: async (userId, issueOptions = {}) => ({ ...await sessions.issue(userId, issueOptions), transport: 'body' }),
     refresh: async (refreshToken) => ({ ...await sessions.rotate(refreshToken), transport: 'body' }),
     verifyAccessToken: (accessToken) => sessions.verifyAccess(accessToken),
     jwks: () => ({ keys: options.keys.access.keys.flatMap((key) => key.jwk === undefined ? [] : [key.jwk]) }),
-    listSessions: async (userId) => await sessions.list(userId),
+    listSessions: async (userId, page = {}) => await listPage(sessions, userId, page),
     revokeSession: async (userId, sessionId, revokeOptions = {}) =>
-      await sessions.revoke(userId, sessionId, revokeOptions.reason ?? 'revoked', revokeOptions.request),
+      await sessions.revoke({ userId: checkUserId(userId), sessionId }, revokeOptions.reason ?? 'revoked', revokeOptions.request),
     revokeAllSessions: async (userId, revokeOptions = {}) => {
       const except = revokeOptions.except === undefined ? {} : { except: revokeOptions.except }
-      return (await sessions.revokeAll(userId, except, revokeOptions.reason ?? 'revoked', revokeOptions.request)).length
+      await sessions.revokeAll(userId, except, revokeOptions.reason ?? 'revoked', revokeOptions.request)
     }
   }
 
@@ -116,6 +130,7 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
     return handlers.issueTokens(this, userId, issueOptions)
   })
 
+  fastify.addHook('onRequest', noteArrival)
   if (options.routes !== null) registerRoutes(fastify, options.routes, handlers, api)
   fastify.addHook('onReady', async () => { void warnIfEvicting(fastify, store) })
 }
@@ -147,7 +162,8 @@ export { errorResponseSchema, tokenResponseSchema } from './schemas.js'
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js'
 export { RedisStore, DEFAULT_KEY_PREFIX, type RedisClient, type RedisStoreOptions } from './stores/redis.js'
 export type {
-  SessionStore, NewSession, RotateRequest, RotateOutcome, RevokeAllOptions, ClientInfo, SessionInfo, Revocation, RevocationListener
+  SessionStore, NewSession, CreateOutcome, RotateRequest, RotateOutcome, RevokeRequest, PresentedToken, RevokeAllOptions, RevokeAllOutcome,
+  PageRequest, SessionPage, ClientInfo, SessionInfo, Revocation, SessionRevocation, UserRevocation, RevocationListener
 } from './stores/store.js'
 /**
  * Every error the plugin sends, each a `@fastify/error` constructor with a stable `code`.
@@ -166,6 +182,6 @@ export { ACCESS_TOKEN_TYPE, REFRESH_TOKEN_TYPE, type Claims } from './tokens.js'
 export { ALGORITHMS, type AccessTokenKey, type Algorithm } from './keys.js'
 export type {
   AuditEvent, AuditHook, AuditHookName, AuditHooks, ClientInfoOptions, CookieOptions, Health, IssueOptions, RevokeOptions,
-  RoutesOptions, SessionListResponse, SessionUser, TokenResponse, TokenSessionsApi, TokenSessionsOptions, TokenSet,
+  RoutesOptions, SessionListPage, SessionListResponse, SessionUser, TokenResponse, TokenSessionsApi, TokenSessionsOptions, TokenSet,
   TokenTransport
 } from './types.js'

@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto'
+import { createPrivateKey, createPublicKey, KeyObject, type JsonWebKey } from 'node:crypto'
 import { InvalidOptionError } from './errors.js'
 
 /**
@@ -36,11 +36,12 @@ export interface AccessTokenKey {
   /** The one algorithm this key signs and verifies; a token naming another is rejected. */
   algorithm: Algorithm
   /**
-   * HS*: the secret (at least as many bytes as the hash: 32, 48, 64). Others: a PEM
-   * private key (signs and verifies) or a PEM public key (verifies only, e.g. a retired
-   * key whose tokens have not all expired yet).
+   * HS*: the secret (at least as many bytes as the hash: 32, 48, 64), or a secret
+   * KeyObject; never a public or private key, which is refused. Others: a private key
+   * (signs and verifies) or a public key (verifies only, e.g. a retired key whose tokens
+   * have not all expired yet), as PEM or KeyObject.
    */
-  key: string | Buffer
+  key: string | Buffer | KeyObject
 }
 
 /** A key ready for @fastify/jwt: what signs, what verifies, and what JWKS publishes. */
@@ -63,6 +64,39 @@ const MIN_RSA_BITS = 2048
 
 function fail (option: string, fix: string): never {
   throw new InvalidOptionError(option, fix)
+}
+
+/**
+ * Refuses an HMAC secret that is a public or private key (PEM, DER or a JWK): a public
+ * key is public, and whoever has it could sign tokens that verify with it.
+ */
+export function refuseKeyMaterial (secret: string | Buffer, option: string): void {
+  const text = secret.toString()
+  const hint = 'is a public or private key; an HMAC secret must be random bytes known only to the app (e.g. openssl rand -base64 48)'
+  if (/-----BEGIN [A-Z0-9 ]*KEY-----/.test(text)) fail(option, hint)
+  if (isJwk(text) || isDerKey(Buffer.from(secret))) fail(option, hint)
+}
+
+function isJwk (text: string): boolean {
+  if (!text.trimStart().startsWith('{')) return false
+  try {
+    const parsed = JSON.parse(text) as { kty?: unknown }
+    return typeof parsed.kty === 'string'
+  } catch {
+    return false
+  }
+}
+
+function isDerKey (bytes: Buffer): boolean {
+  // A DER key is an ASN.1 SEQUENCE; anything else is not worth trying to parse.
+  if (bytes[0] !== 0x30) return false
+  for (const parse of [() => createPublicKey({ key: bytes, format: 'der', type: 'spki' }), () => createPrivateKey({ key: bytes, format: 'der', type: 'pkcs8' })]) {
+    try {
+      parse()
+      return true
+    } catch {}
+  }
+  return false
 }
 
 /** An HMAC key with no kid: the access key derived from `secret`, as before any rotation. */
@@ -93,28 +127,36 @@ function resolveKey (given: unknown, option: string): ResolvedKey {
   const { kid, algorithm, key } = given as Record<string, unknown>
   if (typeof kid !== 'string' || !KID.test(kid)) fail(`${option}.kid`, 'must be 1 to 64 letters, digits, ".", "_" or "-"')
   if (!ALGORITHMS.includes(algorithm as Algorithm)) fail(`${option}.algorithm`, `must be one of ${ALGORITHMS.join(', ')}`)
-  if (typeof key !== 'string' && !Buffer.isBuffer(key)) fail(`${option}.key`, 'must be a string or Buffer')
+  if (typeof key !== 'string' && !Buffer.isBuffer(key) && !(key instanceof KeyObject)) fail(`${option}.key`, 'must be a string, Buffer or KeyObject')
   const alg = algorithm as Algorithm
   const minBytes = HMAC_BYTES[alg]
   if (minBytes !== undefined) {
-    const secret = Buffer.from(key)
+    if (key instanceof KeyObject && key.type !== 'secret') fail(`${option}.key`, `is a ${key.type} key; ${alg} takes a secret: random bytes known only to the app`)
+    const secret = key instanceof KeyObject ? key.export() : Buffer.from(key)
+    if (!(key instanceof KeyObject)) refuseKeyMaterial(key, `${option}.key`)
     if (secret.length < minBytes) fail(`${option}.key`, `must be at least ${minBytes} bytes for ${alg}`)
     return Object.freeze({ kid, algorithm: alg, signingKey: secret, verifyKey: secret, jwk: undefined })
   }
   return asymmetricKey(kid, alg, key, option)
 }
 
-function asymmetricKey (kid: string, algorithm: Algorithm, key: string | Buffer, option: string): ResolvedKey {
+function asymmetricKey (kid: string, algorithm: Algorithm, key: string | Buffer | KeyObject, option: string): ResolvedKey {
   let privateKey: KeyObject | undefined
   let publicKey: KeyObject
-  try {
-    privateKey = createPrivateKey(key)
-    publicKey = createPublicKey(privateKey)
-  } catch {
+  if (key instanceof KeyObject) {
+    if (key.type === 'secret') fail(`${option}.key`, `is a secret key, which ${algorithm} cannot use`)
+    privateKey = key.type === 'private' ? key : undefined
+    publicKey = key.type === 'private' ? createPublicKey(key) : key
+  } else {
     try {
-      publicKey = createPublicKey(key)
+      privateKey = createPrivateKey(key)
+      publicKey = createPublicKey(privateKey)
     } catch {
-      fail(`${option}.key`, `must be a PEM private or public key for ${algorithm}`)
+      try {
+        publicKey = createPublicKey(key)
+      } catch {
+        fail(`${option}.key`, `must be a PEM private or public key for ${algorithm}`)
+      }
     }
   }
   // Asymmetric keys always have a type and details; only secret KeyObjects lack them.

@@ -1,7 +1,7 @@
 import { InvalidOptionError } from './errors.js'
 import type { RedisClient } from './stores/redis.js'
 import type { SessionStore } from './stores/store.js'
-import { resolveAccessKeys } from './keys.js'
+import { refuseKeyMaterial, resolveAccessKeys } from './keys.js'
 import { deriveKeys, type TokenKeys } from './tokens.js'
 import type { AuditHooks, TokenSessionsOptions } from './types.js'
 
@@ -34,6 +34,10 @@ export const MIN_SECRET_BYTES = 32
 export const DEFAULT_CSRF_HEADER = 'x-requested-with'
 /** Prefix of the plugin's routes. */
 export const DEFAULT_ROUTES_PREFIX = '/auth'
+/** The most sessions one user may have by default. */
+export const DEFAULT_MAX_SESSIONS_PER_USER = 100
+/** The highest `maxSessionsPerUser` accepted. */
+export const MAX_SESSIONS_PER_USER = 1_000_000
 
 /** Options after checking: defaults filled in, keys derived, frozen. */
 export interface ResolvedOptions {
@@ -51,6 +55,10 @@ export interface ResolvedOptions {
   readonly cookies: ResolvedCookies | null
   readonly csrfHeader: string | null
   readonly routes: ResolvedRoutes | null
+  readonly maxSessionsPerUser: number
+  readonly replayRequiresSameUserAgent: boolean
+  /** The origins whose pages may make cookie-authenticated state changes, beside the request's own. */
+  readonly origins: { readonly publicOrigin: string | undefined, readonly allowed: ReadonlySet<string> }
   readonly issuer: string | undefined
   readonly audience: string | undefined
   readonly hooks: Readonly<AuditHooks>
@@ -61,13 +69,16 @@ export interface ResolvedOptions {
 
 /** Cookie settings after checking. */
 export interface ResolvedCookies {
+  /** The names as sent, prefixes included. */
   readonly accessTokenName: string
   readonly refreshTokenName: string
+  readonly bindingName: string
   readonly domain: string | undefined
   readonly path: string
   readonly refreshPath: string
   readonly secure: boolean
   readonly sameSite: 'strict' | 'lax' | 'none'
+  readonly clearSiteData: boolean
 }
 
 /** Routes after checking. */
@@ -84,13 +95,15 @@ const HOOKS = ['onLogin', 'onRefresh', 'onLogout', 'onSessionRevoked', 'onReuseD
 const KNOWN_OPTIONS = new Set<string>([
   'secret', 'accessTokenSecret', 'refreshTokenSecret', 'accessTokenKeys', 'activeKid', 'accessTokenTtl', 'refreshTokenTtl', 'sessionMaxLifetime',
   'clientInfo', 'reuseGrace', 'store', 'redis', 'keyPrefix', 'storeTimeout', 'retryAfter', 'cookies', 'csrfHeader',
-  'routes', 'issuer', 'audience', 'revocationFeed', ...HOOKS,
+  'routes', 'issuer', 'audience', 'revocationFeed', 'maxSessionsPerUser', 'replayRequiresSameUserAgent', 'publicOrigin', 'allowedOrigins', ...HOOKS,
   // Fastify hands these register() options to every plugin.
   'prefix', 'logLevel', 'logSerializers'
 ])
 const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
-const STORE_METHODS = ['create', 'rotate', 'revoke', 'revokeAll', 'list', 'isLive', 'revocations', 'watchRevocations', 'ping', 'close'] as const
+const STORE_METHODS = ['create', 'rotate', 'revoke', 'revokeAll', 'list', 'isLive', 'revocations', 'watchRevocations', 'time', 'ping', 'close'] as const
+/** A web origin: scheme, host and optional port, nothing else. */
+const ORIGIN = /^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$|^https?:\/\/\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/
 
 function fail (option: string, fix: string): never {
   throw new InvalidOptionError(option, fix)
@@ -114,12 +127,18 @@ export function resolveOptions (options: TokenSessionsOptions, env: NodeJS.Proce
     fail('reuseGrace', `must be a number of seconds from 0 (strict) to ${MAX_REUSE_GRACE}`)
   }
   const routes = resolveRoutes(options.routes)
+  const clientInfo = resolveClientInfo(options.clientInfo)
+  const replayRequiresSameUserAgent = options.replayRequiresSameUserAgent ?? false
+  if (typeof replayRequiresSameUserAgent !== 'boolean') fail('replayRequiresSameUserAgent', 'must be a boolean')
+  if (replayRequiresSameUserAgent && !clientInfo.userAgent) {
+    fail('replayRequiresSameUserAgent', 'needs clientInfo.userAgent (the user agent is what it compares)')
+  }
   return Object.freeze({
     keys: resolveKeys(options),
     accessTokenTtl,
     refreshTokenTtl,
     sessionMaxLifetime,
-    clientInfo: resolveClientInfo(options.clientInfo),
+    clientInfo,
     reuseGraceMs: Math.round(reuseGrace * 1000),
     ...resolveStore(options),
     storeTimeout: integer(options.storeTimeout, 'storeTimeout', DEFAULT_STORE_TIMEOUT, 1, 60_000, 'milliseconds'),
@@ -127,6 +146,9 @@ export function resolveOptions (options: TokenSessionsOptions, env: NodeJS.Proce
     cookies: resolveCookies(options.cookies, routes, env),
     csrfHeader: resolveCsrfHeader(options.csrfHeader),
     routes,
+    maxSessionsPerUser: integer(options.maxSessionsPerUser, 'maxSessionsPerUser', DEFAULT_MAX_SESSIONS_PER_USER, 1, MAX_SESSIONS_PER_USER, 'sessions'),
+    replayRequiresSameUserAgent,
+    origins: resolveOrigins(options),
     issuer: text(options.issuer, 'issuer'),
     audience: text(options.audience, 'audience'),
     hooks: resolveHooks(options),
@@ -179,6 +201,17 @@ function seconds (value: unknown, option: string, fallback: number): number {
   return integer(value, option, fallback, 1, MAX_TOKEN_TTL, 'seconds')
 }
 
+function resolveOrigins (options: TokenSessionsOptions): ResolvedOptions['origins'] {
+  const origin = (value: unknown, option: string): string => {
+    if (typeof value !== 'string' || !ORIGIN.test(value)) fail(option, 'must be an origin such as "https://app.example.com" (scheme, host, optional port; no path)')
+    return value.toLowerCase()
+  }
+  const publicOrigin = options.publicOrigin === undefined ? undefined : origin(options.publicOrigin, 'publicOrigin')
+  const allowed = options.allowedOrigins ?? []
+  if (!Array.isArray(allowed)) fail('allowedOrigins', 'must be an array of origins')
+  return Object.freeze({ publicOrigin, allowed: new Set(allowed.map((value, index) => origin(value, `allowedOrigins[${index}]`))) })
+}
+
 function text (value: unknown, option: string): string | undefined {
   if (value === undefined) return undefined
   if (typeof value !== 'string' || value.length === 0) fail(option, 'must be a non-empty string')
@@ -189,6 +222,7 @@ function secretBytes (value: unknown, option: string): Buffer {
   if (typeof value !== 'string' && !Buffer.isBuffer(value)) {
     fail(option, `must be a string or Buffer of at least ${MIN_SECRET_BYTES} bytes (e.g. openssl rand -base64 48)`)
   }
+  refuseKeyMaterial(value, option)
   const bytes = Buffer.from(value)
   if (bytes.length < MIN_SECRET_BYTES) {
     fail(option, `is ${bytes.length} bytes; use at least ${MIN_SECRET_BYTES} random bytes (e.g. openssl rand -base64 48)`)
@@ -260,9 +294,10 @@ function resolveCookies (cookies: TokenSessionsOptions['cookies'], routes: Resol
   if (cookies === false) return null
   const given = cookies ?? {}
   if (given === null || typeof given !== 'object') fail('cookies', 'must be false or an object of cookie settings')
-  const name = (option: 'accessTokenName' | 'refreshTokenName', fallback: string): string => {
+  const name = (option: 'accessTokenName' | 'refreshTokenName' | 'bindingName', fallback: string): string => {
     const value = given[option] ?? fallback
     if (typeof value !== 'string' || !COOKIE_NAME.test(value)) fail(`cookies.${option}`, 'must be a valid cookie name')
+    if (/^__(host|secure)-/i.test(value)) fail(`cookies.${option}`, 'must be given without a __Host- or __Secure- prefix: the plugin adds the one the browser\'s rules allow when cookies are secure')
     return value
   }
   const path = (option: 'path' | 'refreshPath', fallback: string): string => {
@@ -272,22 +307,36 @@ function resolveCookies (cookies: TokenSessionsOptions['cookies'], routes: Resol
   }
   const sameSite = given.sameSite ?? 'strict'
   if (sameSite !== 'strict' && sameSite !== 'lax' && sameSite !== 'none') fail('cookies.sameSite', 'must be "strict", "lax" or "none"')
-  const secure = given.secure ?? env.NODE_ENV === 'production'
-  if (typeof secure !== 'boolean') fail('cookies.secure', 'must be a boolean')
-  if (sameSite === 'none' && !secure) fail('cookies.sameSite', 'can be "none" only with secure: true (browsers drop such cookies otherwise)')
+  const secureOption = given.secure ?? 'auto'
+  if (typeof secureOption !== 'boolean' && secureOption !== 'auto') fail('cookies.secure', 'must be true, false or "auto" (on when NODE_ENV is production)')
+  const secure = secureOption === 'auto' ? env.NODE_ENV === 'production' : secureOption
+  if (sameSite === 'none' && !secure) fail('cookies.sameSite', 'can be "none" only with secure cookies (browsers drop such cookies otherwise)')
   const domain = given.domain
   if (domain !== undefined && (typeof domain !== 'string' || !/^[A-Za-z0-9.-]+$/.test(domain))) fail('cookies.domain', 'must be a host name')
-  const accessTokenName = name('accessTokenName', 'access_token')
-  const refreshTokenName = name('refreshTokenName', 'refresh_token')
-  if (accessTokenName === refreshTokenName) fail('cookies.refreshTokenName', 'must differ from cookies.accessTokenName')
+  const clearSiteData = given.clearSiteData ?? false
+  if (typeof clearSiteData !== 'boolean') fail('cookies.clearSiteData', 'must be a boolean')
+  const names = [name('accessTokenName', 'access_token'), name('refreshTokenName', 'refresh_token'), name('bindingName', 'session_binding')]
+  if (new Set(names).size !== names.length) fail('cookies.refreshTokenName', 'cookies.accessTokenName, refreshTokenName and bindingName must differ')
+  const [access, refresh, binding] = names as [string, string, string]
+  const accessPath = path('path', '/')
+  const refreshPath = path('refreshPath', routes === null || routes.prefix === '' ? '/' : routes.prefix)
+  // The prefix each cookie may carry: `__Host-` needs Secure, Path=/ and no Domain, and no
+  // other site (a sibling subdomain, a man in the middle on http) can set such a cookie.
+  const prefixed = (base: string, cookiePath: string, cookieDomain: string | undefined): string => {
+    if (!secure) return base
+    return cookiePath === '/' && cookieDomain === undefined ? `__Host-${base}` : `__Secure-${base}`
+  }
   return Object.freeze({
-    accessTokenName,
-    refreshTokenName,
+    accessTokenName: prefixed(access, accessPath, domain),
+    refreshTokenName: prefixed(refresh, refreshPath, domain),
+    // The session cookie is always host-only, on every path.
+    bindingName: prefixed(binding, '/', undefined),
     domain,
-    path: path('path', '/'),
-    refreshPath: path('refreshPath', routes === null || routes.prefix === '' ? '/' : routes.prefix),
+    path: accessPath,
+    refreshPath,
     secure,
-    sameSite
+    sameSite,
+    clearSiteData
   })
 }
 

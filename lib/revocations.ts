@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { StoreUnavailableError } from './errors.js'
-import type { Revocation, SessionStore } from './stores/store.js'
+import type { StoreClock } from './clock.js'
+import { loggable, StoreUnavailableError } from './errors.js'
+import type { Revocation, SessionStore, UserRevocation } from './stores/store.js'
 
 /** How soon a failed reload is tried again while the feed is connected. */
 const RELOAD_RETRY = 1000
@@ -17,13 +18,17 @@ export interface RevocationListOptions {
 
 /**
  * The sessions revoked anywhere whose access tokens may still be alive, held in this
- * process so that `authenticate` rejects them without a store round trip. It is fed by
- * the store's revocation feed and reloaded from the store after every (re)connect, for
- * what the feed missed; each entry is forgotten once its access tokens have expired.
+ * process so that `authenticate` rejects them without a store round trip: single
+ * sessions, and per user the latest revocation of every session that started before a
+ * time (one entry, however many sessions it ends). It is fed by the store's revocation
+ * feed and reloaded from the store after every (re)connect, for what the feed missed;
+ * each entry is forgotten once its access tokens have expired, by the store's clock.
  */
 export class RevocationList {
   readonly #revoked = new Map<string, number>()
+  readonly #users = new Map<string, UserRevocation>()
   readonly #store: SessionStore
+  readonly #clock: StoreClock
   readonly #options: RevocationListOptions
   readonly #log: FastifyBaseLogger
   /** When the feed went down; undefined while it is up. It starts down, until loaded. */
@@ -32,10 +37,11 @@ export class RevocationList {
   #closed = false
   #stopWatching: (() => Promise<void>) | undefined
   #firstLoad: (() => void) | undefined
-  #lastSweep = Date.now()
+  #lastSweep = 0
 
-  constructor (store: SessionStore, options: RevocationListOptions, log: FastifyBaseLogger) {
+  constructor (store: SessionStore, clock: StoreClock, options: RevocationListOptions, log: FastifyBaseLogger) {
     this.#store = store
+    this.#clock = clock
     this.#options = options
     this.#log = log
   }
@@ -50,6 +56,8 @@ export class RevocationList {
       revoked: (revocations) => this.#add(revocations),
       connected: () => {
         this.#connected = true
+        // A reconnect may follow a failover to a server on another clock.
+        void this.#clock.measure()
         void this.#reload()
       },
       disconnected: () => this.#down()
@@ -64,18 +72,28 @@ export class RevocationList {
    * Records revocations this instance made itself, at once: its own announcement comes
    * back through the feed a moment later.
    */
-  remember (sessionIds: string[], forMs: number): void {
-    const until = Date.now() + forMs
-    this.#add(sessionIds.map((sessionId) => ({ sessionId, until })))
+  remember (revocations: Revocation[]): void {
+    this.#add(revocations)
   }
 
-  /** Whether the session was revoked and its access tokens may still be alive. */
-  isRevoked (sessionId: string): boolean {
+  /**
+   * Whether the session was revoked, alone or with every session of its user that started
+   * before a time, and its access tokens may still be alive. This runs on every
+   * authenticated request: two map lookups, and the clock only when one finds something.
+   */
+  isRevoked (userId: string, sessionId: string, startedAt: number): boolean {
     const until = this.#revoked.get(sessionId)
-    if (until === undefined) return false
-    if (until > Date.now()) return true
-    this.#revoked.delete(sessionId)
-    return false
+    if (until !== undefined) {
+      if (until > this.#clock.now()) return true
+      this.#revoked.delete(sessionId)
+    }
+    const stamp = this.#users.get(userId)
+    if (stamp === undefined) return false
+    if (stamp.until <= this.#clock.now()) {
+      this.#users.delete(userId)
+      return false
+    }
+    return startedAt < stamp.startedBefore && sessionId !== stamp.except
   }
 
   /** Throws a 503 when the feed has been down too long and the policy is to reject. */
@@ -86,9 +104,9 @@ export class RevocationList {
     }
   }
 
-  /** How many revocations are remembered. */
+  /** How many revocations are remembered (sessions, and users whose sessions all ended). */
   get size (): number {
-    return this.#revoked.size
+    return this.#revoked.size + this.#users.size
   }
 
   /** Whether the feed is connected and loaded. */
@@ -106,13 +124,19 @@ export class RevocationList {
    * cost each logout a scan of every remembered revocation (thousands on a busy fleet).
    */
   #add (revocations: Revocation[]): void {
-    const now = Date.now()
+    const now = this.#clock.now()
     if (now - this.#lastSweep >= SWEEP_EVERY) {
       this.#lastSweep = now
       this.#sweep(now)
     }
-    for (const { sessionId, until } of revocations) {
-      if (until > (this.#revoked.get(sessionId) ?? 0)) this.#revoked.set(sessionId, until)
+    for (const revocation of revocations) {
+      if ('sessionId' in revocation) {
+        if (revocation.until > (this.#revoked.get(revocation.sessionId) ?? 0)) this.#revoked.set(revocation.sessionId, revocation.until)
+        continue
+      }
+      // The latest stamp of a user covers every earlier one (and may spare another session).
+      const known = this.#users.get(revocation.userId)
+      if (known === undefined || revocation.startedBefore >= known.startedBefore) this.#users.set(revocation.userId, revocation)
     }
   }
 
@@ -120,7 +144,7 @@ export class RevocationList {
     try {
       this.#add(await this.#store.revocations())
     } catch (err) {
-      this.#log.warn({ err }, 'revocation list reload failed; retrying')
+      this.#log.warn({ err: loggable(err) }, 'revocation list reload failed; retrying')
       setTimeout(() => { if (this.#connected && !this.#closed) void this.#reload() }, RELOAD_RETRY).unref()
       return
     }
@@ -139,6 +163,9 @@ export class RevocationList {
   #sweep (now: number): void {
     for (const [sessionId, until] of this.#revoked) {
       if (until <= now) this.#revoked.delete(sessionId)
+    }
+    for (const [userId, stamp] of this.#users) {
+      if (stamp.until <= now) this.#users.delete(userId)
     }
   }
 }

@@ -11,6 +11,9 @@
 
 /** The longest token a route accepts (longer ones are rejected before any parsing). */
 export const MAX_TOKEN_LENGTH = 8192
+/** The most sessions one page of `GET <prefix>/sessions` lists, and how many by default. */
+export const MAX_PAGE_SIZE = 100
+export const DEFAULT_PAGE_SIZE = 50
 /** The largest body the plugin's routes accept: they take one token at most. */
 export const ROUTE_BODY_LIMIT = 16 * 1024
 
@@ -45,9 +48,11 @@ export function errorResponseSchema (description: string) {
 
 const noContent = (description: string) => ({ description, type: 'null' })
 
-const BAD_REQUEST = errorResponseSchema('FTS_BAD_REQUEST: the body is not a JSON object, or refreshToken is not a non-empty string')
+const BAD_REQUEST = errorResponseSchema('FTS_BAD_REQUEST: the body is not a JSON object, or refreshToken is not a non-empty string; ' +
+  'FTS_COOKIE_CONFLICT: a token cookie came twice (one was planted)')
+const COOKIE_CONFLICT = errorResponseSchema('FTS_COOKIE_CONFLICT: a token cookie came twice (one was planted)')
 const UNAUTHORIZED_ACCESS = errorResponseSchema('FTS_TOKEN_MISSING, FTS_TOKEN_INVALID, FTS_TOKEN_EXPIRED or FTS_SESSION_REVOKED (with WWW-Authenticate)')
-const CSRF = errorResponseSchema('FTS_CSRF_REJECTED: a cookie was sent without the anti-CSRF header, or from another site')
+const CSRF = errorResponseSchema('FTS_CSRF_REJECTED: a cookie was sent without the anti-CSRF header, or from another site or origin')
 const TOO_LARGE = errorResponseSchema(`FST_ERR_CTP_BODY_TOO_LARGE (Fastify's code): the body is over ${ROUTE_BODY_LIMIT} bytes`)
 const UNSUPPORTED = errorResponseSchema('FTS_UNSUPPORTED_MEDIA_TYPE: a body that is not application/json')
 const STORE_DOWN = errorResponseSchema('FTS_STORE_UNAVAILABLE: the session store did not answer in time; retry after Retry-After seconds')
@@ -114,7 +119,15 @@ export const logoutSchema = {
   description: 'Names the session by its refresh token (body or cookie) or else its access token. ' +
     'Idempotent: without a valid token it still answers 204.',
   body: REFRESH_TOKEN_BODY,
-  response: { 204: noContent('Logged out'), 400: BAD_REQUEST, 403: CSRF, 413: TOO_LARGE, 415: UNSUPPORTED, 503: STORE_DOWN }
+  response: {
+    204: noContent('Logged out'),
+    400: BAD_REQUEST,
+    401: errorResponseSchema('FTS_TOKEN_REUSED: the refresh token was superseded (reuse): the session has been revoked'),
+    403: CSRF,
+    413: TOO_LARGE,
+    415: UNSUPPORTED,
+    503: STORE_DOWN
+  }
 }
 
 /** `POST <prefix>/logout-all`. */
@@ -154,15 +167,28 @@ const SESSION = {
 export const listSessionsSchema = {
   tags: TAGS,
   operationId: 'listSessions',
-  summary: 'The caller\'s live sessions, oldest first',
-  description: COOKIE_AUTH,
+  summary: 'One page of the caller\'s live sessions, newest first',
+  description: `${COOKIE_AUTH} Sessions come newest first by when they started (a refresh does not move one between pages). ` +
+    'A page may hold fewer sessions than asked while more follow: read on while nextCursor is not null.',
+  querystring: {
+    type: 'object',
+    properties: {
+      cursor: { type: 'string', description: 'The nextCursor of the previous page (opaque); absent for the first page' },
+      limit: { type: 'integer', minimum: 1, maximum: MAX_PAGE_SIZE, default: DEFAULT_PAGE_SIZE, description: 'The most sessions in the page' }
+    }
+  },
   response: {
     200: {
-      description: 'Live sessions',
+      description: 'A page of live sessions',
       type: 'object',
-      required: ['sessions'],
-      properties: { sessions: { type: 'array', items: SESSION } }
+      required: ['sessions', 'nextCursor'],
+      properties: {
+        sessions: { type: 'array', items: SESSION },
+        nextCursor: { type: ['string', 'null'], description: 'The cursor of the next page; null after the last' }
+      }
     },
+    400: errorResponseSchema(`FTS_BAD_REQUEST: a cursor that is not one of ours, or a limit that is not a whole number from 1 to ${MAX_PAGE_SIZE}; ` +
+      'FTS_COOKIE_CONFLICT: a token cookie came twice'),
     401: UNAUTHORIZED_ACCESS,
     503: STORE_DOWN
   }
@@ -181,6 +207,7 @@ export const revokeSessionSchema = {
   },
   response: {
     204: noContent('The session has ended'),
+    400: COOKIE_CONFLICT,
     401: UNAUTHORIZED_ACCESS,
     403: CSRF,
     404: errorResponseSchema('FTS_SESSION_NOT_FOUND: no live session of the caller has that id'),

@@ -1,32 +1,30 @@
+import { hash } from 'node:crypto'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { Emit } from './audit.js'
-import { SessionRevokedError, StoreUnavailableError, TokenReusedError } from './errors.js'
+import type { StoreClock } from './clock.js'
+import { CredentialsStaleError, SessionRevokedError, StoreUnavailableError, TokenInvalidError, TokenReusedError } from './errors.js'
 import type { ResolvedOptions } from './options.js'
 import type { RevocationList } from './revocations.js'
-import type { ClientInfo, SessionInfo, SessionStore } from './stores/store.js'
+import type { ClientInfo, PresentedToken, SessionPage, SessionStore } from './stores/store.js'
 import {
-  checkClaims, checkUserId, hashId, newRefreshId, newSessionId, successorId,
-  type Claims, type TokenCodec
+  checkClaims, checkUserId, hashId, isSessionId, newRefreshId, newSessionId, successorId, type Claims, type TokenCodec
 } from './tokens.js'
 import type { IssueOptions, SessionUser, TokenSet } from './types.js'
 
 /** A token set before the HTTP layer decides how it travels. */
 export type IssuedTokens = Omit<TokenSet, 'transport'>
 
-/** A session of a user. */
+/** A session of a user, and the refresh token that named it, if one did. */
 export interface SessionRef {
   userId: string
   sessionId: string
+  presented?: PresentedToken
 }
 
-/**
- * The longest user agent a session keeps; longer ones are cut (the part that names the
- * browser and the platform comes first). The Redis store keeps it in two 64-byte halves.
- */
+/** The longest user agent a session keeps; longer ones are cut (the part that names the browser and the platform comes first). */
 const MAX_USER_AGENT = 128
 /** The longest label a session keeps. */
 const MAX_LABEL = 100
-const SESSION_ID = /^[A-Za-z0-9_-]{22}$/
 
 /**
  * The session lifecycle: issue, rotate, verify, list, revoke, and the audit hook of each.
@@ -41,42 +39,64 @@ export class Sessions {
   readonly #emit: Emit
   readonly #log: FastifyBaseLogger
   readonly #revocations: RevocationList
+  readonly #clock: StoreClock
   readonly #deadlines: Deadlines
 
-  constructor (options: ResolvedOptions, codec: TokenCodec, store: SessionStore, revocations: RevocationList, emit: Emit, log: FastifyBaseLogger) {
+  constructor (
+    options: ResolvedOptions, codec: TokenCodec, store: SessionStore, revocations: RevocationList, clock: StoreClock, emit: Emit, log: FastifyBaseLogger
+  ) {
     this.#options = options
     this.#deadlines = new Deadlines(options.storeTimeout)
     this.#codec = codec
     this.store = store
     this.#revocations = revocations
+    this.#clock = clock
     this.#emit = emit
     this.#log = log
   }
 
-  /** Starts a session: one store round trip, then two signatures. */
+  /**
+   * Starts a session: one store round trip, then two signatures. `authenticatedAt` (ms,
+   * this instance's clock) is when the app checked the credentials: a revocation of every
+   * session of the user after it (a password change) makes the login fail, not survive it.
+   */
   async issue (userId: unknown, options: IssueOptions, request?: FastifyRequest): Promise<IssuedTokens> {
     const sub = checkUserId(userId)
     const claims = checkClaims(options.claims)
-    const client = this.#clientOf(request, options.label)
     const sid = newSessionId()
     const jti = newRefreshId()
-    const maxTtlMs = this.#options.sessionMaxLifetime * 1000
-    const ttlMs = await this.#call(() => this.store.create({
-      userId: sub, sessionId: sid, tokenHash: hashId(jti), ttlMs: this.#options.refreshTokenTtl * 1000, maxTtlMs, client
+    const { authenticatedAt } = options
+    const agent = this.#agentOf(request)
+    const outcome = await this.#call(() => this.store.create({
+      userId: sub,
+      sessionId: sid,
+      tokenHash: hashId(jti),
+      ttlMs: this.#options.refreshTokenTtl * 1000,
+      maxTtlMs: this.#options.sessionMaxLifetime * 1000,
+      client: this.#clientOf(request, options.label),
+      maxSessions: this.#options.maxSessionsPerUser,
+      rememberMs: this.#options.rememberMs,
+      ...(agent === undefined ? {} : { agent }),
+      ...(authenticatedAt === undefined ? {} : { authenticatedAt: authenticatedAt + this.#clock.offsetMs })
     }))
-    const endsAt = nowSeconds() + this.#options.sessionMaxLifetime
-    const tokens = this.#sign(sub, sid, jti, ttlMs, endsAt, claims)
-    await this.#emit('onLogin', sub, sid, 'login', request)
+    if (outcome.status === 'stale') throw new CredentialsStaleError()
+    const endsAt = Math.floor(this.#clock.now() / 1000) + this.#options.sessionMaxLifetime
+    const tokens = this.#sign(sub, sid, jti, outcome.startedAt, outcome.ttlMs, endsAt, claims)
+    await this.#ended(sub, outcome.ended, 'limit', request)
+    await this.#emit('onLogin', { userId: sub, sessionId: sid, reason: 'login' }, request)
     return tokens
   }
 
   /**
    * Rotates a refresh token. The token is verified before the store is touched, so a
-   * forged token never reaches the session it names.
+   * forged token never reaches the session it names; with `boundTo`, a token of any other
+   * session is rejected there too.
    */
-  async rotate (refreshToken: string, request?: FastifyRequest): Promise<IssuedTokens> {
+  async rotate (refreshToken: string, request?: FastifyRequest, boundTo?: string): Promise<IssuedTokens> {
     const { sub, sid, jti, endsAt, claims } = this.#codec.verifyRefresh(refreshToken)
+    if (boundTo !== undefined && boundTo !== sid) throw new TokenInvalidError()
     const successor = successorId(this.#options.keys, jti)
+    const agent = this.#agentOf(request)
     const outcome = await this.#call(() => this.store.rotate({
       userId: sub,
       sessionId: sid,
@@ -84,24 +104,18 @@ export class Sessions {
       successorHash: hashId(successor),
       ttlMs: this.#options.refreshTokenTtl * 1000,
       graceMs: this.#options.reuseGraceMs,
-      rememberMs: this.#options.rememberMs
+      rememberMs: this.#options.rememberMs,
+      ...(agent === undefined ? {} : { agent })
     }))
     switch (outcome.status) {
       case 'rotated':
       case 'replayed': {
-        const tokens = this.#sign(sub, sid, successor, outcome.ttlMs, endsAt, claims)
-        // Every refresh passes here: without an onRefresh hook, not even an await.
-        const audit = outcome.status === 'rotated' ? this.#emit('onRefresh', sub, sid, 'refresh', request) : undefined
-        if (audit !== undefined) await audit
+        const tokens = this.#sign(sub, sid, successor, outcome.startedAt, outcome.ttlMs, endsAt, claims)
+        await this.#emit('onRefresh', { userId: sub, sessionId: sid, reason: 'refresh', replay: outcome.status === 'replayed' }, request)
         return tokens
       }
-      case 'reused': {
-        this.#revocations.remember([sid], this.#options.rememberMs)
-        ;(request?.log ?? this.#log).warn({ userId: sub, sessionId: sid }, 'refresh token reuse detected: session revoked')
-        await this.#emit('onReuseDetected', sub, sid, 'reuse', request)
-        await this.#emit('onSessionRevoked', sub, sid, 'reuse', request)
-        throw new TokenReusedError()
-      }
+      case 'reused':
+        return await this.#reused(sub, sid, request)
       default:
         throw new SessionRevokedError()
     }
@@ -122,59 +136,109 @@ export class Sessions {
     return await this.#call(async () => { await this.store.ping() }).then(() => true, () => false)
   }
 
-  /** The session a refresh token names, if its signature holds. */
+  /** The session a refresh token names, if its signature holds, and the token's hash. */
   refreshSession (refreshToken: string): SessionRef {
-    const { sub, sid } = this.#codec.verifyRefresh(refreshToken)
-    return { userId: sub, sessionId: sid }
+    const { sub, sid, jti } = this.#codec.verifyRefresh(refreshToken)
+    return { userId: sub, sessionId: sid, presented: { hash: hashId(jti), graceMs: this.#options.reuseGraceMs } }
   }
 
-  /** The user's live sessions, oldest first. */
-  async list (userId: unknown): Promise<SessionInfo[]> {
+  /** One page of the user's live sessions, newest first. */
+  async list (userId: unknown, page: { cursor?: number, limit: number }): Promise<SessionPage> {
     const sub = checkUserId(userId)
-    return await this.#call(() => this.store.list(sub))
-  }
-
-  /** Ends one session. Resolves to whether it was live. */
-  async revoke (userId: unknown, sessionId: string, reason: string, request?: FastifyRequest): Promise<boolean> {
-    const sub = checkUserId(userId)
-    if (!SESSION_ID.test(sessionId)) return false
-    const revoked = await this.#call(() => this.store.revoke(sub, sessionId, this.#options.rememberMs))
-    if (revoked) {
-      this.#revocations.remember([sessionId], this.#options.rememberMs)
-      if (reason === 'logout') await this.#emit('onLogout', sub, sessionId, reason, request)
-      await this.#emit('onSessionRevoked', sub, sessionId, reason, request)
-    }
-    return revoked
+    return await this.#call(() => this.store.list(sub, page))
   }
 
   /**
-   * Ends every session of a user but `except`; with `ifLive`, only while that session is
-   * live (else null). Resolves to the ids it ended.
+   * Ends one session. Resolves to whether it was live. A superseded refresh token naming
+   * it is reuse, as on refresh: the session ends, the reuse hooks run and the caller gets
+   * `FTS_TOKEN_REUSED`.
    */
-  async revokeAll (userId: unknown, options: { except?: string }, reason: string, request?: FastifyRequest): Promise<string[]>
-  async revokeAll (userId: unknown, options: { except?: string, ifLive: string }, reason: string, request?: FastifyRequest): Promise<string[] | null>
-  async revokeAll (userId: unknown, options: { except?: string, ifLive?: string }, reason: string, request?: FastifyRequest): Promise<string[] | null> {
-    const sub = checkUserId(userId)
-    const revoked = await this.#call(() => this.store.revokeAll(sub, { ...options, rememberMs: this.#options.rememberMs }))
-    this.#revocations.remember(revoked ?? [], this.#options.rememberMs)
-    for (const sessionId of revoked ?? []) {
-      if (sessionId === options.ifLive) await this.#emit('onLogout', sub, sessionId, reason, request)
-      await this.#emit('onSessionRevoked', sub, sessionId, reason, request)
-    }
-    return revoked
+  async revoke (session: SessionRef, reason: string, request?: FastifyRequest): Promise<boolean> {
+    const sub = checkUserId(session.userId)
+    const { sessionId } = session
+    if (!isSessionId(sessionId)) return false
+    const presented = this.#presented(session, request)
+    const outcome = await this.#call(() => this.store.revoke({
+      userId: sub, sessionId, rememberMs: this.#options.rememberMs, ...(presented === undefined ? {} : { presented })
+    }))
+    if (outcome === 'missing') return false
+    if (outcome === 'reused') return await this.#reused(sub, sessionId, request)
+    this.#revocations.remember([{ sessionId, until: this.#clock.now() + this.#options.rememberMs }])
+    if (reason === 'logout') await this.#emit('onLogout', { userId: sub, sessionId, reason }, request)
+    await this.#emit('onSessionRevoked', { userId: sub, sessionId, reason }, request)
+    return true
   }
 
-  #sign (sub: string, sid: string, jti: string, ttlMs: number, endsAt: number, claims: Claims): IssuedTokens {
+  /**
+   * Ends every session of a user but `except`, in one step whatever their number. With
+   * `caller` (logout-all), only while the caller's session is live (else `false`), and a
+   * superseded refresh token naming it is reuse, as on refresh.
+   */
+  async revokeAll (userId: unknown, options: { except?: string, caller?: SessionRef }, reason: string, request?: FastifyRequest): Promise<boolean> {
+    const sub = checkUserId(userId)
+    const { except, caller } = options
+    const presented = caller === undefined ? undefined : this.#presented(caller, request)
+    const outcome = await this.#call(() => this.store.revokeAll(sub, {
+      rememberMs: this.#options.rememberMs,
+      ...(except === undefined ? {} : { except }),
+      ...(caller === undefined ? {} : { ifLive: caller.sessionId }),
+      ...(presented === undefined ? {} : { presented })
+    }))
+    if (outcome.status !== 'revoked') {
+      if (outcome.status === 'missing') return false
+      return await this.#reused(sub, (caller as SessionRef).sessionId, request)
+    }
+    const until = outcome.startedBefore + this.#options.rememberMs
+    this.#revocations.remember([except === undefined ? { userId: sub, startedBefore: outcome.startedBefore, until } : { userId: sub, startedBefore: outcome.startedBefore, except, until }])
+    if (caller !== undefined) await this.#emit('onLogout', { userId: sub, sessionId: caller.sessionId, reason }, request)
+    await this.#emit('onSessionRevoked', { userId: sub, sessionId: caller?.sessionId, reason, allSessions: true, ...(except === undefined ? {} : { except }) }, request)
+    return true
+  }
+
+  /** A rotated refresh token came back: the store has revoked its session. Throws. */
+  async #reused (userId: string, sessionId: string, request: FastifyRequest | undefined): Promise<never> {
+    this.#revocations.remember([{ sessionId, until: this.#clock.now() + this.#options.rememberMs }])
+    ;(request?.log ?? this.#log).warn({ userId, sessionId }, 'refresh token reuse detected: session revoked')
+    await this.#emit('onReuseDetected', { userId, sessionId, reason: 'reuse' }, request)
+    await this.#emit('onSessionRevoked', { userId, sessionId, reason: 'reuse' }, request)
+    throw new TokenReusedError()
+  }
+
+  /** Sessions the store ended itself (the per-user cap): remembered and told like any other. */
+  async #ended (userId: string, sessionIds: string[], reason: string, request: FastifyRequest | undefined): Promise<void> {
+    if (sessionIds.length === 0) return
+    const until = this.#clock.now() + this.#options.rememberMs
+    this.#revocations.remember(sessionIds.map((sessionId) => ({ sessionId, until })))
+    for (const sessionId of sessionIds) await this.#emit('onSessionRevoked', { userId, sessionId, reason }, request)
+  }
+
+  #sign (sub: string, sid: string, jti: string, startedAt: number, ttlMs: number, endsAt: number, claims: Claims): IssuedTokens {
     const refreshExpiresIn = Math.ceil(ttlMs / 1000)
     const expiresIn = Math.min(this.#options.accessTokenTtl, refreshExpiresIn)
     return {
-      accessToken: this.#codec.signAccess({ sub, sid, ttlSeconds: expiresIn, claims }),
+      accessToken: this.#codec.signAccess({ sub, sid, startedAt, ttlSeconds: expiresIn, claims }),
       refreshToken: this.#codec.signRefresh({ sub, sid, jti, ttlSeconds: refreshExpiresIn, endsAt, claims }),
       tokenType: 'Bearer',
       expiresIn,
       refreshExpiresIn,
       sessionId: sid
     }
+  }
+
+  /** The presented token of a session reference, with this request's agent when checked. */
+  #presented (session: SessionRef, request: FastifyRequest | undefined): PresentedToken | undefined {
+    const agent = this.#agentOf(request)
+    if (session.presented === undefined || agent === undefined) return session.presented
+    return { ...session.presented, agent }
+  }
+
+  /**
+   * With `replayRequiresSameUserAgent`, a short tag of the client's user agent: a replay
+   * within the grace window must come from the agent that last rotated the session.
+   */
+  #agentOf (request: FastifyRequest | undefined): string | undefined {
+    if (!this.#options.replayRequiresSameUserAgent) return undefined
+    return hash('sha256', request?.headers['user-agent'] ?? '', 'base64url').slice(0, 11)
   }
 
   #clientOf (request: FastifyRequest | undefined, label: string | undefined): ClientInfo {
@@ -263,8 +327,4 @@ class Deadlines {
       deadline.reject(new StoreUnavailableError({ cause: new Error(`session store did not answer within ${this.#ms} ms`) }))
     }
   }
-}
-
-function nowSeconds (): number {
-  return Math.floor(Date.now() / 1000)
 }

@@ -1,6 +1,7 @@
 import { createHmac, createSecretKey, hash, hkdfSync, randomBytes, type KeyObject } from 'node:crypto'
 import fastifyJwt, { type JWT } from '@fastify/jwt'
 import type { FastifyInstance } from 'fastify'
+import { CLOCK_TOLERANCE_MS } from './clock.js'
 import { SessionExpiredError, TokenExpiredError, TokenInvalidError } from './errors.js'
 import { derivedKey, type ResolvedKey } from './keys.js'
 import type { SessionUser } from './types.js'
@@ -27,7 +28,7 @@ export const REFRESH_TOKEN_TYPE = 'rt+jwt'
 
 /** Claims this plugin writes itself; an app's own claims may not use these names. */
 export const RESERVED_CLAIMS: ReadonlySet<string> = new Set([
-  'sub', 'sid', 'jti', 'iat', 'exp', 'nbf', 'iss', 'aud', 'typ', 'clm', 'mx', 'id', 'sessionId', 'expiresAt'
+  'sub', 'sid', 'sst', 'jti', 'iat', 'exp', 'nbf', 'iss', 'aud', 'typ', 'clm', 'mx', 'id', 'sessionId', 'sessionStartedAt', 'expiresAt'
 ])
 
 /**
@@ -113,13 +114,18 @@ export function hashId (refreshId: string): string {
   return hash('sha256', refreshId, 'buffer').subarray(0, 16).toString('base64url')
 }
 
-/** Signs and verifies both token types with keys pinned to one algorithm. */
+/**
+ * Signs and verifies both token types with keys pinned to one algorithm. Times are the
+ * store's clock (see `StoreClock`), so that every instance signs and checks alike.
+ */
 export interface TokenCodec {
-  signAccess (input: { sub: string, sid: string, ttlSeconds: number, claims: Claims }): string
+  /** `startedAt`: when the session started (ms, store clock), carried as `sst`. */
+  signAccess (input: { sub: string, sid: string, startedAt: number, ttlSeconds: number, claims: Claims }): string
   signRefresh (input: { sub: string, sid: string, jti: string, ttlSeconds: number, endsAt: number, claims: Claims }): string
   /**
-   * The user of a valid access token: its own claims, then `id`, `sessionId` and
-   * `expiresAt`. Throws a 401 error for any token that is not a valid access token.
+   * The user of a valid access token: its own claims, then `id`, `sessionId`,
+   * `sessionStartedAt` and `expiresAt`. Throws a 401 error for any token that is not a
+   * valid access token.
    */
   verifyAccess (token: string): SessionUser
   /** Throws a 401 error for any token that is not a valid refresh token. */
@@ -130,6 +136,10 @@ interface TokenCodecOptions {
   keys: TokenKeys
   issuer: string | undefined
   audience: string | undefined
+  accessTokenTtl: number
+  refreshTokenTtl: number
+  /** The store's clock, in ms. */
+  now: () => number
 }
 
 /**
@@ -158,6 +168,8 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
         verify: {
           algorithms: [algorithm],
           checkTyp: typ,
+          // Checked here instead, by the store's clock (checkTimes).
+          ignoreExpiration: true,
           // fast-jwt checks iss and aud only when present: require them when configured.
           requiredClaims: [
             ...required,
@@ -171,21 +183,22 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
       return (child.jwt as unknown as Record<string, JWT>)[namespace] as JWT
     }
     for (const [index, key] of options.keys.access.keys.entries()) {
-      accessByKid.set(key.kid ?? '', await register(`tokenSessions_access_${index}`, ACCESS_TOKEN_TYPE, key, ['sub', 'sid', 'exp']))
+      accessByKid.set(key.kid ?? '', await register(`tokenSessions_access_${index}`, ACCESS_TOKEN_TYPE, key, ['sub', 'sid', 'sst', 'iat', 'exp']))
     }
     // Only this plugin verifies refresh tokens, so HS256 with a derived secret serves.
-    refresh = await register('tokenSessions_refresh', REFRESH_TOKEN_TYPE, derivedKey(options.keys.refresh), ['sub', 'sid', 'jti', 'exp', 'mx'])
+    refresh = await register('tokenSessions_refresh', REFRESH_TOKEN_TYPE, derivedKey(options.keys.refresh), ['sub', 'sid', 'jti', 'iat', 'exp', 'mx'])
   })
   const signer = accessByKid.get(options.keys.access.active.kid ?? '') as JWT
   const refreshJwt = refresh as JWT
 
+  const { now, accessTokenTtl, refreshTokenTtl } = options
   return {
-    signAccess ({ sub, sid, ttlSeconds, claims }) {
-      const iat = nowSeconds()
-      return signer.sign({ ...claims, sub, sid, iat, exp: iat + ttlSeconds })
+    signAccess ({ sub, sid, startedAt, ttlSeconds, claims }) {
+      const iat = Math.floor(now() / 1000)
+      return signer.sign({ ...claims, sub, sid, sst: startedAt, iat, exp: iat + ttlSeconds })
     },
     signRefresh ({ sub, sid, jti, ttlSeconds, endsAt, claims }) {
-      const iat = nowSeconds()
+      const iat = Math.floor(now() / 1000)
       const payload: Record<string, unknown> = { sub, sid, jti, iat, exp: Math.min(iat + ttlSeconds, endsAt), mx: endsAt }
       if (Object.keys(claims).length > 0) payload.clm = claims
       return refreshJwt.sign(payload)
@@ -193,6 +206,9 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
     verifyAccess (token) {
       const payload = verify(accessKeyOf(accessByKid, token), token)
       checkSubject(payload)
+      const { sst } = payload
+      if (typeof sst !== 'number' || !Number.isSafeInteger(sst) || sst < 0) throw new TokenInvalidError()
+      if (expired(payload, now(), accessTokenTtl)) throw new TokenExpiredError()
       // Built in one object, in the order the app's claims were signed, then ours: this
       // runs on every authenticated request, so no intermediate copies.
       const user: Record<string, unknown> = {}
@@ -201,15 +217,19 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
       }
       user.id = payload.sub
       user.sessionId = payload.sid
+      user.sessionStartedAt = sst
       user.expiresAt = (payload.exp as number) * 1000
       return user as unknown as SessionUser
     },
     verifyRefresh (token) {
-      const payload = verify(refreshJwt, token, endedSession)
+      const payload = verify(refreshJwt, token)
       checkSubject(payload)
       const { jti, clm, mx } = payload
       if (typeof jti !== 'string' || !REFRESH_ID.test(jti)) throw new TokenInvalidError()
       if (typeof mx !== 'number') throw new TokenInvalidError()
+      // signRefresh caps exp at mx, so the two are equal exactly when the cap applied:
+      // then the session itself is over.
+      if (expired(payload, now(), refreshTokenTtl)) throw payload.exp === mx ? new SessionExpiredError() : new TokenExpiredError()
       if (clm !== undefined && (clm === null || typeof clm !== 'object' || Array.isArray(clm))) throw new TokenInvalidError()
       return { sub: payload.sub, sid: payload.sid, jti, endsAt: mx, claims: (clm ?? {}) as Claims }
     }
@@ -234,36 +254,38 @@ function accessKeyOf (keys: Map<string, JWT>, token: string): JWT {
   return jwt
 }
 
-function nowSeconds (): number {
-  return Math.floor(Date.now() / 1000)
+/** Whether a value has the shape of the session ids {@link newSessionId} makes. */
+export function isSessionId (value: unknown): value is string {
+  return typeof value === 'string' && SESSION_ID.test(value)
 }
 
 /**
  * The one place where a JWT failure becomes an HTTP error. `@fastify/jwt` and `fast-jwt`
  * raise errors without a status for many malformed tokens (a foreign algorithm, an
  * unknown `crit` header, a bad claim type, ...), which Fastify would answer with a 500.
- * Every failure here is a 401.
+ * Every failure here is a 401. Expiry is checked afterwards, by {@link expired}.
  */
-function verify (jwt: JWT, token: string, expired: (jwt: JWT, token: string) => Error = () => new TokenExpiredError()): Record<string, unknown> {
+function verify (jwt: JWT, token: string): Record<string, unknown> {
   if (!canonicalSignature(token)) throw new TokenInvalidError()
   try {
     // fast-jwt rejects any payload that is not a JSON object (FAST_JWT_INVALID_PAYLOAD).
     return jwt.verify<Record<string, unknown>>(token)
-  } catch (error) {
-    throw (error as { code?: unknown }).code === 'FAST_JWT_EXPIRED' ? expired(jwt, token) : new TokenInvalidError()
+  } catch {
+    throw new TokenInvalidError()
   }
 }
 
 /**
- * The error of an expired refresh token: a token whose life was cut short by the
- * session's absolute lifetime (`exp` is `mx`) means the session itself is over.
- * fast-jwt checks `exp` only after the signature, `typ` and required claims, so the
- * payload decoded here is authentic.
+ * Whether a verified token has expired, by the store's clock `now` (ms). A token that
+ * claims more than the plugin issues is invalid, however well signed: issued further in
+ * the future than {@link CLOCK_TOLERANCE_MS}, or living longer than `ttlSeconds`.
  */
-function endedSession (jwt: JWT, token: string): Error {
-  const { exp, mx } = jwt.decode<Record<string, unknown>>(token) as Record<string, unknown>
-  // signRefresh caps exp at mx, so the two are equal exactly when the cap applied.
-  return exp === mx ? new SessionExpiredError() : new TokenExpiredError()
+function expired (payload: Record<string, unknown>, now: number, ttlSeconds: number): boolean {
+  const { iat, exp } = payload
+  if (typeof iat !== 'number' || typeof exp !== 'number') throw new TokenInvalidError()
+  if (iat * 1000 > now + CLOCK_TOLERANCE_MS || exp - iat > ttlSeconds) throw new TokenInvalidError()
+  // As fast-jwt counts it: valid through the second `exp` names.
+  return exp * 1000 < now
 }
 
 const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
@@ -288,7 +310,7 @@ function canonicalSignature (token: string): boolean {
 function checkSubject (payload: Record<string, unknown>): asserts payload is Record<string, unknown> & { sub: string, sid: string } {
   const { sub, sid } = payload
   if (typeof sub !== 'string' || sub.length === 0 || sub.length > MAX_USER_ID_LENGTH) throw new TokenInvalidError()
-  if (typeof sid !== 'string' || !SESSION_ID.test(sid)) throw new TokenInvalidError()
+  if (!isSessionId(sid)) throw new TokenInvalidError()
 }
 
 /** Checks a user id given to the plugin by app code; a bad one is a bug in the app. */

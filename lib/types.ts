@@ -22,6 +22,8 @@ export interface SessionUser {
   id: string
   /** The session id (the tokens' `sid`). */
   sessionId: string
+  /** When the session started (the user logged in), in milliseconds since the epoch. */
+  sessionStartedAt: number
   /** When the access token expires, in milliseconds since the epoch (its `exp`). */
   expiresAt: number
 }
@@ -77,6 +79,13 @@ export interface IssueOptions {
   transport?: TokenTransport
   /** A name for the session, shown in session lists (e.g. "Work laptop"); at most 100 characters. */
   label?: string
+  /**
+   * When the app checked the credentials, in milliseconds since the epoch. If every
+   * session of the user is revoked after it (a password change, logout everywhere), the
+   * login fails with `FTS_CREDENTIALS_STALE` instead of starting a session that outlives
+   * the change. `reply.issueTokens` defaults to when the request arrived.
+   */
+  authenticatedAt?: number
 }
 
 /**
@@ -90,9 +99,22 @@ export interface IssueOptions {
  */
 export interface AuditEvent {
   userId: string
-  sessionId: string
-  /** `login`, `refresh`, `logout`, `logout-all`, `reuse`, or the reason app code gave. */
+  /**
+   * The session. When every session of the user ended at once (`allSessions`), the
+   * session that asked for it (logout-all), or undefined when app code did.
+   */
+  sessionId: string | undefined
+  /**
+   * `login`, `refresh`, `logout`, `logout-all`, `reuse`, `limit` (ended by
+   * `maxSessionsPerUser`), or the reason app code gave.
+   */
   reason: string
+  /** `onRefresh`: a replay of the previous token within the grace window, answered with the current tokens. */
+  replay: boolean
+  /** `onSessionRevoked`: every session of the user ended at once, but `except`. */
+  allSessions: boolean
+  /** With `allSessions`: the session spared. */
+  except?: string
   ip: string | undefined
   userAgent: string | undefined
 }
@@ -124,11 +146,14 @@ export type AuditHook = (event: AuditEvent, request: FastifyRequest | undefined)
 export interface AuditHooks {
   /** A session started. */
   onLogin?: AuditHook
-  /** A refresh token was rotated (not called for a replay within the grace window). */
+  /** A refresh token was rotated, or replayed within the grace window (`event.replay`). */
   onRefresh?: AuditHook
   /** The caller ended its own session (logout, or its own session in logout-all). */
   onLogout?: AuditHook
-  /** Any session ended before its time: logout, revocation, logout-all, reuse. */
+  /**
+   * Sessions ended before their time: logout, revocation, reuse, the per-user cap (one
+   * call each), or every session of a user at once (one call, `event.allSessions`).
+   */
   onSessionRevoked?: AuditHook
   /** A rotated refresh token came back: the session was revoked (e.g. raise an alert). */
   onReuseDetected?: AuditHook
@@ -160,7 +185,10 @@ export interface ClientInfoOptions {
 }
 
 /**
- * Cookie settings. Every cookie is httpOnly.
+ * Cookie settings. Every cookie is httpOnly. With `secure`, names get the prefix the
+ * browser's rules allow (`__Host-` where the cookie has `Path=/` and no `Domain`, else
+ * `__Secure-`), and the refresh cookie is bound to the session cookie (`__Host-`), which
+ * no sibling subdomain can set: a planted token cookie is never accepted.
  *
  * @example
  * ```ts
@@ -168,20 +196,36 @@ export interface ClientInfoOptions {
  * ```
  */
 export interface CookieOptions {
-  /** Name of the access-token cookie (default `access_token`). */
+  /** Name of the access-token cookie, before its prefix (default `access_token`). */
   accessTokenName?: string
-  /** Name of the refresh-token cookie (default `refresh_token`). */
+  /** Name of the refresh-token cookie, before its prefix (default `refresh_token`). */
   refreshTokenName?: string
+  /**
+   * Name of the session cookie, before its prefix (default `session_binding`): `Path=/`,
+   * no `Domain`, the refresh token's lifetime, holding the session id; a token cookie is
+   * accepted only with the session cookie of its own session.
+   */
+  bindingName?: string
   /** `Domain` of both cookies (default: none, the cookies stay on the exact host). */
   domain?: string
   /** `Path` of the access-token cookie (default `/`). */
   path?: string
   /** `Path` of the refresh-token cookie (default: the routes' prefix, or `/`). */
   refreshPath?: string
-  /** `Secure` flag (default: on when `NODE_ENV` is `production`). */
-  secure?: boolean
+  /**
+   * `Secure` flag and the name prefixes, decided once at registration: `true`, `false`,
+   * or `'auto'` (default), on when `NODE_ENV` is `production`. Behind a proxy that ends
+   * TLS, the browser still sees https: keep it on.
+   */
+  secure?: boolean | 'auto'
   /** `SameSite` (default `strict`). */
   sameSite?: 'strict' | 'lax' | 'none'
+  /**
+   * Send `Clear-Site-Data: "cookies"` on logout and logout-all for cookie clients
+   * (default false). The browser then clears every cookie of the registrable domain,
+   * subdomains included (the app's own cookies and planted ones alike), not only ours.
+   */
+  clearSiteData?: boolean
 }
 
 /**
@@ -257,6 +301,26 @@ export interface TokenSessionsOptions extends AuditHooks {
    * (default 10; 0 is strict: any second use is theft).
    */
   reuseGrace?: number
+  /**
+   * The most sessions one user may have (default 100): a login beyond it ends the
+   * user's sessions nearest their end (with one idle timeout, the least recently used),
+   * each revoked like any other (`onSessionRevoked` with reason `limit`).
+   */
+  maxSessionsPerUser?: number
+  /**
+   * Treat a replay within the grace window as reuse when its user agent differs from the
+   * one that last rotated the session (default false). Needs `clientInfo.userAgent`.
+   */
+  replayRequiresSameUserAgent?: boolean
+  /**
+   * The app's origin as browsers see it (`https://app.example.com`). Cookie-authenticated
+   * state changes whose `Origin` is neither it nor in `allowedOrigins` are rejected.
+   * Default: each request's own origin, from its protocol and `Host` (behind a proxy, set
+   * Fastify's `trustProxy` so that they are the public ones, or set this).
+   */
+  publicOrigin?: string
+  /** Other origins whose pages may make cookie-authenticated state changes (default none). */
+  allowedOrigins?: string[]
   /** Where sessions live. Give either this or `redis`; with neither, a `MemoryStore`. */
   store?: SessionStore
   /** An ioredis client (yours: never closed by the plugin) or a URL (the plugin's own client). */
@@ -325,12 +389,41 @@ export interface TokenSessionsApi {
   jwks (): { keys: JsonWebKey[] }
   /** Verifies an access token and returns its user; throws a 401 error. No store access. */
   verifyAccessToken (accessToken: string): SessionUser
-  /** The user's live sessions, oldest first. */
-  listSessions (userId: string | number): Promise<SessionInfo[]>
+  /**
+   * One page of the user's live sessions, newest first (by when they started; a refresh
+   * does not move a session between pages). Pass the `nextCursor` of a page to get the
+   * next; it is absent after the last. A page may hold fewer sessions than `limit`
+   * (default 50, at most 100) while more follow.
+   *
+   * @example
+   * ```ts
+   * let page = await app.tokenSessions.listSessions(userId)
+   * while (page.nextCursor !== undefined) page = await app.tokenSessions.listSessions(userId, { cursor: page.nextCursor })
+   * ```
+   */
+  listSessions (userId: string | number, page?: { cursor?: string, limit?: number }): Promise<SessionListPage>
   /** Ends one session. Resolves to whether it was live. */
   revokeSession (userId: string | number, sessionId: string, options?: RevokeOptions): Promise<boolean>
-  /** Ends every session of a user, but `except`. Resolves to how many were live. */
-  revokeAllSessions (userId: string | number, options?: RevokeOptions & { except?: string }): Promise<number>
+  /**
+   * Ends every session of a user but `except`, at once and whatever their number: every
+   * session that started before now is over, and logins whose credentials were checked
+   * before now fail (`FTS_CREDENTIALS_STALE`).
+   */
+  revokeAllSessions (userId: string | number, options?: RevokeOptions & { except?: string }): Promise<void>
+}
+
+/**
+ * A page of sessions from `listSessions`.
+ *
+ * @example
+ * ```ts
+ * const { sessions, nextCursor } = await app.tokenSessions.listSessions(userId, { limit: 20 })
+ * ```
+ */
+export interface SessionListPage {
+  sessions: SessionInfo[]
+  /** Opaque; absent after the last page. */
+  nextCursor?: string
 }
 
 /**
@@ -348,6 +441,11 @@ export interface Health {
   ok: boolean
   store: 'up' | 'down'
   revocationFeed: 'up' | 'down'
+  /**
+   * The store's clock minus this instance's, in ms, as last measured. The plugin keeps
+   * the store's time either way; beyond 5 s it logs a warning.
+   */
+  clockOffsetMs: number
 }
 
 /**
@@ -415,6 +513,8 @@ export type { FastifyJWT } from '@fastify/jwt'
  */
 export interface SessionListResponse {
   sessions: Array<SessionInfo & { current: boolean }>
+  /** The `cursor` of the next page, or null after the last. */
+  nextCursor: string | null
 }
 
 /**

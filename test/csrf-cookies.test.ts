@@ -108,17 +108,21 @@ t.test('cookie settings', async (t) => {
       cookies: { accessTokenName: 'at', refreshTokenName: 'rt', domain: 'example.test', path: '/api', refreshPath: '/auth/refresh', secure: true, sameSite: 'lax' }
     })
     const response = await app.inject({ method: 'POST', url: '/auth/login', payload: { userId: 'custom' } })
-    const [access, refreshCookie] = response.headers['set-cookie'] as string[]
-    t.match(access, /^at=.*; Max-Age=900; Domain=example\.test; Path=\/api; HttpOnly; Secure; SameSite=Lax$/)
-    t.match(refreshCookie, /^rt=.*; Max-Age=86400; Domain=example\.test; Path=\/auth\/refresh; HttpOnly; Secure; SameSite=Lax$/)
-    const rt = response.cookies.find((c: { name: string }) => c.name === 'rt')?.value as string
-    t.equal((await app.inject({ method: 'POST', url: '/auth/refresh', cookies: { rt }, headers: { 'x-requested-with': '1' } })).statusCode, 403, 'the old header name no longer counts')
-    const ok = await app.inject({ method: 'POST', url: '/auth/refresh', cookies: { rt }, headers: { 'x-csrf': '1' } })
+    const [access, refreshCookie, binding] = response.headers['set-cookie'] as string[]
+    t.match(access, /^__Secure-at=.*; Max-Age=900; Domain=example\.test; Path=\/api; HttpOnly; Secure; SameSite=Lax$/)
+    t.match(refreshCookie, /^__Secure-rt=.*; Max-Age=86400; Domain=example\.test; Path=\/auth\/refresh; HttpOnly; Secure; SameSite=Lax$/)
+    t.match(binding, /^__Host-session_binding=[A-Za-z0-9_-]{22}; Max-Age=86400; Path=\/; HttpOnly; Secure; SameSite=Lax$/, 'host-only, on every path')
+    const value = (name: string, from = response): string => from.cookies.find((c: { name: string }) => c.name === name)?.value as string
+    const cookies = { '__Secure-rt': value('__Secure-rt'), '__Host-session_binding': value('__Host-session_binding') }
+    t.equal((await app.inject({ method: 'POST', url: '/auth/refresh', cookies, headers: { 'x-requested-with': '1' } })).statusCode, 403, 'the old header name no longer counts')
+    const ok = await app.inject({ method: 'POST', url: '/auth/refresh', cookies, headers: { 'x-csrf': '1' } })
     t.equal(ok.statusCode, 200)
-    const out = await app.inject({ method: 'POST', url: '/auth/logout', cookies: { rt: ok.cookies.find((c: { name: string }) => c.name === 'rt')?.value as string }, headers: { 'x-csrf': '1' } })
+    const out = await app.inject({ method: 'POST', url: '/auth/logout', cookies: { ...cookies, '__Secure-rt': value('__Secure-rt', ok) }, headers: { 'x-csrf': '1' } })
     const cleared = out.headers['set-cookie'] as string[]
-    t.match(cleared[0], /^at=; .*Domain=example\.test; Path=\/api;/)
-    t.match(cleared[1], /^rt=; .*Domain=example\.test; Path=\/auth\/refresh;/)
+    t.match(cleared[0], /^__Secure-at=; .*Domain=example\.test; Path=\/api;/)
+    t.match(cleared[1], /^__Secure-rt=; .*Domain=example\.test; Path=\/auth\/refresh;/)
+    t.match(cleared[2], /^__Host-session_binding=; .*Path=\/;/)
+    t.notMatch(cleared[2], /Domain/)
   })
 
   t.test('Secure by default in production', async (t) => {
@@ -137,4 +141,63 @@ t.test('cookie settings', async (t) => {
     t.equal((await app.inject({ method: 'POST', url: '/me', cookies })).statusCode, 200)
     t.equal((await app.inject({ method: 'POST', url: '/me', cookies, headers: { 'sec-fetch-site': 'cross-site' } })).statusCode, 403)
   })
+})
+
+t.test('cookie state changes from another Origin are rejected like cross-site ones', async (t) => {
+  const redis = await startRedis(t)
+  const inspect = redis.client()
+  t.teardown(() => inspect.quit())
+  const app = await buildApp(t, { redis: redis.url, allowedOrigins: ['https://admin.example.test'] })
+  const loginResponse = await app.inject({ method: 'POST', url: '/auth/login', payload: { userId: 'origin' } })
+  const cookies = Object.fromEntries(loginResponse.cookies.map((c: { name: string, value: string }) => [c.name, c.value]))
+  const before = await inspect.keys('*{origin}*')
+  for (const url of ['/auth/refresh', '/auth/logout', '/auth/logout-all', '/me']) {
+    for (const origin of ['https://evil.example', 'null', 'http://localhost:8080', 'https://localhost:80']) {
+      const response = await app.inject({ method: 'POST', url, cookies, headers: { 'x-requested-with': 'x', origin } })
+      t.equal(response.json().code, 'FTS_CSRF_REJECTED', `${url} from Origin ${origin}`)
+    }
+  }
+  t.same(await inspect.keys('*{origin}*'), before, 'nothing changed in Redis')
+  // inject's requests are to http://localhost:80.
+  t.equal((await app.inject({ method: 'POST', url: '/me', cookies, headers: { 'x-requested-with': 'x', origin: 'http://localhost:80' } })).statusCode, 200, 'the app\'s own origin')
+  t.equal((await app.inject({ method: 'POST', url: '/me', cookies, headers: { 'x-requested-with': 'x', origin: 'HTTPS://ADMIN.example.test' } })).statusCode, 200, 'an allowed origin')
+  t.equal((await app.inject({ method: 'POST', url: '/me', cookies, headers: { 'x-requested-with': 'x' } })).statusCode, 200, 'no Origin: the header still guards')
+  const tokens = await login(app, 'origin-native')
+  t.equal((await app.inject({ method: 'POST', url: '/me', headers: { authorization: `Bearer ${tokens.accessToken}`, origin: 'https://evil.example' } })).statusCode, 200,
+    'a Bearer token is no cookie: no Origin check')
+
+  const behindProxy = await buildApp(t, { redis: redis.url, publicOrigin: 'https://app.example.test' })
+  const proxied = Object.fromEntries((await behindProxy.inject({ method: 'POST', url: '/auth/login', payload: { userId: 'proxied' } })).cookies
+    .map((c: { name: string, value: string }) => [c.name, c.value]))
+  t.equal((await behindProxy.inject({ method: 'POST', url: '/me', cookies: proxied, headers: { 'x-requested-with': 'x', origin: 'https://app.example.test' } })).statusCode, 200,
+    'publicOrigin: the origin browsers see behind a proxy')
+  t.equal((await behindProxy.inject({ method: 'POST', url: '/me', cookies: proxied, headers: { 'x-requested-with': 'x', origin: 'http://localhost:80' } })).statusCode, 403,
+    'and only it')
+  for (const [options, message] of [
+    [{ publicOrigin: 'https://app.example.test/' }, /publicOrigin/],
+    [{ publicOrigin: 'app.example.test' }, /publicOrigin/],
+    [{ allowedOrigins: ['https://ok.test', 'ftp://x'] }, /allowedOrigins\[1\]/],
+    [{ allowedOrigins: 'https://ok.test' }, /allowedOrigins/]
+  ] as const) {
+    await t.rejects(buildApp(t, options as never), { code: 'FTS_INVALID_OPTION', message })
+  }
+})
+
+t.test('Clear-Site-Data on logout, only when asked and only for cookie clients', async (t) => {
+  const redis = await startRedis(t)
+  const plain = await buildApp(t, { redis: redis.url })
+  const clearing = await buildApp(t, { redis: redis.url, cookies: { clearSiteData: true } })
+  const logout = async (app: typeof plain, url: string): Promise<unknown> => {
+    const loginResponse = await app.inject({ method: 'POST', url: '/auth/login', payload: { userId: 'leaving' } })
+    const cookies = Object.fromEntries(loginResponse.cookies.map((c: { name: string, value: string }) => [c.name, c.value]))
+    const response = await app.inject({ method: 'POST', url, cookies, headers: { 'x-requested-with': 'x' } })
+    t.equal(response.statusCode, 204)
+    return response.headers['clear-site-data']
+  }
+  t.equal(await logout(clearing, '/auth/logout'), '"cookies"')
+  t.equal(await logout(clearing, '/auth/logout-all'), '"cookies"')
+  t.equal(await logout(plain, '/auth/logout'), undefined, 'off by default')
+  const tokens = await login(clearing, 'native')
+  const native = await clearing.inject({ method: 'POST', url: '/auth/logout', payload: { refreshToken: tokens.refreshToken } })
+  t.equal(native.headers['clear-site-data'], undefined, 'a native client has no cookies to clear')
 })

@@ -104,8 +104,14 @@ function assertError (t: Test, response: Call, status: number, code: string, lab
   t.type(response.body?.message, 'string', `${label}: message`)
 }
 
+/**
+ * The `Cookie` header of the named cookies, and of the session cookie, which (Path=/, set
+ * with the tokens) a browser sends with every request.
+ */
 function cookieHeader (cookies: Map<string, SetCookie>, ...names: string[]): string {
-  return names.map((name) => `${name}=${cookies.get(name)?.value ?? ''}`).join('; ')
+  const binding = cookies.get('session_binding')
+  const pairs = names.map((name) => `${name}=${cookies.get(name)?.value ?? ''}`)
+  return (binding === undefined ? pairs : [...pairs, `session_binding=${binding.value}`]).join('; ')
 }
 
 /** The cookie was cleared: empty value and an immediate or past expiry. */
@@ -455,11 +461,12 @@ t.test('GET /auth/sessions lists the caller\'s sessions and flags the current on
   const list = await call(url, 'GET', '/auth/sessions', { headers: bearer(phone.accessToken) })
   t.equal(list.status, 200)
   t.equal(list.headers.get('cache-control'), 'no-store')
-  t.same(Object.keys(list.body), ['sessions'])
+  t.same(Object.keys(list.body), ['sessions', 'nextCursor'])
+  t.equal(list.body.nextCursor, null, 'one page')
   const sessions: Array<Record<string, unknown>> = list.body.sessions
-  t.same(sessions.map((session) => session.sessionId), [laptopId, phoneId], 'both of her sessions, oldest first, none of bob\'s')
-  t.same(sessions.map((session) => session.current), [false, true], 'current: the phone, which asked')
-  t.same(sessions.map((session) => session.userAgent), ['Laptop/1.0', 'Phone/2.0'], 'each with its user agent')
+  t.same(sessions.map((session) => session.sessionId), [phoneId, laptopId], 'both of her sessions, newest first, none of bob\'s')
+  t.same(sessions.map((session) => session.current), [true, false], 'current: the phone, which asked')
+  t.same(sessions.map((session) => session.userAgent), ['Phone/2.0', 'Laptop/1.0'], 'each with its user agent')
   for (const session of sessions) {
     t.same(Object.keys(session).sort(), ['createdAt', 'current', 'expiresAt', 'ip', 'lastUsedAt', 'sessionId', 'userAgent'])
     t.equal(session.ip, '127.0.0.1')
@@ -469,7 +476,7 @@ t.test('GET /auth/sessions lists the caller\'s sessions and flags the current on
   }
 
   const fromLaptop = await call(url, 'GET', '/auth/sessions', { headers: bearer(laptop.accessToken) })
-  t.same(fromLaptop.body.sessions.map((session: { current: boolean }) => session.current), [true, false], 'asked from the laptop, the flag moves')
+  t.same(fromLaptop.body.sessions.map((session: { current: boolean }) => session.current), [false, true], 'asked from the laptop, the flag moves')
   assertError(t, await call(url, 'GET', '/auth/sessions'), 401, 'FTS_TOKEN_MISSING', 'without a token')
 })
 
@@ -619,8 +626,9 @@ t.test('audit hooks: one structured line per call, never a token', async (t) => 
     ['onRefresh', phoneId, 'refresh'],
     ['onLogout', phoneId, 'logout'],
     ['onSessionRevoked', phoneId, 'logout'],
-    ['onSessionRevoked', laptopId, 'password-change']
+    ['onSessionRevoked', undefined, 'password-change']
   ], 'login, refresh, logout and the password change\'s revocation, each once')
+  t.match(lines[6], { allSessions: true, except: tabletId }, 'the password change ended every session but the one that asked, in one event')
   for (const entry of lines) {
     t.equal(entry.userId, alice.id, `${String(entry.audit)}: the user`)
     t.equal(entry.level, 30, `${String(entry.audit)}: at info`)
@@ -958,6 +966,20 @@ t.test('rate limit config', async (t) => {
         `${name}=${JSON.stringify(bad)} refuses`)
     }
   }
+})
+
+t.test('MAX_SESSIONS_PER_USER: read, checked, and a login beyond it ends the least recently used session', async (t) => {
+  t.match(loadConfig({}), { maxSessionsPerUser: 100 }, 'default 100')
+  t.match(loadConfig({ MAX_SESSIONS_PER_USER: '3' }), { maxSessionsPerUser: 3 })
+  for (const bad of ['0', '1.5', 'many', '1000001']) {
+    t.throws(() => loadConfig({ MAX_SESSIONS_PER_USER: bad }), { name: 'ConfigError', message: /^MAX_SESSIONS_PER_USER must be a whole number from 1 to 1000000/ }, bad)
+  }
+  const { url } = await startApp(t, { MAX_SESSIONS_PER_USER: '1' })
+  await register(url, 'capped')
+  const first = await loginNative(url, 'capped')
+  const second = await loginNative(url, 'capped')
+  assertError(t, await refreshNative(url, first.refreshToken), 401, 'FTS_SESSION_REVOKED', 'the first session ended')
+  t.equal((await refreshNative(url, second.refreshToken)).status, 200, 'the newest lives')
 })
 
 t.test('GET /docs: Swagger UI and an OpenAPI document of every route the app answers', async (t) => {

@@ -439,7 +439,7 @@ t.test('controls: the live tokens work, the dead and foreign ones do not', async
   for (const token of liveAccess) {
     t.equal((await app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${token}` } })).statusCode, 200, 'a live access token authenticates')
   }
-  t.equal((await app.inject({ method: 'GET', url: '/me', cookies: { access_token: bob.accessToken } })).statusCode, 200, 'as a cookie too')
+  t.equal((await app.inject({ method: 'GET', url: '/me', cookies: { access_token: bob.accessToken, session_binding: liveSessionIds[3] as string } })).statusCode, 200, 'as a cookie too')
   const sessions = await app.inject({ method: 'GET', url: '/auth/sessions', headers: { authorization: `Bearer ${alice1.accessToken}` } })
   t.equal(sessions.json().sessions.length, 2, 'alice has two sessions')
   const deadAccess = await app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${carol.accessToken}` } })

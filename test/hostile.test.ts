@@ -212,40 +212,37 @@ t.test('bodies over 16 KiB on refresh, logout and logout-all get 413 FST_ERR_CTP
   await assertRefreshes(t, refreshToken, 'after the oversized bodies')
 })
 
-t.test('duplicate cookies: the first of a name wins', async (t) => {
+t.test('duplicate cookies: a token cookie named twice is rejected', async (t) => {
   const csrf: [string, string] = ['X-Requested-With', 'test']
   const refreshCookies = async (cookie: HeaderValue, extra: Array<[string, HeaderValue]> = []): Promise<RawResponse> =>
     await raw(message('POST', '/auth/refresh', [['Cookie', cookie], csrf, ...extra]))
 
-  t.test('a valid refresh cookie first, garbage second: the valid one is used', async (t) => {
-    const { refreshToken } = await session()
-    const response = await refreshCookies(`refresh_token=${refreshToken}; refresh_token=garbage`)
-    t.equal(response.status, 200)
-    t.ok(response.headers.get('set-cookie')?.some((line) => line.startsWith('refresh_token=ey')), 'a rotated refresh cookie is set')
-  })
-
-  t.test('garbage planted before a valid refresh cookie: 401 and both cookies cleared, not a 500; the session lives on', async (t) => {
-    const { refreshToken } = await session()
+  t.test('a refresh cookie named twice is rejected, whichever comes first, and the session lives on', async (t) => {
+    const { refreshToken, sessionId } = await session()
+    const bound = `session_binding=${sessionId}`
     await unchanged(t, async () => {
-      const planted = await refreshCookies(`refresh_token=garbage; refresh_token=${refreshToken}`)
-      assertError(t, planted, 401, 'FTS_TOKEN_INVALID', 'one Cookie header')
-      t.same(clearedCookies(planted), ['access_token', 'refresh_token'], 'both token cookies are cleared')
+      for (const cookie of [`refresh_token=${refreshToken}; refresh_token=garbage; ${bound}`, `refresh_token=garbage; refresh_token=${refreshToken}; ${bound}`]) {
+        const planted = await refreshCookies(cookie)
+        assertError(t, planted, 400, 'FTS_COOKIE_CONFLICT', cookie.slice(0, 30))
+        t.same(clearedCookies(planted), [], 'the cookies are left alone')
+      }
       // Node joins repeated Cookie lines with "; ", in order: the same thing.
-      const twoLines = await raw(message('POST', '/auth/refresh', [['Cookie', 'refresh_token=garbage'], ['Cookie', `refresh_token=${refreshToken}`], csrf]))
-      assertError(t, twoLines, 401, 'FTS_TOKEN_INVALID', 'two Cookie lines')
-      t.same(clearedCookies(twoLines), ['access_token', 'refresh_token'], 'cleared again')
-      const empty = await refreshCookies(`refresh_token=; refresh_token=${refreshToken}`)
-      assertError(t, empty, 401, 'FTS_TOKEN_MISSING', 'an empty first cookie hides the second')
+      const twoLines = await raw(message('POST', '/auth/refresh', [['Cookie', `refresh_token=garbage; ${bound}`], ['Cookie', `refresh_token=${refreshToken}`], csrf]))
+      assertError(t, twoLines, 400, 'FTS_COOKIE_CONFLICT', 'two Cookie lines')
+      const empty = await refreshCookies(`refresh_token=; refresh_token=${refreshToken}; ${bound}`)
+      assertError(t, empty, 400, 'FTS_COOKIE_CONFLICT', 'an empty first cookie')
     })
     await assertRefreshes(t, refreshToken, 'the planted cookies')
   })
 
   t.test('the same for the access cookie', async (t) => {
-    const { accessToken } = await session()
-    assertError(t, await raw(message('GET', '/me', [['Cookie', `access_token=garbage; access_token=${accessToken}`]])),
-      401, 'FTS_TOKEN_INVALID', 'garbage first')
-    t.equal((await raw(message('GET', '/me', [['Cookie', `access_token=${accessToken}; access_token=garbage`]]))).status, 200, 'valid first')
-    t.equal((await raw(message('GET', '/me', [['Cookie', ` access_token = ${accessToken} `]]))).status, 200,
+    const { accessToken, sessionId } = await session()
+    const bound = `session_binding=${sessionId}`
+    assertError(t, await raw(message('GET', '/me', [['Cookie', `access_token=garbage; access_token=${accessToken}; ${bound}`]])),
+      400, 'FTS_COOKIE_CONFLICT', 'garbage first')
+    assertError(t, await raw(message('GET', '/me', [['Cookie', `access_token=${accessToken}; access_token=garbage; ${bound}`]])),
+      400, 'FTS_COOKIE_CONFLICT', 'valid first')
+    t.equal((await raw(message('GET', '/me', [['Cookie', ` access_token = ${accessToken} ; ${bound}`]]))).status, 200,
       'spaces around the name and value are trimmed (the cookie parser\'s rule)')
   })
 })
@@ -359,16 +356,16 @@ t.test('__proto__ and constructor keys pollute nothing', async (t) => {
 })
 
 t.test('a Cookie header with thousands of cookies', async (t) => {
-  const { accessToken, refreshToken } = await session()
+  const { accessToken, refreshToken, sessionId } = await session()
   const many = Array.from({ length: 1300 }, (_, i) => `c${i}=${i}`).join('; ')
   t.ok(many.length > 12_000 && many.length < MAX_HEADER_BYTES - 1200, `${many.length} bytes, under the header limit with a token`)
-  t.equal((await raw(message('GET', '/me', [['Cookie', `${many}; access_token=${accessToken}`]]))).status, 200, 'the token after 1300 others is found')
+  t.equal((await raw(message('GET', '/me', [['Cookie', `${many}; access_token=${accessToken}; session_binding=${sessionId}`]]))).status, 200, 'the token after 1300 others is found')
   assertError(t, await raw(message('GET', '/me', [['Cookie', many]])), 401, 'FTS_TOKEN_MISSING', 'none of them a token')
   const repeated = Array.from({ length: 600 }, () => 'refresh_token=garbage').join('; ')
   await unchanged(t, async () => {
-    const response = await raw(message('POST', '/auth/refresh', [['Cookie', `${repeated}; refresh_token=${refreshToken}`], ['X-Requested-With', 'test']]))
-    assertError(t, response, 401, 'FTS_TOKEN_INVALID', '600 garbage refresh cookies before the real one')
-    t.same(clearedCookies(response), ['access_token', 'refresh_token'], 'cleared')
+    const response = await raw(message('POST', '/auth/refresh', [['Cookie', `${repeated}; refresh_token=${refreshToken}; session_binding=${sessionId}`], ['X-Requested-With', 'test']]))
+    assertError(t, response, 400, 'FTS_COOKIE_CONFLICT', '600 garbage refresh cookies before the real one')
+    t.same(clearedCookies(response), [], 'the cookies are left alone')
   })
   await assertRefreshes(t, refreshToken, 'after the cookie flood')
 })
@@ -428,7 +425,7 @@ t.test('non-ASCII bytes in headers', async (t) => {
       ['Cookie', Buffer.from(`refresh_token=${refreshToken}\u00e9`, 'utf8')], ['X-Requested-With', Buffer.from('\u00fc', 'latin1')]
     ]))
     assertError(t, response, 401, 'FTS_TOKEN_INVALID', 'a non-ASCII anti-CSRF header passes the check; the altered cookie does not')
-    t.same(clearedCookies(response), ['access_token', 'refresh_token'], 'cleared')
+    t.same(clearedCookies(response), ['access_token', 'refresh_token', 'session_binding'], 'cleared')
     assertError(t, await raw(message('POST', '/auth/refresh', [['Cookie', `refresh_token=${refreshToken}`], ['X-Requested-With', 'x'], ['Sec-Fetch-Site', 'CROSS-SITE']])),
       403, 'FTS_CSRF_REJECTED', 'Sec-Fetch-Site is compared case-insensitively')
   })

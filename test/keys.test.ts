@@ -1,4 +1,4 @@
-import { createHmac, createPublicKey, generateKeyPairSync, randomBytes, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto'
+import { createHmac, createPublicKey, createSecretKey, generateKeyPairSync, randomBytes, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto'
 import { createServer } from 'node:http'
 import t from 'tap'
 import Fastify from 'fastify'
@@ -166,4 +166,50 @@ t.test('bad keys fail registration and name the option', async (t) => {
   await separate.register(tokenSessions, { refreshTokenSecret: SECRET, accessTokenKeys: [good] })
   t.teardown(() => separate.close())
   t.type((await separate.tokenSessions.issue('x')).accessToken, 'string', 'keys with a refresh secret of their own')
+})
+
+t.test('an HMAC key can never be a public key: the key-confusion forgery is refused at registration', async (t) => {
+  const rsaPublicPem = publicPem(rsa.publicKey)
+  // What the review did: an RSA public key registered as an HS256 secret, then a token
+  // HMAC'd with that (public) PEM, sub admin.
+  const app = Fastify()
+  const error = await app.register(tokenSessions, { secret: SECRET, accessTokenKeys: [{ kid: 'old', algorithm: 'HS256', key: rsaPublicPem }] })
+    .ready().then(() => undefined, (err: Error) => err)
+  await app.close()
+  t.match(error, { code: 'FTS_INVALID_OPTION', message: /accessTokenKeys\[0\]\.key: is a public or private key/ })
+
+  const jwk = JSON.stringify(rsa.publicKey.export({ format: 'jwk' }))
+  const der = rsa.publicKey.export({ type: 'spki', format: 'der' })
+  const cases: Array<[Record<string, unknown>, string]> = [
+    [{ accessTokenKeys: [{ kid: 'k', algorithm: 'HS256', key: pem(ec.privateKey) }] }, 'accessTokenKeys[0].key'],
+    [{ accessTokenKeys: [{ kid: 'k', algorithm: 'HS512', key: jwk }] }, 'accessTokenKeys[0].key'],
+    [{ accessTokenKeys: [{ kid: 'k', algorithm: 'HS256', key: der }] }, 'accessTokenKeys[0].key'],
+    [{ accessTokenKeys: [{ kid: 'k', algorithm: 'HS256', key: rsa.publicKey }] }, 'accessTokenKeys[0].key'],
+    [{ accessTokenKeys: [{ kid: 'k', algorithm: 'ES256', key: createSecretKey(randomBytes(32)) }] }, 'accessTokenKeys[0].key'],
+    [{ secret: rsaPublicPem }, 'secret'],
+    [{ secret: undefined, accessTokenSecret: jwk, refreshTokenSecret: SECRET }, 'accessTokenSecret'],
+    [{ secret: undefined, accessTokenSecret: SECRET, refreshTokenSecret: der }, 'refreshTokenSecret']
+  ]
+  // Secrets that only look like keys at first sight are taken.
+  for (const secret of [`{not JSON, but 32 bytes or more of secret}`, Buffer.concat([Buffer.from([0x30]), randomBytes(47)]), '{"kty": 1, "padding": "to 32 bytes"}']) {
+    const app = Fastify()
+    await app.register(tokenSessions, { secret })
+    t.type((await app.tokenSessions.issue('x')).accessToken, 'string', `a secret like ${JSON.stringify(secret.toString().slice(0, 12))} is a secret`)
+    await app.close()
+  }
+  for (const [options, option] of cases) {
+    const app = Fastify()
+    const refused = await app.register(tokenSessions, { secret: SECRET, ...options } as unknown as TokenSessionsOptions).ready().then(() => undefined, (err: Error) => err)
+    await app.close()
+    t.match(refused?.message, `Invalid option ${option}:`, `names ${option}`)
+  }
+
+  const keyObjects = Fastify()
+  t.teardown(() => keyObjects.close())
+  await keyObjects.register(tokenSessions, {
+    secret: SECRET,
+    accessTokenKeys: [{ kid: 'hs', algorithm: 'HS256', key: createSecretKey(randomBytes(32)) }, { kid: 'es', algorithm: 'ES256', key: ec.privateKey }, { kid: 'ed', algorithm: 'EdDSA', key: ed.publicKey }]
+  })
+  t.type((await keyObjects.tokenSessions.issue('x')).accessToken, 'string', 'KeyObjects of the right kind are taken')
+  t.equal(keyObjects.tokenSessions.jwks().keys.length, 2)
 })

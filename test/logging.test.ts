@@ -1,5 +1,6 @@
 import t from 'tap'
 import { LogCapture, buildApp, login, refresh } from './helpers/app.js'
+import { loggable } from '../lib/errors.js'
 import { payloadOf } from './helpers/jwt.js'
 import { startRedis } from './helpers/redis.js'
 
@@ -28,4 +29,34 @@ t.test('logs at debug level never hold a token, a token id or a cookie value', a
   t.ok(logs.entries().some((entry) => entry.level === 40), 'the reuse warning is there')
   t.ok(logs.entries().some((entry) => entry.level === 50), 'the store error is there')
   for (const secret of secrets) t.notOk(logs.text.includes(secret), 'no secret in the logs')
+})
+
+t.test('a Redis reply error is logged with its command name, never its arguments', async (t) => {
+  const redis = await startRedis(t)
+  const logs = new LogCapture()
+  const app = await buildApp(t, { redis: redis.url }, { logs })
+  const tokens = await login(app, 'logged-args')
+  const { sid } = payloadOf(tokens.refreshToken) as { sid: string }
+  const inspect = redis.client()
+  t.teardown(() => inspect.quit())
+  // A session key of the wrong type: the rotation script fails with WRONGTYPE, and ioredis's
+  // error carries the script's keys and arguments (user id, session id, token hashes).
+  const [key] = await inspect.keys(`*{logged-args}:s:${sid}`)
+  await inspect.del(key as string)
+  await inspect.set(key as string, 'not a hash')
+  const response = await refresh(app, tokens.refreshToken)
+  t.equal(response.statusCode, 503)
+  const logged = logs.entries().find((entry) => entry.msg === 'session store unavailable')
+  t.match(logged?.err, { command: /^eval/, message: /WRONGTYPE/ }, 'the command\'s name and the error')
+  t.notOk(logs.text.includes('logged-args'), 'no user id in the logs')
+  t.notOk(logs.text.includes(sid), 'no session id in the logs')
+})
+
+t.test('loggable: what the logs keep of an error', async (t) => {
+  t.same(loggable('a thrown string'), { message: 'a thrown string' })
+  const plain = loggable(new Error('plain'))
+  t.match(plain, { type: 'Error', message: 'plain', stack: /Error: plain/ })
+  t.notOk('code' in plain || 'command' in plain, 'no code, no command')
+  const reply = Object.assign(new Error('WRONGTYPE'), { code: 'ERR', command: { name: 'evalsha', args: ['user-id', 'token-hash'] } })
+  t.same(loggable(reply), { type: 'Error', message: 'WRONGTYPE', stack: reply.stack, code: 'ERR', command: 'evalsha' }, 'the command\'s name, not its arguments')
 })

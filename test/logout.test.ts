@@ -27,12 +27,17 @@ t.test('logout', async (t) => {
       method: 'POST',
       url: '/auth/logout',
       headers: { 'x-requested-with': 'XMLHttpRequest' },
-      cookies: { access_token: issued.get('access_token')?.value ?? '', refresh_token: issued.get('refresh_token')?.value ?? '' }
+      cookies: {
+        access_token: issued.get('access_token')?.value ?? '',
+        refresh_token: issued.get('refresh_token')?.value ?? '',
+        session_binding: issued.get('session_binding')?.value ?? ''
+      }
     })
     t.equal(response.statusCode, 204)
     const cleared = cookiesOf(response)
     t.match(cleared.get('access_token'), { value: '', path: '/', httpOnly: true })
     t.match(cleared.get('refresh_token'), { value: '', path: '/auth', httpOnly: true })
+    t.match(cleared.get('session_binding'), { value: '', path: '/', httpOnly: true })
     t.ok((cleared.get('refresh_token')?.expires?.getTime() ?? Infinity) < Date.now(), 'expired in the past')
     t.same(await inspect.keys('*{out-cookie}*'), [])
   })
@@ -79,7 +84,7 @@ t.test('logout-all', async (t) => {
     const response = await app.inject({ method: 'POST', url: '/auth/logout-all', headers: { authorization: `Bearer ${sessions[0]?.accessToken}` } })
     t.equal(response.statusCode, 204)
     for (const session of sessions) t.equal((await refresh(app, session.refreshToken)).statusCode, 401)
-    t.same(await inspect.keys('*{all-1}*'), [])
+    t.same(await inspect.keys('*{all-1}*'), ['tsess:{all-1}:st'], 'only the stamp is left (the refreshes swept the stale session hashes)')
     t.equal((await refresh(app, bystander.refreshToken)).statusCode, 200)
   })
 
@@ -123,9 +128,11 @@ t.test('the app API', async (t) => {
     t.equal(next.sessionId, tokens.sessionId)
     t.equal(await app.tokenSessions.revokeSession('api-user', tokens.sessionId), true)
     t.equal(await app.tokenSessions.revokeSession('api-user', tokens.sessionId), false)
+    const a = await app.tokenSessions.issue('api-user')
     await app.tokenSessions.issue('api-user')
-    await app.tokenSessions.issue('api-user')
-    t.equal(await app.tokenSessions.revokeAllSessions('api-user'), 2)
+    await app.tokenSessions.revokeAllSessions('api-user')
+    t.same((await app.tokenSessions.listSessions('api-user')).sessions, [])
+    await t.rejects(app.tokenSessions.refresh(a.refreshToken), { code: 'FTS_SESSION_REVOKED' })
     await t.rejects(app.tokenSessions.refresh(next.refreshToken), { code: 'FTS_SESSION_REVOKED', statusCode: 401 })
     t.throws(() => app.tokenSessions.verifyAccessToken('junk'), { code: 'FTS_TOKEN_INVALID' })
   })

@@ -114,17 +114,17 @@ t.test('Redis killed under load and restarted: no 500, no unhandled rejection, r
 t.test('readiness: health() tells the truth, and start-up neither hangs nor crashes without Redis', async (t) => {
   const redis = await startRedis(t)
   const app = await buildApp(t, { redis: redis.url, storeTimeout: 300 })
-  t.same(await app.tokenSessions.health(), { ok: true, store: 'up', revocationFeed: 'up' })
+  t.match(await app.tokenSessions.health(), { ok: true, store: 'up', revocationFeed: 'up', clockOffsetMs: Number })
   await redis.stop()
   await sleep(200)
-  t.same(await app.tokenSessions.health(), { ok: false, store: 'down', revocationFeed: 'down' })
+  t.match(await app.tokenSessions.health(), { ok: false, store: 'down', revocationFeed: 'down' })
   await redis.start()
   let health = await app.tokenSessions.health()
   for (let i = 0; i < 50 && !health.ok; i++) {
     await sleep(100)
     health = await app.tokenSessions.health()
   }
-  t.same(health, { ok: true, store: 'up', revocationFeed: 'up' }, 'back without a restart')
+  t.match(health, { ok: true, store: 'up', revocationFeed: 'up' }, 'back without a restart')
 })
 
 t.test('an eviction policy other than noeviction is warned about at start-up', async (t) => {

@@ -3,11 +3,17 @@ import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import Fastify from 'fastify'
 import { MemoryStore, type Revocation, type RevocationListener, type SessionStore } from '../lib/index.js'
+import { StoreClock } from '../lib/clock.js'
 import { RevocationList } from '../lib/revocations.js'
 import { LogCapture, buildApp, login, refresh } from './helpers/app.js'
 import { startRedis } from './helpers/redis.js'
 
 const silent = Fastify({ logger: false }).log
+
+/** The clock of a store, as the plugin keeps it. */
+function clockOf (store: SessionStore): StoreClock {
+  return new StoreClock(async () => await store.time(), silent)
+}
 
 async function me (app: FastifyInstance, accessToken: string): Promise<{ statusCode: number, code: string | undefined }> {
   const response = await app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${accessToken}` } })
@@ -174,36 +180,58 @@ t.test('the revocation list', async (t) => {
   t.test('forgets a revocation once its access tokens have expired', async (t) => {
     const store = new MemoryStore()
     t.teardown(() => store.close())
-    const list = new RevocationList(store, { maxOutageMs: 0, onOutage: 'accept' }, silent)
+    const list = new RevocationList(store, clockOf(store), { maxOutageMs: 0, onOutage: 'accept' }, silent)
     await list.start(1000)
     t.teardown(() => list.close())
     t.ok(list.live)
-    await store.create({ userId: 'u', sessionId: 'short-lived-session-id', tokenHash: 'h', ttlMs: 60_000, maxTtlMs: 60_000, client: {} })
-    await store.create({ userId: 'u', sessionId: 'other-session-id-00000', tokenHash: 'h', ttlMs: 60_000, maxTtlMs: 60_000, client: {} })
-    await store.revoke('u', 'short-lived-session-id', 50)
-    t.ok(list.isRevoked('short-lived-session-id'))
-    t.notOk(list.isRevoked('never-revoked'))
+    const fields = { tokenHash: 'h', ttlMs: 60_000, maxTtlMs: 60_000, client: {}, maxSessions: 100, rememberMs: 60_000 }
+    await store.create({ userId: 'u', sessionId: 'short-lived-session-id', ...fields })
+    await store.create({ userId: 'u', sessionId: 'other-session-id-00000', ...fields })
+    await store.revoke({ userId: 'u', sessionId: 'short-lived-session-id', rememberMs: 50 })
+    t.ok(list.isRevoked('u', 'short-lived-session-id', 0))
+    t.notOk(list.isRevoked('u', 'never-revoked', 0))
     await sleep(100)
-    t.notOk(list.isRevoked('short-lived-session-id'), 'forgotten after its time')
-    await store.revoke('u', 'other-session-id-00000', 50)
+    t.notOk(list.isRevoked('u', 'short-lived-session-id', 0), 'forgotten after its time')
+    await store.revoke({ userId: 'u', sessionId: 'other-session-id-00000', rememberMs: 50 })
+    await store.revokeAll('w', { rememberMs: 50 })
     await sleep(1100)
-    await store.create({ userId: 'v', sessionId: 'third-session-id-00000', tokenHash: 'h', ttlMs: 60_000, maxTtlMs: 60_000, client: {} })
-    await store.revoke('v', 'third-session-id-00000', 60_000)
-    t.ok(list.isRevoked('third-session-id-00000'))
-    t.equal(list.size, 1, 'expired entries are swept (at most once a second) as new ones arrive')
-    t.notOk(list.isRevoked('other-session-id-00000'))
+    await store.create({ userId: 'v', sessionId: 'third-session-id-00000', ...fields })
+    await store.revoke({ userId: 'v', sessionId: 'third-session-id-00000', rememberMs: 60_000 })
+    t.ok(list.isRevoked('v', 'third-session-id-00000', 0))
+    t.equal(list.size, 1, 'expired entries, sessions and stamps, are swept (at most once a second) as new ones arrive')
+    t.notOk(list.isRevoked('u', 'other-session-id-00000', 0))
+  })
+
+  t.test('a user\'s stamp covers the sessions that started before it but the spared one, until it expires', async (t) => {
+    const listeners: RevocationListener[] = []
+    const store = { watchRevocations: async (listener: RevocationListener) => { listeners.push(listener); return async () => {} }, revocations: async () => [] } as unknown as SessionStore
+    const list = new RevocationList(store, new StoreClock(async () => Date.now(), silent), { maxOutageMs: 0, onOutage: 'accept' }, silent)
+    await list.start(10)
+    const now = Date.now()
+    listeners[0]?.revoked([{ userId: 'u', startedBefore: 1000, except: 'spared', until: now + 60_000 }])
+    t.ok(list.isRevoked('u', 'older', 999), 'started before the stamp')
+    t.notOk(list.isRevoked('u', 'newer', 1000), 'started at the stamp: a login right after it')
+    t.notOk(list.isRevoked('u', 'spared', 10), 'the spared session')
+    t.notOk(list.isRevoked('other-user', 'older', 999), 'another user')
+    listeners[0]?.revoked([{ userId: 'u', startedBefore: 500, until: now + 60_000 }])
+    t.notOk(list.isRevoked('u', 'spared', 10), 'an older stamp arriving late changes nothing')
+    listeners[0]?.revoked([{ userId: 'u', startedBefore: 2000, until: now + 20 }])
+    t.ok(list.isRevoked('u', 'spared', 10), 'a later stamp replaces it')
+    await sleep(50)
+    t.notOk(list.isRevoked('u', 'older', 999), 'forgotten once its access tokens have expired')
+    t.equal(list.size, 0)
   })
 
   t.test('keeps the later of two expiries for one session', async (t) => {
     const listeners: RevocationListener[] = []
     const store = { watchRevocations: async (listener: RevocationListener) => { listeners.push(listener); return async () => {} }, revocations: async () => [] } as unknown as SessionStore
-    const list = new RevocationList(store, { maxOutageMs: 0, onOutage: 'accept' }, silent)
+    const list = new RevocationList(store, new StoreClock(async () => Date.now(), silent), { maxOutageMs: 0, onOutage: 'accept' }, silent)
     await list.start(10)
     const now = Date.now()
     listeners[0]?.revoked([{ sessionId: 's', until: now + 60_000 }])
     listeners[0]?.revoked([{ sessionId: 's', until: now + 10 }])
     await sleep(50)
-    t.ok(list.isRevoked('s'), 'an older, shorter announcement does not shorten it')
+    t.ok(list.isRevoked('u', 's', 0), 'an older, shorter announcement does not shorten it')
   })
 
   t.test('retries a reload that failed, while the feed stays connected', async (t) => {
@@ -217,14 +245,14 @@ t.test('the revocation list', async (t) => {
     const store = { watchRevocations: async (listener: RevocationListener) => { listeners.push(listener); return async () => {} }, revocations } as unknown as SessionStore
     const logs = new LogCapture()
     const log = Fastify({ logger: { level: 'info', stream: logs } }).log
-    const list = new RevocationList(store, { maxOutageMs: 0, onOutage: 'reject' }, log)
+    const list = new RevocationList(store, new StoreClock(async () => Date.now(), log), { maxOutageMs: 0, onOutage: 'reject' }, log)
     await list.start(10)
     t.teardown(() => list.close())
     t.throws(() => list.checkFeed(), { code: 'FTS_STORE_UNAVAILABLE' }, 'not loaded yet: down')
     listeners[0]?.connected()
     await sleep(1500)
     t.equal(attempts, 2)
-    t.ok(list.isRevoked('missed'))
+    t.ok(list.isRevoked('u', 'missed', 0))
     t.doesNotThrow(() => list.checkFeed(), 'loaded: up')
     t.ok(logs.entries().some((entry) => entry.msg === 'revocation list reload failed; retrying'))
     listeners[0]?.disconnected()

@@ -70,7 +70,7 @@ t.test('rotation', async (t) => {
     const newest = await refresh(app, second.refreshToken)
     t.equal(newest.statusCode, 401, 'the newest refresh token is dead too')
     t.equal(newest.json().code, 'FTS_SESSION_REVOKED')
-    t.same(events, [{ userId: 'reuse', sessionId: payloadOf(first.refreshToken).sid, reason: 'reuse', ip: '127.0.0.1', userAgent: 'thief/1.0' }])
+    t.same(events, [{ userId: 'reuse', sessionId: payloadOf(first.refreshToken).sid, reason: 'reuse', replay: false, allSessions: false, ip: '127.0.0.1', userAgent: 'thief/1.0' }])
     const warning = logs.entries().find((entry) => entry.msg === 'refresh token reuse detected: session revoked')
     t.match(warning, { level: 40, userId: 'reuse' })
     for (const token of [first.refreshToken, second.refreshToken, second.accessToken]) t.notOk(logs.text.includes(token))
@@ -95,7 +95,7 @@ t.test('rotation', async (t) => {
       method: 'POST',
       url: '/auth/refresh',
       headers: { 'x-requested-with': 'fetch' },
-      cookies: { refresh_token: issued.get('refresh_token')?.value ?? '' }
+      cookies: { refresh_token: issued.get('refresh_token')?.value ?? '', session_binding: issued.get('session_binding')?.value ?? '' }
     })
     t.equal(response.statusCode, 200)
     t.notOk('refreshToken' in response.json())

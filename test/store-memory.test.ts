@@ -13,19 +13,22 @@ t.test('MemoryStore sweeps expired sessions out of memory', async (t) => {
   let now = 1_000_000
   const store = new MemoryStore({ now: () => now, sweepInterval: 10 })
   t.teardown(() => store.close())
-  await store.create({ userId: 'u', sessionId: 's1', tokenHash: 'a', ttlMs: 1000, maxTtlMs: 3_600_000, client: {} })
-  await store.create({ userId: 'u', sessionId: 's2', tokenHash: 'b', ttlMs: 5000, maxTtlMs: 3_600_000, client: {} })
+  const fields = { maxTtlMs: 3_600_000, client: {}, maxSessions: 100, rememberMs: REMEMBER }
+  await store.create({ userId: 'u', sessionId: 's1', tokenHash: 'a', ttlMs: 1000, ...fields })
+  await store.create({ userId: 'u', sessionId: 's2', tokenHash: 'b', ttlMs: 5000, ...fields })
   now += 2000
   await new Promise((resolve) => setTimeout(resolve, 50))
-  t.same(await store.revokeAll('u', { rememberMs: 1000 }), ['s2'], 's1 was swept, s2 lives')
-  t.same((await store.revocations()).map((r) => r.sessionId), ['s2'])
+  t.same((await store.list('u', { limit: 10 })).sessions.map((s) => s.sessionId), ['s2'], 's1 was swept, s2 lives')
+  t.equal(await store.revoke({ userId: 'u', sessionId: 's2', rememberMs: 1000 }), 'revoked')
+  t.equal((await store.revokeAll('w', { rememberMs: 1000 })).status, 'revoked')
+  t.equal((await store.revocations()).length, 2, 'a session and a stamp')
   now += 10_000
   await new Promise((resolve) => setTimeout(resolve, 50))
   now -= 10_000
   t.same(await store.revocations(), [], 'the sweep dropped the expired revocation itself, not just hid it')
   now += 10_000
-  await store.create({ userId: 'v', sessionId: 's1', tokenHash: 'a', ttlMs: 1000, maxTtlMs: 3_600_000, client: {} })
+  await store.create({ userId: 'v', sessionId: 's1', tokenHash: 'a', ttlMs: 1000, ...fields })
   now += 2000
   await new Promise((resolve) => setTimeout(resolve, 50))
-  t.equal(await store.revoke('v', 's1', REMEMBER), false)
+  t.equal(await store.revoke({ userId: 'v', sessionId: 's1', rememberMs: REMEMBER }), 'missing')
 })

@@ -9,7 +9,7 @@ const SID = 'AAAAAAAAAAAAAAAAAAAAAA'
 const JTI = 'A'.repeat(43)
 
 function accessPayload (overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  return { sub: 'alice', sid: SID, iat: now(), exp: now() + 600, ...overrides }
+  return { sub: 'alice', sid: SID, sst: Date.now(), iat: now(), exp: now() + 600, ...overrides }
 }
 
 /** Every way an attacker or a broken client can get an access token wrong, and the code it must get. */
@@ -61,7 +61,7 @@ t.test('access tokens', async (t) => {
     const bearer = await app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${accessToken}` } })
     t.equal(bearer.statusCode, 200)
     t.match(bearer.json(), { id: 'alice', sessionId: /^[\w-]{22}$/ })
-    const cookie = await app.inject({ method: 'GET', url: '/me', cookies: { access_token: accessToken } })
+    const cookie = await app.inject({ method: 'GET', url: '/me', cookies: { access_token: accessToken, session_binding: payloadOf(accessToken).sid as string } })
     t.equal(cookie.statusCode, 200)
     const lowercase = await app.inject({ method: 'GET', url: '/me', headers: { authorization: `bearer ${accessToken}` } })
     t.equal(lowercase.statusCode, 200, 'the scheme is case-insensitive (RFC 7235)')

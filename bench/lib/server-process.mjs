@@ -10,8 +10,9 @@ export const PROFILE_DIR = fileURLToPath(new URL('../profiles/', import.meta.url
 
 /**
  * @param {string} redisUrl
- * @param {{ name?: string, execArgv?: string[] }} [options] `name` names the CPU profile
- *   (with BENCH_PROFILE=1); `execArgv` are Node options of the server process
+ * @param {{ name?: string, execArgv?: string[], env?: Record<string, string> }} [options] `name`
+ *   names the CPU profile (with BENCH_PROFILE=1); `execArgv` are Node options of the server
+ *   process; `env`, variables added to its environment
  */
 export async function startServer (redisUrl, options = {}) {
   const execArgv = [...options.execArgv ?? []]
@@ -19,7 +20,7 @@ export async function startServer (redisUrl, options = {}) {
     mkdirSync(PROFILE_DIR, { recursive: true })
     execArgv.push('--cpu-prof', '--cpu-prof-dir', PROFILE_DIR, '--cpu-prof-name', `${options.name ?? 'server'}-${Date.now()}.cpuprofile`)
   }
-  const child = fork(SERVER, [], { env: { ...process.env, REDIS_URL: redisUrl }, execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const child = fork(SERVER, [], { env: { ...process.env, ...options.env, REDIS_URL: redisUrl }, execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const samples = []
   const waiters = new Map()
   child.on('message', (message) => {

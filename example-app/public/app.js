@@ -543,7 +543,8 @@ async function checkMe () {
 }
 
 async function loadSessions () {
-  const result = await api('GET', '/auth/sessions')
+  // One page of the largest size: as many as a user may have by default (100).
+  const result = await api('GET', '/auth/sessions?limit=100')
   if (!result.ok) {
     report(result, 'Sessions')
     return false

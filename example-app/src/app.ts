@@ -246,6 +246,7 @@ function pluginOptions (config: Config, store: StoreOptions, log: FastifyBaseLog
     accessTokenTtl: config.accessTokenTtl,
     refreshTokenTtl: config.refreshTokenTtl,
     sessionMaxLifetime: config.sessionMaxLifetime,
+    maxSessionsPerUser: config.maxSessionsPerUser,
     ...(config.reuseGrace === undefined ? {} : { reuseGrace: config.reuseGrace }),
     ...store,
     // A key prefix means something only to Redis; the plugin rejects it with a store.
@@ -264,8 +265,10 @@ function auditHooks (log: FastifyBaseLogger): Required<AuditHooks> {
   const audit = (hook: AuditHookName, level: 'info' | 'warn', message: string): AuditHook => (event, request) => {
     // App code may end sessions without a request (a password change): then the app's logger.
     const logger = request?.log ?? log
-    const { userId, sessionId, reason, ip } = event
-    logger[level]({ audit: hook, userId, sessionId, reason, ip }, message)
+    const { userId, sessionId, reason, ip, allSessions, except } = event
+    // Every session of the user at once: one line, saying which session was spared.
+    const scope = allSessions ? { allSessions, except } : {}
+    logger[level]({ audit: hook, userId, sessionId, reason, ip, ...scope }, message)
   }
   return {
     onLogin: audit('onLogin', 'info', 'audit: session started'),

@@ -17,6 +17,9 @@ const DEFAULT_RATE_LIMIT_LOGIN = 10
 const DEFAULT_RATE_LIMIT_REFRESH = 60
 /** Far above any honest client, and still a whole number Redis counts exactly. */
 const MAX_RATE_LIMIT = 1_000_000
+/** The plugin's default and ceiling of sessions per user (options.ts). */
+const DEFAULT_MAX_SESSIONS_PER_USER = 100
+const MAX_SESSIONS_PER_USER = 1_000_000
 
 /** A pino log level. */
 export type LogLevel = typeof LOG_LEVELS[number]
@@ -49,6 +52,8 @@ export interface Config {
   readonly rateLimitLogin: number
   /** Requests to `POST /auth/refresh` one client IP may make per minute (`RATE_LIMIT_REFRESH`). */
   readonly rateLimitRefresh: number
+  /** The most sessions one user may have (`MAX_SESSIONS_PER_USER`); a login beyond it ends the least recently used. */
+  readonly maxSessionsPerUser: number
 }
 
 /**
@@ -71,6 +76,9 @@ export class ConfigError extends Error {
  *   a Redis round trip per request.
  * Each is a whole number from 1 to 1000000; a client over it gets a 429 `RATE_LIMITED`
  * with `Retry-After`.
+ *
+ * `MAX_SESSIONS_PER_USER` (default 100, from 1 to 1000000): a login beyond it ends the
+ * user's least recently used session.
  *
  * @example
  * ```ts
@@ -101,7 +109,8 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     keyPrefix: keyPrefix(env),
     logLevel: logLevel(env),
     rateLimitLogin: wholeNumber(env, 'RATE_LIMIT_LOGIN', DEFAULT_RATE_LIMIT_LOGIN, 1, MAX_RATE_LIMIT),
-    rateLimitRefresh: wholeNumber(env, 'RATE_LIMIT_REFRESH', DEFAULT_RATE_LIMIT_REFRESH, 1, MAX_RATE_LIMIT)
+    rateLimitRefresh: wholeNumber(env, 'RATE_LIMIT_REFRESH', DEFAULT_RATE_LIMIT_REFRESH, 1, MAX_RATE_LIMIT),
+    maxSessionsPerUser: wholeNumber(env, 'MAX_SESSIONS_PER_USER', DEFAULT_MAX_SESSIONS_PER_USER, 1, MAX_SESSIONS_PER_USER)
   })
 }
 

@@ -1,18 +1,30 @@
 import type {
-  ClientInfo, NewSession, Revocation, RevocationListener, RevokeAllOptions, RotateOutcome, RotateRequest, SessionInfo, SessionStore
+  ClientInfo, CreateOutcome, NewSession, PageRequest, PresentedToken, Revocation, RevocationListener, RevokeAllOptions, RevokeAllOutcome,
+  RevokeRequest, RotateOutcome, RotateRequest, SessionInfo, SessionPage, SessionStore
 } from './store.js'
 
 interface MemorySession {
   current: string
   previous: string | undefined
+  /** When it was created or last rotated: its last use. */
   rotatedAt: number
-  createdAt: number
-  lastUsedAt: number
+  startedAt: number
   expiresAt: number
   /** The absolute lifetime's end: no rotation extends `expiresAt` past it. */
   endsAt: number
   client: ClientInfo
+  /** The tag of the agent that last rotated it. */
+  agent: string | undefined
 }
+
+/** A user's latest revocation of all sessions, and until when it is remembered. */
+interface Stamp {
+  at: number
+  until: number
+}
+
+/** The most sessions one login ends beyond the cap (as in the Redis store). */
+const MAX_ENDED_PER_LOGIN = 100
 
 /**
  * Options of {@link MemoryStore}.
@@ -45,8 +57,9 @@ const DEFAULT_SWEEP_INTERVAL = 60_000
  */
 export class MemoryStore implements SessionStore {
   readonly #users = new Map<string, Map<string, MemorySession>>()
-  /** Revoked session id → until when its access tokens may live. */
-  readonly #revoked = new Map<string, number>()
+  readonly #stamps = new Map<string, Stamp>()
+  /** What is remembered as revoked, by session id or `u:` and user id. */
+  readonly #revoked = new Map<string, Revocation>()
   readonly #listeners = new Set<RevocationListener>()
   readonly #now: () => number
   readonly #sweeper: NodeJS.Timeout
@@ -57,62 +70,84 @@ export class MemoryStore implements SessionStore {
     this.#sweeper.unref()
   }
 
-  async create (session: NewSession): Promise<number> {
+  async create (session: NewSession): Promise<CreateOutcome> {
     const now = this.#now()
+    const { userId } = session
+    const stamp = this.#stampOf(userId, now)
+    if (stamp !== undefined && session.authenticatedAt !== undefined && stamp.at > session.authenticatedAt) return { status: 'stale' }
+    const sessions = this.#sessionsOf(userId)
+    // Starts are unique and ordered per user, as in the Redis store.
+    let startedAt = Math.max(now, stamp?.at ?? 0)
+    for (const other of sessions.values()) startedAt = Math.max(startedAt, other.startedAt + 1)
     const ttlMs = Math.min(session.ttlMs, session.maxTtlMs)
-    this.#sessionsOf(session.userId).set(session.sessionId, {
+    sessions.set(session.sessionId, {
       current: session.tokenHash,
       previous: undefined,
       rotatedAt: now,
-      createdAt: now,
-      lastUsedAt: now,
+      startedAt,
       expiresAt: now + ttlMs,
       endsAt: now + session.maxTtlMs,
-      client: { ...session.client }
+      client: { ...session.client },
+      agent: session.agent
     })
-    return ttlMs
+    const ended = this.#overCap(userId, session.sessionId, session.maxSessions, now)
+    for (const sessionId of ended) this.#delete(userId, sessionId)
+    this.#announce(ended.map((sessionId) => ({ sessionId, until: now + session.rememberMs })))
+    return { status: 'created', ttlMs, startedAt, ended }
   }
 
   async rotate (request: RotateRequest): Promise<RotateOutcome> {
     const now = this.#now()
     const session = this.#live(request.userId, request.sessionId, now)
     if (session === undefined) return { status: 'missing' }
+    const { startedAt } = session
     if (session.current === request.presentedHash) {
       const ttlMs = Math.max(1, Math.min(request.ttlMs, session.endsAt - now))
       session.previous = session.current
       session.current = request.successorHash
       session.rotatedAt = now
-      session.lastUsedAt = now
       session.expiresAt = now + ttlMs
-      return { status: 'rotated', ttlMs }
+      if (request.agent !== undefined) session.agent = request.agent
+      return { status: 'rotated', ttlMs, startedAt }
     }
-    if (session.previous === request.presentedHash && request.graceMs > 0 && now - session.rotatedAt <= request.graceMs) {
-      return { status: 'replayed', ttlMs: session.expiresAt - now }
+    if (judge(session, { hash: request.presentedHash, graceMs: request.graceMs, ...agentOf(request) }, now) === 'replay') {
+      return { status: 'replayed', ttlMs: session.expiresAt - now, startedAt }
     }
     this.#delete(request.userId, request.sessionId)
-    this.#announce([request.sessionId], now + request.rememberMs)
+    this.#announce([{ sessionId: request.sessionId, until: now + request.rememberMs }])
     return { status: 'reused' }
   }
 
-  async revoke (userId: string, sessionId: string, rememberMs: number): Promise<boolean> {
+  async revoke (request: RevokeRequest): Promise<'revoked' | 'missing' | 'reused'> {
     const now = this.#now()
-    const live = this.#live(userId, sessionId, now) !== undefined
-    this.#delete(userId, sessionId)
-    if (live) this.#announce([sessionId], now + rememberMs)
-    return live
+    const session = this.#live(request.userId, request.sessionId, now)
+    this.#delete(request.userId, request.sessionId)
+    if (session === undefined) return 'missing'
+    this.#announce([{ sessionId: request.sessionId, until: now + request.rememberMs }])
+    return request.presented !== undefined && judge(session, request.presented, now) === 'superseded' ? 'reused' : 'revoked'
   }
 
-  async revokeAll (userId: string, options: RevokeAllOptions): Promise<string[] | null> {
+  async revokeAll (userId: string, options: RevokeAllOptions): Promise<RevokeAllOutcome> {
     const now = this.#now()
-    if (options.ifLive !== undefined && this.#live(userId, options.ifLive, now) === undefined) return null
-    const revoked: string[] = []
-    for (const sessionId of [...this.#users.get(userId)?.keys() ?? []]) {
-      if (sessionId === options.except) continue
-      if (this.#live(userId, sessionId, now) !== undefined) revoked.push(sessionId)
-      this.#delete(userId, sessionId)
+    if (options.ifLive !== undefined) {
+      const guard = this.#live(userId, options.ifLive, now)
+      if (guard === undefined) return { status: 'missing' }
+      if (options.presented !== undefined && judge(guard, options.presented, now) === 'superseded') {
+        await this.revoke({ userId, sessionId: options.ifLive, rememberMs: options.rememberMs })
+        return { status: 'reused' }
+      }
     }
-    this.#announce(revoked, now + options.rememberMs)
-    return revoked
+    const sessions = this.#users.get(userId) ?? new Map<string, MemorySession>()
+    let at = now
+    for (const session of sessions.values()) at = Math.max(at, session.startedAt + 1)
+    const spared = options.except === undefined ? undefined : this.#live(userId, options.except, now)
+    for (const sessionId of [...sessions.keys()]) {
+      if (sessionId !== options.except || spared === undefined) this.#delete(userId, sessionId)
+    }
+    const until = at + options.rememberMs
+    this.#stamps.set(userId, { at, until })
+    this.#announce([spared === undefined ? { userId, startedBefore: at, until } : { userId, startedBefore: at, except: options.except as string, until }])
+    return { status: 'revoked', startedBefore: at }
   }
 
   async isLive (userId: string, sessionId: string): Promise<boolean> {
@@ -121,11 +156,11 @@ export class MemoryStore implements SessionStore {
 
   async revocations (): Promise<Revocation[]> {
     const now = this.#now()
-    const revocations: Revocation[] = []
-    for (const [sessionId, until] of this.#revoked) {
-      if (until > now) revocations.push({ sessionId, until })
-    }
-    return revocations
+    return [...this.#revoked.values()].filter((revocation) => revocation.until > now)
+  }
+
+  async time (): Promise<number> {
+    return this.#now()
   }
 
   async watchRevocations (listener: RevocationListener): Promise<() => Promise<void>> {
@@ -134,23 +169,45 @@ export class MemoryStore implements SessionStore {
     return async () => { this.#listeners.delete(listener) }
   }
 
-  #announce (sessionIds: string[], until: number): void {
-    if (sessionIds.length === 0) return
-    for (const sessionId of sessionIds) this.#revoked.set(sessionId, until)
-    const revocations = sessionIds.map((sessionId) => ({ sessionId, until }))
+  #announce (revocations: Revocation[]): void {
+    if (revocations.length === 0) return
+    for (const revocation of revocations) {
+      this.#revoked.set('sessionId' in revocation ? revocation.sessionId : `u:${revocation.userId}`, revocation)
+    }
     for (const listener of this.#listeners) listener.revoked(revocations)
   }
 
-  async list (userId: string): Promise<SessionInfo[]> {
+  async list (userId: string, page: PageRequest): Promise<SessionPage> {
     const now = this.#now()
-    const sessions: SessionInfo[] = []
+    const cursor = page.cursor ?? Infinity
+    const newest: Array<[string, MemorySession]> = []
     for (const sessionId of [...this.#users.get(userId)?.keys() ?? []]) {
       const session = this.#live(userId, sessionId, now)
-      if (session === undefined) continue
-      const { createdAt, lastUsedAt, expiresAt, client } = session
-      sessions.push({ sessionId, createdAt, lastUsedAt, expiresAt, ...client })
+      if (session !== undefined && session.startedAt < cursor) newest.push([sessionId, session])
     }
-    return sessions.sort((a, b) => a.createdAt - b.createdAt)
+    newest.sort(([, a], [, b]) => b.startedAt - a.startedAt)
+    const sessions: SessionInfo[] = newest.slice(0, page.limit).map(([sessionId, { startedAt, rotatedAt, expiresAt, client }]) =>
+      ({ sessionId, createdAt: startedAt, lastUsedAt: rotatedAt, expiresAt, ...client }))
+    const last = sessions.at(-1)
+    return newest.length > page.limit && last !== undefined ? { sessions, nextCursor: last.createdAt } : { sessions }
+  }
+
+  /** The sessions beyond the cap nearest their end, never `keep`. */
+  #overCap (userId: string, keep: string, maxSessions: number, now: number): string[] {
+    const sessions = [...this.#sessionsOf(userId)].filter(([, session]) => session.expiresAt > now)
+    const over = Math.min(sessions.length - maxSessions, MAX_ENDED_PER_LOGIN)
+    if (over <= 0) return []
+    return sessions.filter(([sessionId]) => sessionId !== keep)
+      .sort(([, a], [, b]) => a.expiresAt - b.expiresAt)
+      .slice(0, over)
+      .map(([sessionId]) => sessionId)
+  }
+
+  #stampOf (userId: string, now: number): Stamp | undefined {
+    const stamp = this.#stamps.get(userId)
+    if (stamp === undefined || stamp.until > now) return stamp
+    this.#stamps.delete(userId)
+    return undefined
   }
 
   async ping (): Promise<void> {}
@@ -185,13 +242,30 @@ export class MemoryStore implements SessionStore {
 
   #sweep (): void {
     const now = this.#now()
-    for (const [sessionId, until] of this.#revoked) {
-      if (until <= now) this.#revoked.delete(sessionId)
+    for (const [key, revocation] of this.#revoked) {
+      if (revocation.until <= now) this.#revoked.delete(key)
     }
+    for (const userId of [...this.#stamps.keys()]) this.#stampOf(userId, now)
     for (const [userId, sessions] of this.#users) {
       for (const [sessionId, session] of sessions) {
         if (session.expiresAt <= now) this.#delete(userId, sessionId)
       }
     }
   }
+}
+
+/** The agent of a rotation, when replays are checked by agent. */
+function agentOf (request: RotateRequest): { agent?: string } {
+  return request.agent === undefined ? {} : { agent: request.agent }
+}
+
+/**
+ * What a presented token is to a session: its current token, a replay of the previous one
+ * within the grace window (by the same agent, when checked), or superseded, which is reuse.
+ */
+function judge (session: MemorySession, presented: PresentedToken, now: number): 'current' | 'replay' | 'superseded' {
+  if (session.current === presented.hash) return 'current'
+  const sameAgent = presented.agent === undefined || session.agent === undefined || session.agent === presented.agent
+  if (session.previous === presented.hash && presented.graceMs > 0 && now - session.rotatedAt <= presented.graceMs && sameAgent) return 'replay'
+  return 'superseded'
 }

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs'
 import { Cluster, Redis, type Result } from 'ioredis'
 import type {
-  NewSession, Revocation, RevocationListener, RevokeAllOptions, RotateOutcome, RotateRequest, SessionInfo, SessionStore
+  CreateOutcome, NewSession, PageRequest, Revocation, RevocationListener, RevokeAllOptions, RevokeAllOutcome, RevokeRequest, RotateOutcome,
+  RotateRequest, SessionPage, SessionStore
 } from './store.js'
 
 /**
@@ -58,16 +59,31 @@ export const DEFAULT_KEY_PREFIX = 'tsess:'
 export const DEFAULT_COMMAND_TIMEOUT = 1000
 /** How long a write waits for replica acknowledgements by default, in milliseconds. */
 export const DEFAULT_WAIT_TIMEOUT = 500
+/** The longest user agent kept, in characters: two halves of 64 (see `create`). */
+const MAX_USER_AGENT = 128
 /** On a Cluster, how soon the revocation feed moves to the next node after losing one. */
 const CLUSTER_RESUBSCRIBE_DELAY = 100
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    tokenSessionsCreate (session: string, index: string, sessionId: string, hash: string, ttlMs: number, maxTtlMs: number, userAgent: string, userAgentRest: string, ip: string, label: string): Result<number, Context>
-    tokenSessionsRotate (session: string, index: string, revoked: string, sessionId: string, presented: string, successor: string, ttlMs: number, graceMs: number, channel: string, rememberMs: number): Result<[number, number?], Context>
-    tokenSessionsRevoke (session: string, index: string, revoked: string, sessionId: string, channel: string, rememberMs: number): Result<number, Context>
-    tokenSessionsRevokeAll (index: string, guard: string, revoked: string, sessionPrefix: string, requireGuard: '0' | '1', except: string, channel: string, rememberMs: number): Result<string[] | -1, Context>
-    tokenSessionsList (index: string, sessionPrefix: string): Result<string[][], Context>
+    tokenSessionsCreate (
+      session: string, index: string, stamp: string, revoked: string, sessionId: string, hash: string, ttlMs: number, maxTtlMs: number,
+      userAgent: string, userAgentRest: string, ip: string, label: string, agent: string, authenticatedAt: number | '', maxSessions: number,
+      sessionPrefix: string, channel: string, rememberMs: number
+    ): Result<Array<number | string>, Context>
+    tokenSessionsRotate (
+      session: string, index: string, revoked: string, sessionId: string, presented: string, successor: string, ttlMs: number, graceMs: number,
+      channel: string, rememberMs: number, agent: string
+    ): Result<[number, number?, number?], Context>
+    tokenSessionsRevoke (
+      session: string, index: string, revoked: string, sessionId: string, channel: string, rememberMs: number, presented: string, graceMs: number, agent: string
+    ): Result<number, Context>
+    tokenSessionsRevokeAll (
+      index: string, guard: string, spared: string, stamp: string, revoked: string, userId: string, guardId: string, sparedId: string,
+      channel: string, rememberMs: number, presented: string, graceMs: number, agent: string
+    ): Result<number, Context>
+    tokenSessionsList (index: string, sessionPrefix: string, cursor: number | '', limit: number): Result<[string, ...string[][]], Context>
+    tokenSessionsLive (session: string, index: string, sessionId: string): Result<number, Context>
   }
 }
 
@@ -76,24 +92,27 @@ function read (name: string): string {
 }
 
 /**
- * A script, with each `--@include <part>` line replaced by that part (now.lua,
- * reindex.lua, announce.lua). A script includes only the parts it uses, where it uses
- * them: a helper defined at the top would be made anew, as a closure, on every call, and
- * rotate, which runs on every refresh, needs its helpers only when it detects theft.
+ * A script, with each `--@include <part>` line replaced by that part (now.lua, prune.lua,
+ * judge.lua, announce.lua). A script includes only the parts it uses, where it uses them:
+ * a helper defined at the top would be made anew, as a closure, on every call, and rotate,
+ * which runs on every refresh, needs its helpers only when it detects a replay or theft.
+ * Line ends may be CRLF (a checkout on Windows).
  */
 function lua (name: string): string {
-  return read(name).replace(/^--@include (\w+)\n/gm, (_line, part: string) => read(part))
+  return read(name).replace(/^[ \t]*--@include (\w+)\r?$/gm, (_line, part: string) => read(part))
 }
 
 const SCRIPTS = {
-  tokenSessionsCreate: { numberOfKeys: 2, lua: lua('create') },
+  tokenSessionsCreate: { numberOfKeys: 4, lua: lua('create') },
   tokenSessionsRotate: { numberOfKeys: 3, lua: lua('rotate') },
   tokenSessionsRevoke: { numberOfKeys: 3, lua: lua('revoke') },
-  tokenSessionsRevokeAll: { numberOfKeys: 3, lua: lua('revoke-all') },
-  tokenSessionsList: { numberOfKeys: 1, lua: lua('list') }
+  tokenSessionsRevokeAll: { numberOfKeys: 5, lua: lua('revoke-all') },
+  tokenSessionsList: { numberOfKeys: 1, lua: lua('list') },
+  tokenSessionsLive: { numberOfKeys: 2, lua: lua('live') }
 } as const
 
 const ROTATE_STATUS = ['missing', 'rotated', 'replayed', 'reused'] as const
+const REVOKE_STATUS = ['missing', 'revoked', 'reused'] as const
 
 /**
  * A user id inside a hash tag: `{` and `}` would end the tag early (and `%` is escaped
@@ -103,21 +122,39 @@ function tagOf (userId: string): string {
   return '{' + userId.replace(/[%{}]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase()) + '}'
 }
 
+/** Every key one operation on a user may touch, built from one user prefix. */
+interface UserKeys {
+  session: string
+  index: string
+  stamp: string
+  revoked: string
+  /** What the scripts append a session id to; ioredis prefixes KEYS, not ARGV. */
+  sessionPrefix: string
+}
+
 /**
  * Sessions in Redis. Each user's keys share the hash tag `{userId}`, so every operation,
  * one Lua script in one round trip, touches a single Cluster slot:
  *
  * - `<prefix>{<userId>}:s:<sessionId>`: a hash with the current and previous refresh-token
- *   id hashes (`c`, `p`), when it last rotated (`r`), was created (`t`), last used (`u`)
- *   and must end (`x`), and the client's user agent (`a` and `b`, 64 bytes each), IP (`i`)
- *   and label (`l`).
- * - `<prefix>{<userId>}:idx`: a sorted set of the user's session ids scored by expiry.
+ *   id hashes (`c`, `p`), when it was created or last rotated (`r`) and must end (`x`), the
+ *   client's user agent (`a` and `b`, 64 bytes each), IP (`i`) and label (`l`), and the
+ *   tag of the agent that last rotated it (`g`, only when replays are checked by agent).
+ * - `<prefix>{<userId>}:idx`: a sorted set holding each live session twice: its id scored
+ *   by when it expires (for pruning and the per-user cap) and `.` and its id scored by
+ *   minus when it started (for listing, newest first). One key, not two: a key costs more
+ *   than the entries of a user's few sessions. A session is live while its hash and its
+ *   start entry both exist.
+ * - `<prefix>{<userId>}:st`: the user's latest revocation of all sessions (the stamp),
+ *   `u:<time>:<spared session id>:<user id>`: every session that started before it is over.
+ * - `<prefix>revoked`: a sorted set of revoked session ids, and of stamps, scored by when
+ *   access tokens they cover may last live, and the channel of the same name on which
+ *   each revocation is published, so that every app instance rejects those access tokens
+ *   at once.
  *
- * - `<prefix>revoked`: a sorted set of revoked session ids scored by when their access
- *   tokens may last live, and the channel of the same name on which each revocation is
- *   published, so that every app instance rejects those access tokens at once.
- *
- * Every key expires with the tokens it serves.
+ * Every key expires with the tokens it serves. No script walks all of a user's sessions:
+ * revoking them all drops the index in one step, and pruning, listing and the cap each
+ * read at most a hundred.
  *
  * @example
  * ```ts
@@ -134,8 +171,8 @@ export class RedisStore implements SessionStore {
   readonly #owned: boolean
   /** The client's own keyPrefix, which ioredis adds to KEYS but not to ARGV. */
   readonly #clientPrefix: string
-  /** The sorted set of revocations; also the name of the channel that announces them. */
   readonly #cluster: boolean
+  /** The channel that announces revocations (named as the store-wide sorted set is). */
   readonly #channel: string
   readonly #replicas: number
   readonly #waitTimeout: number
@@ -172,74 +209,83 @@ export class RedisStore implements SessionStore {
 
   /** The key of one session. */
   sessionKey (userId: string, sessionId: string): string {
-    return `${this.#userPrefix(userId)}:s:${sessionId}`
-  }
-
-  /**
-   * The sorted set of revocations. One set for the whole store, except on a Cluster, where
-   * a script may touch one slot only: there each user has a set under the user's hash tag.
-   */
-  revokedKey (userId: string): string {
-    return this.#revokedKeyOf(this.#userPrefix(userId))
+    return this.#keys(userId, sessionId).session
   }
 
   /** The key of a user's session index. */
   indexKey (userId: string): string {
-    return `${this.#userPrefix(userId)}:idx`
+    return this.#keys(userId, '').index
   }
 
-  /** The prefix of every key of the user: computed once per operation, not once per key. */
-  #userPrefix (userId: string): string {
-    return this.#prefix + tagOf(userId)
+  /**
+   * The keys of one operation, from the user's prefix computed once. The sorted set of
+   * revocations is one for the whole store, except on a Cluster, where a script may touch
+   * one slot only: there each user has a set under the user's hash tag.
+   */
+  #keys (userId: string, sessionId: string): UserKeys {
+    const user = this.#prefix + tagOf(userId)
+    return {
+      session: `${user}:s:${sessionId}`,
+      index: `${user}:idx`,
+      stamp: `${user}:st`,
+      revoked: this.#cluster ? `${user}:rv` : `${this.#prefix}revoked`,
+      sessionPrefix: `${this.#clientPrefix}${user}:s:`
+    }
   }
 
-  #revokedKeyOf (userPrefix: string): string {
-    return this.#cluster ? `${userPrefix}:rv` : `${this.#prefix}revoked`
-  }
-
-  async create (session: NewSession): Promise<number> {
+  async create (session: NewSession): Promise<CreateOutcome> {
     const { userId, sessionId, client } = session
     // Redis keeps a small hash as a compact listpack only while every value fits in
     // hash-max-listpack-value (64 bytes by default); one longer value would turn the
     // session into a hashtable of three times the memory. So the user agent (ASCII, at
     // most 128 characters) is stored in two halves.
-    const userAgent = client.userAgent ?? ''
-    const ttlMs = await this.client.tokenSessionsCreate(
-      this.sessionKey(userId, sessionId), this.indexKey(userId), sessionId, session.tokenHash, session.ttlMs, session.maxTtlMs,
-      userAgent.slice(0, 64), userAgent.slice(64, 128), client.ip ?? '', client.label ?? ''
+    const userAgent = (client.userAgent ?? '').slice(0, MAX_USER_AGENT)
+    const keys = this.#keys(userId, sessionId)
+    const reply = await this.client.tokenSessionsCreate(
+      keys.session, keys.index, keys.stamp, keys.revoked, sessionId, session.tokenHash, session.ttlMs, session.maxTtlMs,
+      userAgent.slice(0, 64), userAgent.slice(64), client.ip ?? '', client.label ?? '', session.agent ?? '',
+      session.authenticatedAt ?? '', session.maxSessions, keys.sessionPrefix, this.#channel, session.rememberMs
     )
     await this.#acknowledged()
-    return ttlMs
+    const [ttlMs, startedAt, ...ended] = reply
+    if (ttlMs === -1) return { status: 'stale' }
+    return { status: 'created', ttlMs: ttlMs as number, startedAt: startedAt as number, ended: ended as string[] }
   }
 
   async rotate (request: RotateRequest): Promise<RotateOutcome> {
     const { sessionId } = request
-    const user = this.#userPrefix(request.userId)
-    const [code, ttlMs] = await this.client.tokenSessionsRotate(
-      `${user}:s:${sessionId}`, `${user}:idx`, this.#revokedKeyOf(user), sessionId,
-      request.presentedHash, request.successorHash, request.ttlMs, request.graceMs, this.#channel, request.rememberMs
+    const keys = this.#keys(request.userId, sessionId)
+    const [code, ttlMs, startedAt] = await this.client.tokenSessionsRotate(
+      keys.session, keys.index, keys.revoked, sessionId,
+      request.presentedHash, request.successorHash, request.ttlMs, request.graceMs, this.#channel, request.rememberMs, request.agent ?? ''
     )
     const status = ROTATE_STATUS[code as 0 | 1 | 2 | 3]
     await this.#acknowledged()
-    return status === 'rotated' || status === 'replayed' ? { status, ttlMs: ttlMs as number } : { status }
+    return status === 'rotated' || status === 'replayed' ? { status, ttlMs: ttlMs as number, startedAt: startedAt as number } : { status }
   }
 
-  async revoke (userId: string, sessionId: string, rememberMs: number): Promise<boolean> {
-    const existed = await this.client.tokenSessionsRevoke(
-      this.sessionKey(userId, sessionId), this.indexKey(userId), this.revokedKey(userId), sessionId, this.#channel, rememberMs
+  async revoke (request: RevokeRequest): Promise<'revoked' | 'missing' | 'reused'> {
+    const { sessionId, presented } = request
+    const keys = this.#keys(request.userId, sessionId)
+    const code = await this.client.tokenSessionsRevoke(
+      keys.session, keys.index, keys.revoked, sessionId, this.#channel, request.rememberMs,
+      presented?.hash ?? '', presented?.graceMs ?? 0, presented?.agent ?? ''
     )
     await this.#acknowledged()
-    return existed === 1
+    return REVOKE_STATUS[code as 0 | 1 | 2]
   }
 
-  async revokeAll (userId: string, options: RevokeAllOptions): Promise<string[] | null> {
-    const guard = options.ifLive === undefined ? this.indexKey(userId) : this.sessionKey(userId, options.ifLive)
-    const revoked = await this.client.tokenSessionsRevokeAll(
-      this.indexKey(userId), guard, this.revokedKey(userId), this.#sessionPrefix(userId), options.ifLive === undefined ? '0' : '1',
-      options.except ?? '', this.#channel, options.rememberMs
+  async revokeAll (userId: string, options: RevokeAllOptions): Promise<RevokeAllOutcome> {
+    const { ifLive = '', except = '', presented } = options
+    const keys = this.#keys(userId, ifLive)
+    const stamp = await this.client.tokenSessionsRevokeAll(
+      keys.index, keys.session, this.#keys(userId, except).session, keys.stamp, keys.revoked, userId, ifLive, except,
+      this.#channel, options.rememberMs, presented?.hash ?? '', presented?.graceMs ?? 0, presented?.agent ?? ''
     )
     await this.#acknowledged()
-    return revoked === -1 ? null : revoked
+    if (stamp === -1) return { status: 'missing' }
+    if (stamp === -2) return { status: 'reused' }
+    return { status: 'revoked', startedBefore: stamp }
   }
 
   /** Answers whether Redis answers. */
@@ -269,11 +315,18 @@ export class RedisStore implements SessionStore {
   }
 
   async isLive (userId: string, sessionId: string): Promise<boolean> {
-    return await this.client.exists(this.sessionKey(userId, sessionId)) === 1
+    const keys = this.#keys(userId, sessionId)
+    return await this.client.tokenSessionsLive(keys.session, keys.index, sessionId) === 1
+  }
+
+  /** The Redis server's clock, which stamps everything the scripts record. */
+  async time (): Promise<number> {
+    const [seconds, micros] = await this.client.time()
+    return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
   }
 
   async revocations (): Promise<Revocation[]> {
-    if (!this.#cluster) return pairs(await this.client.zrange(this.revokedKey(''), '0', '-1', 'WITHSCORES'))
+    if (!this.#cluster) return pairs(await this.client.zrange(`${this.#prefix}revoked`, '0', '-1', 'WITHSCORES'))
     // On a Cluster the revocations are spread over the users' slots: scan every primary.
     const revocations: Revocation[] = []
     for (const node of (this.client as Cluster).nodes('master')) {
@@ -361,9 +414,10 @@ export class RedisStore implements SessionStore {
     }
   }
 
-  async list (userId: string): Promise<SessionInfo[]> {
-    const rows = await this.client.tokenSessionsList(this.indexKey(userId), this.#sessionPrefix(userId))
-    return rows.map(([sessionId, created, lastUsed, expires, userAgent, ip, label]) => ({
+  async list (userId: string, page: PageRequest): Promise<SessionPage> {
+    const keys = this.#keys(userId, '')
+    const [cursor, ...rows] = await this.client.tokenSessionsList(keys.index, keys.sessionPrefix, page.cursor ?? '', page.limit)
+    const sessions = rows.map(([sessionId, created, lastUsed, expires, userAgent, ip, label]) => ({
       sessionId: sessionId as string,
       createdAt: Number(created),
       lastUsedAt: Number(lastUsed),
@@ -371,12 +425,8 @@ export class RedisStore implements SessionStore {
       ...(userAgent === '' ? {} : { userAgent }),
       ...(ip === '' ? {} : { ip }),
       ...(label === '' ? {} : { label })
-    })).sort((a, b) => a.createdAt - b.createdAt)
-  }
-
-  /** Where a script finds the user's session keys; ioredis prefixes KEYS, not ARGV. */
-  #sessionPrefix (userId: string): string {
-    return this.#clientPrefix + this.sessionKey(userId, '')
+    }))
+    return cursor === '' ? { sessions } : { sessions, nextCursor: Number(cursor) }
   }
 
   /** Quits the client only if this store created it: a client passed in stays the caller's. */
@@ -396,14 +446,28 @@ export class RedisStore implements SessionStore {
 /** A ZRANGE WITHSCORES reply as revocations. */
 function pairs (flat: string[]): Revocation[] {
   const revocations: Revocation[] = []
-  for (let i = 0; i < flat.length; i += 2) revocations.push({ sessionId: flat[i] as string, until: Number(flat[i + 1]) })
+  for (let i = 0; i < flat.length; i += 2) revocations.push(revocationOf(flat[i] as string, Number(flat[i + 1])))
   return revocations
 }
 
-/** "<until> <id> <id> ..." as the scripts publish it. */
+/**
+ * A member of the revoked set: a session id, or a stamp, `u:<time>:<spared id>:<user id>`
+ * (a session id never holds a colon; a user id may, so it comes last).
+ */
+function revocationOf (member: string, until: number): Revocation {
+  if (!member.startsWith('u:')) return { sessionId: member, until }
+  const [, startedBefore, except] = member.split(':', 3) as [string, string, string]
+  const userId = member.slice(4 + startedBefore.length + except.length)
+  return except === '' ? { userId, startedBefore: Number(startedBefore), until } : { userId, startedBefore: Number(startedBefore), except, until }
+}
+
+/** "<until> <id> <id> ..." or "<until> <stamp>" as the scripts publish them. */
 function parseAnnouncement (message: string): Revocation[] {
-  const [until, ...sessionIds] = message.split(' ')
-  return sessionIds.map((sessionId) => ({ sessionId, until: Number(until) }))
+  const space = message.indexOf(' ')
+  const until = Number(message.slice(0, space))
+  const rest = message.slice(space + 1)
+  if (rest.startsWith('u:')) return [revocationOf(rest, until)]
+  return rest.split(' ').map((sessionId) => ({ sessionId, until }))
 }
 
 function ownClient (url: string, commandTimeout: number, onError: ((error: Error) => void) | undefined): Redis {

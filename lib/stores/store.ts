@@ -10,31 +10,37 @@
  * @example
  * ```ts
  * const store: SessionStore = new MemoryStore()
- * await store.create({ userId: 'u1', sessionId: 's1', tokenHash: 'h1', ttlMs: 60_000, maxTtlMs: 3_600_000, client: {} })
+ * await store.create({ userId: 'u1', sessionId: 's1', tokenHash: 'h1', ttlMs: 60_000, maxTtlMs: 3_600_000, client: {}, maxSessions: 100, rememberMs: 900_000 })
  * const outcome = await store.rotate({
- *   userId: 'u1', sessionId: 's1', presentedHash: 'h1', successorHash: 'h2', ttlMs: 60_000, graceMs: 5_000
+ *   userId: 'u1', sessionId: 's1', presentedHash: 'h1', successorHash: 'h2', ttlMs: 60_000, graceMs: 5_000, rememberMs: 900_000
  * })
  * // outcome.status === 'rotated'
  * ```
  */
 export interface SessionStore {
-  /** Records a new session; resolves to its life in ms (the smaller of its two lifetimes). */
-  create (session: NewSession): Promise<number>
+  /**
+   * Records a new session and, beyond `maxSessions`, ends the user's sessions nearest their
+   * end. Resolves to `{ status: 'stale' }`, recording nothing, when every session of the
+   * user was revoked after `authenticatedAt`.
+   */
+  create (session: NewSession): Promise<CreateOutcome>
   /** Moves a session to its next refresh token, or detects reuse and deletes the session. */
   rotate (request: RotateRequest): Promise<RotateOutcome>
   /**
-   * Deletes one session. Resolves to whether it existed; if it did, announces the
-   * revocation (see {@link SessionStore.watchRevocations}) for `rememberMs`.
+   * Deletes one session and, if it was live, announces the revocation (see
+   * {@link SessionStore.watchRevocations}) for `rememberMs`. With `presented`, a superseded
+   * refresh token is reuse: the session is revoked all the same, and the outcome says so.
    */
-  revoke (userId: string, sessionId: string, rememberMs: number): Promise<boolean>
+  revoke (request: RevokeRequest): Promise<'revoked' | 'missing' | 'reused'>
   /**
-   * Deletes every session of a user (but `except`) and resolves to the ids it deleted.
-   * With `ifLive`, does so only while that session still exists, and resolves to `null`
-   * otherwise.
+   * Ends every session of a user (but `except`) at once, by one stamp: each session that
+   * started before it is over. With `ifLive`, does so only while that session is live
+   * (else `missing`), and with `presented`, only if its token is not superseded (else
+   * `reused`, and that session alone is revoked). Announces the stamp for `rememberMs`.
    */
-  revokeAll (userId: string, options: RevokeAllOptions): Promise<string[] | null>
-  /** The user's live sessions, oldest first. */
-  list (userId: string): Promise<SessionInfo[]>
+  revokeAll (userId: string, options: RevokeAllOptions): Promise<RevokeAllOutcome>
+  /** One page of the user's live sessions, newest first. */
+  list (userId: string, page: PageRequest): Promise<SessionPage>
   /** Whether a session is live (for routes that must see a revocation at once). */
   isLive (userId: string, sessionId: string): Promise<boolean>
   /** Every revocation still remembered: sessions whose access tokens may still be alive. */
@@ -46,6 +52,8 @@ export interface SessionStore {
    * Resolves to a function that stops watching.
    */
   watchRevocations (listener: RevocationListener): Promise<() => Promise<void>>
+  /** The store's clock, in ms since the epoch: every time the store records is on it. */
+  time (): Promise<number>
   /** Resolves when the store answers; rejects when it does not (for health checks). */
   ping (): Promise<void>
   /**
@@ -62,7 +70,9 @@ export interface SessionStore {
  *
  * @example
  * ```ts
- * await store.create({ userId: 'u1', sessionId, tokenHash, ttlMs: 86_400_000, maxTtlMs: 2_592_000_000, client: { ip: '203.0.113.7' } })
+ * await store.create({
+ *   userId: 'u1', sessionId, tokenHash, ttlMs: 86_400_000, maxTtlMs: 2_592_000_000, client: { ip: '203.0.113.7' }, maxSessions: 100, rememberMs: 900_000
+ * })
  * ```
  */
 export interface NewSession {
@@ -76,7 +86,37 @@ export interface NewSession {
   maxTtlMs: number
   /** What the session records of the client that logged in. */
   client: ClientInfo
+  /**
+   * A short tag of the client's user agent, to tell a replay by another agent from one
+   * by the agent that last rotated (only when replays are checked by agent).
+   */
+  agent?: string
+  /**
+   * When the app checked the credentials, on the store's clock: if every session of the
+   * user was revoked after it, the login lost a race with that revocation.
+   */
+  authenticatedAt?: number
+  /** The most sessions the user may have; beyond it, the ones nearest their end end. */
+  maxSessions: number
+  /** How long the sessions ended by the cap are remembered as revoked. */
+  rememberMs: number
 }
+
+/**
+ * What a store's `create` did: `created`, with the session's life in ms (the smaller of
+ * its two lifetimes), when it started on the store's clock, and the sessions the cap
+ * ended; or `stale`, when a revocation of every session of the user came after
+ * `authenticatedAt`.
+ *
+ * @example
+ * ```ts
+ * const outcome = await store.create(session)
+ * if (outcome.status === 'created' && outcome.ended.length > 0) log.info('oldest sessions ended')
+ * ```
+ */
+export type CreateOutcome =
+  | { status: 'created', ttlMs: number, startedAt: number, ended: string[] }
+  | { status: 'stale' }
 
 /**
  * What a session records of its client; each field is optional (privacy settings).
@@ -94,11 +134,12 @@ export interface ClientInfo {
 }
 
 /**
- * A live session as listed. Times are milliseconds since the epoch.
+ * A live session as listed. Times are milliseconds since the epoch, on the store's clock;
+ * `createdAt` is when the session started, `lastUsedAt` when it last refreshed.
  *
  * @example
  * ```ts
- * for (const session of await app.tokenSessions.listSessions(userId)) {
+ * for (const session of (await app.tokenSessions.listSessions(userId)).sessions) {
  *   console.log(session.userAgent, new Date(session.lastUsedAt))
  * }
  * ```
@@ -130,18 +171,68 @@ export interface RotateRequest {
   graceMs: number
   /** On reuse, how long to remember the revocation (the access tokens' lifetime). */
   rememberMs: number
+  /** The tag of the client's agent, when a replay must come from the agent that last rotated. */
+  agent?: string
 }
 
 /**
- * A revoked session and until when (ms since the epoch) its access tokens may live.
+ * A refresh token presented to name a session: a superseded one is reuse.
  *
  * @example
  * ```ts
- * const revoked: Revocation = { sessionId: 'k3Jq…', until: Date.now() + 900_000 }
+ * await store.revoke({ userId, sessionId, rememberMs, presented: { hash, graceMs: 10_000 } })
  * ```
  */
-export interface Revocation {
+export interface PresentedToken {
+  /** The hash of the token's id. */
+  hash: string
+  /** How long after a rotation the rotated token still counts as the session's own. */
+  graceMs: number
+  /** The tag of the client's agent, when a replay must come from the agent that last rotated. */
+  agent?: string
+}
+
+/**
+ * One session to end; what a store's `revoke` receives.
+ *
+ * @example
+ * ```ts
+ * await store.revoke({ userId: 'u1', sessionId: 's1', rememberMs: 900_000 })
+ * ```
+ */
+export interface RevokeRequest {
+  userId: string
   sessionId: string
+  /** How long to remember the revocation (the access tokens' lifetime). */
+  rememberMs: number
+  /** The refresh token that named the session, if one did. */
+  presented?: PresentedToken
+}
+
+/**
+ * What the plugin remembers of a revocation, until when (ms since the epoch, on the
+ * store's clock) access tokens it covers may live: one session, or every session of a
+ * user that started before `startedBefore` but `except`.
+ *
+ * @example
+ * ```ts
+ * const one: Revocation = { sessionId: 'k3Jq…', until: Date.now() + 900_000 }
+ * const all: Revocation = { userId: 'u1', startedBefore: Date.now(), until: Date.now() + 900_000 }
+ * ```
+ */
+export type Revocation = SessionRevocation | UserRevocation
+
+/** One revoked session. */
+export interface SessionRevocation {
+  sessionId: string
+  until: number
+}
+
+/** Every session of a user that started before `startedBefore`, but `except`. */
+export interface UserRevocation {
+  userId: string
+  startedBefore: number
+  except?: string
   until: number
 }
 
@@ -168,10 +259,13 @@ export interface RevocationListener {
 /**
  * What a store's `rotate` found:
  * - `rotated`: the presented token was current; the successor now is.
- * - `replayed`: the presented token was rotated less than `graceMs` ago; the successor
- *   (already current) is handed out again, so racing or retried requests share one chain.
+ * - `replayed`: the presented token was rotated less than `graceMs` ago (by the same
+ *   agent, when `agent` is given); the successor (already current) is handed out again,
+ *   so racing or retried requests share one chain.
  * - `missing`: no such session (never existed, expired, or revoked).
- * - `reused`: the presented token was rotated before the grace window: the session is gone.
+ * - `reused`: the presented token was superseded otherwise: the session is gone.
+ *
+ * `startedAt` is when the session started, on the store's clock.
  *
  * @example
  * ```ts
@@ -179,7 +273,7 @@ export interface RevocationListener {
  * ```
  */
 export type RotateOutcome =
-  | { status: 'rotated' | 'replayed', ttlMs: number }
+  | { status: 'rotated' | 'replayed', ttlMs: number, startedAt: number }
   | { status: 'missing' | 'reused' }
 
 /**
@@ -191,10 +285,56 @@ export type RotateOutcome =
  * ```
  */
 export interface RevokeAllOptions {
-  /** How long to remember the revocations (the access tokens' lifetime). */
+  /** How long to remember the revocation (the access tokens' lifetime). */
   rememberMs: number
   /** Revoke only while this session of the same user is still live. */
   ifLive?: string
+  /** With `ifLive`: the refresh token that named that session. */
+  presented?: PresentedToken
   /** Leave this session alone (e.g. the one that just changed the password). */
   except?: string
+}
+
+/**
+ * What a store's `revokeAll` did: `revoked`, with the stamp (every session that started
+ * before it is over, but the one spared); `missing`, the `ifLive` session was not live;
+ * `reused`, the presented token was superseded, and that session alone was revoked.
+ *
+ * @example
+ * ```ts
+ * const outcome = await store.revokeAll(userId, { rememberMs: 900_000 })
+ * if (outcome.status === 'revoked') log.info({ startedBefore: outcome.startedBefore }, 'all sessions ended')
+ * ```
+ */
+export type RevokeAllOutcome =
+  | { status: 'revoked', startedBefore: number }
+  | { status: 'missing' | 'reused' }
+
+/**
+ * Which page of a user's sessions to list: after `cursor` (the `startedAt` of the last
+ * session of the previous page), at most `limit` sessions.
+ *
+ * @example
+ * ```ts
+ * const first = await store.list(userId, { limit: 50 })
+ * const second = first.nextCursor === undefined ? undefined : await store.list(userId, { cursor: first.nextCursor, limit: 50 })
+ * ```
+ */
+export interface PageRequest {
+  cursor?: number
+  limit: number
+}
+
+/**
+ * One page of sessions, newest first. A page may hold fewer than asked (sessions that had
+ * just ended are skipped) while more follow: `nextCursor` is absent after the last page.
+ *
+ * @example
+ * ```ts
+ * const page: SessionPage = await store.list(userId, { limit: 50 })
+ * ```
+ */
+export interface SessionPage {
+  sessions: SessionInfo[]
+  nextCursor?: number
 }

@@ -60,6 +60,15 @@ export function cookiesOf (response: LightMyRequestResponse): Map<string, { valu
   return cookies
 }
 
+/**
+ * A `Cookie` header as a browser would send it after `response`: every cookie it set
+ * (or only `names`), in order.
+ */
+export function cookieHeader (response: LightMyRequestResponse, ...names: string[]): string {
+  return [...cookiesOf(response)].filter(([name]) => names.length === 0 || names.includes(name))
+    .map(([name, cookie]) => `${name}=${cookie.value}`).join('; ')
+}
+
 /** Logs a user in with body transport; returns the token response. */
 export async function login (app: FastifyInstance, userId: string, claims?: Record<string, unknown>): Promise<{ accessToken: string, refreshToken: string, expiresIn: number, refreshExpiresIn: number }> {
   const response = await app.inject({

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Test } from 'tap'
-import type { Revocation, SessionStore } from '../../lib/index.js'
+import type { NewSession, Revocation, RotateRequest, SessionStore } from '../../lib/index.js'
 
 /** How long revocations are remembered in these tests. */
 const REMEMBER = 60_000
@@ -19,6 +19,21 @@ async function until (condition: () => boolean): Promise<void> {
   for (let waited = 0; !condition() && waited < 2000; waited += 10) await sleep(10)
 }
 
+/** A session to create, with the suite's defaults. */
+function session (userId: string, sessionId: string, fields: Partial<NewSession> = {}): NewSession {
+  return { userId, sessionId, tokenHash: sessionId, ttlMs: MINUTE, maxTtlMs: 3_600_000, client: {}, maxSessions: 100, rememberMs: REMEMBER, ...fields }
+}
+
+/** A rotation, with the suite's defaults. */
+function rotation (userId: string, sessionId: string, presentedHash: string, successorHash: string, fields: Partial<RotateRequest> = {}): RotateRequest {
+  return { userId, sessionId, presentedHash, successorHash, ttlMs: MINUTE, graceMs: 0, rememberMs: REMEMBER, ...fields }
+}
+
+/** The ids of a revocation list, of single sessions only. */
+function sessionIds (revocations: Revocation[]): string[] {
+  return revocations.flatMap((r) => 'sessionId' in r ? [r.sessionId] : []).sort()
+}
+
 /**
  * The behaviour every SessionStore must have. Run against each store with the same
  * assertions; `makeStore` gives a fresh store that the suite closes.
@@ -28,23 +43,29 @@ export function storeContract (t: Test, makeStore: () => Promise<SessionStore>):
   t.beforeEach(async () => { store = await makeStore() })
   t.afterEach(async () => { await store.close() })
 
+  async function create (fields: NewSession): Promise<{ ttlMs: number, startedAt: number, ended: string[] }> {
+    const outcome = await store.create(fields)
+    if (outcome.status !== 'created') throw new Error(`not created: ${outcome.status}`)
+    return outcome
+  }
+
+  async function listed (userId: string): Promise<string[]> {
+    return (await store.list(userId, { limit: 100 })).sessions.map((s) => s.sessionId)
+  }
+
   t.test('a created session rotates once, then the old token is reuse', async (t) => {
     const u = userId('rotate')
-    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE, maxTtlMs: 3_600_000, client: {} })
-    t.same(await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'h0', successorHash: 'h1', ttlMs: MINUTE, graceMs: 0, rememberMs: REMEMBER }),
-      { status: 'rotated', ttlMs: MINUTE })
-    t.same(await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'h1', successorHash: 'h2', ttlMs: MINUTE, graceMs: 0, rememberMs: REMEMBER }),
-      { status: 'rotated', ttlMs: MINUTE })
-    t.same(await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'h1', successorHash: 'h2', ttlMs: MINUTE, graceMs: 0, rememberMs: REMEMBER }),
-      { status: 'reused' }, 'strict: the rotated token is reuse')
-    t.same(await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'h2', successorHash: 'h3', ttlMs: MINUTE, graceMs: 0, rememberMs: REMEMBER }),
-      { status: 'missing' }, 'reuse deleted the session: the newest token is dead too')
+    const { startedAt } = await create(session(u, 's1', { tokenHash: 'h0' }))
+    t.same(await store.rotate(rotation(u, 's1', 'h0', 'h1')), { status: 'rotated', ttlMs: MINUTE, startedAt })
+    t.same(await store.rotate(rotation(u, 's1', 'h1', 'h2')), { status: 'rotated', ttlMs: MINUTE, startedAt }, 'a rotation keeps the start')
+    t.same(await store.rotate(rotation(u, 's1', 'h1', 'h2')), { status: 'reused' }, 'strict: the rotated token is reuse')
+    t.same(await store.rotate(rotation(u, 's1', 'h2', 'h3')), { status: 'missing' }, 'reuse deleted the session: the newest token is dead too')
   })
 
   t.test('within the grace window the rotated token is replayed to the same successor', async (t) => {
     const u = userId('grace')
-    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE, maxTtlMs: 3_600_000, client: {} })
-    const rotate = { userId: u, sessionId: 's1', presentedHash: 'h0', successorHash: 'h1', ttlMs: MINUTE, graceMs: 300, rememberMs: REMEMBER }
+    await create(session(u, 's1', { tokenHash: 'h0' }))
+    const rotate = rotation(u, 's1', 'h0', 'h1', { graceMs: 300 })
     t.equal((await store.rotate(rotate)).status, 'rotated')
     const replay = await store.rotate(rotate)
     t.equal(replay.status, 'replayed')
@@ -53,10 +74,20 @@ export function storeContract (t: Test, makeStore: () => Promise<SessionStore>):
     t.equal((await store.rotate(rotate)).status, 'reused', 'two generations back is reuse even within grace')
   })
 
+  t.test('with an agent, a replay by another agent than the last rotation\'s is reuse', async (t) => {
+    const u = userId('agent')
+    await create(session(u, 's1', { tokenHash: 'h0', agent: 'phone' }))
+    const rotate = rotation(u, 's1', 'h0', 'h1', { graceMs: 5000, agent: 'laptop' })
+    t.equal((await store.rotate(rotate)).status, 'rotated')
+    t.equal((await store.rotate(rotate)).status, 'replayed', 'the agent that rotated may replay')
+    t.equal((await store.rotate({ ...rotate, agent: 'thief' })).status, 'reused', 'another agent may not')
+    t.equal((await store.rotate(rotation(u, 's1', 'h1', 'h2'))).status, 'missing')
+  })
+
   t.test('after the grace window the rotated token is reuse', async (t) => {
     const u = userId('late')
-    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE, maxTtlMs: 3_600_000, client: {} })
-    const rotate = { userId: u, sessionId: 's1', presentedHash: 'h0', successorHash: 'h1', ttlMs: MINUTE, graceMs: 100, rememberMs: REMEMBER }
+    await create(session(u, 's1', { tokenHash: 'h0' }))
+    const rotate = rotation(u, 's1', 'h0', 'h1', { graceMs: 100 })
     t.equal((await store.rotate(rotate)).status, 'rotated')
     await sleep(250)
     t.equal((await store.rotate(rotate)).status, 'reused')
@@ -65,112 +96,197 @@ export function storeContract (t: Test, makeStore: () => Promise<SessionStore>):
 
   t.test('an unknown token hash of a live session is reuse', async (t) => {
     const u = userId('unknown')
-    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE, maxTtlMs: 3_600_000, client: {} })
-    t.equal((await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'other', successorHash: 'x', ttlMs: MINUTE, graceMs: 1000, rememberMs: REMEMBER })).status, 'reused')
+    await create(session(u, 's1', { tokenHash: 'h0' }))
+    t.equal((await store.rotate(rotation(u, 's1', 'other', 'x', { graceMs: 1000 }))).status, 'reused')
   })
 
   t.test('sessions expire with their ttl', async (t) => {
     const u = userId('ttl')
-    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: 150, maxTtlMs: 3_600_000, client: {} })
+    await create(session(u, 's1', { tokenHash: 'h0', ttlMs: 150 }))
     await sleep(300)
-    t.equal((await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'h0', successorHash: 'h1', ttlMs: MINUTE, graceMs: 0, rememberMs: REMEMBER })).status, 'missing')
-    t.equal(await store.revoke(u, 's1', REMEMBER), false, 'an expired session is not live')
-    t.same(await store.revokeAll(u, { rememberMs: REMEMBER }), [])
+    t.equal((await store.rotate(rotation(u, 's1', 'h0', 'h1'))).status, 'missing')
+    t.equal(await store.revoke({ userId: u, sessionId: 's1', rememberMs: REMEMBER }), 'missing', 'an expired session is not live')
+    t.same(await listed(u), [])
   })
 
   t.test('a rotation renews the ttl', async (t) => {
     const u = userId('renew')
-    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: 300, maxTtlMs: 3_600_000, client: {} })
+    await create(session(u, 's1', { tokenHash: 'h0', ttlMs: 300 }))
     await sleep(150)
-    await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'h0', successorHash: 'h1', ttlMs: 400, graceMs: 0, rememberMs: REMEMBER })
+    await store.rotate(rotation(u, 's1', 'h0', 'h1', { ttlMs: 400 }))
     await sleep(250)
-    t.equal((await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'h1', successorHash: 'h2', ttlMs: MINUTE, graceMs: 0, rememberMs: REMEMBER })).status, 'rotated',
-      'alive past its first ttl because the rotation renewed it')
+    t.equal((await store.rotate(rotation(u, 's1', 'h1', 'h2'))).status, 'rotated', 'alive past its first ttl because the rotation renewed it')
   })
 
   t.test('revoke ends one session and is idempotent', async (t) => {
     const u = userId('revoke')
-    await store.create({ userId: u, sessionId: 's1', tokenHash: 'a', ttlMs: MINUTE, maxTtlMs: 3_600_000, client: {} })
-    await store.create({ userId: u, sessionId: 's2', tokenHash: 'b', ttlMs: MINUTE, maxTtlMs: 3_600_000, client: {} })
-    t.equal(await store.revoke(u, 's1', REMEMBER), true)
-    t.equal(await store.revoke(u, 's1', REMEMBER), false)
-    t.equal((await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'a', successorHash: 'x', ttlMs: MINUTE, graceMs: 0, rememberMs: REMEMBER })).status, 'missing')
-    t.equal((await store.rotate({ userId: u, sessionId: 's2', presentedHash: 'b', successorHash: 'y', ttlMs: MINUTE, graceMs: 0, rememberMs: REMEMBER })).status, 'rotated', 'the other session lives')
+    await create(session(u, 's1', { tokenHash: 'a' }))
+    await create(session(u, 's2', { tokenHash: 'b' }))
+    t.equal(await store.revoke({ userId: u, sessionId: 's1', rememberMs: REMEMBER }), 'revoked')
+    t.equal(await store.revoke({ userId: u, sessionId: 's1', rememberMs: REMEMBER }), 'missing')
+    t.equal((await store.rotate(rotation(u, 's1', 'a', 'x'))).status, 'missing')
+    t.equal((await store.rotate(rotation(u, 's2', 'b', 'y'))).status, 'rotated', 'the other session lives')
   })
 
-  t.test('revokeAll ends every session of one user only', async (t) => {
+  t.test('revoke with a presented token: current or a replay within grace ends the session, a superseded one is reuse', async (t) => {
+    const u = userId('revoke-presented')
+    for (const sid of ['s1', 's2', 's3']) await create(session(u, sid, { tokenHash: `${sid}-0` }))
+    for (const sid of ['s1', 's2', 's3']) await store.rotate(rotation(u, sid, `${sid}-0`, `${sid}-1`))
+    t.equal(await store.revoke({ userId: u, sessionId: 's1', rememberMs: REMEMBER, presented: { hash: 's1-1', graceMs: 0 } }), 'revoked')
+    t.equal(await store.revoke({ userId: u, sessionId: 's2', rememberMs: REMEMBER, presented: { hash: 's2-0', graceMs: 5000 } }), 'revoked', 'a replay within grace')
+    t.equal(await store.revoke({ userId: u, sessionId: 's3', rememberMs: REMEMBER, presented: { hash: 's3-0', graceMs: 0 } }), 'reused')
+    t.same(await listed(u), [], 'reuse revoked the session all the same')
+  })
+
+  t.test('revokeAll ends every session of one user only, with one stamp', async (t) => {
     const u = userId('all')
     const other = userId('other')
-    for (const sid of ['s1', 's2', 's3']) await store.create({ userId: u, sessionId: sid, tokenHash: sid, ttlMs: MINUTE, maxTtlMs: 3_600_000, client: {} })
-    await store.create({ userId: other, sessionId: 's1', tokenHash: 's1', ttlMs: MINUTE, maxTtlMs: 3_600_000, client: {} })
-    t.same((await store.revokeAll(u, { rememberMs: REMEMBER }))?.sort(), ['s1', 's2', 's3'])
-    for (const sid of ['s1', 's2', 's3']) {
-      t.equal((await store.rotate({ userId: u, sessionId: sid, presentedHash: sid, successorHash: 'x', ttlMs: MINUTE, graceMs: 0, rememberMs: REMEMBER })).status, 'missing')
-    }
-    t.equal((await store.rotate({ userId: other, sessionId: 's1', presentedHash: 's1', successorHash: 'x', ttlMs: MINUTE, graceMs: 0, rememberMs: REMEMBER })).status, 'rotated')
-    t.same(await store.revokeAll(u, { rememberMs: REMEMBER }), [], 'idempotent')
+    const starts = []
+    for (const sid of ['s1', 's2', 's3']) starts.push((await create(session(u, sid))).startedAt)
+    await create(session(other, 's1'))
+    const outcome = await store.revokeAll(u, { rememberMs: REMEMBER })
+    t.equal(outcome.status, 'revoked')
+    t.ok(outcome.status === 'revoked' && starts.every((start) => start < outcome.startedBefore), 'every session started before the stamp')
+    for (const sid of ['s1', 's2', 's3']) t.equal((await store.rotate(rotation(u, sid, sid, 'x'))).status, 'missing')
+    t.equal(await store.isLive(u, 's1'), false)
+    t.equal(await store.revoke({ userId: u, sessionId: 's2', rememberMs: REMEMBER }), 'missing')
+    t.same(await listed(u), [])
+    t.equal((await store.rotate(rotation(other, 's1', 's1', 'x'))).status, 'rotated')
+    t.equal((await store.revokeAll(u, { rememberMs: REMEMBER })).status, 'revoked', 'idempotent')
+  })
+
+  t.test('a session started right after a revokeAll lives, and starts after the stamp', async (t) => {
+    const u = userId('after')
+    await create(session(u, 's1'))
+    const outcome = await store.revokeAll(u, { rememberMs: REMEMBER })
+    const { startedAt } = await create(session(u, 's2'))
+    t.ok(outcome.status === 'revoked' && startedAt >= outcome.startedBefore, 'at or after the stamp, even within the same millisecond')
+    t.equal((await store.rotate(rotation(u, 's2', 's2', 'x'))).status, 'rotated')
+    t.same(await listed(u), ['s2'])
+  })
+
+  t.test('a login whose credentials were checked before a revokeAll is stale', async (t) => {
+    const u = userId('stale')
+    const checked = await store.time()
+    await sleep(5)
+    await store.revokeAll(u, { rememberMs: REMEMBER })
+    t.same(await store.create(session(u, 's1', { authenticatedAt: checked })), { status: 'stale' })
+    t.same(await listed(u), [], 'nothing was recorded')
+    t.equal((await store.create(session(u, 's2', { authenticatedAt: await store.time() }))).status, 'created', 'checked after it: created')
   })
 
   t.test('revokeAll with ifLive acts only while that session lives', async (t) => {
     const u = userId('guard')
-    await store.create({ userId: u, sessionId: 's1', tokenHash: 'a', ttlMs: MINUTE, maxTtlMs: 3_600_000, client: {} })
-    await store.create({ userId: u, sessionId: 's2', tokenHash: 'b', ttlMs: MINUTE, maxTtlMs: 3_600_000, client: {} })
-    t.equal(await store.revokeAll(u, { rememberMs: REMEMBER, ifLive: 'gone' }), null)
-    t.equal((await store.rotate({ userId: u, sessionId: 's2', presentedHash: 'b', successorHash: 'c', ttlMs: MINUTE, graceMs: 0, rememberMs: REMEMBER })).status, 'rotated', 'nothing was revoked')
-    t.same((await store.revokeAll(u, { rememberMs: REMEMBER, ifLive: 's1' }))?.sort(), ['s1', 's2'])
+    await create(session(u, 's1', { tokenHash: 'a' }))
+    await create(session(u, 's2', { tokenHash: 'b' }))
+    t.same(await store.revokeAll(u, { rememberMs: REMEMBER, ifLive: 'gone' }), { status: 'missing' })
+    t.equal((await store.rotate(rotation(u, 's2', 'b', 'c'))).status, 'rotated', 'nothing was revoked')
+    t.equal((await store.revokeAll(u, { rememberMs: REMEMBER, ifLive: 's1' })).status, 'revoked')
+    t.same(await listed(u), [])
   })
 
-  t.test('revokeAll can spare one session', async (t) => {
+  t.test('revokeAll with a superseded presented token is reuse: that session alone ends', async (t) => {
+    const u = userId('guard-reuse')
+    await create(session(u, 's1', { tokenHash: 'a' }))
+    await create(session(u, 's2', { tokenHash: 'b' }))
+    await store.rotate(rotation(u, 's1', 'a', 'a2'))
+    t.same(await store.revokeAll(u, { rememberMs: REMEMBER, ifLive: 's1', presented: { hash: 'a', graceMs: 0 } }), { status: 'reused' })
+    t.same(await listed(u), ['s2'], 'the other session lives')
+    t.equal((await store.revokeAll(u, { rememberMs: REMEMBER, ifLive: 's2', presented: { hash: 'b', graceMs: 0 } })).status, 'revoked', 'its current token')
+  })
+
+  t.test('revokeAll can spare one session, and a later one cannot bring back a session it ended', async (t) => {
     const u = userId('except')
-    for (const sid of ['s1', 's2', 's3']) await store.create({ userId: u, sessionId: sid, tokenHash: sid, ttlMs: MINUTE, maxTtlMs: MINUTE, client: {} })
-    t.same((await store.revokeAll(u, { rememberMs: REMEMBER, except: 's2' }))?.sort(), ['s1', 's3'])
-    t.same((await store.list(u)).map((s) => s.sessionId), ['s2'], 'the spared session is still listed')
-    t.equal((await store.rotate({ userId: u, sessionId: 's2', presentedHash: 's2', successorHash: 'x', ttlMs: MINUTE, graceMs: 0, rememberMs: REMEMBER })).status, 'rotated')
-    t.same(await store.revokeAll(u, { rememberMs: REMEMBER, ifLive: 's2', except: 's2' }), [], 'a guard and an exception together')
+    for (const sid of ['s1', 's2', 's3']) await create(session(u, sid, { maxTtlMs: MINUTE }))
+    t.equal((await store.revokeAll(u, { rememberMs: REMEMBER, except: 's2' })).status, 'revoked')
+    t.same(await listed(u), ['s2'], 'the spared session is still listed')
+    t.equal(await store.isLive(u, 's2'), true)
+    t.equal((await store.rotate(rotation(u, 's2', 's2', 'x'))).status, 'rotated')
+    t.equal((await store.revokeAll(u, { rememberMs: REMEMBER, ifLive: 's2', except: 's2' })).status, 'revoked', 'a guard and an exception together')
+    t.same(await listed(u), ['s2'])
+    t.equal((await store.revokeAll(u, { rememberMs: REMEMBER, except: 's1' })).status, 'revoked')
+    t.same(await listed(u), [], 's1 ended with the first stamp: sparing it now does not bring it back')
+    t.equal((await store.rotate(rotation(u, 's1', 's1', 'y'))).status, 'missing')
   })
 
-  t.test('list shows live sessions with their client, oldest first', async (t) => {
+  t.test('beyond maxSessions a login ends the sessions nearest their end, never itself', async (t) => {
+    const u = userId('cap')
+    for (const sid of ['s1', 's2', 's3']) {
+      await create(session(u, sid, { maxSessions: 3 }))
+      await sleep(5)
+    }
+    t.equal((await store.rotate(rotation(u, 's1', 's1', 's1b'))).status, 'rotated', 's1 used again: s2 is now the least recently used')
+    const { ended } = await create(session(u, 's4', { maxSessions: 3 }))
+    t.same(ended, ['s2'])
+    t.same((await listed(u)).sort(), ['s1', 's3', 's4'])
+    t.equal((await store.rotate(rotation(u, 's2', 's2', 'x'))).status, 'missing', 'the ended session is over')
+    const lowered = await create(session(u, 's5', { maxSessions: 1 }))
+    t.same(lowered.ended.sort(), ['s1', 's3', 's4'], 'a lowered cap ends the rest at the next login')
+    t.same(await listed(u), ['s5'])
+  })
+
+  t.test('list pages newest first by start, stable under rotation, with a cursor', async (t) => {
+    const u = userId('page')
+    const ids = ['s1', 's2', 's3', 's4', 's5']
+    for (const sid of ids) await create(session(u, sid))
+    const first = await store.list(u, { limit: 2 })
+    t.same(first.sessions.map((s) => s.sessionId), ['s5', 's4'])
+    t.type(first.nextCursor, 'number')
+    // Rotating the oldest session must not move it to the front.
+    t.equal((await store.rotate(rotation(u, 's1', 's1', 's1b'))).status, 'rotated')
+    const second = await store.list(u, { limit: 2, cursor: first.nextCursor as number })
+    t.same(second.sessions.map((s) => s.sessionId), ['s3', 's2'])
+    const third = await store.list(u, { limit: 2, cursor: second.nextCursor as number })
+    t.same(third.sessions.map((s) => s.sessionId), ['s1'])
+    t.equal(third.nextCursor, undefined, 'no cursor after the last page')
+    const starts = [...first.sessions, ...second.sessions, ...third.sessions].map((s) => s.createdAt)
+    t.equal(new Set(starts).size, 5, 'starts are unique per user, even within one millisecond')
+  })
+
+  t.test('list shows live sessions with their client', async (t) => {
     const u = userId('list')
     const before = Date.now()
-    t.equal(await store.create({ userId: u, sessionId: 's1', tokenHash: 'a', ttlMs: MINUTE, maxTtlMs: 10 * MINUTE, client: { userAgent: 'UA/1', ip: '10.0.0.1', label: 'laptop' } }), MINUTE)
+    t.equal((await create(session(u, 's1', { tokenHash: 'a', maxTtlMs: 10 * MINUTE, client: { userAgent: 'UA/1', ip: '10.0.0.1', label: 'laptop' } }))).ttlMs, MINUTE)
     await sleep(20)
-    await store.create({ userId: u, sessionId: 's2', tokenHash: 'b', ttlMs: MINUTE, maxTtlMs: MINUTE, client: {} })
-    await store.create({ userId: u, sessionId: 'short', tokenHash: 'c', ttlMs: 100, maxTtlMs: MINUTE, client: {} })
+    await create(session(u, 's2', { tokenHash: 'b', maxTtlMs: MINUTE }))
+    await create(session(u, 'short', { tokenHash: 'c', ttlMs: 100, maxTtlMs: MINUTE }))
     await sleep(200)
-    await store.rotate({ userId: u, sessionId: 's2', presentedHash: 'b', successorHash: 'b2', ttlMs: MINUTE, graceMs: 0, rememberMs: REMEMBER })
-    const sessions = await store.list(u)
-    t.same(sessions.map((s) => s.sessionId), ['s1', 's2'], 'the expired session is not listed')
-    const [first, second] = sessions
+    await store.rotate(rotation(u, 's2', 'b', 'b2'))
+    const { sessions } = await store.list(u, { limit: 100 })
+    t.same(sessions.map((s) => s.sessionId), ['s2', 's1'], 'the expired session is not listed')
+    const [second, first] = sessions
     t.match(first, { userAgent: 'UA/1', ip: '10.0.0.1', label: 'laptop' })
     t.ok(first !== undefined && first.createdAt >= before - 1000 && first.createdAt <= Date.now() + 1000, 'createdAt is a time in ms')
-    t.equal(first?.lastUsedAt, first?.createdAt, 'never refreshed: last used at creation')
+    t.ok(first !== undefined && Math.abs(first.lastUsedAt - first.createdAt) < 5, 'never refreshed: last used at creation')
     t.ok(second !== undefined && second.lastUsedAt > second.createdAt, 'a rotation updates lastUsedAt')
     t.ok(first !== undefined && Math.abs(first.expiresAt - (first.createdAt + MINUTE)) < 1000, 'expiresAt follows the ttl')
     t.notOk(second !== undefined && 'userAgent' in second, 'no client info, no fields')
-    t.same(await store.list(userId('nobody')), [])
+    t.same(await store.list(userId('nobody'), { limit: 10 }), { sessions: [] })
   })
 
   t.test('the absolute lifetime caps every ttl and a rotation never extends it', async (t) => {
     const u = userId('absolute')
-    t.equal(await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE, maxTtlMs: 400, client: {} }), 400, 'capped at creation')
+    t.equal((await create(session(u, 's1', { tokenHash: 'h0', maxTtlMs: 400 }))).ttlMs, 400, 'capped at creation')
     await sleep(150)
-    const rotated = await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'h0', successorHash: 'h1', ttlMs: MINUTE, graceMs: 0, rememberMs: REMEMBER })
+    const rotated = await store.rotate(rotation(u, 's1', 'h0', 'h1'))
     t.equal(rotated.status, 'rotated')
     t.ok('ttlMs' in rotated && rotated.ttlMs <= 260 && rotated.ttlMs > 100, 'the rotation got only what was left')
     await sleep(300)
-    t.equal((await store.rotate({ userId: u, sessionId: 's1', presentedHash: 'h1', successorHash: 'h2', ttlMs: MINUTE, graceMs: 0, rememberMs: REMEMBER })).status, 'missing', 'gone at its absolute end')
+    t.equal((await store.rotate(rotation(u, 's1', 'h1', 'h2'))).status, 'missing', 'gone at its absolute end')
   })
 
-  t.test('ping resolves while the store answers', async (t) => {
+  t.test('ping resolves while the store answers, and time is the store\'s clock', async (t) => {
     await t.resolves(store.ping())
+    const time = await store.time()
+    t.ok(Math.abs(time - Date.now()) < 1000, 'a time in ms since the epoch')
   })
 
   t.test('isLive tells whether a session exists', async (t) => {
     const u = userId('live')
-    await store.create({ userId: u, sessionId: 's1', tokenHash: 'a', ttlMs: MINUTE, maxTtlMs: MINUTE, client: {} })
+    await create(session(u, 's1', { maxTtlMs: MINUTE }))
     t.equal(await store.isLive(u, 's1'), true)
     t.equal(await store.isLive(u, 's2'), false)
-    await store.revoke(u, 's1', REMEMBER)
+    await store.revoke({ userId: u, sessionId: 's1', rememberMs: REMEMBER })
     t.equal(await store.isLive(u, 's1'), false)
   })
 
@@ -187,26 +303,45 @@ export function storeContract (t: Test, makeStore: () => Promise<SessionStore>):
     const u = userId('announce')
     // Session ids no other test of the suite uses: the store remembers every revocation.
     const [s1, s2, s3, s4] = ['ann-1', 'ann-2', 'ann-3', 'ann-4'] as const
-    for (const sid of [s1, s2, s3, s4]) await store.create({ userId: u, sessionId: sid, tokenHash: sid, ttlMs: MINUTE, maxTtlMs: MINUTE, client: {} })
+    for (const sid of [s1, s2, s3]) await create(session(u, sid, { maxTtlMs: MINUTE }))
     const before = Date.now()
-    await store.revoke(u, s1, REMEMBER)
-    await store.revoke(u, s1, REMEMBER)
-    await store.revokeAll(u, { rememberMs: REMEMBER, except: s4 })
-    await store.rotate({ userId: u, sessionId: s4, presentedHash: 'not-current', successorHash: 'x', ttlMs: MINUTE, graceMs: 0, rememberMs: 100 })
-    await until(() => announced.length >= 4)
-    const mine = (revocations: Revocation[]): string[] => revocations.map((r) => r.sessionId).filter((id) => id.startsWith('ann-')).sort()
-    t.same(mine(announced), [s1, s2, s3, s4], 'logout, logout-all and reuse, each once; an idempotent repeat says nothing')
-    const first = announced.find((r) => r.sessionId === s1)
+    await store.revoke({ userId: u, sessionId: s1, rememberMs: REMEMBER })
+    await store.revoke({ userId: u, sessionId: s1, rememberMs: REMEMBER })
+    const all = await store.revokeAll(u, { rememberMs: REMEMBER, except: s3 })
+    await store.rotate(rotation(u, s3, 'not-current', 'x', { rememberMs: 100 }))
+    await create(session(u, s4, { maxSessions: 1 }))
+    await until(() => announced.length >= 3)
+    const mine = (revocations: Revocation[]): string[] => sessionIds(revocations).filter((id) => id.startsWith('ann-'))
+    t.same(mine(announced), [s1, s3], 'logout and reuse, each once; an idempotent repeat says nothing')
+    const stamp = announced.find((r) => 'userId' in r && r.userId === u)
+    t.same(stamp, { userId: u, startedBefore: all.status === 'revoked' ? all.startedBefore : 0, except: s3, until: stamp?.until }, 'revokeAll: one entry for the user')
+    t.ok(stamp !== undefined && Math.abs(stamp.until - (before + REMEMBER)) < 2000, 'until: the stamp + rememberMs')
+    const first = announced.find((r) => 'sessionId' in r && r.sessionId === s1)
     t.ok(first !== undefined && first.until >= before + REMEMBER - 1000 && first.until <= Date.now() + REMEMBER + 1000, 'until: now + rememberMs')
-    t.same(mine(await store.revocations()), [s1, s2, s3, s4], 'remembered for a reload')
+    const reloaded = await store.revocations()
+    t.same(mine(reloaded), [s1, s3], 'remembered for a reload')
+    t.ok(reloaded.some((r) => 'userId' in r && r.userId === u && r.except === s3), 'the stamp too, user id and all')
     await sleep(300)
-    t.same(mine((await store.revocations()).filter((r) => r.until > Date.now())), [s1, s2, s3], 'a short memory runs out')
+    t.same(mine((await store.revocations()).filter((r) => r.until > Date.now())), [s1], 'a short memory runs out')
+  })
+
+  t.test('the sessions the cap ends are announced like any revocation', async (t) => {
+    const announced: Revocation[] = []
+    let connected = 0
+    const stop = await store.watchRevocations({ revoked: (revocations) => announced.push(...revocations), connected: () => { connected++ }, disconnected: () => {} })
+    t.teardown(stop)
+    await until(() => connected > 0)
+    const u = userId('cap-announce')
+    await create(session(u, 'cap-1', { maxSessions: 1 }))
+    await create(session(u, 'cap-2', { maxSessions: 1 }))
+    await until(() => announced.length >= 1)
+    t.same(sessionIds(announced).filter((id) => id.startsWith('cap-')), ['cap-1'])
   })
 
   t.test('racing rotations of one token: with grace all succeed on one chain', async (t) => {
     const u = userId('race')
-    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE, maxTtlMs: 3_600_000, client: {} })
-    const rotate = { userId: u, sessionId: 's1', presentedHash: 'h0', successorHash: 'h1', ttlMs: MINUTE, graceMs: 5000, rememberMs: REMEMBER }
+    await create(session(u, 's1', { tokenHash: 'h0' }))
+    const rotate = rotation(u, 's1', 'h0', 'h1', { graceMs: 5000 })
     const outcomes = await Promise.all(Array.from({ length: 50 }, async () => await store.rotate(rotate)))
     t.equal(outcomes.filter((o) => o.status === 'rotated').length, 1)
     t.equal(outcomes.filter((o) => o.status === 'replayed').length, 49)
@@ -215,11 +350,22 @@ export function storeContract (t: Test, makeStore: () => Promise<SessionStore>):
 
   t.test('racing rotations of one token: strict lets at most one through', async (t) => {
     const u = userId('strict')
-    await store.create({ userId: u, sessionId: 's1', tokenHash: 'h0', ttlMs: MINUTE, maxTtlMs: 3_600_000, client: {} })
-    const rotate = { userId: u, sessionId: 's1', presentedHash: 'h0', successorHash: 'h1', ttlMs: MINUTE, graceMs: 0, rememberMs: REMEMBER }
+    await create(session(u, 's1', { tokenHash: 'h0' }))
+    const rotate = rotation(u, 's1', 'h0', 'h1')
     const outcomes = await Promise.all(Array.from({ length: 50 }, async () => await store.rotate(rotate)))
     t.ok(outcomes.filter((o) => o.status === 'rotated').length <= 1)
     t.equal(outcomes.filter((o) => o.status === 'replayed').length, 0)
     t.equal((await store.rotate({ ...rotate, presentedHash: 'h1', successorHash: 'h2' })).status, 'missing', 'the racers revoked the session')
+  })
+
+  t.test('racing logins against a revokeAll: none started before the stamp survives', async (t) => {
+    const u = userId('race-all')
+    const logins = Array.from({ length: 30 }, async (_, n) => await store.create(session(u, `r${n}`)))
+    const revoked = store.revokeAll(u, { rememberMs: REMEMBER })
+    const outcomes = await Promise.all(logins)
+    const stamp = await revoked
+    const survivors = await listed(u)
+    const startedAfter = outcomes.flatMap((o, n) => o.status === 'created' && stamp.status === 'revoked' && o.startedAt >= stamp.startedBefore ? [`r${n}`] : [])
+    t.same(survivors.sort(), startedAfter.sort(), 'exactly the sessions that started after the stamp live')
   })
 }

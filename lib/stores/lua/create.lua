@@ -1,12 +1,34 @@
--- KEYS: session, index. ARGV: session id, token hash, ttl (ms), max lifetime (ms),
--- user agent (first part), user agent (second part), ip, label ('' for none).
+-- KEYS[1] session, KEYS[2] index, KEYS[3] stamp, KEYS[4] revoked.
+-- ARGV[1] session id, ARGV[2] token hash, ARGV[3] ttl (ms), ARGV[4] max lifetime (ms),
+-- ARGV[5] user agent (first part), ARGV[6] user agent (second part), ARGV[7] ip,
+-- ARGV[8] label, ARGV[9] agent tag ('' for none), ARGV[10] when the credentials were
+-- checked (ms, '' for no check), ARGV[11] most sessions per user, ARGV[12] session key
+-- prefix, ARGV[13] channel, ARGV[14] remember (ms).
+-- Returns {ttl, start, ended id, ...}, or {-1} when a revocation of every session of the
+-- user came after the credentials were checked (a login racing a password change).
 --@include now
---@include reindex
+local floor = now
+local stamp = redis.call('GET', KEYS[3])
+if stamp then
+  local at = tonumber(string.match(stamp, '^u:(%d+):'))
+  local checked = tonumber(ARGV[10])
+  if checked and at > checked then
+    return {-1}
+  end
+  floor = math.max(floor, at)
+end
+-- Starts are unique and ordered per user: after the user's newest session and after the
+-- latest revocation of all of them, whatever the clock did meanwhile.
+local newest = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(0', 'WITHSCORES', 'LIMIT', 0, 1)
+if newest[2] then
+  floor = math.max(floor, 1 - tonumber(newest[2]))
+end
+local start = floor
 local max = tonumber(ARGV[4])
 local ttl = math.min(tonumber(ARGV[3]), max)
-local fields = {'c', ARGV[2], 't', now, 'u', now, 'x', now + max}
-local optional = {'a', 'b', 'i', 'l'}
-for n = 1, 4 do
+local fields = {'c', ARGV[2], 'r', now, 'x', now + max}
+local optional = {'a', 'b', 'i', 'l', 'g'}
+for n = 1, 5 do
   if ARGV[4 + n] ~= '' then
     table.insert(fields, optional[n])
     table.insert(fields, ARGV[4 + n])
@@ -14,6 +36,28 @@ for n = 1, 4 do
 end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('ZADD', KEYS[2], now + ttl, ARGV[1])
-reindex(KEYS[2], now)
-return ttl
+redis.call('ZADD', KEYS[2], now + ttl, ARGV[1], -start, '.' .. ARGV[1])
+if redis.call('PTTL', KEYS[2]) < ttl then
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
+--@include prune
+prune(KEYS[2], now)
+local result = {ttl, start}
+-- Beyond the cap, end the sessions nearest their end (with one idle timeout for all, the
+-- least recently used), at most a hundred a login, never the new one.
+local over = redis.call('ZCOUNT', KEYS[2], '(0', '+inf') - tonumber(ARGV[11])
+if over > 0 then
+  local ended = {}
+  local most = math.min(over, 100)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(0', '+inf', 'LIMIT', 0, most + 1)) do
+    if id ~= ARGV[1] and #ended < most then
+      redis.call('DEL', ARGV[12] .. id)
+      redis.call('ZREM', KEYS[2], id, '.' .. id)
+      table.insert(ended, id)
+      table.insert(result, id)
+    end
+  end
+  --@include announce
+  announce(KEYS[4], ARGV[13], ended, now, tonumber(ARGV[14]))
+end
+return result

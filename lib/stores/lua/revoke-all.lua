@@ -1,23 +1,65 @@
--- KEYS: index, guard session, revoked. ARGV: session key prefix, '1' to require the guard,
--- a session id to spare ('' for none), channel, remember (ms).
--- Returns the revoked ids, or -1 if the guard is gone.
--- Session keys are built here from the index: they share the index's hash tag, so they
--- live in the same Cluster slot, and reading the index first would cost a round trip.
-if ARGV[2] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then
-  return -1
-end
+-- KEYS[1] index, KEYS[2] guard session, KEYS[3] spared session, KEYS[4] stamp, KEYS[5] revoked.
+-- ARGV[1] user id, ARGV[2] guard session id ('' for no guard), ARGV[3] spared session id
+-- ('' for none), ARGV[4] channel, ARGV[5] remember (ms), ARGV[6] the presented refresh
+-- token's hash ('' for none), ARGV[7] grace (ms), ARGV[8] agent tag ('' for none).
+-- Returns the stamp's time: every session that started before it is over but the spared
+-- one; -1 if the guard session is not live; -2 if the presented token was superseded (reuse:
+-- the guard session alone is revoked).
+-- One stamp, whatever the number of sessions: the index is dropped at once (UNLINK frees a
+-- large one in the background), the session hashes expire on their own, and every reader
+-- takes a session for live only while its start is in the index.
 --@include now
---@include reindex
 --@include announce
-local revoked = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')) do
-  if id ~= ARGV[3] then
-    if redis.call('DEL', ARGV[1] .. id) == 1 then
-      table.insert(revoked, id)
+local function live(id)
+  return redis.call('ZSCORE', KEYS[1], '.' .. id)
+end
+if ARGV[2] ~= '' then
+  if not (live(ARGV[2]) and redis.call('EXISTS', KEYS[2]) == 1) then
+    return -1
+  end
+  if ARGV[6] ~= '' then
+    --@include judge
+    if judge(redis.call('HMGET', KEYS[2], 'c', 'p', 'r', 'g'), ARGV[6], tonumber(ARGV[7]), ARGV[8], now) == 'superseded' then
+      redis.call('DEL', KEYS[2])
+      redis.call('ZREM', KEYS[1], ARGV[2], '.' .. ARGV[2])
+      announce(KEYS[5], ARGV[4], {ARGV[2]}, now, tonumber(ARGV[5]))
+      return -2
     end
-    redis.call('ZREM', KEYS[1], id)
   end
 end
-reindex(KEYS[1], now)
-announce(KEYS[3], ARGV[4], revoked, now, tonumber(ARGV[5]))
-return revoked
+-- After every session that started so far, whatever the clock did meanwhile.
+local at = now
+local newest = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(0', 'WITHSCORES', 'LIMIT', 0, 1)
+if newest[2] then
+  at = math.max(at, 1 - tonumber(newest[2]))
+end
+local spared = ''
+local kept
+if ARGV[3] ~= '' then
+  local started = live(ARGV[3])
+  if started and redis.call('EXISTS', KEYS[3]) == 1 then
+    spared = ARGV[3]
+    kept = {redis.call('ZSCORE', KEYS[1], spared), started, redis.call('PTTL', KEYS[3])}
+  end
+end
+redis.call('UNLINK', KEYS[1])
+if kept then
+  redis.call('ZADD', KEYS[1], kept[1], spared, kept[2], '.' .. spared)
+  redis.call('PEXPIRE', KEYS[1], kept[3])
+end
+-- The stamp: "u:<at>:<spared>:<user id>", remembered and announced like a revoked session,
+-- and kept under the user's tag, where logins check it and the next stamp replaces it.
+local remember = tonumber(ARGV[5])
+local member = 'u:' .. at .. ':' .. spared .. ':' .. ARGV[1]
+local previous = redis.call('GET', KEYS[4])
+if previous then
+  redis.call('ZREM', KEYS[5], previous)
+end
+redis.call('SET', KEYS[4], member, 'PX', remember)
+redis.call('ZADD', KEYS[5], at + remember, member)
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
+if redis.call('PTTL', KEYS[5]) < remember then
+  redis.call('PEXPIRE', KEYS[5], remember)
+end
+redis.call('PUBLISH', ARGV[4], (at + remember) .. ' ' .. member)
+return at

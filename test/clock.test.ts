@@ -1,0 +1,80 @@
+import t from 'tap'
+import { RedisStore } from '../lib/index.js'
+import { LogCapture, buildApp, login } from './helpers/app.js'
+import { KEYS, craft, payloadOf } from './helpers/jwt.js'
+import { startRedis } from './helpers/redis.js'
+
+// This instance's clock runs 90 s ahead of Redis's (and of the test's own reckoning):
+// every Date.now() of this process, the plugin's included, is skewed.
+const SKEW_MS = 90_000
+const realNow = Date.now.bind(Date)
+Date.now = () => realNow() + SKEW_MS
+t.teardown(() => { Date.now = realNow })
+
+const ACCESS_TTL = 30
+const AT = { alg: 'HS256', typ: 'at+jwt' }
+
+t.test('an instance whose clock runs ahead keeps Redis\'s time', async (t) => {
+  const redis = await startRedis(t)
+  const logs = new LogCapture()
+  const app = await buildApp(t, { redis: redis.url, accessTokenTtl: ACCESS_TTL }, { logs })
+  const tokens = await login(app, 'skewed')
+
+  t.test('its tokens are stamped with Redis\'s time, which every instance reads alike', async (t) => {
+    const { iat } = payloadOf(tokens.accessToken) as { iat: number }
+    t.ok(Math.abs(iat * 1000 - realNow()) < 2000, `iat ${iat} is Redis's now, not this instance's (${SKEW_MS / 1000} s ahead)`)
+  })
+
+  t.test('health shows the offset, and the app logged a warning past the tolerance', async (t) => {
+    const { clockOffsetMs } = await app.tokenSessions.health()
+    t.ok(Math.abs(clockOffsetMs + SKEW_MS) < 1000, `offset ${clockOffsetMs} ms`)
+    t.ok(logs.entries().some((entry) => entry.level === 40 && typeof entry.clockOffsetMs === 'number' && /clock is off/.test(String(entry.msg))))
+  })
+
+  t.test('a logged-out session\'s access token is rejected at once, revoked by another instance', async (t) => {
+    // Another instance (its own client) ends the session: Redis stamps the revocation with
+    // its clock, remembered for the access tokens' lifetime and a margin (60 s < 90 s).
+    const other = redis.client()
+    t.teardown(() => other.quit())
+    const store = new RedisStore({ client: other })
+    const { sid, sub } = payloadOf(tokens.accessToken) as { sid: string, sub: string }
+    t.equal(await store.revoke({ userId: sub, sessionId: sid, rememberMs: (ACCESS_TTL + 30) * 1000 }), 'revoked')
+    let code: string | undefined
+    for (let tries = 0; tries < 50 && code !== 'FTS_SESSION_REVOKED'; tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      code = (await app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${tokens.accessToken}` } })).json().code
+    }
+    t.equal(code, 'FTS_SESSION_REVOKED', 'not forgotten at once by a clock that thinks it is later')
+  })
+})
+
+t.test('tokens that claim more than the plugin issues are rejected, however well signed', async (t) => {
+  const redis = await startRedis(t)
+  const app = await buildApp(t, { redis: redis.url, accessTokenTtl: ACCESS_TTL })
+  const now = Math.floor(realNow() / 1000)
+  const payload = { sub: 'admin', sid: 'AAAAAAAAAAAAAAAAAAAAAA', sst: realNow() - 1000 }
+  const me = async (claims: Record<string, unknown>): Promise<string | number> => {
+    const response = await app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${craft(AT, { ...payload, ...claims }, KEYS.access)}` } })
+    return response.statusCode === 200 ? 200 : response.json().code
+  }
+  t.equal(await me({ iat: now, exp: now + ACCESS_TTL }), 200, 'as the plugin issues them')
+  t.equal(await me({ iat: now + 3600, exp: now + 3600 + ACCESS_TTL }), 'FTS_TOKEN_INVALID', 'iat an hour in the future')
+  t.equal(await me({ iat: now + 4, exp: now + 4 + ACCESS_TTL }), 200, 'iat within the 5-s tolerance')
+  t.equal(await me({ iat: now, exp: now + 365 * 86400 }), 'FTS_TOKEN_INVALID', 'exp a year out: longer than accessTokenTtl')
+  t.equal(await me({ iat: now, exp: now + ACCESS_TTL + 1 }), 'FTS_TOKEN_INVALID', 'one second longer than accessTokenTtl')
+  t.equal(await me({ exp: now + ACCESS_TTL }), 'FTS_TOKEN_INVALID', 'no iat')
+  t.equal(await me({ iat: String(now), exp: now + ACCESS_TTL }), 'FTS_TOKEN_INVALID', 'iat not a number')
+  t.equal(await me({ iat: now, exp: now + ACCESS_TTL, sst: undefined }), 'FTS_TOKEN_INVALID', 'no session start')
+  t.equal(await me({ iat: now, exp: now + ACCESS_TTL, sst: -1 }), 'FTS_TOKEN_INVALID', 'a negative session start')
+  t.equal(await me({ iat: now - 2 * ACCESS_TTL, exp: now - ACCESS_TTL }), 'FTS_TOKEN_EXPIRED', 'expired by the store\'s clock')
+
+  const RT = { alg: 'HS256', typ: 'rt+jwt' }
+  const refreshPayload = { sub: 'admin', sid: 'AAAAAAAAAAAAAAAAAAAAAA', jti: 'A'.repeat(43), iat: now, mx: now + 10 * 86400 }
+  const refresh = async (claims: Record<string, unknown>): Promise<string> => {
+    const response = await app.inject({ method: 'POST', url: '/auth/refresh', payload: { refreshToken: craft(RT, { ...refreshPayload, ...claims }, KEYS.refresh) } })
+    return response.json().code
+  }
+  t.equal(await refresh({ exp: now + 86400 }), 'FTS_SESSION_REVOKED', 'as issued: it reaches the store, which has no such session')
+  t.equal(await refresh({ exp: now + 2 * 86400 }), 'FTS_TOKEN_INVALID', 'a refresh token longer than refreshTokenTtl')
+  t.equal(await refresh({ iat: now + 3600, exp: now + 3600 + 86400 }), 'FTS_TOKEN_INVALID', 'a refresh token from the future')
+})
