@@ -4,10 +4,12 @@
 // server raises maxSessionsPerUser for the seed), then measures, on the server's own
 // private Redis:
 // - the Redis time of one session listing and of one logout-all (INFO commandstats: the
-//   usec of the scripts that one call ran, measured alone), and the listing's answer size;
+//   usec of the scripts that one call ran, measured alone and warm), and the listing's
+//   answer size;
 // - another user's refresh latency (p50, p99: one client refreshing its own chain for
 //   HAMMER_SECONDS), first on a quiet server, then while LISTERS clients list the big
-//   user's sessions as fast as they can.
+//   user's sessions as fast as they can, and the Redis time per script meanwhile;
+// - every Redis command over 1 ms during the run (SLOWLOG), and the slowest, by script.
 // Numbers, not pass/fail: printed as Markdown.
 import { performance } from 'node:perf_hooks'
 import { Redis } from 'ioredis'
@@ -51,6 +53,22 @@ async function redisTimeOf (client, operation) {
   return { ms: (after.usec - before.usec) / 1000, scripts: after.calls - before.calls, result }
 }
 
+/** The SHA-1 of each of the plugin's scripts, by name, as `SCRIPT LOAD` would give them (to name SLOWLOG entries). */
+async function scriptShas (client) {
+  const { createHash } = await import('node:crypto')
+  const { readFileSync, readdirSync } = await import('node:fs')
+  const dir = new URL('../dist/stores/lua/', import.meta.url)
+  const read = (name) => readFileSync(new URL(`${name}.lua`, dir), 'utf8')
+  const shas = {}
+  for (const file of readdirSync(dir)) {
+    const name = file.replace(/\.lua$/, '')
+    const source = read(name).replace(/^[ \t]*--@include (\w+)\r?$/gm, (_line, part) => read(part))
+    shas[createHash('sha1').update(source).digest('hex')] = name
+  }
+  await client.ping()
+  return shas
+}
+
 function percentile (sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]
 }
@@ -87,6 +105,9 @@ function describe (statuses) {
 
 const redis = await RedisServer.start()
 const inspect = new Redis(redis.url)
+// Every command over 1 ms is kept, with the script it ran (SLOWLOG keeps EVALSHA's first arguments).
+await inspect.config('SET', 'slowlog-log-slower-than', '1000')
+await inspect.config('SET', 'slowlog-max-len', '10000')
 const server = await startServer(redis.url, { env: { BENCH_MAX_SESSIONS: String(MANY + 10) } })
 const base = server.url
 try {
@@ -100,6 +121,9 @@ try {
   const newest = await login(base, big)
   const seedSeconds = (Date.now() - seedStart) / 1000
 
+  // Warm: the first call of a script loads it (EVAL), which is not what a listing costs.
+  await fetch(`${base}/auth/sessions`, { headers: { authorization: `Bearer ${newest.accessToken}` } })
+  await post(base, '/auth/logout-all', { refreshToken: (await login(base, 'warm-up')).refreshToken })
   const listing = await redisTimeOf(inspect, async () => {
     const response = await fetch(`${base}/auth/sessions`, { headers: { authorization: `Bearer ${newest.accessToken}` } })
     const text = await response.text()
@@ -110,15 +134,22 @@ try {
   // Logged in before the hammering starts: only the refreshes are measured under it.
   const other = await login(base, 'other-hammered')
   const until = Date.now() + HAMMER_SECONDS * 1000
+  const beforeHammer = await scriptStats(inspect)
   const [hammered, ...listers] = await Promise.all([
     refreshChain(base, HAMMER_SECONDS, other),
     ...Array.from({ length: LISTERS }, () => hammerListing(base, newest.accessToken, until))
   ])
+  const afterHammer = await scriptStats(inspect)
   const listStatuses = new Map()
   for (const statuses of listers) for (const [status, count] of statuses) listStatuses.set(status, (listStatuses.get(status) ?? 0) + count)
 
+  const afterSeed = await inspect.call('SLOWLOG', 'GET', '10000')
   const revokeAll = await redisTimeOf(inspect, async () => (await post(base, '/auth/logout-all', { refreshToken: newest.refreshToken })).status)
-  const slowest = (await inspect.call('SLOWLOG', 'GET', '1'))[0]
+  const slowlog = await inspect.call('SLOWLOG', 'GET', '10000')
+  const overOneMs = slowlog.length
+  const slowest = slowlog.reduce((top, entry) => top === undefined || entry[2] > top[2] ? entry : top, undefined)
+  const scriptNames = new Map(Object.entries(await scriptShas(inspect)))
+  const nameOf = (entry) => entry[3][0].toLowerCase() === 'evalsha' ? `${scriptNames.get(entry[3][1]) ?? 'a script'}` : entry[3][0]
 
   const ms = (value) => value.toFixed(2)
   console.log(`## One user with ${MANY.toLocaleString('en')} sessions\n`)
@@ -130,7 +161,9 @@ try {
   console.log(`| another user's refresh alone: p50 / p99 (${quiet.latencies.length} refreshes; ${describe(quiet.statuses)}) | ${ms(percentile(quiet.latencies, 0.5))} / ${ms(percentile(quiet.latencies, 0.99))} ms |`)
   console.log(`| the same while ${LISTERS} clients list the big user's sessions: p50 / p99 (${hammered.latencies.length} refreshes; ${describe(hammered.statuses)}) | ${ms(percentile(hammered.latencies, 0.5))} / ${ms(percentile(hammered.latencies, 0.99))} ms |`)
   console.log(`| listings answered meanwhile | ${describe(listStatuses)} |`)
-  console.log(`| slowest command in SLOWLOG (over 10 ms) | ${slowest === undefined ? 'none' : `${ms(slowest[2] / 1000)} ms`} |`)
+  console.log(`| meanwhile, Redis time per script (listings and refreshes, INFO commandstats) | ${ms((afterHammer.usec - beforeHammer.usec) / 1000 / (afterHammer.calls - beforeHammer.calls))} ms |`)
+  console.log(`| Redis commands over 1 ms during the whole run (SLOWLOG) | ${overOneMs}${overOneMs === 0 ? '' : `, the slowest ${ms(slowest[2] / 1000)} ms (${nameOf(slowest)})`} |`)
+  if (afterSeed.length !== overOneMs) console.log(`| of which during logout-all | ${overOneMs - afterSeed.length} |`)
   if (first === undefined) throw new Error('nothing was seeded')
 } finally {
   await server.stop()

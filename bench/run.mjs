@@ -342,7 +342,9 @@ async function memoryPerSession () {
       tokenHash: hashId(randomBytes(32).toString('base64url')),
       ttlMs: 86_400_000,
       maxTtlMs: 2_592_000_000,
-      client: { userAgent: USER_AGENTS[Math.floor(Math.random() * USER_AGENTS.length)], ip: randomIp() }
+      client: { userAgent: USER_AGENTS[Math.floor(Math.random() * USER_AGENTS.length)], ip: randomIp() },
+      maxSessions: 100,
+      rememberMs: 930_000
     })
     // Load the script and let the allocator settle before the first reading.
     await store.create(session('warm-up'))

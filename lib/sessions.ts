@@ -103,6 +103,7 @@ export class Sessions {
       presentedHash: hashId(jti),
       successorHash: hashId(successor),
       ttlMs: this.#options.refreshTokenTtl * 1000,
+      maxTtlMs: this.#options.sessionMaxLifetime * 1000,
       graceMs: this.#options.reuseGraceMs,
       rememberMs: this.#options.rememberMs,
       ...(agent === undefined ? {} : { agent })

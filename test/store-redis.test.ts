@@ -89,7 +89,7 @@ t.test('RedisStore works through a client that has its own keyPrefix', async (t)
   t.equal((await store.revokeAll('u', { rememberMs: REMEMBER })).status, 'revoked')
   t.same((await client.keys('*')).sort(), ['app:tsess:revoked', 'app:tsess:{u}:s:s2', 'app:tsess:{u}:st'],
     'the index went at once; the stamp and the revocations stay for a while, the session hash until its ttl')
-  t.equal((await store.rotate({ userId: 'u', sessionId: 's2', presentedHash: 'b', successorHash: 'c', ttlMs: 60_000, graceMs: 0, rememberMs: REMEMBER })).status, 'missing')
+  t.equal((await store.rotate({ userId: 'u', sessionId: 's2', presentedHash: 'b', successorHash: 'c', ttlMs: 60_000, maxTtlMs: 3_600_000, graceMs: 0, rememberMs: REMEMBER })).status, 'missing')
   t.same((await client.keys('*')).sort(), ['app:tsess:revoked', 'app:tsess:{u}:st'], 'a stale session hash is swept when it is presented')
   t.throws(() => new RedisStore({ client: new Redis({ keyPrefix: '{x}', lazyConnect: true }) }), /keyPrefix/)
 })

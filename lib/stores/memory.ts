@@ -10,8 +10,6 @@ interface MemorySession {
   rotatedAt: number
   startedAt: number
   expiresAt: number
-  /** The absolute lifetime's end: no rotation extends `expiresAt` past it. */
-  endsAt: number
   client: ClientInfo
   /** The tag of the agent that last rotated it. */
   agent: string | undefined
@@ -86,7 +84,6 @@ export class MemoryStore implements SessionStore {
       rotatedAt: now,
       startedAt,
       expiresAt: now + ttlMs,
-      endsAt: now + session.maxTtlMs,
       client: { ...session.client },
       agent: session.agent
     })
@@ -102,7 +99,8 @@ export class MemoryStore implements SessionStore {
     if (session === undefined) return { status: 'missing' }
     const { startedAt } = session
     if (session.current === request.presentedHash) {
-      const ttlMs = Math.max(1, Math.min(request.ttlMs, session.endsAt - now))
+      // The absolute lifetime counts from the start, as in the Redis store.
+      const ttlMs = Math.max(1, Math.min(request.ttlMs, startedAt + request.maxTtlMs - now))
       session.previous = session.current
       session.current = request.successorHash
       session.rotatedAt = now

@@ -73,7 +73,7 @@ declare module 'ioredis' {
     ): Result<Array<number | string>, Context>
     tokenSessionsRotate (
       session: string, index: string, revoked: string, sessionId: string, presented: string, successor: string, ttlMs: number, graceMs: number,
-      channel: string, rememberMs: number, agent: string
+      channel: string, rememberMs: number, agent: string, maxTtlMs: number
     ): Result<[number, number?, number?], Context>
     tokenSessionsRevoke (
       session: string, index: string, revoked: string, sessionId: string, channel: string, rememberMs: number, presented: string, graceMs: number, agent: string
@@ -137,9 +137,10 @@ interface UserKeys {
  * one Lua script in one round trip, touches a single Cluster slot:
  *
  * - `<prefix>{<userId>}:s:<sessionId>`: a hash with the current and previous refresh-token
- *   id hashes (`c`, `p`), when it was created or last rotated (`r`) and must end (`x`), the
- *   client's user agent (`a` and `b`, 64 bytes each), IP (`i`) and label (`l`), and the
- *   tag of the agent that last rotated it (`g`, only when replays are checked by agent).
+ *   id hashes (`c`, `p`), when it last rotated (`r`), the client's user agent (`a` and `b`,
+ *   64 bytes each), IP (`i`) and label (`l`), and the tag of the agent that last rotated
+ *   it (`g`, only when replays are checked by agent). Its absolute end is its start (in
+ *   the index) plus the maximum lifetime each rotation passes: not stored.
  * - `<prefix>{<userId>}:idx`: a sorted set holding each live session twice: its id scored
  *   by when it expires (for pruning and the per-user cap) and `.` and its id scored by
  *   minus when it started (for listing, newest first). One key, not two: a key costs more
@@ -257,7 +258,8 @@ export class RedisStore implements SessionStore {
     const keys = this.#keys(request.userId, sessionId)
     const [code, ttlMs, startedAt] = await this.client.tokenSessionsRotate(
       keys.session, keys.index, keys.revoked, sessionId,
-      request.presentedHash, request.successorHash, request.ttlMs, request.graceMs, this.#channel, request.rememberMs, request.agent ?? ''
+      request.presentedHash, request.successorHash, request.ttlMs, request.graceMs, this.#channel, request.rememberMs, request.agent ?? '',
+      request.maxTtlMs
     )
     const status = ROTATE_STATUS[code as 0 | 1 | 2 | 3]
     await this.#acknowledged()

@@ -167,6 +167,8 @@ export interface RotateRequest {
   successorHash: string
   /** The session's idle timeout after this rotation (capped by its absolute lifetime). */
   ttlMs: number
+  /** The session's absolute lifetime, from its start: no rotation extends it. */
+  maxTtlMs: number
   /** How long after a rotation the rotated token may still be presented (0: never). */
   graceMs: number
   /** On reuse, how long to remember the revocation (the access tokens' lifetime). */

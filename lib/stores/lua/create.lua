@@ -24,9 +24,10 @@ if newest[2] then
   floor = math.max(floor, 1 - tonumber(newest[2]))
 end
 local start = floor
-local max = tonumber(ARGV[4])
-local ttl = math.min(tonumber(ARGV[3]), max)
-local fields = {'c', ARGV[2], 'r', now, 'x', now + max}
+local ttl = math.min(tonumber(ARGV[3]), tonumber(ARGV[4]))
+-- The absolute end is the start plus the maximum lifetime, and the last use the start
+-- until a rotation records one: neither is stored (every byte counts, times 100,000s).
+local fields = {'c', ARGV[2]}
 local optional = {'a', 'b', 'i', 'l', 'g'}
 for n = 1, 5 do
   if ARGV[4 + n] ~= '' then

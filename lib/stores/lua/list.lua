@@ -21,8 +21,9 @@ for n = 1, #entries, 2 do
   last = start
   local s = redis.call('HMGET', key, 'r', 'a', 'b', 'i', 'l')
   local ttl = redis.call('PTTL', key)
-  if s[1] and ttl > 0 then
-    table.insert(page, {id, tostring(start), s[1], tostring(now + ttl), (s[2] or '') .. (s[3] or ''), s[4] or '', s[5] or ''})
+  if ttl > 0 then
+    -- Last used: the last rotation, or else the start.
+    table.insert(page, {id, tostring(start), s[1] or tostring(start), tostring(now + ttl), (s[2] or '') .. (s[3] or ''), s[4] or '', s[5] or ''})
   else
     redis.call('ZREM', KEYS[1], id, entries[n])
   end
