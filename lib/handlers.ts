@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { checkCsrf, clearTokenCookies, readTokenCookie, setTokenCookies, type CookieToken } from './cookies.js'
 import {
-  BadRequestError, loggable, SessionNotFoundError, SessionRevokedError, StoreUnavailableError, TokenInvalidError,
+  BadRequestError, CookieConflictError, loggable, SessionNotFoundError, SessionRevokedError, StoreUnavailableError, TokenInvalidError,
   TokenMissingError, UnsupportedMediaTypeError
 } from './errors.js'
 import type { ResolvedOptions } from './options.js'
@@ -352,9 +352,21 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
    * checked first when either is a cookie). Throws the first token's error if none holds.
    */
   function sessionOf (request: FastifyRequest): NamedSession {
-    const candidates = [refreshTokenOf(request), accessTokenOf(request)]
-    const found = candidates.filter((candidate): candidate is FoundToken => candidate !== undefined)
-    if (found.length === 0) throw new TokenMissingError()
+    // A token cookie sent twice was planted; the other token may still name the session
+    // (the refresh cookie is __Secure-, which a sibling can plant; the access cookie
+    // __Host-, which it cannot), so that logout still works.
+    const found: FoundToken[] = []
+    let conflict: unknown
+    for (const tokenOf of [refreshTokenOf, accessTokenOf]) {
+      try {
+        const candidate = tokenOf(request)
+        if (candidate !== undefined) found.push(candidate)
+      } catch (error) {
+        if (!(error instanceof CookieConflictError)) throw error
+        conflict ??= error
+      }
+    }
+    if (found.length === 0) throw conflict ?? new TokenMissingError()
     const byCookie = found.some((candidate) => candidate.boundTo !== undefined)
     if (byCookie) checkCsrf(request, csrfHeader, origins)
     let firstError: unknown
@@ -368,7 +380,7 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
         firstError ??= error
       }
     }
-    throw firstError
+    throw conflict ?? firstError
   }
 
   function sessionOfUser (user: SessionUser): SessionRef {

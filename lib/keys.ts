@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, KeyObject, type JsonWebKey } from 'node:crypto'
+import { createPrivateKey, createPublicKey, KeyObject, X509Certificate, type JsonWebKey } from 'node:crypto'
 import { InvalidOptionError } from './errors.js'
 
 /**
@@ -67,36 +67,54 @@ function fail (option: string, fix: string): never {
 }
 
 /**
- * Refuses an HMAC secret that is a public or private key (PEM, DER or a JWK): a public
- * key is public, and whoever has it could sign tokens that verify with it.
+ * Refuses an HMAC secret that is a public or private key or a certificate, in any usual
+ * form (PEM, an OpenSSH line, DER or its base64 without the PEM armour, a JWK or a JWK
+ * Set): such material is often public, and whoever has it could sign tokens that verify.
  */
 export function refuseKeyMaterial (secret: string | Buffer, option: string): void {
   const text = secret.toString()
-  const hint = 'is a public or private key; an HMAC secret must be random bytes known only to the app (e.g. openssl rand -base64 48)'
-  if (/-----BEGIN [A-Z0-9 ]*KEY-----/.test(text)) fail(option, hint)
-  if (isJwk(text) || isDerKey(Buffer.from(secret))) fail(option, hint)
+  const hint = 'is a public or private key (or a certificate); an HMAC secret must be random bytes known only to the app (e.g. openssl rand -base64 48)'
+  if (/-----BEGIN [A-Z0-9 ]+-----/.test(text) || /^\s*(ssh-(rsa|dss|ed25519|ed448)|ecdsa-sha2-[a-z0-9]+|sk-[a-z0-9@.-]+) /.test(text)) fail(option, hint)
+  if (isJwk(text) || isDer(Buffer.from(secret)) || isBase64Der(text)) fail(option, hint)
 }
 
 function isJwk (text: string): boolean {
   if (!text.trimStart().startsWith('{')) return false
   try {
-    const parsed = JSON.parse(text) as { kty?: unknown }
-    return typeof parsed.kty === 'string'
+    const parsed = JSON.parse(text) as { kty?: unknown, keys?: unknown }
+    return typeof parsed.kty === 'string' || Array.isArray(parsed.keys)
   } catch {
     return false
   }
 }
 
-function isDerKey (bytes: Buffer): boolean {
-  // A DER key is an ASN.1 SEQUENCE; anything else is not worth trying to parse.
+/** The DER forms of keys and certificates Node reads. */
+const DER_READERS: ReadonlyArray<(der: Buffer) => unknown> = [
+  (der) => createPublicKey({ key: der, format: 'der', type: 'spki' }),
+  (der) => createPublicKey({ key: der, format: 'der', type: 'pkcs1' }),
+  (der) => createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }),
+  (der) => createPrivateKey({ key: der, format: 'der', type: 'pkcs1' }),
+  (der) => createPrivateKey({ key: der, format: 'der', type: 'sec1' }),
+  (der) => new X509Certificate(der)
+]
+
+function isDer (bytes: Buffer): boolean {
+  // Every one of them is an ASN.1 SEQUENCE; anything else is not worth trying to parse.
   if (bytes[0] !== 0x30) return false
-  for (const parse of [() => createPublicKey({ key: bytes, format: 'der', type: 'spki' }), () => createPrivateKey({ key: bytes, format: 'der', type: 'pkcs8' })]) {
+  return DER_READERS.some((read) => {
     try {
-      parse()
+      read(bytes)
       return true
-    } catch {}
-  }
-  return false
+    } catch {
+      return false
+    }
+  })
+}
+
+/** A PEM body pasted without its armour: base64 (with line breaks) of a DER key. */
+function isBase64Der (text: string): boolean {
+  const body = text.replace(/\s+/g, '')
+  return body.length >= 64 && /^[A-Za-z0-9+/]+={0,2}$/.test(body) && isDer(Buffer.from(body, 'base64'))
 }
 
 /** An HMAC key with no kid: the access key derived from `secret`, as before any rotation. */
@@ -133,7 +151,7 @@ function resolveKey (given: unknown, option: string): ResolvedKey {
   if (minBytes !== undefined) {
     if (key instanceof KeyObject && key.type !== 'secret') fail(`${option}.key`, `is a ${key.type} key; ${alg} takes a secret: random bytes known only to the app`)
     const secret = key instanceof KeyObject ? key.export() : Buffer.from(key)
-    if (!(key instanceof KeyObject)) refuseKeyMaterial(key, `${option}.key`)
+    refuseKeyMaterial(secret, `${option}.key`)
     if (secret.length < minBytes) fail(`${option}.key`, `must be at least ${minBytes} bytes for ${alg}`)
     return Object.freeze({ kid, algorithm: alg, signingKey: secret, verifyKey: secret, jwk: undefined })
   }

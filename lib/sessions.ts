@@ -25,6 +25,12 @@ export interface SessionRef {
 const MAX_USER_AGENT = 128
 /** The longest label a session keeps. */
 const MAX_LABEL = 100
+/**
+ * On a request that revoked every session of a user: whom, and the stamp. A login in the
+ * same request (a password reset that signs the user in again) comes after it.
+ */
+const REVOKED_ALL = Symbol('fastify-token-sessions.revokedAll')
+type RevokedAllRequest = FastifyRequest & { [REVOKED_ALL]?: { userId: string, at: number } }
 
 /**
  * The session lifecycle: issue, rotate, verify, list, revoke, and the audit hook of each.
@@ -65,8 +71,8 @@ export class Sessions {
     const claims = checkClaims(options.claims)
     const sid = newSessionId()
     const jti = newRefreshId()
-    const { authenticatedAt } = options
     const agent = this.#agentOf(request)
+    const authenticatedAt = this.#checkedAt(sub, options.authenticatedAt, request)
     const outcome = await this.#call(() => this.store.create({
       userId: sub,
       sessionId: sid,
@@ -77,7 +83,7 @@ export class Sessions {
       maxSessions: this.#options.maxSessionsPerUser,
       rememberMs: this.#options.rememberMs,
       ...(agent === undefined ? {} : { agent }),
-      ...(authenticatedAt === undefined ? {} : { authenticatedAt: authenticatedAt + this.#clock.offsetMs })
+      ...(authenticatedAt === undefined ? {} : { authenticatedAt })
     }))
     if (outcome.status === 'stale') throw new CredentialsStaleError()
     const endsAt = Math.floor(this.#clock.now() / 1000) + this.#options.sessionMaxLifetime
@@ -189,11 +195,26 @@ export class Sessions {
       if (outcome.status === 'missing') return false
       return await this.#reused(sub, (caller as SessionRef).sessionId, request)
     }
-    const until = outcome.startedBefore + this.#options.rememberMs
-    this.#revocations.remember([except === undefined ? { userId: sub, startedBefore: outcome.startedBefore, until } : { userId: sub, startedBefore: outcome.startedBefore, except, until }])
+    const { startedBefore, spared } = outcome
+    const until = startedBefore + this.#options.rememberMs
+    // What the store spared, not what was asked: a session already over stays over.
+    this.#revocations.remember([spared === undefined ? { userId: sub, startedBefore, until } : { userId: sub, startedBefore, except: spared, until }])
+    if (request !== undefined) (request as RevokedAllRequest)[REVOKED_ALL] = { userId: sub, at: startedBefore }
     if (caller !== undefined) await this.#emit('onLogout', { userId: sub, sessionId: caller.sessionId, reason }, request)
-    await this.#emit('onSessionRevoked', { userId: sub, sessionId: caller?.sessionId, reason, allSessions: true, ...(except === undefined ? {} : { except }) }, request)
+    await this.#emit('onSessionRevoked', { userId: sub, sessionId: caller?.sessionId, reason, allSessions: true, ...(spared === undefined ? {} : { except: spared }) }, request)
     return true
+  }
+
+  /**
+   * When the credentials were checked, on the store's clock: `authenticatedAt` (this
+   * instance's clock), or after the revocation of all of the user's sessions that this same
+   * request made.
+   */
+  #checkedAt (userId: string, authenticatedAt: number | undefined, request: FastifyRequest | undefined): number | undefined {
+    const checked = authenticatedAt === undefined ? undefined : authenticatedAt + this.#clock.offsetMs
+    const revoked = (request as RevokedAllRequest | undefined)?.[REVOKED_ALL]
+    if (revoked === undefined || revoked.userId !== userId) return checked
+    return Math.max(checked ?? 0, revoked.at)
   }
 
   /** A rotated refresh token came back: the store has revoked its session. Throws. */

@@ -16,6 +16,8 @@ const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 })
 const rsa2 = generateKeyPairSync('rsa', { modulusLength: 2048 })
 const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' })
 const ed = generateKeyPairSync('ed25519')
+/** The armour of a PEM certificate: refused as it is, whatever its body. */
+const CERTIFICATE = '-----BEGIN CERTIFICATE-----\nMIIBfzCCASWgAwIBAgIUQ2yl6G3QbWdRr8MYKhD8jk2Z8k8wCgYIKoZIzj0EAwIw\n-----END CERTIFICATE-----'
 
 function header (token: string): Record<string, unknown> {
   return JSON.parse(Buffer.from(token.split('.')[0] ?? '', 'base64url').toString()) as Record<string, unknown>
@@ -188,7 +190,14 @@ t.test('an HMAC key can never be a public key: the key-confusion forgery is refu
     [{ accessTokenKeys: [{ kid: 'k', algorithm: 'ES256', key: createSecretKey(randomBytes(32)) }] }, 'accessTokenKeys[0].key'],
     [{ secret: rsaPublicPem }, 'secret'],
     [{ secret: undefined, accessTokenSecret: jwk, refreshTokenSecret: SECRET }, 'accessTokenSecret'],
-    [{ secret: undefined, accessTokenSecret: SECRET, refreshTokenSecret: der }, 'refreshTokenSecret']
+    [{ secret: undefined, accessTokenSecret: SECRET, refreshTokenSecret: der }, 'refreshTokenSecret'],
+    [{ secret: CERTIFICATE }, 'secret'],
+    [{ secret: `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGb0dsrKSjsGVl3hQhDQkVyZrV6z9F9mF0oC3C3u1QzQ user@host` }, 'secret'],
+    [{ secret: rsaPublicPem.replace(/-----[A-Z ]+-----/g, '') }, 'secret'],
+    [{ secret: rsa.publicKey.export({ type: 'pkcs1', format: 'der' }) }, 'secret'],
+    [{ secret: ec.privateKey.export({ type: 'sec1', format: 'der' }) }, 'secret'],
+    [{ secret: JSON.stringify({ keys: [rsa.publicKey.export({ format: 'jwk' })] }) }, 'secret'],
+    [{ accessTokenKeys: [{ kid: 'k', algorithm: 'HS256', key: createSecretKey(Buffer.from(rsaPublicPem)) }] }, 'accessTokenKeys[0].key']
   ]
   // Secrets that only look like keys at first sight are taken.
   for (const secret of [`{not JSON, but 32 bytes or more of secret}`, Buffer.concat([Buffer.from([0x30]), randomBytes(47)]), '{"kty": 1, "padding": "to 32 bytes"}']) {

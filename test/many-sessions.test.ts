@@ -1,6 +1,6 @@
 import t from 'tap'
 import Fastify from 'fastify'
-import tokenSessions, { tokenResponse, type AuditEvent } from '../lib/index.js'
+import tokenSessions, { MemoryStore, tokenResponse, type AuditEvent } from '../lib/index.js'
 import { SECRET, buildApp, login, refresh } from './helpers/app.js'
 import { startRedis } from './helpers/redis.js'
 
@@ -112,4 +112,51 @@ t.test('issueTokens called before the plugin noted the request\'s arrival checks
   const response = await app.inject({ method: 'GET', url: '/early-login' })
   t.equal(response.statusCode, 200)
   t.type(response.json().accessToken, 'string')
+})
+
+t.test('revoking every session and signing in again in the same request works (a password reset)', async (t) => {
+  const redis = await startRedis(t)
+  const app = await buildApp(t, { redis: redis.url }, {
+    setup: (app) => {
+      app.post<{ Body: { userId: string } }>('/reset-password', async (request, reply) => {
+        await app.tokenSessions.revokeAllSessions(request.body.userId, { reason: 'password-reset', request })
+        return tokenResponse(await reply.issueTokens(request.body.userId, { transport: 'body' }))
+      })
+    }
+  })
+  const old = await login(app, 'resetter')
+  const reset = await app.inject({ method: 'POST', url: '/reset-password', payload: { userId: 'resetter' } })
+  t.equal(reset.statusCode, 200, 'the new session starts after the revocation this request made')
+  t.equal((await app.inject({ method: 'GET', url: '/me', headers: bearer(reset.json().accessToken) })).statusCode, 200)
+  t.equal((await refresh(app, old.refreshToken)).json().code, 'FTS_SESSION_REVOKED')
+  const other = await app.inject({ method: 'POST', url: '/reset-password', payload: { userId: 'someone-else' } })
+  t.equal(other.statusCode, 200)
+})
+
+t.test('"log out other devices" from two devices at once: neither survives the other\'s request on any instance', async (t) => {
+  const redis = await startRedis(t)
+  const shared = new MemoryStore()
+  t.teardown(() => shared.close())
+  // On a shared MemoryStore the announcement arrives before the revoking call returns.
+  for (const [label, options] of [['Redis', { redis: redis.url }], ['a MemoryStore', { store: shared }]] as const) {
+    const a = await buildApp(t, options)
+    const b = await buildApp(t, options)
+    const deviceA = await login(a, `both-${label}`)
+    const deviceB = await login(b, `both-${label}`)
+    const sidA = a.tokenSessions.verifyAccessToken(deviceA.accessToken).sessionId
+    const sidB = b.tokenSessions.verifyAccessToken(deviceB.accessToken).sessionId
+    // A ends every other session (B's); then B, authenticated just before, asks the same.
+    await a.tokenSessions.revokeAllSessions(`both-${label}`, { except: sidA })
+    await b.tokenSessions.revokeAllSessions(`both-${label}`, { except: sidB })
+    for (const [name, app] of [['instance a', a], ['instance b', b]] as const) {
+      for (const [device, tokens] of [['device A', deviceA], ['device B', deviceB]] as const) {
+        let code: string | undefined
+        for (let tries = 0; tries < 50 && code !== 'FTS_SESSION_REVOKED'; tries++) {
+          code = (await app.inject({ method: 'GET', url: '/me', headers: bearer(tokens.accessToken) })).json().code
+          if (code !== 'FTS_SESSION_REVOKED') await new Promise((resolve) => setTimeout(resolve, 20))
+        }
+        t.equal(code, 'FTS_SESSION_REVOKED', `${label}: ${device} on ${name}`)
+      }
+    }
+  }
 })

@@ -71,15 +71,23 @@ t.test('a planted access cookie is never accepted', async (t) => {
     'a name inside another cookie\'s name or value is no second cookie')
 })
 
-t.test('logout and logout-all reject a planted cookie too', async (t) => {
+t.test('logout and logout-all never act on a planted cookie, and a planted twin does not stop a logout', async (t) => {
   const app = await buildApp(t)
   const attacker = await browserLogin(app, 'attacker')
   const victim = await browserLogin(app, 'victim')
   const twice = `refresh_token=${attacker.get('refresh_token')?.value}; refresh_token=${victim.get('refresh_token')?.value}; session_binding=${victim.get('session_binding')?.value}`
   for (const url of ['/auth/logout', '/auth/logout-all']) {
     const response = await app.inject({ method: 'POST', url, headers: { ...CSRF, cookie: twice } })
-    t.equal(response.json().code, 'FTS_COOKIE_CONFLICT', url)
+    t.equal(response.json().code, 'FTS_COOKIE_CONFLICT', `${url}: with nothing else to name the session`)
   }
+  // A sibling can plant a __Secure- refresh cookie, not the __Host- access cookie: the
+  // victim's access cookie still names the victim's session.
+  const withAccess = `${twice}; access_token=${victim.get('access_token')?.value}`
+  t.equal((await app.inject({ method: 'POST', url: '/auth/logout', headers: { ...CSRF, cookie: withAccess } })).statusCode, 204, 'logout by the access cookie')
+  t.equal((await app.inject({ method: 'GET', url: '/me', headers: { cookie: `access_token=${victim.get('access_token')?.value}; session_binding=${victim.get('session_binding')?.value}` } })).json().code,
+    'FTS_SESSION_REVOKED', 'the victim\'s session ended')
+  t.equal((await app.inject({ method: 'GET', url: '/me', headers: { cookie: `access_token=${attacker.get('access_token')?.value}; session_binding=${attacker.get('session_binding')?.value}` } })).statusCode,
+    200, 'the attacker\'s did not')
   const planted = `refresh_token=${attacker.get('refresh_token')?.value}; session_binding=${victim.get('session_binding')?.value}`
   t.equal((await app.inject({ method: 'POST', url: '/auth/logout-all', headers: { ...CSRF, cookie: planted } })).json().code, 'FTS_TOKEN_INVALID',
     'the attacker\'s sessions are not the victim\'s to end')

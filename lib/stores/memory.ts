@@ -136,7 +136,7 @@ export class MemoryStore implements SessionStore {
       }
     }
     const sessions = this.#users.get(userId) ?? new Map<string, MemorySession>()
-    let at = now
+    let at = Math.max(now, this.#stampOf(userId, now)?.at ?? 0)
     for (const session of sessions.values()) at = Math.max(at, session.startedAt + 1)
     const spared = options.except === undefined ? undefined : this.#live(userId, options.except, now)
     for (const sessionId of [...sessions.keys()]) {
@@ -144,8 +144,13 @@ export class MemoryStore implements SessionStore {
     }
     const until = at + options.rememberMs
     this.#stamps.set(userId, { at, until })
-    this.#announce([spared === undefined ? { userId, startedBefore: at, until } : { userId, startedBefore: at, except: options.except as string, until }])
-    return { status: 'revoked', startedBefore: at }
+    if (spared === undefined) {
+      this.#announce([{ userId, startedBefore: at, until }])
+      return { status: 'revoked', startedBefore: at }
+    }
+    const except = options.except as string
+    this.#announce([{ userId, startedBefore: at, except, until }])
+    return { status: 'revoked', startedBefore: at, spared: except }
   }
 
   async isLive (userId: string, sessionId: string): Promise<boolean> {

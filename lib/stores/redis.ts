@@ -81,7 +81,7 @@ declare module 'ioredis' {
     tokenSessionsRevokeAll (
       index: string, guard: string, spared: string, stamp: string, revoked: string, userId: string, guardId: string, sparedId: string,
       channel: string, rememberMs: number, presented: string, graceMs: number, agent: string
-    ): Result<number, Context>
+    ): Result<[number, string] | -1 | -2, Context>
     tokenSessionsList (index: string, sessionPrefix: string, cursor: number | '', limit: number): Result<[string, ...string[][]], Context>
     tokenSessionsLive (session: string, index: string, sessionId: string): Result<number, Context>
   }
@@ -280,14 +280,15 @@ export class RedisStore implements SessionStore {
   async revokeAll (userId: string, options: RevokeAllOptions): Promise<RevokeAllOutcome> {
     const { ifLive = '', except = '', presented } = options
     const keys = this.#keys(userId, ifLive)
-    const stamp = await this.client.tokenSessionsRevokeAll(
+    const reply = await this.client.tokenSessionsRevokeAll(
       keys.index, keys.session, this.#keys(userId, except).session, keys.stamp, keys.revoked, userId, ifLive, except,
       this.#channel, options.rememberMs, presented?.hash ?? '', presented?.graceMs ?? 0, presented?.agent ?? ''
     )
     await this.#acknowledged()
-    if (stamp === -1) return { status: 'missing' }
-    if (stamp === -2) return { status: 'reused' }
-    return { status: 'revoked', startedBefore: stamp }
+    if (reply === -1) return { status: 'missing' }
+    if (reply === -2) return { status: 'reused' }
+    const [startedBefore, spared] = reply
+    return spared === '' ? { status: 'revoked', startedBefore } : { status: 'revoked', startedBefore, spared }
   }
 
   /** Answers whether Redis answers. */

@@ -299,7 +299,7 @@ export interface RevokeAllOptions {
 
 /**
  * What a store's `revokeAll` did: `revoked`, with the stamp (every session that started
- * before it is over, but the one spared); `missing`, the `ifLive` session was not live;
+ * before it is over) and the session spared, if `except` named a live one; `missing`, the `ifLive` session was not live;
  * `reused`, the presented token was superseded, and that session alone was revoked.
  *
  * @example
@@ -309,7 +309,7 @@ export interface RevokeAllOptions {
  * ```
  */
 export type RevokeAllOutcome =
-  | { status: 'revoked', startedBefore: number }
+  | { status: 'revoked', startedBefore: number, spared?: string }
   | { status: 'missing' | 'reused' }
 
 /**

@@ -46,11 +46,12 @@ prune(KEYS[2], now)
 local result = {ttl, start}
 -- Beyond the cap, end the sessions nearest their end (with one idle timeout for all, the
 -- least recently used), at most a hundred a login, never the new one.
-local over = redis.call('ZCOUNT', KEYS[2], '(0', '+inf') - tonumber(ARGV[11])
+-- Only live sessions count: expired ones pruning has not reached yet are not ended again.
+local over = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf') - tonumber(ARGV[11])
 if over > 0 then
   local ended = {}
   local most = math.min(over, 100)
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(0', '+inf', 'LIMIT', 0, most + 1)) do
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now, '+inf', 'LIMIT', 0, most + 1)) do
     if id ~= ARGV[1] and #ended < most then
       redis.call('DEL', ARGV[12] .. id)
       redis.call('ZREM', KEYS[2], id, '.' .. id)

@@ -11,10 +11,11 @@ if ARGV[2] ~= '' then
   from = '(' .. -tonumber(ARGV[2])
 end
 local limit = tonumber(ARGV[3])
-local entries = redis.call('ZRANGEBYSCORE', KEYS[1], from, '(0', 'WITHSCORES', 'LIMIT', 0, limit)
+-- One more than the page: whether more follow.
+local entries = redis.call('ZRANGEBYSCORE', KEYS[1], from, '(0', 'WITHSCORES', 'LIMIT', 0, limit + 1)
 local page = {''}
 local last
-for n = 1, #entries, 2 do
+for n = 1, math.min(#entries, 2 * limit), 2 do
   local id = string.sub(entries[n], 2)
   local key = ARGV[1] .. id
   local start = -tonumber(entries[n + 1])
@@ -28,7 +29,7 @@ for n = 1, #entries, 2 do
     redis.call('ZREM', KEYS[1], id, entries[n])
   end
 end
-if #entries == 2 * limit then
+if #entries > 2 * limit then
   page[1] = tostring(last)
 end
 return page

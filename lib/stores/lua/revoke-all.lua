@@ -2,9 +2,9 @@
 -- ARGV[1] user id, ARGV[2] guard session id ('' for no guard), ARGV[3] spared session id
 -- ('' for none), ARGV[4] channel, ARGV[5] remember (ms), ARGV[6] the presented refresh
 -- token's hash ('' for none), ARGV[7] grace (ms), ARGV[8] agent tag ('' for none).
--- Returns the stamp's time: every session that started before it is over but the spared
--- one; -1 if the guard session is not live; -2 if the presented token was superseded (reuse:
--- the guard session alone is revoked).
+-- Returns {the stamp's time, the spared session id ('' when none was live)}: every session
+-- that started before that time is over but the spared one; -1 if the guard session is not
+-- live; -2 if the presented token was superseded (reuse: the guard session alone is revoked).
 -- One stamp, whatever the number of sessions: the index is dropped at once (UNLINK frees a
 -- large one in the background), the session hashes expire on their own, and every reader
 -- takes a session for live only while its start is in the index.
@@ -27,11 +27,16 @@ if ARGV[2] ~= '' then
     end
   end
 end
--- After every session that started so far, whatever the clock did meanwhile.
+-- After every session that started so far and the previous stamp, whatever the clock did
+-- meanwhile (a failover to a server whose clock is behind).
 local at = now
 local newest = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(0', 'WITHSCORES', 'LIMIT', 0, 1)
 if newest[2] then
   at = math.max(at, 1 - tonumber(newest[2]))
+end
+local previous = redis.call('GET', KEYS[4])
+if previous then
+  at = math.max(at, tonumber(string.match(previous, '^u:(%d+):')))
 end
 local spared = ''
 local kept
@@ -51,15 +56,14 @@ end
 -- and kept under the user's tag, where logins check it and the next stamp replaces it.
 local remember = tonumber(ARGV[5])
 local member = 'u:' .. at .. ':' .. spared .. ':' .. ARGV[1]
-local previous = redis.call('GET', KEYS[4])
 if previous then
   redis.call('ZREM', KEYS[5], previous)
 end
-redis.call('SET', KEYS[4], member, 'PX', remember)
+redis.call('SET', KEYS[4], member, 'PX', at + remember - now)
 redis.call('ZADD', KEYS[5], at + remember, member)
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
 if redis.call('PTTL', KEYS[5]) < remember then
   redis.call('PEXPIRE', KEYS[5], remember)
 end
 redis.call('PUBLISH', ARGV[4], (at + remember) .. ' ' .. member)
-return at
+return {at, spared}
