@@ -213,8 +213,8 @@ export class Sessions {
   #checkedAt (userId: string, authenticatedAt: number | undefined, request: FastifyRequest | undefined): number | undefined {
     const checked = authenticatedAt === undefined ? undefined : authenticatedAt + this.#clock.offsetMs
     const revoked = (request as RevokedAllRequest | undefined)?.[REVOKED_ALL]
-    if (revoked === undefined || revoked.userId !== userId) return checked
-    return Math.max(checked ?? 0, revoked.at)
+    if (checked === undefined || revoked === undefined || revoked.userId !== userId) return checked
+    return Math.max(checked, revoked.at)
   }
 
   /** A rotated refresh token came back: the store has revoked its session. Throws. */
