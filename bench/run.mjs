@@ -560,7 +560,7 @@ try {
       `${integer.format(memory.keys)} keys. MEMORY USAGE leaves out the main and expires dictionaries' entries, which used_memory includes. ` +
       `A session hash is encoded as \`${memory.encoding}\`` +
       (memory.encoding === 'listpack' ? '.' : ` (Redis keeps a hash as a compact listpack only while every value is at most hash-max-listpack-value = ${memory.listpackValue} bytes).`),
-    `- Round trips: commands the server's Redis connections sent during one operation, as MONITOR shows them (it hides admin commands such as CONFIG), ` +
+    '- Round trips: commands the server\'s Redis connections sent during one operation, as MONITOR shows them (it hides admin commands such as CONFIG), ' +
       `counted ${TRIP_REPEATS} times each after a warm-up; the most frequent count is shown.` +
       Object.entries(trips).flatMap(([operation, { strays }]) => strays.map((stray) => ` Also seen once during ${operation}: ${stray}.`)).join(''),
     `- authenticate ran with ${integer.format(REVOKED_SESSIONS)} revoked sessions in the server's revocation set; ` +

@@ -36,7 +36,7 @@ process.on('message', (message) => {
       process.send({ type: 'memory', at: Date.now(), ...process.memoryUsage() })
     }, message.everyMs)
   }
-  if (message.type === 'close') void close()
+  if (message.type === 'close') close()
 })
-process.on('disconnect', () => { void close() })
+process.on('disconnect', () => { close() })
 process.send({ type: 'listening', port: app.server.address().port })

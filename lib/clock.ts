@@ -63,7 +63,8 @@ export class StoreClock {
 
   /** Measures again every `CLOCK_CHECK_INTERVAL_MS` until `stop`. */
   start (): void {
-    this.#timer = setInterval(() => { void this.measure() }, CLOCK_CHECK_INTERVAL_MS)
+    // measure() never rejects: a failed reading is logged and leaves the offset alone.
+    this.#timer = setInterval(() => { this.measure() }, CLOCK_CHECK_INTERVAL_MS)
     this.#timer.unref()
   }
 

@@ -132,7 +132,8 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
 
   fastify.addHook('onRequest', noteArrival)
   if (options.routes !== null) registerRoutes(fastify, options.routes, handlers, api)
-  fastify.addHook('onReady', async () => { void warnIfEvicting(fastify, store) })
+  // Not awaited (a slow store must not delay start-up); it never rejects.
+  fastify.addHook('onReady', async () => { warnIfEvicting(fastify, store) })
 }
 
 /**

@@ -56,9 +56,10 @@ export class RevocationList {
       revoked: (revocations) => this.#add(revocations),
       connected: () => {
         this.#connected = true
-        // A reconnect may follow a failover to a server on another clock.
-        void this.#clock.measure()
-        void this.#reload()
+        // A reconnect may follow a failover to a server on another clock. Neither rejects:
+        // each logs its own failure.
+        this.#clock.measure()
+        this.#reload()
       },
       disconnected: () => this.#down()
     }).then((stop) => { this.#stopWatching = stop })
@@ -145,7 +146,7 @@ export class RevocationList {
       this.#add(await this.#store.revocations())
     } catch (err) {
       this.#log.warn({ err: loggable(err) }, 'revocation list reload failed; retrying')
-      setTimeout(() => { if (this.#connected && !this.#closed) void this.#reload() }, RELOAD_RETRY).unref()
+      setTimeout(() => { if (this.#connected && !this.#closed) this.#reload() }, RELOAD_RETRY).unref()
       return
     }
     if (this.#downSince !== undefined) this.#log.info({ revoked: this.#revoked.size }, 'revocation feed up')

@@ -751,13 +751,31 @@ t.test('config', async (t) => {
   t.not(loadConfig({}).jwtSecret, defaults.jwtSecret, 'a new one per process')
 
   const given = loadConfig({
-    NODE_ENV: 'production', JWT_SECRET: SECRET, PORT: '8080', HOST: '0.0.0.0', REDIS_URL: 'redis://redis:6379',
-    ACCESS_TOKEN_TTL: '60', REFRESH_TOKEN_TTL: '3600', SESSION_MAX_LIFETIME: '7200', REFRESH_REUSE_GRACE: '0',
-    KEY_PREFIX: 'app:', LOG_LEVEL: 'warn'
+    NODE_ENV: 'production',
+    JWT_SECRET: SECRET,
+    PORT: '8080',
+    HOST: '0.0.0.0',
+    REDIS_URL: 'redis://redis:6379',
+    ACCESS_TOKEN_TTL: '60',
+    REFRESH_TOKEN_TTL: '3600',
+    SESSION_MAX_LIFETIME: '7200',
+    REFRESH_REUSE_GRACE: '0',
+    KEY_PREFIX: 'app:',
+    LOG_LEVEL: 'warn'
   })
   t.match(given, {
-    production: true, port: 8080, host: '0.0.0.0', redisUrl: 'redis://redis:6379', accessTokenTtl: 60,
-    refreshTokenTtl: 3600, sessionMaxLifetime: 7200, reuseGrace: 0, keyPrefix: 'app:', logLevel: 'warn', jwtSecret: SECRET, jwtSecretGenerated: false
+    production: true,
+    port: 8080,
+    host: '0.0.0.0',
+    redisUrl: 'redis://redis:6379',
+    accessTokenTtl: 60,
+    refreshTokenTtl: 3600,
+    sessionMaxLifetime: 7200,
+    reuseGrace: 0,
+    keyPrefix: 'app:',
+    logLevel: 'warn',
+    jwtSecret: SECRET,
+    jwtSecretGenerated: false
   }, 'every variable is read')
 })
 
@@ -892,7 +910,7 @@ t.test('rate limit: a burst of bad refresh tokens from one IP gets 429 after RAT
   t.same((await client.keys(`${keyPrefix}rate-limit:*`)).sort(), [
     `${keyPrefix}rate-limit:POST/auth/login-127.0.0.1`, key, `${keyPrefix}rate-limit:POST/auth/register-127.0.0.1`
   ],
-    'the counters are in the sessions\' Redis, under KEY_PREFIX, one per route and IP')
+  'the counters are in the sessions\' Redis, under KEY_PREFIX, one per route and IP')
   t.equal(await client.get(key), '8', 'every attempt counted, the refused ones too')
   const ttl = await client.pttl(key)
   t.ok(ttl > 0 && ttl <= 60_000, `the counter expires with its one-minute window (PTTL ${ttl})`)

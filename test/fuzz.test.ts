@@ -231,12 +231,15 @@ const refreshCandidate = fc.oneof({ weight: 8, arbitrary: forged }, { weight: 1,
 const noLiveAccess = (value: string): boolean => !liveAccess.some((token) => value.includes(token))
 
 const authorization: fc.Arbitrary<string> = fc.oneof(
-  { weight: 4, arbitrary: fc.tuple(
-    fc.constantFrom('Bearer', 'bearer', 'BEARER', 'Basic', 'Token', 'Bearer:', 'JWT', 'DPoP', '', 'Bearer,'),
-    fc.constantFrom(' ', '  ', '\t', '', ' \t', '\u00a0'),
-    accessCandidate,
-    fc.constantFrom('', '', ' ', '  ', 'x', ' x', '\t', ',')
-  ).map((parts) => parts.join('')) },
+  {
+    weight: 4,
+    arbitrary: fc.tuple(
+      fc.constantFrom('Bearer', 'bearer', 'BEARER', 'Basic', 'Token', 'Bearer:', 'JWT', 'DPoP', '', 'Bearer,'),
+      fc.constantFrom(' ', '  ', '\t', '', ' \t', '\u00a0'),
+      accessCandidate,
+      fc.constantFrom('', '', ' ', '  ', 'x', ' x', '\t', ',')
+    ).map((parts) => parts.join(''))
+  },
   { weight: 1, arbitrary: headerText(120) }
 ).filter((value) => HEADER_SAFE.test(value) && noLiveAccess(value))
 

@@ -342,7 +342,7 @@ t.test('__proto__ and constructor keys pollute nothing', async (t) => {
     assertError(t, await raw(message('POST', '/auth/refresh', [['Content-Type', 'application/json']], proto)), 401, 'FTS_TOKEN_MISSING', '__proto__ holding the token')
     const ctor = '{"constructor": {"prototype": {"polluted": "yes"}}, "refreshToken": "garbage"}'
     assertError(t, await raw(message('POST', '/auth/refresh', [['Content-Type', 'application/json']], ctor)), 401, 'FTS_TOKEN_INVALID', 'constructor.prototype')
-    const nested = `{"refreshToken": "garbage", "a": {"__proto__": {"polluted": "yes"}}}`
+    const nested = '{"refreshToken": "garbage", "a": {"__proto__": {"polluted": "yes"}}}'
     assertError(t, await raw(message('POST', '/auth/refresh', [['Content-Type', 'application/json']], nested)), 401, 'FTS_TOKEN_INVALID', 'nested __proto__')
     t.equal((await raw(message('POST', '/auth/logout', [['Content-Type', 'application/json']], proto))).status, 204, 'logout: nothing named, nothing ended')
     assertError(t, await raw(message('GET', '/me', [['Cookie', '__proto__=polluted; constructor=polluted; toString=x; hasOwnProperty=y']])),

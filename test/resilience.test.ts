@@ -82,10 +82,11 @@ t.test('Redis killed under load and restarted: no 500, no unhandled rejection, r
   process.on('unhandledRejection', onUnhandled)
   t.teardown(() => process.off('unhandledRejection', onUnhandled))
   const statuses = new Map<number, number>()
-  let stop = false
+  // An object, so that the workers' loop sees the change made while they await.
+  const run = { stop: false }
   const worker = async (id: number): Promise<void> => {
     let tokens: { accessToken: string, refreshToken: string } | undefined
-    while (!stop) {
+    while (!run.stop) {
       const response = tokens === undefined
         ? await app.inject({ method: 'POST', url: '/auth/login', headers: { 'x-token-transport': 'body' }, payload: { userId: `load-${id}` } })
         : id % 2 === 0
@@ -102,7 +103,7 @@ t.test('Redis killed under load and restarted: no 500, no unhandled rejection, r
   await sleep(1000)
   await redis.start()
   await sleep(2500)
-  stop = true
+  run.stop = true
   await Promise.all(workers)
   const summary = [...statuses].map(([status, count]) => `${status}×${count}`).join(' ')
   t.ok([...statuses.keys()].every((status) => [200, 401, 503].includes(status)), `only 200, 401 (sessions lost with the unpersisted Redis) and 503: ${summary}`)

@@ -107,11 +107,11 @@ t.test('the revocation feed connects even through a lazyConnect client', async (
   const lazy = new Redis(redis.port, '127.0.0.1', { lazyConnect: true })
   t.teardown(() => lazy.disconnect())
   const store = new RedisStore({ client: lazy })
-  let connected = false
-  const stop = await store.watchRevocations({ revoked: () => {}, connected: () => { connected = true }, disconnected: () => {} })
+  const feed = { connected: false }
+  const stop = await store.watchRevocations({ revoked: () => {}, connected: () => { feed.connected = true }, disconnected: () => {} })
   t.teardown(stop)
-  for (let i = 0; i < 100 && !connected; i++) await new Promise((resolve) => setTimeout(resolve, 10))
-  t.ok(connected, 'subscribed')
+  for (let i = 0; i < 100 && !feed.connected; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.ok(feed.connected, 'subscribed')
 })
 
 t.test('no script walks all of a user\'s sessions: listing, logout-all and the cap stay bounded with 3,000 of them', async (t) => {

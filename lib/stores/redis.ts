@@ -356,7 +356,8 @@ export class RedisStore implements SessionStore {
       subscriber.on('message', (from: string, message: string) => {
         if (from === channel) listener.revoked(parseAnnouncement(message))
       })
-      subscriber.on('ready', () => { void subscribe(subscriber) })
+      // subscribe() never rejects: a connection lost meanwhile comes back through 'ready'.
+      subscriber.on('ready', () => { subscribe(subscriber) })
       // A copy of a lazyConnect client is lazy too, and nothing else would make it connect.
       if (subscriber.status === 'wait') subscriber.connect().catch(() => {})
       return subscriber
