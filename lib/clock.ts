@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { loggable } from './errors.js'
+import { loggable } from './log.js'
 
 /**
  * How far an instance's clock may be from the store's before the plugin warns, and how far

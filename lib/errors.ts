@@ -62,25 +62,3 @@ export const StoreUnavailableError = createError('FTS_STORE_UNAVAILABLE', 'The s
 
 /** A plugin option is missing or has a bad value; thrown at registration. */
 export const InvalidOptionError = createError('FTS_INVALID_OPTION', 'Invalid option %s: %s', 500)
-
-/**
- * An error as the logs may show it: its type, message, code and stack, and of a store
- * command only its name. A Redis client's errors carry the command's arguments (user ids,
- * token hashes, IPs, user agents), which have no place in a log.
- *
- * @example
- * ```ts
- * request.log.error({ err: loggable(error.cause) }, 'session store unavailable')
- * ```
- */
-export function loggable (error: unknown): Record<string, unknown> {
-  if (!(error instanceof Error)) return { message: String(error) }
-  const { code, command } = error as { code?: unknown, command?: { name?: unknown } }
-  return {
-    type: error.name,
-    message: error.message,
-    stack: error.stack,
-    ...(code === undefined ? {} : { code }),
-    ...(typeof command?.name === 'string' ? { command: command.name } : {})
-  }
-}

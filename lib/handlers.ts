@@ -1,9 +1,10 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { checkCsrf, clearTokenCookies, readTokenCookie, setTokenCookies, type CookieToken } from './cookies.js'
 import {
-  BadRequestError, CookieConflictError, loggable, SessionNotFoundError, SessionRevokedError, StoreUnavailableError, TokenInvalidError,
+  BadRequestError, CookieConflictError, SessionNotFoundError, SessionRevokedError, StoreUnavailableError, TokenInvalidError,
   TokenMissingError, UnsupportedMediaTypeError
 } from './errors.js'
+import { loggable } from './log.js'
 import type { ResolvedOptions } from './options.js'
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MAX_TOKEN_LENGTH } from './schemas.js'
 import type { IssuedTokens, SessionRef, Sessions } from './sessions.js'

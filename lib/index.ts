@@ -179,10 +179,10 @@ export type {
  * ```
  */
 export * as errors from './errors.js'
-export { ACCESS_TOKEN_TYPE, REFRESH_TOKEN_TYPE, type Claims } from './tokens.js'
+export { ACCESS_TOKEN_TYPE, REFRESH_TOKEN_TYPE } from './tokens.js'
 export { ALGORITHMS, type AccessTokenKey, type Algorithm } from './keys.js'
 export type {
-  AuditEvent, AuditHook, AuditHookName, AuditHooks, ClientInfoOptions, CookieOptions, Health, IssueOptions, RevokeOptions,
+  AuditEvent, AuditHook, AuditHookName, AuditHooks, Claims, ClientInfoOptions, CookieOptions, Health, IssueOptions, RevokeOptions,
   RoutesOptions, SessionListPage, SessionListResponse, SessionUser, TokenResponse, TokenSessionsApi, TokenSessionsOptions, TokenSet,
   TokenTransport
 } from './types.js'

@@ -1,5 +1,5 @@
 import { createPrivateKey, createPublicKey, KeyObject, X509Certificate, type JsonWebKey } from 'node:crypto'
-import { InvalidOptionError } from './errors.js'
+import { fail } from './invalid-option.js'
 
 /**
  * The algorithms an access-token key may use.
@@ -61,10 +61,6 @@ const HMAC_BYTES: Record<string, number> = { HS256: 32, HS384: 48, HS512: 64 }
 /** Which key types each asymmetric algorithm accepts (`rsa-pss` keys sign only PS256). */
 const KEY_TYPES: Record<string, readonly string[]> = { RS256: ['rsa'], PS256: ['rsa', 'rsa-pss'], ES256: ['ec'], EdDSA: ['ed25519', 'ed448'] }
 const MIN_RSA_BITS = 2048
-
-function fail (option: string, fix: string): never {
-  throw new InvalidOptionError(option, fix)
-}
 
 /**
  * Refuses an HMAC secret that is a public or private key or a certificate, in any usual

@@ -1,4 +1,4 @@
-import { InvalidOptionError } from './errors.js'
+import { fail } from './invalid-option.js'
 import type { RedisClient } from './stores/redis.js'
 import type { SessionStore } from './stores/store.js'
 import { refuseKeyMaterial, resolveAccessKeys } from './keys.js'
@@ -104,10 +104,6 @@ const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
 const STORE_METHODS = ['create', 'rotate', 'revoke', 'revokeAll', 'list', 'isLive', 'revocations', 'watchRevocations', 'time', 'ping', 'close'] as const
 /** A web origin: scheme, host and optional port, nothing else. */
 const ORIGIN = /^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$|^https?:\/\/\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/
-
-function fail (option: string, fix: string): never {
-  throw new InvalidOptionError(option, fix)
-}
 
 /**
  * Checks every option once, at registration, and returns them frozen with defaults filled

@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { StoreClock } from './clock.js'
-import { loggable, StoreUnavailableError } from './errors.js'
+import { StoreUnavailableError } from './errors.js'
+import { loggable } from './log.js'
 import type { Revocation, SessionStore, UserRevocation } from './stores/store.js'
 
 /** How soon a failed reload is tried again while the feed is connected. */

@@ -7,9 +7,9 @@ import type { ResolvedOptions } from './options.js'
 import type { RevocationList } from './revocations.js'
 import type { ClientInfo, PresentedToken, SessionPage, SessionStore } from './stores/store.js'
 import {
-  checkClaims, checkUserId, hashId, isSessionId, newRefreshId, newSessionId, successorId, type Claims, type TokenCodec
+  checkClaims, checkUserId, hashId, isSessionId, newRefreshId, newSessionId, successorId, type TokenCodec
 } from './tokens.js'
-import type { IssueOptions, SessionUser, TokenSet } from './types.js'
+import type { Claims, IssueOptions, SessionUser, TokenSet } from './types.js'
 
 /** A token set before the HTTP layer decides how it travels. */
 export type IssuedTokens = Omit<TokenSet, 'transport'>

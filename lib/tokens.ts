@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify'
 import { CLOCK_TOLERANCE_MS } from './clock.js'
 import { SessionExpiredError, TokenExpiredError, TokenInvalidError } from './errors.js'
 import { derivedKey, type ResolvedKey } from './keys.js'
-import type { SessionUser } from './types.js'
+import type { Claims, SessionUser } from './types.js'
 
 /**
  * The JOSE `typ` header of an access token (RFC 9068).
@@ -47,17 +47,6 @@ export interface TokenKeys {
   /** A KeyObject, made once: an HMAC keyed with raw bytes imports them again on each call. */
   successor: KeyObject
 }
-
-/**
- * The app's own claims, copied into every access token of the session.
- *
- * @example
- * ```ts
- * const claims: Claims = { role: 'admin', tenant: 'acme' }
- * await reply.issueTokens(user.id, { claims })
- * ```
- */
-export type Claims = Record<string, unknown>
 
 /** What a verified refresh token says. */
 export interface RefreshClaims {

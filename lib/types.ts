@@ -3,7 +3,6 @@ import type { FastifyRequest, onRequestAsyncHookHandler, RouteHandlerMethod } fr
 import type { AccessTokenKey } from './keys.js'
 import type { RedisClient } from './stores/redis.js'
 import type { SessionInfo, SessionStore } from './stores/store.js'
-import type { Claims } from './tokens.js'
 
 /**
  * The authenticated user, set on `request.user` by `fastify.authenticate`. Add the claims
@@ -60,6 +59,17 @@ export interface TokenSet {
  * ```
  */
 export type TokenTransport = 'cookie' | 'body'
+
+/**
+ * The app's own claims, copied into every access token of the session.
+ *
+ * @example
+ * ```ts
+ * const claims: Claims = { role: 'admin', tenant: 'acme' }
+ * await reply.issueTokens(user.id, { claims })
+ * ```
+ */
+export type Claims = Record<string, unknown>
 
 /**
  * Options of `reply.issueTokens` and `fastify.tokenSessions.issue`.

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { LogCapture, buildApp, login, refresh } from './helpers/app.js'
-import { loggable } from '../lib/errors.js'
+import { loggable } from '../lib/log.js'
 import { payloadOf } from './helpers/jwt.js'
 import { startRedis } from './helpers/redis.js'
 

@@ -91,15 +91,20 @@ function read (name: string): string {
   return readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8')
 }
 
-/**
- * A script, with each `--@include <part>` line replaced by that part (now.lua, prune.lua,
- * judge.lua, announce.lua). A script includes only the parts it uses, where it uses them:
- * a helper defined at the top would be made anew, as a closure, on every call, and rotate,
- * which runs on every refresh, needs its helpers only when it detects a replay or theft.
- * Line ends may be CRLF (a checkout on Windows).
- */
+/** A script as Redis runs it: its `--@include` lines replaced by their parts (see {@link inlineIncludes}). */
 function lua (name: string): string {
-  return read(name).replace(/^[ \t]*--@include (\w+)\r?$/gm, (_line, part: string) => read(part))
+  return inlineIncludes(read(name), read)
+}
+
+/**
+ * A script's source with each `--@include <part>` line replaced by that part (now.lua,
+ * prune.lua, judge.lua, announce.lua). A script includes only the parts it uses, where it
+ * uses them: a helper defined at the top would be made anew, as a closure, on every call,
+ * and rotate, which runs on every refresh, needs its helpers only when it detects a replay
+ * or theft. Line ends may be CRLF (a checkout on Windows); the line may be indented.
+ */
+export function inlineIncludes (source: string, part: (name: string) => string): string {
+  return source.replace(/^[ \t]*--@include (\w+)\r?$/gm, (_line, name: string) => part(name))
 }
 
 const SCRIPTS = {

@@ -1,17 +1,26 @@
--- KEYS[1] session, KEYS[2] index, KEYS[3] stamp, KEYS[4] revoked.
--- ARGV[1] session id, ARGV[2] token hash, ARGV[3] ttl (ms), ARGV[4] max lifetime (ms),
--- ARGV[5] user agent (first part), ARGV[6] user agent (second part), ARGV[7] ip,
--- ARGV[8] label, ARGV[9] agent tag ('' for none), ARGV[10] when the credentials were
--- checked (ms, '' for no check), ARGV[11] most sessions per user, ARGV[12] session key
--- prefix, ARGV[13] channel, ARGV[14] remember (ms).
+-- Records a new session and, beyond the cap, ends the user's sessions nearest their end.
+local session = KEYS[1]
+local index = KEYS[2]
+local stamp = KEYS[3]             -- the user's latest revocation of every session
+local revoked = KEYS[4]
+local sessionId = ARGV[1]
+local tokenHash = ARGV[2]
+local ttlMs = tonumber(ARGV[3])
+local maxTtlMs = tonumber(ARGV[4])
+-- ARGV[5] to ARGV[9]: user agent (first part), user agent (second part), ip, label and
+-- agent tag, each '' for none.
+local checked = tonumber(ARGV[10]) -- when the credentials were checked (ms; '' for no check)
+local maxSessions = tonumber(ARGV[11])
+local sessionPrefix = ARGV[12]
+local channel = ARGV[13]
+local remember = tonumber(ARGV[14])
 -- Returns {ttl, start, ended id, ...}, or {-1} when a revocation of every session of the
 -- user came after the credentials were checked (a login racing a password change).
 --@include now
 local floor = now
-local stamp = redis.call('GET', KEYS[3])
-if stamp then
-  local at = tonumber(string.match(stamp, '^u:(%d+):'))
-  local checked = tonumber(ARGV[10])
+local latest = redis.call('GET', stamp)
+if latest then
+  local at = tonumber(string.match(latest, '^u:(%d+):'))
   if checked and at > checked then
     return {-1}
   end
@@ -19,15 +28,15 @@ if stamp then
 end
 -- Starts are unique and ordered per user: after the user's newest session and after the
 -- latest revocation of all of them, whatever the clock did meanwhile.
-local newest = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(0', 'WITHSCORES', 'LIMIT', 0, 1)
+local newest = redis.call('ZRANGEBYSCORE', index, '-inf', '(0', 'WITHSCORES', 'LIMIT', 0, 1)
 if newest[2] then
   floor = math.max(floor, 1 - tonumber(newest[2]))
 end
 local start = floor
-local ttl = math.min(tonumber(ARGV[3]), tonumber(ARGV[4]))
+local ttl = math.min(ttlMs, maxTtlMs)
 -- The absolute end is the start plus the maximum lifetime, and the last use the start
 -- until a rotation records one: neither is stored (every byte counts, times 100,000s).
-local fields = {'c', ARGV[2]}
+local fields = {'c', tokenHash}
 local optional = {'a', 'b', 'i', 'l', 'g'}
 for n = 1, 5 do
   if ARGV[4 + n] ~= '' then
@@ -35,31 +44,31 @@ for n = 1, 5 do
     table.insert(fields, ARGV[4 + n])
   end
 end
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('ZADD', KEYS[2], now + ttl, ARGV[1], -start, '.' .. ARGV[1])
-if redis.call('PTTL', KEYS[2]) < ttl then
-  redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('HSET', session, unpack(fields))
+redis.call('PEXPIRE', session, ttl)
+redis.call('ZADD', index, now + ttl, sessionId, -start, '.' .. sessionId)
+if redis.call('PTTL', index) < ttl then
+  redis.call('PEXPIRE', index, ttl)
 end
 --@include prune
-prune(KEYS[2], now)
+prune(index, now)
 local result = {ttl, start}
 -- Beyond the cap, end the sessions nearest their end (with one idle timeout for all, the
 -- least recently used), at most a hundred a login, never the new one.
 -- Only live sessions count: expired ones pruning has not reached yet are not ended again.
-local over = redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf') - tonumber(ARGV[11])
+local over = redis.call('ZCOUNT', index, '(' .. now, '+inf') - maxSessions
 if over > 0 then
   local ended = {}
   local most = math.min(over, 100)
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. now, '+inf', 'LIMIT', 0, most + 1)) do
-    if id ~= ARGV[1] and #ended < most then
-      redis.call('DEL', ARGV[12] .. id)
-      redis.call('ZREM', KEYS[2], id, '.' .. id)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', index, '(' .. now, '+inf', 'LIMIT', 0, most + 1)) do
+    if id ~= sessionId and #ended < most then
+      redis.call('DEL', sessionPrefix .. id)
+      redis.call('ZREM', index, id, '.' .. id)
       table.insert(ended, id)
       table.insert(result, id)
     end
   end
   --@include announce
-  announce(KEYS[4], ARGV[13], ended, now, tonumber(ARGV[14]))
+  announce(revoked, channel, ended, now, remember)
 end
 return result

@@ -1,6 +1,9 @@
--- KEYS[1] session, KEYS[2] index. ARGV[1] session id.
--- Returns 1 while the session is live: its hash and its start in the index both exist.
-if redis.call('ZSCORE', KEYS[2], '.' .. ARGV[1]) and redis.call('EXISTS', KEYS[1]) == 1 then
+-- Whether a session is live: its hash and its start in the index both exist.
+local session = KEYS[1]
+local index = KEYS[2]
+local sessionId = ARGV[1]
+-- Returns 1 while live, else 0.
+if redis.call('ZSCORE', index, '.' .. sessionId) and redis.call('EXISTS', session) == 1 then
   return 1
 end
 return 0

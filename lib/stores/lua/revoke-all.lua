@@ -1,7 +1,17 @@
--- KEYS[1] index, KEYS[2] guard session, KEYS[3] spared session, KEYS[4] stamp, KEYS[5] revoked.
--- ARGV[1] user id, ARGV[2] guard session id ('' for no guard), ARGV[3] spared session id
--- ('' for none), ARGV[4] channel, ARGV[5] remember (ms), ARGV[6] the presented refresh
--- token's hash ('' for none), ARGV[7] grace (ms), ARGV[8] agent tag ('' for none).
+-- Ends every session of a user at once (but one), by one stamp.
+local index = KEYS[1]
+local guard = KEYS[2]             -- the session that must be live ('' id for no guard)
+local spare = KEYS[3]             -- the session to spare
+local stamp = KEYS[4]
+local revoked = KEYS[5]
+local userId = ARGV[1]
+local guardId = ARGV[2]
+local spareId = ARGV[3]           -- '' for none
+local channel = ARGV[4]
+local remember = tonumber(ARGV[5])
+local presented = ARGV[6]         -- the guard's presented refresh token hash ('' for none)
+local graceMs = tonumber(ARGV[7])
+local agent = ARGV[8]             -- '' for none
 -- Returns {the stamp's time, the spared session id ('' when none was live)}: every session
 -- that started before that time is over but the spared one; -1 if the guard session is not
 -- live; -2 if the presented token was superseded (reuse: the guard session alone is revoked).
@@ -11,18 +21,18 @@
 --@include now
 --@include announce
 local function live(id)
-  return redis.call('ZSCORE', KEYS[1], '.' .. id)
+  return redis.call('ZSCORE', index, '.' .. id)
 end
-if ARGV[2] ~= '' then
-  if not (live(ARGV[2]) and redis.call('EXISTS', KEYS[2]) == 1) then
+if guardId ~= '' then
+  if not (live(guardId) and redis.call('EXISTS', guard) == 1) then
     return -1
   end
-  if ARGV[6] ~= '' then
+  if presented ~= '' then
     --@include judge
-    if judge(redis.call('HMGET', KEYS[2], 'c', 'p', 'r', 'g'), ARGV[6], tonumber(ARGV[7]), ARGV[8], now) == 'superseded' then
-      redis.call('DEL', KEYS[2])
-      redis.call('ZREM', KEYS[1], ARGV[2], '.' .. ARGV[2])
-      announce(KEYS[5], ARGV[4], {ARGV[2]}, now, tonumber(ARGV[5]))
+    if judge(redis.call('HMGET', guard, 'c', 'p', 'r', 'g'), presented, graceMs, agent, now) == 'superseded' then
+      redis.call('DEL', guard)
+      redis.call('ZREM', index, guardId, '.' .. guardId)
+      announce(revoked, channel, {guardId}, now, remember)
       return -2
     end
   end
@@ -30,40 +40,39 @@ end
 -- After every session that started so far and the previous stamp, whatever the clock did
 -- meanwhile (a failover to a server whose clock is behind).
 local at = now
-local newest = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(0', 'WITHSCORES', 'LIMIT', 0, 1)
+local newest = redis.call('ZRANGEBYSCORE', index, '-inf', '(0', 'WITHSCORES', 'LIMIT', 0, 1)
 if newest[2] then
   at = math.max(at, 1 - tonumber(newest[2]))
 end
-local previous = redis.call('GET', KEYS[4])
+local previous = redis.call('GET', stamp)
 if previous then
   at = math.max(at, tonumber(string.match(previous, '^u:(%d+):')))
 end
 local spared = ''
 local kept
-if ARGV[3] ~= '' then
-  local started = live(ARGV[3])
-  if started and redis.call('EXISTS', KEYS[3]) == 1 then
-    spared = ARGV[3]
-    kept = {redis.call('ZSCORE', KEYS[1], spared), started, redis.call('PTTL', KEYS[3])}
+if spareId ~= '' then
+  local started = live(spareId)
+  if started and redis.call('EXISTS', spare) == 1 then
+    spared = spareId
+    kept = {redis.call('ZSCORE', index, spared), started, redis.call('PTTL', spare)}
   end
 end
-redis.call('UNLINK', KEYS[1])
+redis.call('UNLINK', index)
 if kept then
-  redis.call('ZADD', KEYS[1], kept[1], spared, kept[2], '.' .. spared)
-  redis.call('PEXPIRE', KEYS[1], kept[3])
+  redis.call('ZADD', index, kept[1], spared, kept[2], '.' .. spared)
+  redis.call('PEXPIRE', index, kept[3])
 end
 -- The stamp: "u:<at>:<spared>:<user id>", remembered and announced like a revoked session,
 -- and kept under the user's tag, where logins check it and the next stamp replaces it.
-local remember = tonumber(ARGV[5])
-local member = 'u:' .. at .. ':' .. spared .. ':' .. ARGV[1]
+local member = 'u:' .. at .. ':' .. spared .. ':' .. userId
 if previous then
-  redis.call('ZREM', KEYS[5], previous)
+  redis.call('ZREM', revoked, previous)
 end
-redis.call('SET', KEYS[4], member, 'PX', at + remember - now)
-redis.call('ZADD', KEYS[5], at + remember, member)
-redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
-if redis.call('PTTL', KEYS[5]) < remember then
-  redis.call('PEXPIRE', KEYS[5], remember)
+redis.call('SET', stamp, member, 'PX', at + remember - now)
+redis.call('ZADD', revoked, at + remember, member)
+redis.call('ZREMRANGEBYSCORE', revoked, '-inf', now)
+if redis.call('PTTL', revoked) < remember then
+  redis.call('PEXPIRE', revoked, remember)
 end
-redis.call('PUBLISH', ARGV[4], (at + remember) .. ' ' .. member)
+redis.call('PUBLISH', channel, (at + remember) .. ' ' .. member)
 return {at, spared}

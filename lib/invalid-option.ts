@@ -1,0 +1,13 @@
+import { InvalidOptionError } from './errors.js'
+
+/**
+ * Fails registration for a bad option, naming it and the fix (`FTS_INVALID_OPTION`).
+ *
+ * @example
+ * ```ts
+ * if (typeof value !== 'boolean') fail('cookies.clearSiteData', 'must be a boolean')
+ * ```
+ */
+export function fail (option: string, fix: string): never {
+  throw new InvalidOptionError(option, fix)
+}
