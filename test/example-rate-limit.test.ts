@@ -1,0 +1,146 @@
+import t from 'tap'
+import type { Test } from 'tap'
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
+import { MemoryStore } from 'fastify-token-sessions'
+import { loadConfig } from '../example-app/src/config.js'
+import { PASSWORD, appStarter, assertError, call, loginNative, refreshNative, register, type Call } from './helpers/example-app.js'
+import { freePort, startRedis } from './helpers/redis.js'
+
+// The example app's rate limits on login, registration and refresh, counted where every instance sees them.
+const redis = await startRedis(t)
+const startApp = appStarter(redis)
+
+/**
+ * One request from another loopback address (all of 127/8 is local on Linux): a second
+ * client with its own IP, over real HTTP, without trusting any forwarding header.
+ */
+async function callFrom (
+  localAddress: string, base: string, method: string, path: string,
+  options: { json?: unknown, headers?: Record<string, string> } = {}
+): Promise<{ status: number, headers: IncomingHttpHeaders, body: any }> {
+  const target = new URL(path, base)
+  const payload = options.json === undefined ? undefined : JSON.stringify(options.json)
+  const headers: Record<string, string> = { ...options.headers }
+  if (payload !== undefined) headers['content-type'] = 'application/json'
+  return await new Promise((resolve, reject) => {
+    const request = httpRequest({ host: target.hostname, port: target.port, path: target.pathname, method, headers, localAddress }, (response) => {
+      let text = ''
+      response.setEncoding('utf8')
+      response.on('data', (chunk: string) => { text += chunk })
+      response.on('end', () => {
+        const isJson = (response.headers['content-type'] ?? '').startsWith('application/json')
+        resolve({ status: response.statusCode ?? 0, headers: response.headers, body: isJson ? JSON.parse(text) : text })
+      })
+    })
+    request.on('error', reject)
+    request.end(payload)
+  })
+}
+
+/** A 429 in the app's error shape, with the limiter's headers. */
+function assertLimited (t: Test, response: Call, limit: number, label: string): void {
+  assertError(t, response, 429, 'RATE_LIMITED', label)
+  t.equal(response.body.message, 'Too many requests; retry later', `${label}: a fixed message`)
+  const retryAfter = Number(response.headers.get('retry-after'))
+  t.ok(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60, `${label}: Retry-After in seconds within the minute (${String(response.headers.get('retry-after'))})`)
+  t.equal(response.headers.get('x-ratelimit-limit'), String(limit), `${label}: the limit is announced`)
+  t.equal(response.headers.get('x-ratelimit-remaining'), '0', `${label}: nothing remains`)
+}
+
+t.test('rate limit: a burst of bad refresh tokens from one IP gets 429 after RATE_LIMIT_REFRESH, counted in Redis', async (t) => {
+  const { url, keyPrefix } = await startApp(t, { RATE_LIMIT_REFRESH: '5' })
+  await register(url, 'alice')
+  const alice = await loginNative(url, 'alice')
+  const client = redis.client()
+  t.teardown(() => client.quit())
+
+  for (let i = 1; i <= 5; i++) {
+    const guess = await refreshNative(url, `guess-${i}`)
+    assertError(t, guess, 401, 'FTS_TOKEN_INVALID', `guess ${i} of 5 reaches the plugin`)
+    t.equal(guess.headers.get('x-ratelimit-remaining'), String(5 - i), `guess ${i}: ${5 - i} left`)
+  }
+  assertLimited(t, await refreshNative(url, 'guess-6'), 5, 'the 6th guess')
+  assertLimited(t, await refreshNative(url, alice.refreshToken), 5,
+    'a real token from the same IP: the limit is per IP, whatever the token')
+  assertLimited(t, await call(url, 'POST', '/auth/refresh', { json: { refreshToken: 'guess-7' }, headers: { 'x-forwarded-for': '203.0.113.9' } }), 5,
+    'X-Forwarded-For buys no fresh limit: the app trusts no proxy')
+
+  const key = `${keyPrefix}rate-limit:POST/auth/refresh-127.0.0.1`
+  t.same((await client.keys(`${keyPrefix}rate-limit:*`)).sort(), [
+    `${keyPrefix}rate-limit:POST/auth/login-127.0.0.1`, key, `${keyPrefix}rate-limit:POST/auth/register-127.0.0.1`
+  ],
+  'the counters are in the sessions\' Redis, under KEY_PREFIX, one per route and IP')
+  t.equal(await client.get(key), '8', 'every attempt counted, the refused ones too')
+  const ttl = await client.pttl(key)
+  t.ok(ttl > 0 && ttl <= 60_000, `the counter expires with its one-minute window (PTTL ${ttl})`)
+
+  const other = await callFrom('127.0.0.2', url, 'POST', '/auth/refresh', { json: { refreshToken: alice.refreshToken } })
+  t.equal(other.status, 200, 'another IP is not limited, and the refused real token was never used')
+  t.type(other.body.refreshToken, 'string')
+  t.equal(await client.get(`${keyPrefix}rate-limit:POST/auth/refresh-127.0.0.2`), '1', 'it has a counter of its own')
+  const login = await call(url, 'POST', '/auth/login', { json: { username: 'alice', password: PASSWORD } })
+  t.equal(login.status, 200, 'the limited IP can still log in: each route counts apart')
+})
+
+t.test('rate limit: a burst of bad logins from one IP gets 429 after RATE_LIMIT_LOGIN, even with the right password', async (t) => {
+  const { url, keyPrefix } = await startApp(t, { RATE_LIMIT_LOGIN: '3' })
+  await register(url, 'alice')
+  const client = redis.client()
+  t.teardown(() => client.quit())
+
+  const wrong = { username: 'alice', password: 'wrong password' }
+  assertError(t, await call(url, 'POST', '/auth/login', { json: wrong }), 401, 'INVALID_CREDENTIALS', 'wrong password 1')
+  assertError(t, await call(url, 'POST', '/auth/login', { json: { username: 'alice' } }), 400, 'FST_ERR_VALIDATION', 'a malformed login counts too')
+  assertError(t, await call(url, 'POST', '/auth/login', { json: wrong }), 401, 'INVALID_CREDENTIALS', 'wrong password 2')
+  const limited = await call(url, 'POST', '/auth/login', { json: { username: 'alice', password: PASSWORD } })
+  assertLimited(t, limited, 3, 'the right password after the limit')
+  t.equal(limited.headers.getSetCookie().length, 0, 'no session started')
+  t.equal(await client.get(`${keyPrefix}rate-limit:POST/auth/login-127.0.0.1`), '4', 'the login counter is in Redis')
+  t.same((await client.keys(`${keyPrefix}{*`)), [], 'no session was created in Redis by any of them')
+
+  const other = await callFrom('127.0.0.2', url, 'POST', '/auth/login', { json: { username: 'alice', password: PASSWORD }, headers: { 'x-token-transport': 'body' } })
+  t.equal(other.status, 200, 'another IP logs in')
+  t.type(other.body.accessToken, 'string')
+  t.equal((await call(url, 'POST', '/auth/register', { json: { username: 'bob', password: PASSWORD } })).status, 201,
+    'routes without a limit are not affected')
+})
+
+t.test('rate limit: without Redis the counters are in memory', async (t) => {
+  const closedPort = await freePort()
+  const { app, url, keyPrefix } = await startApp(t, { REDIS_URL: `redis://127.0.0.1:${closedPort}`, RATE_LIMIT_REFRESH: '2' })
+  t.ok(app.tokenSessions.store instanceof MemoryStore, 'sessions live in memory')
+  assertError(t, await refreshNative(url, 'guess-1'), 401, 'FTS_TOKEN_INVALID', 'guess 1')
+  assertError(t, await refreshNative(url, 'guess-2'), 401, 'FTS_TOKEN_INVALID', 'guess 2')
+  assertLimited(t, await refreshNative(url, 'guess-3'), 2, 'guess 3')
+  const client = redis.client()
+  t.teardown(() => client.quit())
+  t.same(await client.keys(`${keyPrefix}*`), [], 'nothing in the test\'s Redis')
+})
+
+t.test('rate limit: while Redis is down, login fails closed before the password is checked', async (t) => {
+  const outage = await startRedis(t)
+  const { url, logs } = await startApp(t, { REDIS_URL: outage.url })
+  await register(url, 'alice')
+  await outage.stop()
+  // Were the login run uncounted, a wrong password would answer 401 and the right one 503.
+  const wrong = await call(url, 'POST', '/auth/login', { json: { username: 'alice', password: 'wrong password' } })
+  assertError(t, wrong, 503, 'FTS_STORE_UNAVAILABLE', 'a wrong password while the limiter cannot count')
+  t.equal(wrong.headers.get('retry-after'), '1', 'with a hint when to retry')
+  t.equal(wrong.headers.get('x-ratelimit-limit'), null, 'the limiter did not count it')
+  const logged = logs.entries().filter((entry) => entry.msg === 'session store unavailable')
+  t.equal(logged.length, 1, 'the failure is logged once')
+  t.equal(logged[0]?.level, 50, 'as an error')
+  t.type((logged[0]?.err as { message?: unknown } | undefined)?.message, 'string', 'with its cause')
+  assertError(t, await refreshNative(url, 'guess'), 503, 'FTS_STORE_UNAVAILABLE', 'a refresh while the limiter cannot count')
+})
+
+t.test('rate limit config', async (t) => {
+  t.match(loadConfig({}), { rateLimitLogin: 10, rateLimitRefresh: 60 }, 'defaults: 10 logins and 60 refreshes per minute')
+  t.match(loadConfig({ RATE_LIMIT_LOGIN: '1', RATE_LIMIT_REFRESH: '1000000' }), { rateLimitLogin: 1, rateLimitRefresh: 1_000_000 }, 'both read')
+  for (const name of ['RATE_LIMIT_LOGIN', 'RATE_LIMIT_REFRESH']) {
+    for (const bad of ['0', '-1', '1.5', 'ten', '1e3', '1000001']) {
+      t.throws(() => loadConfig({ [name]: bad }), { name: 'ConfigError', message: new RegExp(`^${name} must be a whole number from 1 to 1000000`) },
+        `${name}=${JSON.stringify(bad)} refuses`)
+    }
+  }
+})
