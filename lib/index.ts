@@ -83,7 +83,7 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
   const { store, owned } = buildStore(fastify, options)
   const clock = new StoreClock(() => store.time(), fastify.log)
   const codec = await createTokenCodec(fastify, { ...options, now: () => clock.now() })
-  const revocations = new RevocationList(store, clock, options.revocationFeed, fastify.log)
+  const revocations = new RevocationList(store.revocationFeed, clock, options.revocationFeed, fastify.log)
   const sessions = new Sessions(options, codec, store, revocations, clock, createEmitter(options.hooks, fastify.log), fastify.log)
   const handlers = createHandlers(options, sessions, revocations)
   fastify.addHook('onClose', async () => {
@@ -164,7 +164,7 @@ export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js'
 export { RedisStore, DEFAULT_KEY_PREFIX, type RedisClient, type RedisStoreOptions } from './stores/redis.js'
 export type {
   SessionStore, NewSession, CreateOutcome, RotateRequest, RotateOutcome, RevokeRequest, PresentedToken, RevokeAllOptions, RevokeAllOutcome,
-  PageRequest, SessionPage, ClientInfo, SessionInfo, Revocation, SessionRevocation, UserRevocation, RevocationListener
+  PageRequest, SessionPage, ClientInfo, SessionInfo, Revocation, SessionRevocation, UserRevocation, RevocationFeed, RevocationListener
 } from './stores/store.js'
 /**
  * Every error the plugin sends, each a `@fastify/error` constructor with a stable `code`.

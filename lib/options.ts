@@ -101,7 +101,8 @@ const KNOWN_OPTIONS = new Set<string>([
 ])
 const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
-const STORE_METHODS = ['create', 'rotate', 'revoke', 'revokeAll', 'list', 'isLive', 'revocations', 'watchRevocations', 'time', 'ping', 'close'] as const
+const STORE_METHODS = ['create', 'rotate', 'revoke', 'revokeAll', 'list', 'isLive', 'time', 'ping', 'close'] as const
+const FEED_METHODS = ['revocations', 'watch'] as const
 /** A web origin: scheme, host and optional port, nothing else. */
 const ORIGIN = /^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$|^https?:\/\/\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/
 
@@ -255,6 +256,10 @@ function resolveStore (options: TokenSessionsOptions): Pick<ResolvedOptions, 'st
   if (store !== undefined) {
     if (store === null || typeof store !== 'object' || STORE_METHODS.some((m) => typeof store[m] !== 'function')) {
       fail('store', `must implement SessionStore (${STORE_METHODS.join(', ')}), e.g. new RedisStore({ client })`)
+    }
+    const feed: unknown = store.revocationFeed
+    if (feed === null || typeof feed !== 'object' || FEED_METHODS.some((m) => typeof (feed as Record<string, unknown>)[m] !== 'function')) {
+      fail('store', `must have a revocationFeed (${FEED_METHODS.join(', ')})`)
     }
     if (keyPrefix !== undefined) fail('keyPrefix', 'goes to the RedisStore you pass as store, not to the plugin')
   }

@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { StoreClock } from './clock.js'
 import { StoreUnavailableError } from './errors.js'
 import { loggable } from './log.js'
-import type { Revocation, SessionStore, UserRevocation } from './stores/store.js'
+import type { Revocation, RevocationFeed, UserRevocation } from './stores/store.js'
 
 /** How soon a failed reload is tried again while the feed is connected. */
 const RELOAD_RETRY = 1000
@@ -28,7 +28,7 @@ export interface RevocationListOptions {
 export class RevocationList {
   readonly #revoked = new Map<string, number>()
   readonly #users = new Map<string, UserRevocation>()
-  readonly #store: SessionStore
+  readonly #feed: RevocationFeed
   readonly #clock: StoreClock
   readonly #options: RevocationListOptions
   readonly #log: FastifyBaseLogger
@@ -40,8 +40,8 @@ export class RevocationList {
   #firstLoad: (() => void) | undefined
   #lastSweep = 0
 
-  constructor (store: SessionStore, clock: StoreClock, options: RevocationListOptions, log: FastifyBaseLogger) {
-    this.#store = store
+  constructor (feed: RevocationFeed, clock: StoreClock, options: RevocationListOptions, log: FastifyBaseLogger) {
+    this.#feed = feed
     this.#clock = clock
     this.#options = options
     this.#log = log
@@ -53,7 +53,7 @@ export class RevocationList {
    */
   async start (timeoutMs: number): Promise<void> {
     const loaded = new Promise<void>((resolve) => { this.#firstLoad = resolve })
-    const watching = this.#store.watchRevocations({
+    const watching = this.#feed.watch({
       revoked: (revocations) => this.#add(revocations),
       connected: () => {
         this.#connected = true
@@ -144,7 +144,7 @@ export class RevocationList {
 
   async #reload (): Promise<void> {
     try {
-      this.#add(await this.#store.revocations())
+      this.#add(await this.#feed.revocations())
     } catch (err) {
       this.#log.warn({ err: loggable(err) }, 'revocation list reload failed; retrying')
       setTimeout(() => { if (this.#connected && !this.#closed) this.#reload() }, RELOAD_RETRY).unref()

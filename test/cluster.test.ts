@@ -75,14 +75,14 @@ t.test('Redis Cluster (three primaries)', async (t) => {
     t.teardown(() => lazy.disconnect())
     let up = (): void => {}
     const connected = new Promise<void>((resolve) => { up = resolve })
-    const stop = await new RedisStore({ client: lazy }).watchRevocations(listener(() => up()))
+    const stop = await new RedisStore({ client: lazy }).revocationFeed.watch(listener(() => up()))
     await connected
     t.equal(lazy.status, 'ready', 'a lazyConnect client is connected by the feed, as by any command')
     await stop()
     const fresh = cluster()
     t.teardown(() => fresh.quit())
     const waiting = fresh.listenerCount('ready')
-    const stopEarly = await new RedisStore({ client: fresh }).watchRevocations(listener(() => t.fail('connected after stop')))
+    const stopEarly = await new RedisStore({ client: fresh }).revocationFeed.watch(listener(() => t.fail('connected after stop')))
     t.equal(fresh.listenerCount('ready'), waiting + 1, 'a client just created knows no node: the feed waits for it')
     await stopEarly()
     t.equal(fresh.listenerCount('ready'), waiting, 'stopped, it waits no more')

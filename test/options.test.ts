@@ -33,6 +33,8 @@ t.test('bad options fail registration and name the option', async (t) => {
     [{ ...ok, reuseGrace: '5' }, 'reuseGrace'],
     [{ ...ok, store: new MemoryStore(), redis: 'redis://x' }, 'store'],
     [{ ...ok, store: { create () {} } }, 'store'],
+    [{ ...ok, store: storeWithFeed(undefined) }, 'store'],
+    [{ ...ok, store: storeWithFeed({ revocations: async () => [] }) }, 'store'],
     [{ ...ok, store: new MemoryStore(), keyPrefix: 'x:' }, 'keyPrefix'],
     [{ ...ok, redis: 'http://localhost' }, 'redis'],
     [{ ...ok, redis: {} }, 'redis'],
@@ -69,6 +71,14 @@ t.test('bad options fail registration and name the option', async (t) => {
   ]
   for (const [options, option] of cases) await refused(t, options, option)
 })
+
+/** Every method of a session store, and `revocationFeed` as given (a store missing its feed). */
+function storeWithFeed (revocationFeed: unknown): Record<string, unknown> {
+  const store = new MemoryStore()
+  store.close().catch(() => {})
+  const methods = ['create', 'rotate', 'revoke', 'revokeAll', 'list', 'isLive', 'time', 'ping', 'close'] as const
+  return { ...Object.fromEntries(methods.map((name) => [name, store[name].bind(store)])), revocationFeed }
+}
 
 t.test('defaults', async (t) => {
   const options = resolveOptions({ secret: SECRET }, {})

@@ -76,8 +76,7 @@ t.test('a store that never answers, or throws, is a 503 too', async (t) => {
     revokeAll: async (userId) => await memory.revokeAll(userId, { rememberMs: REMEMBER }),
     list: async (userId, page) => await memory.list(userId, page),
     isLive: async (userId, sessionId) => await memory.isLive(userId, sessionId),
-    revocations: async () => await memory.revocations(),
-    watchRevocations: async (listener) => await memory.watchRevocations(listener),
+    revocationFeed: memory.revocationFeed,
     time: async () => await memory.time(),
     ping: async () => await new Promise<void>(() => {}),
     close: async () => {}
@@ -101,8 +100,7 @@ t.test('overlapping store calls each get their whole storeTimeout, whatever the 
     revokeAll: async (userId, options) => await memory.revokeAll(userId, options),
     list: async () => await new Promise<never>(() => {}),
     isLive: async (userId, sessionId) => await memory.isLive(userId, sessionId),
-    revocations: async () => await memory.revocations(),
-    watchRevocations: async (listener) => await memory.watchRevocations(listener),
+    revocationFeed: memory.revocationFeed,
     time: async () => await memory.time(),
     ping: async () => {},
     close: async () => {}

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import Fastify from 'fastify'
-import { MemoryStore, type Revocation, type RevocationListener, type SessionStore } from '../lib/index.js'
+import { MemoryStore, type Revocation, type RevocationFeed, type RevocationListener, type SessionStore } from '../lib/index.js'
 import { StoreClock } from '../lib/clock.js'
 import { RevocationList } from '../lib/revocations.js'
 import { LogCapture, buildApp, login, refresh } from './helpers/app.js'
@@ -180,7 +180,7 @@ t.test('the revocation list', async (t) => {
   t.test('forgets a revocation once its access tokens have expired', async (t) => {
     const store = new MemoryStore()
     t.teardown(() => store.close())
-    const list = new RevocationList(store, clockOf(store), { maxOutageMs: 0, onOutage: 'accept' }, silent)
+    const list = new RevocationList(store.revocationFeed, clockOf(store), { maxOutageMs: 0, onOutage: 'accept' }, silent)
     await list.start(1000)
     t.teardown(() => list.close())
     t.ok(list.live)
@@ -204,8 +204,8 @@ t.test('the revocation list', async (t) => {
 
   t.test('a user\'s stamp covers the sessions that started before it but the spared one, until it expires', async (t) => {
     const listeners: RevocationListener[] = []
-    const store = { watchRevocations: async (listener: RevocationListener) => { listeners.push(listener); return async () => {} }, revocations: async () => [] } as unknown as SessionStore
-    const list = new RevocationList(store, new StoreClock(async () => Date.now(), silent), { maxOutageMs: 0, onOutage: 'accept' }, silent)
+    const feed: RevocationFeed = { watch: async (listener: RevocationListener) => { listeners.push(listener); return async () => {} }, revocations: async () => [] }
+    const list = new RevocationList(feed, new StoreClock(async () => Date.now(), silent), { maxOutageMs: 0, onOutage: 'accept' }, silent)
     await list.start(10)
     const now = Date.now()
     listeners[0]?.revoked([{ userId: 'u', startedBefore: 1000, except: 'spared', until: now + 60_000 }])
@@ -224,8 +224,8 @@ t.test('the revocation list', async (t) => {
 
   t.test('keeps the later of two expiries for one session', async (t) => {
     const listeners: RevocationListener[] = []
-    const store = { watchRevocations: async (listener: RevocationListener) => { listeners.push(listener); return async () => {} }, revocations: async () => [] } as unknown as SessionStore
-    const list = new RevocationList(store, new StoreClock(async () => Date.now(), silent), { maxOutageMs: 0, onOutage: 'accept' }, silent)
+    const feed: RevocationFeed = { watch: async (listener: RevocationListener) => { listeners.push(listener); return async () => {} }, revocations: async () => [] }
+    const list = new RevocationList(feed, new StoreClock(async () => Date.now(), silent), { maxOutageMs: 0, onOutage: 'accept' }, silent)
     await list.start(10)
     const now = Date.now()
     listeners[0]?.revoked([{ sessionId: 's', until: now + 60_000 }])
@@ -242,10 +242,10 @@ t.test('the revocation list', async (t) => {
       if (attempts === 1) throw new Error('store hiccup')
       return [{ sessionId: 'missed', until: Date.now() + 60_000 }]
     }
-    const store = { watchRevocations: async (listener: RevocationListener) => { listeners.push(listener); return async () => {} }, revocations } as unknown as SessionStore
+    const feed: RevocationFeed = { watch: async (listener: RevocationListener) => { listeners.push(listener); return async () => {} }, revocations }
     const logs = new LogCapture()
     const log = Fastify({ logger: { level: 'info', stream: logs } }).log
-    const list = new RevocationList(store, new StoreClock(async () => Date.now(), log), { maxOutageMs: 0, onOutage: 'reject' }, log)
+    const list = new RevocationList(feed, new StoreClock(async () => Date.now(), log), { maxOutageMs: 0, onOutage: 'reject' }, log)
     await list.start(10)
     t.teardown(() => list.close())
     t.throws(() => list.checkFeed(), { code: 'FTS_STORE_UNAVAILABLE' }, 'not loaded yet: down')

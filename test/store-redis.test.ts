@@ -108,7 +108,7 @@ t.test('the revocation feed connects even through a lazyConnect client', async (
   t.teardown(() => lazy.disconnect())
   const store = new RedisStore({ client: lazy })
   const feed = { connected: false }
-  const stop = await store.watchRevocations({ revoked: () => {}, connected: () => { feed.connected = true }, disconnected: () => {} })
+  const stop = await store.revocationFeed.watch({ revoked: () => {}, connected: () => { feed.connected = true }, disconnected: () => {} })
   t.teardown(stop)
   for (let i = 0; i < 100 && !feed.connected; i++) await new Promise((resolve) => setTimeout(resolve, 10))
   t.ok(feed.connected, 'subscribed')

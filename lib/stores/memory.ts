@@ -1,5 +1,5 @@
 import type {
-  ClientInfo, CreateOutcome, NewSession, PageRequest, PresentedToken, Revocation, RevocationListener, RevokeAllOptions, RevokeAllOutcome,
+  ClientInfo, CreateOutcome, NewSession, PageRequest, PresentedToken, Revocation, RevocationFeed, RevocationListener, RevokeAllOptions, RevokeAllOutcome,
   RevokeRequest, RotateOutcome, RotateRequest, SessionInfo, SessionPage, SessionStore
 } from './store.js'
 
@@ -61,6 +61,18 @@ export class MemoryStore implements SessionStore {
   readonly #listeners = new Set<RevocationListener>()
   readonly #now: () => number
   readonly #sweeper: NodeJS.Timeout
+  /** Revocations announced to this process's listeners as they happen; always connected. */
+  readonly revocationFeed: RevocationFeed = {
+    revocations: async () => {
+      const now = this.#now()
+      return [...this.#revoked.values()].filter((revocation) => revocation.until > now)
+    },
+    watch: async (listener) => {
+      this.#listeners.add(listener)
+      listener.connected()
+      return async () => { this.#listeners.delete(listener) }
+    }
+  }
 
   constructor (options: MemoryStoreOptions = {}) {
     this.#now = options.now ?? Date.now
@@ -157,19 +169,8 @@ export class MemoryStore implements SessionStore {
     return this.#live(userId, sessionId, this.#now()) !== undefined
   }
 
-  async revocations (): Promise<Revocation[]> {
-    const now = this.#now()
-    return [...this.#revoked.values()].filter((revocation) => revocation.until > now)
-  }
-
   async time (): Promise<number> {
     return this.#now()
-  }
-
-  async watchRevocations (listener: RevocationListener): Promise<() => Promise<void>> {
-    this.#listeners.add(listener)
-    listener.connected()
-    return async () => { this.#listeners.delete(listener) }
   }
 
   #announce (revocations: Revocation[]): void {

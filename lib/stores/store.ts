@@ -28,7 +28,7 @@ export interface SessionStore {
   rotate (request: RotateRequest): Promise<RotateOutcome>
   /**
    * Deletes one session and, if it was live, announces the revocation (see
-   * {@link SessionStore.watchRevocations}) for `rememberMs`. With `presented`, a superseded
+   * {@link RevocationFeed}) for `rememberMs`. With `presented`, a superseded
    * refresh token is reuse: the session is revoked all the same, and the outcome says so.
    */
   revoke (request: RevokeRequest): Promise<'revoked' | 'missing' | 'reused'>
@@ -43,15 +43,8 @@ export interface SessionStore {
   list (userId: string, page: PageRequest): Promise<SessionPage>
   /** Whether a session is live (for routes that must see a revocation at once). */
   isLive (userId: string, sessionId: string): Promise<boolean>
-  /** Every revocation still remembered: sessions whose access tokens may still be alive. */
-  revocations (): Promise<Revocation[]>
-  /**
-   * Calls `listener` with every revocation any instance announces (logout, revocation,
-   * logout-all, reuse), and tells when the feed connects and disconnects: a listener
-   * reloads {@link SessionStore.revocations} on each connect, for what it missed.
-   * Resolves to a function that stops watching.
-   */
-  watchRevocations (listener: RevocationListener): Promise<() => Promise<void>>
+  /** The revocations this store announces (see {@link RevocationFeed}). */
+  readonly revocationFeed: RevocationFeed
   /** The store's clock, in ms since the epoch: every time the store records is on it. */
   time (): Promise<number>
   /** Resolves when the store answers; rejects when it does not (for health checks). */
@@ -63,6 +56,33 @@ export interface SessionStore {
   evictionPolicy?: () => Promise<string | undefined>
   /** Releases what the store itself created (timers, its own clients). */
   close (): Promise<void>
+}
+
+/**
+ * How the revocations a store records reach every app instance: announced as they happen,
+ * and reloaded after every (re)connect for what the announcements missed. Apart from the
+ * session store contract: sessions are read and changed through the store, and only
+ * instances' in-memory lists listen here.
+ *
+ * @example
+ * ```ts
+ * const stop = await store.revocationFeed.watch({
+ *   revoked: (revocations) => list.add(revocations),
+ *   connected: async () => list.add(await store.revocationFeed.revocations()),
+ *   disconnected: () => log.warn('revocation feed down')
+ * })
+ * ```
+ */
+export interface RevocationFeed {
+  /** Every revocation still remembered: sessions whose access tokens may still be alive. */
+  revocations (): Promise<Revocation[]>
+  /**
+   * Calls `listener` with every revocation any instance announces (logout, revocation,
+   * logout-all, reuse, the cap), and tells when the feed connects and disconnects: a
+   * listener reloads {@link RevocationFeed.revocations} on each connect, for what it
+   * missed. Resolves to a function that stops watching.
+   */
+  watch (listener: RevocationListener): Promise<() => Promise<void>>
 }
 
 /**
@@ -243,8 +263,8 @@ export interface UserRevocation {
  *
  * @example
  * ```ts
- * const stop = await store.watchRevocations({
- *   revoked: (revocations) => { for (const { sessionId } of revocations) denied.add(sessionId) },
+ * const stop = await store.revocationFeed.watch({
+ *   revoked: (revocations) => { for (const revocation of revocations) denied.add(revocation) },
  *   connected: () => reload(),
  *   disconnected: () => log.warn('revocation feed down')
  * })

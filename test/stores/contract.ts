@@ -298,7 +298,7 @@ export function storeContract (t: Test, makeStore: () => Promise<SessionStore>):
   t.test('revocations are announced to every watcher and remembered for a while', async (t) => {
     const announced: Revocation[] = []
     let connected = 0
-    const stop = await store.watchRevocations({
+    const stop = await store.revocationFeed.watch({
       revoked: (revocations) => announced.push(...revocations),
       connected: () => { connected++ },
       disconnected: () => {}
@@ -323,17 +323,17 @@ export function storeContract (t: Test, makeStore: () => Promise<SessionStore>):
     t.ok(stamp !== undefined && Math.abs(stamp.until - (before + REMEMBER)) < 2000, 'until: the stamp + rememberMs')
     const first = announced.find((r) => 'sessionId' in r && r.sessionId === s1)
     t.ok(first !== undefined && first.until >= before + REMEMBER - 1000 && first.until <= Date.now() + REMEMBER + 1000, 'until: now + rememberMs')
-    const reloaded = await store.revocations()
+    const reloaded = await store.revocationFeed.revocations()
     t.same(mine(reloaded), [s1, s3], 'remembered for a reload')
     t.ok(reloaded.some((r) => 'userId' in r && r.userId === u && r.except === s3), 'the stamp too, user id and all')
     await sleep(300)
-    t.same(mine((await store.revocations()).filter((r) => r.until > Date.now())), [s1], 'a short memory runs out')
+    t.same(mine((await store.revocationFeed.revocations()).filter((r) => r.until > Date.now())), [s1], 'a short memory runs out')
   })
 
   t.test('the sessions the cap ends are announced like any revocation', async (t) => {
     const announced: Revocation[] = []
     let connected = 0
-    const stop = await store.watchRevocations({ revoked: (revocations) => announced.push(...revocations), connected: () => { connected++ }, disconnected: () => {} })
+    const stop = await store.revocationFeed.watch({ revoked: (revocations) => announced.push(...revocations), connected: () => { connected++ }, disconnected: () => {} })
     t.teardown(stop)
     await until(() => connected > 0)
     const u = userId('cap-announce')
