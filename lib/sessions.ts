@@ -86,7 +86,8 @@ export class Sessions {
       ...(authenticatedAt === undefined ? {} : { authenticatedAt })
     }))
     if (outcome.status === 'stale') throw new CredentialsStaleError()
-    const endsAt = Math.floor(this.#clock.now() / 1000) + this.#options.sessionMaxLifetime
+    // The absolute end counts from the session's start, as the store counts it.
+    const endsAt = Math.floor(outcome.startedAt / 1000) + this.#options.sessionMaxLifetime
     const tokens = this.#sign(sub, sid, jti, outcome.startedAt, outcome.ttlMs, endsAt, claims)
     await this.#ended(sub, outcome.ended, 'limit', request)
     await this.#emit('onLogin', { userId: sub, sessionId: sid, reason: 'login' }, request)

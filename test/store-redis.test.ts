@@ -131,8 +131,6 @@ t.test('no script walks all of a user\'s sessions: listing, logout-all and the c
   t.same(Object.keys(revokeAll).filter((name) => ['del', 'zrem', 'hmget', 'exists'].includes(name)), [], `logout-all touches no session one by one: ${JSON.stringify(revokeAll)}`)
   t.equal(revokeAll.unlink, 1)
   t.same(await store.list('big', { limit: 100 }), { sessions: [] })
-  const slowlog = await client.call('SLOWLOG', 'GET', '10') as unknown[]
-  t.same(slowlog, [], 'no command of any of it took 10 ms (the default slowlog threshold)')
 })
 
 t.test('a spared session keeps its place and life in the new index', async (t) => {

@@ -85,10 +85,8 @@ export class MemoryStore implements SessionStore {
     const { userId } = session
     const stamp = this.#stampOf(userId, now)
     if (stamp !== undefined && session.authenticatedAt !== undefined && stamp.at > session.authenticatedAt) return { status: 'stale' }
+    const startedAt = this.#afterAll(userId, now)
     const sessions = this.#sessionsOf(userId)
-    // Starts are unique and ordered per user, as in the Redis store.
-    let startedAt = Math.max(now, stamp?.at ?? 0)
-    for (const other of sessions.values()) startedAt = Math.max(startedAt, other.startedAt + 1)
     const ttlMs = Math.min(session.ttlMs, session.maxTtlMs)
     sessions.set(session.sessionId, {
       current: session.tokenHash,
@@ -147,9 +145,8 @@ export class MemoryStore implements SessionStore {
         return { status: 'reused' }
       }
     }
+    const at = this.#afterAll(userId, now)
     const sessions = this.#users.get(userId) ?? new Map<string, MemorySession>()
-    let at = Math.max(now, this.#stampOf(userId, now)?.at ?? 0)
-    for (const session of sessions.values()) at = Math.max(at, session.startedAt + 1)
     const spared = options.except === undefined ? undefined : this.#live(userId, options.except, now)
     for (const sessionId of [...sessions.keys()]) {
       if (sessionId !== options.except || spared === undefined) this.#delete(userId, sessionId)
@@ -205,6 +202,16 @@ export class MemoryStore implements SessionStore {
       .sort(([, a], [, b]) => a.expiresAt - b.expiresAt)
       .slice(0, over)
       .map(([sessionId]) => sessionId)
+  }
+
+  /**
+   * The earliest time a new start or stamp may take, as in the Redis store (ordered.lua):
+   * now, but after the user's newest session and latest stamp.
+   */
+  #afterAll (userId: string, now: number): number {
+    let at = Math.max(now, this.#stampOf(userId, now)?.at ?? 0)
+    for (const session of this.#users.get(userId)?.values() ?? []) at = Math.max(at, session.startedAt + 1)
+    return at
   }
 
   #stampOf (userId: string, now: number): Stamp | undefined {

@@ -97,7 +97,7 @@ function lua (name: string): string {
 
 /**
  * A script's source with each `--@include <part>` line replaced by that part (now.lua,
- * prune.lua, judge.lua, announce.lua). A script includes only the parts it uses, where it
+ * started.lua, ordered.lua, prune.lua, judge.lua, announce.lua). A script includes only the parts it uses, where it
  * uses them: a helper defined at the top would be made anew, as a closure, on every call,
  * and rotate, which runs on every refresh, needs its helpers only when it detects a replay
  * or theft. Line ends may be CRLF (a checkout on Windows); the line may be indented.

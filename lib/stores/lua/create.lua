@@ -17,22 +17,12 @@ local remember = tonumber(ARGV[14])
 -- Returns {ttl, start, ended id, ...}, or {-1} when a revocation of every session of the
 -- user came after the credentials were checked (a login racing a password change).
 --@include now
-local floor = now
-local latest = redis.call('GET', stamp)
-if latest then
-  local at = tonumber(string.match(latest, '^u:(%d+):'))
-  if checked and at > checked then
-    return {-1}
-  end
-  floor = math.max(floor, at)
+--@include ordered
+local at = stamp_time(stamp)
+if at and checked and at > checked then
+  return {-1}
 end
--- Starts are unique and ordered per user: after the user's newest session and after the
--- latest revocation of all of them, whatever the clock did meanwhile.
-local newest = redis.call('ZRANGEBYSCORE', index, '-inf', '(0', 'WITHSCORES', 'LIMIT', 0, 1)
-if newest[2] then
-  floor = math.max(floor, 1 - tonumber(newest[2]))
-end
-local start = floor
+local start = after_all(index, at, now)
 local ttl = math.min(ttlMs, maxTtlMs)
 -- The absolute end is the start plus the maximum lifetime, and the last use the start
 -- until a rotation records one: neither is stored (every byte counts, times 100,000s).

@@ -1,9 +1,10 @@
--- Whether a session is live: its hash and its start in the index both exist.
+-- Whether a session is live.
 local session = KEYS[1]
 local index = KEYS[2]
 local sessionId = ARGV[1]
 -- Returns 1 while live, else 0.
-if redis.call('ZSCORE', index, '.' .. sessionId) and redis.call('EXISTS', session) == 1 then
+--@include started
+if started(index, session, sessionId) then
   return 1
 end
 return 0

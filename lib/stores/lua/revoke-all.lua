@@ -20,11 +20,9 @@ local agent = ARGV[8]             -- '' for none
 -- takes a session for live only while its start is in the index.
 --@include now
 --@include announce
-local function live(id)
-  return redis.call('ZSCORE', index, '.' .. id)
-end
+--@include started
 if guardId ~= '' then
-  if not (live(guardId) and redis.call('EXISTS', guard) == 1) then
+  if not started(index, guard, guardId) then
     return -1
   end
   if presented ~= '' then
@@ -37,24 +35,16 @@ if guardId ~= '' then
     end
   end
 end
--- After every session that started so far and the previous stamp, whatever the clock did
--- meanwhile (a failover to a server whose clock is behind).
-local at = now
-local newest = redis.call('ZRANGEBYSCORE', index, '-inf', '(0', 'WITHSCORES', 'LIMIT', 0, 1)
-if newest[2] then
-  at = math.max(at, 1 - tonumber(newest[2]))
-end
-local previous = redis.call('GET', stamp)
-if previous then
-  at = math.max(at, tonumber(string.match(previous, '^u:(%d+):')))
-end
+--@include ordered
+local previousAt, previous = stamp_time(stamp)
+local at = after_all(index, previousAt, now)
 local spared = ''
 local kept
 if spareId ~= '' then
-  local started = live(spareId)
-  if started and redis.call('EXISTS', spare) == 1 then
+  local start = started(index, spare, spareId)
+  if start then
     spared = spareId
-    kept = {redis.call('ZSCORE', index, spared), started, redis.call('PTTL', spare)}
+    kept = {redis.call('ZSCORE', index, spared), start, redis.call('PTTL', spare)}
   end
 end
 redis.call('UNLINK', index)

@@ -9,7 +9,8 @@ local presented = ARGV[4]         -- the presented refresh token's hash ('' when
 local graceMs = tonumber(ARGV[5])
 local agent = ARGV[6]             -- '' for none
 -- Returns 1 revoked, 0 not live, 2 reused (the presented token was superseded: revoked too).
-local live = redis.call('ZSCORE', index, '.' .. sessionId) and redis.call('EXISTS', session) == 1
+--@include started
+local live = started(index, session, sessionId)
 --@include now
 local outcome = 0
 if live then

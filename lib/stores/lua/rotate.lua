@@ -16,8 +16,8 @@ local maxTtlMs = tonumber(ARGV[9])
 -- Every refresh runs this: the hot path (rotated) calls nothing it does not need, and the
 -- helpers of the theft path are defined in that branch only.
 local s = redis.call('HMGET', session, 'c', 'p', 'r', 'g')
--- A session is live while its hash and its start in the index both are: revoking every
--- session of a user drops the index and leaves the hashes to expire.
+-- Live while its hash and its start in the index both are (as started.lua says), read here
+-- with the fields the rotation needs anyway, in one HMGET.
 local start = s[1] and redis.call('ZSCORE', index, '.' .. sessionId)
 if not start then
   if s[1] then
