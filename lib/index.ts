@@ -1,8 +1,9 @@
 import fp from 'fastify-plugin'
 import fastifyCookie from '@fastify/cookie'
-import type { FastifyInstance, FastifyReply } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { createEmitter } from './audit.js'
 import { StoreClock } from './clock.js'
+import { BadRequestError, UnsupportedMediaTypeError } from './errors.js'
 import { createHandlers, listPage, noteArrival, type Handlers } from './handlers.js'
 import { resolveOptions, type ResolvedOptions, type ResolvedRoutes } from './options.js'
 import { RevocationList } from './revocations.js'
@@ -50,13 +51,34 @@ async function warnIfEvicting (fastify: FastifyInstance, store: SessionStore): P
   fastify.log.warn({ maxmemoryPolicy: policy }, 'fastify-token-sessions: Redis may evict session keys under memory pressure; set maxmemory-policy noeviction')
 }
 
+/** The one body type the plugin's routes accept. */
+const JSON_TYPE = /^application\/json\s*(;|$)/i
+
+/** Rejects bodies that are not JSON before they are parsed. */
+async function requireJson (request: FastifyRequest): Promise<void> {
+  const { 'content-type': type, 'content-length': length, 'transfer-encoding': encoding } = request.headers
+  const hasBody = encoding !== undefined || (length !== undefined && length !== '0')
+  if (!hasBody || (type !== undefined && JSON_TYPE.test(type))) return
+  throw new UnsupportedMediaTypeError()
+}
+
+/** The routes' JSON parser: an empty body is no body; broken JSON is a 400 of ours. */
+function parseJson (_request: FastifyRequest, body: string | Buffer, done: (error: Error | null, body?: unknown) => void): void {
+  if (body.length === 0) return done(null, undefined)
+  try {
+    done(null, JSON.parse(body.toString()))
+  } catch {
+    done(new BadRequestError())
+  }
+}
+
 function registerRoutes (fastify: FastifyInstance, routes: ResolvedRoutes, handlers: Handlers, api: TokenSessionsApi): void {
   fastify.register(async function tokenSessionsRoutes (scope) {
-    scope.addHook('onRequest', handlers.requireJson)
+    scope.addHook('onRequest', requireJson)
     // A browser's `fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' } })`
     // sends no body; Fastify's own parser answers that with a 400, ours treats it as no body.
     scope.removeContentTypeParser('application/json')
-    scope.addContentTypeParser('application/json', { parseAs: 'string' }, handlers.parseJson)
+    scope.addContentTypeParser('application/json', { parseAs: 'string' }, parseJson)
     scope.setValidatorCompiler(describeOnly)
     const post = { bodyLimit: ROUTE_BODY_LIMIT }
     if (routes.refresh) scope.post('/refresh', { ...post, schema: refreshSchema }, handlers.refresh)
@@ -127,7 +149,7 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
   fastify.decorate('authenticateStrict', handlers.authenticateStrict)
   fastify.decorate('refresh', handlers.refresh)
   fastify.decorateReply('issueTokens', function issueTokens (this: FastifyReply, userId: string | number, issueOptions?: IssueOptions) {
-    return handlers.issueTokens(this, userId, issueOptions)
+    return handlers.issueTokens(this.request, this, userId, issueOptions)
   })
 
   fastify.addHook('onRequest', noteArrival)
@@ -158,7 +180,7 @@ const plugin = fp(tokenSessions, { name: 'fastify-token-sessions', fastify: '5.x
 
 export default plugin
 export { plugin as tokenSessions }
-export { tokenResponse, TRANSPORT_HEADER } from './handlers.js'
+export { tokenResponse, TRANSPORT_HEADER } from './transport.js'
 export { errorResponseSchema, tokenResponseSchema } from './schemas.js'
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js'
 export { RedisStore, DEFAULT_KEY_PREFIX, type RedisClient, type RedisStoreOptions } from './stores/redis.js'

@@ -1,0 +1,229 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { CookieSerializeOptions } from '@fastify/cookie'
+import { BadRequestError, CookieConflictError, CsrfError, TokenInvalidError } from './errors.js'
+import type { ResolvedCookies, ResolvedOptions } from './options.js'
+import { MAX_TOKEN_LENGTH } from './schemas.js'
+import type { TokenResponse, TokenSet, TokenTransport } from './types.js'
+
+/**
+ * Native clients ask for tokens in the body at login with this header (value `body`).
+ *
+ * @example
+ * ```ts
+ * await fetch('/auth/login', { method: 'POST', headers: { [TRANSPORT_HEADER]: 'body', 'content-type': 'application/json' }, body })
+ * ```
+ */
+export const TRANSPORT_HEADER = 'x-token-transport'
+
+/**
+ * The body of a token response: the refresh token appears only when the client keeps
+ * it itself (transport `body`); a browser never gets it where its scripts could read it.
+ *
+ * @example
+ * ```ts
+ * app.post('/login', async (request, reply) => {
+ *   const user = await checkPassword(request.body)
+ *   return tokenResponse(await reply.issueTokens(user.id))
+ * })
+ * ```
+ */
+export function tokenResponse (tokens: TokenSet): TokenResponse {
+  const body: TokenResponse = { accessToken: tokens.accessToken, tokenType: tokens.tokenType, expiresIn: tokens.expiresIn }
+  if (tokens.transport === 'body') {
+    body.refreshToken = tokens.refreshToken
+    body.refreshExpiresIn = tokens.refreshExpiresIn
+  }
+  return body
+}
+
+/** The Bearer scheme, then (when well formed) one token and nothing else. */
+const BEARER = /^Bearer(?=\s|$)(?: +([^\s]+) *$)?/i
+
+/** A token as a request carried it. */
+export interface CarriedToken {
+  token: string
+  /**
+   * For a token from a cookie, the session the session cookie names ('' for none): the
+   * token must be of that session. Undefined for a token from a header or the body.
+   */
+  boundTo: string | undefined
+}
+
+/** A token no longer than any of ours can be; a longer one is rejected before any parsing. */
+export function checkedLength (token: string): string {
+  if (token.length > MAX_TOKEN_LENGTH) throw new TokenInvalidError()
+  return token
+}
+
+/**
+ * Where tokens travel: read from the Authorization header, a cookie or the JSON body,
+ * written as cookies or left to the body, and the CSRF and Origin checks that a token
+ * from a cookie needs. Everything here is HTTP; nothing here checks a token's signature.
+ */
+export class Transport {
+  readonly #cookies: ResolvedCookies | null
+  readonly #csrfHeader: string | null
+  readonly #origins: ResolvedOptions['origins']
+
+  constructor (options: Pick<ResolvedOptions, 'cookies' | 'csrfHeader' | 'origins'>) {
+    this.#cookies = options.cookies
+    this.#csrfHeader = options.csrfHeader
+    this.#origins = options.origins
+  }
+
+  /** The Bearer token of the Authorization header, if it names that scheme; a 401 if malformed. */
+  bearer (request: FastifyRequest): string | undefined {
+    const authorization = request.headers.authorization
+    if (authorization === undefined) return undefined
+    const bearer = BEARER.exec(authorization)
+    if (bearer === null) return undefined
+    const token = bearer[1]
+    if (token === undefined) throw new TokenInvalidError()
+    return token
+  }
+
+  /** The access token: the Bearer token, or else the access cookie. */
+  accessToken (request: FastifyRequest): CarriedToken | undefined {
+    const bearer = this.bearer(request)
+    return bearer === undefined ? this.accessCookie(request) : { token: bearer, boundTo: undefined }
+  }
+
+  /** The access cookie and the session it is bound to, when cookies are on and it is there. */
+  accessCookie (request: FastifyRequest): CarriedToken | undefined {
+    return this.#cookies === null ? undefined : readTokenCookie(request, this.#cookies, this.#cookies.accessTokenName)
+  }
+
+  /** The refresh token: `refreshToken` of the JSON body, or else the refresh cookie. */
+  refreshToken (request: FastifyRequest): CarriedToken | undefined {
+    // An empty body of another type (allowed through by requireJson) is no body.
+    const body: unknown = request.body === '' ? undefined : request.body
+    if (body !== undefined && (typeof body !== 'object' || body === null || Array.isArray(body))) throw new BadRequestError()
+    const fromBody = (body as { refreshToken?: unknown } | undefined)?.refreshToken
+    if (fromBody !== undefined) {
+      if (typeof fromBody !== 'string' || fromBody.length === 0) throw new BadRequestError()
+      return { token: fromBody, boundTo: undefined }
+    }
+    return this.#cookies === null ? undefined : readTokenCookie(request, this.#cookies, this.#cookies.refreshTokenName)
+  }
+
+  /**
+   * How a login's tokens travel: as the app asked, or else as cookies, unless they are
+   * off or the client asked for the body. Checked before the session starts.
+   */
+  chosenFor (request: FastifyRequest, asked: TokenTransport | undefined): TokenTransport {
+    if (asked === 'cookie' && this.#cookies === null) throw new TypeError('fastify-token-sessions: transport "cookie" needs cookies enabled')
+    if (asked !== undefined) return asked
+    return this.#cookies === null || request.headers[TRANSPORT_HEADER] === 'body' ? 'body' : 'cookie'
+  }
+
+  /** A new token set on its way: as cookies when its transport says so; never cached. */
+  deliver (reply: FastifyReply, set: TokenSet): TokenSet {
+    if (set.transport === 'cookie' && this.#cookies !== null) setTokenCookies(reply, this.#cookies, set)
+    reply.header('cache-control', 'no-store')
+    return set
+  }
+
+  /** Clears the token cookies (when cookies are on). */
+  clear (reply: FastifyReply): void {
+    if (this.#cookies !== null) clearTokenCookies(reply, this.#cookies)
+  }
+
+  /** After a logout: the cookies go, and, after one that a cookie named, every other cookie of the site when asked. */
+  loggedOut (reply: FastifyReply, byCookie: boolean): void {
+    this.clear(reply)
+    if (byCookie && this.#cookies?.clearSiteData === true) reply.header('clear-site-data', '"cookies"')
+    reply.code(204)
+  }
+
+  /**
+   * A browser attaches cookies to requests that other sites make it send, so a state
+   * change authenticated by a cookie must prove it comes from our own page: by a custom
+   * header (which a cross-site form or simple request cannot carry) and, where the browser
+   * tells, by `Sec-Fetch-Site` not being `cross-site` and by an `Origin` that is the app's
+   * own (or allowed); `Origin: null` (a sandboxed frame, a redirect) is never the app's.
+   */
+  checkCsrf (request: FastifyRequest): void {
+    if (request.headers['sec-fetch-site']?.toLowerCase() === 'cross-site') throw new CsrfError()
+    const origin = request.headers.origin
+    if (origin !== undefined && !this.#originAllowed(request, origin.toLowerCase())) throw new CsrfError()
+    if (this.#csrfHeader === null) return
+    const value = request.headers[this.#csrfHeader]
+    // Node joins a repeated custom header into one string, so only a string can arrive.
+    if (typeof value !== 'string' || value === '') throw new CsrfError()
+  }
+
+  #originAllowed (request: FastifyRequest, origin: string): boolean {
+    if (this.#origins.allowed.has(origin)) return true
+    const own = this.#origins.publicOrigin ?? `${request.protocol}://${request.host}`.toLowerCase()
+    return origin === own
+  }
+}
+
+/** A cookie's attributes; a host-only cookie never gets the configured Domain. */
+function attributes (cookies: ResolvedCookies, path: string, hostOnly = false): CookieSerializeOptions {
+  return {
+    httpOnly: true,
+    secure: cookies.secure,
+    sameSite: cookies.sameSite,
+    path,
+    ...(hostOnly || cookies.domain === undefined ? {} : { domain: cookies.domain })
+  }
+}
+
+/**
+ * Sets both token cookies, each living as long as its token, and the session cookie that
+ * binds them: host-only on `/`, the refresh token's lifetime, holding the session id.
+ */
+function setTokenCookies (reply: FastifyReply, cookies: ResolvedCookies, tokens: TokenSet): void {
+  reply.setCookie(cookies.accessTokenName, tokens.accessToken, { ...attributes(cookies, cookies.path), maxAge: tokens.expiresIn })
+  reply.setCookie(cookies.refreshTokenName, tokens.refreshToken, { ...attributes(cookies, cookies.refreshPath), maxAge: tokens.refreshExpiresIn })
+  reply.setCookie(cookies.bindingName, tokens.sessionId, { ...attributes(cookies, '/', true), maxAge: tokens.refreshExpiresIn })
+}
+
+/** Clears the cookies with the Path and Domain they were set with, or the browser keeps them. */
+function clearTokenCookies (reply: FastifyReply, cookies: ResolvedCookies): void {
+  reply.clearCookie(cookies.accessTokenName, attributes(cookies, cookies.path))
+  reply.clearCookie(cookies.refreshTokenName, attributes(cookies, cookies.refreshPath))
+  reply.clearCookie(cookies.bindingName, attributes(cookies, '/', true))
+}
+
+/**
+ * The value of the token cookie `name`, read from the `Cookie` header itself, and the
+ * session cookie's value. A cookie sent twice means one was planted (a sibling subdomain
+ * or a man in the middle can add a cookie of the same name with another Path or Domain,
+ * and the browser sends both): the request is rejected, whichever came first. An empty
+ * value is no cookie.
+ */
+function readTokenCookie (request: FastifyRequest, cookies: ResolvedCookies, name: string): CarriedToken | undefined {
+  const header = request.headers.cookie
+  if (header === undefined) return undefined
+  const token = cookieValue(header, name)
+  if (token === undefined) return undefined
+  return { token, boundTo: cookieValue(header, cookies.bindingName) ?? '' }
+}
+
+/** The one value of cookie `name` in a `Cookie` header; throws when it appears twice. */
+function cookieValue (header: string, name: string): string | undefined {
+  let value: string | undefined
+  let from = 0
+  while (from < header.length) {
+    const at = header.indexOf(name, from)
+    if (at === -1) break
+    from = at + name.length
+    // A match only at the start of a pair (after ";" or the header's start) and before
+    // "=", spaces allowed around both, as cookie parsers allow them.
+    let equals = from
+    while (header.charCodeAt(equals) === 32) equals++
+    if (header.charCodeAt(equals) !== 61 || (at > 0 && !isPairStart(header, at))) continue
+    if (value !== undefined) throw new CookieConflictError()
+    const end = header.indexOf(';', equals)
+    value = header.slice(equals + 1, end === -1 ? undefined : end).trim()
+  }
+  return value === '' ? undefined : value
+}
+
+function isPairStart (header: string, at: number): boolean {
+  let before = at - 1
+  while (before >= 0 && header.charCodeAt(before) === 32) before--
+  return before < 0 || header.charCodeAt(before) === 59
+}
