@@ -13,12 +13,6 @@ export type Emit = (hook: AuditHookName, facts: EventFacts, request: FastifyRequ
 /**
  * The audit hooks' dispatcher. A hook is awaited, so that an alert is sent before the
  * answer; a hook that throws is logged and never turns the answer into an error.
- *
- * @example
- * ```ts
- * const emit = createEmitter({ onLogout: async (event) => { audit.write(event) } }, log)
- * await emit('onLogout', { userId: 'u1', sessionId, reason: 'logout' }, request)
- * ```
  */
 export function createEmitter (hooks: AuditHooks, log: FastifyBaseLogger): Emit {
   return function emit (hook, facts, request) {

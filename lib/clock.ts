@@ -8,6 +8,10 @@ import { loggable } from './log.js'
 export const CLOCK_TOLERANCE_MS = 5000
 /** How often the offset to the store's clock is measured again: every minute. */
 export const CLOCK_CHECK_INTERVAL_MS = 60_000
+/** Readings taken at start and after a reconnect; the one with the shortest round trip counts. */
+export const CLOCK_SAMPLES = 3
+/** How long the most precise reading outranks later ones with longer round trips: 10 minutes. */
+export const CLOCK_READING_TRUSTED_MS = 10 * 60_000
 
 /**
  * The store's clock, as this instance sees it. Revocations are stamped and sessions timed
@@ -18,6 +22,9 @@ export const CLOCK_CHECK_INTERVAL_MS = 60_000
  */
 export class StoreClock {
   #offset = 0
+  /** The round trip of the reading the offset comes from: its error is at most half of it. */
+  #roundTrip = Number.POSITIVE_INFINITY
+  #readAt = 0
   #warned = false
   #timer: NodeJS.Timeout | undefined
   readonly #time: () => Promise<number>
@@ -40,8 +47,19 @@ export class StoreClock {
   }
 
   /**
-   * Reads the store's clock and keeps the offset, taking the reading as made halfway
-   * through the round trip. A store that does not answer leaves the last offset in place.
+   * Several readings, keeping the most precise: at start, and after a reconnect, when the
+   * store may be another server on another clock (so earlier readings no longer count).
+   */
+  async calibrate (): Promise<void> {
+    this.#roundTrip = Number.POSITIVE_INFINITY
+    for (let sample = 0; sample < CLOCK_SAMPLES; sample++) await this.measure()
+  }
+
+  /**
+   * Reads the store's clock, taking the reading as made halfway through the round trip,
+   * so that its error is at most half the round trip. A busy machine or network makes some
+   * round trips long: a reading replaces a more precise one only once that has aged past
+   * {@link CLOCK_READING_TRUSTED_MS}. A store that does not answer leaves the offset alone.
    */
   async measure (): Promise<void> {
     const sent = Date.now()
@@ -53,6 +71,10 @@ export class StoreClock {
       return
     }
     const received = Date.now()
+    const roundTrip = received - sent
+    if (roundTrip > this.#roundTrip && received - this.#readAt < CLOCK_READING_TRUSTED_MS) return
+    this.#roundTrip = roundTrip
+    this.#readAt = received
     this.#offset = Math.round(storeTime - (sent + received) / 2)
     const off = Math.abs(this.#offset) > CLOCK_TOLERANCE_MS
     if (off && !this.#warned) {

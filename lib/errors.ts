@@ -4,15 +4,6 @@ import createError from '@fastify/error'
  * Every error this plugin sends to a client, with its stable `code` and HTTP status.
  * Messages are fixed strings: a client never sees why a token failed in detail
  * (that would help an attacker) nor any message from the store.
- *
- * @example
- * ```ts
- * import { errors } from 'fastify-token-sessions'
- * app.setErrorHandler((err, request, reply) => {
- *   if (err instanceof errors.TokenExpiredError) request.log.debug('access token expired')
- *   reply.send(err)
- * })
- * ```
  */
 
 /** No access or refresh token was presented. */

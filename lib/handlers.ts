@@ -45,22 +45,16 @@ interface NamedSession extends SessionRef {
  */
 export function createHandlers (options: ResolvedOptions, sessions: Sessions, revocations: RevocationList) {
   const context: Context = { sessions, revocations, transport: new Transport(options), retryAfter: options.retryAfter }
+  // The decorators (authenticate, authenticateStrict, refresh, issueTokens) are documented
+  // where they are typed, in types.ts; the routes in the README.
   return {
-    /** `fastify.authenticate`: verifies the access token; zero store round trips. */
     authenticate: guard(context, authenticate),
-    /** `fastify.authenticateStrict`: `authenticate`, and the store confirms the session. */
     authenticateStrict: guard(context, authenticateStrict),
-    /** `fastify.refresh`: rotates the refresh token from the JSON body or the refresh cookie. */
     refresh: guard(context, refresh),
-    /** `POST <prefix>/logout`: ends the caller's session; without a live one it still answers 204. */
     logout: guard(context, logout),
-    /** `POST <prefix>/logout-all`: ends every session of the caller, who must hold a live one. */
     logoutAll: guard(context, logoutAll),
-    /** `reply.issueTokens`: starts a session and delivers its tokens. */
     issueTokens: guard(context, issueTokens),
-    /** `GET <prefix>/sessions`: the caller's live sessions, its own flagged `current`. */
     listSessions: guard(context, listSessions),
-    /** `DELETE <prefix>/sessions/:id`: ends one of the caller's sessions; another's is a 404. */
     revokeSession: guard(context, revokeSession)
   }
 }
@@ -147,6 +141,7 @@ async function refresh ({ sessions, transport }: Context, request: MarkedRequest
   return tokenResponse(transport.deliver(reply, { ...tokens, transport: fromCookie ? 'cookie' : 'body' }))
 }
 
+/** Ends the caller's session. Idempotent: without a live session it still answers 204. */
 async function logout ({ sessions, transport }: Context, request: MarkedRequest, reply: FastifyReply): Promise<void> {
   request[CLEAR_ON_401] = true
   const session = namedSession(transport, sessions, request)
@@ -154,6 +149,7 @@ async function logout ({ sessions, transport }: Context, request: MarkedRequest,
   transport.loggedOut(reply, session?.byCookie === true)
 }
 
+/** Ends every session of the caller, who must hold a live one, in one step whatever their number. */
 async function logoutAll ({ sessions, transport }: Context, request: MarkedRequest, reply: FastifyReply): Promise<void> {
   const session = sessionOf(transport, sessions, request)
   request[CLEAR_ON_401] = true
@@ -171,6 +167,7 @@ async function issueTokens (
   return transport.deliver(reply, { ...tokens, transport: chosen })
 }
 
+/** The caller's live sessions, a page at a time, its own flagged `current`. */
 async function listSessions (
   { sessions }: Context, request: FastifyRequest<{ Querystring: { cursor?: string, limit?: string } }>, reply: FastifyReply
 ): Promise<SessionListResponse> {
@@ -183,6 +180,7 @@ async function listSessions (
   }
 }
 
+/** Ends one of the caller's sessions; another's is a 404, and nothing changes. */
 async function revokeSession ({ sessions, transport }: Context, request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply): Promise<void> {
   if (!await sessions.revoke({ userId: request.user.id, sessionId: request.params.id }, 'revoked', request)) throw new SessionNotFoundError()
   if (request.params.id === request.user.sessionId) transport.clear(reply)
@@ -239,14 +237,7 @@ function sessionOfUser (user: SessionUser): SessionRef {
   return { userId: user.id, sessionId: user.sessionId }
 }
 
-/**
- * One page of a user's sessions as the API gives it: an opaque cursor, a checked size.
- *
- * @example
- * ```ts
- * const page = await listPage(sessions, userId, { cursor: request.query.cursor, limit: request.query.limit })
- * ```
- */
+/** One page of a user's sessions as the API gives it: an opaque cursor, a checked size. */
 export async function listPage (sessions: Sessions, userId: unknown, page: { cursor?: unknown, limit?: unknown }): Promise<SessionListPage> {
   const cursor = decodeCursor(page.cursor)
   const { sessions: listed, nextCursor } = await sessions.list(userId, { limit: pageSize(page.limit), ...(cursor === undefined ? {} : { cursor }) })

@@ -20,19 +20,18 @@ import type { IssueOptions, SessionUser, TokenSessionsApi, TokenSessionsOptions 
  * it): a store or a client the app passed in stays the app's.
  */
 function buildStore (fastify: FastifyInstance, options: ResolvedOptions): { store: SessionStore, owned: boolean } {
-  if (options.store !== undefined) return { store: options.store, owned: false }
-  if (options.redis === undefined) {
+  const { store } = options
+  if (store.kind === 'given') return { store: store.store, owned: false }
+  if (store.kind === 'none') {
     if (process.env.NODE_ENV === 'production') {
       fastify.log.warn('fastify-token-sessions: no store configured; sessions live in this process only (MemoryStore)')
     }
     return { store: new MemoryStore(), owned: true }
   }
-  const prefix = options.keyPrefix === undefined ? {} : { keyPrefix: options.keyPrefix }
-  if (typeof options.redis !== 'string') return { store: new RedisStore({ client: options.redis, ...prefix }), owned: true }
   return {
     store: new RedisStore({
-      url: options.redis,
-      ...prefix,
+      ...store.options,
+      // For a client the store opens from a URL; one passed in keeps its own settings.
       commandTimeout: options.storeTimeout,
       onClientError: (err) => fastify.log.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'session store connection error')
     }),
@@ -81,19 +80,20 @@ function registerRoutes (fastify: FastifyInstance, routes: ResolvedRoutes, handl
     scope.addContentTypeParser('application/json', { parseAs: 'string' }, parseJson)
     scope.setValidatorCompiler(describeOnly)
     const post = { bodyLimit: ROUTE_BODY_LIMIT }
-    if (routes.refresh) scope.post('/refresh', { ...post, schema: refreshSchema }, handlers.refresh)
-    if (routes.logout) scope.post('/logout', { ...post, schema: logoutSchema }, handlers.logout)
-    if (routes.logoutAll) scope.post('/logout-all', { ...post, schema: logoutAllSchema }, handlers.logoutAll)
-    if (routes.jwks) {
+    if (routes.refresh !== null) scope.post('/refresh', { ...routes.refresh, ...post, schema: refreshSchema }, handlers.refresh)
+    if (routes.logout !== null) scope.post('/logout', { ...routes.logout, ...post, schema: logoutSchema }, handlers.logout)
+    if (routes.logoutAll !== null) scope.post('/logout-all', { ...routes.logoutAll, ...post, schema: logoutAllSchema }, handlers.logoutAll)
+    if (routes.jwks !== null) {
       const jwks = api.jwks()
-      scope.get('/.well-known/jwks.json', { schema: jwksSchema }, async (_request, reply) => {
+      scope.get('/.well-known/jwks.json', { ...routes.jwks, schema: jwksSchema }, async (_request, reply) => {
         reply.header('cache-control', 'public, max-age=300')
         return jwks
       })
     }
-    if (routes.sessions) {
-      scope.get<{ Querystring: { cursor?: string, limit?: string } }>('/sessions', { onRequest: handlers.authenticate, schema: listSessionsSchema }, handlers.listSessions)
-      scope.delete<{ Params: { id: string } }>('/sessions/:id', { onRequest: handlers.authenticate, schema: revokeSessionSchema }, handlers.revokeSession)
+    if (routes.sessions !== null) {
+      const listing = { ...routes.sessions, onRequest: handlers.authenticate }
+      scope.get<{ Querystring: { cursor?: string, limit?: string } }>('/sessions', { ...listing, schema: listSessionsSchema }, handlers.listSessions)
+      scope.delete<{ Params: { id: string } }>('/sessions/:id', { ...listing, schema: revokeSessionSchema }, handlers.revokeSession)
     }
   }, { prefix: routes.prefix })
 }
@@ -113,9 +113,9 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
     await revocations.close()
   })
   if (owned) fastify.addHook('onClose', async () => { await store.close() })
-  // The first reading of the store's clock, bounded like any store call: a store that is
+  // The first readings of the store's clock, bounded like any store call: a store that is
   // down at start-up leaves the offset at 0 until it answers (the feed's connect measures).
-  await Promise.race([clock.measure(), new Promise((resolve) => setTimeout(resolve, options.storeTimeout).unref())])
+  await Promise.race([clock.calibrate(), new Promise((resolve) => setTimeout(resolve, options.storeTimeout).unref())])
   clock.start()
   await revocations.start(options.storeTimeout)
 
@@ -202,9 +202,13 @@ export type {
  */
 export * as errors from './errors.js'
 export { ACCESS_TOKEN_TYPE, REFRESH_TOKEN_TYPE } from './tokens.js'
+export {
+  DEFAULT_ACCESS_TOKEN_TTL, DEFAULT_REFRESH_TOKEN_TTL, DEFAULT_REUSE_GRACE, MAX_REUSE_GRACE, DEFAULT_SESSION_MAX_LIFETIME, MAX_TOKEN_TTL,
+  MIN_SECRET_BYTES, DEFAULT_MAX_SESSIONS_PER_USER, MAX_SESSIONS_PER_USER
+} from './options.js'
 export { ALGORITHMS, type AccessTokenKey, type Algorithm } from './keys.js'
 export type {
   AuditEvent, AuditHook, AuditHookName, AuditHooks, Claims, ClientInfoOptions, CookieOptions, Health, IssueOptions, RevokeOptions,
-  RoutesOptions, SessionListPage, SessionListResponse, SessionUser, TokenResponse, TokenSessionsApi, TokenSessionsOptions, TokenSet,
+  RouteOptions, RoutesOptions, SessionListPage, SessionListResponse, SessionUser, TokenResponse, TokenSessionsApi, TokenSessionsOptions, TokenSet,
   TokenTransport
 } from './types.js'

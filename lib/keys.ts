@@ -1,23 +1,9 @@
 import { createPrivateKey, createPublicKey, KeyObject, X509Certificate, type JsonWebKey } from 'node:crypto'
 import { fail } from './invalid-option.js'
 
-/**
- * The algorithms an access-token key may use.
- *
- * @example
- * ```ts
- * if (!ALGORITHMS.includes(config.algorithm)) throw new Error('unsupported algorithm')
- * ```
- */
+/** The algorithms an access-token key may use. */
 export const ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'PS256', 'ES256', 'EdDSA'] as const
-/**
- * A JWS algorithm this plugin signs and verifies with.
- *
- * @example
- * ```ts
- * const algorithm: Algorithm = 'ES256'
- * ```
- */
+/** A JWS algorithm this plugin signs and verifies with. */
 export type Algorithm = typeof ALGORITHMS[number]
 
 /**

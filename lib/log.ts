@@ -2,11 +2,6 @@
  * An error as the logs may show it: its type, message, code and stack, and of a store
  * command only its name. A Redis client's errors carry the command's arguments (user ids,
  * token hashes, IPs, user agents), which have no place in a log.
- *
- * @example
- * ```ts
- * request.log.error({ err: loggable(error.cause) }, 'session store unavailable')
- * ```
  */
 export function loggable (error: unknown): Record<string, unknown> {
   if (!(error instanceof Error)) return { message: String(error) }

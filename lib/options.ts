@@ -1,9 +1,9 @@
 import { fail } from './invalid-option.js'
-import type { RedisClient } from './stores/redis.js'
+import { redisStoreOptions, type RedisStoreOptions } from './stores/redis.js'
 import type { SessionStore } from './stores/store.js'
 import { refuseKeyMaterial, resolveAccessKeys } from './keys.js'
 import { deriveKeys, type TokenKeys } from './tokens.js'
-import type { AuditHooks, TokenSessionsOptions } from './types.js'
+import type { AuditHooks, RouteOptions, TokenSessionsOptions } from './types.js'
 
 /** Access-token lifetime: 15 minutes. */
 export const DEFAULT_ACCESS_TOKEN_TTL = 15 * 60
@@ -47,9 +47,11 @@ export interface ResolvedOptions {
   readonly sessionMaxLifetime: number
   readonly clientInfo: { readonly ip: boolean, readonly userAgent: boolean }
   readonly reuseGraceMs: number
-  readonly store: SessionStore | undefined
-  readonly redis: RedisClient | string | undefined
-  readonly keyPrefix: string | undefined
+  /** The store the app passed, the Redis store to open (its options checked by the store), or none given. */
+  readonly store:
+    | { readonly kind: 'given', readonly store: SessionStore }
+    | { readonly kind: 'redis', readonly options: RedisStoreOptions }
+    | { readonly kind: 'none' }
   readonly storeTimeout: number
   readonly retryAfter: number
   readonly cookies: ResolvedCookies | null
@@ -81,14 +83,14 @@ export interface ResolvedCookies {
   readonly clearSiteData: boolean
 }
 
-/** Routes after checking. */
+/** Routes after checking: each one registered has its options, the others are null. */
 export interface ResolvedRoutes {
   readonly prefix: string
-  readonly refresh: boolean
-  readonly logout: boolean
-  readonly logoutAll: boolean
-  readonly sessions: boolean
-  readonly jwks: boolean
+  readonly refresh: Readonly<RouteOptions> | null
+  readonly logout: Readonly<RouteOptions> | null
+  readonly logoutAll: Readonly<RouteOptions> | null
+  readonly sessions: Readonly<RouteOptions> | null
+  readonly jwks: Readonly<RouteOptions> | null
 }
 
 const HOOKS = ['onLogin', 'onRefresh', 'onLogout', 'onSessionRevoked', 'onReuseDetected'] as const
@@ -137,7 +139,7 @@ export function resolveOptions (options: TokenSessionsOptions, env: NodeJS.Proce
     sessionMaxLifetime,
     clientInfo,
     reuseGraceMs: Math.round(reuseGrace * 1000),
-    ...resolveStore(options),
+    store: resolveStore(options),
     storeTimeout: integer(options.storeTimeout, 'storeTimeout', DEFAULT_STORE_TIMEOUT, 1, 60_000, 'milliseconds'),
     retryAfter: integer(options.retryAfter, 'retryAfter', DEFAULT_RETRY_AFTER, 1, 3600, 'seconds'),
     cookies: resolveCookies(options.cookies, routes, env),
@@ -250,7 +252,7 @@ function resolveKeys (options: TokenSessionsOptions): TokenKeys {
   return deriveKeys({ access, refresh })
 }
 
-function resolveStore (options: TokenSessionsOptions): Pick<ResolvedOptions, 'store' | 'redis' | 'keyPrefix'> {
+function resolveStore (options: TokenSessionsOptions): ResolvedOptions['store'] {
   const { store, redis, keyPrefix } = options
   if (store !== undefined && redis !== undefined) fail('store', 'give either store or redis, not both')
   if (store !== undefined) {
@@ -262,17 +264,11 @@ function resolveStore (options: TokenSessionsOptions): Pick<ResolvedOptions, 'st
       fail('store', `must have a revocationFeed (${FEED_METHODS.join(', ')})`)
     }
     if (keyPrefix !== undefined) fail('keyPrefix', 'goes to the RedisStore you pass as store, not to the plugin')
+    return Object.freeze({ kind: 'given', store })
   }
-  if (redis !== undefined) {
-    const isClient = redis !== null && typeof redis === 'object' && typeof (redis as { defineCommand?: unknown }).defineCommand === 'function'
-    if (!isClient && (typeof redis !== 'string' || !/^rediss?:\/\//.test(redis))) {
-      fail('redis', 'must be an ioredis client (Redis or Cluster) or a redis:// or rediss:// URL')
-    }
-  }
-  if (keyPrefix !== undefined && (typeof keyPrefix !== 'string' || /[{}]/.test(keyPrefix))) {
-    fail('keyPrefix', 'must be a string without "{" or "}" (they would break the per-user hash tag)')
-  }
-  return { store, redis, keyPrefix }
+  if (redis !== undefined) return Object.freeze({ kind: 'redis', options: redisStoreOptions(redis, keyPrefix) })
+  if (keyPrefix !== undefined) fail('keyPrefix', 'goes with redis (it prefixes the Redis keys)')
+  return Object.freeze({ kind: 'none' })
 }
 
 function resolveRoutes (routes: TokenSessionsOptions['routes']): ResolvedRoutes | null {
@@ -283,12 +279,19 @@ function resolveRoutes (routes: TokenSessionsOptions['routes']): ResolvedRoutes 
   if (typeof prefix !== 'string' || !/^(\/[A-Za-z0-9._~-]+)*$/.test(prefix)) {
     fail('routes.prefix', 'must be a path like "/auth" (no trailing slash), or "" for the root')
   }
-  const flag = (name: 'refresh' | 'logout' | 'logoutAll' | 'sessions' | 'jwks'): boolean => {
+  const route = (name: 'refresh' | 'logout' | 'logoutAll' | 'sessions' | 'jwks'): Readonly<RouteOptions> | null => {
     const value = given[name] ?? name !== 'jwks'
-    if (typeof value !== 'boolean') fail(`routes.${name}`, 'must be a boolean')
-    return value
+    if (typeof value === 'boolean') return value ? Object.freeze({}) : null
+    if (value === null || typeof value !== 'object') fail(`routes.${name}`, 'must be a boolean or { config }')
+    for (const key of Object.keys(value)) {
+      if (key !== 'config') fail(`routes.${name}.${key}`, 'is not a route option (routes take { config })')
+    }
+    const { config } = value
+    if (config === undefined) return Object.freeze({})
+    if (config === null || typeof config !== 'object' || Array.isArray(config)) fail(`routes.${name}.config`, 'must be an object (the route\'s Fastify config)')
+    return Object.freeze({ config })
   }
-  return Object.freeze({ prefix, refresh: flag('refresh'), logout: flag('logout'), logoutAll: flag('logoutAll'), sessions: flag('sessions'), jwks: flag('jwks') })
+  return Object.freeze({ prefix, refresh: route('refresh'), logout: route('logout'), logoutAll: route('logoutAll'), sessions: route('sessions'), jwks: route('jwks') })
 }
 
 function resolveCookies (cookies: TokenSessionsOptions['cookies'], routes: ResolvedRoutes | null, env: NodeJS.ProcessEnv): ResolvedCookies | null {

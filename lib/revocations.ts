@@ -59,7 +59,7 @@ export class RevocationList {
         this.#connected = true
         // A reconnect may follow a failover to a server on another clock. Neither rejects:
         // each logs its own failure.
-        this.#clock.measure()
+        this.#clock.calibrate()
         this.#reload()
       },
       disconnected: () => this.#down()

@@ -5,7 +5,7 @@ import type { StoreClock } from './clock.js'
 import { CredentialsStaleError, SessionRevokedError, StoreUnavailableError, TokenInvalidError, TokenReusedError } from './errors.js'
 import type { ResolvedOptions } from './options.js'
 import type { RevocationList } from './revocations.js'
-import type { ClientInfo, PresentedToken, SessionPage, SessionStore } from './stores/store.js'
+import { MAX_USER_AGENT, type ClientInfo, type PresentedToken, type SessionPage, type SessionStore } from './stores/store.js'
 import {
   checkClaims, checkUserId, hashId, isSessionId, newRefreshId, newSessionId, successorId, type TokenCodec
 } from './tokens.js'
@@ -21,8 +21,6 @@ export interface SessionRef {
   presented?: PresentedToken
 }
 
-/** The longest user agent a session keeps; longer ones are cut (the part that names the browser and the platform comes first). */
-const MAX_USER_AGENT = 128
 /** The longest label a session keeps. */
 const MAX_LABEL = 100
 /**
@@ -268,7 +266,8 @@ export class Sessions {
     const client: ClientInfo = {}
     const { ip, userAgent } = this.#options.clientInfo
     const agent = request?.headers['user-agent']
-    // Printable ASCII only, so that characters and bytes count the same in the store.
+    // Printable ASCII only, so that characters and bytes count the same in the store; a
+    // longer one is cut (the part that names the browser and the platform comes first).
     if (userAgent && agent !== undefined && agent !== '') client.userAgent = agent.replace(/[^\x20-\x7e]/g, '?').slice(0, MAX_USER_AGENT)
     if (ip && request !== undefined) client.ip = request.ip
     if (label !== undefined) client.label = label.slice(0, MAX_LABEL)

@@ -1,5 +1,5 @@
 import type { JsonWebKey } from 'node:crypto'
-import type { FastifyRequest, onRequestAsyncHookHandler, RouteHandlerMethod } from 'fastify'
+import type { FastifyContextConfig, FastifyRequest, onRequestAsyncHookHandler, RouteHandlerMethod } from 'fastify'
 import type { AccessTokenKey } from './keys.js'
 import type { RedisClient } from './stores/redis.js'
 import type { SessionInfo, SessionStore } from './stores/store.js'
@@ -169,14 +169,7 @@ export interface AuditHooks {
   onReuseDetected?: AuditHook
 }
 
-/**
- * The name of an audit hook.
- *
- * @example
- * ```ts
- * const names: AuditHookName[] = ['onLogin', 'onLogout']
- * ```
- */
+/** The name of an audit hook. */
 export type AuditHookName = keyof AuditHooks
 
 /**
@@ -250,15 +243,34 @@ export interface RoutesOptions {
   /** Prefix of the routes (default `/auth`). */
   prefix?: string
   /** `POST <prefix>/refresh` (default true). */
-  refresh?: boolean
+  refresh?: boolean | RouteOptions
   /** `POST <prefix>/logout` (default true). */
-  logout?: boolean
+  logout?: boolean | RouteOptions
   /** `POST <prefix>/logout-all` (default true). */
-  logoutAll?: boolean
+  logoutAll?: boolean | RouteOptions
   /** `GET <prefix>/sessions` and `DELETE <prefix>/sessions/:id` (default true). */
-  sessions?: boolean
+  sessions?: boolean | RouteOptions
   /** `GET <prefix>/.well-known/jwks.json`, the public access-token keys (default false). */
-  jwks?: boolean
+  jwks?: boolean | RouteOptions
+}
+
+/**
+ * What an app adds to one of the plugin's routes (giving it turns the route on). `config`
+ * is the route's Fastify config, where plugins such as `@fastify/rate-limit` read their
+ * per-route settings.
+ *
+ * @example
+ * ```ts
+ * await app.register(rateLimit, { global: false })
+ * await app.register(tokenSessions, {
+ *   secret,
+ *   routes: { refresh: { config: { rateLimit: { max: 60, timeWindow: 60_000 } } } }
+ * })
+ * ```
+ */
+export interface RouteOptions {
+  /** Typed as Fastify's route config, which plugins augment; other keys are the app's own. */
+  config?: FastifyContextConfig & Record<string, unknown>
 }
 
 /**

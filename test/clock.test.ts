@@ -1,4 +1,6 @@
 import t from 'tap'
+import type { FastifyBaseLogger } from 'fastify'
+import { CLOCK_READING_TRUSTED_MS, StoreClock } from '../lib/clock.js'
 import { RedisStore } from '../lib/index.js'
 import { LogCapture, buildApp, login } from './helpers/app.js'
 import { KEYS, craft, payloadOf } from './helpers/jwt.js'
@@ -7,8 +9,10 @@ import { startRedis } from './helpers/redis.js'
 // This instance's clock runs 90 s ahead of Redis's (and of the test's own reckoning):
 // every Date.now() of this process, the plugin's included, is skewed.
 const SKEW_MS = 90_000
+/** Time travel for this process only, on top of the skew. */
+let travelledMs = 0
 const realNow = Date.now.bind(Date)
-Date.now = () => realNow() + SKEW_MS
+Date.now = () => realNow() + SKEW_MS + travelledMs
 t.teardown(() => { Date.now = realNow })
 
 const ACCESS_TTL = 30
@@ -46,6 +50,45 @@ t.test('an instance whose clock runs ahead keeps Redis\'s time', async (t) => {
     }
     t.equal(code, 'FTS_SESSION_REVOKED', 'not forgotten at once by a clock that thinks it is later')
   })
+})
+
+t.test('a clock reading with a long round trip does not displace a more precise one', async (t) => {
+  // The store answers at once, except when told to dawdle: it reads its clock, then the
+  // answer takes 80 ms to come back (a busy machine), which would put this instance 40 ms off.
+  let dawdle = true
+  const storeTime = async (): Promise<number> => {
+    const now = realNow()
+    if (dawdle) await new Promise((resolve) => setTimeout(resolve, 80))
+    return now
+  }
+  const off = (clock: StoreClock): number => Math.abs(clock.offsetMs + SKEW_MS + travelledMs)
+  const quiet = { warn () {}, debug () {} } as unknown as FastifyBaseLogger
+  const clock = new StoreClock(storeTime, quiet)
+  await clock.measure()
+  t.ok(off(clock) >= 30, `one slow reading is off by about half its round trip (${off(clock)} ms)`)
+  dawdle = false
+  await clock.measure()
+  t.ok(off(clock) <= 5, `a quick reading replaces it (${off(clock)} ms)`)
+  dawdle = true
+  await clock.measure()
+  t.ok(off(clock) <= 5, `a later slow reading does not (${off(clock)} ms)`)
+  travelledMs = CLOCK_READING_TRUSTED_MS + 1000
+  t.teardown(() => { travelledMs = 0 })
+  await clock.measure()
+  t.ok(off(clock) >= 30, 'once the precise reading has aged, the next one counts, slow or not')
+
+  // After a reconnect (another server, maybe another clock), earlier readings do not count:
+  // the best of the new ones does, even when the first of them is slow.
+  let calls = 0
+  const failover = new StoreClock(async () => {
+    calls++
+    const now = realNow() + 5000
+    if (calls === 1) await new Promise((resolve) => setTimeout(resolve, 80))
+    return now
+  }, quiet)
+  await failover.calibrate()
+  t.equal(calls, 3, 'three readings')
+  t.ok(Math.abs(failover.offsetMs - 5000 + SKEW_MS + travelledMs) <= 5, `the quickest counts (${failover.offsetMs} ms)`)
 })
 
 t.test('tokens that claim more than the plugin issues are rejected, however well signed', async (t) => {

@@ -39,6 +39,8 @@ t.test('bad options fail registration and name the option', async (t) => {
     [{ ...ok, redis: 'http://localhost' }, 'redis'],
     [{ ...ok, redis: {} }, 'redis'],
     [{ ...ok, redis: 'redis://127.0.0.1:1', keyPrefix: 'a{b}' }, 'keyPrefix'],
+    [{ ...ok, redis: 'redis://127.0.0.1:1', keyPrefix: 7 }, 'keyPrefix'],
+    [{ ...ok, keyPrefix: 'mine:' }, 'keyPrefix'],
     [{ ...ok, storeTimeout: 0 }, 'storeTimeout'],
     [{ ...ok, retryAfter: 1.5 }, 'retryAfter'],
     [{ ...ok, cookies: 'yes' }, 'cookies'],
@@ -64,6 +66,8 @@ t.test('bad options fail registration and name the option', async (t) => {
     [{ ...ok, clientInfo: 'all' }, 'clientInfo'],
     [{ ...ok, clientInfo: { ip: 'no' } }, 'clientInfo.ip'],
     [{ ...ok, routes: { sessions: 1 } }, 'routes.sessions'],
+    [{ ...ok, routes: { refresh: { onRequest: [] } } }, 'routes.refresh.onRequest'],
+    [{ ...ok, routes: { logout: { config: 'limited' } } }, 'routes.logout.config'],
     [{ ...ok, revocationFeed: 'on' }, 'revocationFeed'],
     [{ ...ok, revocationFeed: { onOutage: 'maybe' } }, 'revocationFeed.onOutage'],
     [{ ...ok, revocationFeed: { maxOutage: -1 } }, 'revocationFeed.maxOutage'],
@@ -119,6 +123,26 @@ t.test('routes are opt-in and each can be left out', async (t) => {
   t.equal((await some.inject({ method: 'POST', url: '/session/logout' })).statusCode, 204)
   t.equal((await some.inject({ method: 'POST', url: '/session/logout-all' })).statusCode, 404)
   t.equal((await some.inject({ method: 'POST', url: '/custom-refresh' })).statusCode, 401, 'fastify.refresh mounts anywhere')
+})
+
+t.test('a route given options is on, and its config is the route\'s Fastify config', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  const seen: Record<string, unknown> = {}
+  app.addHook('onRoute', (route) => { seen[`${route.method as string} ${route.url}`] = route.config })
+  await app.register(tokenSessions, {
+    secret: SECRET,
+    routes: { refresh: { config: { marker: 'refresh' } }, sessions: { config: { marker: 'sessions' } }, jwks: {}, logoutAll: false }
+  })
+  t.match(seen['POST /auth/refresh'], { marker: 'refresh' })
+  t.match(seen['GET /auth/sessions'], { marker: 'sessions' }, 'both session routes get the config')
+  t.match(seen['DELETE /auth/sessions/:id'], { marker: 'sessions' })
+  t.ok('POST /auth/logout' in seen, 'logout is registered')
+  t.equal((seen['POST /auth/logout'] as { marker?: string } | undefined)?.marker, undefined, 'other routes keep their own config')
+  t.notOk('POST /auth/logout-all' in seen, 'a route set to false stays off')
+  t.equal((await app.inject({ method: 'GET', url: '/auth/.well-known/jwks.json' })).statusCode, 200, 'options alone turn a route on')
+  const refresh = app.inject({ method: 'POST', url: '/auth/refresh' })
+  t.equal((await refresh).statusCode, 401, 'the route still runs the plugin\'s handler')
 })
 
 t.test('store ownership', async (t) => {

@@ -1,25 +1,21 @@
 import { randomBytes } from 'node:crypto'
+// The plugin's defaults and limits, checked here too so that a message names the variable
+// rather than the plugin's option.
+import {
+  DEFAULT_ACCESS_TOKEN_TTL, DEFAULT_MAX_SESSIONS_PER_USER, DEFAULT_REFRESH_TOKEN_TTL, DEFAULT_SESSION_MAX_LIFETIME, MAX_REUSE_GRACE,
+  MAX_SESSIONS_PER_USER, MAX_TOKEN_TTL, MIN_SECRET_BYTES
+} from 'fastify-token-sessions'
 
 /** Log levels pino knows; anything else is a typo we would rather hear about at start-up. */
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
-/** The plugin refuses shorter secrets; checking here names the variable instead of the option. */
-const MIN_SECRET_BYTES = 32
 /** Size of the secret generated for development. */
 const GENERATED_SECRET_BYTES = 48
-/** The plugin's ceilings (options.ts): checked here so the message names the variable. */
-const MAX_TOKEN_TTL = 365 * 24 * 60 * 60
-const MAX_REUSE_GRACE = 300
-/** The plugin's default absolute session lifetime (options.ts): 30 days. */
-const DEFAULT_SESSION_MAX_LIFETIME = 30 * 24 * 60 * 60
 /** Logins per client IP per minute: a person mistyping a password never needs more. */
 const DEFAULT_RATE_LIMIT_LOGIN = 10
 /** Refreshes per client IP per minute: several tabs, and a NAT full of users, fit under it. */
 const DEFAULT_RATE_LIMIT_REFRESH = 60
 /** Far above any honest client, and still a whole number Redis counts exactly. */
 const MAX_RATE_LIMIT = 1_000_000
-/** The plugin's default and ceiling of sessions per user (options.ts). */
-const DEFAULT_MAX_SESSIONS_PER_USER = 100
-const MAX_SESSIONS_PER_USER = 1_000_000
 
 /** A pino log level. */
 export type LogLevel = typeof LOG_LEVELS[number]
@@ -88,8 +84,8 @@ export class ConfigError extends Error {
  */
 export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
   const production = env.NODE_ENV === 'production'
-  const accessTokenTtl = wholeNumber(env, 'ACCESS_TOKEN_TTL', 900, 1, MAX_TOKEN_TTL)
-  const refreshTokenTtl = wholeNumber(env, 'REFRESH_TOKEN_TTL', 86_400, 1, MAX_TOKEN_TTL)
+  const accessTokenTtl = wholeNumber(env, 'ACCESS_TOKEN_TTL', DEFAULT_ACCESS_TOKEN_TTL, 1, MAX_TOKEN_TTL)
+  const refreshTokenTtl = wholeNumber(env, 'REFRESH_TOKEN_TTL', DEFAULT_REFRESH_TOKEN_TTL, 1, MAX_TOKEN_TTL)
   if (refreshTokenTtl <= accessTokenTtl) {
     throw new ConfigError(`REFRESH_TOKEN_TTL (${refreshTokenTtl}) must be greater than ACCESS_TOKEN_TTL (${accessTokenTtl})`)
   }

@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs'
 import { Cluster, Redis, type Result } from 'ioredis'
+import { fail } from '../invalid-option.js'
 import { RedisRevocationFeed } from './redis-feed.js'
+import { MAX_USER_AGENT } from './store.js'
 import type {
   CreateOutcome, NewSession, PageRequest, RevocationFeed, RevokeAllOptions, RevokeAllOutcome, RevokeRequest, RotateOutcome,
   RotateRequest, SessionPage, SessionStore
@@ -60,8 +62,8 @@ export const DEFAULT_KEY_PREFIX = 'tsess:'
 export const DEFAULT_COMMAND_TIMEOUT = 1000
 /** How long a write waits for replica acknowledgements by default, in milliseconds. */
 export const DEFAULT_WAIT_TIMEOUT = 500
-/** The longest user agent kept, in characters: two halves of 64 (see `create`). */
-const MAX_USER_AGENT = 128
+/** Redis keeps a hash compact while every value fits in this many bytes (`hash-max-listpack-value`'s default). */
+const LISTPACK_VALUE = 64
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
@@ -185,10 +187,7 @@ export class RedisStore implements SessionStore {
   readonly #waitTimeout: number
 
   constructor (options: RedisStoreOptions) {
-    this.#prefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX
-    if (/[{}]/.test(this.#prefix)) {
-      throw new TypeError('RedisStore: keyPrefix must not contain "{" or "}" (they would break the per-user hash tag)')
-    }
+    this.#prefix = checkedKeyPrefix(options.keyPrefix ?? DEFAULT_KEY_PREFIX, 'keyPrefix')
     if (options.client !== undefined) {
       this.client = options.client
       this.#owned = false
@@ -199,18 +198,16 @@ export class RedisStore implements SessionStore {
     this.#cluster = this.client instanceof Cluster
     this.#clientPrefix = (this.client.options as { keyPrefix?: string }).keyPrefix ?? ''
     if (this.#cluster && this.#clientPrefix !== '') {
-      throw new TypeError('RedisStore: give a Cluster client no keyPrefix; use the store\'s keyPrefix option')
+      fail('the client\'s keyPrefix', 'must be unset on a Cluster client: give the store\'s keyPrefix option instead')
     }
     // ioredis prefixes keys, not channels: the channel carries the whole name.
     this.#channel = `${this.#clientPrefix}${this.#prefix}revoked`
     this.#replicas = options.waitForReplicas ?? 0
     this.#waitTimeout = options.waitTimeout ?? DEFAULT_WAIT_TIMEOUT
     if (!Number.isInteger(this.#replicas) || this.#replicas < 0 || (this.#cluster && this.#replicas > 0)) {
-      throw new TypeError('RedisStore: waitForReplicas must be a whole number ≥ 0, and 0 with a Cluster client')
+      fail('waitForReplicas', 'must be a whole number ≥ 0, and 0 with a Cluster client')
     }
-    if (/[{}]/.test(this.#clientPrefix)) {
-      throw new TypeError('RedisStore: the client\'s keyPrefix must not contain "{" or "}" (they would break the per-user hash tag)')
-    }
+    checkedKeyPrefix(this.#clientPrefix, 'the client\'s keyPrefix')
     for (const [name, definition] of Object.entries(SCRIPTS)) this.client.defineCommand(name, definition)
     this.revocationFeed = new RedisRevocationFeed(this.client, this.#cluster, {
       channel: this.#channel,
@@ -248,14 +245,14 @@ export class RedisStore implements SessionStore {
   async create (session: NewSession): Promise<CreateOutcome> {
     const { userId, sessionId, client } = session
     // Redis keeps a small hash as a compact listpack only while every value fits in
-    // hash-max-listpack-value (64 bytes by default); one longer value would turn the
-    // session into a hashtable of three times the memory. So the user agent (ASCII, at
-    // most 128 characters) is stored in two halves.
+    // LISTPACK_VALUE bytes; one longer value would turn the session into a hashtable of
+    // three times the memory. So the user agent (ASCII, at most MAX_USER_AGENT = 128
+    // characters) is stored in two halves.
     const userAgent = (client.userAgent ?? '').slice(0, MAX_USER_AGENT)
     const keys = this.#keys(userId, sessionId)
     const reply = await this.client.tokenSessionsCreate(
       keys.session, keys.index, keys.stamp, keys.revoked, sessionId, session.tokenHash, session.ttlMs, session.maxTtlMs,
-      userAgent.slice(0, 64), userAgent.slice(64), client.ip ?? '', client.label ?? '', session.agent ?? '',
+      userAgent.slice(0, LISTPACK_VALUE), userAgent.slice(LISTPACK_VALUE), client.ip ?? '', client.label ?? '', session.agent ?? '',
       session.authenticatedAt ?? '', session.maxSessions, keys.sessionPrefix, this.#channel, session.rememberMs
     )
     await this.#acknowledged()
@@ -366,6 +363,34 @@ export class RedisStore implements SessionStore {
     await this.client.quit()
     await ended
   }
+}
+
+/**
+ * The plugin's `redis` and `keyPrefix` options as a RedisStore's: a client (recognised by
+ * what the store calls on it) or a `redis://`/`rediss://` URL, and a prefix it can use.
+ * Throws `FTS_INVALID_OPTION` naming the option.
+ *
+ * @example
+ * ```ts
+ * const store = new RedisStore({ ...redisStoreOptions(process.env.REDIS_URL, 'myapp:'), commandTimeout: 500 })
+ * ```
+ */
+export function redisStoreOptions (redis: unknown, keyPrefix: unknown): RedisStoreOptions {
+  if (keyPrefix !== undefined && typeof keyPrefix !== 'string') fail('keyPrefix', 'must be a string without "{" or "}"')
+  const prefix = keyPrefix === undefined ? {} : { keyPrefix: checkedKeyPrefix(keyPrefix, 'keyPrefix') }
+  if (isClient(redis)) return { client: redis, ...prefix }
+  if (typeof redis !== 'string' || !/^rediss?:\/\//.test(redis)) fail('redis', 'must be an ioredis client (Redis or Cluster) or a redis:// or rediss:// URL')
+  return { url: redis, ...prefix }
+}
+
+function isClient (value: unknown): value is RedisClient {
+  return value !== null && typeof value === 'object' && typeof (value as { defineCommand?: unknown }).defineCommand === 'function'
+}
+
+/** A key prefix without braces: they would end the per-user hash tag early. */
+function checkedKeyPrefix (prefix: string, option: string): string {
+  if (/[{}]/.test(prefix)) fail(option, 'must not contain "{" or "}" (they would break the per-user hash tag)')
+  return prefix
 }
 
 function ownClient (url: string, commandTimeout: number, onError: ((error: Error) => void) | undefined): Redis {

@@ -138,6 +138,9 @@ export type CreateOutcome =
   | { status: 'created', ttlMs: number, startedAt: number, ended: string[] }
   | { status: 'stale' }
 
+/** The longest user agent a session keeps, in characters. */
+export const MAX_USER_AGENT = 128
+
 /**
  * What a session records of its client; each field is optional (privacy settings).
  *
@@ -147,6 +150,7 @@ export type CreateOutcome =
  * ```
  */
 export interface ClientInfo {
+  /** Printable ASCII, at most {@link MAX_USER_AGENT} characters. */
   userAgent?: string
   ip?: string
   /** A name the app gives the session, e.g. a device name. */
