@@ -8,7 +8,7 @@
 // Environment: LOAD_SECONDS (30; at most 60), LOAD_USERS (100), LOAD_MEMORY_GROWTH
 // (0.15, the largest allowed growth).
 import http from 'node:http'
-import { RedisServer } from './lib/redis.mjs'
+import { RedisServer } from '../test/helpers/redis.mjs'
 import { startServer } from './lib/server-process.mjs'
 
 const SECONDS = bounded('LOAD_SECONDS', 30, 3, 60)

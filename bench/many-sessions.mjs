@@ -13,7 +13,7 @@
 // Numbers, not pass/fail: printed as Markdown.
 import { performance } from 'node:perf_hooks'
 import { Redis } from 'ioredis'
-import { RedisServer } from './lib/redis.mjs'
+import { RedisServer } from '../test/helpers/redis.mjs'
 import { startServer } from './lib/server-process.mjs'
 
 const MANY = Number(process.env.MANY_SESSIONS ?? 20_000)

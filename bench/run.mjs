@@ -21,7 +21,7 @@ import { RedisStore } from '../dist/index.js'
 // logins write (an internal module of the build, not a public export).
 import { hashId } from '../dist/tokens.js'
 import { buildApp } from './apps.mjs'
-import { RedisServer } from './lib/redis.mjs'
+import { RedisServer } from '../test/helpers/redis.mjs'
 import { startServer } from './lib/server-process.mjs'
 
 const SECONDS = positive('BENCH_SECONDS', 5)

@@ -1,4 +1,4 @@
-import createError from '@fastify/error'
+import { createError, type FastifyErrorConstructor } from '@fastify/error'
 
 /**
  * Every error this plugin sends to a client, with its stable `code` and HTTP status.
@@ -6,50 +6,58 @@ import createError from '@fastify/error'
  * (that would help an attacker) nor any message from the store.
  */
 
+/** What every error here takes: nothing, or the error that caused it (kept for logs). */
+type Cause = [options?: { cause: unknown }]
+
+/** An error with a fixed message, its code and status in its type. */
+function define<C extends string, S extends number, A extends unknown[] = Cause> (code: C, message: string, status: S): FastifyErrorConstructor<{ code: C, statusCode: S }, A> {
+  return createError<C, S, A>(code, message, status)
+}
+
 /** No access or refresh token was presented. */
-export const TokenMissingError = createError('FTS_TOKEN_MISSING', 'No token was presented', 401)
+export const TokenMissingError = define('FTS_TOKEN_MISSING', 'No token was presented', 401)
 
 /** The token is malformed, forged, of the wrong kind, or fails a claim check. */
-export const TokenInvalidError = createError('FTS_TOKEN_INVALID', 'The token is invalid', 401)
+export const TokenInvalidError = define('FTS_TOKEN_INVALID', 'The token is invalid', 401)
 
 /** The token was valid once but has expired. */
-export const TokenExpiredError = createError('FTS_TOKEN_EXPIRED', 'The token has expired', 401)
+export const TokenExpiredError = define('FTS_TOKEN_EXPIRED', 'The token has expired', 401)
 
 /** The refresh token names a session that has ended (logged out, revoked or expired). */
-export const SessionRevokedError = createError('FTS_SESSION_REVOKED', 'The session has ended', 401)
+export const SessionRevokedError = define('FTS_SESSION_REVOKED', 'The session has ended', 401)
 
 /** The session reached its absolute lifetime (`sessionMaxLifetime`): the user logs in again. */
-export const SessionExpiredError = createError('FTS_SESSION_EXPIRED', 'The session reached its maximum lifetime; log in again', 401)
+export const SessionExpiredError = define('FTS_SESSION_EXPIRED', 'The session reached its maximum lifetime; log in again', 401)
 
 /** A refresh token that was already rotated came back: the session has been revoked. */
-export const TokenReusedError = createError('FTS_TOKEN_REUSED', 'The refresh token was already used; the session has been revoked', 401)
+export const TokenReusedError = define('FTS_TOKEN_REUSED', 'The refresh token was already used; the session has been revoked', 401)
 
 /** The session to end does not exist or is not the caller's. */
-export const SessionNotFoundError = createError('FTS_SESSION_NOT_FOUND', 'No such session', 404)
+export const SessionNotFoundError = define('FTS_SESSION_NOT_FOUND', 'No such session', 404)
 
 /** A cookie-authenticated request lacks the anti-CSRF header or comes from another site. */
-export const CsrfError = createError('FTS_CSRF_REJECTED', 'Cross-site request rejected', 403)
+export const CsrfError = define('FTS_CSRF_REJECTED', 'Cross-site request rejected', 403)
 
 /**
  * Every session of the user was revoked (a password change, logout everywhere) after the
  * login's credentials were checked: the login lost that race and started no session.
  */
-export const CredentialsStaleError = createError('FTS_CREDENTIALS_STALE', 'The account changed while signing in; sign in again', 401)
+export const CredentialsStaleError = define('FTS_CREDENTIALS_STALE', 'The account changed while signing in; sign in again', 401)
 
 /**
  * A token cookie came twice in one request: one was planted (by a sibling subdomain or a
  * man in the middle). Rejected before any token is read.
  */
-export const CookieConflictError = createError('FTS_COOKIE_CONFLICT', 'A token cookie was sent more than once', 400)
+export const CookieConflictError = define('FTS_COOKIE_CONFLICT', 'A token cookie was sent more than once', 400)
 
 /** The request is malformed (for example, a body field of the wrong type). */
-export const BadRequestError = createError('FTS_BAD_REQUEST', 'The request is malformed', 400)
+export const BadRequestError = define('FTS_BAD_REQUEST', 'The request is malformed', 400)
 
 /** The request body is not JSON. */
-export const UnsupportedMediaTypeError = createError('FTS_UNSUPPORTED_MEDIA_TYPE', 'The request body must be application/json', 415)
+export const UnsupportedMediaTypeError = define('FTS_UNSUPPORTED_MEDIA_TYPE', 'The request body must be application/json', 415)
 
 /** The session store did not answer in time. */
-export const StoreUnavailableError = createError('FTS_STORE_UNAVAILABLE', 'The session store is unavailable; retry later', 503)
+export const StoreUnavailableError = define('FTS_STORE_UNAVAILABLE', 'The session store is unavailable; retry later', 503)
 
 /** A plugin option is missing or has a bad value; thrown at registration. */
-export const InvalidOptionError = createError('FTS_INVALID_OPTION', 'Invalid option %s: %s', 500)
+export const InvalidOptionError = define<'FTS_INVALID_OPTION', 500, [option: string, fix: string]>('FTS_INVALID_OPTION', 'Invalid option %s: %s', 500)

@@ -6,7 +6,7 @@ import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './schemas.js'
 import type { SessionRef, Sessions } from './sessions.js'
 import type { RevocationList } from './revocations.js'
 import { Transport, checkedLength, tokenResponse, type CarriedToken } from './transport.js'
-import type { IssueOptions, SessionListPage, SessionListResponse, SessionUser, TokenResponse, TokenSet } from './types.js'
+import type { IssueRequest, SessionListPage, SessionListResponse, SessionUser, TokenResponse, TokenSet } from './types.js'
 
 /** When a request arrived (ms, this instance's clock), for `issueTokens`' default `authenticatedAt`. */
 const ARRIVED = Symbol('fastify-token-sessions.arrived')
@@ -32,6 +32,15 @@ interface Context {
   readonly revocations: RevocationList
   readonly transport: Transport
   readonly retryAfter: number
+  /** The request property that holds the user (`decorators.user`). */
+  readonly userKey: string
+}
+
+/** A request seen through its user property, whatever its name. */
+type UserSlots = Record<string, SessionUser>
+
+function userOf (context: Context, request: FastifyRequest): SessionUser {
+  return (request as unknown as UserSlots)[context.userKey] as SessionUser
 }
 
 /** A session a request named, and whether a cookie carried the token that named it. */
@@ -44,7 +53,7 @@ interface NamedSession extends SessionRef {
  * `issueTokens`, each wrapped once (see {@link guard}).
  */
 export function createHandlers (options: ResolvedOptions, sessions: Sessions, revocations: RevocationList) {
-  const context: Context = { sessions, revocations, transport: new Transport(options), retryAfter: options.retryAfter }
+  const context: Context = { sessions, revocations, transport: new Transport(options), retryAfter: options.retryAfter, userKey: options.decorators.user }
   // The decorators (authenticate, authenticateStrict, refresh, issueTokens) are documented
   // where they are typed, in types.ts; the routes in the README.
   return {
@@ -96,14 +105,14 @@ function statusOf (error: unknown): unknown {
   return (error as { statusCode?: unknown }).statusCode
 }
 
-function authenticate ({ sessions, revocations, transport }: Context, request: FastifyRequest): void {
-  request.user = authenticated(sessions, revocations, transport, request)
+function authenticate ({ sessions, revocations, transport, userKey }: Context, request: FastifyRequest): void {
+  (request as unknown as UserSlots)[userKey] = authenticated(sessions, revocations, transport, request)
 }
 
-async function authenticateStrict ({ sessions, revocations, transport }: Context, request: FastifyRequest): Promise<void> {
+async function authenticateStrict ({ sessions, revocations, transport, userKey }: Context, request: FastifyRequest): Promise<void> {
   const user = authenticated(sessions, revocations, transport, request)
   if (!await sessions.isLive(user.id, user.sessionId)) throw new SessionRevokedError()
-  request.user = user
+  ;(request as unknown as UserSlots)[userKey] = user
 }
 
 /**
@@ -158,7 +167,7 @@ async function logoutAll ({ sessions, transport }: Context, request: MarkedReque
 }
 
 async function issueTokens (
-  { sessions, transport }: Context, request: MarkedRequest, reply: FastifyReply, userId: string | number, issueOptions: IssueOptions = {}
+  { sessions, transport }: Context, request: MarkedRequest, reply: FastifyReply, userId: string | number, issueOptions: IssueRequest = {}
 ): Promise<TokenSet> {
   const chosen = transport.chosenFor(request, issueOptions.transport)
   // By default the credentials were checked after the request arrived.
@@ -169,9 +178,10 @@ async function issueTokens (
 
 /** The caller's live sessions, a page at a time, its own flagged `current`. */
 async function listSessions (
-  { sessions }: Context, request: FastifyRequest<{ Querystring: { cursor?: string, limit?: string } }>, reply: FastifyReply
+  context: Context, request: FastifyRequest<{ Querystring: { cursor?: string, limit?: string } }>, reply: FastifyReply
 ): Promise<SessionListResponse> {
-  const { id, sessionId } = request.user
+  const { sessions } = context
+  const { id, sessionId } = userOf(context, request)
   const page = await listPage(sessions, id, { cursor: request.query.cursor, limit: request.query.limit })
   reply.header('cache-control', 'no-store')
   return {
@@ -181,9 +191,11 @@ async function listSessions (
 }
 
 /** Ends one of the caller's sessions; another's is a 404, and nothing changes. */
-async function revokeSession ({ sessions, transport }: Context, request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply): Promise<void> {
-  if (!await sessions.revoke({ userId: request.user.id, sessionId: request.params.id }, 'revoked', request)) throw new SessionNotFoundError()
-  if (request.params.id === request.user.sessionId) transport.clear(reply)
+async function revokeSession (context: Context, request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply): Promise<void> {
+  const { sessions, transport } = context
+  const user = userOf(context, request)
+  if (!await sessions.revoke({ userId: user.id, sessionId: request.params.id }, 'revoked', request)) throw new SessionNotFoundError()
+  if (request.params.id === user.sessionId) transport.clear(reply)
   reply.code(204)
 }
 

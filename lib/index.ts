@@ -13,7 +13,7 @@ import { MemoryStore } from './stores/memory.js'
 import { RedisStore } from './stores/redis.js'
 import type { SessionStore } from './stores/store.js'
 import { checkUserId, createTokenCodec } from './tokens.js'
-import type { IssueOptions, SessionUser, TokenSessionsApi, TokenSessionsOptions } from './types.js'
+import type { IssueRequest, TokenSessionsApi, TokenSessionsOptions } from './types.js'
 
 /**
  * Builds the store from the options. Returns whether the plugin owns it (and so closes
@@ -21,12 +21,11 @@ import type { IssueOptions, SessionUser, TokenSessionsApi, TokenSessionsOptions 
  */
 function buildStore (fastify: FastifyInstance, options: ResolvedOptions): { store: SessionStore, owned: boolean } {
   const { store } = options
-  if (store.kind === 'given') return { store: store.store, owned: false }
-  if (store.kind === 'none') {
-    if (process.env.NODE_ENV === 'production') {
-      fastify.log.warn('fastify-token-sessions: no store configured; sessions live in this process only (MemoryStore)')
+  if (store.kind === 'given') {
+    if (store.store instanceof MemoryStore) {
+      fastify.log.warn('fastify-token-sessions: sessions are kept in this process\'s memory (MemoryStore): lost on restart and not shared between instances; for development and tests only')
     }
-    return { store: new MemoryStore(), owned: true }
+    return { store: store.store, owned: false }
   }
   return {
     store: new RedisStore({
@@ -130,7 +129,7 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
         clockOffsetMs: clock.offsetMs
       }
     },
-    issue: async (userId, issueOptions = {}) => ({ ...await sessions.issue(userId, issueOptions), transport: 'body' }),
+    issue: async (userId, ...issueOptions) => ({ ...await sessions.issue(userId, issueOptions[0] ?? {}), transport: 'body' }),
     refresh: async (refreshToken) => ({ ...await sessions.rotate(refreshToken), transport: 'body' }),
     verifyAccessToken: (accessToken) => sessions.verifyAccess(accessToken),
     jwks: () => ({ keys: options.keys.access.keys.flatMap((key) => key.jwk === undefined ? [] : [key.jwk]) }),
@@ -143,12 +142,13 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
     }
   }
 
-  if (!fastify.hasRequestDecorator('user')) fastify.decorateRequest('user', null as unknown as SessionUser)
-  fastify.decorate('tokenSessions', api)
-  fastify.decorate('authenticate', handlers.authenticate)
-  fastify.decorate('authenticateStrict', handlers.authenticateStrict)
-  fastify.decorate('refresh', handlers.refresh)
-  fastify.decorateReply('issueTokens', function issueTokens (this: FastifyReply, userId: string | number, issueOptions?: IssueOptions) {
+  const names = options.decorators
+  if (!fastify.hasRequestDecorator(names.user)) fastify.decorateRequest(names.user, null)
+  fastify.decorate(names.tokenSessions, api)
+  fastify.decorate(names.authenticate, handlers.authenticate)
+  fastify.decorate(names.authenticateStrict, handlers.authenticateStrict)
+  fastify.decorate(names.refresh, handlers.refresh)
+  fastify.decorateReply(names.issueTokens, function issueTokens (this: FastifyReply, userId: string | number, issueOptions?: IssueRequest) {
     return handlers.issueTokens(this.request, this, userId, issueOptions)
   })
 
@@ -201,14 +201,16 @@ export type {
  * ```
  */
 export * as errors from './errors.js'
-export { ACCESS_TOKEN_TYPE, REFRESH_TOKEN_TYPE } from './tokens.js'
+export { ACCESS_TOKEN_TYPE, PLAIN_ACCESS_TOKEN_TYPE, REFRESH_TOKEN_TYPE } from './tokens.js'
 export {
   DEFAULT_ACCESS_TOKEN_TTL, DEFAULT_REFRESH_TOKEN_TTL, DEFAULT_REUSE_GRACE, MAX_REUSE_GRACE, DEFAULT_SESSION_MAX_LIFETIME, MAX_TOKEN_TTL,
   MIN_SECRET_BYTES, DEFAULT_MAX_SESSIONS_PER_USER, MAX_SESSIONS_PER_USER
 } from './options.js'
 export { ALGORITHMS, type AccessTokenKey, type Algorithm } from './keys.js'
 export type {
-  AuditEvent, AuditHook, AuditHookName, AuditHooks, Claims, ClientInfoOptions, CookieOptions, Health, IssueOptions, RevokeOptions,
+  AuditEvent, AuditHook, AuditHookName, AuditHooks, Claims, ClientInfoOptions, CookieOptions, DecoratorName, DecoratorNames, DecoratorOptions,
+  DefaultDecoratorNames, Health, InstanceDecorators, IssueArguments, IssueOptions, IssueSettings, IssueTokens, ReplyDecorators, RequestDecorators,
+  RevokeOptions, SessionFields,
   RouteOptions, RoutesOptions, SessionListPage, SessionListResponse, SessionUser, TokenResponse, TokenSessionsApi, TokenSessionsOptions, TokenSet,
   TokenTransport
 } from './types.js'

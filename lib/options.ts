@@ -3,7 +3,7 @@ import { redisStoreOptions, type RedisStoreOptions } from './stores/redis.js'
 import type { SessionStore } from './stores/store.js'
 import { refuseKeyMaterial, resolveAccessKeys } from './keys.js'
 import { deriveKeys, type TokenKeys } from './tokens.js'
-import type { AuditHooks, RouteOptions, TokenSessionsOptions } from './types.js'
+import type { AuditHooks, DefaultDecoratorNames, RouteOptions, TokenSessionsOptions } from './types.js'
 
 /** Access-token lifetime: 15 minutes. */
 export const DEFAULT_ACCESS_TOKEN_TTL = 15 * 60
@@ -47,11 +47,10 @@ export interface ResolvedOptions {
   readonly sessionMaxLifetime: number
   readonly clientInfo: { readonly ip: boolean, readonly userAgent: boolean }
   readonly reuseGraceMs: number
-  /** The store the app passed, the Redis store to open (its options checked by the store), or none given. */
+  /** The store the app passed, or the Redis store to open (its options checked by the store). */
   readonly store:
     | { readonly kind: 'given', readonly store: SessionStore }
     | { readonly kind: 'redis', readonly options: RedisStoreOptions }
-    | { readonly kind: 'none' }
   readonly storeTimeout: number
   readonly retryAfter: number
   readonly cookies: ResolvedCookies | null
@@ -63,10 +62,14 @@ export interface ResolvedOptions {
   readonly origins: { readonly publicOrigin: string | undefined, readonly allowed: ReadonlySet<string> }
   readonly issuer: string | undefined
   readonly audience: string | undefined
+  /** Set only with issuer and audience: access tokens then follow RFC 9068. */
+  readonly clientId: string | undefined
   readonly hooks: Readonly<AuditHooks>
   /** How long instances remember a revocation: the access tokens' lifetime and a margin. */
   readonly rememberMs: number
   readonly revocationFeed: { readonly maxOutageMs: number, readonly onOutage: 'accept' | 'reject' }
+  /** The name of each decorator. */
+  readonly decorators: Readonly<Record<keyof DefaultDecoratorNames, string>>
 }
 
 /** Cookie settings after checking. */
@@ -97,7 +100,7 @@ const HOOKS = ['onLogin', 'onRefresh', 'onLogout', 'onSessionRevoked', 'onReuseD
 const KNOWN_OPTIONS = new Set<string>([
   'secret', 'accessTokenSecret', 'refreshTokenSecret', 'accessTokenKeys', 'activeKid', 'accessTokenTtl', 'refreshTokenTtl', 'sessionMaxLifetime',
   'clientInfo', 'reuseGrace', 'store', 'redis', 'keyPrefix', 'storeTimeout', 'retryAfter', 'cookies', 'csrfHeader',
-  'routes', 'issuer', 'audience', 'revocationFeed', 'maxSessionsPerUser', 'replayRequiresSameUserAgent', 'publicOrigin', 'allowedOrigins', ...HOOKS,
+  'routes', 'decorators', 'issuer', 'audience', 'clientId', 'revocationFeed', 'maxSessionsPerUser', 'replayRequiresSameUserAgent', 'publicOrigin', 'allowedOrigins', ...HOOKS,
   // Fastify hands these register() options to every plugin.
   'prefix', 'logLevel', 'logSerializers'
 ])
@@ -150,10 +153,40 @@ export function resolveOptions (options: TokenSessionsOptions, env: NodeJS.Proce
     origins: resolveOrigins(options),
     issuer: text(options.issuer, 'issuer'),
     audience: text(options.audience, 'audience'),
+    clientId: resolveClientId(options),
     hooks: resolveHooks(options),
     rememberMs: accessTokenTtl * 1000 + REVOCATION_MARGIN_MS,
-    revocationFeed: resolveRevocationFeed(options.revocationFeed)
+    revocationFeed: resolveRevocationFeed(options.revocationFeed),
+    decorators: resolveDecorators(options.decorators)
   })
+}
+
+const DEFAULT_DECORATORS: Readonly<DefaultDecoratorNames> = Object.freeze({
+  user: 'user', authenticate: 'authenticate', authenticateStrict: 'authenticateStrict', refresh: 'refresh', issueTokens: 'issueTokens', tokenSessions: 'tokenSessions'
+})
+/** A name Fastify can decorate with and code can reach as `app.name`. */
+const IDENTIFIER = /^[A-Za-z_$][\w$]*$/
+
+function resolveDecorators (given: unknown): ResolvedOptions['decorators'] {
+  if (given === undefined) return DEFAULT_DECORATORS
+  if (given === null || typeof given !== 'object') fail('decorators', `must be an object of names: { ${Object.keys(DEFAULT_DECORATORS).join(', ')} }`)
+  const names: Record<string, string> = { ...DEFAULT_DECORATORS }
+  for (const [key, value] of Object.entries(given)) {
+    if (!(key in DEFAULT_DECORATORS)) fail(`decorators.${key}`, `is not a decorator of the plugin (${Object.keys(DEFAULT_DECORATORS).join(', ')})`)
+    if (typeof value !== 'string' || !IDENTIFIER.test(value)) fail(`decorators.${key}`, 'must be a name such as "authenticateSession" (letters, digits, _ and $)')
+    names[key] = value
+  }
+  const onInstance = [names.authenticate, names.authenticateStrict, names.refresh, names.tokenSessions]
+  if (new Set(onInstance).size !== onInstance.length) fail('decorators', 'authenticate, authenticateStrict, refresh and tokenSessions must have different names')
+  return Object.freeze(names as Record<keyof DefaultDecoratorNames, string>)
+}
+
+function resolveClientId (options: TokenSessionsOptions): string | undefined {
+  const clientId = text(options.clientId, 'clientId')
+  if (clientId !== undefined && (options.issuer === undefined || options.audience === undefined)) {
+    fail('clientId', 'needs issuer and audience too: RFC 9068 access tokens carry all three')
+  }
+  return clientId
 }
 
 function resolveRevocationFeed (feed: TokenSessionsOptions['revocationFeed']): ResolvedOptions['revocationFeed'] {
@@ -254,6 +287,11 @@ function resolveKeys (options: TokenSessionsOptions): TokenKeys {
 
 function resolveStore (options: TokenSessionsOptions): ResolvedOptions['store'] {
   const { store, redis, keyPrefix } = options
+  // `redis: process.env.REDIS_URL` with the variable unset must not start an app whose
+  // sessions quietly live in one process's memory.
+  for (const name of ['redis', 'store'] as const) {
+    if (name in options && options[name] === undefined) fail(name, 'is undefined (is the environment variable it comes from set?)')
+  }
   if (store !== undefined && redis !== undefined) fail('store', 'give either store or redis, not both')
   if (store !== undefined) {
     if (store === null || typeof store !== 'object' || STORE_METHODS.some((m) => typeof store[m] !== 'function')) {
@@ -268,7 +306,7 @@ function resolveStore (options: TokenSessionsOptions): ResolvedOptions['store'] 
   }
   if (redis !== undefined) return Object.freeze({ kind: 'redis', options: redisStoreOptions(redis, keyPrefix) })
   if (keyPrefix !== undefined) fail('keyPrefix', 'goes with redis (it prefixes the Redis keys)')
-  return Object.freeze({ kind: 'none' })
+  return fail('redis', 'is required: a redis:// URL or an ioredis client; or give store (a RedisStore, or new MemoryStore() for development and tests)')
 }
 
 function resolveRoutes (routes: TokenSessionsOptions['routes']): ResolvedRoutes | null {

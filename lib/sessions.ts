@@ -9,7 +9,7 @@ import { MAX_USER_AGENT, type ClientInfo, type PresentedToken, type SessionPage,
 import {
   checkClaims, checkUserId, hashId, isSessionId, newRefreshId, newSessionId, successorId, type TokenCodec
 } from './tokens.js'
-import type { Claims, IssueOptions, SessionUser, TokenSet } from './types.js'
+import type { ClaimValues, IssueRequest, SessionUser, TokenSet } from './types.js'
 
 /** A token set before the HTTP layer decides how it travels. */
 export type IssuedTokens = Omit<TokenSet, 'transport'>
@@ -64,7 +64,7 @@ export class Sessions {
    * this instance's clock) is when the app checked the credentials: a revocation of every
    * session of the user after it (a password change) makes the login fail, not survive it.
    */
-  async issue (userId: unknown, options: IssueOptions, request?: FastifyRequest): Promise<IssuedTokens> {
+  async issue (userId: unknown, options: IssueRequest, request?: FastifyRequest): Promise<IssuedTokens> {
     const sub = checkUserId(userId)
     const claims = checkClaims(options.claims)
     const sid = newSessionId()
@@ -233,7 +233,7 @@ export class Sessions {
     for (const sessionId of sessionIds) await this.#emit('onSessionRevoked', { userId, sessionId, reason }, request)
   }
 
-  #sign (sub: string, sid: string, jti: string, startedAt: number, ttlMs: number, endsAt: number, claims: Claims): IssuedTokens {
+  #sign (sub: string, sid: string, jti: string, startedAt: number, ttlMs: number, endsAt: number, claims: ClaimValues): IssuedTokens {
     const refreshExpiresIn = Math.ceil(ttlMs / 1000)
     const expiresIn = Math.min(this.#options.accessTokenTtl, refreshExpiresIn)
     return {

@@ -1,21 +1,38 @@
 import { createHmac, createSecretKey, hash, hkdfSync, randomBytes, type KeyObject } from 'node:crypto'
-import fastifyJwt, { type JWT } from '@fastify/jwt'
-import type { FastifyInstance } from 'fastify'
+import { createRequire } from 'node:module'
+import type { FastifyInstance, FastifyPluginCallback } from 'fastify'
 import { CLOCK_TOLERANCE_MS } from './clock.js'
 import { SessionExpiredError, TokenExpiredError, TokenInvalidError } from './errors.js'
 import { derivedKey, type ResolvedKey } from './keys.js'
-import type { Claims, SessionUser } from './types.js'
+import type { ClaimValues, SessionUser } from './types.js'
 
 /**
- * The JOSE `typ` header of an access token (RFC 9068).
+ * `@fastify/jwt`, loaded without its typings: they declare `request.user` (and `jwt`,
+ * `jwtVerify`, ...) for every program that sees them, which would fight this plugin's
+ * own declaration of the user and an app's own `@fastify/jwt` types. The plugin runs it
+ * only inside an encapsulated context, so none of its decorators reach the app.
+ */
+const fastifyJwt = createRequire(import.meta.url)('@fastify/jwt') as FastifyPluginCallback<Record<string, unknown>>
+
+/** What the codec uses of one `@fastify/jwt` namespace (`fastify.jwt[namespace]`). */
+interface JWT {
+  sign (payload: Record<string, unknown>): string
+  verify<T> (token: string): T
+}
+
+/**
+ * The JOSE `typ` header of an access token under RFC 9068: with `clientId`, `issuer` and
+ * `audience` set, when every claim the profile requires is in the token.
  *
  * @example
  * ```ts
  * // Another service checking our access tokens with its own JWT library:
- * jwtVerify(token, jwks, { typ: ACCESS_TOKEN_TYPE })
+ * jwtVerify(token, jwks, { typ: ACCESS_TOKEN_TYPE, issuer, audience })
  * ```
  */
 export const ACCESS_TOKEN_TYPE = 'at+jwt'
+/** The JOSE `typ` header of an access token outside RFC 9068's profile: a plain JWT. */
+export const PLAIN_ACCESS_TOKEN_TYPE = 'JWT'
 /**
  * The JOSE `typ` header of a refresh token; an access token never carries it.
  *
@@ -28,7 +45,7 @@ export const REFRESH_TOKEN_TYPE = 'rt+jwt'
 
 /** Claims this plugin writes itself; an app's own claims may not use these names. */
 export const RESERVED_CLAIMS: ReadonlySet<string> = new Set([
-  'sub', 'sid', 'sst', 'jti', 'iat', 'exp', 'nbf', 'iss', 'aud', 'typ', 'clm', 'mx', 'id', 'sessionId', 'sessionStartedAt', 'expiresAt'
+  'sub', 'sid', 'sst', 'jti', 'iat', 'exp', 'nbf', 'iss', 'aud', 'typ', 'clm', 'mx', 'client_id', 'id', 'sessionId', 'sessionStartedAt', 'expiresAt'
 ])
 
 /**
@@ -55,7 +72,7 @@ export interface RefreshClaims {
   jti: string
   /** When the session's absolute lifetime ends, in seconds since the epoch (`mx`). */
   endsAt: number
-  claims: Claims
+  claims: ClaimValues
 }
 
 function hkdf (secret: Buffer, info: string): Buffer {
@@ -109,8 +126,8 @@ export function hashId (refreshId: string): string {
  */
 export interface TokenCodec {
   /** `startedAt`: when the session started (ms, store clock), carried as `sst`. */
-  signAccess (input: { sub: string, sid: string, startedAt: number, ttlSeconds: number, claims: Claims }): string
-  signRefresh (input: { sub: string, sid: string, jti: string, ttlSeconds: number, endsAt: number, claims: Claims }): string
+  signAccess (input: { sub: string, sid: string, startedAt: number, ttlSeconds: number, claims: ClaimValues }): string
+  signRefresh (input: { sub: string, sid: string, jti: string, ttlSeconds: number, endsAt: number, claims: ClaimValues }): string
   /**
    * The user of a valid access token: its own claims, then `id`, `sessionId`,
    * `sessionStartedAt` and `expiresAt`. Throws a 401 error for any token that is not a
@@ -125,6 +142,8 @@ interface TokenCodecOptions {
   keys: TokenKeys
   issuer: string | undefined
   audience: string | undefined
+  /** With issuer and audience: access tokens follow RFC 9068. */
+  clientId: string | undefined
   accessTokenTtl: number
   refreshTokenTtl: number
   /** The store's clock, in ms. */
@@ -139,6 +158,11 @@ interface TokenCodecOptions {
  */
 export async function createTokenCodec (fastify: FastifyInstance, options: TokenCodecOptions): Promise<TokenCodec> {
   const accessByKid = new Map<string, JWT>()
+  // RFC 9068 only when every claim it requires is there: iss, aud and client_id are
+  // configured, and each token gets a jti of its own.
+  const profile = options.clientId === undefined ? undefined : { client_id: options.clientId }
+  const accessType = profile === undefined ? PLAIN_ACCESS_TOKEN_TYPE : ACCESS_TOKEN_TYPE
+  const accessClaims = ['sub', 'sid', 'sst', 'iat', 'exp', ...(profile === undefined ? [] : ['jti', 'client_id'])]
   let refresh: JWT | undefined
   await fastify.register(async function tokenSessionsJwt (child) {
     const register = async (namespace: string, typ: string, key: ResolvedKey, required: string[]): Promise<JWT> => {
@@ -169,10 +193,10 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
           ...(options.audience === undefined ? {} : { allowedAud: options.audience })
         }
       })
-      return (child.jwt as unknown as Record<string, JWT>)[namespace] as JWT
+      return ((child as unknown as { jwt: Record<string, JWT> }).jwt)[namespace] as JWT
     }
     for (const [index, key] of options.keys.access.keys.entries()) {
-      accessByKid.set(key.kid ?? '', await register(`tokenSessions_access_${index}`, ACCESS_TOKEN_TYPE, key, ['sub', 'sid', 'sst', 'iat', 'exp']))
+      accessByKid.set(key.kid ?? '', await register(`tokenSessions_access_${index}`, accessType, key, accessClaims))
     }
     // Only this plugin verifies refresh tokens, so HS256 with a derived secret serves.
     refresh = await register('tokenSessions_refresh', REFRESH_TOKEN_TYPE, derivedKey(options.keys.refresh), ['sub', 'sid', 'jti', 'iat', 'exp', 'mx'])
@@ -184,7 +208,8 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
   return {
     signAccess ({ sub, sid, startedAt, ttlSeconds, claims }) {
       const iat = Math.floor(now() / 1000)
-      return signer.sign({ ...claims, sub, sid, sst: startedAt, iat, exp: iat + ttlSeconds })
+      const payload = { ...claims, sub, sid, sst: startedAt, iat, exp: iat + ttlSeconds }
+      return signer.sign(profile === undefined ? payload : { ...payload, ...profile, jti: randomBytes(16).toString('base64url') })
     },
     signRefresh ({ sub, sid, jti, ttlSeconds, endsAt, claims }) {
       const iat = Math.floor(now() / 1000)
@@ -220,7 +245,7 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
       // then the session itself is over.
       if (expired(payload, now(), refreshTokenTtl)) throw payload.exp === mx ? new SessionExpiredError() : new TokenExpiredError()
       if (clm !== undefined && (clm === null || typeof clm !== 'object' || Array.isArray(clm))) throw new TokenInvalidError()
-      return { sub: payload.sub, sid: payload.sid, jti, endsAt: mx, claims: (clm ?? {}) as Claims }
+      return { sub: payload.sub, sid: payload.sid, jti, endsAt: mx, claims: (clm ?? {}) as ClaimValues }
     }
   }
 }
@@ -312,7 +337,7 @@ export function checkUserId (userId: unknown): string {
 }
 
 /** Checks the app's own claims once, at login; they then travel inside the tokens. */
-export function checkClaims (claims: unknown): Claims {
+export function checkClaims (claims: unknown): ClaimValues {
   if (claims === undefined) return {}
   if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) {
     throw new TypeError('fastify-token-sessions: claims must be a plain object')
@@ -320,5 +345,5 @@ export function checkClaims (claims: unknown): Claims {
   for (const name of Object.keys(claims)) {
     if (RESERVED_CLAIMS.has(name)) throw new TypeError(`fastify-token-sessions: the claim name "${name}" is reserved`)
   }
-  return claims as Claims
+  return claims as ClaimValues
 }

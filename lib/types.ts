@@ -6,14 +6,17 @@ import type { SessionInfo, SessionStore } from './stores/store.js'
 
 /**
  * The authenticated user, set on `request.user` by `fastify.authenticate`. Add the claims
- * your app passes to `issueTokens` by declaration merging.
+ * your app passes to `issueTokens` by declaration merging; `issueTokens` then requires
+ * them, with their types. The `import` makes the file a module, so that the declaration
+ * adds to the package's types instead of replacing them (in a `.d.ts` of its own too).
  *
  * @example
  * ```ts
+ * import 'fastify-token-sessions'
  * declare module 'fastify-token-sessions' {
  *   interface SessionUser { username: string }
  * }
- * // request.user.username is now a string
+ * // request.user.username is now a string, and issueTokens(id, { claims: { username } }) is required
  * ```
  */
 export interface SessionUser {
@@ -60,16 +63,24 @@ export interface TokenSet {
  */
 export type TokenTransport = 'cookie' | 'body'
 
+/** The fields of {@link SessionUser} that the plugin sets itself, from the token. */
+export type SessionFields = 'id' | 'sessionId' | 'sessionStartedAt' | 'expiresAt'
+
 /**
- * The app's own claims, copied into every access token of the session.
+ * The app's own claims, copied into every access token of the session: the fields the app
+ * added to {@link SessionUser}, each with its type.
  *
  * @example
  * ```ts
+ * // with `interface SessionUser { role: 'admin' | 'member', tenant: string }` declared:
  * const claims: Claims = { role: 'admin', tenant: 'acme' }
  * await reply.issueTokens(user.id, { claims })
  * ```
  */
-export type Claims = Record<string, unknown>
+export type Claims = Omit<SessionUser, SessionFields>
+
+/** Claims as the plugin handles them inside, whatever the app declared. */
+export type ClaimValues = Record<string, unknown>
 
 /**
  * Options of `reply.issueTokens` and `fastify.tokenSessions.issue`.
@@ -79,9 +90,27 @@ export type Claims = Record<string, unknown>
  * await reply.issueTokens(user.id, { claims: { role: user.role }, label: 'Work laptop' })
  * ```
  */
-export interface IssueOptions {
-  /** The app's own claims, copied into every access token of the session. Keep them small. */
-  claims?: Claims
+export type IssueOptions = IssueSettings & (object extends Claims
+  ? {
+      /** The app's own claims, copied into every access token of the session. Keep them small. */
+      claims?: Claims
+    }
+  : {
+      /** The app's own claims (required: {@link SessionUser} declares some). Keep them small. */
+      claims: Claims
+    })
+
+/**
+ * The arguments after the user id of `issueTokens` and `tokenSessions.issue`: optional
+ * unless {@link SessionUser} declares claims, which every session then must carry.
+ */
+export type IssueArguments = object extends Claims ? [options?: IssueOptions] : [options: IssueOptions]
+
+/** Issue options as the plugin handles them inside, whatever the app declared. */
+export type IssueRequest = IssueSettings & { claims?: unknown }
+
+/** What {@link IssueOptions} holds beside the claims. */
+export interface IssueSettings {
   /**
    * Overrides the transport. By default tokens go in cookies when cookies are enabled,
    * unless the request carries `x-token-transport: body`.
@@ -288,12 +317,16 @@ export interface RouteOptions {
  * ```
  */
 export interface TokenSessionsOptions extends AuditHooks {
-  /** One secret (at least 32 bytes) from which separate access and refresh keys are derived. */
-  secret?: string | Buffer
+  /**
+   * One secret (at least 32 bytes) from which separate access and refresh keys are derived.
+   * `undefined` is accepted by the type (for `process.env.JWT_SECRET`) and refused at
+   * registration.
+   */
+  secret?: string | Buffer | undefined
   /** The access tokens' own secret (at least 32 bytes); give it with `refreshTokenSecret`. */
-  accessTokenSecret?: string | Buffer
+  accessTokenSecret?: string | Buffer | undefined
   /** The refresh tokens' own secret (at least 32 bytes, different from the access one). */
-  refreshTokenSecret?: string | Buffer
+  refreshTokenSecret?: string | Buffer | undefined
   /**
    * Access-token keys instead of the secret-derived one: HS256/384/512, RS256, PS256, ES256
    * or EdDSA, each with a `kid`. The active key signs; the others only verify, so tokens
@@ -343,10 +376,17 @@ export interface TokenSessionsOptions extends AuditHooks {
   publicOrigin?: string
   /** Other origins whose pages may make cookie-authenticated state changes (default none). */
   allowedOrigins?: string[]
-  /** Where sessions live. Give either this or `redis`; with neither, a `MemoryStore`. */
+  /**
+   * Where sessions live: a `RedisStore`, or a `MemoryStore` for development and tests
+   * (the plugin then logs a warning). Give either this or `redis`.
+   */
   store?: SessionStore
-  /** An ioredis client (yours: never closed by the plugin) or a URL (the plugin's own client). */
-  redis?: RedisClient | string
+  /**
+   * An ioredis client (yours: never closed by the plugin) or a URL (the plugin's own
+   * client). `undefined` is accepted by the type (for `process.env.REDIS_URL`) and refused
+   * at registration, naming the option: sessions never fall back to memory unasked.
+   */
+  redis?: RedisClient | string | undefined
   /** Prefix of every Redis key, with `redis` (default `tsess:`). */
   keyPrefix?: string
   /** How long one store operation may take before the request gets a 503, in ms (default 1000). */
@@ -363,6 +403,12 @@ export interface TokenSessionsOptions extends AuditHooks {
   /** The routes to register, or `false`/absent for none. */
   routes?: RoutesOptions | boolean
   /**
+   * Other names for the plugin's decorators (`user`, `authenticate`, `authenticateStrict`,
+   * `refresh`, `issueTokens`, `tokenSessions`), to live beside `@fastify/jwt` or an app's
+   * own; declare the same names in {@link DecoratorNames} for the types.
+   */
+  decorators?: DecoratorOptions
+  /**
    * The revocation feed tells every instance about revoked sessions, so that their access
    * tokens stop working at once. While it has been down longer than `maxOutage` seconds
    * (default 5), `onOutage` decides: `accept` (default) keeps trusting unexpired access
@@ -373,6 +419,13 @@ export interface TokenSessionsOptions extends AuditHooks {
   issuer?: string
   /** `aud` written into and required of every token. */
   audience?: string
+  /**
+   * The OAuth client the access tokens are issued to (`client_id`). With `issuer` and
+   * `audience` too, access tokens follow RFC 9068 (JWT access tokens): `typ: at+jwt`, and
+   * `iss`, `aud`, `client_id` and a `jti` of their own in every token, so that OAuth
+   * resource servers' libraries accept them. Without it they are plain JWTs (`typ: JWT`).
+   */
+  clientId?: string
 }
 
 /**
@@ -401,7 +454,7 @@ export interface TokenSessionsApi {
    */
   health (): Promise<Health>
   /** Starts a session and returns its tokens; sets no cookie (see `reply.issueTokens`). */
-  issue (userId: string | number, options?: IssueOptions): Promise<TokenSet>
+  issue (userId: string | number, ...options: IssueArguments): Promise<TokenSet>
   /** Rotates a refresh token; throws the plugin's 401/503 errors. Sets no cookie. */
   refresh (refreshToken: string): Promise<TokenSet>
   /**
@@ -485,44 +538,96 @@ export interface RevokeOptions {
   request?: FastifyRequest
 }
 
-declare module 'fastify' {
-  interface FastifyInstance {
+/** The names the plugin decorates Fastify with, unless the app gives others. */
+export interface DefaultDecoratorNames {
+  /** The request property `authenticate` sets. */
+  user: 'user'
+  authenticate: 'authenticate'
+  authenticateStrict: 'authenticateStrict'
+  refresh: 'refresh'
+  /** The reply decorator. */
+  issueTokens: 'issueTokens'
+  tokenSessions: 'tokenSessions'
+}
+
+/**
+ * The names an app gives the plugin's decorators instead of the defaults, declared here
+ * for the types and passed as the `decorators` option for the run time (each name declared
+ * here must be passed there). For an app that also uses `@fastify/jwt`, whose
+ * `request.user` and common `fastify.authenticate` recipe would otherwise clash.
+ *
+ * @example
+ * ```ts
+ * import 'fastify-token-sessions'
+ * declare module 'fastify-token-sessions' {
+ *   interface DecoratorNames { user: 'session', authenticate: 'authenticateSession' }
+ * }
+ * await app.register(tokenSessions, { ..., decorators: { user: 'session', authenticate: 'authenticateSession' } })
+ * app.get('/me', { onRequest: app.authenticateSession }, async (request) => request.session.id)
+ * ```
+ */
+export interface DecoratorNames {}
+
+/** The name in use for one decorator: the app's, or the default. */
+export type DecoratorName<K extends keyof DefaultDecoratorNames> = K extends keyof DecoratorNames
+  ? DecoratorNames[K] & string
+  : DefaultDecoratorNames[K]
+
+/**
+ * The `decorators` option: every name the app declared in {@link DecoratorNames}, the
+ * others optional (and then only their defaults).
+ */
+export type DecoratorOptions =
+  & { [K in keyof DefaultDecoratorNames as K extends keyof DecoratorNames ? K : never]: DecoratorName<K> }
+  & { [K in keyof DefaultDecoratorNames as K extends keyof DecoratorNames ? never : K]?: DecoratorName<K> }
+
+/** `reply.issueTokens`. */
+export type IssueTokens = (userId: string | number, ...options: IssueArguments) => Promise<TokenSet>
+
+/** The instance decorators, under their names. */
+export type InstanceDecorators =
+  & {
     /**
      * A hook (`onRequest` or `preHandler`) that verifies the access token from
-     * `Authorization: Bearer` or the access cookie and sets `request.user`.
+     * `Authorization: Bearer` or the access cookie and sets the user on the request.
      */
-    authenticate: onRequestAsyncHookHandler
+    [K in DecoratorName<'authenticate'>]: onRequestAsyncHookHandler
+  }
+  & {
     /**
      * `authenticate`, plus one store round trip to check that the session is still live:
      * for sensitive routes that must not trust an access token for even a moment after
      * its session ended, whatever the revocation feed's state.
      */
-    authenticateStrict: onRequestAsyncHookHandler
+    [K in DecoratorName<'authenticateStrict'>]: onRequestAsyncHookHandler
+  }
+  & {
     /** A route handler that rotates the refresh token from the body or the refresh cookie. */
-    refresh: RouteHandlerMethod
+    [K in DecoratorName<'refresh'>]: RouteHandlerMethod
+  }
+  & {
     /** The session API for app code. */
-    tokenSessions: TokenSessionsApi
+    [K in DecoratorName<'tokenSessions'>]: TokenSessionsApi
   }
-  interface FastifyReply {
-    /**
-     * Starts a session for a user the app has authenticated (after checking a password),
-     * sets the token cookies (unless the transport is `body`) and returns the tokens.
-     */
-    issueTokens (userId: string | number, options?: IssueOptions): Promise<TokenSet>
-  }
+
+/** The request decorator: the user `authenticate` set, under its name. */
+export type RequestDecorators = { [K in DecoratorName<'user'>]: SessionUser }
+
+/** The reply decorator, under its name. */
+export type ReplyDecorators = {
+  /**
+   * Starts a session for a user the app has authenticated (after checking a password),
+   * sets the token cookies (unless the transport is `body`) and returns the tokens.
+   */
+  [K in DecoratorName<'issueTokens'>]: IssueTokens
 }
 
-declare module '@fastify/jwt' {
-  interface FastifyJWT {
-    user: SessionUser
-  }
+// The members come from the decorators' names, the app's or the defaults.
+declare module 'fastify' {
+  interface FastifyInstance extends InstanceDecorators {}
+  interface FastifyRequest extends RequestDecorators {}
+  interface FastifyReply extends ReplyDecorators {}
 }
-
-/**
- * Re-exported so that the published typings load `@fastify/jwt`'s, which declare
- * `request.user` (typed above as {@link SessionUser}); a bare type import would be elided.
- */
-export type { FastifyJWT } from '@fastify/jwt'
 
 /**
  * The JSON body of `GET <prefix>/sessions`.

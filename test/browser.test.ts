@@ -7,7 +7,7 @@ import {
   browserSkipReason, launchBrowser, messageOf, newDevice, openPage, registerUser, shownExpiry, startExampleApp,
   submitLogin, waitForMessage, waitForState, waitPastExpiry, watchPage, watchRefreshes, watchStatuses, type RunningApp
 } from './helpers/browser.js'
-import { startRedis, type RedisServer } from './helpers/redis.js'
+import { startRedis, type RedisServer } from './helpers/redis.mjs'
 
 /**
  * The example app's page in a real browser: login, the silent refresh when the access

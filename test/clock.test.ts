@@ -4,7 +4,7 @@ import { CLOCK_READING_TRUSTED_MS, StoreClock } from '../lib/clock.js'
 import { RedisStore } from '../lib/index.js'
 import { LogCapture, buildApp, login } from './helpers/app.js'
 import { KEYS, craft, payloadOf } from './helpers/jwt.js'
-import { startRedis } from './helpers/redis.js'
+import { startRedis } from './helpers/redis.mjs'
 
 // This instance's clock runs 90 s ahead of Redis's (and of the test's own reckoning):
 // every Date.now() of this process, the plugin's included, is skewed.
@@ -16,7 +16,7 @@ Date.now = () => realNow() + SKEW_MS + travelledMs
 t.teardown(() => { Date.now = realNow })
 
 const ACCESS_TTL = 30
-const AT = { alg: 'HS256', typ: 'at+jwt' }
+const AT = { alg: 'HS256', typ: 'JWT' }
 
 t.test('an instance whose clock runs ahead keeps Redis\'s time', async (t) => {
   const redis = await startRedis(t)

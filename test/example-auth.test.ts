@@ -4,7 +4,7 @@ import { loadConfig } from '../example-app/src/config.js'
 import {
   GRACE_SECONDS, NEW_PASSWORD, PASSWORD, appStarter, assertCleared, assertError, assertLogsClean, auditLines, bearer, call, cookieHeader, loginNative, loginWithCookies, refreshNative, register, sessionIdOf, type Call
 } from './helpers/example-app.js'
-import { startRedis } from './helpers/redis.js'
+import { startRedis } from './helpers/redis.mjs'
 
 // The example app's accounts and sessions: registration, login, tokens, refresh, logout, the session list, password changes and lifetimes.
 const redis = await startRedis(t)

@@ -3,9 +3,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { MemoryStore } from 'fastify-token-sessions'
 import { buildApp } from '../example-app/src/app.js'
 import { loadConfig } from '../example-app/src/config.js'
-import { LogCapture, SECRET } from './helpers/app.js'
+import { LogCapture, SECRET } from './helpers/common.js'
 import { PASSWORD, appStarter, assertError, call, loginNative, register } from './helpers/example-app.js'
-import { freePort, startRedis } from './helpers/redis.js'
+import { freePort, startRedis } from './helpers/redis.mjs'
 
 // The example app's configuration, and how it starts, runs and closes with and without Redis.
 const redis = await startRedis(t)

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { appStarter, assertError, call } from './helpers/example-app.js'
-import { startRedis } from './helpers/redis.js'
+import { startRedis } from './helpers/redis.mjs'
 
 // The example app's API documentation and the security headers of its page and API.
 const redis = await startRedis(t)

@@ -3,7 +3,7 @@ import { connect } from 'node:net'
 import {
   NEW_PASSWORD, PASSWORD, appStarter, assertError, assertLogsClean, auditLines, bearer, call, loginNative, refreshNative, register, sessionIdOf
 } from './helpers/example-app.js'
-import { startRedis } from './helpers/redis.js'
+import { startRedis } from './helpers/redis.mjs'
 
 // What the example app logs (audit hooks, URLs) and never logs (tokens, passwords), and how it cuts off slow bodies.
 const redis = await startRedis(t)

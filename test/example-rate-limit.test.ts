@@ -4,7 +4,7 @@ import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
 import { MemoryStore } from 'fastify-token-sessions'
 import { loadConfig } from '../example-app/src/config.js'
 import { PASSWORD, appStarter, assertError, call, loginNative, refreshNative, register, type Call } from './helpers/example-app.js'
-import { freePort, startRedis } from './helpers/redis.js'
+import { freePort, startRedis } from './helpers/redis.mjs'
 
 // The example app's rate limits on login, registration and refresh, counted where every instance sees them.
 const redis = await startRedis(t)

@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import fc from 'fast-check'
 import type { HTTPMethods, LightMyRequestResponse } from 'fastify'
 import { buildApp, cookiesOf, login } from './helpers/app.js'
-import { startRedis } from './helpers/redis.js'
+import { startRedis } from './helpers/redis.mjs'
 
 /**
  * Property-based fuzzing of every route of the plugin, and of a route behind

@@ -3,7 +3,7 @@ import { Agent, request as httpRequest } from 'node:http'
 import { connect, type AddressInfo } from 'node:net'
 import type { AuditEvent } from '../lib/index.js'
 import { buildApp, login } from './helpers/app.js'
-import { startRedis } from './helpers/redis.js'
+import { startRedis } from './helpers/redis.mjs'
 
 /**
  * Hostile requests, one explicit case each, over real HTTP: Node's parser decides much of

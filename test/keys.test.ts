@@ -3,7 +3,7 @@ import { createServer } from 'node:http'
 import t from 'tap'
 import Fastify from 'fastify'
 import tokenSessions, { type AccessTokenKey, type TokenSessionsOptions } from '../lib/index.js'
-import { SECRET, buildApp, login, refresh } from './helpers/app.js'
+import { SECRET, buildApp, login, memoryStore, refresh } from './helpers/app.js'
 import { now } from './helpers/jwt.js'
 
 function pem (key: KeyObject): string {
@@ -44,7 +44,7 @@ t.test('every supported algorithm signs and verifies, with its kid in the header
   for (const key of cases) {
     const app = await buildApp(t, { accessTokenKeys: [key] })
     const tokens = await login(app, `alg-${key.kid}`)
-    t.match(header(tokens.accessToken), { alg: key.algorithm, kid: key.kid, typ: 'at+jwt' }, key.algorithm)
+    t.match(header(tokens.accessToken), { alg: key.algorithm, kid: key.kid, typ: 'JWT' }, key.algorithm)
     t.equal(await me(app, tokens.accessToken), 200, `${key.algorithm} verifies`)
     t.equal((await refresh(app, tokens.refreshToken)).statusCode, 200, `${key.algorithm}: refresh tokens still work`)
   }
@@ -54,16 +54,16 @@ t.test('no algorithm confusion', async (t) => {
   const app = await buildApp(t, { accessTokenKeys: [{ kid: 'rsa', algorithm: 'RS256', key: pem(rsa.privateKey) }, { kid: 'ec', algorithm: 'ES256', key: pem(ec.privateKey) }] })
   const publicKeyPem = publicPem(rsa.publicKey)
   const input = (h: Record<string, unknown>): string => `${part(h)}.${part(payload())}`
-  const hmacWithPublicKey = input({ alg: 'HS256', typ: 'at+jwt', kid: 'rsa' })
+  const hmacWithPublicKey = input({ alg: 'HS256', typ: 'JWT', kid: 'rsa' })
   t.equal(await me(app, `${hmacWithPublicKey}.${createHmac('sha256', publicKeyPem).update(hmacWithPublicKey).digest('base64url')}`), 401, 'HS256 signed with the RSA public key')
-  t.equal(await me(app, `${input({ alg: 'none', typ: 'at+jwt', kid: 'rsa' })}.`), 401, 'alg none')
-  const rsOnEc = input({ alg: 'RS256', typ: 'at+jwt', kid: 'ec' })
+  t.equal(await me(app, `${input({ alg: 'none', typ: 'JWT', kid: 'rsa' })}.`), 401, 'alg none')
+  const rsOnEc = input({ alg: 'RS256', typ: 'JWT', kid: 'ec' })
   t.equal(await me(app, `${rsOnEc}.${cryptoSign('sha256', Buffer.from(rsOnEc), rsa.privateKey).toString('base64url')}`), 401, 'a real RS256 signature under the ES256 key\'s kid')
-  const unknownKid = input({ alg: 'RS256', typ: 'at+jwt', kid: 'nope' })
+  const unknownKid = input({ alg: 'RS256', typ: 'JWT', kid: 'nope' })
   t.equal(await me(app, `${unknownKid}.${cryptoSign('sha256', Buffer.from(unknownKid), rsa.privateKey).toString('base64url')}`), 401, 'an unknown kid')
-  const numericKid = input({ alg: 'RS256', typ: 'at+jwt', kid: 7 })
+  const numericKid = input({ alg: 'RS256', typ: 'JWT', kid: 7 })
   t.equal(await me(app, `${numericKid}.${cryptoSign('sha256', Buffer.from(numericKid), rsa.privateKey).toString('base64url')}`), 401, 'a kid that is not a string')
-  const noKid = input({ alg: 'RS256', typ: 'at+jwt' })
+  const noKid = input({ alg: 'RS256', typ: 'JWT' })
   t.equal(await me(app, `${noKid}.${cryptoSign('sha256', Buffer.from(noKid), rsa.privateKey).toString('base64url')}`), 401, 'no kid, when keys have kids')
   t.equal(await me(app, 'bm90IGpzb24.e30.sig'), 401, 'a header that is not JSON')
 })
@@ -79,7 +79,7 @@ t.test('jku, x5u, jwk and x5c headers are never fetched nor trusted', async (t) 
   const attacker = rsa2
   const attackerJwk = { ...attacker.publicKey.export({ format: 'jwk' }), kid: 'rsa', alg: 'RS256' }
   for (const extra of [{ jku: url }, { x5u: url }, { jwk: attackerJwk }, { x5c: ['MIIB'] }]) {
-    const input = `${part({ alg: 'RS256', typ: 'at+jwt', kid: 'rsa', ...extra })}.${part(payload())}`
+    const input = `${part({ alg: 'RS256', typ: 'JWT', kid: 'rsa', ...extra })}.${part(payload())}`
     const token = `${input}.${cryptoSign('sha256', Buffer.from(input), attacker.privateKey).toString('base64url')}`
     t.equal(await me(app, token), 401, `signed by the attacker's key, announced by ${Object.keys(extra)[0] ?? ''}`)
   }
@@ -165,7 +165,7 @@ t.test('bad keys fail registration and name the option', async (t) => {
     t.match(error?.message, `Invalid option ${option}:`, `names ${option}`)
   }
   const separate = Fastify()
-  await separate.register(tokenSessions, { refreshTokenSecret: SECRET, accessTokenKeys: [good] })
+  await separate.register(tokenSessions, { refreshTokenSecret: SECRET, accessTokenKeys: [good], store: memoryStore(t) })
   t.teardown(() => separate.close())
   t.type((await separate.tokenSessions.issue('x')).accessToken, 'string', 'keys with a refresh secret of their own')
 })
@@ -202,7 +202,7 @@ t.test('an HMAC key can never be a public key: the key-confusion forgery is refu
   // Secrets that only look like keys at first sight are taken.
   for (const secret of ['{not JSON, but 32 bytes or more of secret}', Buffer.concat([Buffer.from([0x30]), randomBytes(47)]), '{"kty": 1, "padding": "to 32 bytes"}']) {
     const app = Fastify()
-    await app.register(tokenSessions, { secret })
+    await app.register(tokenSessions, { secret, store: memoryStore(t) })
     t.type((await app.tokenSessions.issue('x')).accessToken, 'string', `a secret like ${JSON.stringify(secret.toString().slice(0, 12))} is a secret`)
     await app.close()
   }
@@ -217,6 +217,7 @@ t.test('an HMAC key can never be a public key: the key-confusion forgery is refu
   t.teardown(() => keyObjects.close())
   await keyObjects.register(tokenSessions, {
     secret: SECRET,
+    store: memoryStore(t),
     accessTokenKeys: [{ kid: 'hs', algorithm: 'HS256', key: createSecretKey(randomBytes(32)) }, { kid: 'es', algorithm: 'ES256', key: ec.privateKey }, { kid: 'ed', algorithm: 'EdDSA', key: ed.publicKey }]
   })
   t.type((await keyObjects.tokenSessions.issue('x')).accessToken, 'string', 'KeyObjects of the right kind are taken')

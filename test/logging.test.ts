@@ -2,7 +2,7 @@ import t from 'tap'
 import { LogCapture, buildApp, login, refresh } from './helpers/app.js'
 import { loggable } from '../lib/log.js'
 import { payloadOf } from './helpers/jwt.js'
-import { startRedis } from './helpers/redis.js'
+import { startRedis } from './helpers/redis.mjs'
 
 t.test('logs at debug level never hold a token, a token id or a cookie value', async (t) => {
   const redis = await startRedis(t)

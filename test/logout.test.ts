@@ -1,6 +1,6 @@
 import t from 'tap'
 import { buildApp, cookiesOf, login, refresh } from './helpers/app.js'
-import { startRedis } from './helpers/redis.js'
+import { startRedis } from './helpers/redis.mjs'
 
 t.test('logout', async (t) => {
   const redis = await startRedis(t)

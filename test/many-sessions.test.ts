@@ -1,8 +1,8 @@
 import t from 'tap'
 import Fastify from 'fastify'
 import tokenSessions, { MemoryStore, tokenResponse, type AuditEvent } from '../lib/index.js'
-import { SECRET, buildApp, login, refresh } from './helpers/app.js'
-import { startRedis } from './helpers/redis.js'
+import { SECRET, buildApp, login, memoryStore, refresh } from './helpers/app.js'
+import { startRedis } from './helpers/redis.mjs'
 
 const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` })
 
@@ -107,7 +107,7 @@ t.test('issueTokens called before the plugin noted the request\'s arrival checks
   app.addHook('onRequest', async (request, reply) => {
     if (request.url === '/early-login') return await reply.send(tokenResponse(await reply.issueTokens('early', { transport: 'body' })))
   })
-  await app.register(tokenSessions, { secret: SECRET })
+  await app.register(tokenSessions, { secret: SECRET, store: memoryStore(t) })
   app.get('/early-login', async () => 'not reached')
   const response = await app.inject({ method: 'GET', url: '/early-login' })
   t.equal(response.statusCode, 200)

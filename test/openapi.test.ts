@@ -4,6 +4,7 @@ import { Ajv } from 'ajv'
 import Fastify, { type FastifyInstance, type InjectOptions, type LightMyRequestResponse } from 'fastify'
 import swagger from '@fastify/swagger'
 import tokenSessions, { tokenResponse } from '../lib/index.js'
+import { memoryStore } from './helpers/app.js'
 import { jwksSchema, listSessionsSchema, logoutAllSchema, logoutSchema, refreshSchema, revokeSessionSchema } from '../lib/schemas.js'
 
 /**
@@ -28,6 +29,7 @@ async function documentedApp (t: Test, setup: (app: FastifyInstance) => void = (
   await app.register(swagger, { openapi: { info: { title: 'test', version: '1' } } })
   setup(app)
   await app.register(tokenSessions, {
+    store: memoryStore(t),
     accessTokenKeys: [{ kid: 'ed', algorithm: 'EdDSA', key: ed }],
     refreshTokenSecret: 'refresh-secret-0123456789-abcdefghijklmnopqrstuvwxyz',
     routes: { jwks: true }

@@ -1,9 +1,10 @@
 import t, { type Test } from 'tap'
 import Fastify from 'fastify'
+import type { Redis } from 'ioredis'
 import tokenSessions, { MemoryStore, RedisStore, type TokenSessionsOptions } from '../lib/index.js'
 import { resolveOptions } from '../lib/options.js'
-import { SECRET } from './helpers/app.js'
-import { startRedis } from './helpers/redis.js'
+import { SECRET, memoryStore } from './helpers/app.js'
+import { startRedis } from './helpers/redis.mjs'
 
 /** Registration must fail, with an error that names the option. */
 async function refused (t: Test, options: Record<string, unknown>, option: string): Promise<void> {
@@ -14,10 +15,19 @@ async function refused (t: Test, options: Record<string, unknown>, option: strin
   t.match(error?.message, `Invalid option ${option}:`, `the message names ${option}`)
 }
 
+/** One MemoryStore for every resolveOptions() call here (they open nothing). */
+const MEMORY = memoryStore(t)
+
 t.test('bad options fail registration and name the option', async (t) => {
-  const ok = { secret: SECRET }
+  const ok = { secret: SECRET, store: MEMORY }
+  /** For the store cases: a secret and nothing else. */
+  const bare = { secret: SECRET }
   const cases: Array<[Record<string, unknown>, string]> = [
     [{}, 'secret'],
+    [bare, 'redis'],
+    [{ ...bare, redis: undefined }, 'redis'],
+    [{ ...bare, store: undefined }, 'store'],
+    [{ ...bare, redis: undefined, store: MEMORY }, 'redis'],
     [{ secret: 'short' }, 'secret'],
     [{ secret: 42 }, 'secret'],
     [{ secret: SECRET, accessTokenSecret: SECRET }, 'secret'],
@@ -31,16 +41,16 @@ t.test('bad options fail registration and name the option', async (t) => {
     [{ ...ok, reuseGrace: -1 }, 'reuseGrace'],
     [{ ...ok, reuseGrace: 3600 }, 'reuseGrace'],
     [{ ...ok, reuseGrace: '5' }, 'reuseGrace'],
-    [{ ...ok, store: new MemoryStore(), redis: 'redis://x' }, 'store'],
+    [{ ...ok, redis: 'redis://x' }, 'store'],
     [{ ...ok, store: { create () {} } }, 'store'],
     [{ ...ok, store: storeWithFeed(undefined) }, 'store'],
     [{ ...ok, store: storeWithFeed({ revocations: async () => [] }) }, 'store'],
-    [{ ...ok, store: new MemoryStore(), keyPrefix: 'x:' }, 'keyPrefix'],
-    [{ ...ok, redis: 'http://localhost' }, 'redis'],
-    [{ ...ok, redis: {} }, 'redis'],
-    [{ ...ok, redis: 'redis://127.0.0.1:1', keyPrefix: 'a{b}' }, 'keyPrefix'],
-    [{ ...ok, redis: 'redis://127.0.0.1:1', keyPrefix: 7 }, 'keyPrefix'],
-    [{ ...ok, keyPrefix: 'mine:' }, 'keyPrefix'],
+    [{ ...ok, keyPrefix: 'x:' }, 'keyPrefix'],
+    [{ ...bare, redis: 'http://localhost' }, 'redis'],
+    [{ ...bare, redis: {} }, 'redis'],
+    [{ ...bare, redis: 'redis://127.0.0.1:1', keyPrefix: 'a{b}' }, 'keyPrefix'],
+    [{ ...bare, redis: 'redis://127.0.0.1:1', keyPrefix: 7 }, 'keyPrefix'],
+    [{ ...bare, keyPrefix: 'mine:' }, 'keyPrefix'],
     [{ ...ok, storeTimeout: 0 }, 'storeTimeout'],
     [{ ...ok, retryAfter: 1.5 }, 'retryAfter'],
     [{ ...ok, cookies: 'yes' }, 'cookies'],
@@ -59,6 +69,9 @@ t.test('bad options fail registration and name the option', async (t) => {
     [{ ...ok, routes: { refresh: 'no' } }, 'routes.refresh'],
     [{ ...ok, issuer: '' }, 'issuer'],
     [{ ...ok, audience: 7 }, 'audience'],
+    [{ ...ok, clientId: 'web' }, 'clientId'],
+    [{ ...ok, clientId: 'web', issuer: 'https://a.example' }, 'clientId'],
+    [{ ...ok, clientId: '', issuer: 'https://a.example', audience: 'api' }, 'clientId'],
     [{ ...ok, onReuseDetected: 'alert' }, 'onReuseDetected'],
     [{ ...ok, onLogin: {} }, 'onLogin'],
     [{ ...ok, sessionMaxLifetime: 900 }, 'sessionMaxLifetime'],
@@ -85,7 +98,7 @@ function storeWithFeed (revocationFeed: unknown): Record<string, unknown> {
 }
 
 t.test('defaults', async (t) => {
-  const options = resolveOptions({ secret: SECRET }, {})
+  const options = resolveOptions({ store: MEMORY, secret: SECRET }, {})
   t.ok(Object.isFrozen(options))
   t.match(options, {
     accessTokenTtl: 900,
@@ -101,22 +114,22 @@ t.test('defaults', async (t) => {
     cookies: { accessTokenName: 'access_token', refreshTokenName: 'refresh_token', path: '/', refreshPath: '/', secure: false, sameSite: 'strict' }
   })
   t.not((options.keys.access.active.verifyKey as Buffer).toString('hex'), options.keys.refresh.toString('hex'), 'one secret, two different keys')
-  t.equal(resolveOptions({ secret: SECRET, routes: true }, {}).cookies?.refreshPath, '/auth', 'the refresh cookie is scoped to the routes')
-  t.equal(resolveOptions({ secret: SECRET, routes: { prefix: '' } }, {}).cookies?.refreshPath, '/')
-  t.equal(resolveOptions({ secret: SECRET }, { NODE_ENV: 'production' }).cookies?.secure, true)
-  t.equal(resolveOptions({ secret: SECRET, csrfHeader: false, cookies: false }, {}).csrfHeader, null)
-  const separate = resolveOptions({ accessTokenSecret: SECRET, refreshTokenSecret: `${SECRET}-2` }, {})
+  t.equal(resolveOptions({ store: MEMORY, secret: SECRET, routes: true }, {}).cookies?.refreshPath, '/auth', 'the refresh cookie is scoped to the routes')
+  t.equal(resolveOptions({ store: MEMORY, secret: SECRET, routes: { prefix: '' } }, {}).cookies?.refreshPath, '/')
+  t.equal(resolveOptions({ store: MEMORY, secret: SECRET }, { NODE_ENV: 'production' }).cookies?.secure, true)
+  t.equal(resolveOptions({ store: MEMORY, secret: SECRET, csrfHeader: false, cookies: false }, {}).csrfHeader, null)
+  const separate = resolveOptions({ store: MEMORY, accessTokenSecret: SECRET, refreshTokenSecret: `${SECRET}-2` }, {})
   t.not(separate.keys.refresh.toString('hex'), options.keys.refresh.toString('hex'), 'the refresh key comes from the refresh secret')
-  t.ok(resolveOptions({ secret: Buffer.alloc(32, 1) }, {}), 'a Buffer secret')
+  t.ok(resolveOptions({ store: MEMORY, secret: Buffer.alloc(32, 1) }, {}), 'a Buffer secret')
 })
 
 t.test('routes are opt-in and each can be left out', async (t) => {
   const none = Fastify()
-  await none.register(tokenSessions, { secret: SECRET })
+  await none.register(tokenSessions, { secret: SECRET, store: memoryStore(t) })
   t.teardown(() => none.close())
   t.equal((await none.inject({ method: 'POST', url: '/auth/refresh' })).statusCode, 404)
   const some = Fastify()
-  await some.register(tokenSessions, { secret: SECRET, routes: { prefix: '/session', logoutAll: false } })
+  await some.register(tokenSessions, { secret: SECRET, store: memoryStore(t), routes: { prefix: '/session', logoutAll: false } })
   t.teardown(() => some.close())
   some.post('/custom-refresh', some.refresh)
   t.equal((await some.inject({ method: 'POST', url: '/session/refresh' })).statusCode, 401)
@@ -132,6 +145,7 @@ t.test('a route given options is on, and its config is the route\'s Fastify conf
   app.addHook('onRoute', (route) => { seen[`${route.method as string} ${route.url}`] = route.config })
   await app.register(tokenSessions, {
     secret: SECRET,
+    store: memoryStore(t),
     routes: { refresh: { config: { marker: 'refresh' } }, sessions: { config: { marker: 'sessions' } }, jwks: {}, logoutAll: false }
   })
   t.match(seen['POST /auth/refresh'], { marker: 'refresh' })
@@ -163,7 +177,7 @@ t.test('store ownership', async (t) => {
     const app = Fastify()
     await app.register(tokenSessions, { secret: SECRET, store })
     await app.close()
-    t.equal(await store.client.ping(), 'PONG')
+    t.equal(await (store.client as Redis).ping(), 'PONG')
   })
 
   t.test('a client the plugin creates from a URL is closed with the app', async (t) => {
@@ -177,22 +191,28 @@ t.test('store ownership', async (t) => {
     t.equal(store.client.status, 'end')
   })
 
-  t.test('without a store, a MemoryStore, with a warning in production', async (t) => {
-    const previous = process.env.NODE_ENV
-    process.env.NODE_ENV = 'production'
-    t.teardown(() => { process.env.NODE_ENV = previous })
-    const warnings: string[] = []
-    const app = Fastify({ logger: { level: 'warn', stream: { write: (line: string) => warnings.push(line) } } })
-    await app.register(tokenSessions, { secret: SECRET })
-    t.teardown(() => app.close())
-    t.type(app.tokenSessions.store, MemoryStore)
-    t.match(warnings.join(''), /MemoryStore/)
+  t.test('a MemoryStore is used only when chosen, and then with a warning in any environment', async (t) => {
+    for (const env of [undefined, 'development', 'test', 'production']) {
+      const previous = process.env.NODE_ENV
+      if (env === undefined) delete process.env.NODE_ENV
+      else process.env.NODE_ENV = env
+      const warnings: string[] = []
+      const app = Fastify({ logger: { level: 'warn', stream: { write: (line: string) => warnings.push(line) } } })
+      const store = memoryStore(t)
+      await app.register(tokenSessions, { secret: SECRET, store })
+      await app.ready()
+      await app.close()
+      if (previous === undefined) delete process.env.NODE_ENV
+      else process.env.NODE_ENV = previous
+      t.equal(app.tokenSessions.store, store, `NODE_ENV ${String(env)}: the store given`)
+      t.match(warnings.join(''), /MemoryStore\).*development and tests only/, `NODE_ENV ${String(env)}: warned`)
+    }
   })
 
   t.test('an app that decorated request.user already keeps its decorator', async (t) => {
     const app = Fastify()
     app.decorateRequest('user', null as never)
-    await app.register(tokenSessions, { secret: SECRET })
+    await app.register(tokenSessions, { secret: SECRET, store: memoryStore(t) })
     t.teardown(() => app.close())
     await app.ready()
     t.ok(app.hasRequestDecorator('user'))
@@ -202,7 +222,7 @@ t.test('store ownership', async (t) => {
     const { default: cookie } = await import('@fastify/cookie')
     const app = Fastify()
     await app.register(cookie, { secret: 'cookie-signing-secret' })
-    await app.register(tokenSessions, { secret: SECRET })
+    await app.register(tokenSessions, { secret: SECRET, store: memoryStore(t) })
     t.teardown(() => app.close())
     await app.ready()
     t.ok(app.hasReplyDecorator('setCookie'))

@@ -3,7 +3,7 @@ import t, { type Test } from 'tap'
 import type { LightMyRequestResponse } from 'fastify'
 import { MemoryStore, type SessionStore } from '../lib/index.js'
 import { LogCapture, buildApp, login, refresh } from './helpers/app.js'
-import { startRedis } from './helpers/redis.js'
+import { startRedis } from './helpers/redis.mjs'
 
 /** How long revocations are remembered in these tests. */
 const REMEMBER = 60_000

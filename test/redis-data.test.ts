@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import type { Redis } from 'ioredis'
 import { buildApp, login, refresh } from './helpers/app.js'
 import { payloadOf } from './helpers/jwt.js'
-import { startRedis } from './helpers/redis.js'
+import { startRedis } from './helpers/redis.mjs'
 
 /** Every key in the database with its remaining life and its contents flattened to text. */
 async function dump (redis: Redis): Promise<Array<{ key: string, pttl: number, content: string }>> {

@@ -5,7 +5,7 @@ import { RedisStore } from '../lib/index.js'
 import { hashId } from '../lib/tokens.js'
 import { LogCapture, buildApp, login, refresh } from './helpers/app.js'
 import { payloadOf } from './helpers/jwt.js'
-import { startRedis } from './helpers/redis.js'
+import { startRedis } from './helpers/redis.mjs'
 import { startSentinel } from './helpers/topology.js'
 
 t.test('Sentinel: refresh answers 503 during a failover, then works without a restart', async (t) => {

@@ -6,7 +6,7 @@ import { MemoryStore, type Revocation, type RevocationFeed, type RevocationListe
 import { StoreClock } from '../lib/clock.js'
 import { RevocationList } from '../lib/revocations.js'
 import { LogCapture, buildApp, login, refresh } from './helpers/app.js'
-import { startRedis } from './helpers/redis.js'
+import { startRedis } from './helpers/redis.mjs'
 
 const silent = Fastify({ logger: false }).log
 

@@ -3,7 +3,7 @@ import t from 'tap'
 import type { AuditEvent } from '../lib/index.js'
 import { LogCapture, buildApp, cookiesOf, login, refresh } from './helpers/app.js'
 import { payloadOf } from './helpers/jwt.js'
-import { startRedis } from './helpers/redis.js'
+import { startRedis } from './helpers/redis.mjs'
 
 t.test('rotation', async (t) => {
   const redis = await startRedis(t)

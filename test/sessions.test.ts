@@ -3,7 +3,7 @@ import t from 'tap'
 import type { AuditEvent, AuditHookName } from '../lib/index.js'
 import { LogCapture, buildApp, cookiesOf, login, refresh } from './helpers/app.js'
 import { payloadOf } from './helpers/jwt.js'
-import { startRedis } from './helpers/redis.js'
+import { startRedis } from './helpers/redis.mjs'
 
 function bearer (token: string): { authorization: string } {
   return { authorization: `Bearer ${token}` }

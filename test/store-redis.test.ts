@@ -1,7 +1,7 @@
 import t from 'tap'
 import { Cluster, Redis } from 'ioredis'
 import { RedisStore } from '../lib/index.js'
-import { startRedis } from './helpers/redis.js'
+import { startRedis } from './helpers/redis.mjs'
 import { storeContract } from './stores/contract.js'
 
 /** How long revocations are remembered in these tests. */
@@ -99,7 +99,7 @@ t.test('RedisStore accepts a Cluster client, whose options may carry no keyPrefi
   t.teardown(() => cluster.disconnect())
   const store = new RedisStore({ client: cluster })
   t.equal(store.sessionKey('u', 's'), 'tsess:{u}:s:s')
-  t.equal(typeof cluster.tokenSessionsRotate, 'function', 'the scripts are defined on the cluster')
+  t.equal(typeof (cluster as unknown as Record<string, unknown>).tokenSessionsRotate, 'function', 'the scripts are defined on the cluster')
 })
 
 t.test('the revocation feed connects even through a lazyConnect client', async (t) => {

@@ -1,7 +1,7 @@
 import t from 'tap'
 import type { AuditEvent, AuditHookName } from '../lib/index.js'
 import { buildApp, login, refresh } from './helpers/app.js'
-import { startRedis } from './helpers/redis.js'
+import { startRedis } from './helpers/redis.mjs'
 
 /** An app whose audit hooks record every event, by hook. */
 async function audited (t: Parameters<typeof buildApp>[0], redisUrl: string, options: Record<string, unknown> = {}) {

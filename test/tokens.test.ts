@@ -1,9 +1,9 @@
 import t, { type Test } from 'tap'
 import { buildApp, login, refresh } from './helpers/app.js'
 import { KEYS, craft, now, payloadOf } from './helpers/jwt.js'
-import { startRedis } from './helpers/redis.js'
+import { startRedis } from './helpers/redis.mjs'
 
-const AT = { alg: 'HS256', typ: 'at+jwt' }
+const AT = { alg: 'HS256', typ: 'JWT' }
 const RT = { alg: 'HS256', typ: 'rt+jwt' }
 const SID = 'AAAAAAAAAAAAAAAAAAAAAA'
 const JTI = 'A'.repeat(43)
@@ -18,9 +18,9 @@ function badAccessTokens (valid: string): Array<[string, string, string]> {
   return [
     ['garbage', 'not-a-jwt', 'FTS_TOKEN_INVALID'],
     ['three empty parts', '..', 'FTS_TOKEN_INVALID'],
-    ['alg none, unsigned', craft({ alg: 'none', typ: 'at+jwt' }, accessPayload(), null), 'FTS_TOKEN_INVALID'],
-    ['alg outside the allowlist (HS512 with the right key)', craft({ alg: 'HS512', typ: 'at+jwt' }, accessPayload(), KEYS.access, 'sha512'), 'FTS_TOKEN_INVALID'],
-    ['alg RS256 with an HMAC signature', craft({ alg: 'RS256', typ: 'at+jwt' }, accessPayload(), KEYS.access), 'FTS_TOKEN_INVALID'],
+    ['alg none, unsigned', craft({ alg: 'none', typ: 'JWT' }, accessPayload(), null), 'FTS_TOKEN_INVALID'],
+    ['alg outside the allowlist (HS512 with the right key)', craft({ alg: 'HS512', typ: 'JWT' }, accessPayload(), KEYS.access, 'sha512'), 'FTS_TOKEN_INVALID'],
+    ['alg RS256 with an HMAC signature', craft({ alg: 'RS256', typ: 'JWT' }, accessPayload(), KEYS.access), 'FTS_TOKEN_INVALID'],
     ['signed with another key', craft(AT, accessPayload(), Buffer.alloc(32, 7)), 'FTS_TOKEN_INVALID'],
     ['signed with the refresh key', craft(AT, accessPayload(), KEYS.refresh), 'FTS_TOKEN_INVALID'],
     ['nbf in the future', craft(AT, accessPayload({ nbf: now() + 3600 }), KEYS.access), 'FTS_TOKEN_INVALID'],
@@ -30,7 +30,7 @@ function badAccessTokens (valid: string): Array<[string, string, string]> {
     ['a string payload', craft(AT, '"alice"', KEYS.access), 'FTS_TOKEN_INVALID'],
     ['an unknown crit header', craft({ ...AT, crit: ['x-policy'], 'x-policy': 1 }, accessPayload(), KEYS.access), 'FTS_TOKEN_INVALID'],
     ['= appended to the signature', `${valid}=`, 'FTS_TOKEN_INVALID'],
-    ['typ JWT (the typ check fails)', craft({ alg: 'HS256', typ: 'JWT' }, accessPayload(), KEYS.access), 'FTS_TOKEN_INVALID'],
+    ['typ at+jwt without the RFC 9068 profile (the typ check fails)', craft({ alg: 'HS256', typ: 'at+jwt' }, accessPayload(), KEYS.access), 'FTS_TOKEN_INVALID'],
     ['no typ', craft({ alg: 'HS256' }, accessPayload(), KEYS.access), 'FTS_TOKEN_INVALID'],
     ['a refresh token (typ rt+jwt, refresh key)', craft(RT, { ...accessPayload(), jti: JTI }, KEYS.refresh), 'FTS_TOKEN_INVALID'],
     ['typ rt+jwt signed with the access key', craft(RT, accessPayload(), KEYS.access), 'FTS_TOKEN_INVALID'],
@@ -108,7 +108,7 @@ t.test('refresh tokens', async (t) => {
       ['signed with another key', craft(RT, named, Buffer.alloc(32, 9)), 'FTS_TOKEN_INVALID'],
       ['signed with the access key', craft(RT, named, KEYS.access), 'FTS_TOKEN_INVALID'],
       ['an access token', tokens.accessToken, 'FTS_TOKEN_INVALID'],
-      ['typ at+jwt under the refresh key', craft(AT, named, KEYS.refresh), 'FTS_TOKEN_INVALID'],
+      ['an access token\'s typ under the refresh key', craft(AT, named, KEYS.refresh), 'FTS_TOKEN_INVALID'],
       ['alg none', craft({ alg: 'none', typ: 'rt+jwt' }, named, null), 'FTS_TOKEN_INVALID'],
       ['a malformed jti', craft(RT, { ...named, jti: 'short' }, KEYS.refresh), 'FTS_TOKEN_INVALID'],
       ['claims that are not an object', craft(RT, { ...named, clm: [1] }, KEYS.refresh), 'FTS_TOKEN_INVALID'],

@@ -1,4 +1,5 @@
 import type { Cluster, Redis } from 'ioredis'
+import type { RedisClient } from './redis.js'
 import type { Revocation, RevocationFeed, RevocationListener } from './store.js'
 
 /** On a Cluster, how soon the revocation feed moves to the next node after losing one. */
@@ -24,8 +25,10 @@ export class RedisRevocationFeed implements RevocationFeed {
   readonly #cluster: boolean
   readonly #options: RedisFeedOptions
 
-  constructor (client: Redis | Cluster, cluster: boolean, options: RedisFeedOptions) {
-    this.#client = client
+  constructor (client: RedisClient, cluster: boolean, options: RedisFeedOptions) {
+    // Typed as this package's ioredis; an app's client of ioredis 5 has the same API for
+    // what the feed calls (zrange, scan, nodes, duplicate, subscribe and their events).
+    this.#client = client as unknown as Redis | Cluster
     this.#cluster = cluster
     this.#options = options
   }

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import { Cluster, Redis, type Result } from 'ioredis'
+import { Redis } from 'ioredis'
 import { fail } from '../invalid-option.js'
 import { RedisRevocationFeed } from './redis-feed.js'
 import { MAX_USER_AGENT } from './store.js'
@@ -9,15 +9,56 @@ import type {
 } from './store.js'
 
 /**
- * A client the store can run its scripts on: a standalone/Sentinel client or a Cluster.
+ * An ioredis client, version 5 or 6: a standalone or Sentinel client (`Redis`) or a
+ * `Cluster`. Described by what the store relies on rather than by one copy's class, so
+ * that an app's own ioredis, whatever its version, fits.
  *
  * @example
  * ```ts
- * const client: RedisClient = new Cluster([{ host: 'redis-1', port: 6379 }])
- * const store = new RedisStore({ client })
+ * import { Cluster } from 'ioredis'           // 5.x or 6.x
+ * const store = new RedisStore({ client: new Cluster([{ host: 'redis-1', port: 6379 }]) })
  * ```
  */
-export type RedisClient = Redis | Cluster
+export interface RedisClient {
+  /** True on a Cluster client (ioredis sets it on both kinds). */
+  readonly isCluster: boolean
+  readonly status: string
+  defineCommand (name: string, definition: { lua: string, numberOfKeys?: number }): void
+  disconnect (): void
+}
+
+/** The rest of a client's API that the store calls: the same in ioredis 5 and 6. */
+interface Connection extends RedisClient {
+  readonly options: { keyPrefix?: string | undefined }
+  ping (): Promise<unknown>
+  time (): Promise<Array<string | number>>
+  wait (replicas: number, timeout: number): Promise<number>
+  call (command: string, ...args: string[]): Promise<unknown>
+  quit (): Promise<unknown>
+  once (event: 'end', listener: () => void): unknown
+}
+
+/** The scripts, as commands once defined on a client (see {@link SCRIPTS}). */
+interface Scripts {
+  tokenSessionsCreate (
+    session: string, index: string, stamp: string, revoked: string, sessionId: string, hash: string, ttlMs: number, maxTtlMs: number,
+    userAgent: string, userAgentRest: string, ip: string, label: string, agent: string, authenticatedAt: number | '', maxSessions: number,
+    sessionPrefix: string, channel: string, rememberMs: number
+  ): Promise<Array<number | string>>
+  tokenSessionsRotate (
+    session: string, index: string, revoked: string, sessionId: string, presented: string, successor: string, ttlMs: number, graceMs: number,
+    channel: string, rememberMs: number, agent: string, maxTtlMs: number
+  ): Promise<[number, number?, number?]>
+  tokenSessionsRevoke (
+    session: string, index: string, revoked: string, sessionId: string, channel: string, rememberMs: number, presented: string, graceMs: number, agent: string
+  ): Promise<number>
+  tokenSessionsRevokeAll (
+    index: string, guard: string, spared: string, stamp: string, revoked: string, userId: string, guardId: string, sparedId: string,
+    channel: string, rememberMs: number, presented: string, graceMs: number, agent: string
+  ): Promise<[number, string] | -1 | -2>
+  tokenSessionsList (index: string, sessionPrefix: string, cursor: number | '', limit: number): Promise<[string, ...string[][]]>
+  tokenSessionsLive (session: string, index: string, sessionId: string): Promise<number>
+}
 
 /**
  * Options of {@link RedisStore}: give it a client you own, or a URL for one it owns.
@@ -64,29 +105,6 @@ export const DEFAULT_COMMAND_TIMEOUT = 1000
 export const DEFAULT_WAIT_TIMEOUT = 500
 /** Redis keeps a hash compact while every value fits in this many bytes (`hash-max-listpack-value`'s default). */
 const LISTPACK_VALUE = 64
-
-declare module 'ioredis' {
-  interface RedisCommander<Context> {
-    tokenSessionsCreate (
-      session: string, index: string, stamp: string, revoked: string, sessionId: string, hash: string, ttlMs: number, maxTtlMs: number,
-      userAgent: string, userAgentRest: string, ip: string, label: string, agent: string, authenticatedAt: number | '', maxSessions: number,
-      sessionPrefix: string, channel: string, rememberMs: number
-    ): Result<Array<number | string>, Context>
-    tokenSessionsRotate (
-      session: string, index: string, revoked: string, sessionId: string, presented: string, successor: string, ttlMs: number, graceMs: number,
-      channel: string, rememberMs: number, agent: string, maxTtlMs: number
-    ): Result<[number, number?, number?], Context>
-    tokenSessionsRevoke (
-      session: string, index: string, revoked: string, sessionId: string, channel: string, rememberMs: number, presented: string, graceMs: number, agent: string
-    ): Result<number, Context>
-    tokenSessionsRevokeAll (
-      index: string, guard: string, spared: string, stamp: string, revoked: string, userId: string, guardId: string, sparedId: string,
-      channel: string, rememberMs: number, presented: string, graceMs: number, agent: string
-    ): Result<[number, string] | -1 | -2, Context>
-    tokenSessionsList (index: string, sessionPrefix: string, cursor: number | '', limit: number): Result<[string, ...string[][]], Context>
-    tokenSessionsLive (session: string, index: string, sessionId: string): Result<number, Context>
-  }
-}
 
 function read (name: string): string {
   return readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8')
@@ -174,6 +192,8 @@ interface UserKeys {
 export class RedisStore implements SessionStore {
   /** The client the scripts run on. */
   readonly client: RedisClient
+  /** The same client, typed with what the store calls on it and with the scripts defined. */
+  readonly #redis: Connection & Scripts
   /** Revocations announced on the store's channel, and reloaded from its sorted sets. */
   readonly revocationFeed: RevocationFeed
   readonly #prefix: string
@@ -195,8 +215,10 @@ export class RedisStore implements SessionStore {
       this.client = ownClient(options.url, options.commandTimeout ?? DEFAULT_COMMAND_TIMEOUT, options.onClientError)
       this.#owned = true
     }
-    this.#cluster = this.client instanceof Cluster
-    this.#clientPrefix = (this.client.options as { keyPrefix?: string }).keyPrefix ?? ''
+    // Not `instanceof`: the app's client may come from another copy of ioredis.
+    this.#cluster = this.client.isCluster
+    this.#redis = this.client as Connection & Scripts
+    this.#clientPrefix = this.#redis.options.keyPrefix ?? ''
     if (this.#cluster && this.#clientPrefix !== '') {
       fail('the client\'s keyPrefix', 'must be unset on a Cluster client: give the store\'s keyPrefix option instead')
     }
@@ -209,7 +231,7 @@ export class RedisStore implements SessionStore {
     }
     checkedKeyPrefix(this.#clientPrefix, 'the client\'s keyPrefix')
     for (const [name, definition] of Object.entries(SCRIPTS)) this.client.defineCommand(name, definition)
-    this.revocationFeed = new RedisRevocationFeed(this.client, this.#cluster, {
+    this.revocationFeed = new RedisRevocationFeed(this.#redis, this.#cluster, {
       channel: this.#channel,
       revokedKey: `${this.#prefix}revoked`,
       clusterPattern: `${this.#prefix}{*}:rv`
@@ -250,7 +272,7 @@ export class RedisStore implements SessionStore {
     // characters) is stored in two halves.
     const userAgent = (client.userAgent ?? '').slice(0, MAX_USER_AGENT)
     const keys = this.#keys(userId, sessionId)
-    const reply = await this.client.tokenSessionsCreate(
+    const reply = await this.#redis.tokenSessionsCreate(
       keys.session, keys.index, keys.stamp, keys.revoked, sessionId, session.tokenHash, session.ttlMs, session.maxTtlMs,
       userAgent.slice(0, LISTPACK_VALUE), userAgent.slice(LISTPACK_VALUE), client.ip ?? '', client.label ?? '', session.agent ?? '',
       session.authenticatedAt ?? '', session.maxSessions, keys.sessionPrefix, this.#channel, session.rememberMs
@@ -264,7 +286,7 @@ export class RedisStore implements SessionStore {
   async rotate (request: RotateRequest): Promise<RotateOutcome> {
     const { sessionId } = request
     const keys = this.#keys(request.userId, sessionId)
-    const [code, ttlMs, startedAt] = await this.client.tokenSessionsRotate(
+    const [code, ttlMs, startedAt] = await this.#redis.tokenSessionsRotate(
       keys.session, keys.index, keys.revoked, sessionId,
       request.presentedHash, request.successorHash, request.ttlMs, request.graceMs, this.#channel, request.rememberMs, request.agent ?? '',
       request.maxTtlMs
@@ -277,7 +299,7 @@ export class RedisStore implements SessionStore {
   async revoke (request: RevokeRequest): Promise<'revoked' | 'missing' | 'reused'> {
     const { sessionId, presented } = request
     const keys = this.#keys(request.userId, sessionId)
-    const code = await this.client.tokenSessionsRevoke(
+    const code = await this.#redis.tokenSessionsRevoke(
       keys.session, keys.index, keys.revoked, sessionId, this.#channel, request.rememberMs,
       presented?.hash ?? '', presented?.graceMs ?? 0, presented?.agent ?? ''
     )
@@ -288,7 +310,7 @@ export class RedisStore implements SessionStore {
   async revokeAll (userId: string, options: RevokeAllOptions): Promise<RevokeAllOutcome> {
     const { ifLive = '', except = '', presented } = options
     const keys = this.#keys(userId, ifLive)
-    const reply = await this.client.tokenSessionsRevokeAll(
+    const reply = await this.#redis.tokenSessionsRevokeAll(
       keys.index, keys.session, this.#keys(userId, except).session, keys.stamp, keys.revoked, userId, ifLive, except,
       this.#channel, options.rememberMs, presented?.hash ?? '', presented?.graceMs ?? 0, presented?.agent ?? ''
     )
@@ -301,12 +323,12 @@ export class RedisStore implements SessionStore {
 
   /** Answers whether Redis answers. */
   async ping (): Promise<void> {
-    await this.client.ping()
+    await this.#redis.ping()
   }
 
   /** Redis's `maxmemory-policy` (rejects where `CONFIG` is not allowed, as on some hosted Redis). */
   async evictionPolicy (): Promise<string | undefined> {
-    const reply = await this.client.call('CONFIG', 'GET', 'maxmemory-policy') as string[]
+    const reply = await this.#redis.call('CONFIG', 'GET', 'maxmemory-policy') as string[]
     return reply[1]
   }
 
@@ -319,7 +341,7 @@ export class RedisStore implements SessionStore {
   }
 
   async #waitForReplicas (): Promise<void> {
-    const acknowledged = await (this.client as Redis).wait(this.#replicas, this.#waitTimeout)
+    const acknowledged = await this.#redis.wait(this.#replicas, this.#waitTimeout)
     if (acknowledged < this.#replicas) {
       throw new Error(`${acknowledged} of ${this.#replicas} replicas acknowledged the write within ${this.#waitTimeout} ms`)
     }
@@ -327,18 +349,18 @@ export class RedisStore implements SessionStore {
 
   async isLive (userId: string, sessionId: string): Promise<boolean> {
     const keys = this.#keys(userId, sessionId)
-    return await this.client.tokenSessionsLive(keys.session, keys.index, sessionId) === 1
+    return await this.#redis.tokenSessionsLive(keys.session, keys.index, sessionId) === 1
   }
 
   /** The Redis server's clock, which stamps everything the scripts record. */
   async time (): Promise<number> {
-    const [seconds, micros] = await this.client.time()
+    const [seconds, micros] = await this.#redis.time()
     return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
   }
 
   async list (userId: string, page: PageRequest): Promise<SessionPage> {
     const keys = this.#keys(userId, '')
-    const [cursor, ...rows] = await this.client.tokenSessionsList(keys.index, keys.sessionPrefix, page.cursor ?? '', page.limit)
+    const [cursor, ...rows] = await this.#redis.tokenSessionsList(keys.index, keys.sessionPrefix, page.cursor ?? '', page.limit)
     const sessions = rows.map(([sessionId, created, lastUsed, expires, userAgent, ip, label]) => ({
       sessionId: sessionId as string,
       createdAt: Number(created),
@@ -359,8 +381,8 @@ export class RedisStore implements SessionStore {
       this.client.disconnect()
       return
     }
-    const ended = new Promise((resolve) => this.client.once('end', resolve))
-    await this.client.quit()
+    const ended = new Promise<void>((resolve) => this.#redis.once('end', resolve))
+    await this.#redis.quit()
     await ended
   }
 }
@@ -383,8 +405,11 @@ export function redisStoreOptions (redis: unknown, keyPrefix: unknown): RedisSto
   return { url: redis, ...prefix }
 }
 
+/** An ioredis client of any copy and version: it defines commands and says whether it is a Cluster. */
 function isClient (value: unknown): value is RedisClient {
-  return value !== null && typeof value === 'object' && typeof (value as { defineCommand?: unknown }).defineCommand === 'function'
+  if (value === null || typeof value !== 'object') return false
+  const client = value as { defineCommand?: unknown, isCluster?: unknown }
+  return typeof client.defineCommand === 'function' && typeof client.isCluster === 'boolean'
 }
 
 /** A key prefix without braces: they would end the per-user hash tag early. */

@@ -1,26 +1,8 @@
 import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
-import { Writable } from 'node:stream'
-import tokenSessions, { tokenResponse, type TokenSessionsOptions } from '../../lib/index.js'
+import tokenSessions, { MemoryStore, tokenResponse, type TokenSessionsOptions } from '../../lib/index.js'
+import { SECRET, type LogCapture } from './common.js'
 
-/** A 48-byte test secret. */
-export const SECRET = 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz'
-
-/** Collects every log line the app writes, to check what it says and what it never says. */
-export class LogCapture extends Writable {
-  readonly lines: string[] = []
-  override _write (chunk: Buffer, _encoding: string, callback: () => void): void {
-    this.lines.push(...chunk.toString().split('\n').filter(Boolean))
-    callback()
-  }
-
-  get text (): string {
-    return this.lines.join('\n')
-  }
-
-  entries (): Array<Record<string, unknown>> {
-    return this.lines.map((line) => JSON.parse(line) as Record<string, unknown>)
-  }
-}
+export { LogCapture, SECRET } from './common.js'
 
 export interface TestAppOptions {
   logs?: LogCapture
@@ -40,7 +22,9 @@ export async function buildApp (
   const app = Fastify({
     logger: testOptions.logs === undefined ? false : { level: 'debug', stream: testOptions.logs }
   })
-  await app.register(tokenSessions, { secret: SECRET, routes: true, ...options })
+  // Sessions in memory unless the test names a store: the plugin never picks one itself.
+  const store = 'store' in options || 'redis' in options ? {} : { store: memoryStore(t) }
+  await app.register(tokenSessions, { secret: SECRET, routes: true, ...store, ...options })
   app.post<{ Body: { userId: string, claims?: Record<string, unknown> } }>('/auth/login', async (request, reply) => {
     const { userId, claims } = request.body
     return tokenResponse(await reply.issueTokens(userId, claims === undefined ? {} : { claims }))
@@ -51,6 +35,13 @@ export async function buildApp (
   await app.ready()
   t.teardown(() => app.close())
   return app
+}
+
+/** A MemoryStore closed when the test ends. */
+export function memoryStore (t: { teardown: (fn: () => unknown) => void }): MemoryStore {
+  const store = new MemoryStore()
+  t.teardown(() => store.close())
+  return store
 }
 
 /** The cookies a response sets, by name. */

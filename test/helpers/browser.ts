@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify'
 import { chromium, type Browser, type BrowserContext, type Page, type Response } from 'playwright-core'
 import { buildApp } from '../../example-app/src/app.js'
 import { loadConfig } from '../../example-app/src/config.js'
-import { LogCapture, SECRET } from './app.js'
+import { LogCapture, SECRET } from './common.js'
 
 type Teardown = { teardown: (fn: () => unknown) => void }
 

@@ -6,8 +6,8 @@ import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../example-app/src/app.js'
 import { loadConfig } from '../../example-app/src/config.js'
-import { LogCapture, SECRET } from './app.js'
-import type { RedisServer } from './redis.js'
+import { LogCapture, SECRET } from './common.js'
+import type { RedisServer } from './redis.mjs'
 
 /** Short enough to wait out in a test, long enough for the replay to land inside it. */
 export const GRACE_SECONDS = 1

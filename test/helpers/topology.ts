@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
-import { assertRedisInstalled, freePort, killProcess, spawnRedis } from './redis.js'
+import { assertRedisInstalled, freePort, killProcess, spawnRedis } from './redis.mjs'
 
 type Teardown = { teardown: (fn: () => unknown) => void }
 

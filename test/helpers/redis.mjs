@@ -1,4 +1,7 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+// Private redis-server processes for the tests, the benchmark and the load test, which
+// share this one way to start one. Plain JavaScript (with JSDoc types, which TypeScript
+// reads) so that Node runs it as it is, under the test runner or without it.
+import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer, connect } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -6,17 +9,23 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 
+/** @typedef {import('node:child_process').ChildProcess} ChildProcess */
+/** @typedef {{ teardown: (fn: () => unknown) => void }} Teardown */
+
 const INSTALL_HINT = 'redis-server is not on PATH. The tests run against real Redis processes they start themselves.\n' +
   'Install it: Debian/Ubuntu `apt-get install -y redis-server`, Fedora `dnf install redis`, macOS `brew install redis`.'
 
 /** Fails loudly, never skips, when the tests cannot run real Redis. */
-export function assertRedisInstalled (): void {
+export function assertRedisInstalled () {
   const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8' })
   if (probe.error !== undefined || probe.status !== 0) throw new Error(INSTALL_HINT)
 }
 
-/** A free loopback port (the kernel picks one; there is a small window before Redis binds it). */
-export async function freePort (): Promise<number> {
+/**
+ * A free loopback port (the kernel picks one; there is a small window before Redis binds it).
+ * @returns {Promise<number>}
+ */
+export async function freePort () {
   return await new Promise((resolve, reject) => {
     const server = createServer()
     server.once('error', reject)
@@ -27,11 +36,17 @@ export async function freePort (): Promise<number> {
   })
 }
 
-/** Resolves when something on the port answers PING with PONG; rejects after `ms`. */
-export async function waitForPong (port: number, ms: number): Promise<void> {
+/**
+ * Resolves when something on the port answers PING with PONG; rejects after `ms`.
+ * @param {number} port
+ * @param {number} ms
+ * @returns {Promise<void>}
+ */
+export async function waitForPong (port, ms) {
   const deadline = Date.now() + ms
   while (Date.now() < deadline) {
-    const ok = await new Promise<boolean>((resolve) => {
+    /** @type {boolean} */
+    const ok = await new Promise((resolve) => {
       const socket = connect(port, '127.0.0.1')
       socket.setTimeout(500)
       socket.once('connect', () => socket.write('PING\r\n'))
@@ -45,18 +60,28 @@ export async function waitForPong (port: number, ms: number): Promise<void> {
   throw new Error(`redis-server on port ${port} did not answer within ${ms} ms`)
 }
 
-/** Starts `redis-server` with `args` and resolves once it answers PING on `port`. */
-export async function spawnRedis (port: number, args: string[]): Promise<ChildProcess> {
+/**
+ * Starts `redis-server` with `args` and resolves once it answers PING on `port`.
+ * @param {number} port
+ * @param {string[]} args
+ * @returns {Promise<ChildProcess>}
+ */
+export async function spawnRedis (port, args) {
   const child = spawn('redis-server', args, { stdio: 'ignore' })
-  const exited = new Promise<never>((_resolve, reject) => {
+  /** @type {Promise<never>} */
+  const exited = new Promise((_resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`redis-server exited early (code ${code})`)))
   })
   await Promise.race([waitForPong(port, 10_000), exited])
   return child
 }
 
-/** SIGKILL and wait for the exit: a crash, not a shutdown. Nothing to do if already gone. */
-export async function killProcess (child: ChildProcess | undefined): Promise<void> {
+/**
+ * SIGKILL and wait for the exit: a crash, not a shutdown. Nothing to do if already gone.
+ * @param {ChildProcess | undefined} child
+ * @returns {Promise<void>}
+ */
+export async function killProcess (child) {
   if (child === undefined || child.exitCode !== null) return
   const exited = new Promise((resolve) => child.once('exit', resolve))
   child.kill('SIGKILL')
@@ -68,21 +93,34 @@ export async function killProcess (child: ChildProcess | undefined): Promise<voi
  * stopped and started again on the same port, to test outages and recovery.
  */
 export class RedisServer {
-  readonly port: number
-  readonly #dir: string
-  readonly #extraArgs: string[]
-  #process: ChildProcess | undefined
+  /** @type {string} */
+  #dir
+  /** @type {string[]} */
+  #extraArgs
+  /** @type {ChildProcess | undefined} */
+  #process
 
-  private constructor (port: number, extraArgs: string[]) {
+  /**
+   * Use {@link RedisServer.start}.
+   * @param {number} port
+   * @param {string[]} extraArgs
+   */
+  constructor (port, extraArgs) {
+    /** @readonly */
     this.port = port
     this.#extraArgs = extraArgs
     this.#dir = mkdtempSync(join(tmpdir(), 'fts-redis-'))
   }
 
-  /** Starts a server; retries on another port if the chosen one was taken meanwhile. */
-  static async start (extraArgs: string[] = []): Promise<RedisServer> {
+  /**
+   * Starts a server; retries on another port if the chosen one was taken meanwhile.
+   * @param {string[]} [extraArgs]
+   * @returns {Promise<RedisServer>}
+   */
+  static async start (extraArgs = []) {
     assertRedisInstalled()
-    let lastError: unknown
+    /** @type {unknown} */
+    let lastError
     for (let attempt = 0; attempt < 5; attempt++) {
       const server = new RedisServer(await freePort(), extraArgs)
       try {
@@ -96,38 +134,54 @@ export class RedisServer {
     throw lastError
   }
 
-  get url (): string {
+  /** @returns {string} */
+  get url () {
     return `redis://127.0.0.1:${this.port}`
   }
 
-  async start (): Promise<void> {
+  /** @returns {Promise<void>} */
+  async start () {
     this.#process = await spawnRedis(this.port, [
       '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
       '--dir', this.#dir, '--daemonize', 'no', '--loglevel', 'warning', ...this.#extraArgs
     ])
   }
 
-  /** Kills the server at once (SIGKILL): an outage, not a shutdown. */
-  async stop (): Promise<void> {
+  /**
+   * Kills the server at once (SIGKILL): an outage, not a shutdown.
+   * @returns {Promise<void>}
+   */
+  async stop () {
     const child = this.#process
     this.#process = undefined
     await killProcess(child)
   }
 
-  /** Stops the server and removes its folder. */
-  async destroy (): Promise<void> {
+  /**
+   * Stops the server and removes its folder.
+   * @returns {Promise<void>}
+   */
+  async destroy () {
     await this.stop()
     rmSync(this.#dir, { recursive: true, force: true })
   }
 
-  /** A client for the test's own inspection; the caller quits it. */
-  client (): Redis {
+  /**
+   * A client for the test's own inspection; the caller quits it.
+   * @returns {Redis}
+   */
+  client () {
     return new Redis(this.port, '127.0.0.1', { lazyConnect: false, maxRetriesPerRequest: 1 })
   }
 }
 
-/** Starts a private Redis for one test file and stops it when the test ends. */
-export async function startRedis (t: { teardown: (fn: () => unknown) => void }, extraArgs: string[] = []): Promise<RedisServer> {
+/**
+ * Starts a private Redis for one test file and stops it when the test ends.
+ * @param {Teardown} t
+ * @param {string[]} [extraArgs]
+ * @returns {Promise<RedisServer>}
+ */
+export async function startRedis (t, extraArgs = []) {
   const server = await RedisServer.start(extraArgs)
   t.teardown(() => server.destroy())
   return server
