@@ -293,11 +293,11 @@ function run (redis: RedisServer, browser: Browser): void {
   })
 
   t.test('while the session store is down or refreshes are rate-limited, the page keeps the user logged in', async (t) => {
-    // A Redis of its own to crash and restart (keeping its data on disk), and one refresh
-    // a minute, to reach the limit.
+    // A Redis of its own to crash and restart (keeping its data on disk), and a refresh
+    // limit (counted in the app, so during the outage too) low enough to reach.
     const own = await startRedis(t, ['--appendonly', 'yes', '--appendfsync', 'always'])
     // The default reuse grace: it is what lets a refresh retried after an outage through.
-    const running = await startExampleApp(t, own.url, { ...LONG_TTL, RATE_LIMIT_REFRESH: '1', RATE_LIMIT_LOGIN: '1000000' })
+    const running = await startExampleApp(t, own.url, { ...LONG_TTL, RATE_LIMIT_REFRESH: '25', RATE_LIMIT_LOGIN: '1000000' })
     await registerUser(running.url, 'ivan', PASSWORD)
     const context = await newDevice(t, browser)
     const page = await context.newPage()
@@ -325,10 +325,12 @@ function run (redis: RedisServer, browser: Browser): void {
     t.equal(await page.locator('main').getAttribute('data-state'), 'signed-in', 'still logged in')
     t.same(await messageOf(page), { code: '', text: '' }, 'the successful try cleared the "briefly unavailable" message')
 
-    await context.clearCookies({ name: 'access_token' })
-    const before = refreshes.length
-    await clickAndSettle(page, 'reload-me')
-    t.same(refreshes.slice(before), [429], 'the next refresh is over the limit')
+    // Refreshes until the minute's limit is used up.
+    for (let attempt = 0; attempt < 30 && refreshes.at(-1) !== 429; attempt++) {
+      await context.clearCookies({ name: 'access_token' })
+      await clickAndSettle(page, 'reload-me')
+    }
+    t.equal(refreshes.at(-1), 429, 'a refresh over the minute\'s limit is refused')
     const limited = await waitForMessage(page, 'RATE_LIMITED')
     t.match(limited.text, /Try again in \d+ s/, 'the page says when to try again')
     t.equal(await page.locator('main').getAttribute('data-state'), 'signed-in', 'the user stays logged in')

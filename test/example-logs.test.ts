@@ -34,8 +34,9 @@ t.test('audit hooks: one structured line per call, never a token', async (t) => 
     ['onRefresh', phoneId, 'refresh'],
     ['onLogout', phoneId, 'logout'],
     ['onSessionRevoked', phoneId, 'logout'],
-    ['onSessionRevoked', undefined, 'password-change']
-  ], 'login, refresh, logout and the password change\'s revocation, each once')
+    ['onSessionRevoked', undefined, 'password-change'],
+    ['onSessionRevoked', undefined, 'password-changed']
+  ], 'login, refresh, logout, and the password change\'s two revocations (before and after the new password), each once')
   t.match(lines[6], { allSessions: true, except: tabletId }, 'the password change ended every session but the one that asked, in one event')
   for (const entry of lines) {
     t.equal(entry.userId, alice.id, `${String(entry.audit)}: the user`)

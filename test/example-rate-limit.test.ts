@@ -47,39 +47,81 @@ function assertLimited (t: Test, response: Call, limit: number, label: string): 
   t.equal(response.headers.get('x-ratelimit-remaining'), '0', `${label}: nothing remains`)
 }
 
-t.test('rate limit: a burst of bad refresh tokens from one IP gets 429 after RATE_LIMIT_REFRESH, counted in Redis', async (t) => {
+/** A 429 of the refresh route's own limit: the app's error shape and Retry-After, no counter headers. */
+function assertLimitedHere (t: Test, response: Call, label: string): void {
+  assertError(t, response, 429, 'RATE_LIMITED', label)
+  const retryAfter = Number(response.headers.get('retry-after'))
+  t.ok(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60, `${label}: Retry-After in seconds within the minute (${String(response.headers.get('retry-after'))})`)
+}
+
+/** The commands clients sent Redis (not those of scripts) while `operation` ran. */
+async function clientCommands (operation: () => Promise<unknown>): Promise<string[]> {
+  // Connected before MONITOR starts, so that its own handshake is not seen.
+  const marker = redis.client()
+  await marker.ping()
+  const watcher = redis.client()
+  const monitor = await watcher.monitor()
+  const seen: string[] = []
+  monitor.on('monitor', (_time: string, args: string[], source: string) => { if (!source.startsWith('lua')) seen.push(String(args[0]).toLowerCase()) })
+  await operation()
+  // MONITOR's feed runs behind the commands themselves: our PING marks its end.
+  await marker.ping()
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  monitor.disconnect()
+  watcher.disconnect()
+  await marker.quit()
+  // Connection housekeeping (this helper's own PINGs, a client's handshake or QUIT) is not work for a request.
+  return seen.filter((command) => !['ping', 'hello', 'info', 'client', 'select', 'quit'].includes(command))
+}
+
+t.test('rate limit: refresh is limited per IP in each instance, with no Redis round trip of its own', async (t) => {
   const { url, keyPrefix } = await startApp(t, { RATE_LIMIT_REFRESH: '5' })
   await register(url, 'alice')
   const alice = await loginNative(url, 'alice')
+  const bob = await (async () => { await register(url, 'bob'); return await loginNative(url, 'bob') })()
   const client = redis.client()
   t.teardown(() => client.quit())
 
-  for (let i = 1; i <= 5; i++) {
-    const guess = await refreshNative(url, `guess-${i}`)
-    assertError(t, guess, 401, 'FTS_TOKEN_INVALID', `guess ${i} of 5 reaches the plugin`)
-    t.equal(guess.headers.get('x-ratelimit-remaining'), String(5 - i), `guess ${i}: ${5 - i} left`)
+  const honest = await clientCommands(async () => {
+    t.equal((await refreshNative(url, bob.refreshToken)).status, 200)
+  })
+  t.equal(honest.length, 1, `an honest refresh costs Redis one command, the rotation, and nothing for the limit (${honest.join(', ')})`)
+  t.match(honest[0], /^eval(sha)?$/, 'a script call')
+  for (let i = 2; i <= 5; i++) {
+    assertError(t, await refreshNative(url, `guess-${i}`), 401, 'FTS_TOKEN_INVALID', `request ${i} of 5 reaches the plugin`)
   }
-  assertLimited(t, await refreshNative(url, 'guess-6'), 5, 'the 6th guess')
-  assertLimited(t, await refreshNative(url, alice.refreshToken), 5,
-    'a real token from the same IP: the limit is per IP, whatever the token')
-  assertLimited(t, await call(url, 'POST', '/auth/refresh', { json: { refreshToken: 'guess-7' }, headers: { 'x-forwarded-for': '203.0.113.9' } }), 5,
-    'X-Forwarded-For buys no fresh limit: the app trusts no proxy')
-
-  const key = `${keyPrefix}rate-limit:POST/auth/refresh-127.0.0.1`
-  t.same((await client.keys(`${keyPrefix}rate-limit:*`)).sort(), [
-    `${keyPrefix}rate-limit:POST/auth/login-127.0.0.1`, key, `${keyPrefix}rate-limit:POST/auth/register-127.0.0.1`
-  ],
-  'the counters are in the sessions\' Redis, under KEY_PREFIX, one per route and IP')
-  t.equal(await client.get(key), '8', 'every attempt counted, the refused ones too')
-  const ttl = await client.pttl(key)
-  t.ok(ttl > 0 && ttl <= 60_000, `the counter expires with its one-minute window (PTTL ${ttl})`)
+  const forged = await clientCommands(async () => {
+    assertLimitedHere(t, await refreshNative(url, 'guess-6'), 'the 6th request')
+  })
+  t.same(forged, [], 'a refused refresh costs Redis nothing')
+  assertLimitedHere(t, await refreshNative(url, alice.refreshToken), 'a real token from the same IP: the limit is per IP, whatever the token')
+  assertLimitedHere(t, await call(url, 'POST', '/auth/refresh', { json: { refreshToken: 'guess-7' }, headers: { 'x-forwarded-for': '203.0.113.9' } }),
+    'X-Forwarded-For buys no fresh limit: the app trusts no proxy by default')
+  t.same((await client.keys(`${keyPrefix}rate-limit:*refresh*`)), [], 'no counter in Redis for refresh')
 
   const other = await callFrom('127.0.0.2', url, 'POST', '/auth/refresh', { json: { refreshToken: alice.refreshToken } })
   t.equal(other.status, 200, 'another IP is not limited, and the refused real token was never used')
   t.type(other.body.refreshToken, 'string')
-  t.equal(await client.get(`${keyPrefix}rate-limit:POST/auth/refresh-127.0.0.2`), '1', 'it has a counter of its own')
   const login = await call(url, 'POST', '/auth/login', { json: { username: 'alice', password: PASSWORD } })
   t.equal(login.status, 200, 'the limited IP can still log in: each route counts apart')
+})
+
+t.test('TRUST_PROXY: behind a trusted proxy each client has its own limit', async (t) => {
+  const { url } = await startApp(t, { RATE_LIMIT_REFRESH: '1', TRUST_PROXY: '127.0.0.1' })
+  const from = (ip: string): Record<string, string> => ({ 'x-forwarded-for': ip })
+  assertError(t, await call(url, 'POST', '/auth/refresh', { json: { refreshToken: 'x' }, headers: from('203.0.113.1') }), 401, 'FTS_TOKEN_INVALID', 'client 1')
+  assertLimitedHere(t, await call(url, 'POST', '/auth/refresh', { json: { refreshToken: 'x' }, headers: from('203.0.113.1') }), 'client 1 again')
+  assertError(t, await call(url, 'POST', '/auth/refresh', { json: { refreshToken: 'x' }, headers: from('203.0.113.2') }), 401, 'FTS_TOKEN_INVALID', 'client 2 has its own')
+  t.match(loadConfig({}), { trustProxy: false }, 'off by default')
+  t.match(loadConfig({ TRUST_PROXY: 'true' }), { trustProxy: true })
+  t.match(loadConfig({ TRUST_PROXY: '2' }), { trustProxy: 2 })
+  t.match(loadConfig({ TRUST_PROXY: '10.0.0.0/8, 127.0.0.1' }), { trustProxy: '10.0.0.0/8, 127.0.0.1' })
+  for (const bad of ['yes', '0', '11', 'proxy.example.com']) {
+    t.throws(() => loadConfig({ TRUST_PROXY: bad }), { name: 'ConfigError', message: /^TRUST_PROXY must be/ }, bad)
+  }
+  const hops = await startApp(t, { RATE_LIMIT_REFRESH: '1', TRUST_PROXY: '1' })
+  assertError(t, await call(hops.url, 'POST', '/auth/refresh', { json: { refreshToken: 'x' }, headers: from('198.51.100.1') }), 401, 'FTS_TOKEN_INVALID', 'one hop: client 1')
+  assertError(t, await call(hops.url, 'POST', '/auth/refresh', { json: { refreshToken: 'x' }, headers: from('198.51.100.2') }), 401, 'FTS_TOKEN_INVALID', 'one hop: client 2')
 })
 
 t.test('rate limit: a burst of bad logins from one IP gets 429 after RATE_LIMIT_LOGIN, even with the right password', async (t) => {
@@ -111,7 +153,7 @@ t.test('rate limit: without Redis the counters are in memory', async (t) => {
   t.ok(app.tokenSessions.store instanceof MemoryStore, 'sessions live in memory')
   assertError(t, await refreshNative(url, 'guess-1'), 401, 'FTS_TOKEN_INVALID', 'guess 1')
   assertError(t, await refreshNative(url, 'guess-2'), 401, 'FTS_TOKEN_INVALID', 'guess 2')
-  assertLimited(t, await refreshNative(url, 'guess-3'), 2, 'guess 3')
+  assertLimitedHere(t, await refreshNative(url, 'guess-3'), 'guess 3')
   const client = redis.client()
   t.teardown(() => client.quit())
   t.same(await client.keys(`${keyPrefix}*`), [], 'nothing in the test\'s Redis')
@@ -131,7 +173,7 @@ t.test('rate limit: while Redis is down, login fails closed before the password 
   t.equal(logged.length, 1, 'the failure is logged once')
   t.equal(logged[0]?.level, 50, 'as an error')
   t.type((logged[0]?.err as { message?: unknown } | undefined)?.message, 'string', 'with its cause')
-  assertError(t, await refreshNative(url, 'guess'), 503, 'FTS_STORE_UNAVAILABLE', 'a refresh while the limiter cannot count')
+  assertError(t, await refreshNative(url, 'guess'), 401, 'FTS_TOKEN_INVALID', 'a forged refresh token needs no Redis to be refused')
 })
 
 t.test('rate limit config', async (t) => {

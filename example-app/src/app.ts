@@ -4,10 +4,12 @@ import tokenSessions, { type AuditHook, type AuditHookName, type AuditHooks, typ
 import type { Config } from './config.js'
 import { registerDocs } from './docs.js'
 import { errorHandler, NotFoundError } from './errors.js'
-import { perMinute, registerRateLimits } from './rate-limits.js'
+import { registerHealth } from './health.js'
+import { LocalLimit, perMinute, registerRateLimits } from './rate-limits.js'
 import { authRoutes } from './routes.js'
-import { chooseStore, type StoreOptions } from './store.js'
-import { UserStore } from './users.js'
+import { chooseStore, type StoreChoice, type StoreOptions } from './store.js'
+import { MemoryFailureGate, RedisFailureGate } from './throttle.js'
+import { MemoryUserRecords, RedisUserRecords, Users } from './users.js'
 import { registerSecurityHeaders, registerWebPage } from './web.js'
 
 export { StartupError } from './store.js'
@@ -57,6 +59,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
       ...(options.logStream === undefined ? {} : { stream: options.logStream })
     },
     bodyLimit: BODY_LIMIT,
+    trustProxy: proxyTrust(config.trustProxy),
     requestTimeout: REQUEST_TIMEOUT_MS,
     connectionTimeout: CONNECTION_TIMEOUT_MS,
     // Fastify sets requestTimeout on the server after creating it, which leaves Node's
@@ -83,7 +86,8 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     // Before the plugin: @fastify/rate-limit reads each route's config as the route is added.
     await registerRateLimits(app, config, store.redis)
     await app.register(tokenSessions, pluginOptions(config, store.options, app.log))
-    authRoutes(app, new UserStore(), perMinute(config.rateLimitLogin))
+    authRoutes(app, { ...accounts(config, store), perIp: perMinute(config.rateLimitLogin) })
+    registerHealth(app)
     registerWebPage(app)
     await app.ready()
   } catch (error) {
@@ -91,6 +95,21 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     throw error
   }
   return app
+}
+
+/** Fastify's trustProxy: a number of hops becomes the function Fastify would make of it (its types take no number). */
+function proxyTrust (setting: Config['trustProxy']): boolean | string | ((address: string, hop: number) => boolean) {
+  return typeof setting === 'number' ? (_address, hop) => hop < setting : setting
+}
+
+/**
+ * Users and the password-change back-off live where the sessions do: in Redis (shared by
+ * every instance, kept across restarts) or, without Redis, in this process's memory.
+ */
+function accounts (config: Config, store: StoreChoice): { users: Users, passwordFailures: MemoryFailureGate | RedisFailureGate } {
+  const prefix = config.keyPrefix ?? ''
+  if (store.redis === undefined) return { users: new Users(new MemoryUserRecords()), passwordFailures: new MemoryFailureGate() }
+  return { users: new Users(new RedisUserRecords(store.redis, prefix)), passwordFailures: new RedisFailureGate(store.redis, prefix) }
 }
 
 /**
@@ -121,7 +140,7 @@ function pluginOptions (config: Config, store: StoreOptions, log: FastifyBaseLog
     // A key prefix means something only to Redis; the plugin rejects it with a store.
     ...(config.keyPrefix === undefined || store.redis === undefined ? {} : { keyPrefix: config.keyPrefix }),
     // GET /auth/sessions and DELETE /auth/sessions/:id are on by default; said here to be seen.
-    routes: { prefix: AUTH_PREFIX, refresh: { config: { rateLimit: perMinute(config.rateLimitRefresh) } }, sessions: true },
+    routes: { prefix: AUTH_PREFIX, refresh: { config: { localRateLimit: new LocalLimit(config.rateLimitRefresh) } }, sessions: true },
     ...auditHooks(log)
   }
 }

@@ -50,6 +50,13 @@ export interface Config {
   readonly rateLimitRefresh: number
   /** The most sessions one user may have (`MAX_SESSIONS_PER_USER`); a login beyond it ends the least recently used. */
   readonly maxSessionsPerUser: number
+  /**
+   * Which proxies' `X-Forwarded-For` to believe for the client's IP (`TRUST_PROXY`): off
+   * (the default: behind no proxy, a client could claim any IP), `true` (every hop), a
+   * number of hops, or addresses and CIDR ranges. Rate limits count per client IP, so behind
+   * a proxy without it every client shares the proxy's one limit.
+   */
+  readonly trustProxy: boolean | number | string
 }
 
 /**
@@ -106,7 +113,8 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: logLevel(env),
     rateLimitLogin: wholeNumber(env, 'RATE_LIMIT_LOGIN', DEFAULT_RATE_LIMIT_LOGIN, 1, MAX_RATE_LIMIT),
     rateLimitRefresh: wholeNumber(env, 'RATE_LIMIT_REFRESH', DEFAULT_RATE_LIMIT_REFRESH, 1, MAX_RATE_LIMIT),
-    maxSessionsPerUser: wholeNumber(env, 'MAX_SESSIONS_PER_USER', DEFAULT_MAX_SESSIONS_PER_USER, 1, MAX_SESSIONS_PER_USER)
+    maxSessionsPerUser: wholeNumber(env, 'MAX_SESSIONS_PER_USER', DEFAULT_MAX_SESSIONS_PER_USER, 1, MAX_SESSIONS_PER_USER),
+    trustProxy: trustProxy(env)
   })
 }
 
@@ -167,6 +175,20 @@ function keyPrefix (env: NodeJS.ProcessEnv): string | undefined {
   const value = text(env, 'KEY_PREFIX')
   if (value !== undefined && /[{}]/.test(value)) {
     throw new ConfigError('KEY_PREFIX must not contain "{" or "}" (they would break the per-user Redis Cluster hash tag)')
+  }
+  return value
+}
+
+/** Proxy addresses and ranges: IPv4 or IPv6, with an optional prefix length. */
+const PROXY_LIST = /^[0-9A-Fa-f.:]+(\/\d{1,3})?(\s*,\s*[0-9A-Fa-f.:]+(\/\d{1,3})?)*$/
+
+function trustProxy (env: NodeJS.ProcessEnv): boolean | number | string {
+  const value = text(env, 'TRUST_PROXY')
+  if (value === undefined || value === 'false') return false
+  if (value === 'true') return true
+  if (/^\d+$/.test(value)) return wholeNumber(env, 'TRUST_PROXY', 0, 1, 10)
+  if (!PROXY_LIST.test(value)) {
+    throw new ConfigError('TRUST_PROXY must be true, false, a number of proxy hops (1 to 10), or proxy addresses and CIDR ranges separated by commas')
   }
   return value
 }

@@ -98,6 +98,18 @@ function rateLimiterFailed (error: FastifyError, request: FastifyRequest, reply:
 }
 
 /**
+ * A call to the app's own Redis data (users, password throttling): when Redis fails, the
+ * request fails as the plugin's do, with a 503 and Retry-After, the cause kept for the log.
+ */
+export async function inStore<T> (call: Promise<T>): Promise<T> {
+  try {
+    return await call
+  } catch (cause) {
+    throw new errors.StoreUnavailableError({ cause })
+  }
+}
+
+/**
  * The app's error handler: one body shape for every error. Server faults are logged in
  * full; client errors only by code, as Fastify's messages for them may quote the body.
  */

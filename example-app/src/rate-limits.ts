@@ -9,6 +9,13 @@ const RATE_LIMIT_WINDOW_MS = 60_000
 /** The rate-limit counters' Redis keys start with KEY_PREFIX (if set), then this. */
 const RATE_LIMIT_NAMESPACE = 'rate-limit:'
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** A limit counted in this process only (see {@link LocalLimit}). */
+    localRateLimit?: LocalLimit
+  }
+}
+
 /** A limit of `max` requests per client IP per minute, for a route's `config.rateLimit`. */
 export function perMinute (max: number): RateLimitOptions {
   return { max, timeWindow: RATE_LIMIT_WINDOW_MS }
@@ -16,13 +23,14 @@ export function perMinute (max: number): RateLimitOptions {
 
 /**
  * Rate limits on the routes anyone can hammer without an account: login (password
- * guessing), registration (a password hash each; see routes.ts) and refresh (token
- * guessing, a Redis round trip each), each route naming its limit in `config.rateLimit`
- * (`global: false`: no other route is limited). Counted per client IP (`request.ip`;
- * behind a proxy, set Fastify's `trustProxy`, or every client shares the proxy's IP and
- * limit), in the sessions' Redis through our client, so that every instance counts
- * together, or in memory when sessions are. When Redis cannot count, the request fails
- * closed with a 503 (see errors.ts): both routes need that Redis anyway.
+ * guessing), registration (a password hash each) and the password change (see routes.ts),
+ * each route naming its limit in `config.rateLimit` (`global: false`: no other route is
+ * limited). Counted per client IP (`request.ip`; behind a proxy, set `TRUST_PROXY`, or every
+ * client shares the proxy's IP and limit), in the sessions' Redis through our client, so
+ * that every instance counts together, or in memory when sessions are. When Redis cannot
+ * count, the request fails closed with a 503 (see errors.ts): those routes need Redis anyway.
+ *
+ * Refresh is limited differently, by {@link LocalLimit}: see there.
  */
 export async function registerRateLimits (app: FastifyInstance, config: Config, redis: Redis | undefined): Promise<void> {
   await app.register(rateLimit, {
@@ -32,4 +40,45 @@ export async function registerRateLimits (app: FastifyInstance, config: Config, 
     // The app's error shape and a stable code; the limiter sets Retry-After itself.
     errorResponseBuilder: () => new RateLimitedError()
   })
+  // Callback style: on every other route this costs one property read, not a promise.
+  app.addHook('onRequest', (request, reply, done) => {
+    const limit = request.routeOptions.config.localRateLimit
+    if (limit === undefined) return done()
+    const wait = limit.hit(request.ip)
+    if (wait === 0) return done()
+    reply.header('retry-after', String(Math.ceil(wait / 1000)))
+    done(new RateLimitedError())
+  })
+}
+
+/**
+ * A per-client-IP limit counted in this process's memory: no Redis round trip, for the
+ * refresh route, whose honest requests must cost what the plugin's rotation costs (one
+ * round trip). A forged or tampered refresh token never reaches Redis (its signature fails
+ * first), so what a refresh limit guards is Redis's work for real tokens, and a per-process
+ * count bounds that: with N instances behind a balancer a client gets at most N times the
+ * limit, so `RATE_LIMIT_REFRESH` is set per instance (the documented total divided by N).
+ * Fixed one-minute windows; the counts of the previous window are dropped wholesale.
+ */
+export class LocalLimit {
+  readonly #max: number
+  #window = 0
+  #counts = new Map<string, number>()
+
+  constructor (max: number) {
+    this.#max = max
+  }
+
+  /** Counts one request of `client`; 0 when it may go on, else the ms until the window ends. */
+  hit (client: string): number {
+    const now = Date.now()
+    const window = Math.floor(now / RATE_LIMIT_WINDOW_MS)
+    if (window !== this.#window) {
+      this.#window = window
+      this.#counts = new Map()
+    }
+    const count = (this.#counts.get(client) ?? 0) + 1
+    this.#counts.set(client, count)
+    return count <= this.#max ? 0 : (window + 1) * RATE_LIMIT_WINDOW_MS - now
+  }
 }

@@ -89,6 +89,7 @@ export const changePasswordSchema = {
     400: BAD_INPUT,
     401: errorResponseSchema('INVALID_CREDENTIALS (wrong current password), or a token error'),
     403: errorResponseSchema('FTS_CSRF_REJECTED: the access cookie without the anti-CSRF header'),
+    429: errorResponseSchema('RATE_LIMITED: too many attempts from this IP, or too many wrong passwords for this user; see Retry-After'),
     503: STORE_DOWN
   }
 } as const

@@ -1,0 +1,29 @@
+import type { FastifyInstance } from 'fastify'
+
+/** Liveness and readiness, for an orchestrator's probes and the image's HEALTHCHECK. */
+const healthSchema = {
+  tags: ['operations'],
+  response: {
+    200: { description: 'Up', type: 'object', properties: { status: { type: 'string' } }, additionalProperties: true },
+    503: { description: 'Not ready', type: 'object', properties: { status: { type: 'string' } }, additionalProperties: true }
+  }
+} as const
+
+/**
+ * `GET /health`: the process answers (liveness; never touches Redis, so a Redis outage
+ * does not get healthy instances restarted). `GET /health/ready`: the session store and
+ * the revocation feed are up (`tokenSessions.health()`), 503 otherwise, so a balancer
+ * sends no traffic to an instance that would only answer 503s.
+ */
+export function registerHealth (app: FastifyInstance): void {
+  app.get('/health', { schema: { ...healthSchema, summary: 'Liveness' }, logLevel: 'warn' }, async (_request, reply) => {
+    reply.header('cache-control', 'no-store')
+    return { status: 'ok' }
+  })
+  app.get('/health/ready', { schema: { ...healthSchema, summary: 'Readiness' }, logLevel: 'warn' }, async (_request, reply) => {
+    const health = await app.tokenSessions.health()
+    reply.header('cache-control', 'no-store')
+    reply.code(health.ok ? 200 : 503)
+    return { status: health.ok ? 'ready' : 'unavailable', store: health.store, revocationFeed: health.revocationFeed }
+  })
+}
