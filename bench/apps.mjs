@@ -35,11 +35,7 @@ export async function buildApp (redisUrl) {
 
   app.get('/bare', async () => ({ hello: 'world' }))
 
-  await app.register(async function jwtBaseline (scope) {
-    await scope.register(fastifyJwt, { secret: ACCESS_SECRET, sign: { expiresIn: NAIVE_ACCESS_TTL } })
-    scope.get('/jwt/me', { onRequest: async (request) => { await request.jwtVerify() } }, async (request) => request.user)
-    handles.jwtSign = (payload) => scope.jwt.sign(payload)
-  })
+  await app.register(async function (scope) { handles.jwtSign = await jwtBaseline(scope) })
 
   await app.register(async function plugin (scope) {
     const redis = redisClient(redisUrl, scope)
@@ -57,6 +53,21 @@ export async function buildApp (redisUrl) {
 
   await app.ready()
   return { app, ...handles, tokenSessions: handles.tokenSessions() }
+}
+
+/** `GET /jwt/me`: `@fastify/jwt` verify alone. Returns its signer. */
+async function jwtBaseline (scope) {
+  await scope.register(fastifyJwt, { secret: ACCESS_SECRET, sign: { expiresIn: NAIVE_ACCESS_TTL } })
+  scope.get('/jwt/me', { onRequest: async (request) => { await request.jwtVerify() } }, async (request) => request.user)
+  return (payload) => scope.jwt.sign(payload)
+}
+
+/** The `@fastify/jwt` baseline alone, as an app of its own (beside the example app). */
+export async function buildJwtBaseline () {
+  const app = Fastify({ logger: false })
+  const jwtSign = await jwtBaseline(app)
+  await app.ready()
+  return { app, jwtSign }
 }
 
 /**

@@ -20,7 +20,7 @@ import { RedisStore } from '../dist/index.js'
 // What the plugin stores of a refresh-token id, so that the sessions measured hold what
 // logins write (an internal module of the build, not a public export).
 import { hashId } from '../dist/tokens.js'
-import { buildApp } from './apps.mjs'
+import { SECRET, buildApp, buildJwtBaseline } from './apps.mjs'
 import { RedisServer } from '../test/helpers/redis.mjs'
 import { startServer } from './lib/server-process.mjs'
 
@@ -75,7 +75,7 @@ async function redisCpu (client) {
 async function run (server, side, seconds) {
   const request = side.prepare === undefined ? side.request : await side.prepare(seconds)
   const before = { server: await server.cpu(), redis: await redisCpu(inspect) }
-  const result = await autocannon({ url: server.url, connections: CONNECTIONS, duration: seconds, requests: [request] })
+  const result = await autocannon({ url: side.url ?? server.url, connections: CONNECTIONS, duration: seconds, requests: [request] })
   const after = { server: await server.cpu(), redis: await redisCpu(inspect) }
   side.prepare?.record(result.requests.average)
   return {
@@ -149,6 +149,15 @@ async function pair (server, a, b) {
   logFigures(a.name, figures.a)
   logFigures(b.name, figures.b)
   return { ...figures, ratios }
+}
+
+/** Registers a user on the example app and logs in: its access token. */
+async function exampleLogin (url) {
+  const credentials = JSON.stringify({ username: 'bench', password: 'bench password 1' })
+  await fetch(`${url}/auth/register`, { method: 'POST', headers: JSON_HEADERS, body: credentials })
+  const login = await fetch(`${url}/auth/login`, { method: 'POST', headers: { ...JSON_HEADERS, 'x-token-transport': 'body' }, body: credentials })
+  if (login.status !== 200) throw new Error(`example app login: ${login.status} ${await login.text()}`)
+  return (await login.json()).accessToken
 }
 
 // ---------------------------------------------------------------------------------------
@@ -463,8 +472,8 @@ const redis = await RedisServer.start()
 /** Reads Redis's CPU time, and the version. */
 const inspect = redis.client()
 const servers = []
-async function serverFor (name) {
-  const server = await startServer(redis.url, { name })
+async function serverFor (name, env = {}) {
+  const server = await startServer(redis.url, { name, env })
   servers.push(server)
   return server
 }
@@ -498,6 +507,17 @@ try {
   const authPair = await pair(server,
     { name: '@fastify/jwt verify alone', request: { method: 'GET', path: '/jwt/me', headers: { authorization: `Bearer ${jwtToken}` } } },
     { name: 'authenticate', request: { method: 'GET', path: '/me', headers: { authorization: `Bearer ${ourToken}` } } })
+  await server.stop()
+
+  progress('@fastify/jwt verify alone vs GET /me through the example app (as docker-compose.yml runs it)')
+  server = await serverFor('example', { BENCH_APP: 'example', JWT_SECRET: SECRET, LOG_LEVEL: 'info', KEY_PREFIX: 'bench-example:' })
+  const exampleToken = await exampleLogin(server.url)
+  const exampleSigner = await buildJwtBaseline()
+  const exampleJwt = exampleSigner.jwtSign({ sub: 'u1', sid: randomBytes(16).toString('base64url') })
+  await exampleSigner.app.close()
+  const examplePair = await pair(server,
+    { name: '@fastify/jwt verify alone (beside the example)', url: server.secondUrl, request: { method: 'GET', path: '/jwt/me', headers: { authorization: `Bearer ${exampleJwt}` } } },
+    { name: 'example app GET /me', request: { method: 'GET', path: '/me', headers: { authorization: `Bearer ${exampleToken}` } } })
   await server.stop()
 
   progress('naive refresh vs refresh (a token of its own per request)')
@@ -536,7 +556,8 @@ try {
   const naive = { ...refreshPair.a, name: 'naive refresh' }
   const paired = [
     { ...authPair.b, name: 'authenticate (with revocation set)', baseline: jwt, target: 0.95, ratios: authPair.ratios },
-    { ...refreshPair.b, name: 'refresh (rotation, one Lua script)', baseline: naive, target: 1.2, ratios: refreshPair.ratios }
+    { ...refreshPair.b, name: 'refresh (rotation, one Lua script)', baseline: naive, target: 1.2, ratios: refreshPair.ratios },
+    { ...examplePair.b, name: 'example app GET /me (helmet, info logs)', baseline: { ...examplePair.a, name: '@fastify/jwt verify alone (its own server)' }, target: 0.6, ratios: examplePair.ratios }
   ]
   const rows = [
     bare,
@@ -545,7 +566,9 @@ try {
     { ...naive, name: 'naive refresh (verify, GET, SET EX, DEL)', baseline: bare },
     paired[1],
     { ...login, baseline: bare },
-    { ...logout, baseline: bare }
+    { ...logout, baseline: bare },
+    paired[2].baseline,
+    paired[2]
   ]
   const failed = rows.filter((r) => r.failures > 0)
   const notes = [
@@ -563,6 +586,8 @@ try {
     '- Round trips: commands the server\'s Redis connections sent during one operation, as MONITOR shows them (it hides admin commands such as CONFIG), ' +
       `counted ${TRIP_REPEATS} times each after a warm-up; the most frequent count is shown.` +
       Object.entries(trips).flatMap(([operation, { strays }]) => strays.map((stray) => ` Also seen once during ${operation}: ${stray}.`)).join(''),
+    '- The example app ran as docker-compose.yml runs it (NODE_ENV=production, LOG_LEVEL=info, its security headers), its log written to /dev/null; ' +
+      'its `@fastify/jwt` baseline is a bare Fastify app with that route alone, in the same process on a port of its own.',
     `- authenticate ran with ${integer.format(REVOKED_SESSIONS)} revoked sessions in the server's revocation set; ` +
       `logout ran in a server whose set started empty and grew by one session per logout, to ${integer.format(logout.answered)}.`,
     failed.length === 0

@@ -5,7 +5,11 @@
 // { type: 'sample', everyMs, collect } it streams memory samples (after a full garbage
 // collection if `collect` and the process runs with --expose-gc).
 // It exits when its parent goes away or sends { type: 'close' }.
-import { buildApp } from './apps.mjs'
+// With BENCH_APP=example it serves the example app instead (built, as docker-compose.yml
+// configures it: production, its log level, every log line written to a file descriptor),
+// and on a second port the `@fastify/jwt` baseline route (`secondPort`).
+import { openSync, writeSync } from 'node:fs'
+import { buildApp, buildJwtBaseline } from './apps.mjs'
 
 const redisUrl = process.env.REDIS_URL
 if (redisUrl === undefined || process.send === undefined) {
@@ -13,13 +17,25 @@ if (redisUrl === undefined || process.send === undefined) {
   process.exit(2)
 }
 
-const { app } = await buildApp(redisUrl)
+let app
+let baseline
+if (process.env.BENCH_APP === 'example') {
+  const { buildApp: buildExample } = await import('../example-app/dist/app.js')
+  const { loadConfig } = await import('../example-app/dist/config.js')
+  const sink = openSync('/dev/null', 'w')
+  app = await buildExample(loadConfig({ ...process.env, NODE_ENV: 'production' }), { logStream: { write: (line) => writeSync(sink, line) } })
+  baseline = await buildJwtBaseline()
+  await baseline.app.listen({ host: '127.0.0.1', port: 0 })
+} else {
+  app = (await buildApp(redisUrl)).app
+}
 await app.listen({ host: '127.0.0.1', port: 0 })
 
 let sampler
 async function close () {
   clearInterval(sampler)
   await app.close()
+  await baseline?.app.close()
   // Let --cpu-prof write its profile: it does so on a normal exit.
   process.exit(0)
 }
@@ -39,4 +55,4 @@ process.on('message', (message) => {
   if (message.type === 'close') close()
 })
 process.on('disconnect', () => { close() })
-process.send({ type: 'listening', port: app.server.address().port })
+process.send({ type: 'listening', port: app.server.address().port, secondPort: baseline?.app.server.address().port })

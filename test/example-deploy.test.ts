@@ -3,7 +3,7 @@
 // list, and the image's start command run as the image would run it (its files, its user,
 // its environment), outside a container, since no Docker engine runs here.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
-import { chmodSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync } from 'node:fs'
+import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -101,13 +101,17 @@ t.test('the image\'s start command, as the image runs it, answers /health and pa
   for (const entry of readdirSync(join(ROOT, 'node_modules'))) {
     if (!entry.startsWith('.')) symlinkSync(join(ROOT, 'node_modules', entry), join(app, 'node_modules', entry))
   }
-  for (const dir of [work, app]) chmodSync(dir, 0o755)
+  // The image has its own node for its user; this one may sit where that user cannot
+  // reach it (under root's home, as npx puts other Node versions), so it is copied.
+  const node = join(work, 'node')
+  copyFileSync(process.execPath, node)
+  for (const path of [work, app, node]) chmodSync(path, 0o755)
 
   const port = await freePort()
   const env: Record<string, string> = { PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '0.0.0.0', PORT: String(port), REDIS_URL: redis.url, JWT_SECRET: SECRET }
   const [command, ...args] = execForm('CMD')
   // The node image's `node` user is uid and gid 1000.
-  const child = spawn(command === 'node' ? process.execPath : command as string, args, { cwd: app, env, uid: 1000, gid: 1000, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(command === 'node' ? node : command as string, args, { cwd: app, env, uid: 1000, gid: 1000, stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(() => { child.kill('SIGTERM') })
   let errors = ''
   child.stderr?.on('data', (chunk: Buffer) => { errors += chunk.toString() })
@@ -120,6 +124,6 @@ t.test('the image\'s start command, as the image runs it, answers /health and pa
   const ready = await fetch(`http://127.0.0.1:${port}/health/ready`)
   t.equal(ready.status, 200, '/health/ready: Redis and the revocation feed are up')
   const [check, ...checkArgs] = execForm('HEALTHCHECK')
-  const probe = spawnSync(check === 'node' ? process.execPath : check as string, checkArgs.map((arg) => arg.replace(':3000/', `:${port}/`)), { env, uid: 1000, gid: 1000 })
+  const probe = spawnSync(check === 'node' ? node : check as string, checkArgs.map((arg) => arg.replace(':3000/', `:${port}/`)), { env, uid: 1000, gid: 1000 })
   t.equal(probe.status, 0, 'the HEALTHCHECK command passes')
 })

@@ -42,6 +42,8 @@ export async function startServer (redisUrl, options = {}) {
   return {
     url: `http://127.0.0.1:${port}`,
     port,
+    /** With BENCH_APP=example: the `@fastify/jwt` baseline's own server. */
+    secondUrl: message.secondPort === undefined ? undefined : `http://127.0.0.1:${message.secondPort}`,
     pid: child.pid,
     /** Every memory sample received so far. */
     samples,

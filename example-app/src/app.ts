@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import tokenSessions, { type AuditHook, type AuditHookName, type AuditHooks, type TokenSessionsOptions } from 'fastify-token-sessions'
 import type { Config } from './config.js'
 import { registerDocs } from './docs.js'
@@ -59,6 +59,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
       ...(options.logStream === undefined ? {} : { stream: options.logStream })
     },
     bodyLimit: BODY_LIMIT,
+    logController: new AnsweredRequestLog(),
     trustProxy: proxyTrust(config.trustProxy),
     requestTimeout: REQUEST_TIMEOUT_MS,
     connectionTimeout: CONNECTION_TIMEOUT_MS,
@@ -110,6 +111,19 @@ function accounts (config: Config, store: StoreChoice): { users: Users, password
   const prefix = config.keyPrefix ?? ''
   if (store.redis === undefined) return { users: new Users(new MemoryUserRecords()), passwordFailures: new MemoryFailureGate() }
   return { users: new Users(new RedisUserRecords(store.redis, prefix)), passwordFailures: new RedisFailureGate(store.redis, prefix) }
+}
+
+/**
+ * One log line per request, when it is answered: method, path (no query string), status
+ * and duration. Fastify's own writes two (received, answered) for the same facts.
+ */
+class AnsweredRequestLog extends LogController {
+  override incomingRequest (): void {}
+
+  override requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    if (error === null || error === undefined) reply.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed')
+    else reply.log.error({ req: request, res: reply, err: error, responseTime: reply.elapsedTime }, 'request errored')
+  }
 }
 
 /**
