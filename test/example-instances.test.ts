@@ -11,6 +11,9 @@ import {
   NEW_PASSWORD, PASSWORD, appStarter, assertError, bearer, call, loginNative, refreshNative, register
 } from './helpers/example-app.js'
 import { startRedis } from './helpers/redis.mjs'
+import { startCluster } from './helpers/topology.js'
+import { Cluster } from 'ioredis'
+import { RedisFailureGate } from '../example-app/src/throttle.js'
 
 const SERVER = fileURLToPath(new URL('../example-app/dist/server.js', import.meta.url))
 const redis = await startRedis(t)
@@ -110,6 +113,29 @@ t.test('a registration interrupted between its steps never blocks nor hijacks th
   const names = await Promise.all((await client.keys('interrupted:users:{*}')).map(async (key) => await client.hget(key, 'username')))
   t.notOk(names.includes('frank'), 'the stalled registration\'s record was removed')
   t.ok(names.includes('Dave') && names.includes('erin'), 'the others\' records are there')
+})
+
+t.test('users and the password back-off on a Redis Cluster', async (t) => {
+  const nodes = await startCluster(t)
+  const cluster = new Cluster(nodes.map((node) => ({ host: '127.0.0.1', port: node.port })))
+  t.teardown(() => cluster.quit())
+  const users = new Users(new RedisUserRecords(cluster, 'cluster:'))
+  const names = ['kate', 'liam', 'mona', 'nils', 'olga', 'pete']
+  const registered = await Promise.all(names.map(async (name) => await users.register(name, PASSWORD)))
+  t.ok(registered.every((user) => typeof user?.id === 'string'), 'registrations over many slots (name and record in different ones)')
+  t.equal(await users.register('KATE', PASSWORD), undefined, 'names stay unique')
+  const kate = registered[0] as { id: string }
+  t.match(await users.verify('Kate', PASSWORD), { id: kate.id, username: 'kate' })
+  const checked = await users.checkPassword(kate.id, PASSWORD)
+  t.type(checked, 'string')
+  t.ok(await users.replacePassword(kate.id, checked as string, NEW_PASSWORD), 'a password change')
+  t.equal(await users.verify('kate', PASSWORD), undefined)
+  t.ok(await users.verify('kate', NEW_PASSWORD))
+  const gate = new RedisFailureGate(cluster, 'cluster:')
+  for (let i = 0; i < 6; i++) await gate.failed(kate.id)
+  t.ok(await gate.waitFor(kate.id) > 0, 'the back-off counts on a Cluster too')
+  await gate.succeeded(kate.id)
+  t.equal(await gate.waitFor(kate.id), 0)
 })
 
 t.test('passwords: Argon2id at OWASP\'s parameters; an older scrypt hash is upgraded at the next login', async (t) => {
