@@ -143,7 +143,9 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
   }
 
   const names = options.decorators
-  if (!fastify.hasRequestDecorator(names.user)) fastify.decorateRequest(names.user, null)
+  // An app (or @fastify/jwt, registered first) may have decorated `user` already: the
+  // plugin shares it. Any other name is the plugin's alone: Fastify refuses one taken.
+  if (names.user !== 'user' || !fastify.hasRequestDecorator('user')) fastify.decorateRequest(names.user, null)
   fastify.decorate(names.tokenSessions, api)
   fastify.decorate(names.authenticate, handlers.authenticate)
   fastify.decorate(names.authenticateStrict, handlers.authenticateStrict)

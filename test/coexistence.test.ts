@@ -69,6 +69,15 @@ t.test('with @fastify/jwt under a namespace too', async (t) => {
   t.ok(app.hasRequestDecorator('user') && app.hasRequestDecorator('session'))
 })
 
+t.test('a renamed user property already taken (by @fastify/session, say) is refused, not shared', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  app.decorateRequest('session', null)
+  const error = await app.register(tokenSessions, { secret: SECRET, store: memoryStore(t), decorators: { user: 'session' } as never })
+    .ready().then(() => undefined, (err: Error) => err)
+  t.match(error, { code: 'FST_ERR_DEC_ALREADY_PRESENT' })
+})
+
 t.test('decorator names are checked', async (t) => {
   for (const [decorators, option] of [
     [{ user: 'has space' }, 'decorators.user'],

@@ -132,10 +132,10 @@ t.test('users and the password back-off on a Redis Cluster', async (t) => {
   t.equal(await users.verify('kate', PASSWORD), undefined)
   t.ok(await users.verify('kate', NEW_PASSWORD))
   const gate = new RedisFailureGate(cluster, 'cluster:')
-  for (let i = 0; i < 6; i++) await gate.failed(kate.id)
-  t.ok(await gate.waitFor(kate.id) > 0, 'the back-off counts on a Cluster too')
+  for (let i = 0; i < 6; i++) t.equal(await gate.attempt(kate.id), 0, `attempt ${i + 1} may go`)
+  t.ok(await gate.attempt(kate.id) > 0, 'the seventh waits: the back-off counts on a Cluster too')
   await gate.succeeded(kate.id)
-  t.equal(await gate.waitFor(kate.id), 0)
+  t.equal(await gate.attempt(kate.id), 0, 'a right password clears it')
 })
 
 t.test('passwords: Argon2id at OWASP\'s parameters; an older scrypt hash is upgraded at the next login', async (t) => {
@@ -176,6 +176,16 @@ t.test('the password change is throttled per user across instances, with a growi
   t.equal((await attempt(b.url, PASSWORD)).headers.get('retry-after'), '2', 'and the next wait doubles')
   await new Promise((resolve) => setTimeout(resolve, 2100))
   t.equal((await attempt(a.url, PASSWORD)).status, 204, 'the right password after the wait: changed, and the count cleared')
+})
+
+t.test('a burst of parallel wrong passwords gets no more tries than one after another', async (t) => {
+  const { url } = await startApp(t, { RATE_LIMIT_LOGIN: '1000' })
+  await register(url, 'burst')
+  const session = await loginNative(url, 'burst')
+  const statuses = await Promise.all(Array.from({ length: 20 }, async (_, i) =>
+    (await call(url, 'POST', '/auth/change-password', { json: { currentPassword: `guess ${i}`, newPassword: NEW_PASSWORD }, headers: bearer(session.accessToken) })).status))
+  t.equal(statuses.filter((status) => status === 401).length, 6, 'six passwords checked (the five free and the one that starts the wait)')
+  t.equal(statuses.filter((status) => status === 429).length, 14, 'the rest wait')
 })
 
 t.test('the password change is limited per IP too', async (t) => {

@@ -106,6 +106,16 @@ t.test('rate limit: refresh is limited per IP in each instance, with no Redis ro
   t.equal(login.status, 200, 'the limited IP can still log in: each route counts apart')
 })
 
+t.test('the refresh limit\'s memory is bounded: past MAX_CLIENTS addresses in a window, newcomers share one count', async (t) => {
+  const { LocalLimit } = await import('../example-app/src/rate-limits.js')
+  // A clock that stays within one window.
+  const limit = new LocalLimit(1, () => 30_000)
+  for (let i = 0; i < LocalLimit.MAX_CLIENTS; i++) limit.hit(`2001:db8::${i.toString(16)}`)
+  t.ok(limit.hit('2001:db8::1') > 0, 'a client counted before keeps its own count (over its limit of 1)')
+  t.equal(limit.hit('198.51.100.1'), 0, 'the first newcomer past the bound')
+  t.ok(limit.hit('198.51.100.2') > 0, 'shares its count with the next')
+})
+
 t.test('TRUST_PROXY: behind a trusted proxy each client has its own limit', async (t) => {
   const { url } = await startApp(t, { RATE_LIMIT_REFRESH: '1', TRUST_PROXY: '127.0.0.1' })
   const from = (ip: string): Record<string, string> => ({ 'x-forwarded-for': ip })

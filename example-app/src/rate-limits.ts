@@ -61,24 +61,35 @@ export async function registerRateLimits (app: FastifyInstance, config: Config, 
  * Fixed one-minute windows; the counts of the previous window are dropped wholesale.
  */
 export class LocalLimit {
+  /**
+   * The most clients counted apart in one window; beyond it (a flood of distinct
+   * addresses, IPv6 rotation) the newcomers share one count, so memory stays bounded
+   * and the flood is limited as one client.
+   */
+  static readonly MAX_CLIENTS = 100_000
   readonly #max: number
   #window = 0
   #counts = new Map<string, number>()
 
-  constructor (max: number) {
+  readonly #now: () => number
+
+  /** `now`: the clock (milliseconds since the epoch). */
+  constructor (max: number, now: () => number = Date.now) {
     this.#max = max
+    this.#now = now
   }
 
   /** Counts one request of `client`; 0 when it may go on, else the ms until the window ends. */
   hit (client: string): number {
-    const now = Date.now()
+    const now = this.#now()
     const window = Math.floor(now / RATE_LIMIT_WINDOW_MS)
     if (window !== this.#window) {
       this.#window = window
       this.#counts = new Map()
     }
-    const count = (this.#counts.get(client) ?? 0) + 1
-    this.#counts.set(client, count)
+    const key = this.#counts.has(client) || this.#counts.size < LocalLimit.MAX_CLIENTS ? client : '*'
+    const count = (this.#counts.get(key) ?? 0) + 1
+    this.#counts.set(key, count)
     return count <= this.#max ? 0 : (window + 1) * RATE_LIMIT_WINDOW_MS - now
   }
 }

@@ -46,7 +46,7 @@ export function authRoutes (app: FastifyInstance, { users, passwordFailures, per
   const changePassword = { onRequest: app.authenticate, schema: changePasswordSchema, config: { rateLimit: perIp } }
   app.post<{ Body: PasswordChangeBody }>('/auth/change-password', changePassword, async (request, reply) => {
     const { id, sessionId } = request.user
-    const wait = await passwordFailures.waitFor(id)
+    const wait = await passwordFailures.attempt(id)
     if (wait > 0) {
       reply.header('retry-after', String(Math.ceil(wait / 1000)))
       throw new RateLimitedError()
@@ -59,10 +59,7 @@ export function authRoutes (app: FastifyInstance, { users, passwordFailures, per
       await app.tokenSessions.revokeAllSessions(id, { except: sessionId, reason })
     }
     const current = await users.checkPassword(id, request.body.currentPassword)
-    if (current === undefined) {
-      await passwordFailures.failed(id)
-      throw new InvalidCredentialsError()
-    }
+    if (current === undefined) throw new InvalidCredentialsError()
     await passwordFailures.succeeded(id)
     await endOthers('password-change')
     const change = await users.replacePassword(id, current, request.body.newPassword)

@@ -17,86 +17,79 @@ export function backoffAfter (failures: number): number {
 }
 
 /**
- * Wrong passwords per subject (a user id), with back-off: after {@link FREE_FAILURES}
- * failures every further one makes the subject wait twice as long before the next try,
- * counted where every instance sees it. A right password clears the count.
+ * Password attempts per subject (a user id), with back-off: each attempt is counted as a
+ * failure before the password is checked, in one step with the check of the wait, so
+ * that a burst of parallel attempts cannot all pass before any failure is recorded. After
+ * {@link FREE_FAILURES} attempts each further one makes the subject wait twice as long
+ * before the next, counted where every instance sees it. A right password clears the count.
  */
 export interface FailureGate {
-  /** Milliseconds the subject must wait before trying again; 0 when it may try now. */
-  waitFor (subject: string): Promise<number>
-  /** Records a failure; resolves to the wait it imposes (0 while failures are free). */
-  failed (subject: string): Promise<number>
+  /**
+   * Asks to try: 0 when the subject may try now (the attempt is then counted), else the
+   * milliseconds to wait (nothing counted).
+   */
+  attempt (subject: string): Promise<number>
   succeeded (subject: string): Promise<void>
 }
 
-/** Failures in this process's memory: for running without Redis. */
+/** Attempts in this process's memory: for running without Redis. */
 export class MemoryFailureGate implements FailureGate {
   readonly #failures = new Map<string, { count: number, forgetAt: number, blockedUntil: number }>()
 
-  async waitFor (subject: string): Promise<number> {
-    const entry = this.#current(subject)
-    return entry === undefined ? 0 : Math.max(0, entry.blockedUntil - Date.now())
-  }
-
-  async failed (subject: string): Promise<number> {
+  async attempt (subject: string): Promise<number> {
     const now = Date.now()
-    const entry = this.#current(subject) ?? { count: 0, forgetAt: 0, blockedUntil: 0 }
+    let entry = this.#failures.get(subject)
+    if (entry !== undefined && entry.forgetAt <= now) entry = undefined
+    if (entry !== undefined && entry.blockedUntil > now) return entry.blockedUntil - now
+    entry ??= { count: 0, forgetAt: 0, blockedUntil: 0 }
     entry.count++
     entry.forgetAt = now + FAILURE_MEMORY_MS
-    const wait = backoffAfter(entry.count)
-    entry.blockedUntil = now + wait
+    entry.blockedUntil = now + backoffAfter(entry.count)
     this.#failures.set(subject, entry)
-    return wait
+    return 0
   }
 
   async succeeded (subject: string): Promise<void> {
     this.#failures.delete(subject)
   }
-
-  #current (subject: string): { count: number, forgetAt: number, blockedUntil: number } | undefined {
-    const entry = this.#failures.get(subject)
-    if (entry === undefined || entry.forgetAt > Date.now()) return entry
-    this.#failures.delete(subject)
-    return undefined
-  }
 }
 
 /**
- * One failure: count it (remembered {@link FAILURE_MEMORY_MS} after the last), and set the
- * wait it imposes, in one step. KEYS[1] the count, KEYS[2] the wait; ARGV: memory ms,
- * free failures, first back-off ms, longest back-off ms.
+ * One attempt: the wait left, if any; else count the attempt (remembered
+ * {@link FAILURE_MEMORY_MS} after the last) and set the wait before the next, in one step.
+ * KEYS[1] the count, KEYS[2] the wait; ARGV: memory ms, free failures, first back-off ms,
+ * longest back-off ms. Returns the wait left, or 0.
  */
-const FAILED = `
+const ATTEMPT = `
+local left = redis.call('PTTL', KEYS[2])
+if left > 0 then return left end
 local count = redis.call('INCR', KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 local free = tonumber(ARGV[2])
-if count <= free then return 0 end
-local wait = math.min(tonumber(ARGV[3]) * 2 ^ (count - free - 1), tonumber(ARGV[4]))
-redis.call('SET', KEYS[2], '1', 'PX', wait)
-return wait`
+if count > free then
+  local wait = math.min(tonumber(ARGV[3]) * 2 ^ (count - free - 1), tonumber(ARGV[4]))
+  redis.call('SET', KEYS[2], '1', 'PX', wait)
+end
+return 0`
 
 interface Scripted {
-  exampleFailed (count: string, wait: string, memoryMs: number, free: number, firstMs: number, maxMs: number): Promise<number>
+  exampleAttempt (count: string, wait: string, memoryMs: number, free: number, firstMs: number, maxMs: number): Promise<number>
 }
 
-/** Failures in Redis: `<prefix>pwfail:{<subject>}` (the count) and `…:wait`, in one slot. */
+/** Attempts in Redis: `<prefix>pwfail:{<subject>}` (the count) and `…:wait`, in one slot. */
 export class RedisFailureGate implements FailureGate {
   readonly #redis: (Redis | Cluster) & Scripted
   readonly #prefix: string
 
   constructor (redis: Redis | Cluster, prefix: string) {
-    redis.defineCommand('exampleFailed', { numberOfKeys: 2, lua: FAILED })
+    redis.defineCommand('exampleAttempt', { numberOfKeys: 2, lua: ATTEMPT })
     this.#redis = redis as (Redis | Cluster) & Scripted
     this.#prefix = `${prefix}pwfail:`
   }
 
-  async waitFor (subject: string): Promise<number> {
-    return Math.max(0, await inStore(this.#redis.pttl(`${this.#prefix}{${subject}}:wait`)))
-  }
-
-  async failed (subject: string): Promise<number> {
+  async attempt (subject: string): Promise<number> {
     const key = `${this.#prefix}{${subject}}`
-    return await inStore(this.#redis.exampleFailed(key, `${key}:wait`, FAILURE_MEMORY_MS, FREE_FAILURES, FIRST_BACKOFF_MS, MAX_BACKOFF_MS))
+    return await inStore(this.#redis.exampleAttempt(key, `${key}:wait`, FAILURE_MEMORY_MS, FREE_FAILURES, FIRST_BACKOFF_MS, MAX_BACKOFF_MS))
   }
 
   async succeeded (subject: string): Promise<void> {
