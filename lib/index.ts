@@ -183,6 +183,7 @@ const plugin = fp(tokenSessions, { name: 'fastify-token-sessions', fastify: '5.x
 export default plugin
 export { plugin as tokenSessions }
 export { tokenResponse, TRANSPORT_HEADER } from './transport.js'
+export { loggable } from './log.js'
 export { errorResponseSchema, tokenResponseSchema } from './schemas.js'
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js'
 export { RedisStore, DEFAULT_KEY_PREFIX, type RedisClient, type RedisStoreOptions } from './stores/redis.js'

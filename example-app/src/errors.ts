@@ -1,7 +1,7 @@
 import { STATUS_CODES } from 'node:http'
 import createError, { type FastifyError } from '@fastify/error'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { errors } from 'fastify-token-sessions'
+import { errors, loggable } from 'fastify-token-sessions'
 
 /**
  * Every error the example app sends, in one body shape. Codes are never renamed: the
@@ -98,23 +98,6 @@ function rateLimiterFailed (error: FastifyError, request: FastifyRequest, reply:
 }
 
 /**
- * A Redis error as the log may show it: its type, message, code and stack, and of the
- * command only its name. ioredis attaches the command's arguments to its errors (here
- * password hashes, user ids and names), which have no place in a log.
- */
-export function storeError (error: unknown): Record<string, unknown> {
-  if (!(error instanceof Error)) return { message: String(error) }
-  const { code, command } = error as { code?: unknown, command?: { name?: unknown } }
-  return {
-    type: error.name,
-    message: error.message,
-    stack: error.stack,
-    ...(code === undefined ? {} : { code }),
-    ...(typeof command?.name === 'string' ? { command: command.name } : {})
-  }
-}
-
-/**
  * A call to the app's own Redis data (users, password throttling): when Redis fails, the
  * request fails as the plugin's do, with a 503 and Retry-After, the cause kept for the log.
  */
@@ -136,7 +119,8 @@ export async function errorHandler (raised: FastifyError, request: FastifyReques
   if (error.code === STORE_UNAVAILABLE && !reply.hasHeader('retry-after')) {
     // Raised by app.tokenSessions in a route of ours, or by the rate limiter's Redis: the
     // plugin has neither logged it nor set the hint.
-    request.log.error({ err: storeError(error.cause) }, 'session store unavailable')
+    // The plugin's own way: of a Redis error, the command's name only, never its arguments.
+    request.log.error({ err: loggable(error.cause) }, 'session store unavailable')
     reply.header('retry-after', String(RETRY_AFTER_SECONDS))
   } else if (answer.statusCode >= 500 && error.code !== STORE_UNAVAILABLE) {
     request.log.error({ err: error }, 'request failed')
