@@ -2,12 +2,13 @@
 // consumer projects (test/consumers/), type-checked by their own settings and run against
 // real Redis; then publint and are-the-types-wrong on the same tarball. `npm test` builds
 // before it runs the tests, so the tarball holds this checkout's code.
-import { execFileSync, spawnSync } from 'node:child_process'
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import { installPacked, pack } from './helpers/packed.js'
 import { startRedis } from './helpers/redis.mjs'
 import { startCluster } from './helpers/topology.js'
 
@@ -19,29 +20,13 @@ const FIXTURES = join(ROOT, 'test', 'consumers')
 const work = mkdtempSync(join(tmpdir(), 'fts-consumers-'))
 if (process.env.KEEP_CONSUMERS === undefined) t.teardown(() => rmSync(work, { recursive: true, force: true }))
 
-const packed = JSON.parse(execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: ROOT, encoding: 'utf8' })) as Array<{ filename: string, files: Array<{ path: string }> }>
-const tarball = join(work, (packed[0] as { filename: string }).filename)
+const { tarball, files } = pack(work)
 
-/**
- * A consumer project in a directory of its own: its files, the tarball unpacked as
- * node_modules/fastify-token-sessions, and every other package linked from this
- * checkout's node_modules (`ioredis` as `ioredisVersion` names it; the package keeps its
- * own ioredis 6 below itself, as npm would nest it).
- */
+/** A consumer project in a directory of its own: its files, and the package installed. */
 function project (name: string, ioredis: 'ioredis' | 'ioredis5' = 'ioredis', copy = name): string {
   const dir = join(work, copy)
   cpSync(join(FIXTURES, name), dir, { recursive: true })
-  const modules = join(dir, 'node_modules')
-  mkdirSync(modules)
-  for (const entry of readdirSync(MODULES)) {
-    if (entry.startsWith('.') || entry === 'ioredis' || entry === 'ioredis5') continue
-    symlinkSync(join(MODULES, entry), join(modules, entry))
-  }
-  symlinkSync(join(MODULES, ioredis), join(modules, 'ioredis'))
-  execFileSync('tar', ['-xzf', tarball, '-C', dir])
-  renameSync(join(dir, 'package'), join(modules, 'fastify-token-sessions'))
-  mkdirSync(join(modules, 'fastify-token-sessions', 'node_modules'))
-  symlinkSync(join(MODULES, 'ioredis'), join(modules, 'fastify-token-sessions', 'node_modules', 'ioredis'))
+  installPacked(dir, tarball, ioredis)
   return dir
 }
 
@@ -66,7 +51,6 @@ function codeBlocks (markdown: string, heading: string): string[] {
 }
 
 t.test('the tarball holds the build, the sources its maps point to, and the licence', async (t) => {
-  const files = (packed[0] as { files: Array<{ path: string }> }).files.map((file) => file.path)
   for (const expected of ['LICENSE', 'README.md', 'package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/index.d.ts.map', 'lib/index.ts', 'dist/stores/lua/rotate.lua']) {
     t.ok(files.includes(expected), expected)
   }

@@ -2,17 +2,17 @@
 // Specification's JSON schema, the Dockerfile's shape, the image's run-time dependency
 // list, and the image's start command run as the image would run it (its files, its user,
 // its environment), outside a container, since no Docker engine runs here.
-import { execFileSync, spawn, spawnSync } from 'node:child_process'
-import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync } from 'node:fs'
+import { spawn, spawnSync } from 'node:child_process'
+import { chmodSync, copyFileSync, cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { Ajv2019 } from 'ajv/dist/2019.js'
 import { parse } from 'yaml'
 import { SECRET } from './helpers/common.js'
+import { installPacked, listeningUrl, pack } from './helpers/packed.js'
 import { freePort, startRedis } from './helpers/redis.mjs'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -91,16 +91,10 @@ t.test('the image\'s start command, as the image runs it, answers /health and pa
   const work = mkdtempSync(join(tmpdir(), 'fts-image-'))
   t.teardown(() => rmSync(work, { recursive: true, force: true }))
   const app = join(work, 'app')
-  mkdirSync(join(app, 'node_modules'), { recursive: true })
   cpSync(join(ROOT, 'example-app/dist'), join(app, 'dist'), { recursive: true })
   cpSync(join(ROOT, 'example-app/public'), join(app, 'public'), { recursive: true })
   cpSync(join(ROOT, 'example-app/deploy/package.json'), join(app, 'package.json'))
-  const packed = JSON.parse(execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: ROOT, encoding: 'utf8' })) as Array<{ filename: string }>
-  execFileSync('tar', ['-xzf', join(work, (packed[0] as { filename: string }).filename), '-C', work])
-  renameSync(join(work, 'package'), join(app, 'node_modules', 'fastify-token-sessions'))
-  for (const entry of readdirSync(join(ROOT, 'node_modules'))) {
-    if (!entry.startsWith('.')) symlinkSync(join(ROOT, 'node_modules', entry), join(app, 'node_modules', entry))
-  }
+  installPacked(app, pack(work).tarball)
   // The image has its own node for its user; this one may sit where that user cannot
   // reach it (under root's home, as npx puts other Node versions), so it is copied.
   const node = join(work, 'node')
@@ -115,9 +109,7 @@ t.test('the image\'s start command, as the image runs it, answers /health and pa
   t.teardown(() => { child.kill('SIGTERM') })
   let errors = ''
   child.stderr?.on('data', (chunk: Buffer) => { errors += chunk.toString() })
-  for await (const line of createInterface({ input: child.stdout as NodeJS.ReadableStream })) {
-    if (line.includes('Server listening at')) break
-  }
+  await listeningUrl(child)
   t.equal(errors, '', 'started without an error')
   const live = await fetch(`http://127.0.0.1:${port}/health`)
   t.equal(live.status, 200, '/health')

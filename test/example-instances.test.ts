@@ -1,7 +1,6 @@
 // The example app as a multi-instance service: users live in Redis beside the sessions,
 // so two app processes on one Redis share them, and a restart forgets nothing.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { ARGON2_OPTIONS } from '../example-app/src/passwords.js'
@@ -10,6 +9,7 @@ import { SECRET } from './helpers/common.js'
 import {
   NEW_PASSWORD, PASSWORD, appStarter, assertError, bearer, call, loginNative, refreshNative, register
 } from './helpers/example-app.js'
+import { listeningUrl } from './helpers/packed.js'
 import { startRedis } from './helpers/redis.mjs'
 import { startCluster } from './helpers/topology.js'
 import { Cluster } from 'ioredis'
@@ -26,12 +26,9 @@ async function startProcess (t: Test, env: Record<string, string>): Promise<{ ur
     stdio: ['ignore', 'pipe', 'inherit']
   })
   t.teardown(async () => { await stop(child) })
-  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
-  for await (const line of lines) {
-    const listening = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line)
-    if (listening !== null) return { url: listening[1] as string, child }
-  }
-  throw new Error('the app process ended before it listened')
+  const url = await listeningUrl(child)
+  if (url === undefined) throw new Error('the app process ended before it listened')
+  return { url, child }
 }
 
 async function stop (child: ChildProcess): Promise<void> {
