@@ -7,9 +7,10 @@ FROM node:24-alpine AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json tsconfig.build.json tsconfig.client.json ./
 COPY scripts ./scripts
 COPY lib ./lib
+COPY client ./client
 COPY example-app ./example-app
 RUN npm run build && npm pack --ignore-scripts --pack-destination /tmp
 

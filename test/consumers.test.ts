@@ -7,6 +7,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { build } from 'esbuild'
 import t from 'tap'
 import { installPacked, pack } from './helpers/packed.js'
 import { startRedis } from './helpers/redis.mjs'
@@ -51,7 +52,8 @@ function codeBlocks (markdown: string, heading: string): string[] {
 }
 
 t.test('the tarball holds the build, the sources its maps point to, and the licence', async (t) => {
-  for (const expected of ['LICENSE', 'README.md', 'package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/index.d.ts.map', 'lib/index.ts', 'dist/stores/lua/rotate.lua']) {
+  for (const expected of ['LICENSE', 'README.md', 'package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/index.d.ts.map', 'lib/index.ts', 'dist/stores/lua/rotate.lua',
+    'dist/client/index.js', 'dist/client/index.d.ts', 'dist/client/index.d.ts.map', 'client/index.ts']) {
     t.ok(files.includes(expected), expected)
   }
   t.notOk(files.some((file) => file.startsWith('test/') || file.startsWith('example-app/') || file.startsWith('bench/')), 'no tests, example or bench')
@@ -92,6 +94,15 @@ t.test('CommonJS: require() of the package', async (t) => {
   const dir = project('commonjs')
   const redis = await startRedis(t)
   t.same(run(dir, 'run.js', { REDIS_URL: redis.url }), { me: { id: 'u1' }, refresh: 200, missing: 'FTS_TOKEN_MISSING', known: true })
+})
+
+t.test('a browser project: the client type-checks with the DOM\'s types alone, and bundles for the browser', async (t) => {
+  const dir = project('browser')
+  t.equal(typecheck(dir), '', 'type-checks (lib DOM, no Node types, no skipLibCheck)')
+  const bundle = await build({ entryPoints: [join(dir, 'app.ts')], absWorkingDir: dir, bundle: true, platform: 'browser', format: 'esm', write: false, logLevel: 'silent' })
+  const code = bundle.outputFiles[0]?.text ?? ''
+  t.match(code, /navigator/, 'the client is in the bundle')
+  t.notMatch(code, /from "node:|require\(/, 'and nothing of Node')
 })
 
 t.test('a type error in a consumer is caught (the check above can fail)', async (t) => {

@@ -21,7 +21,7 @@ const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8'), { 
   services: Record<string, { build?: string, image?: string, command?: unknown, volumes?: string[], ports?: string[], environment?: Record<string, string>, depends_on?: Record<string, { condition: string }> }>
 }
 const deploy = JSON.parse(readFileSync(join(ROOT, 'example-app/deploy/package.json'), 'utf8')) as { dependencies: Record<string, string> }
-const root = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { devDependencies: Record<string, string>, dependencies: Record<string, string> }
+const root = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { devDependencies: Record<string, string>, dependencies: Record<string, string>, scripts: { build: string } }
 
 /** The JSON array of a Dockerfile instruction in exec form, e.g. CMD ["node", "dist/server.js"]. */
 function execForm (instruction: string): string[] {
@@ -68,6 +68,16 @@ t.test('the Dockerfile: multi-stage, current Node LTS, non-root, a HEALTHCHECK, 
   t.notMatch(dockerfile.slice(dockerfile.lastIndexOf('FROM')), /COPY (\.|lib|node_modules) /, 'nor copies the checkout')
   t.same(execForm('CMD'), ['node', 'dist/server.js'])
   t.equal(execForm('HEALTHCHECK')[0], 'node')
+})
+
+t.test('the build stage copies what `npm run build` reads: its tsconfig files and sources', async (t) => {
+  const build = dockerfile.slice(0, dockerfile.lastIndexOf('FROM'))
+  const copied = new Set([...build.matchAll(/^COPY (.+) \S+$/gm)].flatMap((match) => (match[1] as string).split(' ')))
+  const script = root.scripts.build
+  for (const config of script.match(/[\w./-]*tsconfig[\w.-]*\.json/g) ?? []) {
+    t.ok(copied.has(config) || (config.startsWith('example-app/') && copied.has('example-app')), config)
+  }
+  for (const dir of ['scripts', 'lib', 'client', 'example-app']) t.ok(copied.has(dir), `${dir}/`)
 })
 
 t.test('the image\'s dependency list is what the app imports, at the repository\'s versions', async (t) => {

@@ -1,61 +1,27 @@
 // The example app's page: plain DOM, no dependencies, no build step.
 //
-// Both tokens live in httpOnly cookies that this script cannot read. Every API call goes
-// through `api()`: when the access token has expired (or its cookie is gone), it renews the
-// session once with POST /auth/refresh and retries the call once. Renewals are shared: the
-// calls of one tab wait for the same one, and tabs take turns through a Web Lock, each
-// first checking whether another tab renewed while it waited, so that two tabs neither
-// rotate twice nor present the same refresh token twice (the server would take that for
-// theft).
+// Both tokens live in httpOnly cookies that this script cannot read. The session itself
+// (silent refresh, retries, tabs taking turns, a session ending in every tab) is the
+// plugin's browser client, `fastify-token-sessions/client`, which the app serves at
+// /client/: every API call goes through `session.fetch`. This file is the page's logic.
+import { createSessionClient } from '/client/index.js'
 
-/** The plugin refuses a state change authenticated by a cookie without this header. */
-const CSRF_HEADER = { 'X-Requested-With': 'fetch' }
-/** A request that hangs must not hold the refresh lock, and every tab, forever. */
-const REQUEST_TIMEOUT_MS = 15_000
-/**
- * The longest a tab holds the refresh lock: a probe (GET /me) and then the refresh, each
- * cut off after REQUEST_TIMEOUT_MS.
- */
-const LOCK_HOLD_MAX_MS = 2 * REQUEST_TIMEOUT_MS
-/**
- * How long a tab waits for the lock before it gives up on this request. Longer than the
- * holder's worst case, so that a slow but successful renewal is not reported as a
- * failure, with room for one more tab queued ahead of this one (it finds the renewal done,
- * or needs one probe to see it).
- */
-const LOCK_TIMEOUT_MS = LOCK_HOLD_MAX_MS + REQUEST_TIMEOUT_MS
-const REFRESH_LOCK = 'fts-example:refresh'
-/** The last renewal (or login) of any tab: `{ seq, ok, code?, expiresAt? }`. */
-const RENEWAL_KEY = 'fts-example:renewal'
-/** Set while this browser has logged in: a first visit makes no request that must fail. */
-const SIGNED_IN_KEY = 'fts-example:signed-in'
-/**
- * When this browser last logged out (any tab), cleared at the next login. A logout clears
- * the cookies, but so does their expiry (the server caps the refresh cookie's Max-Age at
- * the session's idle timeout and lifetime): both make a renewal answer FTS_TOKEN_MISSING,
- * and only this note tells them apart.
- */
-const LOGGED_OUT_KEY = 'fts-example:logged-out'
-/** The 401s a renewal can cure: the access token expired, or its cookie did (Max-Age). */
-const RENEWABLE = new Set(['FTS_TOKEN_EXPIRED', 'FTS_TOKEN_MISSING'])
+/** A request that hangs must not leave its button disabled forever. */
+const REQUEST_TIMEOUT_MS = 30_000
 
-/** What the page says when a session ends, by the code that ended it. */
+/** What the page says when a session ends, by the client's reason (and the plugin's code). */
 const ENDED = {
-  FTS_SESSION_REVOKED: 'Your session was ended: from another device or tab, by "log out everywhere", or because its refresh token was used twice (a possible theft). Please log in again.',
+  revoked: 'Your session was ended: from another device or tab, by "log out everywhere", or because its refresh token was used twice (a possible theft). Please log in again.',
   FTS_SESSION_EXPIRED: 'Your session has expired: it reached its maximum lifetime. Please log in again.',
-  FTS_TOKEN_EXPIRED: 'Your session has expired. Please log in again.',
-  FTS_TOKEN_REUSED: 'You were signed out for your security: this session\'s refresh token was used twice, which can mean someone copied it. Please log in again.',
-  // The cookies are gone: expired, or cleared by the browser (see LOGGED_OUT_KEY).
-  FTS_TOKEN_MISSING: 'Your session has expired (or this browser\'s cookies were cleared). Please log in again.',
-  // The cookies are gone after a logout in this browser.
+  expired: 'Your session has expired. Please log in again.',
+  'reuse-detected': 'You were signed out for your security: this session\'s refresh token was used twice, which can mean someone copied it. Please log in again.',
+  invalid: 'Your session is no longer valid. Please log in again.',
+  // Another tab of this browser logged out.
   LOGGED_OUT_ELSEWHERE: 'You logged out (in this or another tab). Please log in again.',
-  FTS_TOKEN_INVALID: 'Your session is no longer valid. Please log in again.',
   LOGGED_OUT: 'You have logged out.',
   LOGGED_OUT_ALL: 'You have logged out on every device.',
   ENDED_HERE: 'You ended this device\'s session. You are logged out.'
 }
-/** The ways this browser's user ends their own session here. */
-const CHOSEN = new Set(['LOGGED_OUT', 'LOGGED_OUT_ALL', 'ENDED_HERE'])
 
 /** What the page says about a failed request that leaves the session as it is. */
 const FAILED = {
@@ -65,7 +31,6 @@ const FAILED = {
   FTS_CSRF_REJECTED: 'The server refused the request as cross-site.',
   FTS_SESSION_NOT_FOUND: 'That session has already ended.',
   NETWORK: 'Could not reach the server. Check your connection and try again.',
-  LOCK_TIMEOUT: 'Renewing the session took too long. Try again.',
   INTERNAL_ERROR: 'Something went wrong on the server. Try again.'
 }
 
@@ -89,41 +54,50 @@ const view = {
   loadFailed: $('load-failed'),
   remaining: $('token-remaining'),
   sessionsBody: $('sessions-body'),
-  sessionsEmpty: $('sessions-empty')
+  sessionsEmpty: $('sessions-empty'),
+  passwordForm: $('password-form'),
+  currentPassword: $('current-password'),
+  newPassword: $('new-password')
 }
 
-/** Whether this tab believes it holds a session: only then does a 401 start a renewal. */
-let signedIn = false
 /** When the access token expires, in ms since the epoch (0: unknown). */
 let expiresAt = 0
-/** This tab's renewal in flight, and the renewal count it started from. */
-let inflight = null
-/** The last renewal this tab recorded, for when local storage is off. */
-let ownRecord = { seq: 0, ok: true }
 /** Whether the sessions list on show was loaded for the current session. */
 let sessionsLoaded = false
 /** Counts the messages shown, so that an action can tell whether it said anything. */
 let said = 0
+/** The message code of the way the user is ending the session in this tab, while they do. */
+let ending = ''
+
+const session = createSessionClient({
+  refreshPath: '/auth/refresh',
+  logoutPath: '/auth/logout',
+  onSessionEnd: (reason, { code }) => endSession(reason, code),
+  onRefresh: ({ expiresAt, started }) => {
+    // A login in another tab: this one shows it too.
+    if (started) refreshAll()
+    else setExpiry(expiresAt)
+  }
+})
 
 // ---------------------------------------------------------------------------------------
 // Requests
 
 /**
- * One request, never throwing: `{ ok, status, data }` or `{ ok: false, status, code,
- * message, retryAfter }`. State changes carry the anti-CSRF header; a JSON type only
- * goes with a body.
+ * One API call through the session client, never throwing: `{ ok, status, data }` or
+ * `{ ok: false, status, code, message, retryAfter, ended }`. A JSON type only goes with a
+ * body; the client adds the anti-CSRF header to state changes.
  */
-async function send (method, path, body) {
-  const headers = method === 'GET' ? {} : { ...CSRF_HEADER }
-  const init = { method, headers, credentials: 'same-origin', cache: 'no-store', signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) }
+async function api (method, path, body) {
+  const init = { method, headers: {}, cache: 'no-store', signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) }
   if (body !== undefined) {
-    headers['content-type'] = 'application/json'
+    init.headers['content-type'] = 'application/json'
     init.body = JSON.stringify(body)
   }
   let response
   let text
   try {
-    response = await fetch(path, init)
+    response = await session.fetch(path, init)
     text = await response.text()
   } catch {
     return { ok: false, status: 0, code: 'NETWORK' }
@@ -140,156 +114,9 @@ async function send (method, path, body) {
     status: response.status,
     code: typeof data?.code === 'string' ? data.code : `HTTP_${response.status}`,
     message: typeof data?.message === 'string' ? data.message : '',
-    retryAfter: Number.parseInt(response.headers.get('retry-after') ?? '', 10)
-  }
-}
-
-/**
- * An authenticated API call. A 401 for an expired or missing access token, while this tab
- * believes it is signed in, renews the session once and retries the call once; any other
- * 401 ends the session here. Never loops.
- */
-async function api (method, path, body) {
-  const seen = renewalRecord().seq
-  const first = await send(method, path, body)
-  if (!signedIn || first.status !== 401 || !RENEWABLE.has(first.code)) return settle(first)
-  const renewal = await renew(seen)
-  if (!renewal.ok) return settle(renewal)
-  return settle(await send(method, path, body))
-}
-
-/**
- * A 401 on an authenticated call means the session is over: say why, once (calls that
- * shared a failed renewal all land here; the first one speaks).
- */
-function settle (result) {
-  if (result.status !== 401) return result
-  if (signedIn) endSession(result.code)
-  return { ...result, ended: true }
-}
-
-/**
- * Renews the session, or joins the renewal this tab already has in flight for the same
- * state. `seen` is the renewal count read before the failed request was sent.
- */
-function renew (seen) {
-  if (inflight !== null && inflight.seen === seen) return inflight.promise
-  const promise = withRefreshLock((waited) => renewUnlessDone(seen, waited)).finally(() => {
-    if (inflight?.promise === promise) inflight = null
-  })
-  inflight = { seen, promise }
-  return promise
-}
-
-/** What a lock request answers when another tab holds the lock. */
-const HELD = Symbol('held')
-
-/**
- * Runs `task` while no other tab of this origin runs its own (where the browser can
- * tell). `task` learns whether it had to wait for another tab, which was most likely
- * renewing the very session this tab wants to renew.
- */
-async function withRefreshLock (task) {
-  // Web Locks exist only in secure contexts (https, localhost). Without them, the server's
-  // reuse grace window is what lets racing tabs share one successor.
-  if (navigator.locks === undefined) return await task(false)
-  const now = await navigator.locks.request(REFRESH_LOCK, { ifAvailable: true }, (lock) => lock === null ? HELD : task(false))
-  if (now !== HELD) return now
-  try {
-    return await navigator.locks.request(REFRESH_LOCK, { signal: AbortSignal.timeout(LOCK_TIMEOUT_MS) }, () => task(true))
-  } catch (error) {
-    if (error?.name === 'TimeoutError' || error?.name === 'AbortError') return { ok: false, status: 0, code: 'LOCK_TIMEOUT' }
-    throw error
-  }
-}
-
-/**
- * Inside the lock: if any tab renewed (or logged in) after the failed request was sent,
- * the cookies are already new and the request only needs its retry; if that renewal
- * failed, its answer is ours too. Another tab's note travels through local storage,
- * which may reach this tab a moment after the lock does: so when this tab had to wait,
- * it first asks the server (GET /me) whether the cookies now hold a valid access token.
- * Only then does it rotate the refresh token itself.
- */
-async function renewUnlessDone (seen, waited) {
-  const last = renewalRecord()
-  if (last.seq !== seen) {
-    if (!last.ok) return { ok: false, status: 401, code: last.code ?? 'FTS_TOKEN_MISSING' }
-    if (Number.isFinite(last.expiresAt)) setExpiry(last.expiresAt)
-    return { ok: true, status: 200, data: null }
-  }
-  if (waited) {
-    const probe = await send('GET', '/me')
-    if (probe.ok) {
-      setExpiry(probe.data.expiresAt)
-      return probe
-    }
-    // Revoked, or the server unreachable: that is the answer. Expired or missing: renew.
-    if (probe.status !== 401 || !RENEWABLE.has(probe.code)) return probe
-  }
-  const result = await send('POST', '/auth/refresh')
-  if (result.ok) {
-    const expiry = Date.now() + Number(result.data?.expiresIn) * 1000
-    recordRenewal({ ok: true, expiresAt: expiry })
-    setExpiry(expiry)
-  } else if (result.status === 401) {
-    recordRenewal({ ok: false, code: result.code })
-  }
-  return result
-}
-
-/** The last renewal any tab recorded (this tab's own when storage is off). */
-function renewalRecord () {
-  try {
-    const record = JSON.parse(localStorage.getItem(RENEWAL_KEY) ?? 'null')
-    if (record !== null && Number.isSafeInteger(record.seq)) return record
-  } catch {
-    // Storage off or garbage: this tab's own record.
-  }
-  return ownRecord
-}
-
-function recordRenewal (outcome) {
-  ownRecord = { ...outcome, seq: renewalRecord().seq + 1 }
-  try {
-    localStorage.setItem(RENEWAL_KEY, JSON.stringify(ownRecord))
-  } catch {
-    // Storage off: tabs cannot tell each other; the lock still serialises their renewals.
-  }
-}
-
-function rememberSignedIn (value) {
-  try {
-    if (value) localStorage.setItem(SIGNED_IN_KEY, '1')
-    else localStorage.removeItem(SIGNED_IN_KEY)
-  } catch {
-    // Storage off: the next visit shows the login form first.
-  }
-}
-
-/** Notes (true) or forgets (false) that this browser logged out; see LOGGED_OUT_KEY. */
-function rememberLoggedOut (value) {
-  try {
-    if (value) localStorage.setItem(LOGGED_OUT_KEY, String(Date.now()))
-    else localStorage.removeItem(LOGGED_OUT_KEY)
-  } catch {
-    // Storage off: a logout in another tab reads as an expiry there.
-  }
-}
-
-function rememberedLoggedOut () {
-  try {
-    return localStorage.getItem(LOGGED_OUT_KEY) !== null
-  } catch {
-    return false
-  }
-}
-
-function rememberedSignedIn () {
-  try {
-    return localStorage.getItem(SIGNED_IN_KEY) === '1'
-  } catch {
-    return false
+    retryAfter: Number.parseInt(response.headers.get('retry-after') ?? '', 10),
+    // The session ended (the page said why when it did): nothing more to say.
+    ended: response.status === 401 && !session.active
   }
 }
 
@@ -348,20 +175,20 @@ function showSignedIn () {
   if (!wasSignedIn) $('signed-in-title').focus()
 }
 
-/** Ends the session in this tab and says why. */
-function endSession (code) {
-  signedIn = false
-  rememberSignedIn(false)
-  const chosen = CHOSEN.has(code)
-  if (chosen) rememberLoggedOut(true)
+/**
+ * The session ended (the client says why, in every tab): clear what the page showed and
+ * say why. A logout the user chose here says what they chose.
+ */
+function endSession (reason, code) {
+  const chosen = ending !== ''
+  const key = chosen ? ending : reason === 'logged-out' ? 'LOGGED_OUT_ELSEWHERE' : code === 'FTS_SESSION_EXPIRED' ? code : reason
+  ending = ''
   setExpiry(0)
   setWho('')
   view.loadFailed.hidden = true
   view.sessionsBody.replaceChildren()
   sessionsLoaded = false
-  // The cookies are gone: after a logout in this browser, or because they expired.
-  const text = code === 'FTS_TOKEN_MISSING' && rememberedLoggedOut() ? ENDED.LOGGED_OUT_ELSEWHERE : ENDED[code]
-  say(text ?? ENDED.FTS_TOKEN_INVALID, chosen ? 'success' : 'warning', code)
+  say(ENDED[key] ?? ENDED.invalid, chosen ? 'success' : 'warning', chosen || code === undefined ? key : code)
   showSignedOut()
 }
 
@@ -383,7 +210,7 @@ function setExpiry (at) {
 function renderRemaining () {
   if (expiresAt === 0) {
     // Signed in but /me not loaded yet (or it failed): nothing known.
-    view.remaining.textContent = signedIn ? 'unknown' : ''
+    view.remaining.textContent = session.active ? 'unknown' : ''
     view.remaining.dataset.seconds = ''
     return
   }
@@ -522,7 +349,7 @@ async function loadMe () {
     report(result)
     // Still signed in (e.g. the server unreachable): the view stays, and says the
     // account could not be loaded, with "Check who I am" to try again.
-    if (signedIn && view.who.textContent === '') {
+    if (session.active && view.who.textContent === '') {
       view.loadFailed.hidden = false
       renderRemaining()
       showSignedIn()
@@ -558,24 +385,20 @@ async function refreshAll () {
 }
 
 async function logIn (username, password) {
-  const result = await send('POST', '/auth/login', { username, password })
+  const result = await api('POST', '/auth/login', { username, password })
   if (!result.ok) {
     report(result)
     return
   }
-  signedIn = true
-  rememberSignedIn(true)
-  rememberLoggedOut(false)
-  // New cookies: a request another tab sent before them needs only its retry.
-  const expiry = Date.now() + Number(result.data?.expiresIn) * 1000
-  recordRenewal({ ok: true, expiresAt: expiry })
+  // Refreshed shortly before the access token expires, and every tab knows.
+  session.started(result.data)
   view.password.value = ''
   clearMessage()
   await refreshAll()
 }
 
 async function register (username, password) {
-  const result = await send('POST', '/auth/register', { username, password })
+  const result = await api('POST', '/auth/register', { username, password })
   if (!result.ok) {
     report(result, 'Could not create the account')
     return
@@ -584,28 +407,54 @@ async function register (username, password) {
   await logIn(username, password)
 }
 
-async function logOut () {
-  const result = await send('POST', '/auth/logout')
-  if (!result.ok) return report(result, 'Log out')
-  endSession('LOGGED_OUT')
+/** Logs out here (`/auth/logout`) or everywhere (`/auth/logout-all`); `code` names the choice. */
+async function logOut (path, code, context) {
+  ending = code
+  let status = 0
+  let data = null
+  try {
+    const response = await session.logout(path)
+    status = response.status
+    data = await response.json().catch(() => null)
+  } catch {
+    // No answer: still logged in.
+  }
+  // The session ended (endSession ran and said so), or the server could not end it.
+  if (session.active) {
+    ending = ''
+    report({ ok: false, status, code: data?.code ?? (status === 0 ? 'NETWORK' : `HTTP_${status}`), message: data?.message ?? '' }, context)
+  }
 }
 
-async function logOutEverywhere () {
-  const result = await api('POST', '/auth/logout-all')
-  if (!result.ok) return report(result, 'Log out everywhere')
-  endSession('LOGGED_OUT_ALL')
-}
-
-async function endOne (session, device) {
-  const result = await api('DELETE', `/auth/sessions/${encodeURIComponent(session.sessionId)}`)
+async function endOne (row, device) {
+  const result = await api('DELETE', `/auth/sessions/${encodeURIComponent(row.sessionId)}`)
   if (!result.ok) {
     report(result, 'End session')
     if (result.code === 'FTS_SESSION_NOT_FOUND') await loadSessions()
     return
   }
-  if (session.current === true) return endSession('ENDED_HERE')
+  if (row.current === true) {
+    // The server ended this very session: every tab hears it.
+    ending = 'ENDED_HERE'
+    return session.ended()
+  }
   say(`Ended the session of ${device}.`, 'success', 'SESSION_ENDED')
   await loadSessions()
+}
+
+async function changePassword () {
+  const result = await api('POST', '/auth/change-password', { currentPassword: view.currentPassword.value, newPassword: view.newPassword.value })
+  if (!result.ok) {
+    // The app's own 401: the session goes on, only the password was wrong.
+    if (result.code === 'INVALID_CREDENTIALS') say('Change password: the current password is wrong.', 'error', result.code)
+    else report(result, 'Change password')
+    return false
+  }
+  view.currentPassword.value = ''
+  view.newPassword.value = ''
+  say('Your password was changed, and your other sessions have ended.', 'success', 'PASSWORD_CHANGED')
+  await loadSessions()
+  return true
 }
 
 // ---------------------------------------------------------------------------------------
@@ -621,30 +470,34 @@ function bind () {
     view.password.autocomplete = action === register ? 'new-password' : 'current-password'
     busy(submitter, () => action(view.username.value.trim(), view.password.value))
   })
-  const clicks = { 'reload-me': checkMe, 'reload-sessions': loadSessions, logout: logOut, 'logout-all': logOutEverywhere }
+  view.passwordForm.addEventListener('submit', (event) => {
+    event.preventDefault()
+    const button = view.passwordForm.querySelector('button[type="submit"]')
+    busy(button, () => userAction(changePassword))
+  })
+  const clicks = {
+    'reload-me': checkMe,
+    'reload-sessions': loadSessions,
+    logout: () => logOut('/auth/logout', 'LOGGED_OUT', 'Log out'),
+    'logout-all': () => logOut('/auth/logout-all', 'LOGGED_OUT_ALL', 'Log out everywhere')
+  }
   for (const [id, action] of Object.entries(clicks)) {
     const button = $(id)
     button.addEventListener('click', () => busy(button, () => userAction(action)))
   }
-  // Another tab renewed: the cookies (shared) hold a new access token; show its lifetime.
-  window.addEventListener('storage', (event) => {
-    if (event.key !== RENEWAL_KEY || !signedIn) return
-    const record = renewalRecord()
-    if (record.ok && Number.isFinite(record.expiresAt)) setExpiry(record.expiresAt)
-  })
   setInterval(renderRemaining, 1000)
 }
 
 async function start () {
   bind()
-  if (!rememberedSignedIn()) {
+  if (!session.active) {
     showSignedOut()
     return
   }
-  // Believed signed in: an expired access cookie is renewed by the first call. If it
-  // fails without ending the session (e.g. 503, no network), loadMe shows the signed-in
-  // view saying so, and "Check who I am" loads everything.
-  signedIn = true
+  // Signed in (this browser's tabs say so): an expired access cookie is renewed by the
+  // first call. If it fails without ending the session (e.g. 503, no network), loadMe
+  // shows the signed-in view saying so, and "Check who I am" loads everything.
+  setExpiry(session.expiresAt)
   if (await loadMe()) await loadSessions()
 }
 

@@ -1,11 +1,17 @@
 import { readdirSync, readFileSync } from 'node:fs'
-import { extname, join } from 'node:path'
+import { dirname, extname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import helmet from '@fastify/helmet'
 import Fastify, { type FastifyInstance } from 'fastify'
 
 /** The page's files: HTML, one JS module, one stylesheet. Next to `src/` and `dist/`. */
 export const PUBLIC_DIR = fileURLToPath(new URL('../public/', import.meta.url))
+
+/**
+ * The plugin's browser client (`fastify-token-sessions/client`) as the package ships it:
+ * the page imports it from `/client/`.
+ */
+export const CLIENT_DIR = dirname(fileURLToPath(import.meta.resolve('fastify-token-sessions/client')))
 
 /** The only file types the page is made of; anything else in the folder is not served. */
 const CONTENT_TYPES: Record<string, string> = {
@@ -69,19 +75,23 @@ async function helmetHeaders (): Promise<Record<string, string>> {
 }
 
 /**
- * Serves the page: `/` is `index.html`, every other file by its name. The files are read
- * once at start-up: a few kilobytes, and no path from a request ever reaches the disk.
+ * Serves the page: `/` is `index.html`, every other file by its name, and the client's
+ * modules under `/client/`. The files are read once at start-up: a few kilobytes, and no
+ * path from a request ever reaches the disk.
  */
 export function registerWebPage (app: FastifyInstance): void {
-  for (const name of readdirSync(PUBLIC_DIR)) {
-    const type = CONTENT_TYPES[extname(name)]
-    if (type === undefined) continue
-    const content = readFileSync(join(PUBLIC_DIR, name))
-    const url = name === 'index.html' ? '/' : `/${name}`
-    app.get(url, { schema: { hide: true } }, async (_request, reply) => {
-      // Revalidated on every load: a new deployment's page is seen at once.
-      reply.header('cache-control', 'no-cache').type(type)
-      return content
-    })
+  for (const [dir, prefix] of [[PUBLIC_DIR, '/'], [CLIENT_DIR, '/client/']] as const) {
+    for (const name of readdirSync(dir)) serveFile(app, join(dir, name), name === 'index.html' ? prefix : `${prefix}${name}`)
   }
+}
+
+function serveFile (app: FastifyInstance, path: string, url: string): void {
+  const type = CONTENT_TYPES[extname(path)]
+  if (type === undefined) return
+  const content = readFileSync(path)
+  app.get(url, { schema: { hide: true } }, async (_request, reply) => {
+    // Revalidated on every load: a new deployment's page is seen at once.
+    reply.header('cache-control', 'no-cache').type(type)
+    return content
+  })
 }

@@ -1,11 +1,13 @@
-import { existsSync } from 'node:fs'
+import { existsSync, readdirSync, statSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import { chromium, type Browser, type BrowserContext, type Page, type Response } from 'playwright-core'
+import type { Test } from 'tap'
 import { buildApp } from '../../example-app/src/app.js'
 import { loadConfig } from '../../example-app/src/config.js'
 import { LogCapture, SECRET } from './common.js'
+import { startRedis, type RedisServer } from './redis.mjs'
 
 type Teardown = { teardown: (fn: () => unknown) => void }
 
@@ -43,6 +45,20 @@ export async function newDevice (t: Teardown, browser: Browser): Promise<Browser
   return context
 }
 
+const CLIENT_SOURCE = new URL('../../client/', import.meta.url)
+const CLIENT_BUILT = new URL('../../dist/client/index.js', import.meta.url)
+
+/**
+ * The page runs the browser client as the package ships it, built: `npm test` builds
+ * first. A test run without that build (or after an edit of client/) stops here rather
+ * than test an old client.
+ */
+function checkClientBuilt (): void {
+  const built = existsSync(CLIENT_BUILT) ? statSync(CLIENT_BUILT).mtimeMs : 0
+  const stale = readdirSync(CLIENT_SOURCE).filter((name) => statSync(new URL(name, CLIENT_SOURCE)).mtimeMs > built)
+  if (stale.length > 0) throw new Error(`dist/client is older than client/${stale.join(', client/')}: run npm run build`)
+}
+
 export interface RunningApp {
   app: FastifyInstance
   url: string
@@ -54,6 +70,7 @@ export interface RunningApp {
  * is, on the test's private Redis (never the default one). Closed at teardown.
  */
 export async function startExampleApp (t: Teardown, redisUrl: string, env: NodeJS.ProcessEnv = {}): Promise<RunningApp> {
+  checkClientBuilt()
   const logs = new LogCapture()
   const config = loadConfig({ REDIS_URL: redisUrl, JWT_SECRET: SECRET, LOG_LEVEL: 'info', ...env })
   const app = await buildApp(config, { logStream: logs })
@@ -61,6 +78,41 @@ export async function startExampleApp (t: Teardown, redisUrl: string, env: NodeJ
   await app.listen({ port: 0, host: '127.0.0.1' })
   const { port } = app.server.address() as AddressInfo
   return { app, url: `http://127.0.0.1:${port}`, logs }
+}
+
+export interface BrowserSuite {
+  browser: Browser
+  redis: RedisServer
+  /**
+   * The example app on the suite's Redis, under a key prefix of its own, with rate limits
+   * no test reaches; `env` adds to its environment or overrides it.
+   */
+  startApp: (t: Test, env: NodeJS.ProcessEnv) => Promise<RunningApp>
+}
+
+/**
+ * A browser test file: one private Redis and one Chromium for its tests, or the file
+ * skipped, saying why, where Chromium is missing (which fails it under REQUIRE_BROWSER=1).
+ */
+export async function browserSuite (t: Test, keyPrefix: string, tests: (suite: BrowserSuite) => void): Promise<void> {
+  const skipReason = browserSkipReason()
+  if (skipReason !== undefined) {
+    t.plan(0, skipReason)
+    return
+  }
+  const redis = await startRedis(t)
+  const browser = await launchBrowser(t)
+  let apps = 0
+  tests({
+    browser,
+    redis,
+    startApp: async (t, env) => await startExampleApp(t, redis.url, {
+      KEY_PREFIX: `${keyPrefix}${++apps}:`,
+      RATE_LIMIT_LOGIN: '1000000',
+      RATE_LIMIT_REFRESH: '1000000',
+      ...env
+    })
+  })
 }
 
 /** Creates an account through the API (the page's own registration is tested once). */
@@ -113,7 +165,7 @@ export async function openPage (page: Page, url: string, state: 'signed-out' | '
 /** Fills the form and presses a button: `login` or `register`. Returns the login's response. */
 export async function submitLogin (page: Page, username: string, password: string, button: 'login' | 'register' = 'login'): Promise<Response> {
   await page.getByLabel('Username').fill(username)
-  await page.getByLabel('Password').fill(password)
+  await page.getByLabel('Password', { exact: true }).fill(password)
   const [response] = await Promise.all([
     page.waitForResponse((response) => response.url().endsWith('/auth/login')),
     page.getByTestId(button).click()
@@ -165,4 +217,28 @@ export function watchStatuses (page: Page, path: string, method = 'GET'): number
 /** The status of every response to `POST /auth/refresh` a page receives, in order. */
 export function watchRefreshes (page: Page): number[] {
   return watchStatuses(page, '/auth/refresh', 'POST')
+}
+
+/** The audit log lines of one hook. */
+export function audits (running: RunningApp, hook: string): Array<Record<string, unknown>> {
+  return running.logs.entries().filter((entry) => entry.audit === hook)
+}
+
+/**
+ * Clicks a button and waits until what it started has finished: the button disables
+ * itself while its requests run and the page shows their outcome.
+ */
+export async function clickAndSettle (page: Page, testId: string): Promise<void> {
+  const button = page.getByTestId(testId)
+  await button.click()
+  await button.and(page.locator(':enabled')).waitFor({ state: 'attached' })
+}
+
+/** Clicks a button, waits until it has settled, and returns the answer to its request. */
+export async function clickFor (page: Page, testId: string, method: string, path: string): Promise<Response> {
+  const [response] = await Promise.all([
+    page.waitForResponse((response) => response.request().method() === method && new URL(response.url()).pathname === path),
+    clickAndSettle(page, testId)
+  ])
+  return response
 }
