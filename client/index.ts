@@ -132,6 +132,12 @@ const SAFE = new Set(['GET', 'HEAD', 'OPTIONS'])
 const MARGIN_MS = 60_000
 /** After a proactive refresh that did not renew the token here, the next one waits this long. */
 const PAUSE_MS = 5_000
+/**
+ * After a wake-up (or a timer that fired late: the page slept or was frozen), the proactive
+ * refresh waits this long, plus up to as much again at random: the other tabs' messages,
+ * queued while this one slept, arrive first, and tabs waking together do not all try.
+ */
+const SETTLE_MS = 500
 /** A timer longer than this fires at once (setTimeout takes a signed 32-bit delay). */
 const MAX_TIMER_MS = 2 ** 31 - 1
 
@@ -188,6 +194,8 @@ export function createSessionClient (options: SessionClientOptions): SessionClie
   let inflight: Promise<Renewal> | undefined
   let timer: ReturnType<typeof setTimeout> | undefined
   let notBefore = 0
+  /** When the proactive timer is due (ms since the epoch). */
+  let due = 0
 
   const hidden = (): boolean => page.document?.visibilityState === 'hidden'
 
@@ -297,11 +305,20 @@ export function createSessionClient (options: SessionClientOptions): SessionClie
   function schedule (): void {
     clearTimeout(timer)
     if (!state.a || state.e === 0 || hidden()) return
-    const at = Math.max(state.e - Math.min(MARGIN_MS, state.l / 4), notBefore)
-    timer = setTimeout(tick, Math.min(Math.max(at - Date.now(), 0), MAX_TIMER_MS))
+    due = Math.max(state.e - Math.min(MARGIN_MS, state.l / 4), notBefore)
+    timer = setTimeout(tick, Math.min(Math.max(due - Date.now(), 0), MAX_TIMER_MS))
+  }
+
+  const settle = (): void => {
+    notBefore = Date.now() + SETTLE_MS * (1 + Math.random())
   }
 
   function tick (): void {
+    if (Date.now() - due > 1000) {
+      // Late: the page slept. Look again once the other tabs' news is in.
+      settle()
+      return schedule()
+    }
     const before = state.s
     // Another tab refreshed and its message is late: the note rescheduled the timer.
     sync()
@@ -316,6 +333,7 @@ export function createSessionClient (options: SessionClientOptions): SessionClie
 
   /** Waking (visible again, restored from the back/forward cache, resumed from frozen): one look, no burst. */
   const wake = (): void => {
+    settle()
     sync()
     schedule()
   }

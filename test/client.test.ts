@@ -317,7 +317,9 @@ t.test('proactive refresh: shortly before expiry, only while the page is visible
   t.equal(server.refreshes, 1, 'a hidden page does not refresh ahead')
   browser.setVisible(true)
   await browser.clock.advance(0)
-  t.equal(server.refreshes, 2, 'visible again after expiry: one refresh')
+  t.equal(server.refreshes, 1, 'not at once: other tabs\' news comes first')
+  await browser.clock.advance(1000)
+  t.equal(server.refreshes, 2, 'visible again after expiry: one refresh, within a second')
   await browser.clock.advance(60_000)
   t.equal(server.refreshes, 2)
 })
@@ -675,4 +677,25 @@ t.test('ended() ends the session here and in every tab, once', async (t) => {
   client.ended('revoked')
   t.same(ends, [{ reason: 'logged-out', code: undefined, otherTab: false }])
   t.equal(client.active, false)
+})
+
+t.test('a timer that fires late (the machine slept) waits for the other tabs\' news, then refreshes once', async (t) => {
+  const name = `late-timer-${Math.random()}`
+  const { browser, server, client } = setup(t, { name })
+  browser.clock.sleep(2 * 3600_000)
+  await browser.clock.advance(0)
+  t.equal(server.refreshes, 0, 'not at once')
+  await browser.clock.advance(1000)
+  t.equal(server.refreshes, 1)
+  t.ok(client.expiresAt > browser.clock.now + 899_000, 'renewed')
+
+  // Again, but another tab refreshed while this one slept, and its news arrives meanwhile.
+  browser.clock.sleep(2 * 3600_000)
+  await browser.clock.advance(0)
+  const other = new BroadcastChannel(name)
+  t.teardown(() => other.close())
+  other.postMessage({ s: client.generation + 1, a: true, e: browser.clock.now + 900_000, l: 900_000 })
+  await settle(20)
+  await browser.clock.advance(1000)
+  t.equal(server.refreshes, 1, 'that tab\'s refresh serves this one')
 })
