@@ -236,15 +236,24 @@ function run ({ browser, startApp: startSuiteApp }: BrowserSuite): void {
     t.equal(await page.locator('main').getAttribute('data-state'), 'signed-in', 'still logged in')
     t.same(await messageOf(page), { code: '', text: '' }, 'the successful try cleared the "briefly unavailable" message')
 
-    // Refreshes until the minute's limit is used up.
-    for (let attempt = 0; attempt < 30 && refreshes.at(-1) !== 429; attempt++) {
-      await context.clearCookies({ name: 'access_token' })
-      await clickAndSettle(page, 'reload-me')
+    // Refreshes until the minute's limit is used up, in a window of their own: a Retry-After
+    // of 10 s or less (the outage above can take most of a minute on a loaded machine) is
+    // waited out by the client, and this part is about one it does not wait for.
+    const limitedApp = await startExampleApp(t, own.url, { ...LONG_TTL, KEY_PREFIX: 'limited:', RATE_LIMIT_REFRESH: '3', RATE_LIMIT_LOGIN: '1000000' })
+    await registerUser(limitedApp.url, 'ivan', PASSWORD)
+    const limitedContext = await newDevice(t, browser)
+    const limitedPage = await limitedContext.newPage()
+    await openPage(limitedPage, limitedApp.url, 'signed-out')
+    await submitLogin(limitedPage, 'ivan', PASSWORD)
+    const limitedRefreshes = watchRefreshes(limitedPage)
+    for (let attempt = 0; attempt < 10 && limitedRefreshes.at(-1) !== 429; attempt++) {
+      await limitedContext.clearCookies({ name: 'access_token' })
+      await clickAndSettle(limitedPage, 'reload-me')
     }
-    t.equal(refreshes.at(-1), 429, 'a refresh over the minute\'s limit is refused')
-    const limited = await waitForMessage(page, 'RATE_LIMITED')
+    t.equal(limitedRefreshes.at(-1), 429, 'a refresh over the minute\'s limit is refused')
+    const limited = await waitForMessage(limitedPage, 'RATE_LIMITED')
     t.match(limited.text, /Try again in \d+ s/, 'the page says when to try again')
-    t.equal(await page.locator('main').getAttribute('data-state'), 'signed-in', 'the user stays logged in')
+    t.equal(await limitedPage.locator('main').getAttribute('data-state'), 'signed-in', 'the user stays logged in')
   })
 
   t.test('a session that reaches its lifetime says it expired, and not "you logged out"', async (t) => {
