@@ -187,6 +187,9 @@ export function createSessionClient (options: SessionClientOptions): SessionClie
   const retries = options.retries ?? 5
   const maxRetryAfter = (options.maxRetryAfter ?? 10) * 1000
   const send = async (input: RequestInfo | URL, init: RequestInit): Promise<Response> => await (options.fetch ?? fetch)(input, init)
+  /** The plugin's own state changes (refresh, logout): no body, the anti-CSRF header, never cached. */
+  const post = async (path: string, signal?: AbortSignal): Promise<Response> =>
+    await send(path, { method: 'POST', headers: headers('POST'), credentials, cache: 'no-store', signal: signal ?? null })
 
   /** This tab's view: the last change it knows of, whether a session is on (undefined: not known yet). */
   let state: SharedState = { s: 0, a: false, e: 0, l: 0 }
@@ -244,13 +247,7 @@ export function createSessionClient (options: SessionClientOptions): SessionClie
     if (state.s > generation) return state.a
     let response: Response
     try {
-      response = await send(options.refreshPath, {
-        method: 'POST',
-        headers: { [csrf]: 'fetch' },
-        credentials,
-        cache: 'no-store',
-        signal: AbortSignal.timeout(refreshTimeout)
-      })
+      response = await post(options.refreshPath, AbortSignal.timeout(refreshTimeout))
     } catch (error) {
       // No answer (the network, a timeout): the server may have rotated anyway, and the
       // cookie still holds the token it rotated; sent again within the server's reuse
@@ -415,7 +412,7 @@ export function createSessionClient (options: SessionClientOptions): SessionClie
     },
     logout: async (path = options.logoutPath) => {
       if (path === undefined) throw new TypeError('logout() needs a path, or the logoutPath option')
-      const response = await send(path, { method: 'POST', headers: { [csrf]: 'fetch' }, credentials, cache: 'no-store' })
+      const response = await post(path)
       // Done, or nothing left to end (the cookie is gone): either way the session is over here.
       if (response.ok || response.status === 401) change(false, undefined, 'logged-out')
       return response

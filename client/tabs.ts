@@ -42,11 +42,15 @@ const globals = globalThis as Globals
 export const WAITED = 'waited'
 export const TIMED_OUT = 'timed-out'
 
-/** Reads a note; anything else (garbage, another version's) is no note. */
+/** A note, or undefined for anything else (garbage, another version's). */
+function note (value: unknown): SharedState | undefined {
+  return Number.isSafeInteger((value as SharedState | null)?.s) ? value as SharedState : undefined
+}
+
+/** Reads a stored note. */
 function parse (text: string | null | undefined): SharedState | undefined {
   try {
-    const state = JSON.parse(text ?? '')
-    return Number.isSafeInteger(state?.s) ? state : undefined
+    return note(JSON.parse(text ?? ''))
   } catch {
     return undefined
   }
@@ -71,7 +75,7 @@ export class Tabs {
     this.#channel = Broadcast === undefined ? undefined : new Broadcast(name)
     if (this.#channel !== undefined) {
       this.#channel.onmessage = (event) => {
-        const state = parse(JSON.stringify(event.data))
+        const state = note(event.data)
         if (state !== undefined) onNote(state)
       }
     }

@@ -11,8 +11,9 @@ import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import type { BrowserContext, Page } from 'playwright-core'
 import {
-  audits, browserSuite, clickAndSettle, messageOf, newDevice, openPage, registerUser, shownExpiry,
-  startExampleApp, submitLogin, waitForMessage, waitForState, watchPage, watchRefreshes, watchStatuses, type BrowserSuite
+  audits, browserSuite, clickAndSettle, loggedInDevice, messageOf, newDevice, registerUser, shownExpiry, waitForMessage,
+  waitForState,
+  watchPage, watchRefreshes, watchStatuses, type BrowserSuite
 } from './helpers/browser.js'
 import { startRedis } from './helpers/redis.mjs'
 
@@ -24,19 +25,9 @@ const ROOT = new URL('..', import.meta.url)
 await browserSuite(t, 'client', run)
 
 function run ({ browser, startApp }: BrowserSuite): void {
-  /** `count` tabs of one browser profile, the first logged in through the page, the others opened after. */
+  /** `count` tabs of one device, logged in as `username` (an account of its own). */
   async function loggedInTabs (t: Test, url: string, username: string, count: number): Promise<{ context: BrowserContext, tabs: Page[] }> {
-    await registerUser(url, username, PASSWORD)
-    const context = await newDevice(t, browser)
-    const tabs = [await context.newPage()]
-    await openPage(tabs[0] as Page, url, 'signed-out')
-    await submitLogin(tabs[0] as Page, username, PASSWORD)
-    for (let i = 1; i < count; i++) {
-      const tab = await context.newPage()
-      await openPage(tab, url, 'signed-in')
-      tabs.push(tab)
-    }
-    return { context, tabs }
+    return await loggedInDevice(t, browser, url, username, PASSWORD, count)
   }
 
   t.test('five tabs whose access tokens expired call the API at the same moment: the server sees exactly one refresh', async (t) => {
@@ -170,7 +161,7 @@ function run ({ browser, startApp }: BrowserSuite): void {
   t.test('Redis down for 5 s and back: nobody is logged out', async (t) => {
     // A Redis of its own to stop and start again, keeping its data on disk.
     const own = await startRedis(t, ['--appendonly', 'yes', '--appendfsync', 'always'])
-    const running = await startExampleApp(t, own.url, { ...LONG_TTL, KEY_PREFIX: 'outage:', RATE_LIMIT_LOGIN: '1000000', RATE_LIMIT_REFRESH: '1000000' })
+    const running = await startApp(t, LONG_TTL, own)
     const laptop = await loggedInTabs(t, running.url, 'sam', 3)
     const phone = await loggedInTabs(t, running.url, 'tess', 1)
     const tabs = [...laptop.tabs, ...phone.tabs]

@@ -1,9 +1,9 @@
 import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
-import type { Page } from 'playwright-core'
+import type { BrowserContext, Page } from 'playwright-core'
 import {
-  audits, browserSuite, clickAndSettle, clickFor, messageOf, newDevice, openPage, registerUser, shownExpiry, startExampleApp,
+  audits, browserSuite, clickAndSettle, clickFor, loggedInDevice, messageOf, newDevice, openPage, registerUser, shownExpiry,
   submitLogin, waitForMessage, waitForState, watchPage, watchRefreshes, watchStatuses, type BrowserSuite, type RunningApp
 } from './helpers/browser.js'
 import { startRedis } from './helpers/redis.mjs'
@@ -208,12 +208,8 @@ function run ({ browser, startApp: startSuiteApp }: BrowserSuite): void {
     // limit (counted in the app, so during the outage too) low enough to reach.
     const own = await startRedis(t, ['--appendonly', 'yes', '--appendfsync', 'always'])
     // The default reuse grace: it is what lets a refresh retried after an outage through.
-    const running = await startExampleApp(t, own.url, { ...LONG_TTL, RATE_LIMIT_REFRESH: '25', RATE_LIMIT_LOGIN: '1000000' })
-    await registerUser(running.url, 'ivan', PASSWORD)
-    const context = await newDevice(t, browser)
-    const page = await context.newPage()
-    await openPage(page, running.url, 'signed-out')
-    await submitLogin(page, 'ivan', PASSWORD)
+    const running = await startSuiteApp(t, { ...LONG_TTL, RATE_LIMIT_REFRESH: '25' }, own)
+    const { context, tabs: [page] } = await loggedInDevice(t, browser, running.url, 'ivan', PASSWORD) as { context: BrowserContext, tabs: [Page] }
     const refreshes = watchRefreshes(page)
 
     await own.stop()
@@ -239,12 +235,8 @@ function run ({ browser, startApp: startSuiteApp }: BrowserSuite): void {
     // Refreshes until the minute's limit is used up, in a window of their own: a Retry-After
     // of 10 s or less (the outage above can take most of a minute on a loaded machine) is
     // waited out by the client, and this part is about one it does not wait for.
-    const limitedApp = await startExampleApp(t, own.url, { ...LONG_TTL, KEY_PREFIX: 'limited:', RATE_LIMIT_REFRESH: '3', RATE_LIMIT_LOGIN: '1000000' })
-    await registerUser(limitedApp.url, 'ivan', PASSWORD)
-    const limitedContext = await newDevice(t, browser)
-    const limitedPage = await limitedContext.newPage()
-    await openPage(limitedPage, limitedApp.url, 'signed-out')
-    await submitLogin(limitedPage, 'ivan', PASSWORD)
+    const limitedApp = await startSuiteApp(t, { ...LONG_TTL, RATE_LIMIT_REFRESH: '3' }, own)
+    const { context: limitedContext, tabs: [limitedPage] } = await loggedInDevice(t, browser, limitedApp.url, 'ivan', PASSWORD) as { context: BrowserContext, tabs: [Page] }
     const limitedRefreshes = watchRefreshes(limitedPage)
     for (let attempt = 0; attempt < 10 && limitedRefreshes.at(-1) !== 429; attempt++) {
       await limitedContext.clearCookies({ name: 'access_token' })

@@ -84,10 +84,11 @@ export interface BrowserSuite {
   browser: Browser
   redis: RedisServer
   /**
-   * The example app on the suite's Redis, under a key prefix of its own, with rate limits
-   * no test reaches; `env` adds to its environment or overrides it.
+   * The example app on the suite's Redis (or `redis`, one a test stops and starts), under a
+   * key prefix of its own, with rate limits no test reaches; `env` adds to its environment
+   * or overrides it.
    */
-  startApp: (t: Test, env: NodeJS.ProcessEnv) => Promise<RunningApp>
+  startApp: (t: Test, env: NodeJS.ProcessEnv, redis?: RedisServer) => Promise<RunningApp>
 }
 
 /**
@@ -106,13 +107,32 @@ export async function browserSuite (t: Test, keyPrefix: string, tests: (suite: B
   tests({
     browser,
     redis,
-    startApp: async (t, env) => await startExampleApp(t, redis.url, {
+    startApp: async (t, env, own = redis) => await startExampleApp(t, own.url, {
       KEY_PREFIX: `${keyPrefix}${++apps}:`,
       RATE_LIMIT_LOGIN: '1000000',
       RATE_LIMIT_REFRESH: '1000000',
       ...env
     })
   })
+}
+
+/**
+ * An account created through the API, and `count` tabs of one browser profile (a device):
+ * the first logged in through the page, the others opened after it.
+ */
+export async function loggedInDevice (t: Teardown, browser: Browser, url: string, username: string, password: string, count = 1): Promise<{ context: BrowserContext, tabs: Page[] }> {
+  await registerUser(url, username, password)
+  const context = await newDevice(t, browser)
+  const first = await context.newPage()
+  await openPage(first, url, 'signed-out')
+  await submitLogin(first, username, password)
+  const tabs = [first]
+  for (let i = 1; i < count; i++) {
+    const tab = await context.newPage()
+    await openPage(tab, url, 'signed-in')
+    tabs.push(tab)
+  }
+  return { context, tabs }
 }
 
 /** Creates an account through the API (the page's own registration is tested once). */
