@@ -9,6 +9,13 @@ import tokenSessions, { tokenResponse } from '../dist/index.js'
 
 /** The plugin's secret (48 bytes). */
 export const SECRET = 'bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz'
+/**
+ * The app's origin as its clients name it (the plugin's `publicOrigin`): DPoP proofs name
+ * it in their `htu`, so the harness makes them before it knows a server's port, and for an
+ * app instance that is not listening. Only cookie requests' Origin checks use it too, and
+ * the benchmarks send no cookies.
+ */
+export const PUBLIC_ORIGIN = 'http://bench.local'
 /** The baselines' HS256 secrets, as a tutorial app would keep them. */
 const ACCESS_SECRET = 'bench-access-secret-0123456789-abcdefghijklmnopqrs'
 const REFRESH_SECRET = 'bench-refresh-secret-0123456789-abcdefghijklmnopqr'
@@ -22,7 +29,8 @@ const NAIVE_REFRESH_TTL = 86400
  * - `GET /bare`: a bare route, the baseline of everything.
  * - `GET /jwt/me`: `@fastify/jwt` verify alone (`onRequest: request.jwtVerify()`).
  * - `GET /me`: the plugin's `authenticate`; `POST /auth/login` calls `reply.issueTokens`
- *   for the posted `userId`; `POST /auth/refresh`, `/auth/logout`, ...: the plugin's routes.
+ *   for the posted `userId` (a login with a DPoP proof binds the session to its key);
+ *   `POST /auth/refresh`, `/auth/logout`, ...: the plugin's routes.
  * - `POST /naive/refresh`: refresh as the classic tutorial writes it.
  *
  * Returns the app and what the harness needs to mint baseline tokens.
@@ -41,7 +49,7 @@ export async function buildApp (redisUrl) {
     const redis = redisClient(redisUrl, scope)
     // BENCH_MAX_SESSIONS: bench/many-sessions.mjs seeds one user with more sessions than the default cap.
     const cap = process.env.BENCH_MAX_SESSIONS === undefined ? {} : { maxSessionsPerUser: Number(process.env.BENCH_MAX_SESSIONS) }
-    await scope.register(tokenSessions, { secret: SECRET, redis, routes: true, ...cap })
+    await scope.register(tokenSessions, { secret: SECRET, redis, routes: true, publicOrigin: PUBLIC_ORIGIN, ...cap })
     scope.post('/auth/login', async (request, reply) => tokenResponse(await reply.issueTokens(request.body.userId)))
     scope.get('/me', { onRequest: scope.authenticate }, async (request) => request.user)
     handles.tokenSessions = () => scope.tokenSessions

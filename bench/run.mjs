@@ -11,7 +11,7 @@
 // Environment: BENCH_SECONDS (5) per single run, BENCH_ROUNDS (7) and BENCH_ROUND_SECONDS
 // (2) for the pairs, BENCH_CONNECTIONS (50), BENCH_PROFILE=1 to write the server's CPU
 // profiles to bench/profiles/.
-import { randomBytes } from 'node:crypto'
+import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import os from 'node:os'
 import autocannon from 'autocannon'
@@ -20,7 +20,7 @@ import { RedisStore } from '../dist/index.js'
 // What the plugin stores of a refresh-token id, so that the sessions measured hold what
 // logins write (an internal module of the build, not a public export).
 import { hashId } from '../dist/tokens.js'
-import { SECRET, buildApp, buildJwtBaseline } from './apps.mjs'
+import { PUBLIC_ORIGIN, SECRET, buildApp, buildJwtBaseline } from './apps.mjs'
 import { RedisServer } from '../test/helpers/redis.mjs'
 import { startServer } from './lib/server-process.mjs'
 
@@ -72,12 +72,13 @@ async function redisCpu (client) {
  * process and Redis spent on the run: on a busy machine throughput wanders, the work done
  * per request much less.
  */
-async function run (server, side, seconds) {
+async function run (server, side, seconds, warmUp = false) {
   const request = side.prepare === undefined ? side.request : await side.prepare(seconds)
   const before = { server: await server.cpu(), redis: await redisCpu(inspect) }
   const result = await autocannon({ url: side.url ?? server.url, connections: CONNECTIONS, duration: seconds, requests: [request] })
   const after = { server: await server.cpu(), redis: await redisCpu(inspect) }
-  side.prepare?.record(result.requests.average)
+  // A warm-up (a cold server, first key imports) says little of the rate to come.
+  if (!warmUp) side.prepare?.record(result.requests.average)
   return {
     rps: result.requests.average,
     p99: result.latency.p99,
@@ -118,7 +119,7 @@ function logFigures (name, figures) {
 
 /** One operation on its own: a warm-up run, then one measured run of SECONDS. */
 async function measure (server, side) {
-  const warm = await run(server, side, WARMUP_SECONDS)
+  const warm = await run(server, side, WARMUP_SECONDS, true)
   const figures = summary([await run(server, side, SECONDS)], warm)
   logFigures(side.name, figures)
   return figures
@@ -133,7 +134,7 @@ async function measure (server, side) {
  * the totals of each side and the ratio b / a of every round.
  */
 async function pair (server, a, b) {
-  const warm = { a: await run(server, a, WARMUP_SECONDS), b: await run(server, b, WARMUP_SECONDS) }
+  const warm = { a: await run(server, a, WARMUP_SECONDS, true), b: await run(server, b, WARMUP_SECONDS, true) }
   const runs = { a: [], b: [] }
   const ratios = []
   for (let round = 0; round < ROUNDS; round++) {
@@ -171,7 +172,8 @@ function user () {
 /**
  * Mints `count` token pairs in an app instance of this process (same secrets, same
  * Redis), then closes it, so that it is not subscribed to the revocation feed while
- * autocannon runs here.
+ * autocannon runs here. `kind`: 'ours' (`tokenSessions.issue`), 'bound' (a login with a
+ * DPoP proof, see {@link boundLogin}) or 'naive'.
  */
 async function mint (redisUrl, kind, count) {
   const issuer = await buildApp(redisUrl)
@@ -180,7 +182,7 @@ async function mint (redisUrl, kind, count) {
     for (let done = 0; done < count; done += 500) {
       const batch = Array.from({ length: Math.min(500, count - done) }, () => kind === 'ours'
         ? issuer.tokenSessions.issue(user())
-        : issuer.naiveIssue(user()))
+        : kind === 'bound' ? boundLogin(issuer.app, user()) : issuer.naiveIssue(user()))
       for (const tokens of await Promise.all(batch)) bodies.push(JSON.stringify({ refreshToken: tokens.refreshToken }))
     }
     return bodies
@@ -191,33 +193,104 @@ async function mint (redisUrl, kind, count) {
 
 /**
  * A `prepare` for `run` that feeds each request a token of its own, from a pool sized to
- * the run: twice the best rate measured so far of this operation, or for its first run
- * the bare route's rate, an upper bound on all (both capped at 1.2 times the bare route's).
- * A run that exhausts its pool replays its last token, and the resulting 401s mark the
- * run as failed.
+ * the run (see {@link perRequest}). A refresh of a session bound to a DPoP key ('bound')
+ * carries a proof of its own too, made once the tokens are minted; its `ceilingRps` is the
+ * rate of the unbound refresh.
  */
 function pooled (redisUrl, kind, method, path, ceilingRps, exhausted) {
+  return perRequest({ method, path, headers: JSON_HEADERS }, async (count) => {
+    const bodies = await mint(redisUrl, kind, count)
+    return bodies.map((body) => kind === 'bound' ? { body, headers: { dpop: dpopProof(method, path) } } : { body })
+  }, ceilingRps, exhausted)
+}
+
+/**
+ * A `prepare` for `run` that gives each request a part of its own (`{ body?, headers? }`,
+ * added to `request`), from a pool `supply(count)` makes just before the run, sized to it.
+ * Twice the best rate of this operation measured so far (warm-ups aside: a cold server is
+ * slow), or, before any, `ceilingRps` (the bare route's rate, an upper bound on all, or a
+ * DPoP-bound operation's unbound twin's), all capped at 1.2 times `ceilingRps`. A run that
+ * exhausts its pool replays its last part (a spent token, a proof seen before), and the
+ * resulting 4xx mark the run as failed.
+ */
+function perRequest (request, supply, ceilingRps, exhausted) {
   let bestRps = 0
   const prepare = async (seconds) => {
     const ceiling = ceilingRps * 1.2
     const rate = bestRps > 0 ? Math.min(ceiling, bestRps * 2) : ceiling
-    const bodies = await mint(redisUrl, kind, Math.ceil(rate * seconds) + CONNECTIONS * 2)
+    const parts = await supply(Math.ceil(rate * seconds) + CONNECTIONS * 2)
     let next = 0
+    const withPart = (built, part) => ({ ...built, ...part, headers: { ...built.headers, ...part.headers } })
     return {
-      method,
-      path,
-      headers: JSON_HEADERS,
-      setupRequest (request) {
-        if (next === bodies.length) {
+      ...request,
+      setupRequest (built) {
+        if (next === parts.length) {
           exhausted.count++
-          return { ...request, body: bodies[bodies.length - 1] }
+          return withPart(built, parts[parts.length - 1])
         }
-        return { ...request, body: bodies[next++] }
+        return withPart(built, parts[next++])
       }
     }
   }
   prepare.record = (rps) => { bestRps = Math.max(bestRps, rps) }
   return prepare
+}
+
+// ---------------------------------------------------------------------------------------
+// DPoP (RFC 9449): one client key signs every proof of the run.
+
+/**
+ * The P-256 key of every DPoP-bound session and of every proof (ES256). The server imports
+ * a proof's key once and keeps it by thumbprint, so one key costs it one import.
+ */
+const DPOP_KEY = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+/** Every proof's JWS header, base64url: its type, algorithm and public key. */
+const DPOP_HEADER = Buffer.from(JSON.stringify({ typ: 'dpop+jwt', alg: 'ES256', jwk: DPOP_KEY.publicKey.export({ format: 'jwk' }) })).toString('base64url')
+
+/**
+ * A DPoP proof for `method` and `path` of the bench app (at its `publicOrigin`) with an id
+ * of its own, issued now; with `ath` (see {@link accessTokenHash}), for that access token.
+ */
+function dpopProof (method, path, ath) {
+  const claims = { jti: randomBytes(16).toString('base64url'), htm: method, htu: `${PUBLIC_ORIGIN}${path}`, iat: Math.floor(Date.now() / 1000) }
+  const signed = `${DPOP_HEADER}.${Buffer.from(JSON.stringify(ath === undefined ? claims : { ...claims, ath })).toString('base64url')}`
+  const signature = sign('sha256', Buffer.from(signed), { key: DPOP_KEY.privateKey, dsaEncoding: 'ieee-p1363' })
+  return `${signed}.${signature.toString('base64url')}`
+}
+
+/** A proof's `ath`: the base64url SHA-256 of the access token it comes with. */
+function accessTokenHash (accessToken) {
+  return createHash('sha256').update(accessToken).digest('base64url')
+}
+
+/**
+ * Logs `userId` in through the app's login route, injected, with a DPoP proof and the body
+ * transport, as a native client does: the session and its access token are bound to
+ * DPOP_KEY (`tokenType: 'DPoP'`). Returns the token response.
+ */
+async function boundLogin (app, userId) {
+  const response = await app.inject({
+    method: 'POST',
+    url: '/auth/login',
+    headers: { 'x-token-transport': 'body', dpop: dpopProof('POST', '/auth/login') },
+    payload: { userId }
+  })
+  const tokens = response.json()
+  if (response.statusCode !== 200 || tokens.tokenType !== 'DPoP') throw new Error(`DPoP login: ${response.statusCode} ${response.body}`)
+  return tokens
+}
+
+/**
+ * A `prepare` for `run` of `GET path` with a DPoP-bound access token: each request carries
+ * a proof of its own for it (a proof is accepted once), signed just before the run, from a
+ * pool sized as {@link perRequest} sizes it to `ceilingRps`, the rate of the same request
+ * with a Bearer token.
+ */
+function proofPooled (path, accessToken, ceilingRps, exhausted) {
+  const ath = accessTokenHash(accessToken)
+  return perRequest({ method: 'GET', path, headers: { authorization: `DPoP ${accessToken}` } },
+    async (count) => Array.from({ length: count }, () => ({ headers: { dpop: dpopProof('GET', path, ath) } })),
+    ceilingRps, exhausted)
 }
 
 /**
@@ -498,15 +571,24 @@ try {
 
   progress('@fastify/jwt verify alone vs authenticate')
   server = await serverFor('authenticate')
+  /** How often a pool of tokens or DPoP proofs ran out (see perRequest). */
+  const exhausted = { count: 0 }
   const issuer = await buildApp(redis.url)
   const jwtToken = issuer.jwtSign({ sub: 'u1', sid: randomBytes(16).toString('base64url') })
   const ourToken = (await issuer.tokenSessions.issue('u1')).accessToken
+  const boundToken = (await boundLogin(issuer.app, 'u1')).accessToken
   const revokedToken = await revokeSessions(issuer.tokenSessions, REVOKED_SESSIONS)
   await issuer.app.close()
   await untilRejected(server.url, revokedToken)
+  const bearerRequest = { method: 'GET', path: '/me', headers: { authorization: `Bearer ${ourToken}` } }
   const authPair = await pair(server,
     { name: '@fastify/jwt verify alone', request: { method: 'GET', path: '/jwt/me', headers: { authorization: `Bearer ${jwtToken}` } } },
-    { name: 'authenticate', request: { method: 'GET', path: '/me', headers: { authorization: `Bearer ${ourToken}` } } })
+    { name: 'authenticate', request: bearerRequest })
+
+  progress('authenticate, Bearer vs DPoP-bound (a proof of its own per request), in the same server')
+  const dpopAuthPair = await pair(server,
+    { name: 'authenticate, Bearer', request: bearerRequest },
+    { name: 'authenticate, DPoP-bound', prepare: proofPooled('/me', boundToken, authPair.b.rps, exhausted) })
   await server.stop()
 
   progress('@fastify/jwt verify alone vs GET /me through the example app (as docker-compose.yml runs it)')
@@ -522,10 +604,14 @@ try {
 
   progress('naive refresh vs refresh (a token of its own per request)')
   server = await serverFor('refresh')
-  const exhausted = { count: 0 }
   const refreshPair = await pair(server,
     { name: 'naive refresh', prepare: pooled(redis.url, 'naive', 'POST', '/naive/refresh', bare.rps, exhausted) },
     { name: 'refresh', prepare: pooled(redis.url, 'ours', 'POST', '/auth/refresh', bare.rps, exhausted) })
+
+  progress('refresh, unbound vs DPoP-bound (a token and a proof of its own per request), in the same server')
+  const dpopRefreshPair = await pair(server,
+    { name: 'refresh, unbound', prepare: pooled(redis.url, 'ours', 'POST', '/auth/refresh', bare.rps, exhausted) },
+    { name: 'refresh, DPoP-bound', prepare: pooled(redis.url, 'bound', 'POST', '/auth/refresh', refreshPair.b.rps, exhausted) })
   await server.stop()
 
   progress('login and logout')
@@ -552,23 +638,32 @@ try {
   progress(`Redis memory: ${integer.format(MEMORY_SESSIONS)} sessions`)
   const memory = await memoryPerSession()
 
-  const jwt = { ...authPair.a, name: '@fastify/jwt verify alone' }
-  const naive = { ...refreshPair.a, name: 'naive refresh' }
-  const paired = [
-    { ...authPair.b, name: 'authenticate (with revocation set)', baseline: jwt, target: 0.95, ratios: authPair.ratios },
-    { ...refreshPair.b, name: 'refresh (rotation, one Lua script)', baseline: naive, target: 1.2, ratios: refreshPair.ratios },
-    { ...examplePair.b, name: 'example app GET /me (helmet, info logs)', baseline: { ...examplePair.a, name: '@fastify/jwt verify alone (its own server)' }, target: 0.6, ratios: examplePair.ratios }
-  ]
+  /** A pair's row: its operation (`b`) named `name`, against its baseline (`a`) named `baselineName`. */
+  const pairRow = (measured, name, baselineName, target) =>
+    ({ ...measured.b, name, baseline: { ...measured.a, name: baselineName }, target, ratios: measured.ratios })
+  const authenticate = pairRow(authPair, 'authenticate (with revocation set)', '@fastify/jwt verify alone', 0.95)
+  const refresh = pairRow(refreshPair, 'refresh (rotation, one Lua script)', 'naive refresh', 1.2)
+  const jwt = authenticate.baseline
+  const naive = refresh.baseline
+  // The DPoP pairs' baselines are the operations above, measured again beside them.
+  const dpopAuthenticate = pairRow(dpopAuthPair, 'authenticate, DPoP-bound (proof per request)', 'authenticate (with revocation set), in the DPoP pair', 0.35)
+  const dpopRefresh = pairRow(dpopRefreshPair, 'refresh, DPoP-bound (proof per request)', 'refresh (rotation, one Lua script), in the DPoP pair', 0.5)
+  const example = pairRow(examplePair, 'example app GET /me (helmet, info logs)', '@fastify/jwt verify alone (its own server)', 0.6)
+  const paired = [authenticate, dpopAuthenticate, refresh, dpopRefresh, example]
   const rows = [
     bare,
     { ...jwt, baseline: bare },
-    paired[0],
+    authenticate,
+    { ...dpopAuthenticate.baseline, baseline: bare },
+    dpopAuthenticate,
     { ...naive, name: 'naive refresh (verify, GET, SET EX, DEL)', baseline: bare },
-    paired[1],
+    refresh,
+    { ...dpopRefresh.baseline, baseline: bare },
+    dpopRefresh,
     { ...login, baseline: bare },
     { ...logout, baseline: bare },
-    paired[2].baseline,
-    paired[2]
+    example.baseline,
+    example
   ]
   const failed = rows.filter((r) => r.failures > 0)
   const notes = [
@@ -579,6 +674,11 @@ try {
       'its ratio is the median of the rounds\' ratios (each round\'s two runs share whatever else the machine was doing then), and its req/s, CPU and the ratio of totals cover all the rounds (p99: the median round\'s). ' +
       'CPU per request is the server process\'s and redis-server\'s CPU time (user + system) over the requests answered in the measured runs: steadier than req/s on a busy machine.',
     '- Every refresh and logout presented a token of its own (pre-issued sessions), so every refresh really rotated.',
+    '- DPoP pairs (RFC 9449), HS256 access and refresh tokens on both sides (the plugin\'s `secret`): one P-256 key (ES256) for every bound session and every proof, so the server imported it once (it keeps imported keys by thumbprint). ' +
+      'Each ran in the server process of the pair above it in the table, right after that pair: the Bearer authenticate with the same revocation set, the unbound refresh with sessions minted as before. ' +
+      'Every DPoP-bound refresh presented a token of its own, of a session bound at login (pre-issued through the app\'s login route with a proof and the body transport, injected into an app instance of the harness), and a proof of its own; ' +
+      'every DPoP-bound authenticate presented the same bound access token (`Authorization: DPoP`) with a proof of its own (a unique `jti`, and `ath`, the token\'s hash), each remembered by the server against replay. ' +
+      `The harness signed each run's proofs just before the run, not during it, so their \`iat\` was within the default proof lifetime (60 s) when used; their \`htu\` names the bench app's \`publicOrigin\` (${PUBLIC_ORIGIN}), so that they are made without knowing a server's port.`,
     `- Memory: ${integer.format(MEMORY_SESSIONS)} sessions over ${integer.format(MEMORY_SESSIONS / SESSIONS_PER_USER)} users via RedisStore.create, each with a user agent of ${Math.min(...USER_AGENTS.map((ua) => ua.length))} to ${Math.max(...USER_AGENTS.map((ua) => ua.length))} characters and an IP; ` +
       `${integer.format(memory.keys)} keys. MEMORY USAGE leaves out the main and expires dictionaries' entries, which used_memory includes. ` +
       `A session hash is encoded as \`${memory.encoding}\`` +
@@ -593,7 +693,7 @@ try {
     failed.length === 0
       ? '- Every request answered 2xx.'
       : `- **Failed requests** (non-2xx, errors or timeouts): ${failed.map((r) => `${r.name}: ${r.failures}`).join('; ')}` +
-        (exhausted.count > 0 ? `; a token pool ran out ${exhausted.count} times` : '') + '.'
+        (exhausted.count > 0 ? `; a pool of tokens or proofs ran out ${exhausted.count} times` : '') + '.'
   ]
   const report = [
     `## fastify-token-sessions benchmark, ${date.toISOString().slice(0, 10)}`,

@@ -3,6 +3,7 @@
 // thinks from the plugin's error codes (./codes.ts) and keeps the tabs of one origin in
 // step (./tabs.ts).
 import { RENEWABLE_CODES, REFRESH_END_CODES, RETRY_STATUSES, SESSION_END_CODES, type SessionEndReason } from './codes.js'
+import type { DpopProver } from './dpop.js'
 import { TIMED_OUT, Tabs, WAITED, type SharedState } from './tabs.js'
 
 export { RENEWABLE_CODES, REFRESH_END_CODES, RETRY_STATUSES, SESSION_END_CODES, type SessionEndReason }
@@ -56,6 +57,12 @@ export interface SessionClientOptions {
   retries?: number
   /** The longest Retry-After honoured, in seconds; a longer one is not waited for. Default 10. */
   maxRetryAfter?: number
+  /**
+   * A DPoP prover (`fastify-token-sessions/client/dpop`): each refresh then carries a proof
+   * by its key, which the server requires of a session bound at login. A server nonce it
+   * asks for is learnt and the refresh sent again.
+   */
+  dpop?: Pick<DpopProver, 'proof' | 'seen'> | undefined
   /** Called once when the session ends, in every tab. */
   onSessionEnd?: (reason: SessionEndReason, detail: SessionEndDetail) => void
   /** Called after each refresh, this tab's or another's, and after a login in another tab. */
@@ -187,9 +194,18 @@ export function createSessionClient (options: SessionClientOptions): SessionClie
   const retries = options.retries ?? 5
   const maxRetryAfter = (options.maxRetryAfter ?? 10) * 1000
   const send = async (input: RequestInfo | URL, init: RequestInit): Promise<Response> => await (options.fetch ?? fetch)(input, init)
-  /** The plugin's own state changes (refresh, logout): no body, the anti-CSRF header, never cached. */
-  const post = async (path: string, signal?: AbortSignal): Promise<Response> =>
-    await send(path, { method: 'POST', headers: headers('POST'), credentials, cache: 'no-store', signal: signal ?? null })
+  const { dpop } = options
+  /**
+   * The plugin's own state changes (refresh, logout): no body, the anti-CSRF header, never
+   * cached; a refresh (with `signal`) carries a DPoP proof when there is a prover.
+   */
+  const post = async (path: string, signal?: AbortSignal): Promise<Response> => {
+    const sent = headers('POST')
+    if (signal && dpop) sent.DPoP = await dpop.proof('POST', new URL(path, location.href).href)
+    const response = await send(path, { method: 'POST', headers: sent, credentials, cache: 'no-store', signal: signal ?? null })
+    dpop?.seen(response)
+    return response
+  }
 
   /** This tab's view: the last change it knows of, whether a session is on (undefined: not known yet). */
   let state: SharedState = { s: 0, a: false, e: 0, l: 0 }
@@ -270,6 +286,8 @@ export function createSessionClient (options: SessionClientOptions): SessionClie
       if (state.a || !known) change(false, undefined, SESSION_END_CODES[code] ?? REFRESH_END_CODES[code] ?? 'invalid', code || undefined)
       return false
     }
+    // The server wants its DPoP nonce, which the prover has just learnt: at once.
+    if (response.status === 400 && attempt < retries && await codeOf(response) === 'FTS_DPOP_NONCE_REQUIRED') return await rotate(generation, attempt + 1)
     const delay = retryDelay(response.status, response.headers.get('retry-after'), attempt)
     if (delay === undefined) return response
     await sleep(delay)

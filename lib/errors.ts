@@ -61,3 +61,25 @@ export const StoreUnavailableError = define('FTS_STORE_UNAVAILABLE', 'The sessio
 
 /** A plugin option is missing or has a bad value; thrown at registration. */
 export const InvalidOptionError = define<'FTS_INVALID_OPTION', 500, [option: string, fix: string]>('FTS_INVALID_OPTION', 'Invalid option %s: %s', 500)
+
+/**
+ * A DPoP proof (RFC 9449) sent at login or refresh is malformed, badly signed, stale,
+ * replayed, for another method or URL, or by a key other than the session's; or a session
+ * bound to a key was refreshed without a proof. The refresh token is not spent.
+ */
+export const DpopProofInvalidError = define('FTS_DPOP_PROOF_INVALID', 'The DPoP proof is invalid', 400)
+
+/** Server nonces are on and the DPoP proof lacks the current one (in the `DPoP-Nonce` header). */
+export const DpopNonceRequiredError = define('FTS_DPOP_NONCE_REQUIRED', 'The DPoP proof must carry the server\'s nonce', 400)
+
+/** As {@link DpopProofInvalidError}, from `authenticate`: a 401 with a `DPoP` challenge (RFC 9449 §7.1). */
+export const DpopAccessProofInvalidError = define('FTS_DPOP_PROOF_INVALID', 'The DPoP proof is invalid', 401)
+
+/** As {@link DpopNonceRequiredError}, from `authenticate`: a 401 with a `DPoP` challenge. */
+export const DpopAccessNonceRequiredError = define('FTS_DPOP_NONCE_REQUIRED', 'The DPoP proof must carry the server\'s nonce', 401)
+
+/** A refresh asked for a scope the session was not granted (the token endpoint's `invalid_scope`). */
+export const ScopeInvalidError = define('FTS_SCOPE_INVALID', 'The requested scope exceeds the scope granted', 400)
+
+/** A refresh token was presented by a client other than the one it was issued to (`invalid_grant`). */
+export const ClientMismatchError = define('FTS_CLIENT_MISMATCH', 'The token was issued to another client', 400)

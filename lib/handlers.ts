@@ -1,9 +1,12 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { BadRequestError, CookieConflictError, SessionNotFoundError, SessionRevokedError, StoreUnavailableError, TokenInvalidError, TokenMissingError } from './errors.js'
+import type { DpopVerifier, Proof } from './dpop.js'
+import {
+  BadRequestError, CookieConflictError, DpopAccessProofInvalidError, SessionNotFoundError, SessionRevokedError, StoreUnavailableError, TokenInvalidError, TokenMissingError
+} from './errors.js'
 import { loggable } from './log.js'
 import type { ResolvedOptions } from './options.js'
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './schemas.js'
-import type { SessionRef, Sessions } from './sessions.js'
+import type { Binding, SessionRef, Sessions } from './sessions.js'
 import type { RevocationList } from './revocations.js'
 import { Transport, checkedLength, tokenResponse, type CarriedToken } from './transport.js'
 import type { IssueRequest, SessionListPage, SessionListResponse, SessionUser, TokenResponse, TokenSet } from './types.js'
@@ -12,7 +15,12 @@ import type { IssueRequest, SessionListPage, SessionListResponse, SessionUser, T
 const ARRIVED = Symbol('fastify-token-sessions.arrived')
 /** Set by a handler whose request named its session by a cookie that a 401 makes useless: the cookies go. */
 const CLEAR_ON_401 = Symbol('fastify-token-sessions.clearOn401')
-type MarkedRequest = FastifyRequest & { [ARRIVED]?: number, [CLEAR_ON_401]?: boolean }
+/** Set by `authenticate` on a request that named the DPoP scheme: its 401 carries a DPoP challenge. */
+const DPOP_SCHEME = Symbol('fastify-token-sessions.dpopScheme')
+type MarkedRequest = FastifyRequest & { [ARRIVED]?: number, [CLEAR_ON_401]?: boolean, [DPOP_SCHEME]?: boolean }
+
+/** The `error` of a DPoP challenge (RFC 9449 §7.1) for each code of a 401 of `authenticate`. */
+const DPOP_CHALLENGES: Record<string, string> = { FTS_DPOP_PROOF_INVALID: 'invalid_dpop_proof', FTS_DPOP_NONCE_REQUIRED: 'use_dpop_nonce' }
 
 /** Requests whose method changes nothing need no CSRF proof. */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
@@ -31,6 +39,7 @@ interface Context {
   readonly sessions: Sessions
   readonly revocations: RevocationList
   readonly transport: Transport
+  readonly dpop: DpopVerifier
   readonly retryAfter: number
   /** The request property that holds the user (`decorators.user`). */
   readonly userKey: string
@@ -52,8 +61,8 @@ interface NamedSession extends SessionRef {
  * The HTTP side of the plugin: the `authenticate` hooks, the routes' handlers and
  * `issueTokens`, each wrapped once (see {@link guard}).
  */
-export function createHandlers (options: ResolvedOptions, sessions: Sessions, revocations: RevocationList) {
-  const context: Context = { sessions, revocations, transport: new Transport(options), retryAfter: options.retryAfter, userKey: options.decorators.user }
+export function createHandlers (options: ResolvedOptions, sessions: Sessions, revocations: RevocationList, dpop: DpopVerifier) {
+  const context: Context = { sessions, revocations, transport: new Transport(options), dpop, retryAfter: options.retryAfter, userKey: options.decorators.user }
   // The decorators (authenticate, authenticateStrict, refresh, issueTokens) are documented
   // where they are typed, in types.ts; the routes in the README.
   return {
@@ -90,9 +99,15 @@ function guard<R extends FastifyRequest, A extends unknown[], T> (
 
 function failed (context: Context, request: MarkedRequest, reply: FastifyReply, error: unknown): unknown {
   if (statusOf(error) === 401) {
-    reply.header('www-authenticate', 'Bearer error="invalid_token"')
+    if (request[DPOP_SCHEME] === true) {
+      const challenge = DPOP_CHALLENGES[(error as { code: string }).code] ?? 'invalid_token'
+      reply.header('www-authenticate', `DPoP error="${challenge}", algs="${context.dpop.algorithms}"`)
+    } else {
+      reply.header('www-authenticate', 'Bearer error="invalid_token"')
+    }
     if (request[CLEAR_ON_401] === true) context.transport.clear(reply)
   }
+  context.dpop.offerNonce(request, reply)
   if (error instanceof StoreUnavailableError) {
     reply.header('retry-after', String(context.retryAfter))
     request.log.error({ err: loggable(error.cause) }, 'session store unavailable')
@@ -105,12 +120,13 @@ function statusOf (error: unknown): unknown {
   return (error as { statusCode?: unknown }).statusCode
 }
 
-function authenticate ({ sessions, revocations, transport, userKey }: Context, request: FastifyRequest): void {
-  (request as unknown as UserSlots)[userKey] = authenticated(sessions, revocations, transport, request)
+function authenticate (context: Context, request: FastifyRequest, reply: FastifyReply): void {
+  (request as unknown as UserSlots)[context.userKey] = authenticated(context, request, reply)
 }
 
-async function authenticateStrict ({ sessions, revocations, transport, userKey }: Context, request: FastifyRequest): Promise<void> {
-  const user = authenticated(sessions, revocations, transport, request)
+async function authenticateStrict (context: Context, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  const { sessions, userKey } = context
+  const user = authenticated(context, request, reply)
   if (!await sessions.isLive(user.id, user.sessionId)) throw new SessionRevokedError()
   ;(request as unknown as UserSlots)[userKey] = user
 }
@@ -119,10 +135,13 @@ async function authenticateStrict ({ sessions, revocations, transport, userKey }
  * The user of a valid access token whose session no instance has revoked. This runs on
  * every authenticated request: a Bearer token goes straight to verification.
  */
-function authenticated (sessions: Sessions, revocations: RevocationList, transport: Transport, request: FastifyRequest): SessionUser {
+function authenticated ({ sessions, revocations, transport, dpop }: Context, request: FastifyRequest, reply: FastifyReply): SessionUser {
   const bearer = transport.bearer(request)
+  const bound = bearer === undefined ? dpopBound(transport, request as MarkedRequest) : undefined
   let user: SessionUser
-  if (bearer === undefined) {
+  if (bound !== undefined) {
+    user = dpopUser(sessions, dpop, checkedLength(bound), request as MarkedRequest, reply)
+  } else if (bearer === undefined) {
     const cookie = transport.accessCookie(request)
     if (cookie === undefined) throw new TokenMissingError()
     if (!SAFE_METHODS.has(request.method)) transport.checkCsrf(request)
@@ -137,7 +156,36 @@ function authenticated (sessions: Sessions, revocations: RevocationList, transpo
   return user
 }
 
-async function refresh ({ sessions, transport }: Context, request: MarkedRequest, reply: FastifyReply): Promise<TokenResponse> {
+/** The token of an `Authorization: DPoP` header; a malformed one is a 401 with the DPoP challenge. */
+function dpopBound (transport: Transport, request: MarkedRequest): string | undefined {
+  try {
+    return transport.dpopBound(request)
+  } catch (error) {
+    request[DPOP_SCHEME] = true
+    throw error
+  }
+}
+
+/**
+ * The user of a DPoP-bound access token (`Authorization: DPoP <token>`), which needs a proof
+ * by the token's key for this request, naming the token's hash, not seen before here.
+ */
+function dpopUser (sessions: Sessions, dpop: DpopVerifier, token: string, request: MarkedRequest, reply: FastifyReply): SessionUser {
+  request[DPOP_SCHEME] = true
+  const proof = dpop.check(request, 'resource', token)
+  if (proof === undefined) throw new DpopAccessProofInvalidError()
+  const user = sessions.verifyAccess(token, proof.jkt)
+  dpop.remember(proof, 'resource')
+  dpop.offerNonce(request, reply)
+  return user
+}
+
+/** The DPoP binding a login or refresh asks for by sending a proof, if it sent one. */
+function bindingOf (proof: Proof | undefined, bindAccess: boolean): { binding?: Binding } {
+  return proof === undefined ? {} : { binding: { proof, bindAccess } }
+}
+
+async function refresh ({ sessions, transport, dpop }: Context, request: MarkedRequest, reply: FastifyReply): Promise<TokenResponse> {
   const found = transport.refreshToken(request)
   if (found === undefined) throw new TokenMissingError()
   const fromCookie = found.boundTo !== undefined
@@ -146,7 +194,10 @@ async function refresh ({ sessions, transport }: Context, request: MarkedRequest
     request[CLEAR_ON_401] = true
     transport.checkCsrf(request)
   }
-  const tokens = await sessions.rotate(checkedLength(found.token), request, found.boundTo)
+  // A native client's access token is bound too; a browser's cookie stays a bearer token.
+  const proof = dpop.check(request, 'grant')
+  const tokens = await sessions.rotate(checkedLength(found.token), request, found.boundTo, bindingOf(proof, !fromCookie))
+  dpop.offerNonce(request, reply)
   return tokenResponse(transport.deliver(reply, { ...tokens, transport: fromCookie ? 'cookie' : 'body' }))
 }
 
@@ -166,14 +217,22 @@ async function logoutAll ({ sessions, transport }: Context, request: MarkedReque
   transport.loggedOut(reply, session.byCookie)
 }
 
+/**
+ * Starts a session. A DPoP proof with the login binds the session to its key for good:
+ * every refresh then needs a proof by it (and a native client's access tokens too).
+ */
 async function issueTokens (
-  { sessions, transport }: Context, request: MarkedRequest, reply: FastifyReply, userId: string | number, issueOptions: IssueRequest = {}
+  { sessions, transport, dpop }: Context, request: MarkedRequest, reply: FastifyReply, userId: string | number, issueOptions: IssueRequest = {}
 ): Promise<TokenSet> {
   const chosen = transport.chosenFor(request, issueOptions.transport)
+  const proof = dpop.check(request, 'grant')
+  if (proof !== undefined) dpop.remember(proof, 'grant')
   // By default the credentials were checked after the request arrived.
   const authenticatedAt = issueOptions.authenticatedAt ?? request[ARRIVED] ?? Date.now()
-  const tokens = await sessions.issue(userId, { ...issueOptions, authenticatedAt }, request)
-  return transport.deliver(reply, { ...tokens, transport: chosen })
+  const tokens = await sessions.issue(userId, { ...issueOptions, authenticatedAt }, request, bindingOf(proof, chosen === 'body').binding)
+  dpop.offerNonce(request, reply)
+  const { scope: _scope, ...set } = tokens
+  return transport.deliver(reply, { ...set, transport: chosen })
 }
 
 /** The caller's live sessions, a page at a time, its own flagged `current`. */

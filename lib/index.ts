@@ -4,7 +4,9 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { createEmitter } from './audit.js'
 import { StoreClock } from './clock.js'
 import { BadRequestError, UnsupportedMediaTypeError } from './errors.js'
+import { DpopVerifier } from './dpop.js'
 import { createHandlers, listPage, noteArrival, type Handlers } from './handlers.js'
+import { registerOAuthRoutes } from './oauth.js'
 import { resolveOptions, type ResolvedOptions, type ResolvedRoutes } from './options.js'
 import { RevocationList } from './revocations.js'
 import { ROUTE_BODY_LIMIT, describeOnly, jwksSchema, listSessionsSchema, logoutAllSchema, logoutSchema, refreshSchema, revokeSessionSchema } from './schemas.js'
@@ -106,7 +108,8 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
   const codec = await createTokenCodec(fastify, { ...options, now: () => clock.now() })
   const revocations = new RevocationList(store.revocationFeed, clock, options.revocationFeed, fastify.log)
   const sessions = new Sessions(options, codec, store, revocations, clock, createEmitter(options.hooks, fastify.log), fastify.log)
-  const handlers = createHandlers(options, sessions, revocations)
+  const dpop = new DpopVerifier(options.dpop, options.keys.dpopNonce, options.origins.publicOrigin, () => clock.now())
+  const handlers = createHandlers(options, sessions, revocations, dpop)
   fastify.addHook('onClose', async () => {
     clock.stop()
     await revocations.close()
@@ -155,7 +158,10 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
   })
 
   fastify.addHook('onRequest', noteArrival)
-  if (options.routes !== null) registerRoutes(fastify, options.routes, handlers, api)
+  if (options.routes !== null) {
+    registerRoutes(fastify, options.routes, handlers, api)
+    registerOAuthRoutes(fastify, options.routes, sessions, dpop, options.retryAfter)
+  }
   // Not awaited (a slow store must not delay start-up); it never rejects.
   fastify.addHook('onReady', async () => { warnIfEvicting(fastify, store) })
 }

@@ -3,6 +3,7 @@ import { redisStoreOptions, type RedisStoreOptions } from './stores/redis.js'
 import type { SessionStore } from './stores/store.js'
 import { refuseKeyMaterial, resolveAccessKeys } from './keys.js'
 import { deriveKeys, type TokenKeys } from './tokens.js'
+import type { ResolvedDpop } from './dpop.js'
 import type { AuditHooks, DefaultDecoratorNames, RouteOptions, TokenSessionsOptions } from './types.js'
 
 /** Access-token lifetime: 15 minutes. */
@@ -38,6 +39,10 @@ export const DEFAULT_ROUTES_PREFIX = '/auth'
 export const DEFAULT_MAX_SESSIONS_PER_USER = 100
 /** The highest `maxSessionsPerUser` accepted. */
 export const MAX_SESSIONS_PER_USER = 1_000_000
+/** How long after its `iat` a DPoP proof is accepted: 60 seconds. */
+export const DEFAULT_DPOP_PROOF_LIFETIME = 60
+/** How long a DPoP server nonce lives (when nonces are on): 5 minutes. */
+export const DEFAULT_DPOP_NONCE_LIFETIME = 300
 
 /** Options after checking: defaults filled in, keys derived, frozen. */
 export interface ResolvedOptions {
@@ -62,8 +67,9 @@ export interface ResolvedOptions {
   readonly origins: { readonly publicOrigin: string | undefined, readonly allowed: ReadonlySet<string> }
   readonly issuer: string | undefined
   readonly audience: string | undefined
-  /** Set only with issuer and audience: access tokens then follow RFC 9068. */
+  /** The client of sessions whose login names none; with issuer and audience, access tokens follow RFC 9068. */
   readonly clientId: string | undefined
+  readonly dpop: ResolvedDpop
   readonly hooks: Readonly<AuditHooks>
   /** How long instances remember a revocation: the access tokens' lifetime and a margin. */
   readonly rememberMs: number
@@ -94,13 +100,15 @@ export interface ResolvedRoutes {
   readonly logoutAll: Readonly<RouteOptions> | null
   readonly sessions: Readonly<RouteOptions> | null
   readonly jwks: Readonly<RouteOptions> | null
+  readonly token: Readonly<RouteOptions> | null
+  readonly revoke: Readonly<RouteOptions> | null
 }
 
 const HOOKS = ['onLogin', 'onRefresh', 'onLogout', 'onSessionRevoked', 'onReuseDetected'] as const
 const KNOWN_OPTIONS = new Set<string>([
   'secret', 'accessTokenSecret', 'refreshTokenSecret', 'accessTokenKeys', 'activeKid', 'accessTokenTtl', 'refreshTokenTtl', 'sessionMaxLifetime',
   'clientInfo', 'reuseGrace', 'store', 'redis', 'keyPrefix', 'storeTimeout', 'retryAfter', 'cookies', 'csrfHeader',
-  'routes', 'decorators', 'issuer', 'audience', 'clientId', 'revocationFeed', 'maxSessionsPerUser', 'replayRequiresSameUserAgent', 'publicOrigin', 'allowedOrigins', ...HOOKS,
+  'routes', 'decorators', 'issuer', 'audience', 'clientId', 'revocationFeed', 'maxSessionsPerUser', 'replayRequiresSameUserAgent', 'publicOrigin', 'allowedOrigins', 'dpop', ...HOOKS,
   // Fastify hands these register() options to every plugin.
   'prefix', 'logLevel', 'logSerializers'
 ])
@@ -153,7 +161,8 @@ export function resolveOptions (options: TokenSessionsOptions, env: NodeJS.Proce
     origins: resolveOrigins(options),
     issuer: text(options.issuer, 'issuer'),
     audience: text(options.audience, 'audience'),
-    clientId: resolveClientId(options),
+    clientId: text(options.clientId, 'clientId'),
+    dpop: resolveDpop(options.dpop),
     hooks: resolveHooks(options),
     rememberMs: accessTokenTtl * 1000 + REVOCATION_MARGIN_MS,
     revocationFeed: resolveRevocationFeed(options.revocationFeed),
@@ -181,12 +190,17 @@ function resolveDecorators (given: unknown): ResolvedOptions['decorators'] {
   return Object.freeze(names as Record<keyof DefaultDecoratorNames, string>)
 }
 
-function resolveClientId (options: TokenSessionsOptions): string | undefined {
-  const clientId = text(options.clientId, 'clientId')
-  if (clientId !== undefined && (options.issuer === undefined || options.audience === undefined)) {
-    fail('clientId', 'needs issuer and audience too: RFC 9068 access tokens carry all three')
+function resolveDpop (dpop: TokenSessionsOptions['dpop']): ResolvedDpop {
+  const given = dpop ?? {}
+  if (given === null || typeof given !== 'object') fail('dpop', 'must be { proofLifetime, nonces, nonceLifetime }')
+  for (const key of Object.keys(given)) {
+    if (key !== 'proofLifetime' && key !== 'nonces' && key !== 'nonceLifetime') fail(`dpop.${key}`, 'is not a DPoP option (proofLifetime, nonces, nonceLifetime)')
   }
-  return clientId
+  const nonces = given.nonces ?? false
+  if (typeof nonces !== 'boolean') fail('dpop.nonces', 'must be a boolean')
+  const proofLifetime = integer(given.proofLifetime, 'dpop.proofLifetime', DEFAULT_DPOP_PROOF_LIFETIME, 1, 600, 'seconds')
+  const nonceLifetime = integer(given.nonceLifetime, 'dpop.nonceLifetime', DEFAULT_DPOP_NONCE_LIFETIME, 10, 86_400, 'seconds')
+  return Object.freeze({ proofLifetimeMs: proofLifetime * 1000, nonceLifetimeMs: nonces ? nonceLifetime * 1000 : null })
 }
 
 function resolveRevocationFeed (feed: TokenSessionsOptions['revocationFeed']): ResolvedOptions['revocationFeed'] {
@@ -312,12 +326,12 @@ function resolveStore (options: TokenSessionsOptions): ResolvedOptions['store'] 
 function resolveRoutes (routes: TokenSessionsOptions['routes']): ResolvedRoutes | null {
   if (routes === undefined || routes === false) return null
   const given = routes === true ? {} : routes
-  if (given === null || typeof given !== 'object') fail('routes', 'must be true, false or { prefix, refresh, logout, logoutAll, sessions }')
+  if (given === null || typeof given !== 'object') fail('routes', 'must be true, false or { prefix, refresh, logout, logoutAll, sessions, jwks, token, revoke }')
   const prefix = given.prefix ?? DEFAULT_ROUTES_PREFIX
   if (typeof prefix !== 'string' || !/^(\/[A-Za-z0-9._~-]+)*$/.test(prefix)) {
     fail('routes.prefix', 'must be a path like "/auth" (no trailing slash), or "" for the root')
   }
-  const route = (name: 'refresh' | 'logout' | 'logoutAll' | 'sessions' | 'jwks'): Readonly<RouteOptions> | null => {
+  const route = (name: 'refresh' | 'logout' | 'logoutAll' | 'sessions' | 'jwks' | 'token' | 'revoke'): Readonly<RouteOptions> | null => {
     const value = given[name] ?? name !== 'jwks'
     if (typeof value === 'boolean') return value ? Object.freeze({}) : null
     if (value === null || typeof value !== 'object') fail(`routes.${name}`, 'must be a boolean or { config }')
@@ -329,7 +343,16 @@ function resolveRoutes (routes: TokenSessionsOptions['routes']): ResolvedRoutes 
     if (config === null || typeof config !== 'object' || Array.isArray(config)) fail(`routes.${name}.config`, 'must be an object (the route\'s Fastify config)')
     return Object.freeze({ config })
   }
-  return Object.freeze({ prefix, refresh: route('refresh'), logout: route('logout'), logoutAll: route('logoutAll'), sessions: route('sessions'), jwks: route('jwks') })
+  return Object.freeze({
+    prefix,
+    refresh: route('refresh'),
+    logout: route('logout'),
+    logoutAll: route('logoutAll'),
+    sessions: route('sessions'),
+    jwks: route('jwks'),
+    token: route('token'),
+    revoke: route('revoke')
+  })
 }
 
 function resolveCookies (cookies: TokenSessionsOptions['cookies'], routes: ResolvedRoutes | null, env: NodeJS.ProcessEnv): ResolvedCookies | null {

@@ -85,7 +85,7 @@ export const tokenResponseSchema = {
   required: ['accessToken', 'tokenType', 'expiresIn'],
   properties: {
     accessToken: { type: 'string' },
-    tokenType: { type: 'string', enum: ['Bearer'] },
+    tokenType: { type: 'string', enum: ['Bearer', 'DPoP'], description: 'DPoP: the access token is bound to the key of the DPoP proof sent with the request' },
     expiresIn: { type: 'integer', description: 'Seconds until the access token expires' },
     refreshToken: { type: 'string' },
     refreshExpiresIn: { type: 'integer', description: 'Seconds until the refresh token expires' }
@@ -212,6 +212,97 @@ export const revokeSessionSchema = {
     403: CSRF,
     404: errorResponseSchema('FTS_SESSION_NOT_FOUND: no live session of the caller has that id'),
     503: STORE_DOWN
+  }
+}
+
+/** An OAuth error answer (RFC 6749 §5.2), of the token and revocation endpoints. */
+function oauthError (description: string) {
+  return {
+    description,
+    type: 'object',
+    required: ['error'],
+    properties: {
+      error: { type: 'string' },
+      error_description: { type: 'string', description: 'For developers; ends with the plugin\'s code, e.g. (FTS_TOKEN_REUSED)' }
+    }
+  }
+}
+
+const FORM = 'application/x-www-form-urlencoded'
+const DPOP_HEADER = {
+  type: 'object',
+  properties: { dpop: { type: 'string', description: 'A DPoP proof (RFC 9449): required when the session was bound to a key at login' } }
+}
+
+/** `POST <prefix>/token`. */
+export const tokenEndpointSchema = {
+  tags: TAGS,
+  operationId: 'oauthToken',
+  summary: 'OAuth token endpoint: the refresh_token grant (RFC 6749 §6), for native clients',
+  description: 'Same rotation, grace window and reuse detection as the refresh route. Reads the form body only, never cookies, and sets none. ' +
+    'A session bound to a DPoP key at login needs a proof by that key; its access token is then bound too (token_type DPoP).',
+  headers: DPOP_HEADER,
+  body: {
+    content: {
+      [FORM]: {
+        schema: {
+          type: 'object',
+          required: ['grant_type', 'refresh_token'],
+          properties: {
+            grant_type: { type: 'string', enum: ['refresh_token'] },
+            refresh_token: { type: 'string', maxLength: MAX_TOKEN_LENGTH },
+            client_id: { type: 'string', description: 'Must be the client the session was issued to' },
+            scope: { type: 'string', description: 'At most the scope granted; the new access token gets it' }
+          }
+        }
+      }
+    }
+  },
+  response: {
+    200: {
+      description: 'New tokens (Cache-Control: no-store)',
+      type: 'object',
+      required: ['access_token', 'token_type', 'expires_in', 'refresh_token'],
+      properties: {
+        access_token: { type: 'string' },
+        token_type: { type: 'string', enum: ['Bearer', 'DPoP'] },
+        expires_in: { type: 'integer' },
+        refresh_token: { type: 'string' },
+        scope: { type: 'string' }
+      }
+    },
+    400: oauthError('invalid_request, invalid_grant, unsupported_grant_type, invalid_scope, invalid_dpop_proof or use_dpop_nonce (with DPoP-Nonce)'),
+    413: TOO_LARGE,
+    503: oauthError('temporarily_unavailable: the session store did not answer in time; retry after Retry-After seconds')
+  }
+}
+
+/** `POST <prefix>/revoke`. */
+export const revokeEndpointSchema = {
+  tags: TAGS,
+  operationId: 'oauthRevoke',
+  summary: 'OAuth token revocation (RFC 7009): ends the session of a refresh or access token',
+  description: 'Answers 200 for an unknown or invalid token too. A superseded refresh token is reuse: the session ends. Reads the form body only.',
+  body: {
+    content: {
+      [FORM]: {
+        schema: {
+          type: 'object',
+          required: ['token'],
+          properties: {
+            token: { type: 'string', maxLength: MAX_TOKEN_LENGTH },
+            token_type_hint: { type: 'string', enum: ['refresh_token', 'access_token'] },
+            client_id: { type: 'string' }
+          }
+        }
+      }
+    }
+  },
+  response: {
+    200: noContent('Revoked, or nothing to revoke'),
+    400: oauthError('invalid_request, or invalid_grant for a token issued to another client'),
+    413: TOO_LARGE,
+    503: oauthError('temporarily_unavailable: the session store did not answer in time')
   }
 }
 

@@ -2,17 +2,41 @@ import { hash } from 'node:crypto'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { Emit } from './audit.js'
 import type { StoreClock } from './clock.js'
-import { CredentialsStaleError, SessionRevokedError, StoreUnavailableError, TokenInvalidError, TokenReusedError } from './errors.js'
+import type { Proof } from './dpop.js'
+import {
+  ClientMismatchError, CredentialsStaleError, DpopProofInvalidError, ScopeInvalidError, SessionRevokedError, StoreUnavailableError, TokenInvalidError, TokenReusedError
+} from './errors.js'
 import type { ResolvedOptions } from './options.js'
 import type { RevocationList } from './revocations.js'
 import { MAX_USER_AGENT, type ClientInfo, type PresentedToken, type SessionPage, type SessionStore } from './stores/store.js'
 import {
-  checkClaims, checkUserId, hashId, isSessionId, newRefreshId, newSessionId, successorId, type TokenCodec
+  checkClaims, checkUserId, hashId, isSessionId, newRefreshId, newSessionId, successorId, type Grant, type TokenCodec
 } from './tokens.js'
 import type { ClaimValues, IssueRequest, SessionUser, TokenSet } from './types.js'
 
-/** A token set before the HTTP layer decides how it travels. */
-export type IssuedTokens = Omit<TokenSet, 'transport'>
+/** A token set before the HTTP layer decides how it travels, and the access token's scope. */
+export type IssuedTokens = Omit<TokenSet, 'transport'> & { scope?: string }
+
+/**
+ * A DPoP proof that came with a login or a refresh, and whether the access token is bound
+ * to its key too (a native client's is; a browser's cookie stays a bearer token).
+ */
+export interface Binding {
+  proof: Proof
+  bindAccess: boolean
+}
+
+/** What a refresh through the token endpoint asks beside the token. */
+export interface RefreshRequest {
+  /** The `client_id` the client sent: it must be the session's. */
+  clientId?: string
+  /** The `scope` the client asked for: within the session's; the access token gets it. */
+  scope?: string
+  binding?: Binding
+}
+
+/** A scope as OAuth writes it: space-separated tokens of printable ASCII but `"` and `\`. */
+const SCOPE = /^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/
 
 /** A session of a user, and the refresh token that named it, if one did. */
 export interface SessionRef {
@@ -21,8 +45,25 @@ export interface SessionRef {
   presented?: PresentedToken
 }
 
-/** The longest label a session keeps. */
+/** What a token set is signed from. */
+interface SignInput {
+  sub: string
+  sid: string
+  jti: string
+  startedAt: number
+  ttlMs: number
+  endsAt: number
+  claims: ClaimValues
+  grant: Grant
+  /** The access token's scope: the session's, or a narrower one a refresh asked for. */
+  accessScope: string | undefined
+  binding: Binding | undefined
+}
+
+/** The longest label a session keeps, and the longest client id. */
 const MAX_LABEL = 100
+/** The longest scope a session may be granted: it travels in every token. */
+const MAX_SCOPE = 1000
 /**
  * On a request that revoked every session of a user: whom, and the stamp. A login in the
  * same request (a password reset that signs the user in again) comes after it.
@@ -64,9 +105,10 @@ export class Sessions {
    * this instance's clock) is when the app checked the credentials: a revocation of every
    * session of the user after it (a password change) makes the login fail, not survive it.
    */
-  async issue (userId: unknown, options: IssueRequest, request?: FastifyRequest): Promise<IssuedTokens> {
+  async issue (userId: unknown, options: IssueRequest, request?: FastifyRequest, binding?: Binding): Promise<IssuedTokens> {
     const sub = checkUserId(userId)
     const claims = checkClaims(options.claims)
+    const grant = this.#grantOf(options)
     const sid = newSessionId()
     const jti = newRefreshId()
     const agent = this.#agentOf(request)
@@ -81,12 +123,13 @@ export class Sessions {
       maxSessions: this.#options.maxSessionsPerUser,
       rememberMs: this.#options.rememberMs,
       ...(agent === undefined ? {} : { agent }),
-      ...(authenticatedAt === undefined ? {} : { authenticatedAt })
+      ...(authenticatedAt === undefined ? {} : { authenticatedAt }),
+      ...(binding === undefined ? {} : { boundKey: binding.proof.jkt })
     }))
     if (outcome.status === 'stale') throw new CredentialsStaleError()
     // The absolute end counts from the session's start, as the store counts it.
     const endsAt = Math.floor(outcome.startedAt / 1000) + this.#options.sessionMaxLifetime
-    const tokens = this.#sign(sub, sid, jti, outcome.startedAt, outcome.ttlMs, endsAt, claims)
+    const tokens = this.#sign({ sub, sid, jti, startedAt: outcome.startedAt, ttlMs: outcome.ttlMs, endsAt, claims, grant, accessScope: grant.scope, binding })
     await this.#ended(sub, outcome.ended, 'limit', request)
     await this.#emit('onLogin', { userId: sub, sessionId: sid, reason: 'login' }, request)
     return tokens
@@ -95,13 +138,22 @@ export class Sessions {
   /**
    * Rotates a refresh token. The token is verified before the store is touched, so a
    * forged token never reaches the session it names; with `boundTo`, a token of any other
-   * session is rejected there too.
+   * session is rejected there too, and so is one of another client or a wider scope. A
+   * session bound to a DPoP key at login needs a proof by that key (the store checks it,
+   * after deciding reuse, and that the proof's id is new); one bound to none refuses a
+   * proof. A refused refresh leaves the token unspent.
    */
-  async rotate (refreshToken: string, request?: FastifyRequest, boundTo?: string): Promise<IssuedTokens> {
-    const { sub, sid, jti, endsAt, claims } = this.#codec.verifyRefresh(refreshToken)
+  async rotate (refreshToken: string, request?: FastifyRequest, boundTo?: string, asked: RefreshRequest = {}): Promise<IssuedTokens> {
+    const { sub, sid, jti, endsAt, claims, clientId, scope } = this.#codec.verifyRefresh(refreshToken)
     if (boundTo !== undefined && boundTo !== sid) throw new TokenInvalidError()
+    if (asked.clientId !== undefined && asked.clientId !== clientId) throw new ClientMismatchError()
+    const accessScope = narrowed(scope, asked.scope)
+    const { binding } = asked
     const successor = successorId(this.#options.keys, jti)
     const agent = this.#agentOf(request)
+    const proof = binding === undefined
+      ? undefined
+      : { key: binding.proof.jkt, id: hashId(binding.proof.jti), ttlMs: Math.max(1, binding.proof.expiresAt - this.#clock.now()) }
     const outcome = await this.#call(() => this.store.rotate({
       userId: sub,
       sessionId: sid,
@@ -111,25 +163,34 @@ export class Sessions {
       maxTtlMs: this.#options.sessionMaxLifetime * 1000,
       graceMs: this.#options.reuseGraceMs,
       rememberMs: this.#options.rememberMs,
-      ...(agent === undefined ? {} : { agent })
+      ...(agent === undefined ? {} : { agent }),
+      ...(proof === undefined ? {} : { proof })
     }))
     switch (outcome.status) {
       case 'rotated':
       case 'replayed': {
-        const tokens = this.#sign(sub, sid, successor, outcome.startedAt, outcome.ttlMs, endsAt, claims)
+        const grant = { clientId, scope }
+        const tokens = this.#sign({ sub, sid, jti: successor, startedAt: outcome.startedAt, ttlMs: outcome.ttlMs, endsAt, claims, grant, accessScope, binding })
         await this.#emit('onRefresh', { userId: sub, sessionId: sid, reason: 'refresh', replay: outcome.status === 'replayed' }, request)
         return tokens
       }
       case 'reused':
         return await this.#reused(sub, sid, request)
+      case 'unbound':
+      case 'wrong-key':
+      case 'proof-replayed':
+        throw new DpopProofInvalidError()
       default:
         throw new SessionRevokedError()
     }
   }
 
-  /** Verifies an access token; no store access. */
-  verifyAccess (accessToken: string): SessionUser {
-    return this.#codec.verifyAccess(accessToken)
+  /**
+   * Verifies an access token; no store access. `jkt`: the thumbprint of the DPoP proof's
+   * key that came with it, if one did (see {@link TokenCodec.verifyAccess}).
+   */
+  verifyAccess (accessToken: string, jkt?: string): SessionUser {
+    return this.#codec.verifyAccess(accessToken, jkt)
   }
 
   /** Whether a session is live, asking the store. */
@@ -142,10 +203,10 @@ export class Sessions {
     return await this.#call(async () => { await this.store.ping() }).then(() => true, () => false)
   }
 
-  /** The session a refresh token names, if its signature holds, and the token's hash. */
-  refreshSession (refreshToken: string): SessionRef {
-    const { sub, sid, jti } = this.#codec.verifyRefresh(refreshToken)
-    return { userId: sub, sessionId: sid, presented: { hash: hashId(jti), graceMs: this.#options.reuseGraceMs } }
+  /** The session a refresh token names, if its signature holds, the token's hash, and the session's client. */
+  refreshSession (refreshToken: string): SessionRef & { clientId: string | undefined } {
+    const { sub, sid, jti, clientId } = this.#codec.verifyRefresh(refreshToken)
+    return { userId: sub, sessionId: sid, presented: { hash: hashId(jti), graceMs: this.#options.reuseGraceMs }, clientId }
   }
 
   /** One page of the user's live sessions, newest first. */
@@ -233,17 +294,34 @@ export class Sessions {
     for (const sessionId of sessionIds) await this.#emit('onSessionRevoked', { userId, sessionId, reason }, request)
   }
 
-  #sign (sub: string, sid: string, jti: string, startedAt: number, ttlMs: number, endsAt: number, claims: ClaimValues): IssuedTokens {
-    const refreshExpiresIn = Math.ceil(ttlMs / 1000)
+  #sign (input: SignInput): IssuedTokens {
+    const { sub, sid, jti, startedAt, endsAt, claims, grant, accessScope, binding } = input
+    const refreshExpiresIn = Math.ceil(input.ttlMs / 1000)
     const expiresIn = Math.min(this.#options.accessTokenTtl, refreshExpiresIn)
-    return {
-      accessToken: this.#codec.signAccess({ sub, sid, startedAt, ttlSeconds: expiresIn, claims }),
-      refreshToken: this.#codec.signRefresh({ sub, sid, jti, ttlSeconds: refreshExpiresIn, endsAt, claims }),
-      tokenType: 'Bearer',
+    const jkt = binding?.bindAccess === true ? binding.proof.jkt : undefined
+    const tokens: IssuedTokens = {
+      accessToken: this.#codec.signAccess({ sub, sid, startedAt, ttlSeconds: expiresIn, claims, grant: { clientId: grant.clientId, scope: accessScope }, jkt }),
+      refreshToken: this.#codec.signRefresh({ sub, sid, jti, ttlSeconds: refreshExpiresIn, endsAt, claims, grant }),
+      tokenType: jkt === undefined ? 'Bearer' : 'DPoP',
       expiresIn,
       refreshExpiresIn,
       sessionId: sid
     }
+    if (accessScope !== undefined) tokens.scope = accessScope
+    return tokens
+  }
+
+  /** The client and scope of a new session: as the app asked, the client by default the configured one. */
+  #grantOf (options: IssueRequest): Grant {
+    const clientId = options.clientId ?? this.#options.clientId
+    const { scope } = options
+    if (clientId !== undefined && (typeof clientId !== 'string' || clientId === '' || clientId.length > MAX_LABEL)) {
+      throw new TypeError(`fastify-token-sessions: clientId must be a non-empty string of at most ${MAX_LABEL} characters`)
+    }
+    if (scope !== undefined && (typeof scope !== 'string' || !SCOPE.test(scope) || scope.length > MAX_SCOPE)) {
+      throw new TypeError(`fastify-token-sessions: scope must be space-separated OAuth scope tokens, at most ${MAX_SCOPE} characters`)
+    }
+    return { clientId, scope }
   }
 
   /** The presented token of a session reference, with this request's agent when checked. */
@@ -349,4 +427,15 @@ class Deadlines {
       deadline.reject(new StoreUnavailableError({ cause: new Error(`session store did not answer within ${this.#ms} ms`) }))
     }
   }
+}
+
+/**
+ * The scope of a refresh's access token: the session's, or the narrower one asked for
+ * (RFC 6749 §6: asking for one not granted is `invalid_scope`).
+ */
+function narrowed (granted: string | undefined, asked: string | undefined): string | undefined {
+  if (asked === undefined) return granted
+  const allowed = new Set(granted?.split(' '))
+  if (!SCOPE.test(asked) || asked.split(' ').some((token) => !allowed.has(token))) throw new ScopeInvalidError()
+  return asked
 }

@@ -45,7 +45,8 @@ export const REFRESH_TOKEN_TYPE = 'rt+jwt'
 
 /** Claims this plugin writes itself; an app's own claims may not use these names. */
 export const RESERVED_CLAIMS: ReadonlySet<string> = new Set([
-  'sub', 'sid', 'sst', 'jti', 'iat', 'exp', 'nbf', 'iss', 'aud', 'typ', 'clm', 'mx', 'client_id', 'id', 'sessionId', 'sessionStartedAt', 'expiresAt'
+  'sub', 'sid', 'sst', 'jti', 'iat', 'exp', 'nbf', 'iss', 'aud', 'typ', 'clm', 'mx', 'client_id', 'cid', 'cnf', 'scope', 'scp',
+  'id', 'sessionId', 'sessionStartedAt', 'expiresAt'
 ])
 
 /**
@@ -63,6 +64,8 @@ export interface TokenKeys {
   refresh: Buffer
   /** A KeyObject, made once: an HMAC keyed with raw bytes imports them again on each call. */
   successor: KeyObject
+  /** Makes and checks DPoP server nonces. */
+  dpopNonce: KeyObject
 }
 
 /** What a verified refresh token says. */
@@ -73,6 +76,18 @@ export interface RefreshClaims {
   /** When the session's absolute lifetime ends, in seconds since the epoch (`mx`). */
   endsAt: number
   claims: ClaimValues
+  /** The client the session was issued to (`cid`), if any. */
+  clientId: string | undefined
+  /** The scope granted at login (`scp`), space-separated, if any. */
+  scope: string | undefined
+}
+
+/** What a session's tokens say beside the user and the app's claims. */
+export interface Grant {
+  /** The client the session was issued to (`client_id` in access tokens, `cid` in refresh tokens). */
+  clientId?: string | undefined
+  /** The scope granted at login; an access token may carry a narrower one. */
+  scope?: string | undefined
 }
 
 function hkdf (secret: Buffer, info: string): Buffer {
@@ -89,7 +104,8 @@ export function deriveKeys (secrets: { access: Buffer | TokenKeys['access'], ref
   return {
     access: access === undefined ? secrets.access as TokenKeys['access'] : { keys: [access], active: access },
     refresh: hkdf(secrets.refresh, 'refresh-token'),
-    successor: createSecretKey(hkdf(secrets.refresh, 'refresh-successor'))
+    successor: createSecretKey(hkdf(secrets.refresh, 'refresh-successor')),
+    dpopNonce: createSecretKey(hkdf(secrets.refresh, 'dpop-nonce'))
   }
 }
 
@@ -126,14 +142,17 @@ export function hashId (refreshId: string): string {
  */
 export interface TokenCodec {
   /** `startedAt`: when the session started (ms, store clock), carried as `sst`. */
-  signAccess (input: { sub: string, sid: string, startedAt: number, ttlSeconds: number, claims: ClaimValues }): string
-  signRefresh (input: { sub: string, sid: string, jti: string, ttlSeconds: number, endsAt: number, claims: ClaimValues }): string
+  /** With `jkt`, the token is bound to that DPoP key (`cnf.jkt`, RFC 9449 §6.1). */
+  signAccess (input: { sub: string, sid: string, startedAt: number, ttlSeconds: number, claims: ClaimValues, grant: Grant, jkt?: string | undefined }): string
+  signRefresh (input: { sub: string, sid: string, jti: string, ttlSeconds: number, endsAt: number, claims: ClaimValues, grant: Grant }): string
   /**
    * The user of a valid access token: its own claims, then `id`, `sessionId`,
    * `sessionStartedAt` and `expiresAt`. Throws a 401 error for any token that is not a
-   * valid access token.
+   * valid access token. `jkt` is the thumbprint of the DPoP proof's key that came with it
+   * (undefined for none): a token bound to a key needs a proof by that key, and a token
+   * bound to none is refused with a proof (it cannot be told from a downgrade).
    */
-  verifyAccess (token: string): SessionUser
+  verifyAccess (token: string, jkt?: string): SessionUser
   /** Throws a 401 error for any token that is not a valid refresh token. */
   verifyRefresh (token: string): RefreshClaims
 }
@@ -160,9 +179,9 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
   const accessByKid = new Map<string, JWT>()
   // RFC 9068 only when every claim it requires is there: iss, aud and client_id are
   // configured, and each token gets a jti of its own.
-  const profile = options.clientId === undefined ? undefined : { client_id: options.clientId }
-  const accessType = profile === undefined ? PLAIN_ACCESS_TOKEN_TYPE : ACCESS_TOKEN_TYPE
-  const accessClaims = ['sub', 'sid', 'sst', 'iat', 'exp', ...(profile === undefined ? [] : ['jti', 'client_id'])]
+  const profile = options.clientId !== undefined && options.issuer !== undefined && options.audience !== undefined
+  const accessType = profile ? ACCESS_TOKEN_TYPE : PLAIN_ACCESS_TOKEN_TYPE
+  const accessClaims = ['sub', 'sid', 'sst', 'iat', 'exp', ...(profile ? ['jti', 'client_id'] : [])]
   let refresh: JWT | undefined
   await fastify.register(async function tokenSessionsJwt (child) {
     const register = async (namespace: string, typ: string, key: ResolvedKey, required: string[]): Promise<JWT> => {
@@ -206,22 +225,30 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
 
   const { now, accessTokenTtl, refreshTokenTtl } = options
   return {
-    signAccess ({ sub, sid, startedAt, ttlSeconds, claims }) {
+    signAccess ({ sub, sid, startedAt, ttlSeconds, claims, grant, jkt }) {
       const iat = Math.floor(now() / 1000)
-      const payload = { ...claims, sub, sid, sst: startedAt, iat, exp: iat + ttlSeconds }
-      return signer.sign(profile === undefined ? payload : { ...payload, ...profile, jti: randomBytes(16).toString('base64url') })
+      const payload: Record<string, unknown> = { ...claims, sub, sid, sst: startedAt, iat, exp: iat + ttlSeconds }
+      if (grant.clientId !== undefined) payload.client_id = grant.clientId
+      if (grant.scope !== undefined) payload.scope = grant.scope
+      if (jkt !== undefined) payload.cnf = { jkt }
+      if (profile) payload.jti = randomBytes(16).toString('base64url')
+      return signer.sign(payload)
     },
-    signRefresh ({ sub, sid, jti, ttlSeconds, endsAt, claims }) {
+    signRefresh ({ sub, sid, jti, ttlSeconds, endsAt, claims, grant }) {
       const iat = Math.floor(now() / 1000)
       const payload: Record<string, unknown> = { sub, sid, jti, iat, exp: Math.min(iat + ttlSeconds, endsAt), mx: endsAt }
       if (Object.keys(claims).length > 0) payload.clm = claims
+      if (grant.clientId !== undefined) payload.cid = grant.clientId
+      if (grant.scope !== undefined) payload.scp = grant.scope
       return refreshJwt.sign(payload)
     },
-    verifyAccess (token) {
+    verifyAccess (token, jkt) {
       const payload = verify(accessKeyOf(accessByKid, token), token)
       checkSubject(payload)
-      const { sst } = payload
+      const { sst, cnf } = payload
       if (typeof sst !== 'number' || !Number.isSafeInteger(sst) || sst < 0) throw new TokenInvalidError()
+      // Bound to a key: only with a proof by it; bound to none: never with a proof.
+      if ((cnf === undefined ? undefined : (cnf as { jkt?: unknown } | null)?.jkt) !== jkt) throw new TokenInvalidError()
       if (expired(payload, now(), accessTokenTtl)) throw new TokenExpiredError()
       // Built in one object, in the order the app's claims were signed, then ours: this
       // runs on every authenticated request, so no intermediate copies.
@@ -238,14 +265,15 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
     verifyRefresh (token) {
       const payload = verify(refreshJwt, token)
       checkSubject(payload)
-      const { jti, clm, mx } = payload
+      const { jti, clm, mx, cid, scp } = payload
       if (typeof jti !== 'string' || !REFRESH_ID.test(jti)) throw new TokenInvalidError()
       if (typeof mx !== 'number') throw new TokenInvalidError()
       // signRefresh caps exp at mx, so the two are equal exactly when the cap applied:
       // then the session itself is over.
       if (expired(payload, now(), refreshTokenTtl)) throw payload.exp === mx ? new SessionExpiredError() : new TokenExpiredError()
       if (clm !== undefined && (clm === null || typeof clm !== 'object' || Array.isArray(clm))) throw new TokenInvalidError()
-      return { sub: payload.sub, sid: payload.sid, jti, endsAt: mx, claims: (clm ?? {}) as ClaimValues }
+      if ((cid !== undefined && typeof cid !== 'string') || (scp !== undefined && typeof scp !== 'string')) throw new TokenInvalidError()
+      return { sub: payload.sub, sid: payload.sid, jti, endsAt: mx, claims: (clm ?? {}) as ClaimValues, clientId: cid, scope: scp }
     }
   }
 }
@@ -311,7 +339,7 @@ const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345678
  * changed (`w` to `x`) would verify: a token never issued. Checked without decoding: this
  * runs on every request.
  */
-function canonicalSignature (token: string): boolean {
+export function canonicalSignature (token: string): boolean {
   const end = token.length - 1
   const rest = (end - token.lastIndexOf('.')) % 4
   if (rest === 0) return true

@@ -38,6 +38,8 @@ export function tokenResponse (tokens: TokenSet): TokenResponse {
 
 /** The Bearer scheme, then (when well formed) one token and nothing else. */
 const BEARER = /^Bearer(?=\s|$)(?: +([^\s]+) *$)?/i
+/** The DPoP scheme (RFC 9449 §7.1), likewise. */
+const DPOP = /^DPoP(?=\s|$)(?: +([^\s]+) *$)?/i
 
 /** A token as a request carried it. */
 export interface CarriedToken {
@@ -73,13 +75,12 @@ export class Transport {
 
   /** The Bearer token of the Authorization header, if it names that scheme; a 401 if malformed. */
   bearer (request: FastifyRequest): string | undefined {
-    const authorization = request.headers.authorization
-    if (authorization === undefined) return undefined
-    const bearer = BEARER.exec(authorization)
-    if (bearer === null) return undefined
-    const token = bearer[1]
-    if (token === undefined) throw new TokenInvalidError()
-    return token
+    return schemeToken(request, BEARER)
+  }
+
+  /** The DPoP-bound access token of the Authorization header (`DPoP <token>`), if it names that scheme; a 401 if malformed. */
+  dpopBound (request: FastifyRequest): string | undefined {
+    return schemeToken(request, DPOP)
   }
 
   /** The access token: the Bearer token, or else the access cookie. */
@@ -157,6 +158,16 @@ export class Transport {
     const own = this.#origins.publicOrigin ?? `${request.protocol}://${request.host}`.toLowerCase()
     return origin === own
   }
+}
+
+function schemeToken (request: FastifyRequest, scheme: RegExp): string | undefined {
+  const authorization = request.headers.authorization
+  if (authorization === undefined) return undefined
+  const match = scheme.exec(authorization)
+  if (match === null) return undefined
+  const token = match[1]
+  if (token === undefined) throw new TokenInvalidError()
+  return token
 }
 
 /** A cookie's attributes; a host-only cookie never gets the configured Domain. */

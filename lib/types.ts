@@ -42,7 +42,8 @@ export interface SessionUser {
 export interface TokenSet {
   accessToken: string
   refreshToken: string
-  tokenType: 'Bearer'
+  /** `DPoP` when the access token is bound to the key of the DPoP proof that came with the request (RFC 9449). */
+  tokenType: 'Bearer' | 'DPoP'
   /** Seconds until the access token expires. */
   expiresIn: number
   /** Seconds until the refresh token expires. */
@@ -125,6 +126,17 @@ export interface IssueSettings {
    * the change. `reply.issueTokens` defaults to when the request arrived.
    */
   authenticatedAt?: number
+  /**
+   * The OAuth client the session is issued to (default: the `clientId` option). Its tokens
+   * carry it (`client_id`), and the token and revocation endpoints refuse them to any other
+   * client.
+   */
+  clientId?: string
+  /**
+   * The scope granted, space-separated OAuth scope tokens. Access tokens carry it (`scope`);
+   * a refresh through the token endpoint may ask for less, never for more.
+   */
+  scope?: string
 }
 
 /**
@@ -281,6 +293,10 @@ export interface RoutesOptions {
   sessions?: boolean | RouteOptions
   /** `GET <prefix>/.well-known/jwks.json`, the public access-token keys (default false). */
   jwks?: boolean | RouteOptions
+  /** `POST <prefix>/token`, the OAuth refresh grant (RFC 6749 §6) for native clients (default true). */
+  token?: boolean | RouteOptions
+  /** `POST <prefix>/revoke`, OAuth token revocation (RFC 7009) for native clients (default true). */
+  revoke?: boolean | RouteOptions
 }
 
 /**
@@ -420,12 +436,21 @@ export interface TokenSessionsOptions extends AuditHooks {
   /** `aud` written into and required of every token. */
   audience?: string
   /**
-   * The OAuth client the access tokens are issued to (`client_id`). With `issuer` and
-   * `audience` too, access tokens follow RFC 9068 (JWT access tokens): `typ: at+jwt`, and
-   * `iss`, `aud`, `client_id` and a `jti` of their own in every token, so that OAuth
-   * resource servers' libraries accept them. Without it they are plain JWTs (`typ: JWT`).
+   * The OAuth client sessions are issued to unless a login names another (`clientId` of
+   * `issueTokens`): their tokens carry it (`client_id`), and the token and revocation
+   * endpoints refuse them to any other client. With `issuer` and `audience` too, access
+   * tokens follow RFC 9068 (JWT access tokens): `typ: at+jwt`, and `iss`, `aud`,
+   * `client_id` and a `jti` of their own in every token, so that OAuth resource servers'
+   * libraries accept them. Otherwise they are plain JWTs (`typ: JWT`).
    */
   clientId?: string
+  /**
+   * DPoP (RFC 9449), which a client turns on by sending a proof at login: `proofLifetime`,
+   * how long after its `iat` a proof is accepted (seconds, default 60); `nonces`, whether
+   * proofs must carry a server nonce (`DPoP-Nonce`), each living `nonceLifetime` seconds
+   * (default 300). Nonces are stateless: an HMAC of the time, valid on every instance.
+   */
+  dpop?: { proofLifetime?: number, nonces?: boolean, nonceLifetime?: number }
 }
 
 /**
@@ -655,7 +680,7 @@ export interface SessionListResponse {
  */
 export interface TokenResponse {
   accessToken: string
-  tokenType: 'Bearer'
+  tokenType: 'Bearer' | 'DPoP'
   expiresIn: number
   refreshToken?: string
   refreshExpiresIn?: number

@@ -186,9 +186,12 @@ function run ({ browser, startApp: startSuiteApp }: BrowserSuite): void {
     await submitLogin(page, 'heidi', PASSWORD)
 
     // A thief who copied the refresh cookie uses it first; the browser's copy is now stale.
+    // The page bound the session to its DPoP key, so the thief needs a proof by it: script
+    // running in the page (an XSS) can have one signed, though it cannot read the key.
     const stolen = (await context.cookies()).find((cookie) => cookie.name === 'refresh_token')?.value
+    const proof = await page.evaluate('import("/client/dpop.js").then((dpop) => dpop.createDpopProver()).then((prover) => prover.proof("POST", location.origin + "/auth/refresh"))') as string
     const thief = await fetch(`${running.url}/auth/refresh`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refreshToken: stolen })
+      method: 'POST', headers: { 'content-type': 'application/json', dpop: proof }, body: JSON.stringify({ refreshToken: stolen })
     })
     t.equal(thief.status, 200, 'the thief rotated the token')
     // The page's access token is gone (as after its lifetime), so it has to refresh.

@@ -699,3 +699,38 @@ t.test('a timer that fires late (the machine slept) waits for the other tabs\' n
   await browser.clock.advance(1000)
   t.equal(server.refreshes, 1, 'that tab\'s refresh serves this one')
 })
+
+t.test('with a DPoP prover: each refresh carries a proof for its URL, and a nonce asked for is learnt and the refresh sent again', async (t) => {
+  const seen: number[] = []
+  let proofs = 0
+  const dpop = {
+    proof: async (method: string, url: string) => `proof-${++proofs}:${method}:${url}`,
+    seen: (response: Response) => { seen.push(response.status) }
+  }
+  const { server, client } = setup(t, { dpop })
+  server.onRefresh = (count) => count === 1
+    ? failure(400, 'FTS_DPOP_NONCE_REQUIRED', { 'dpop-nonce': 'n1' })
+    : json(200, { accessToken: 'x', tokenType: 'Bearer', expiresIn: 900 })
+  server.accessExpired = true
+  const response = await client.fetch('/api/things')
+  t.equal(response.status, 200, 'the request went through')
+  t.same(server.sentTo('/auth/refresh').map((request) => request.headers.get('dpop')), [
+    'proof-1:POST:https://app.example/auth/refresh', 'proof-2:POST:https://app.example/auth/refresh'
+  ], 'a fresh proof for each try, for the refresh route\'s absolute URL')
+  t.same(seen, [400, 200], 'the prover saw each answer (the nonce came with the first)')
+  t.equal(server.sentTo('/api/things')[0]?.headers.get('dpop'), null, 'an API request carries no proof: the access cookie is not bound')
+  await client.logout()
+  t.equal(server.sentTo('/auth/logout')[0]?.headers.get('dpop'), null, 'nor does the logout')
+})
+
+t.test('a DPoP proof refused on the refresh is the caller\'s answer: the session is not ended by it', async (t) => {
+  const dpop = { proof: async () => 'proof', seen: () => {} }
+  const { server, client, ends } = setup(t, { dpop })
+  server.onRefresh = () => failure(400, 'FTS_DPOP_PROOF_INVALID')
+  server.accessExpired = true
+  const response = await client.fetch('/api/things')
+  t.equal(response.status, 400)
+  t.equal((await response.json()).code, 'FTS_DPOP_PROOF_INVALID')
+  t.equal(server.refreshes, 1, 'not retried')
+  t.same(ends, [], 'no session end: another tab\'s key may still be good')
+})

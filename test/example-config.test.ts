@@ -31,6 +31,7 @@ t.test('config', async (t) => {
   }
   t.throws(() => loadConfig({ PORT: '70000' }), { message: /^PORT/ }, 'a port out of range refuses')
   t.throws(() => loadConfig({ REFRESH_REUSE_GRACE: 'soon' }), { message: /^REFRESH_REUSE_GRACE/ }, 'a grace that is no number refuses')
+  t.throws(() => loadConfig({ DPOP_NONCES: 'yes' }), { name: 'ConfigError', message: /^DPOP_NONCES must be true or false/ }, 'a flag that is neither refuses')
   t.throws(() => loadConfig({ ACCESS_TOKEN_TTL: '900', REFRESH_TOKEN_TTL: '900' }), { message: /REFRESH_TOKEN_TTL .* greater than ACCESS_TOKEN_TTL/ },
     'a refresh token that dies with its access token refuses')
   for (const bad of ['abc', '30d', '0', '-1', '1.5', '31536001']) {
@@ -78,7 +79,8 @@ t.test('config', async (t) => {
     SESSION_MAX_LIFETIME: '7200',
     REFRESH_REUSE_GRACE: '0',
     KEY_PREFIX: 'app:',
-    LOG_LEVEL: 'warn'
+    LOG_LEVEL: 'warn',
+    DPOP_NONCES: 'true'
   })
   t.match(given, {
     production: true,
@@ -92,8 +94,10 @@ t.test('config', async (t) => {
     keyPrefix: 'app:',
     logLevel: 'warn',
     jwtSecret: SECRET,
-    jwtSecretGenerated: false
+    jwtSecretGenerated: false,
+    dpopNonces: true
   }, 'every variable is read')
+  t.equal(loadConfig({ DPOP_NONCES: 'false' }).dpopNonces, false)
 })
 
 t.test('without Redis, development falls back to MemoryStore', async (t) => {

@@ -14,7 +14,7 @@ t.test('GET /docs: Swagger UI and an OpenAPI document of every route the app ans
     .flatMap(([path, methods]) => Object.entries(methods).map(([method, operation]) => ({ route: `${method.toUpperCase()} ${path}`, operation })))
   t.same(operations.map(({ route }) => route).sort(), [
     'DELETE /auth/sessions/{id}', 'GET /auth/sessions', 'GET /health', 'GET /health/ready', 'GET /me', 'POST /auth/change-password', 'POST /auth/login',
-    'POST /auth/logout', 'POST /auth/logout-all', 'POST /auth/refresh', 'POST /auth/register'
+    'POST /auth/logout', 'POST /auth/logout-all', 'POST /auth/refresh', 'POST /auth/register', 'POST /auth/revoke', 'POST /auth/token'
   ], 'every API route, and neither the page nor the docs themselves')
   for (const { route, operation } of operations) t.type(operation.summary, 'string', `${route} has a summary`)
   t.ok(spec.body.components.securitySchemes.bearerAuth, 'the Bearer scheme is declared')
@@ -26,6 +26,10 @@ t.test('GET /docs: Swagger UI and an OpenAPI document of every route the app ans
     t.same(paths[path][method].security, [{ bearerAuth: [] }, { accessCookie: [] }], `${method.toUpperCase()} ${path} needs an access token`)
   }
   t.notOk(paths['/auth/refresh'].post.security, 'refresh needs no access token')
+  for (const path of ['/auth/token', '/auth/revoke']) {
+    t.ok(paths[path].post.requestBody.content['application/x-www-form-urlencoded'], `${path}: a form body, as OAuth clients send it`)
+    t.notOk(paths[path].post.security, `${path}: the token in the form is the credential`)
+  }
   const codes = (path: string, method: string): string[] => Object.keys(paths[path][method].responses).sort()
   t.same(codes('/auth/login', 'post'), ['200', '400', '401', '429', '503'], 'login: every answer it gives')
   t.same(codes('/auth/register', 'post'), ['201', '400', '409', '429', '503'], 'register: every answer it gives')

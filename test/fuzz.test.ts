@@ -10,7 +10,8 @@ import { startRedis } from './helpers/redis.mjs'
  * bodies, through `inject`. For every request:
  *
  * - never a 5xx; every error has the `{ statusCode, code, error, message }` shape, a
- *   stable `FTS_*` or `FST_ERR_*` code, and a 401 its Bearer challenge;
+ *   stable `FTS_*` or `FST_ERR_*` code, and a 401 its Bearer challenge (its DPoP one when
+ *   the request named the DPoP scheme); the OAuth endpoints answer in OAuth's shape;
  * - never a 2xx unless a token byte-identical to one the app issued (of the right type)
  *   sits where it wins. The generators never put one there, so the only 2xx allowed is
  *   the 204 of a logout that names no session (logout is idempotent);
@@ -28,6 +29,7 @@ const SEED = Number(process.env.FUZZ_SEED ?? 20261125)
 const OTHER_SECRET = 'another-secret-9876543210-zyxwvutsrqponmlkjihgfedcba'
 const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
 const CHALLENGE = 'Bearer error="invalid_token"'
+const DPOP_CHALLENGE = /^DPoP error="(invalid_token|invalid_dpop_proof|use_dpop_nonce)", algs="[A-Za-z0-9 ]+"$/
 
 const redis = await startRedis(t)
 const app = await buildApp(t, { redis: redis.url })
@@ -266,7 +268,9 @@ const cookieHeader: fc.Arbitrary<string> = fc.oneof(
 const csrfHeaders = fc.record({
   'x-requested-with': fc.oneof(fc.constantFrom('', 'XMLHttpRequest', 'fetch'), headerText(20)),
   'sec-fetch-site': fc.oneof(fc.constantFrom('same-origin', 'same-site', 'cross-site', 'none', 'CROSS-SITE', ' cross-site', ''), headerText(20)),
-  'x-token-transport': fc.constantFrom('body', 'cookie', '')
+  'x-token-transport': fc.constantFrom('body', 'cookie', ''),
+  // A DPoP proof: junk, or the shape of one without a valid signature.
+  dpop: fc.oneof(headerText(60), fc.constantFrom('a.b.c', 'eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6IkVTMjU2In0.e30.AAAA', '..', 'x, y'))
 }, { requiredKeys: [] })
 
 const JSON_TYPES = ['application/json', 'application/json; charset=utf-8', 'APPLICATION/JSON', 'application/json;'] as const
@@ -312,6 +316,8 @@ const ROUTES: Route[] = [
   { method: 'GET', path: '/me' },
   { method: 'POST', path: '/me' }
 ]
+/** The routes behind `authenticate`. */
+const AUTHENTICATED = new Set(['GET /auth/sessions', 'DELETE /auth/sessions/:id', 'GET /me', 'POST /me'])
 const BODY_ROUTES = ROUTES.filter((route) => route.method === 'POST' && route.path.startsWith('/auth/'))
 const sessionId = fc.oneof(
   fc.constantFrom(...liveSessionIds, carolSessionId),
@@ -387,14 +393,43 @@ function violation (request: FuzzRequest, response: LightMyRequestResponse): str
   }
   if (body.statusCode !== status) return `a ${status} whose body says ${String(body.statusCode)}`
   if (typeof body.code !== 'string' || !/^(FTS|FST_ERR)_[A-Z_]+$/.test(body.code)) return `a ${status} without a stable code`
-  if (status === 401 && response.headers['www-authenticate'] !== CHALLENGE) return 'a 401 without the Bearer challenge'
+  if (status === 401) {
+    // Behind authenticate, a request that names the DPoP scheme gets its challenge.
+    const dpopScheme = /^dpop(\s|$)/i.test(request.headers.authorization ?? '') && AUTHENTICATED.has(`${request.route.method} ${request.route.path}`)
+    const challenge = String(response.headers['www-authenticate'])
+    if (dpopScheme ? !DPOP_CHALLENGE.test(challenge) : challenge !== CHALLENGE) return `a 401 without the ${dpopScheme ? 'DPoP' : 'Bearer'} challenge`
+  }
+  if (/"stack"|\bat [\w.<>]+ \(/.test(response.body)) return 'internal detail in the body'
+  return undefined
+}
+
+/** The OAuth endpoints' errors (RFC 6749 §5.2, RFC 9449 §5), and the one a store outage gives. */
+const OAUTH_ERRORS = new Set(['invalid_request', 'invalid_grant', 'unsupported_grant_type', 'invalid_scope', 'invalid_dpop_proof', 'use_dpop_nonce'])
+
+/** Why an answer of the token or revocation endpoint breaks the properties, or undefined. */
+function oauthViolation (request: FuzzRequest, response: LightMyRequestResponse): string | undefined {
+  const status = response.statusCode
+  if (status >= 500) return `a ${status}`
+  // Revocation answers 200 for a token it does not know (RFC 7009 §2.2).
+  if (status === 200 && request.route.path === '/auth/revoke') return undefined
+  if (status !== 400) return `an unexpected ${status}`
+  let body: Record<string, unknown>
+  try {
+    body = response.json()
+  } catch {
+    return 'a 400 without a JSON body'
+  }
+  if (typeof body.error !== 'string' || !OAUTH_ERRORS.has(body.error)) return `an error outside OAuth's: ${String(body.error)}`
+  if (typeof body.error_description !== 'string' || !/^[\x20-\x21\x23-\x5b\x5d-\x7e]*$/.test(body.error_description)) return 'an error_description OAuth does not allow'
+  if (response.headers['cache-control'] !== 'no-store') return 'an error that may be cached'
   if (/"stack"|\bat [\w.<>]+ \(/.test(response.body)) return 'internal detail in the body'
   return undefined
 }
 
 function codeOf (response: LightMyRequestResponse): string {
   try {
-    return String((response.json() as { code?: unknown }).code)
+    const body = response.json() as { code?: unknown, error?: unknown }
+    return String(body.code ?? body.error)
   } catch {
     return '-'
   }
@@ -408,7 +443,7 @@ const statuses = new Map<string, number>()
  * Runs one property: every generated request is sent and checked; then Redis must be
  * exactly as it was before any fuzzing.
  */
-function fuzz (name: string, numRuns: number, arbitrary: fc.Arbitrary<FuzzRequest>): void {
+function fuzz (name: string, numRuns: number, arbitrary: fc.Arbitrary<FuzzRequest>, oracle = violation): void {
   const seed = SEED + properties++
   t.test(`${name} (seed ${seed}, ${numRuns} runs)`, async (t: Test) => {
     let runs = 0
@@ -423,7 +458,7 @@ function fuzz (name: string, numRuns: number, arbitrary: fc.Arbitrary<FuzzReques
         })
         const outcome = `${request.route.method} ${request.route.path} ${response.statusCode} ${codeOf(response)}`
         statuses.set(outcome, (statuses.get(outcome) ?? 0) + 1)
-        const problem = violation(request, response)
+        const problem = oracle(request, response)
         if (problem !== undefined) throw new Error(`${problem}: ${response.statusCode} ${response.body.slice(0, 300)}`)
       }), { seed, numRuns })
     } finally {
@@ -465,6 +500,29 @@ fuzz('forged access tokens in the Authorization header', 4000, requests({
 }))
 
 fuzz('forged tokens in cookies, repeated names and anti-CSRF headers', 4000, requests({ cookie: cookieHeader }))
+
+/**
+ * The OAuth endpoints: form bodies of their parameters with forged tokens (never a live
+ * one of either type: revoking a live access token would rightly end its session), other
+ * bodies, and cookies they must not read.
+ */
+const OAUTH_ROUTES: Route[] = [{ method: 'POST', path: '/auth/token' }, { method: 'POST', path: '/auth/revoke' }]
+const noLive = (value: string): boolean => ![...live].some((token) => value.includes(token))
+const formValue = fc.oneof(
+  { weight: 4, arbitrary: forged },
+  { weight: 2, arbitrary: fc.constantFrom('refresh_token', 'access_token', 'password', 'client_credentials', 'native-app', 'openid', '', 'a b') },
+  { weight: 1, arbitrary: fc.string({ maxLength: 30 }) }
+)
+const formBody: fc.Arbitrary<string> = fc.array(
+  fc.tuple(fc.constantFrom('grant_type', 'refresh_token', 'token', 'token_type_hint', 'client_id', 'scope', 'x', 'grant_type'), formValue),
+  { maxLength: 6 }
+).map((pairs) => new URLSearchParams(pairs).toString()).filter(noLive)
+const FORM_TYPES = ['application/x-www-form-urlencoded', 'application/x-www-form-urlencoded; charset=UTF-8', 'APPLICATION/X-WWW-FORM-URLENCODED'] as const
+
+fuzz('the OAuth endpoints: forged tokens in form bodies, other bodies, cookies they must not read', 3000, fc.oneof(
+  requests({ routes: OAUTH_ROUTES, contentType: fc.constantFrom(...FORM_TYPES), body: formBody, cookie: cookieHeader, always: ['contentType', 'body'] }),
+  requests({ routes: OAUTH_ROUTES, contentType, body: fc.oneof(formBody, anyBody.filter(noLive)), authorization })
+), oauthViolation)
 
 fuzz('forged refresh tokens in JSON bodies', 3500, requests({
   routes: BODY_ROUTES,

@@ -5,7 +5,9 @@ import Fastify, { type FastifyInstance, type InjectOptions, type LightMyRequestR
 import swagger from '@fastify/swagger'
 import tokenSessions, { tokenResponse } from '../lib/index.js'
 import { memoryStore } from './helpers/app.js'
-import { jwksSchema, listSessionsSchema, logoutAllSchema, logoutSchema, refreshSchema, revokeSessionSchema } from '../lib/schemas.js'
+import {
+  jwksSchema, listSessionsSchema, logoutAllSchema, logoutSchema, refreshSchema, revokeEndpointSchema, revokeSessionSchema, tokenEndpointSchema
+} from '../lib/schemas.js'
 
 /**
  * The routes' schemas are what documentation generators show: every route declares one,
@@ -20,7 +22,9 @@ const ROUTE_SCHEMAS: Record<string, { response: Record<number, object> }> = {
   'POST /auth/logout-all': logoutAllSchema,
   'GET /auth/sessions': listSessionsSchema,
   'DELETE /auth/sessions/{id}': revokeSessionSchema,
-  'GET /auth/.well-known/jwks.json': jwksSchema
+  'GET /auth/.well-known/jwks.json': jwksSchema,
+  'POST /auth/token': tokenEndpointSchema,
+  'POST /auth/revoke': revokeEndpointSchema
 }
 const ajv = new Ajv({ strict: false })
 
@@ -104,6 +108,19 @@ t.test('real answers match the declared schemas, errors included', async (t) => 
   await check('POST /auth/logout-all', 'logout-all', { method: 'POST', url: '/auth/logout-all', headers: bearer })
   await check('POST /auth/logout', 'logout', { method: 'POST', url: '/auth/logout', headers: bearer })
   const jwks = await check('GET /auth/.well-known/jwks.json', 'jwks', { method: 'GET', url: '/auth/.well-known/jwks.json' })
+  const form = { 'content-type': 'application/x-www-form-urlencoded' }
+  const native = await login('doc')
+  const granted = await check('POST /auth/token', 'refresh grant', {
+    method: 'POST', url: '/auth/token', headers: form, payload: `grant_type=refresh_token&refresh_token=${native.refreshToken}`
+  })
+  t.equal(granted.statusCode, 200)
+  await check('POST /auth/token', 'refresh grant with a used token', {
+    method: 'POST', url: '/auth/token', headers: form, payload: `grant_type=refresh_token&refresh_token=${native.refreshToken}`
+  })
+  await check('POST /auth/token', 'a JSON body', { method: 'POST', url: '/auth/token', payload: { grant_type: 'refresh_token' } })
+  await check('POST /auth/token', 'oversized body', { method: 'POST', url: '/auth/token', headers: form, payload: `refresh_token=${'x'.repeat(32 * 1024)}` })
+  await check('POST /auth/revoke', 'revoke', { method: 'POST', url: '/auth/revoke', headers: form, payload: `token=${granted.json().refresh_token as string}` })
+  await check('POST /auth/revoke', 'revoke without a token', { method: 'POST', url: '/auth/revoke', headers: form, payload: '' })
   t.equal(jwks.json().keys[0]?.kid, 'ed', 'the key survives serialization whole')
   t.equal(jwks.json().keys[0]?.x?.length, 43, 'with its public part')
 })

@@ -9,6 +9,20 @@ t.test('MemoryStore keeps the store contract', async (t) => {
   storeContract(t, async () => new MemoryStore())
 })
 
+t.test('MemoryStore sweeps stale DPoP proof ids out of memory', async (t) => {
+  let now = 1_000_000
+  const store = new MemoryStore({ now: () => now, sweepInterval: 10 })
+  t.teardown(() => store.close())
+  await store.create({ userId: 'u', sessionId: 's1', tokenHash: 'a', ttlMs: 60_000, maxTtlMs: 3_600_000, client: {}, maxSessions: 100, rememberMs: REMEMBER, boundKey: 'k' })
+  const rotation = { userId: 'u', sessionId: 's1', ttlMs: 60_000, maxTtlMs: 3_600_000, graceMs: 0, rememberMs: REMEMBER, proof: { key: 'k', id: 'p', ttlMs: 1000 } }
+  t.equal((await store.rotate({ ...rotation, presentedHash: 'a', successorHash: 'b' })).status, 'rotated')
+  t.equal((await store.rotate({ ...rotation, presentedHash: 'b', successorHash: 'c' })).status, 'proof-replayed')
+  now += 2000
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  now -= 2000
+  t.equal((await store.rotate({ ...rotation, presentedHash: 'b', successorHash: 'c' })).status, 'rotated', 'the sweep dropped the stale id itself, not just hid it')
+})
+
 t.test('MemoryStore sweeps expired sessions out of memory', async (t) => {
   let now = 1_000_000
   const store = new MemoryStore({ now: () => now, sweepInterval: 10 })

@@ -113,6 +113,8 @@ t.test('refresh tokens', async (t) => {
       ['a malformed jti', craft(RT, { ...named, jti: 'short' }, KEYS.refresh), 'FTS_TOKEN_INVALID'],
       ['claims that are not an object', craft(RT, { ...named, clm: [1] }, KEYS.refresh), 'FTS_TOKEN_INVALID'],
       ['claims that are null', craft(RT, { ...named, clm: null }, KEYS.refresh), 'FTS_TOKEN_INVALID'],
+      ['a client id that is not a string', craft(RT, { ...named, cid: 7 }, KEYS.refresh), 'FTS_TOKEN_INVALID'],
+      ['a scope that is not a string', craft(RT, { ...named, scp: ['read'] }, KEYS.refresh), 'FTS_TOKEN_INVALID'],
       ['a tampered payload', tokens.refreshToken.replace(/\.[^.]+\./, `.${Buffer.from(JSON.stringify({ ...real, jti: JTI })).toString('base64url')}.`), 'FTS_TOKEN_INVALID'],
       ['= appended', `${tokens.refreshToken}=`, 'FTS_TOKEN_INVALID'],
       ['without the absolute lifetime claim', craft(RT, { ...named, mx: undefined }, KEYS.refresh), 'FTS_TOKEN_INVALID'],

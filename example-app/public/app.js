@@ -5,6 +5,7 @@
 // plugin's browser client, `fastify-token-sessions/client`, which the app serves at
 // /client/: every API call goes through `session.fetch`. This file is the page's logic.
 import { createSessionClient } from '/client/index.js'
+import { createDpopProver } from '/client/dpop.js'
 
 /** A request that hangs must not leave its button disabled forever. */
 const REQUEST_TIMEOUT_MS = 30_000
@@ -69,8 +70,16 @@ let said = 0
 /** The message code of the way the user is ending the session in this tab, while they do. */
 let ending = ''
 
+/**
+ * This browser's DPoP key (kept in IndexedDB, its private half never extractable): the
+ * login binds the session to it, and every refresh proves it, so a refresh cookie copied
+ * to another browser cannot refresh. Without WebCrypto or IndexedDB, a plain cookie session.
+ */
+const dpop = await createDpopProver().catch(() => undefined)
+
 const session = createSessionClient({
   refreshPath: '/auth/refresh',
+  dpop,
   logoutPath: '/auth/logout',
   onSessionEnd: (reason, { code }) => endSession(reason, code),
   onRefresh: ({ expiresAt, started }) => {
@@ -88,8 +97,8 @@ const session = createSessionClient({
  * `{ ok: false, status, code, message, retryAfter, ended }`. A JSON type only goes with a
  * body; the client adds the anti-CSRF header to state changes.
  */
-async function api (method, path, body) {
-  const init = { method, headers: {}, cache: 'no-store', signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) }
+async function api (method, path, body, headers = {}) {
+  const init = { method, headers: { ...headers }, cache: 'no-store', signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) }
   if (body !== undefined) {
     init.headers['content-type'] = 'application/json'
     init.body = JSON.stringify(body)
@@ -98,6 +107,7 @@ async function api (method, path, body) {
   let text
   try {
     response = await session.fetch(path, init)
+    dpop?.seen(response)
     text = await response.text()
   } catch {
     return { ok: false, status: 0, code: 'NETWORK' }
@@ -385,7 +395,8 @@ async function refreshAll () {
 }
 
 async function logIn (username, password) {
-  const result = await api('POST', '/auth/login', { username, password })
+  const proof = dpop === undefined ? {} : { DPoP: await dpop.proof('POST', new URL('/auth/login', document.baseURI).href) }
+  const result = await api('POST', '/auth/login', { username, password }, proof)
   if (!result.ok) {
     report(result)
     return

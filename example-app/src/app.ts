@@ -143,6 +143,8 @@ function serializeRequest (request: IncomingMessage | FastifyRequest): Record<st
 }
 
 function pluginOptions (config: Config, store: StoreOptions, log: FastifyBaseLogger): TokenSessionsOptions {
+  // Native clients refresh at /auth/token: it counts against the refresh route's limit.
+  const refreshLimit = { config: { localRateLimit: new LocalLimit(config.rateLimitRefresh) } }
   return {
     secret: config.jwtSecret,
     accessTokenTtl: config.accessTokenTtl,
@@ -153,8 +155,9 @@ function pluginOptions (config: Config, store: StoreOptions, log: FastifyBaseLog
     ...store,
     // A key prefix means something only to Redis; the plugin rejects it with a store.
     ...(config.keyPrefix === undefined || store.redis === undefined ? {} : { keyPrefix: config.keyPrefix }),
+    ...(config.dpopNonces ? { dpop: { nonces: true } } : {}),
     // GET /auth/sessions and DELETE /auth/sessions/:id are on by default; said here to be seen.
-    routes: { prefix: AUTH_PREFIX, refresh: { config: { localRateLimit: new LocalLimit(config.rateLimitRefresh) } }, sessions: true },
+    routes: { prefix: AUTH_PREFIX, refresh: refreshLimit, token: refreshLimit, sessions: true },
     ...auditHooks(log)
   }
 }

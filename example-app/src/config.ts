@@ -57,6 +57,8 @@ export interface Config {
    * a proxy without it every client shares the proxy's one limit.
    */
   readonly trustProxy: boolean | number | string
+  /** Whether DPoP proofs must carry a server nonce (`DPOP_NONCES`: `true` or `false`, default false). */
+  readonly dpopNonces: boolean
 }
 
 /**
@@ -114,7 +116,8 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     rateLimitLogin: wholeNumber(env, 'RATE_LIMIT_LOGIN', DEFAULT_RATE_LIMIT_LOGIN, 1, MAX_RATE_LIMIT),
     rateLimitRefresh: wholeNumber(env, 'RATE_LIMIT_REFRESH', DEFAULT_RATE_LIMIT_REFRESH, 1, MAX_RATE_LIMIT),
     maxSessionsPerUser: wholeNumber(env, 'MAX_SESSIONS_PER_USER', DEFAULT_MAX_SESSIONS_PER_USER, 1, MAX_SESSIONS_PER_USER),
-    trustProxy: trustProxy(env)
+    trustProxy: trustProxy(env),
+    dpopNonces: flag(env, 'DPOP_NONCES')
   })
 }
 
@@ -122,6 +125,14 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
 function text (env: NodeJS.ProcessEnv, name: string): string | undefined {
   const value = env[name]
   return value === undefined || value === '' ? undefined : value
+}
+
+/** `true` or `false`; unset is false, anything else an error. */
+function flag (env: NodeJS.ProcessEnv, name: string): boolean {
+  const raw = text(env, name)
+  if (raw === undefined || raw === 'false') return false
+  if (raw === 'true') return true
+  throw new ConfigError(`${name} must be true or false, got ${JSON.stringify(raw)}`)
 }
 
 /** Only plain digits: `Number()` would accept '', ' 1', '1e3' and '0x10'. */

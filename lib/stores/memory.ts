@@ -13,6 +13,8 @@ interface MemorySession {
   client: ClientInfo
   /** The tag of the agent that last rotated it. */
   agent: string | undefined
+  /** The thumbprint of the DPoP key it is bound to. */
+  boundKey: string | undefined
 }
 
 /** A user's latest revocation of all sessions, and until when it is remembered. */
@@ -58,6 +60,8 @@ export class MemoryStore implements SessionStore {
   readonly #stamps = new Map<string, Stamp>()
   /** What is remembered as revoked, by session id or `u:` and user id. */
   readonly #revoked = new Map<string, Revocation>()
+  /** DPoP proof ids seen by a refresh, by user, key and id, until each goes stale. */
+  readonly #proofs = new Map<string, number>()
   readonly #listeners = new Set<RevocationListener>()
   readonly #now: () => number
   readonly #sweeper: NodeJS.Timeout
@@ -95,7 +99,8 @@ export class MemoryStore implements SessionStore {
       startedAt,
       expiresAt: now + ttlMs,
       client: { ...session.client },
-      agent: session.agent
+      agent: session.agent,
+      boundKey: session.boundKey
     })
     const ended = this.#overCap(userId, session.sessionId, session.maxSessions, now)
     for (const sessionId of ended) this.#delete(userId, sessionId)
@@ -108,7 +113,21 @@ export class MemoryStore implements SessionStore {
     const session = this.#live(request.userId, request.sessionId, now)
     if (session === undefined) return { status: 'missing' }
     const { startedAt } = session
-    if (session.current === request.presentedHash) {
+    const current = session.current === request.presentedHash
+    if (!current && judge(session, { hash: request.presentedHash, graceMs: request.graceMs, ...agentOf(request) }, now) !== 'replay') {
+      this.#delete(request.userId, request.sessionId)
+      this.#announce([{ sessionId: request.sessionId, until: now + request.rememberMs }])
+      return { status: 'reused' }
+    }
+    const { proof } = request
+    if (session.boundKey !== undefined || proof !== undefined) {
+      if (session.boundKey === undefined) return { status: 'unbound' }
+      if (proof === undefined || proof.key !== session.boundKey) return { status: 'wrong-key' }
+      const id = `${request.userId}\n${proof.id}`
+      if ((this.#proofs.get(id) ?? 0) > now) return { status: 'proof-replayed' }
+      this.#proofs.set(id, now + proof.ttlMs)
+    }
+    if (current) {
       // The absolute lifetime counts from the start, as in the Redis store.
       const ttlMs = Math.max(1, Math.min(request.ttlMs, startedAt + request.maxTtlMs - now))
       session.previous = session.current
@@ -118,12 +137,7 @@ export class MemoryStore implements SessionStore {
       if (request.agent !== undefined) session.agent = request.agent
       return { status: 'rotated', ttlMs, startedAt }
     }
-    if (judge(session, { hash: request.presentedHash, graceMs: request.graceMs, ...agentOf(request) }, now) === 'replay') {
-      return { status: 'replayed', ttlMs: session.expiresAt - now, startedAt }
-    }
-    this.#delete(request.userId, request.sessionId)
-    this.#announce([{ sessionId: request.sessionId, until: now + request.rememberMs }])
-    return { status: 'reused' }
+    return { status: 'replayed', ttlMs: session.expiresAt - now, startedAt }
   }
 
   async revoke (request: RevokeRequest): Promise<'revoked' | 'missing' | 'reused'> {
@@ -257,6 +271,9 @@ export class MemoryStore implements SessionStore {
       if (revocation.until <= now) this.#revoked.delete(key)
     }
     for (const userId of [...this.#stamps.keys()]) this.#stampOf(userId, now)
+    for (const [id, until] of this.#proofs) {
+      if (until <= now) this.#proofs.delete(id)
+    }
     for (const [userId, sessions] of this.#users) {
       for (const [sessionId, session] of sessions) {
         if (session.expiresAt <= now) this.#delete(userId, sessionId)

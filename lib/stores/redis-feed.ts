@@ -77,7 +77,7 @@ export class RedisRevocationFeed implements RevocationFeed {
       /* c8 ignore stop */
     }
     if (!this.#cluster) {
-      const subscriber = watch((this.#client as Redis).duplicate())
+      const subscriber = watch((this.#client as Redis).duplicate(SUBSCRIBER))
       return async () => {
         subscriber.removeAllListeners('close')
         subscriber.disconnect()
@@ -109,7 +109,7 @@ export class RedisRevocationFeed implements RevocationFeed {
         if (cluster.status === 'wait') cluster.connect().catch(() => {})
         return
       }
-      subscriber = watch((nodes[turn++ % nodes.length] as Redis).duplicate())
+      subscriber = watch((nodes[turn++ % nodes.length] as Redis).duplicate(SUBSCRIBER))
       subscriber.once('end', () => { retry = setTimeout(next, CLUSTER_RESUBSCRIBE_DELAY) })
     }
     next()
@@ -123,6 +123,13 @@ export class RedisRevocationFeed implements RevocationFeed {
     }
   }
 }
+
+/**
+ * The feed's connection resubscribes itself on 'ready' (and reports it). ioredis's own
+ * resubscription sends a SUBSCRIBE whose promise nothing awaits: a connection closed before
+ * its reply (a refused reconnect, a shutdown) rejected it as an unhandled rejection.
+ */
+const SUBSCRIBER = { autoResubscribe: false } as const
 
 /** A ZRANGE WITHSCORES reply as revocations. */
 function pairs (flat: string[]): Revocation[] {

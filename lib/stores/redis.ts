@@ -43,11 +43,11 @@ interface Scripts {
   tokenSessionsCreate (
     session: string, index: string, stamp: string, revoked: string, sessionId: string, hash: string, ttlMs: number, maxTtlMs: number,
     userAgent: string, userAgentRest: string, ip: string, label: string, agent: string, authenticatedAt: number | '', maxSessions: number,
-    sessionPrefix: string, channel: string, rememberMs: number
+    sessionPrefix: string, channel: string, rememberMs: number, boundKey: string
   ): Promise<Array<number | string>>
   tokenSessionsRotate (
-    session: string, index: string, revoked: string, sessionId: string, presented: string, successor: string, ttlMs: number, graceMs: number,
-    channel: string, rememberMs: number, agent: string, maxTtlMs: number
+    session: string, index: string, revoked: string, proofKey: string, sessionId: string, presented: string, successor: string, ttlMs: number, graceMs: number,
+    channel: string, rememberMs: number, agent: string, maxTtlMs: number, proofJkt: string, proofTtlMs: number | ''
   ): Promise<[number, number?, number?]>
   tokenSessionsRevoke (
     session: string, index: string, revoked: string, sessionId: string, channel: string, rememberMs: number, presented: string, graceMs: number, agent: string
@@ -128,14 +128,14 @@ export function inlineIncludes (source: string, part: (name: string) => string):
 
 const SCRIPTS = {
   tokenSessionsCreate: { numberOfKeys: 4, lua: lua('create') },
-  tokenSessionsRotate: { numberOfKeys: 3, lua: lua('rotate') },
+  tokenSessionsRotate: { numberOfKeys: 4, lua: lua('rotate') },
   tokenSessionsRevoke: { numberOfKeys: 3, lua: lua('revoke') },
   tokenSessionsRevokeAll: { numberOfKeys: 5, lua: lua('revoke-all') },
   tokenSessionsList: { numberOfKeys: 1, lua: lua('list') },
   tokenSessionsLive: { numberOfKeys: 2, lua: lua('live') }
 } as const
 
-const ROTATE_STATUS = ['missing', 'rotated', 'replayed', 'reused'] as const
+const ROTATE_STATUS = ['missing', 'rotated', 'replayed', 'reused', 'unbound', 'wrong-key', 'proof-replayed'] as const
 const REVOKE_STATUS = ['missing', 'revoked', 'reused'] as const
 
 /**
@@ -148,6 +148,8 @@ function tagOf (userId: string): string {
 
 /** Every key one operation on a user may touch, built from one user prefix. */
 interface UserKeys {
+  /** The prefix of every key of the user, hash tag included. */
+  user: string
   session: string
   index: string
   stamp: string
@@ -163,13 +165,16 @@ interface UserKeys {
  * - `<prefix>{<userId>}:s:<sessionId>`: a hash with the current and previous refresh-token
  *   id hashes (`c`, `p`), when it last rotated (`r`), the client's user agent (`a` and `b`,
  *   64 bytes each), IP (`i`) and label (`l`), and the tag of the agent that last rotated
- *   it (`g`, only when replays are checked by agent). Its absolute end is its start (in
+ *   it (`g`, only when replays are checked by agent), and the thumbprint of the DPoP key it
+ *   is bound to (`j`, only for a bound session). Its absolute end is its start (in
  *   the index) plus the maximum lifetime each rotation passes: not stored.
  * - `<prefix>{<userId>}:idx`: a sorted set holding each live session twice: its id scored
  *   by when it expires (for pruning and the per-user cap) and `.` and its id scored by
  *   minus when it started (for listing, newest first). One key, not two: a key costs more
  *   than the entries of a user's few sessions. A session is live while its hash and its
  *   start entry both exist.
+ * - `<prefix>{<userId>}:dp:<hash>`: a DPoP proof's id, seen by a refresh, until the proof
+ *   goes stale.
  * - `<prefix>{<userId>}:st`: the user's latest revocation of all sessions (the stamp),
  *   `u:<time>:<spared session id>:<user id>`: every session that started before it is over.
  * - `<prefix>revoked`: a sorted set of revoked session ids, and of stamps, scored by when
@@ -256,6 +261,7 @@ export class RedisStore implements SessionStore {
   #keys (userId: string, sessionId: string): UserKeys {
     const user = this.#prefix + tagOf(userId)
     return {
+      user,
       session: `${user}:s:${sessionId}`,
       index: `${user}:idx`,
       stamp: `${user}:st`,
@@ -275,7 +281,7 @@ export class RedisStore implements SessionStore {
     const reply = await this.#redis.tokenSessionsCreate(
       keys.session, keys.index, keys.stamp, keys.revoked, sessionId, session.tokenHash, session.ttlMs, session.maxTtlMs,
       userAgent.slice(0, LISTPACK_VALUE), userAgent.slice(LISTPACK_VALUE), client.ip ?? '', client.label ?? '', session.agent ?? '',
-      session.authenticatedAt ?? '', session.maxSessions, keys.sessionPrefix, this.#channel, session.rememberMs
+      session.authenticatedAt ?? '', session.maxSessions, keys.sessionPrefix, this.#channel, session.rememberMs, session.boundKey ?? ''
     )
     await this.#acknowledged()
     const [ttlMs, startedAt, ...ended] = reply
@@ -286,12 +292,13 @@ export class RedisStore implements SessionStore {
   async rotate (request: RotateRequest): Promise<RotateOutcome> {
     const { sessionId } = request
     const keys = this.#keys(request.userId, sessionId)
+    const { proof } = request
     const [code, ttlMs, startedAt] = await this.#redis.tokenSessionsRotate(
-      keys.session, keys.index, keys.revoked, sessionId,
+      keys.session, keys.index, keys.revoked, proof === undefined ? keys.index : `${keys.user}:dp:${proof.id}`, sessionId,
       request.presentedHash, request.successorHash, request.ttlMs, request.graceMs, this.#channel, request.rememberMs, request.agent ?? '',
-      request.maxTtlMs
+      request.maxTtlMs, proof?.key ?? '', proof?.ttlMs ?? ''
     )
-    const status = ROTATE_STATUS[code as 0 | 1 | 2 | 3]
+    const status = ROTATE_STATUS[code as 0 | 1 | 2 | 3 | 4 | 5 | 6]
     await this.#acknowledged()
     return status === 'rotated' || status === 'replayed' ? { status, ttlMs: ttlMs as number, startedAt: startedAt as number } : { status }
   }

@@ -116,6 +116,11 @@ export interface NewSession {
    * user was revoked after it, the login lost a race with that revocation.
    */
   authenticatedAt?: number
+  /**
+   * The RFC 7638 thumbprint of the DPoP key the session is bound to: every refresh must
+   * then come with a proof by that key. A session is bound when it starts, never later.
+   */
+  boundKey?: string
   /** The most sessions the user may have; beyond it, the ones nearest their end end. */
   maxSessions: number
   /** How long the sessions ended by the cap are remembered as revoked. */
@@ -199,6 +204,12 @@ export interface RotateRequest {
   rememberMs: number
   /** The tag of the client's agent, when a replay must come from the agent that last rotated. */
   agent?: string
+  /**
+   * The DPoP proof that came with the refresh: its key's thumbprint, its id's hash, and how
+   * long the id must be remembered (the proof's remaining lifetime). Checked after reuse:
+   * a superseded token is reuse whatever proof comes with it.
+   */
+  proof?: { key: string, id: string, ttlMs: number }
 }
 
 /**
@@ -290,6 +301,9 @@ export interface RevocationListener {
  *   so racing or retried requests share one chain.
  * - `missing`: no such session (never existed, expired, or revoked).
  * - `reused`: the presented token was superseded otherwise: the session is gone.
+ * - `unbound`: a proof came for a session bound to no key; `wrong-key`: the session is
+ *   bound to a key and no proof, or one by another key, came; `proof-replayed`: the
+ *   proof's id was seen before. In these three cases nothing changed.
  *
  * `startedAt` is when the session started, on the store's clock.
  *
@@ -300,7 +314,7 @@ export interface RevocationListener {
  */
 export type RotateOutcome =
   | { status: 'rotated' | 'replayed', ttlMs: number, startedAt: number }
-  | { status: 'missing' | 'reused' }
+  | { status: 'missing' | 'reused' | 'unbound' | 'wrong-key' | 'proof-replayed' }
 
 /**
  * Options of {@link SessionStore.revokeAll}.

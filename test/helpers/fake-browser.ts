@@ -145,7 +145,8 @@ export function installFakeBrowser (t: Teardown, options: { locks?: boolean, cha
     addEventListener: window.addEventListener.bind(window),
     removeEventListener: window.removeEventListener.bind(window),
     BroadcastChannel: options.channel === false ? undefined : BroadcastChannel,
-    fetch: options.fetch ?? fetch
+    fetch: options.fetch ?? fetch,
+    location: new URL('https://app.example/page?x=1')
   }
   const saved = new Map(Object.keys(replaced).map((key) => [key, Object.getOwnPropertyDescriptor(global, key)]))
   for (const [key, value] of Object.entries(replaced)) Object.defineProperty(global, key, { value, configurable: true, writable: true })

@@ -62,6 +62,49 @@ export function storeContract (t: Test, makeStore: () => Promise<SessionStore>):
     t.same(await store.rotate(rotation(u, 's1', 'h2', 'h3')), { status: 'missing' }, 'reuse deleted the session: the newest token is dead too')
   })
 
+  t.test('a session bound to a DPoP key rotates only with a proof by that key, and each proof once', async (t) => {
+    const u = userId('bound')
+    await create(session(u, 's1', { tokenHash: 'h0', boundKey: 'key-a' }))
+    const proof = (id: string, key = 'key-a'): Partial<RotateRequest> => ({ proof: { key, id, ttlMs: MINUTE } })
+    t.same(await store.rotate(rotation(u, 's1', 'h0', 'h1')), { status: 'wrong-key' }, 'no proof')
+    t.same(await store.rotate(rotation(u, 's1', 'h0', 'h1', proof('p1', 'key-b'))), { status: 'wrong-key' }, 'another key')
+    t.equal((await store.rotate(rotation(u, 's1', 'h0', 'h1', proof('p1')))).status, 'rotated', 'nothing was spent before: the owner rotates')
+    t.same(await store.rotate(rotation(u, 's1', 'h1', 'h2', proof('p1'))), { status: 'proof-replayed' }, 'a proof id seen before')
+    t.equal((await store.rotate(rotation(u, 's1', 'h1', 'h2', proof('p2')))).status, 'rotated')
+  })
+
+  t.test('a bound session\'s replay within grace needs the key too; reuse is decided before the key', async (t) => {
+    const u = userId('bound-grace')
+    await create(session(u, 's1', { tokenHash: 'h0', boundKey: 'key-a' }))
+    const rotate = (id: string, fields: Partial<RotateRequest> = {}): RotateRequest =>
+      rotation(u, 's1', 'h0', 'h1', { graceMs: 5000, proof: { key: 'key-a', id, ttlMs: MINUTE }, ...fields })
+    t.equal((await store.rotate(rotate('p1'))).status, 'rotated')
+    t.equal((await store.rotate(rotate('p2'))).status, 'replayed', 'a replay by the key')
+    t.same(await store.rotate(rotate('p3', { proof: { key: 'key-b', id: 'p3', ttlMs: MINUTE } })), { status: 'wrong-key' }, 'not by another key')
+    t.same(await store.rotate(rotation(u, 's1', 'h0', 'h1', { graceMs: 5000 })), { status: 'wrong-key' }, 'nor without a proof')
+    t.same(await store.rotate(rotation(u, 's1', 'h-old', 'x', { proof: { key: 'key-a', id: 'p4', ttlMs: MINUTE } })), { status: 'reused' },
+      'a superseded token is reuse, even with a proof by the key')
+    t.same(await store.rotate(rotation(u, 's1', 'h1', 'h2', { proof: { key: 'key-a', id: 'p5', ttlMs: MINUTE } })), { status: 'missing' })
+  })
+
+  t.test('an unbound session refuses a proof, and is never bound by one', async (t) => {
+    const u = userId('unbound')
+    await create(session(u, 's1', { tokenHash: 'h0' }))
+    t.same(await store.rotate(rotation(u, 's1', 'h0', 'h1', { proof: { key: 'key-a', id: 'p1', ttlMs: MINUTE } })), { status: 'unbound' })
+    t.equal((await store.rotate(rotation(u, 's1', 'h0', 'h1'))).status, 'rotated', 'unspent, and still unbound')
+    t.same(await store.rotate(rotation(u, 's1', 'h0', 'x', { proof: { key: 'key-a', id: 'p2', ttlMs: MINUTE } })), { status: 'reused' },
+      'a superseded token with a proof is reuse, not a refused proof')
+  })
+
+  t.test('a proof id is forgotten once the proof is stale', async (t) => {
+    const u = userId('proof-ttl')
+    await create(session(u, 's1', { tokenHash: 'h0', boundKey: 'key-a' }))
+    t.equal((await store.rotate(rotation(u, 's1', 'h0', 'h1', { proof: { key: 'key-a', id: 'p1', ttlMs: 50 } }))).status, 'rotated')
+    await sleep(150)
+    t.equal((await store.rotate(rotation(u, 's1', 'h1', 'h2', { proof: { key: 'key-a', id: 'p1', ttlMs: 50 } }))).status, 'rotated',
+      'remembered for the proof\'s lifetime only (its iat check refuses it after that)')
+  })
+
   t.test('within the grace window the rotated token is replayed to the same successor', async (t) => {
     const u = userId('grace')
     await create(session(u, 's1', { tokenHash: 'h0' }))

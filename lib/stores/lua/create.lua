@@ -14,6 +14,7 @@ local maxSessions = tonumber(ARGV[11])
 local sessionPrefix = ARGV[12]
 local channel = ARGV[13]
 local remember = tonumber(ARGV[14])
+local boundKey = ARGV[15]         -- the DPoP key's thumbprint ('' for none)
 -- Returns {ttl, start, ended id, ...}, or {-1} when a revocation of every session of the
 -- user came after the credentials were checked (a login racing a password change).
 --@include now
@@ -33,6 +34,10 @@ for n = 1, 5 do
     table.insert(fields, optional[n])
     table.insert(fields, ARGV[4 + n])
   end
+end
+if boundKey ~= '' then
+  table.insert(fields, 'j')
+  table.insert(fields, boundKey)
 end
 redis.call('HSET', session, unpack(fields))
 redis.call('PEXPIRE', session, ttl)

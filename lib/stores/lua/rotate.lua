@@ -2,6 +2,7 @@
 local session = KEYS[1]
 local index = KEYS[2]
 local revoked = KEYS[3]
+local proofKey = KEYS[4]          -- remembers a DPoP proof's id (used only with a proof)
 local sessionId = ARGV[1]
 local presented = ARGV[2]         -- the presented token's hash
 local successor = ARGV[3]         -- the successor's hash
@@ -11,11 +12,14 @@ local channel = ARGV[6]
 local remember = ARGV[7]          -- ms; a number only where reuse needs it
 local agent = ARGV[8]             -- '' when replays are not checked by agent
 local maxTtlMs = tonumber(ARGV[9])
+local proofJkt = ARGV[10]         -- the DPoP proof's key thumbprint, '' for no proof
+local proofTtl = ARGV[11]         -- ms to remember the proof's id
 -- Returns {1, ttl, start} rotated, {2, ttl, start} replayed within grace, {0} missing,
--- {3} reused.
+-- {3} reused, {4} a proof for an unbound session, {5} a bound session without a proof by
+-- its key, {6} a proof id seen before. 4 to 6 change nothing.
 -- Every refresh runs this: the hot path (rotated) calls nothing it does not need, and the
 -- helpers of the theft path are defined in that branch only.
-local s = redis.call('HMGET', session, 'c', 'p', 'r', 'g')
+local s = redis.call('HMGET', session, 'c', 'p', 'r', 'g', 'j')
 -- Live while its hash and its start in the index both are (as started.lua says), read here
 -- with the fields the rotation needs anyway, in one HMGET.
 local start = s[1] and redis.call('ZSCORE', index, '.' .. sessionId)
@@ -27,29 +31,45 @@ if not start then
 end
 start = -tonumber(start)
 --@include now
-if s[1] == presented then
-  -- Idle timeout slides with each rotation; the absolute lifetime never moves.
-  local ttl = math.max(1, math.min(ttlMs, start + maxTtlMs - now))
-  if agent == '' then
-    redis.call('HSET', session, 'c', successor, 'p', presented, 'r', now)
-  else
-    redis.call('HSET', session, 'c', successor, 'p', presented, 'r', now, 'g', agent)
+local current = s[1] == presented
+if not current then
+  --@include judge
+  if judge(s, presented, graceMs, agent, now) ~= 'replay' then
+    -- A token rotated before the grace window came back: treat it as stolen, whatever
+    -- proof came with it (a thief who refreshed first must not lock the owner out unseen).
+    --@include announce
+    redis.call('DEL', session)
+    redis.call('ZREM', index, sessionId, '.' .. sessionId)
+    announce(revoked, channel, {sessionId}, now, tonumber(remember))
+    return {3}
   end
-  redis.call('PEXPIRE', session, ttl)
-  redis.call('ZADD', index, now + ttl, sessionId)
-  -- The hot path only stretches the index's life; creation and listing prune it.
-  if redis.call('PTTL', index) < ttl then
-    redis.call('PEXPIRE', index, ttl)
-  end
-  return {1, ttl, start}
 end
---@include judge
-if judge(s, presented, graceMs, agent, now) == 'replay' then
+-- The key, for a current token and a replay alike; a refused refresh spends nothing.
+if s[5] or proofJkt ~= '' then
+  if not s[5] then
+    return {4}
+  end
+  if s[5] ~= proofJkt then
+    return {5}
+  end
+  if not redis.call('SET', proofKey, '1', 'PX', proofTtl, 'NX') then
+    return {6}
+  end
+end
+if not current then
   return {2, redis.call('PTTL', session), start}
 end
--- A token rotated before the grace window came back: treat it as stolen.
---@include announce
-redis.call('DEL', session)
-redis.call('ZREM', index, sessionId, '.' .. sessionId)
-announce(revoked, channel, {sessionId}, now, tonumber(remember))
-return {3}
+-- Idle timeout slides with each rotation; the absolute lifetime never moves.
+local ttl = math.max(1, math.min(ttlMs, start + maxTtlMs - now))
+if agent == '' then
+  redis.call('HSET', session, 'c', successor, 'p', presented, 'r', now)
+else
+  redis.call('HSET', session, 'c', successor, 'p', presented, 'r', now, 'g', agent)
+end
+redis.call('PEXPIRE', session, ttl)
+redis.call('ZADD', index, now + ttl, sessionId)
+-- The hot path only stretches the index's life; creation and listing prune it.
+if redis.call('PTTL', index) < ttl then
+  redis.call('PEXPIRE', index, ttl)
+end
+return {1, ttl, start}
