@@ -33,8 +33,15 @@ const VERIFIERS: Record<string, { digest: string | null, kty: string, crv?: read
 
 /** The members of a public JWK that its RFC 7638 thumbprint covers, in their sorted order. */
 const THUMBPRINT_MEMBERS: Record<string, readonly string[]> = { EC: ['crv', 'kty', 'x', 'y'], OKP: ['crv', 'kty', 'x'], RSA: ['e', 'kty', 'n'] }
-/** The smallest RSA key accepted, in bits. */
+/** The RSA keys accepted, in bits: at least 2048, and at most 4096, which bounds the work of a verification. */
 const MIN_RSA_BITS = 2048
+const MAX_RSA_BITS = 4096
+/**
+ * The one RSA public exponent accepted, 65537: a verification's cost grows with the
+ * exponent, and an exponent of thousands of bits would cost a millisecond or more of CPU a
+ * request to anyone who sends one.
+ */
+const RSA_EXPONENT = 'AQAB'
 /** The longest proof accepted: a proof with an RSA-4096 key fits in about 2 KB. */
 const MAX_PROOF_LENGTH = 4096
 /** The longest `jti` accepted: a proof's id needs 96 bits of randomness, not kilobytes. */
@@ -131,13 +138,16 @@ export class DpopVerifier {
     const verifier = typeof alg === 'string' && Object.hasOwn(VERIFIERS, alg) ? VERIFIERS[alg] : undefined
     if (typ !== 'dpop+jwt' || verifier === undefined || protectedHeader.crit !== undefined) throw invalid(place)
     const jkt = thumbprint(jwk, verifier.kty, verifier.crv, place)
-    const key = this.#keyOf(jkt, jwk as Record<string, string>, verifier.kty, place)
+    const cached = this.#keys.get(jkt)
+    const key = cached ?? importKey(jwk as Record<string, string>, verifier.kty, place)
     const signed = Buffer.from(`${head}.${body}`)
     const sig = Buffer.from(signature, 'base64url')
     const ok = verifier.kty === 'EC'
       ? verify(verifier.digest, signed, { key, dsaEncoding: 'ieee-p1363' }, sig)
       : verifier.padding === 'pss' ? verify(verifier.digest, signed, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, sig) : verify(verifier.digest, signed, key, sig)
     if (!ok) throw invalid(place)
+    // Kept only once it has signed something: made-up keys do not push real ones out.
+    if (cached === undefined) this.#keep(jkt, key)
     const claims = decoded(body, place)
     const { jti, htm, htu, iat, ath, nonce } = claims
     if (typeof jti !== 'string' || jti.length === 0 || jti.length > MAX_JTI_LENGTH) throw invalid(place)
@@ -154,42 +164,29 @@ export class DpopVerifier {
   }
 
   /**
-   * Remembers a proof's id until it goes stale; false if this instance saw it before. Other
-   * instances do not see it: across instances a proof could be replayed, within its short
-   * lifetime, to the same method and URL with the same access token (server nonces
-   * shorten that). Past the cache's size the oldest ids go first.
+   * Remembers a proof's id until it goes stale, and throws if this instance saw it before.
+   * Other instances do not see it: across instances a proof could be replayed, within its
+   * short lifetime, to the same method and URL with the same access token. Ids are kept in
+   * the order they came, which is nearly the order they go stale: each call drops the
+   * stale ones at the front, and past the cache's size the oldest go first.
    */
   remember (proof: Proof, place: Place): void {
     const id = `${proof.jkt}.${proof.jti}`
     const now = this.#now()
     const until = this.#seen.get(id)
     if (until !== undefined && until >= now) throw invalid(place)
+    this.#seen.delete(id)
     this.#seen.set(id, proof.expiresAt)
-    if (this.#seen.size > this.#limits.proofs) {
-      for (const [seen, expires] of this.#seen) {
-        if (expires >= now && this.#seen.size <= this.#limits.proofs) break
-        this.#seen.delete(seen)
-      }
+    for (const [seen, expires] of this.#seen) {
+      if (expires >= now && this.#seen.size <= this.#limits.proofs) break
+      this.#seen.delete(seen)
     }
   }
 
-  /** The public key of a thumbprint, imported once. */
-  #keyOf (jkt: string, jwk: Record<string, string>, kty: string, place: Place): KeyObject {
-    const cached = this.#keys.get(jkt)
-    if (cached !== undefined) return cached
-    let key: KeyObject
-    try {
-      // Only the public members: a private one was refused already.
-      const members = Object.fromEntries((THUMBPRINT_MEMBERS[kty] as readonly string[]).map((name) => [name, jwk[name]]))
-      key = createPublicKey({ key: members, format: 'jwk' })
-    } catch {
-      throw invalid(place)
-    }
-    // An RSA key always has its details.
-    if (kty === 'RSA' && (key.asymmetricKeyDetails as { modulusLength: number }).modulusLength < MIN_RSA_BITS) throw invalid(place)
+  /** Keeps an imported key by its thumbprint; past the cache's size the least recently kept goes. */
+  #keep (jkt: string, key: KeyObject): void {
     if (this.#keys.size >= this.#limits.keys) this.#keys.delete(this.#keys.keys().next().value as string)
     this.#keys.set(jkt, key)
-    return key
   }
 
   /** Whether a proof's `htu` is this request's URL, scheme and host as the public sees them, without query or fragment. */
@@ -216,6 +213,21 @@ export class DpopVerifier {
     const period = Math.floor(now / (this.#settings.nonceLifetimeMs as number))
     return nonce === this.#nonceOf(period) || nonce === this.#nonceOf(period - 1)
   }
+}
+
+/** A proof's public key, from the members its thumbprint covers (a private one was refused already). */
+function importKey (jwk: Record<string, string>, kty: string, place: Place): KeyObject {
+  // 65537 only, and a modulus of 2048 to 4096 bits (a base64url character holds 6 bits).
+  if (kty === 'RSA' && (jwk.e !== RSA_EXPONENT || (jwk.n as string).length > Math.ceil(MAX_RSA_BITS / 6))) throw invalid(place)
+  let key: KeyObject
+  try {
+    key = createPublicKey({ key: Object.fromEntries((THUMBPRINT_MEMBERS[kty] as readonly string[]).map((name) => [name, jwk[name]])), format: 'jwk' })
+  } catch {
+    throw invalid(place)
+  }
+  // An RSA key always has its details.
+  if (kty === 'RSA' && (key.asymmetricKeyDetails as { modulusLength: number }).modulusLength < MIN_RSA_BITS) throw invalid(place)
+  return key
 }
 
 function invalid (place: Place): Error {

@@ -1,13 +1,14 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { DpopVerifier, Proof } from './dpop.js'
+import type { DpopVerifier } from './dpop.js'
 import {
   BadRequestError, CookieConflictError, DpopAccessProofInvalidError, SessionNotFoundError, SessionRevokedError, StoreUnavailableError, TokenInvalidError, TokenMissingError
 } from './errors.js'
 import { loggable } from './log.js'
 import type { ResolvedOptions } from './options.js'
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './schemas.js'
-import type { Binding, SessionRef, Sessions } from './sessions.js'
+import type { SessionRef, Sessions } from './sessions.js'
 import type { RevocationList } from './revocations.js'
+import { boundKeyOf } from './tokens.js'
 import { Transport, checkedLength, tokenResponse, type CarriedToken } from './transport.js'
 import type { IssueRequest, SessionListPage, SessionListResponse, SessionUser, TokenResponse, TokenSet } from './types.js'
 
@@ -172,17 +173,16 @@ function dpopBound (transport: Transport, request: MarkedRequest): string | unde
  */
 function dpopUser (sessions: Sessions, dpop: DpopVerifier, token: string, request: MarkedRequest, reply: FastifyReply): SessionUser {
   request[DPOP_SCHEME] = true
+  // The token first, against the key it names (its signature proves it names it): a forged
+  // token never costs a proof's verification. One bound to no key is refused.
+  const jkt = boundKeyOf(token)
+  if (jkt === undefined) throw new TokenInvalidError()
+  const user = sessions.verifyAccess(token, jkt)
   const proof = dpop.check(request, 'resource', token)
-  if (proof === undefined) throw new DpopAccessProofInvalidError()
-  const user = sessions.verifyAccess(token, proof.jkt)
+  if (proof?.jkt !== jkt) throw new DpopAccessProofInvalidError()
   dpop.remember(proof, 'resource')
   dpop.offerNonce(request, reply)
   return user
-}
-
-/** The DPoP binding a login or refresh asks for by sending a proof, if it sent one. */
-function bindingOf (proof: Proof | undefined, bindAccess: boolean): { binding?: Binding } {
-  return proof === undefined ? {} : { binding: { proof, bindAccess } }
 }
 
 async function refresh ({ sessions, transport, dpop }: Context, request: MarkedRequest, reply: FastifyReply): Promise<TokenResponse> {
@@ -195,8 +195,7 @@ async function refresh ({ sessions, transport, dpop }: Context, request: MarkedR
     transport.checkCsrf(request)
   }
   // A native client's access token is bound too; a browser's cookie stays a bearer token.
-  const proof = dpop.check(request, 'grant')
-  const tokens = await sessions.rotate(checkedLength(found.token), request, found.boundTo, bindingOf(proof, !fromCookie))
+  const tokens = await sessions.rotate(checkedLength(found.token), request, found.boundTo, { proof: () => dpop.check(request, 'grant'), bindAccess: !fromCookie })
   dpop.offerNonce(request, reply)
   return tokenResponse(transport.deliver(reply, { ...tokens, transport: fromCookie ? 'cookie' : 'body' }))
 }
@@ -229,7 +228,7 @@ async function issueTokens (
   if (proof !== undefined) dpop.remember(proof, 'grant')
   // By default the credentials were checked after the request arrived.
   const authenticatedAt = issueOptions.authenticatedAt ?? request[ARRIVED] ?? Date.now()
-  const tokens = await sessions.issue(userId, { ...issueOptions, authenticatedAt }, request, bindingOf(proof, chosen === 'body').binding)
+  const tokens = await sessions.issue(userId, { ...issueOptions, authenticatedAt }, request, proof === undefined ? undefined : { proof, bindAccess: chosen === 'body' })
   dpop.offerNonce(request, reply)
   const { scope: _scope, ...set } = tokens
   return transport.deliver(reply, { ...set, transport: chosen })
@@ -294,7 +293,9 @@ function sessionOf (transport: Transport, sessions: Sessions, request: FastifyRe
   for (const candidate of found) {
     try {
       const token = checkedLength(candidate.token)
-      const session: SessionRef = candidate.kind === 'refresh' ? sessions.refreshSession(token) : sessionOfUser(sessions.verifyAccess(token))
+      // Ending a session needs no DPoP proof, as a revocation needs none: a bound access
+      // token is checked against the key it names.
+      const session: SessionRef = candidate.kind === 'refresh' ? sessions.refreshSession(token) : sessionOfUser(sessions.verifyAccess(token, boundKeyOf(token)))
       if (candidate.boundTo !== undefined && candidate.boundTo !== session.sessionId) throw new TokenInvalidError()
       return { ...session, byCookie }
     } catch (error) {

@@ -5,6 +5,7 @@ import { loggable } from './log.js'
 import type { ResolvedRoutes } from './options.js'
 import { ROUTE_BODY_LIMIT, describeOnly, revokeEndpointSchema, tokenEndpointSchema } from './schemas.js'
 import type { SessionRef, Sessions } from './sessions.js'
+import { boundKeyOf, unverifiedClaims } from './tokens.js'
 import { checkedLength } from './transport.js'
 
 /** The one body type of the OAuth endpoints (RFC 6749 §3.2, RFC 7009 §2.1). */
@@ -54,8 +55,10 @@ function formOf (request: FastifyRequest): Map<string, string> {
   const body = request.body
   const params = new Map<string, string>()
   if (typeof body !== 'string') return params
+  const seen = new Set<string>()
   for (const [name, value] of new URLSearchParams(body)) {
-    if (params.has(name)) throw new OAuthError('invalid_request', `The parameter ${name.replace(/[^\w-]/g, '?').slice(0, 40)} was sent more than once`)
+    if (seen.has(name)) throw new OAuthError('invalid_request', `The parameter ${name.replace(/[^\w-]/g, '?').slice(0, 40)} was sent more than once`)
+    seen.add(name)
     if (value !== '') params.set(name, value)
   }
   return params
@@ -89,6 +92,13 @@ export function registerOAuthRoutes (fastify: FastifyInstance, routes: ResolvedR
         return await answerError(reply, new OAuthError('invalid_request', `The body must be ${FORM_TYPE}`))
       }
     })
+    // Fastify's own refusals (a body over the limit, a broken stream) in OAuth's shape too.
+    scope.setErrorHandler(async (error: { statusCode?: number, message: string, code?: string }, _request, reply) => {
+      const status = error.statusCode ?? 500
+      if (status >= 500) throw error
+      reply.code(status)
+      return await answerError(reply, new OAuthError('invalid_request', `${error.message} (${String(error.code)})`))
+    })
     const post = { bodyLimit: ROUTE_BODY_LIMIT }
     const fail = async (request: FastifyRequest, reply: FastifyReply, error: unknown): Promise<FastifyReply> => {
       dpop.offerNonce(request, reply)
@@ -114,11 +124,11 @@ export function registerOAuthRoutes (fastify: FastifyInstance, routes: ResolvedR
           const refreshToken = checkedLength(required(form, 'refresh_token'))
           const clientId = form.get('client_id')
           const asked = form.get('scope')
-          const proof = dpop.check(request, 'grant')
           const tokens = await sessions.rotate(refreshToken, request, undefined, {
             ...(clientId === undefined ? {} : { clientId }),
             ...(asked === undefined ? {} : { scope: asked }),
-            ...(proof === undefined ? {} : { binding: { proof, bindAccess: true } })
+            proof: () => dpop.check(request, 'grant'),
+            bindAccess: true
           })
           dpop.offerNonce(request, reply)
           reply.header('cache-control', 'no-store').header('pragma', 'no-cache')
@@ -141,7 +151,7 @@ export function registerOAuthRoutes (fastify: FastifyInstance, routes: ResolvedR
         try {
           const form = formOf(request)
           const token = required(form, 'token')
-          const named = namedSession(sessions, checkedLength(token), form.get('token_type_hint') === 'access_token')
+          const named = namedSession(sessions, token, form.get('token_type_hint') === 'access_token')
           if (named !== undefined) {
             const clientId = form.get('client_id')
             if (clientId !== undefined && clientId !== named.clientId) throw new OAuthError('invalid_grant', 'The token was issued to another client')
@@ -162,7 +172,9 @@ export function registerOAuthRoutes (fastify: FastifyInstance, routes: ResolvedR
 
 async function answerError (reply: FastifyReply, error: OAuthError): Promise<FastifyReply> {
   if (reply.statusCode < 400) reply.code(400)
-  return await reply.header('cache-control', 'no-store').type('application/json').send({ error: error.error, error_description: error.description })
+  // RFC 6749 §5.2 allows printable ASCII but `"` and `\` in a description.
+  const description = error.description.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, '?')
+  return await reply.header('cache-control', 'no-store').type('application/json').send({ error: error.error, error_description: description })
 }
 
 /**
@@ -176,7 +188,7 @@ function namedSession (sessions: Sessions, token: string, accessFirst: boolean):
   const kinds = accessFirst ? [accessSession, refreshSession] : [refreshSession, accessSession]
   for (const kind of kinds) {
     try {
-      return kind(sessions, token)
+      return kind(sessions, checkedLength(token))
     } catch {}
   }
   return undefined
@@ -187,14 +199,8 @@ function refreshSession (sessions: Sessions, token: string): SessionRef & { clie
 }
 
 function accessSession (sessions: Sessions, token: string): SessionRef & { clientId: string | undefined } {
-  const claims = payloadOf(token)
-  const jkt = (claims.cnf as { jkt?: unknown } | undefined)?.jkt
-  const user = sessions.verifyAccess(token, typeof jkt === 'string' ? jkt : undefined)
-  return { userId: user.id, sessionId: user.sessionId, clientId: typeof claims.client_id === 'string' ? claims.client_id : undefined }
-}
-
-/** A JWT's payload, read without checking it: only to learn what to check it against. */
-function payloadOf (token: string): Record<string, unknown> {
-  const payload: unknown = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString())
-  return payload !== null && typeof payload === 'object' ? payload as Record<string, unknown> : {}
+  const user = sessions.verifyAccess(token, boundKeyOf(token))
+  // Read once the signature held: the claims are the token's own.
+  const clientId = unverifiedClaims(token).client_id
+  return { userId: user.id, sessionId: user.sessionId, clientId: typeof clientId === 'string' ? clientId : undefined }
 }

@@ -332,7 +332,8 @@ function resolveRoutes (routes: TokenSessionsOptions['routes']): ResolvedRoutes 
     fail('routes.prefix', 'must be a path like "/auth" (no trailing slash), or "" for the root')
   }
   const route = (name: 'refresh' | 'logout' | 'logoutAll' | 'sessions' | 'jwks' | 'token' | 'revoke'): Readonly<RouteOptions> | null => {
-    const value = given[name] ?? name !== 'jwks'
+    // The token route refreshes too: by default it is on as refresh is, with its config (its rate limit).
+    const value = name === 'token' ? given.token ?? given.refresh ?? true : given[name] ?? name !== 'jwks'
     if (typeof value === 'boolean') return value ? Object.freeze({}) : null
     if (value === null || typeof value !== 'object') fail(`routes.${name}`, 'must be a boolean or { config }')
     for (const key of Object.keys(value)) {

@@ -272,7 +272,7 @@ export const tokenEndpointSchema = {
       }
     },
     400: oauthError('invalid_request, invalid_grant, unsupported_grant_type, invalid_scope, invalid_dpop_proof or use_dpop_nonce (with DPoP-Nonce)'),
-    413: TOO_LARGE,
+    413: oauthError(`invalid_request: the body is over ${ROUTE_BODY_LIMIT} bytes`),
     503: oauthError('temporarily_unavailable: the session store did not answer in time; retry after Retry-After seconds')
   }
 }
@@ -301,7 +301,7 @@ export const revokeEndpointSchema = {
   response: {
     200: noContent('Revoked, or nothing to revoke'),
     400: oauthError('invalid_request, or invalid_grant for a token issued to another client'),
-    413: TOO_LARGE,
+    413: oauthError(`invalid_request: the body is over ${ROUTE_BODY_LIMIT} bytes`),
     503: oauthError('temporarily_unavailable: the session store did not answer in time')
   }
 }

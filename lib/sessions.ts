@@ -26,13 +26,19 @@ export interface Binding {
   bindAccess: boolean
 }
 
-/** What a refresh through the token endpoint asks beside the token. */
+/** What a refresh asks beside the token. */
 export interface RefreshRequest {
-  /** The `client_id` the client sent: it must be the session's. */
+  /** The `client_id` the client sent (token endpoint): it must be the session's. */
   clientId?: string
-  /** The `scope` the client asked for: within the session's; the access token gets it. */
+  /** The `scope` the client asked for (token endpoint): within the session's; the access token gets it. */
   scope?: string
-  binding?: Binding
+  /**
+   * The request's DPoP proof, checked: called once the refresh token has verified, so that
+   * a forged token never costs a proof's verification. Undefined when it carries none.
+   */
+  proof?: () => Proof | undefined
+  /** Whether the access token is bound to the proof's key too (not a browser's cookie). */
+  bindAccess?: boolean
 }
 
 /** A scope as OAuth writes it: space-separated tokens of printable ASCII but `"` and `\`. */
@@ -148,12 +154,14 @@ export class Sessions {
     if (boundTo !== undefined && boundTo !== sid) throw new TokenInvalidError()
     if (asked.clientId !== undefined && asked.clientId !== clientId) throw new ClientMismatchError()
     const accessScope = narrowed(scope, asked.scope)
-    const { binding } = asked
+    const checked = asked.proof?.()
+    const binding = checked === undefined ? undefined : { proof: checked, bindAccess: asked.bindAccess === true }
     const successor = successorId(this.#options.keys, jti)
     const agent = this.#agentOf(request)
-    const proof = binding === undefined
+    // Whole milliseconds: a proof's iat may have a fraction, and Redis takes none in PX.
+    const proof = checked === undefined
       ? undefined
-      : { key: binding.proof.jkt, id: hashId(binding.proof.jti), ttlMs: Math.max(1, binding.proof.expiresAt - this.#clock.now()) }
+      : { key: checked.jkt, id: hashId(checked.jti), ttlMs: Math.max(1, Math.ceil(checked.expiresAt - this.#clock.now())) }
     const outcome = await this.#call(() => this.store.rotate({
       userId: sub,
       sessionId: sid,

@@ -296,6 +296,25 @@ function accessKeyOf (keys: Map<string, JWT>, token: string): JWT {
   return jwt
 }
 
+/**
+ * A token's claims, read without checking anything ({} for a token that has none to read):
+ * only to learn what to check it against, never to trust.
+ */
+export function unverifiedClaims (token: string): Record<string, unknown> {
+  try {
+    const claims: unknown = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString())
+    return claims !== null && typeof claims === 'object' ? claims as Record<string, unknown> : {}
+  } catch {
+    return {}
+  }
+}
+
+/** The DPoP key thumbprint an access token says it is bound to (`cnf.jkt`), unverified. */
+export function boundKeyOf (token: string): string | undefined {
+  const jkt = (unverifiedClaims(token).cnf as { jkt?: unknown } | undefined)?.jkt
+  return typeof jkt === 'string' ? jkt : undefined
+}
+
 /** Whether a value has the shape of the session ids {@link newSessionId} makes. */
 export function isSessionId (value: unknown): value is string {
   return typeof value === 'string' && SESSION_ID.test(value)

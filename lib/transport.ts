@@ -83,10 +83,10 @@ export class Transport {
     return schemeToken(request, DPOP)
   }
 
-  /** The access token: the Bearer token, or else the access cookie. */
+  /** The access token: the Bearer or DPoP-bound token of the Authorization header, or else the access cookie. */
   accessToken (request: FastifyRequest): CarriedToken | undefined {
-    const bearer = this.bearer(request)
-    return bearer === undefined ? this.accessCookie(request) : { token: bearer, boundTo: undefined }
+    const header = this.bearer(request) ?? this.dpopBound(request)
+    return header === undefined ? this.accessCookie(request) : { token: header, boundTo: undefined }
   }
 
   /** The access cookie and the session it is bound to, when cookies are on and it is there. */

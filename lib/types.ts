@@ -293,7 +293,11 @@ export interface RoutesOptions {
   sessions?: boolean | RouteOptions
   /** `GET <prefix>/.well-known/jwks.json`, the public access-token keys (default false). */
   jwks?: boolean | RouteOptions
-  /** `POST <prefix>/token`, the OAuth refresh grant (RFC 6749 §6) for native clients (default true). */
+  /**
+   * `POST <prefix>/token`, the OAuth refresh grant (RFC 6749 §6) for native clients. By
+   * default as `refresh` is, its `config` included, so that a rate limit on refresh covers
+   * both ways to refresh.
+   */
   token?: boolean | RouteOptions
   /** `POST <prefix>/revoke`, OAuth token revocation (RFC 7009) for native clients (default true). */
   revoke?: boolean | RouteOptions

@@ -186,3 +186,15 @@ t.test('server nonces: stateless, the current and the previous period, and a 400
   t.throws(() => check.check(request(proof(es256, { nonce, iat: now / 1000 })), 'grant'), { code: 'FTS_DPOP_NONCE_REQUIRED' }, 'two periods later it does not')
   t.not(check.nonce(), nonce, 'a new one is offered')
 })
+
+t.test('RSA keys that would make a verification expensive are refused before any work', async (t) => {
+  const check = verifier()
+  const rsa = key('RS256')
+  for (const [name, jwk] of [
+    ['an exponent other than 65537', { ...rsa.jwk, e: 'Aw' }],
+    ['a huge exponent', { ...rsa.jwk, e: 'A'.repeat(512) }],
+    ['a modulus over 4096 bits', { ...rsa.jwk, n: `${rsa.jwk.n as string}${'A'.repeat(400)}` }]
+  ] as const) {
+    t.throws(() => check.check(request(proof(rsa, {}, { jwk })), 'grant'), { code: 'FTS_DPOP_PROOF_INVALID' }, name)
+  }
+})

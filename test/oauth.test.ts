@@ -1,6 +1,7 @@
 // The OAuth endpoints as a native app uses them, through oauth4webapi, unmodified: the
 // refresh grant (RFC 6749 §6), revocation (RFC 7009) and DPoP (RFC 9449), with its nonces,
 // against a real Redis; then the attacks: stolen tokens, stolen proofs, confused clients.
+import { generateKeyPairSync, randomUUID, sign } from 'node:crypto'
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import {
@@ -426,4 +427,44 @@ t.test('authenticate and DPoP, as an attacker tries it', async (t) => {
   for (const claim of ['cnf', 'client_id', 'scope', 'cid', 'scp']) {
     await t.rejects(server.app.tokenSessions.issue('mallory', { claims: { [claim]: 'x' } } as never), TypeError, `${claim} is not the app's to set`)
   }
+})
+
+/** A DPoP proof made with Node's crypto, its claims as given (the odd cases oauth4webapi never makes). */
+function craftedProof (key: ReturnType<typeof generateKeyPairSync>, claims: Record<string, unknown>): string {
+  const header = Buffer.from(JSON.stringify({ typ: 'dpop+jwt', alg: 'ES256', jwk: key.publicKey.export({ format: 'jwk' }) })).toString('base64url')
+  const input = `${header}.${Buffer.from(JSON.stringify({ jti: randomUUID(), iat: Date.now() / 1000, ...claims })).toString('base64url')}`
+  return `${input}.${sign('sha256', Buffer.from(input), { key: key.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`
+}
+
+t.test('odd but valid requests: a proof iat with a fraction, repeated empty parameters, big bodies, a bound token to log out with', async (t) => {
+  const redis = await startRedis(t)
+  const server = await served(t, redis.url)
+  const key = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  const login = await fetch(`${server.url}/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-token-transport': 'body', dpop: craftedProof(key, { htm: 'POST', htu: `${server.url}/auth/login` }) },
+    body: JSON.stringify({ userId: 'rosa' })
+  })
+  const tokens = await login.json() as { accessToken: string, refreshToken: string }
+  const refreshed = await post(server, 'token', `grant_type=refresh_token&refresh_token=${tokens.refreshToken}`, {
+    dpop: craftedProof(key, { htm: 'POST', htu: `${server.url}/auth/token`, iat: Date.now() / 1000 - 0.0001 })
+  })
+  t.equal(refreshed.status, 200, 'an iat with a fraction of a millisecond (Python\'s time.time()): not a 503')
+  const next = await refreshed.json() as { access_token: string, refresh_token: string }
+
+  const twice = await post(server, 'token', `grant_type=&grant_type=refresh_token&refresh_token=${next.refresh_token}`)
+  t.same([twice.status, (await twice.json() as { error: string }).error], [400, 'invalid_request'], 'a parameter twice, once empty')
+  const big = await post(server, 'token', `grant_type=refresh_token&refresh_token=${'x'.repeat(20_000)}`)
+  t.same([big.status, (await big.json() as { error: string }).error], [413, 'invalid_request'], 'a body over the limit, in OAuth\'s shape')
+  const long = await post(server, 'revoke', `token=${'x'.repeat(9000)}`)
+  t.equal(long.status, 200, 'an overlong token to revoke is a token revocation does not know')
+
+  const forged = await fetch(`${server.url}/me`, {
+    headers: { authorization: `DPoP ${next.access_token.slice(0, -2)}AA`, dpop: craftedProof(key, { htm: 'GET', htu: `${server.url}/me` }) }
+  })
+  t.equal((await forged.json() as { code: string }).code, 'FTS_TOKEN_INVALID', 'a forged token is refused before its proof is looked at')
+  const logout = await fetch(`${server.url}/auth/logout`, { method: 'POST', headers: { authorization: `DPoP ${next.access_token}` } })
+  t.equal(logout.status, 204)
+  await t.rejects(grant(server, next.refresh_token, { dpop: DPoP(CLIENT, await newKey()) }), { error: 'invalid_grant' } as never,
+    'a bound access token ends its session at logout, with no proof (as revocation does)')
 })

@@ -123,6 +123,12 @@ t.test('defaults', async (t) => {
   t.not((options.keys.access.active.verifyKey as Buffer).toString('hex'), options.keys.refresh.toString('hex'), 'one secret, two different keys')
   t.equal(resolveOptions({ store: MEMORY, secret: SECRET, routes: true }, {}).cookies?.refreshPath, '/auth', 'the refresh cookie is scoped to the routes')
   t.equal(resolveOptions({ store: MEMORY, secret: SECRET, routes: { prefix: '' } }, {}).cookies?.refreshPath, '/')
+  const routes = (given: Record<string, unknown>) => resolveOptions({ store: MEMORY, secret: SECRET, routes: given }, {}).routes
+  const limit = { config: { rateLimit: { max: 5 } } }
+  t.same(routes({ refresh: limit })?.token, limit, 'the token route takes the refresh route\'s config (its rate limit) by default')
+  t.equal(routes({ refresh: false })?.token, null, 'and is off when refresh is')
+  t.same(routes({ refresh: false, token: true })?.token, {}, 'unless it is asked for')
+  t.same(routes({})?.revoke, {}, 'revocation is on by default')
   t.equal(resolveOptions({ store: MEMORY, secret: SECRET }, { NODE_ENV: 'production' }).cookies?.secure, true)
   t.equal(resolveOptions({ store: MEMORY, secret: SECRET, csrfHeader: false, cookies: false }, {}).csrfHeader, null)
   const separate = resolveOptions({ store: MEMORY, accessTokenSecret: SECRET, refreshTokenSecret: `${SECRET}-2` }, {})
