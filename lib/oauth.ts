@@ -94,8 +94,9 @@ export function registerOAuthRoutes (fastify: FastifyInstance, routes: ResolvedR
     })
     // Fastify's own refusals (a body over the limit, a broken stream) in OAuth's shape too.
     scope.setErrorHandler(async (error: { statusCode?: number, message: string, code?: string }, _request, reply) => {
-      const status = error.statusCode ?? 500
-      if (status >= 500) throw error
+      const status = error.statusCode
+      /* c8 ignore next -- the handlers answer their own errors: only Fastify's 4xx refusals come here, anything else stays Fastify's 500 */
+      if (status === undefined || status >= 500) throw error
       reply.code(status)
       return await answerError(reply, new OAuthError('invalid_request', `${error.message} (${String(error.code)})`))
     })
