@@ -8,7 +8,6 @@ import type { ResolvedOptions } from './options.js'
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './schemas.js'
 import type { SessionRef, Sessions } from './sessions.js'
 import type { RevocationList } from './revocations.js'
-import { boundKeyOf } from './tokens.js'
 import { Transport, checkedLength, tokenResponse, type CarriedToken } from './transport.js'
 import type { IssueRequest, SessionListPage, SessionListResponse, SessionUser, TokenResponse, TokenSet } from './types.js'
 
@@ -175,11 +174,9 @@ function dpopUser (sessions: Sessions, dpop: DpopVerifier, token: string, reques
   request[DPOP_SCHEME] = true
   // The token first, against the key it names (its signature proves it names it): a forged
   // token never costs a proof's verification. One bound to no key is refused.
-  const jkt = boundKeyOf(token)
-  if (jkt === undefined) throw new TokenInvalidError()
-  const user = sessions.verifyAccess(token, jkt)
+  const { user, jkt } = sessions.verifyAccessAnyKey(token, true)
   const proof = dpop.check(request, 'resource', token)
-  if (proof?.jkt !== jkt) throw new DpopAccessProofInvalidError()
+  if (proof === undefined || proof.jkt !== jkt) throw new DpopAccessProofInvalidError()
   dpop.remember(proof, 'resource')
   dpop.offerNonce(request, reply)
   return user
@@ -230,8 +227,7 @@ async function issueTokens (
   const authenticatedAt = issueOptions.authenticatedAt ?? request[ARRIVED] ?? Date.now()
   const tokens = await sessions.issue(userId, { ...issueOptions, authenticatedAt }, request, proof === undefined ? undefined : { proof, bindAccess: chosen === 'body' })
   dpop.offerNonce(request, reply)
-  const { scope: _scope, ...set } = tokens
-  return transport.deliver(reply, { ...set, transport: chosen })
+  return transport.deliver(reply, { ...tokens, transport: chosen })
 }
 
 /** The caller's live sessions, a page at a time, its own flagged `current`. */
@@ -295,7 +291,7 @@ function sessionOf (transport: Transport, sessions: Sessions, request: FastifyRe
       const token = checkedLength(candidate.token)
       // Ending a session needs no DPoP proof, as a revocation needs none: a bound access
       // token is checked against the key it names.
-      const session: SessionRef = candidate.kind === 'refresh' ? sessions.refreshSession(token) : sessionOfUser(sessions.verifyAccess(token, boundKeyOf(token)))
+      const session: SessionRef = candidate.kind === 'refresh' ? sessions.refreshSession(token) : sessionOfUser(sessions.verifyAccessAnyKey(token, false).user)
       if (candidate.boundTo !== undefined && candidate.boundTo !== session.sessionId) throw new TokenInvalidError()
       return { ...session, byCookie }
     } catch (error) {

@@ -5,7 +5,6 @@ import { loggable } from './log.js'
 import type { ResolvedRoutes } from './options.js'
 import { ROUTE_BODY_LIMIT, describeOnly, revokeEndpointSchema, tokenEndpointSchema } from './schemas.js'
 import type { SessionRef, Sessions } from './sessions.js'
-import { boundKeyOf, unverifiedClaims } from './tokens.js'
 import { checkedLength } from './transport.js'
 
 /** The one body type of the OAuth endpoints (RFC 6749 §3.2, RFC 7009 §2.1). */
@@ -200,8 +199,6 @@ function refreshSession (sessions: Sessions, token: string): SessionRef & { clie
 }
 
 function accessSession (sessions: Sessions, token: string): SessionRef & { clientId: string | undefined } {
-  const user = sessions.verifyAccess(token, boundKeyOf(token))
-  // Read once the signature held: the claims are the token's own.
-  const clientId = unverifiedClaims(token).client_id
-  return { userId: user.id, sessionId: user.sessionId, clientId: typeof clientId === 'string' ? clientId : undefined }
+  const { user, clientId } = sessions.verifyAccessAnyKey(token, false)
+  return { userId: user.id, sessionId: user.sessionId, clientId }
 }

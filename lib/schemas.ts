@@ -229,6 +229,10 @@ function oauthError (description: string) {
 }
 
 const FORM = 'application/x-www-form-urlencoded'
+/** An OAuth route's form body: its parameters, some required. */
+const formBody = (required: string[], properties: Record<string, object>) =>
+  ({ content: { [FORM]: { schema: { type: 'object', required, properties } } } })
+const OAUTH_TOO_LARGE = oauthError(`invalid_request: the body is over ${ROUTE_BODY_LIMIT} bytes`)
 const DPOP_HEADER = {
   type: 'object',
   properties: { dpop: { type: 'string', description: 'A DPoP proof (RFC 9449): required when the session was bound to a key at login' } }
@@ -242,22 +246,12 @@ export const tokenEndpointSchema = {
   description: 'Same rotation, grace window and reuse detection as the refresh route. Reads the form body only, never cookies, and sets none. ' +
     'A session bound to a DPoP key at login needs a proof by that key; its access token is then bound too (token_type DPoP).',
   headers: DPOP_HEADER,
-  body: {
-    content: {
-      [FORM]: {
-        schema: {
-          type: 'object',
-          required: ['grant_type', 'refresh_token'],
-          properties: {
-            grant_type: { type: 'string', enum: ['refresh_token'] },
-            refresh_token: { type: 'string', maxLength: MAX_TOKEN_LENGTH },
-            client_id: { type: 'string', description: 'Must be the client the session was issued to' },
-            scope: { type: 'string', description: 'At most the scope granted; the new access token gets it' }
-          }
-        }
-      }
-    }
-  },
+  body: formBody(['grant_type', 'refresh_token'], {
+    grant_type: { type: 'string', enum: ['refresh_token'] },
+    refresh_token: { type: 'string', maxLength: MAX_TOKEN_LENGTH },
+    client_id: { type: 'string', description: 'Must be the client the session was issued to' },
+    scope: { type: 'string', description: 'At most the scope granted; the new access token gets it' }
+  }),
   response: {
     200: {
       description: 'New tokens (Cache-Control: no-store)',
@@ -272,7 +266,7 @@ export const tokenEndpointSchema = {
       }
     },
     400: oauthError('invalid_request, invalid_grant, unsupported_grant_type, invalid_scope, invalid_dpop_proof or use_dpop_nonce (with DPoP-Nonce)'),
-    413: oauthError(`invalid_request: the body is over ${ROUTE_BODY_LIMIT} bytes`),
+    413: OAUTH_TOO_LARGE,
     503: oauthError('temporarily_unavailable: the session store did not answer in time; retry after Retry-After seconds')
   }
 }
@@ -283,25 +277,15 @@ export const revokeEndpointSchema = {
   operationId: 'oauthRevoke',
   summary: 'OAuth token revocation (RFC 7009): ends the session of a refresh or access token',
   description: 'Answers 200 for an unknown or invalid token too. A superseded refresh token is reuse: the session ends. Reads the form body only.',
-  body: {
-    content: {
-      [FORM]: {
-        schema: {
-          type: 'object',
-          required: ['token'],
-          properties: {
-            token: { type: 'string', maxLength: MAX_TOKEN_LENGTH },
-            token_type_hint: { type: 'string', enum: ['refresh_token', 'access_token'] },
-            client_id: { type: 'string' }
-          }
-        }
-      }
-    }
-  },
+  body: formBody(['token'], {
+    token: { type: 'string', maxLength: MAX_TOKEN_LENGTH },
+    token_type_hint: { type: 'string', enum: ['refresh_token', 'access_token'] },
+    client_id: { type: 'string' }
+  }),
   response: {
     200: noContent('Revoked, or nothing to revoke'),
     400: oauthError('invalid_request, or invalid_grant for a token issued to another client'),
-    413: oauthError(`invalid_request: the body is over ${ROUTE_BODY_LIMIT} bytes`),
+    413: OAUTH_TOO_LARGE,
     503: oauthError('temporarily_unavailable: the session store did not answer in time')
   }
 }

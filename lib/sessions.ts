@@ -179,6 +179,8 @@ export class Sessions {
       case 'replayed': {
         const grant = { clientId, scope }
         const tokens = this.#sign({ sub, sid, jti: successor, startedAt: outcome.startedAt, ttlMs: outcome.ttlMs, endsAt, claims, grant, accessScope, binding })
+        // The token endpoint answers the access token's scope.
+        if (accessScope !== undefined) tokens.scope = accessScope
         await this.#emit('onRefresh', { userId: sub, sessionId: sid, reason: 'refresh', replay: outcome.status === 'replayed' }, request)
         return tokens
       }
@@ -199,6 +201,11 @@ export class Sessions {
    */
   verifyAccess (accessToken: string, jkt?: string): SessionUser {
     return this.#codec.verifyAccess(accessToken, jkt)
+  }
+
+  /** Verifies an access token bound to whatever key it names (see {@link TokenCodec.verifyAccessAnyKey}); no store access. */
+  verifyAccessAnyKey (accessToken: string, bound: boolean): ReturnType<TokenCodec['verifyAccessAnyKey']> {
+    return this.#codec.verifyAccessAnyKey(accessToken, bound)
   }
 
   /** Whether a session is live, asking the store. */
@@ -307,7 +314,7 @@ export class Sessions {
     const refreshExpiresIn = Math.ceil(input.ttlMs / 1000)
     const expiresIn = Math.min(this.#options.accessTokenTtl, refreshExpiresIn)
     const jkt = binding?.bindAccess === true ? binding.proof.jkt : undefined
-    const tokens: IssuedTokens = {
+    return {
       accessToken: this.#codec.signAccess({ sub, sid, startedAt, ttlSeconds: expiresIn, claims, grant: { clientId: grant.clientId, scope: accessScope }, jkt }),
       refreshToken: this.#codec.signRefresh({ sub, sid, jti, ttlSeconds: refreshExpiresIn, endsAt, claims, grant }),
       tokenType: jkt === undefined ? 'Bearer' : 'DPoP',
@@ -315,8 +322,6 @@ export class Sessions {
       refreshExpiresIn,
       sessionId: sid
     }
-    if (accessScope !== undefined) tokens.scope = accessScope
-    return tokens
   }
 
   /** The client and scope of a new session: as the app asked, the client by default the configured one. */

@@ -153,6 +153,12 @@ export interface TokenCodec {
    * bound to none is refused with a proof (it cannot be told from a downgrade).
    */
   verifyAccess (token: string, jkt?: string): SessionUser
+  /**
+   * An access token bound to whatever key it names, or (unless `bound`) to none: its user,
+   * the key's thumbprint and its client. For a DPoP request, whose proof is checked against
+   * that key next, and for ending a session, which needs no proof.
+   */
+  verifyAccessAnyKey (token: string, bound: boolean): { user: SessionUser, jkt: string | undefined, clientId: string | undefined }
   /** Throws a 401 error for any token that is not a valid refresh token. */
   verifyRefresh (token: string): RefreshClaims
 }
@@ -243,24 +249,21 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
       return refreshJwt.sign(payload)
     },
     verifyAccess (token, jkt) {
-      const payload = verify(accessKeyOf(accessByKid, token), token)
-      checkSubject(payload)
-      const { sst, cnf } = payload
-      if (typeof sst !== 'number' || !Number.isSafeInteger(sst) || sst < 0) throw new TokenInvalidError()
+      const payload = accessPayload(accessByKid, token)
       // Bound to a key: only with a proof by it; bound to none: never with a proof.
-      if ((cnf === undefined ? undefined : (cnf as { jkt?: unknown } | null)?.jkt) !== jkt) throw new TokenInvalidError()
-      if (expired(payload, now(), accessTokenTtl)) throw new TokenExpiredError()
-      // Built in one object, in the order the app's claims were signed, then ours: this
-      // runs on every authenticated request, so no intermediate copies.
-      const user: Record<string, unknown> = {}
-      for (const name in payload) {
-        if (!SKIPPED_CLAIMS.has(name)) user[name] = payload[name]
+      if (keyOf(payload) !== jkt) throw new TokenInvalidError()
+      return accessUser(payload, now(), accessTokenTtl)
+    },
+    verifyAccessAnyKey (token, bound) {
+      const payload = accessPayload(accessByKid, token)
+      const jkt = keyOf(payload)
+      if (bound && typeof jkt !== 'string') throw new TokenInvalidError()
+      const { client_id: clientId } = payload
+      return {
+        user: accessUser(payload, now(), accessTokenTtl),
+        jkt: typeof jkt === 'string' ? jkt : undefined,
+        clientId: typeof clientId === 'string' ? clientId : undefined
       }
-      user.id = payload.sub
-      user.sessionId = payload.sid
-      user.sessionStartedAt = sst
-      user.expiresAt = (payload.exp as number) * 1000
-      return user as unknown as SessionUser
     },
     verifyRefresh (token) {
       const payload = verify(refreshJwt, token)
@@ -276,6 +279,37 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
       return { sub: payload.sub, sid: payload.sid, jti, endsAt: mx, claims: (clm ?? {}) as ClaimValues, clientId: cid, scope: scp }
     }
   }
+}
+
+/** A verified access token's payload, its subject, session and start checked; not yet its expiry. */
+function accessPayload (keys: Map<string, JWT>, token: string): Record<string, unknown> & { sub: string, sid: string, sst: number } {
+  const payload = verify(accessKeyOf(keys, token), token)
+  checkSubject(payload)
+  const { sst } = payload
+  if (typeof sst !== 'number' || !Number.isSafeInteger(sst) || sst < 0) throw new TokenInvalidError()
+  return payload as Record<string, unknown> & { sub: string, sid: string, sst: number }
+}
+
+/** What a verified payload says of the DPoP key it is bound to (`cnf.jkt`): undefined for none. */
+function keyOf (payload: Record<string, unknown>): unknown {
+  const { cnf } = payload
+  return cnf === undefined ? undefined : (cnf as { jkt?: unknown } | null)?.jkt
+}
+
+/** The user of an access token's verified payload, once its expiry is checked (by the store's clock `now`). */
+function accessUser (payload: Record<string, unknown> & { sub: string, sid: string, sst: number }, now: number, ttlSeconds: number): SessionUser {
+  if (expired(payload, now, ttlSeconds)) throw new TokenExpiredError()
+  // Built in one object, in the order the app's claims were signed, then ours: this
+  // runs on every authenticated request, so no intermediate copies.
+  const user: Record<string, unknown> = {}
+  for (const name in payload) {
+    if (!SKIPPED_CLAIMS.has(name)) user[name] = payload[name]
+  }
+  user.id = payload.sub
+  user.sessionId = payload.sid
+  user.sessionStartedAt = payload.sst
+  user.expiresAt = (payload.exp as number) * 1000
+  return user as unknown as SessionUser
 }
 
 /**
@@ -294,25 +328,6 @@ function accessKeyOf (keys: Map<string, JWT>, token: string): JWT {
   const jwt = keys.get(kid ?? '')
   if (jwt === undefined) throw new TokenInvalidError()
   return jwt
-}
-
-/**
- * A token's claims, read without checking anything ({} for a token that has none to read):
- * only to learn what to check it against, never to trust.
- */
-export function unverifiedClaims (token: string): Record<string, unknown> {
-  try {
-    const claims: unknown = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString())
-    return claims !== null && typeof claims === 'object' ? claims as Record<string, unknown> : {}
-  } catch {
-    return {}
-  }
-}
-
-/** The DPoP key thumbprint an access token says it is bound to (`cnf.jkt`), unverified. */
-export function boundKeyOf (token: string): string | undefined {
-  const jkt = (unverifiedClaims(token).cnf as { jkt?: unknown } | undefined)?.jkt
-  return typeof jkt === 'string' ? jkt : undefined
 }
 
 /** Whether a value has the shape of the session ids {@link newSessionId} makes. */
