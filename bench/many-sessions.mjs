@@ -14,6 +14,7 @@
 import { performance } from 'node:perf_hooks'
 import { Redis } from 'ioredis'
 import { RedisServer } from '../test/helpers/redis.mjs'
+import { scriptStats } from './lib/redis-stats.mjs'
 import { startServer } from './lib/server-process.mjs'
 
 const MANY = Number(process.env.MANY_SESSIONS ?? 20_000)
@@ -31,18 +32,6 @@ async function login (base, userId) {
   const response = await post(base, '/auth/login', { userId })
   if (response.status !== 200) throw new Error(`login answered ${response.status}`)
   return response.body
-}
-
-/** The usec and calls of every script Redis ran so far (EVAL and EVALSHA). */
-async function scriptStats (client) {
-  const info = await client.info('commandstats')
-  let usec = 0
-  let calls = 0
-  for (const match of info.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+),usec=(\d+)/g)) {
-    calls += Number(match[1])
-    usec += Number(match[2])
-  }
-  return { usec, calls }
 }
 
 /** Runs `operation` alone and returns its scripts' Redis time in ms and the script count. */

@@ -19,7 +19,7 @@ import { Redis } from 'ioredis'
 import { RedisStore } from '../dist/index.js'
 // What the plugin stores of a refresh-token id, so that the sessions measured hold what
 // logins write (an internal module of the build, not a public export).
-import { hashId } from '../dist/tokens.js'
+import { SESSIONS_PER_USER, USER_AGENTS, sessionOf } from './lib/session-shape.mjs'
 import { PUBLIC_ORIGIN, SECRET, buildApp, buildJwtBaseline } from './apps.mjs'
 import { RedisServer } from '../test/helpers/redis.mjs'
 import { startServer } from './lib/server-process.mjs'
@@ -31,19 +31,11 @@ const CONNECTIONS = positive('BENCH_CONNECTIONS', 50)
 const WARMUP_SECONDS = 1
 /** Sessions created for the memory figure. */
 const MEMORY_SESSIONS = 100_000
-/** Sessions per user in the memory figure (a phone and a laptop). */
-const SESSIONS_PER_USER = 2
 /** Sessions revoked before authenticate runs, so that its revocation set is not empty. */
 const REVOKED_SESSIONS = 1000
 /** Users the token pools are spread over. */
 const USERS = 10_000
 /** Real browsers' user agents, 111 to 122 characters. */
-const USER_AGENTS = [
-  'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36',
-  'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36',
-  'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148',
-  'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36 Edg/126.0.0.0'
-]
 const JSON_HEADERS = { 'content-type': 'application/json' }
 
 function positive (name, fallback) {
@@ -398,11 +390,6 @@ async function countRoundTrips (inspect, server) {
 // ---------------------------------------------------------------------------------------
 // Redis memory per session
 
-function randomIp () {
-  const bytes = randomBytes(4)
-  return `${bytes[0] % 223 + 1}.${bytes[1]}.${bytes[2]}.${bytes[3]}`
-}
-
 async function usedMemory (client) {
   return Number(/used_memory:(\d+)/.exec(await client.info('memory'))[1])
 }
@@ -418,25 +405,15 @@ async function memoryPerSession () {
   const client = new Redis(server.port, '127.0.0.1', { enableAutoPipelining: true })
   try {
     const store = new RedisStore({ client })
-    const session = (userId) => ({
-      userId,
-      sessionId: randomBytes(16).toString('base64url'),
-      tokenHash: hashId(randomBytes(32).toString('base64url')),
-      ttlMs: 86_400_000,
-      maxTtlMs: 2_592_000_000,
-      client: { userAgent: USER_AGENTS[Math.floor(Math.random() * USER_AGENTS.length)], ip: randomIp() },
-      maxSessions: 100,
-      rememberMs: 930_000
-    })
     // Load the script and let the allocator settle before the first reading.
-    await store.create(session('warm-up'))
+    await store.create(sessionOf('warm-up'))
     await client.flushall()
     const before = await usedMemory(client)
 
     const users = MEMORY_SESSIONS / SESSIONS_PER_USER
     const created = []
     for (let done = 0; done < MEMORY_SESSIONS; done += 1000) {
-      const batch = Array.from({ length: 1000 }, (_, i) => session(`user-${(done + i) % users}`))
+      const batch = Array.from({ length: 1000 }, (_, i) => sessionOf(`user-${(done + i) % users}`))
       await Promise.all(batch.map((s) => store.create(s)))
       for (const s of batch) created.push(s)
     }

@@ -106,7 +106,7 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
   const { store, owned } = buildStore(fastify, options)
   const clock = new StoreClock(() => store.time(), fastify.log)
   const codec = await createTokenCodec(fastify, { ...options, now: () => clock.now() })
-  const revocations = new RevocationList(store.revocationFeed, clock, options.revocationFeed, fastify.log)
+  const revocations = new RevocationList(store.revocationFeed, clock, { ...options.revocationFeed, rememberMs: options.rememberMs }, fastify.log)
   const sessions = new Sessions(options, codec, store, revocations, clock, createEmitter(options.hooks, fastify.log), fastify.log)
   const dpop = new DpopVerifier(options.dpop, options.keys.dpopNonce, options.origins.publicOrigin, () => clock.now())
   const handlers = createHandlers(options, sessions, revocations, dpop)

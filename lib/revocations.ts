@@ -2,12 +2,19 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { StoreClock } from './clock.js'
 import { StoreUnavailableError } from './errors.js'
 import { loggable } from './log.js'
-import type { Revocation, RevocationFeed, UserRevocation } from './stores/store.js'
+import type { Revocation, RevocationFeed } from './stores/store.js'
 
 /** How soon a failed reload is tried again while the feed is connected. */
 const RELOAD_RETRY = 1000
-/** How often, at most, expired revocations are swept out as new ones arrive. */
+/** How often, at most, a sweep for expired revocations runs as new ones arrive. */
 const SWEEP_EVERY = 1000
+/**
+ * How many remembered revocations one sweep looks at, going on where the last stopped:
+ * a sweep costs a request at most a fraction of a millisecond, however many are
+ * remembered, and with a million a full pass takes about two minutes (each is remembered
+ * for at least the access tokens' lifetime).
+ */
+const SWEEP_BATCH = 8192
 
 /** What the list needs of the plugin's options. */
 export interface RevocationListOptions {
@@ -15,6 +22,13 @@ export interface RevocationListOptions {
   maxOutageMs: number
   /** `accept`: keep trusting access tokens (logged); `reject`: answer 503. */
   onOutage: 'accept' | 'reject'
+  /**
+   * How long after a user's sessions were all revoked their access tokens may live here:
+   * this instance's access-token lifetime and margin. It refuses longer-lived tokens, so
+   * what a stamp covers is over for it by then, whatever lifetime the instance that made
+   * the stamp has.
+   */
+  rememberMs: number
 }
 
 /**
@@ -24,10 +38,20 @@ export interface RevocationListOptions {
  * time (one entry, however many sessions it ends). It is fed by the store's revocation
  * feed and reloaded from the store after every (re)connect, for what the feed missed;
  * each entry is forgotten once its access tokens have expired, by the store's clock.
+ *
+ * A million entries must fit in a small heap: each is a map entry keyed by the id, with a
+ * small integer as its value (times relative to when the list was made, which stay small
+ * integers for about three weeks of uptime), and nothing else; a spared session of a
+ * user's stamp is in a map of its own.
  */
 export class RevocationList {
+  /** Session id → until when its access tokens may live, in whole seconds after #base (rounded up). */
   readonly #revoked = new Map<string, number>()
-  readonly #users = new Map<string, UserRevocation>()
+  /** User id → when the user's sessions started before were revoked, in ms after #base. */
+  readonly #users = new Map<string, number>()
+  /** User id → the session the user's stamp spares (only for the stamps that spare one). */
+  readonly #spared = new Map<string, string>()
+  readonly #base = Date.now()
   readonly #feed: RevocationFeed
   readonly #clock: StoreClock
   readonly #options: RevocationListOptions
@@ -39,6 +63,11 @@ export class RevocationList {
   #stopWatching: (() => Promise<void>) | undefined
   #firstLoad: (() => void) | undefined
   #lastSweep = 0
+  #revokedSweep: MapIterator<[string, number]> | undefined
+  #usersSweep: MapIterator<[string, number]> | undefined
+  /** Whether a reload is running, and whether another must follow it (a connect meanwhile). */
+  #reloading = false
+  #reloadAgain = false
 
   constructor (feed: RevocationFeed, clock: StoreClock, options: RevocationListOptions, log: FastifyBaseLogger) {
     this.#feed = feed
@@ -57,10 +86,10 @@ export class RevocationList {
       revoked: (revocations) => this.#add(revocations),
       connected: () => {
         this.#connected = true
-        // A reconnect may follow a failover to a server on another clock. Neither rejects:
-        // each logs its own failure.
-        this.#clock.calibrate()
-        this.#reload()
+        // A reconnect may follow a failover to a server on another clock. The clock first:
+        // a reload's pipelines would lengthen the round trips it reads, and so its error.
+        // Neither rejects: each logs its own failure.
+        this.#clock.calibrate().then(() => this.#reload())
       },
       disconnected: () => this.#down()
     }).then((stop) => { this.#stopWatching = stop })
@@ -86,16 +115,17 @@ export class RevocationList {
   isRevoked (userId: string, sessionId: string, startedAt: number): boolean {
     const until = this.#revoked.get(sessionId)
     if (until !== undefined) {
-      if (until > this.#clock.now()) return true
+      if (this.#base + until * 1000 > this.#clock.now()) return true
       this.#revoked.delete(sessionId)
     }
     const stamp = this.#users.get(userId)
     if (stamp === undefined) return false
-    if (stamp.until <= this.#clock.now()) {
-      this.#users.delete(userId)
+    const startedBefore = this.#base + stamp
+    if (startedBefore + this.#options.rememberMs <= this.#clock.now()) {
+      this.#forgetUser(userId)
       return false
     }
-    return startedAt < stamp.startedBefore && sessionId !== stamp.except
+    return startedAt < startedBefore && sessionId !== this.#spared.get(userId)
   }
 
   /** Throws a 503 when the feed has been down too long and the policy is to reject. */
@@ -121,10 +151,7 @@ export class RevocationList {
     await this.#stopWatching?.()
   }
 
-  /**
-   * Adds revocations, and now and then forgets expired ones. Sweeping on every add would
-   * cost each logout a scan of every remembered revocation (thousands on a busy fleet).
-   */
+  /** Adds revocations, and now and then forgets a batch of expired ones. */
   #add (revocations: Revocation[]): void {
     const now = this.#clock.now()
     if (now - this.#lastSweep >= SWEEP_EVERY) {
@@ -133,21 +160,44 @@ export class RevocationList {
     }
     for (const revocation of revocations) {
       if ('sessionId' in revocation) {
-        if (revocation.until > (this.#revoked.get(revocation.sessionId) ?? 0)) this.#revoked.set(revocation.sessionId, revocation.until)
+        if (revocation.until <= now) continue
+        const until = Math.ceil((revocation.until - this.#base) / 1000)
+        if (until > (this.#revoked.get(revocation.sessionId) ?? -Infinity)) this.#revoked.set(revocation.sessionId, until)
         continue
       }
       // The latest stamp of a user covers every earlier one (and may spare another session).
-      const known = this.#users.get(revocation.userId)
-      if (known === undefined || revocation.startedBefore >= known.startedBefore) this.#users.set(revocation.userId, revocation)
+      const { userId } = revocation
+      if (revocation.startedBefore + this.#options.rememberMs <= now) continue
+      const startedBefore = revocation.startedBefore - this.#base
+      if (startedBefore < (this.#users.get(userId) ?? -Infinity)) continue
+      this.#users.set(userId, startedBefore)
+      if (revocation.except === undefined) this.#spared.delete(userId)
+      else this.#spared.set(userId, revocation.except)
     }
   }
 
+  /**
+   * Reloads every revocation, a chunk at a time (handing the event loop back between
+   * chunks), once for any number of connects that come while it runs.
+   */
   async #reload (): Promise<void> {
+    if (this.#reloading) {
+      this.#reloadAgain = true
+      return
+    }
+    this.#reloading = true
     try {
-      this.#add(await this.#feed.revocations())
+      for await (const chunk of chunksOf(this.#feed.revocations())) this.#add(chunk)
     } catch (err) {
+      this.#reloading = this.#reloadAgain = false
       this.#log.warn({ err: loggable(err) }, 'revocation list reload failed; retrying')
       setTimeout(() => { if (this.#connected && !this.#closed) this.#reload() }, RELOAD_RETRY).unref()
+      return
+    }
+    this.#reloading = false
+    if (this.#reloadAgain) {
+      this.#reloadAgain = false
+      this.#reload()
       return
     }
     if (this.#downSince !== undefined) this.#log.info({ revoked: this.#revoked.size }, 'revocation feed up')
@@ -162,12 +212,39 @@ export class RevocationList {
     this.#log.warn({ onOutage: this.#options.onOutage }, 'revocation feed down: revocations on other instances may be missed')
   }
 
+  /** Forgets the expired among the next SWEEP_BATCH sessions and users, from where the last sweep stopped. */
   #sweep (now: number): void {
-    for (const [sessionId, until] of this.#revoked) {
-      if (until <= now) this.#revoked.delete(sessionId)
-    }
-    for (const [userId, stamp] of this.#users) {
-      if (stamp.until <= now) this.#users.delete(userId)
-    }
+    const revokedBefore = Math.floor((now - this.#base) / 1000)
+    this.#revokedSweep = sweepSome(this.#revoked, this.#revokedSweep, (until) => until <= revokedBefore, (sessionId) => this.#revoked.delete(sessionId))
+    const usersBefore = now - this.#base - this.#options.rememberMs
+    this.#usersSweep = sweepSome(this.#users, this.#usersSweep, (stamp) => stamp <= usersBefore, (userId) => this.#forgetUser(userId))
   }
+
+  #forgetUser (userId: string): void {
+    this.#users.delete(userId)
+    this.#spared.delete(userId)
+  }
+}
+
+/**
+ * Goes on through `map` from `cursor` (a new pass when there is none), forgets up to
+ * SWEEP_BATCH expired entries' worth of it, and gives back where it stopped (none at the
+ * end of a pass). Deleting an entry of a Map while iterating it is safe.
+ */
+function sweepSome (
+  map: Map<string, number>, cursor: MapIterator<[string, number]> | undefined, expired: (value: number) => boolean, forget: (key: string) => void
+): MapIterator<[string, number]> | undefined {
+  const entries = cursor ?? map.entries()
+  for (let n = 0; n < SWEEP_BATCH; n++) {
+    const next = entries.next()
+    if (next.done === true) return undefined
+    if (expired(next.value[1])) forget(next.value[0])
+  }
+  return entries
+}
+
+/** A feed's reload as chunks, whether it gives them all at once or a chunk at a time. */
+async function * chunksOf (revocations: Promise<Revocation[]> | AsyncIterable<Revocation[]>): AsyncGenerator<Revocation[]> {
+  if (Symbol.asyncIterator in revocations) yield * revocations
+  else yield await revocations
 }

@@ -1,6 +1,7 @@
 import t from 'tap'
 import { Cluster, Redis } from 'ioredis'
 import { RedisStore, type RevocationListener } from '../lib/index.js'
+import { RevocationBuckets, SLOTS } from '../lib/stores/buckets.js'
 import { buildApp, login, refresh } from './helpers/app.js'
 import { payloadOf } from './helpers/jwt.js'
 import { startCluster } from './helpers/topology.js'
@@ -52,8 +53,8 @@ t.test('Redis Cluster (three primaries)', async (t) => {
     const me = async (): Promise<number> =>
       (await app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${victim.accessToken}` } })).statusCode
     t.equal(await me(), 200)
-    // A revocation whose announcement this instance missed: in the user's set, never published.
-    await client.zadd('tsess:{cluster-feed-victim}:rv', Date.now() + 60_000, payloadOf(victim.accessToken).sid as string)
+    // A revocation whose announcement this instance missed: in the bucket of the user's slot, never published.
+    await client.zadd(new RevocationBuckets('tsess:', SLOTS).of('tsess:{cluster-feed-victim}'), Date.now() + 60_000, payloadOf(victim.accessToken).sid as string)
     t.equal(await me(), 200, 'a revocation not announced is not known yet')
     // Drop every subscribed connection: the feed must move (to the next node) and reload.
     for (const node of nodes) {

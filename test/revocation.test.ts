@@ -180,7 +180,7 @@ t.test('the revocation list', async (t) => {
   t.test('forgets a revocation once its access tokens have expired', async (t) => {
     const store = new MemoryStore()
     t.teardown(() => store.close())
-    const list = new RevocationList(store.revocationFeed, clockOf(store), { maxOutageMs: 0, onOutage: 'accept' }, silent)
+    const list = new RevocationList(store.revocationFeed, clockOf(store), { maxOutageMs: 0, onOutage: 'accept', rememberMs: 50 }, silent)
     await list.start(1000)
     t.teardown(() => list.close())
     t.ok(list.live)
@@ -190,8 +190,8 @@ t.test('the revocation list', async (t) => {
     await store.revoke({ userId: 'u', sessionId: 'short-lived-session-id', rememberMs: 50 })
     t.ok(list.isRevoked('u', 'short-lived-session-id', 0))
     t.notOk(list.isRevoked('u', 'never-revoked', 0))
-    await sleep(100)
-    t.notOk(list.isRevoked('u', 'short-lived-session-id', 0), 'forgotten after its time')
+    await sleep(1100)
+    t.notOk(list.isRevoked('u', 'short-lived-session-id', 0), 'forgotten after its time (kept in whole seconds, rounded up)')
     await store.revoke({ userId: 'u', sessionId: 'other-session-id-00000', rememberMs: 50 })
     await store.revokeAll('w', { rememberMs: 50 })
     await sleep(1100)
@@ -205,27 +205,29 @@ t.test('the revocation list', async (t) => {
   t.test('a user\'s stamp covers the sessions that started before it but the spared one, until it expires', async (t) => {
     const listeners: RevocationListener[] = []
     const feed: RevocationFeed = { watch: async (listener: RevocationListener) => { listeners.push(listener); return async () => {} }, revocations: async () => [] }
-    const list = new RevocationList(feed, new StoreClock(async () => Date.now(), silent), { maxOutageMs: 0, onOutage: 'accept' }, silent)
+    const list = new RevocationList(feed, new StoreClock(async () => Date.now(), silent), { maxOutageMs: 0, onOutage: 'accept', rememberMs: 200 }, silent)
     await list.start(10)
     const now = Date.now()
-    listeners[0]?.revoked([{ userId: 'u', startedBefore: 1000, except: 'spared', until: now + 60_000 }])
-    t.ok(list.isRevoked('u', 'older', 999), 'started before the stamp')
-    t.notOk(list.isRevoked('u', 'newer', 1000), 'started at the stamp: a login right after it')
-    t.notOk(list.isRevoked('u', 'spared', 10), 'the spared session')
-    t.notOk(list.isRevoked('other-user', 'older', 999), 'another user')
-    listeners[0]?.revoked([{ userId: 'u', startedBefore: 500, until: now + 60_000 }])
-    t.notOk(list.isRevoked('u', 'spared', 10), 'an older stamp arriving late changes nothing')
-    listeners[0]?.revoked([{ userId: 'u', startedBefore: 2000, until: now + 20 }])
-    t.ok(list.isRevoked('u', 'spared', 10), 'a later stamp replaces it')
-    await sleep(50)
-    t.notOk(list.isRevoked('u', 'older', 999), 'forgotten once its access tokens have expired')
+    listeners[0]?.revoked([{ userId: 'u', startedBefore: now - 100, except: 'spared', until: now + 60_000 }])
+    t.ok(list.isRevoked('u', 'older', now - 101), 'started before the stamp')
+    t.notOk(list.isRevoked('u', 'newer', now - 100), 'started at the stamp: a login right after it')
+    t.notOk(list.isRevoked('u', 'spared', now - 1000), 'the spared session')
+    t.notOk(list.isRevoked('other-user', 'older', now - 101), 'another user')
+    listeners[0]?.revoked([{ userId: 'u', startedBefore: now - 150, until: now + 60_000 }])
+    t.notOk(list.isRevoked('u', 'spared', now - 1000), 'an older stamp arriving late changes nothing')
+    listeners[0]?.revoked([{ userId: 'u', startedBefore: now - 50, until: now + 60_000 }])
+    t.ok(list.isRevoked('u', 'spared', now - 1000), 'a later stamp replaces it, and spares nothing')
+    listeners[0]?.revoked([{ userId: 'gone', startedBefore: now - 300, until: now + 60_000 }])
+    t.equal(list.size, 1, 'a stamp already past this instance\'s memory is not kept')
+    await sleep(250)
+    t.notOk(list.isRevoked('u', 'older', now - 101), 'forgotten once this instance\'s access tokens from before it have expired, whatever until the stamp names')
     t.equal(list.size, 0)
   })
 
   t.test('keeps the later of two expiries for one session', async (t) => {
     const listeners: RevocationListener[] = []
     const feed: RevocationFeed = { watch: async (listener: RevocationListener) => { listeners.push(listener); return async () => {} }, revocations: async () => [] }
-    const list = new RevocationList(feed, new StoreClock(async () => Date.now(), silent), { maxOutageMs: 0, onOutage: 'accept' }, silent)
+    const list = new RevocationList(feed, new StoreClock(async () => Date.now(), silent), { maxOutageMs: 0, onOutage: 'accept', rememberMs: 60_000 }, silent)
     await list.start(10)
     const now = Date.now()
     listeners[0]?.revoked([{ sessionId: 's', until: now + 60_000 }])
@@ -245,7 +247,7 @@ t.test('the revocation list', async (t) => {
     const feed: RevocationFeed = { watch: async (listener: RevocationListener) => { listeners.push(listener); return async () => {} }, revocations }
     const logs = new LogCapture()
     const log = Fastify({ logger: { level: 'info', stream: logs } }).log
-    const list = new RevocationList(feed, new StoreClock(async () => Date.now(), log), { maxOutageMs: 0, onOutage: 'reject' }, log)
+    const list = new RevocationList(feed, new StoreClock(async () => Date.now(), log), { maxOutageMs: 0, onOutage: 'reject', rememberMs: 60_000 }, log)
     await list.start(10)
     t.teardown(() => list.close())
     t.throws(() => list.checkFeed(), { code: 'FTS_STORE_UNAVAILABLE' }, 'not loaded yet: down')
@@ -259,5 +261,82 @@ t.test('the revocation list', async (t) => {
     listeners[0]?.disconnected()
     t.equal(logs.entries().filter((entry) => entry.msg?.toString().startsWith('revocation feed down')).length, 1, 'one warning per outage')
     t.notOk(list.live)
+  })
+
+  /** A feed the test drives: its listener, and a reload it gives as `reload` says. */
+  const drivenFeed = (reload: () => Promise<Revocation[]> | AsyncIterable<Revocation[]>): { feed: RevocationFeed, listeners: RevocationListener[] } => {
+    const listeners: RevocationListener[] = []
+    return { listeners, feed: { watch: async (listener: RevocationListener) => { listeners.push(listener); return async () => {} }, revocations: reload } }
+  }
+  const listOf = (feed: RevocationFeed): RevocationList =>
+    new RevocationList(feed, new StoreClock(async () => Date.now(), silent), { maxOutageMs: 0, onOutage: 'reject', rememberMs: 60_000 }, silent)
+
+  t.test('reloads a feed that gives its revocations in chunks, handing the event loop back between them', async (t) => {
+    let turns = 0
+    const timer = setInterval(() => { turns++ }, 0)
+    t.teardown(() => clearInterval(timer))
+    let failFirst = true
+    const { feed, listeners } = drivenFeed(async function * () {
+      for (let chunk = 0; chunk < 5; chunk++) {
+        await sleep(2)
+        if (chunk === 3 && failFirst) {
+          failFirst = false
+          throw new Error('connection lost mid-reload')
+        }
+        yield Array.from({ length: 1000 }, (_, n) => ({ sessionId: `c${chunk}-${n}`, until: Date.now() + 60_000 }))
+      }
+    })
+    const list = listOf(feed)
+    await list.start(10)
+    t.teardown(() => list.close())
+    listeners[0]?.connected()
+    await sleep(100)
+    t.notOk(list.live, 'a reload that failed midway leaves the feed down')
+    await sleep(1200)
+    t.ok(list.live, 'retried, and whole')
+    t.equal(list.size, 5000)
+    t.ok(list.isRevoked('u', 'c4-999', 0))
+    t.ok(turns > 5, `timers ran during the reloads (${turns} turns)`)
+  })
+
+  t.test('connects that come during a reload make one more reload, not one each', async (t) => {
+    let reloads = 0
+    const { feed, listeners } = drivenFeed(async () => {
+      reloads++
+      await sleep(50)
+      return [{ sessionId: `r${reloads}`, until: Date.now() + 60_000 }]
+    })
+    const list = listOf(feed)
+    await list.start(10)
+    t.teardown(() => list.close())
+    for (let n = 0; n < 4; n++) listeners[0]?.connected()
+    await sleep(20)
+    listeners[0]?.connected()
+    await sleep(250)
+    t.equal(reloads, 2, 'the first, and one after it for the connects meanwhile')
+    t.ok(list.live)
+    t.ok(list.isRevoked('u', 'r2', 0), 'the later reload counted')
+  })
+
+  t.test('sweeps a bounded batch at a time, from where the last sweep stopped, until every expired entry is gone', async (t) => {
+    const { feed, listeners } = drivenFeed(async () => [])
+    const list = listOf(feed)
+    await list.start(10)
+    t.teardown(() => list.close())
+    const soon = Date.now() + 300
+    listeners[0]?.revoked(Array.from({ length: 20_000 }, (_, n) => ({ sessionId: `soon-${n}`, until: soon })))
+    listeners[0]?.revoked([{ userId: 'stamped', startedBefore: Date.now() - 59_500, until: soon }])
+    const live = (n: number): Revocation => ({ sessionId: `live-${n}`, until: Date.now() + 60_000 })
+    const sizes: number[] = []
+    for (let n = 0; n < 4; n++) {
+      await sleep(1100)
+      listeners[0]?.revoked([live(n)])
+      sizes.push(list.size)
+    }
+    // Each sweep looks at 8,192 sessions; the expired ones among them go, and the stamp
+    // (expired by this instance's memory) goes with the first sweep of the users.
+    t.same(sizes, [20_001 - 8192 + 1 - 1, 20_001 - 16_384 + 2 - 1, 2 + 1, 4], 'the expired go a batch per sweep; the live stay')
+    t.ok(list.isRevoked('u', 'live-0', 0))
+    t.notOk(list.isRevoked('u', 'soon-19999', 0))
   })
 })

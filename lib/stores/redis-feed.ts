@@ -1,51 +1,141 @@
 import type { Cluster, Redis } from 'ioredis'
-import type { RedisClient } from './redis.js'
-import type { Revocation, RevocationFeed, RevocationListener } from './store.js'
+import type { BucketReader, RedisClient } from './redis.js'
+import type { Revocation, RevocationFeed, RevocationListener, UserRevocation } from './store.js'
 
 /** On a Cluster, how soon the revocation feed moves to the next node after losing one. */
 const CLUSTER_RESUBSCRIBE_DELAY = 100
+
+/** How many revocation buckets a reload reads at most at once (a command each, pipelined). */
+const RELOAD_BATCH = 512
+/** How many it reads first, before it knows how full the buckets are. */
+const FIRST_BATCH = 16
+/** About how many revocations each batch brings: what an instance adds between two turns of its event loop. */
+const CHUNK_ENTRIES = 10_000
+/** How many batches are on their way at once. */
+const READ_AHEAD = 2
+/** The most entries one command reads of a bucket: a larger bucket is read in pages. */
+const BUCKET_PAGE = 500
 
 /** Where the Redis store keeps and announces revocations. */
 export interface RedisFeedOptions {
   /** The channel the scripts publish on (the client's key prefix included). */
   channel: string
-  /** Standalone: the store-wide sorted set of revocations. */
-  revokedKey: string
-  /** Cluster: the pattern of the per-user sorted sets to scan on every primary. */
-  clusterPattern: string
+  /** The revocation buckets, one sorted set per hash slot. */
+  buckets: readonly string[]
 }
 
 /**
- * The revocation feed on Redis: pub/sub for what is announced, the sorted sets of
- * revocations for a reload after every (re)connect, and on a Cluster a subscriber that
- * moves from node to node.
+ * The revocation feed on Redis: pub/sub for what is announced, the revocation buckets for
+ * a reload after every (re)connect, and on a Cluster a subscriber that moves from node to
+ * node.
  */
 export class RedisRevocationFeed implements RevocationFeed {
   readonly #client: Redis | Cluster
   readonly #cluster: boolean
   readonly #options: RedisFeedOptions
+  readonly #channel: Buffer
 
   constructor (client: RedisClient, cluster: boolean, options: RedisFeedOptions) {
     // Typed as this package's ioredis; an app's client of ioredis 5 has the same API for
-    // what the feed calls (zrange, scan, nodes, duplicate, subscribe and their events).
+    // what the feed calls (pipeline, the bucket script's command, nodes, duplicate, subscribe and their events).
     this.#client = client as unknown as Redis | Cluster
     this.#cluster = cluster
     this.#options = options
+    this.#channel = Buffer.from(options.channel)
   }
 
-  async revocations (): Promise<Revocation[]> {
-    if (!this.#cluster) return pairs(await this.#client.zrange(this.#options.revokedKey, '0', '-1', 'WITHSCORES'))
-    // On a Cluster the revocations are spread over the users' slots: scan every primary.
-    const revocations: Revocation[] = []
-    for (const node of (this.#client as Cluster).nodes('master')) {
-      let cursor = '0'
-      do {
-        const [next, keys] = await node.scan(cursor, 'MATCH', this.#options.clusterPattern, 'COUNT', 1000)
-        cursor = next
-        for (const key of keys) revocations.push(...pairs(await node.zrange(key, '0', '-1', 'WITHSCORES')))
-      } while (cursor !== '0')
+  /**
+   * Every bucket, a batch at a time: each batch is one pipeline (on a Cluster, of buckets
+   * on one primary) and one chunk of about CHUNK_ENTRIES revocations, so a reload of a
+   * million never holds them all at once nor blocks the event loop long, and no command
+   * reads more than a page. The next batches are on their way while the caller adds a chunk.
+   */
+  async * revocations (): AsyncGenerator<Revocation[]> {
+    const groups = this.#byPrimary()
+    let group = 0
+    let from = 0
+    let batch = FIRST_BATCH
+    const read = (): Promise<{ buckets: number, revocations: Revocation[] }> | undefined => {
+      while (group < groups.length && from >= (groups[group] as readonly string[]).length) {
+        group++
+        from = 0
+      }
+      if (group === groups.length) return undefined
+      const buckets = (groups[group] as readonly string[]).slice(from, from + batch)
+      from += buckets.length
+      const reading = this.#readBatch(buckets).then((revocations) => ({ buckets: buckets.length, revocations }))
+      // Handled here too: a reload given up after a failure leaves the next batch unread.
+      reading.catch(() => {})
+      return reading
     }
+    // READ_AHEAD batches on their way: Redis reads them while the caller takes a chunk.
+    const reading: Array<Promise<{ buckets: number, revocations: Revocation[] }>> = []
+    const readAhead = (): void => {
+      for (let next; reading.length < READ_AHEAD && (next = read()) !== undefined;) reading.push(next)
+    }
+    readAhead()
+    for (let next; (next = reading.shift()) !== undefined;) {
+      const { buckets, revocations } = await next
+      // As many buckets next as would bring about CHUNK_ENTRIES, by how full these were.
+      batch = Math.max(1, Math.min(RELOAD_BATCH, Math.floor(buckets * CHUNK_ENTRIES / Math.max(revocations.length, 1))))
+      readAhead()
+      yield revocations
+    }
+  }
+
+  /**
+   * The buckets grouped by the primary that serves their slot, as the client last learnt
+   * it: a pipeline goes to one node. (Slots that move meanwhile fail the reload, and the
+   * list tries again.)
+   */
+  #byPrimary (): Array<readonly string[]> {
+    const { buckets } = this.#options
+    if (!this.#cluster) return [buckets]
+    const slots = (this.#client as Cluster).slots
+    const groups = new Map<string, string[]>()
+    buckets.forEach((bucket, slot) => {
+      // The slot's primary and replicas, as the client knows them (none yet: one group).
+      const node = String(slots[slot])
+      const group = groups.get(node)
+      if (group === undefined) groups.set(node, [bucket])
+      else group.push(bucket)
+    })
+    return [...groups.values()]
+  }
+
+  /** The first page of each of `buckets`, in one pipeline, and the rest of the larger ones, side by side. */
+  async #readBatch (buckets: readonly string[]): Promise<Revocation[]> {
+    const pipeline = this.#client.pipeline() as unknown as BucketReader & { exec: () => Promise<Array<[Error | null, Buffer]>> }
+    for (const bucket of buckets) pipeline.tokenSessionsRevocationsBuffer(bucket, '-inf', '+inf', 0, BUCKET_PAGE)
+    const replies = await pipeline.exec()
+    const revocations: Revocation[] = []
+    const larger: Array<Promise<void>> = []
+    for (const [n, [error, flat]] of replies.entries()) {
+      if (error !== null) throw error
+      const read = pageOf(flat, revocations)
+      if (read.full) larger.push(this.#readRest(buckets[n] as string, read, revocations))
+    }
+    await Promise.all(larger)
     return revocations
+  }
+
+  /**
+   * The rest of a bucket larger than a page, a page at a time by score. A full page ends
+   * at some score: the rest of that score's entries are read past the ones seen, then the
+   * next page starts above it. Entries forgotten meanwhile are expired ones, whose score
+   * is below any live one's, so an offset skips no live entry; entries added meanwhile
+   * come through the channel.
+   */
+  async #readRest (bucket: string, first: Page, into: Revocation[]): Promise<void> {
+    const reader = this.#client as unknown as BucketReader
+    const page = async (min: string, max: string, offset: number): Promise<Page> =>
+      pageOf(await reader.tokenSessionsRevocationsBuffer(bucket, min, max, offset, BUCKET_PAGE), into)
+    for (let read = first; read.full;) {
+      const { last } = read
+      let seen = read.ofLast
+      for (let ties = read; ties.full; seen += ties.ofLast) ties = await page(last, last, seen)
+      read = await page(`(${last}`, '+inf', 0)
+    }
   }
 
   /**
@@ -58,8 +148,10 @@ export class RedisRevocationFeed implements RevocationFeed {
     const watch = (subscriber: Redis): Redis => {
       subscriber.on('error', () => {})
       subscriber.on('close', () => listener.disconnected())
-      subscriber.on('message', (from: string, message: string) => {
-        if (from === channel) listener.revoked(parseAnnouncement(message))
+      // As bytes: what is remembered is sliced out of them as strings of their own, not as
+      // slices of the message, which would keep every message alive as long.
+      subscriber.on('messageBuffer', (from: Buffer, message: Buffer) => {
+        if (from.equals(this.#channel)) listener.revoked(parseAnnouncement(message))
       })
       // subscribe() never rejects: a connection lost meanwhile comes back through 'ready'.
       subscriber.on('ready', () => { subscribe(subscriber) })
@@ -131,29 +223,65 @@ export class RedisRevocationFeed implements RevocationFeed {
  */
 const SUBSCRIBER = { autoResubscribe: false } as const
 
-/** A ZRANGE WITHSCORES reply as revocations. */
-function pairs (flat: string[]): Revocation[] {
-  const revocations: Revocation[] = []
-  for (let i = 0; i < flat.length; i += 2) revocations.push(revocationOf(flat[i] as string, Number(flat[i + 1])))
-  return revocations
+/** What one read of a bucket found: whether it was a full page, its last score, and how many entries had it. */
+interface Page {
+  full: boolean
+  last: string
+  ofLast: number
 }
 
-/**
- * A member of the revoked set: a session id, or a stamp, `u:<time>:<spared id>:<user id>`
- * (a session id never holds a colon; a user id may, so it comes last).
- */
-function revocationOf (member: string, until: number): Revocation {
-  if (!member.startsWith('u:')) return { sessionId: member, until }
-  const [, startedBefore, except] = member.split(':', 3) as [string, string, string]
-  const userId = member.slice(4 + startedBefore.length + except.length)
-  return except === '' ? { userId, startedBefore: Number(startedBefore), until } : { userId, startedBefore: Number(startedBefore), except, until }
+/** Adds the revocations of a page as revocations.lua gives it ("<score> <length> <member> ...") to `into`. */
+function pageOf (reply: Buffer, into: Revocation[]): Page {
+  let last = ''
+  let ofLast = 0
+  let count = 0
+  for (let at = 0; at < reply.length; count++) {
+    const scoreEnd = reply.indexOf(SPACE, at)
+    const score = reply.toString('latin1', at, scoreEnd)
+    let length = 0
+    for (at = scoreEnd + 1; reply[at] !== SPACE; at++) length = length * 10 + (reply[at] as number) - 0x30
+    const member = at + 1
+    at = member + length + 1
+    const until = Number(score)
+    into.push(isStampAt(reply, member) ? stampOf(reply.subarray(member, member + length), until) : { sessionId: reply.toString('latin1', member, member + length), until })
+    ofLast = score === last ? ofLast + 1 : 1
+    last = score
+  }
+  return { full: count === BUCKET_PAGE, last, ofLast }
+}
+
+/** The byte of the space between an announcement's parts. */
+const SPACE = 0x20
+/** The byte of the colon between a stamp's parts. */
+const COLON = 0x3a
+
+/** Whether the member at `at` is a stamp, `u:…` (a session id never holds a colon). */
+function isStampAt (bytes: Buffer, at: number): boolean {
+  return bytes[at] === 0x75 && bytes[at + 1] === COLON
+}
+
+/** A stamp, `u:<time>:<spared id>:<user id>` (a user id may hold a colon, so it comes last). */
+function stampOf (member: Buffer, until: number): UserRevocation {
+  const timeEnd = member.indexOf(COLON, 2)
+  const exceptEnd = member.indexOf(COLON, timeEnd + 1)
+  const userId = member.toString('utf8', exceptEnd + 1)
+  const startedBefore = Number(member.toString('latin1', 2, timeEnd))
+  if (exceptEnd === timeEnd + 1) return { userId, startedBefore, until }
+  return { userId, startedBefore, except: member.toString('latin1', timeEnd + 1, exceptEnd), until }
 }
 
 /** "<until> <id> <id> ..." or "<until> <stamp>" as the scripts publish them. */
-function parseAnnouncement (message: string): Revocation[] {
-  const space = message.indexOf(' ')
-  const until = Number(message.slice(0, space))
-  const rest = message.slice(space + 1)
-  if (rest.startsWith('u:')) return [revocationOf(rest, until)]
-  return rest.split(' ').map((sessionId) => ({ sessionId, until }))
+function parseAnnouncement (message: Buffer): Revocation[] {
+  const space = message.indexOf(SPACE)
+  const until = Number(message.toString('latin1', 0, space))
+  const rest = message.subarray(space + 1)
+  if (isStampAt(rest, 0)) return [stampOf(rest, until)]
+  const revocations: Revocation[] = []
+  for (let start = 0; start < rest.length;) {
+    const end = rest.indexOf(SPACE, start)
+    const stop = end === -1 ? rest.length : end
+    revocations.push({ sessionId: rest.toString('latin1', start, stop), until })
+    start = stop + 1
+  }
+  return revocations
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { Redis } from 'ioredis'
 import { fail } from '../invalid-option.js'
+import { RevocationBuckets, SLOTS, STANDALONE_BUCKETS } from './buckets.js'
 import { RedisRevocationFeed } from './redis-feed.js'
 import { MAX_USER_AGENT } from './store.js'
 import type {
@@ -58,6 +59,11 @@ interface Scripts {
   ): Promise<[number, string] | -1 | -2>
   tokenSessionsList (index: string, sessionPrefix: string, cursor: number | '', limit: number): Promise<[string, ...string[][]]>
   tokenSessionsLive (session: string, index: string, sessionId: string): Promise<number>
+}
+
+/** The script the revocation feed reads the buckets with (see redis-feed.ts), as bytes. */
+export interface BucketReader {
+  tokenSessionsRevocationsBuffer (bucket: string, min: string, max: string, offset: number, count: number): Promise<Buffer>
 }
 
 /**
@@ -132,7 +138,8 @@ const SCRIPTS = {
   tokenSessionsRevoke: { numberOfKeys: 3, lua: lua('revoke') },
   tokenSessionsRevokeAll: { numberOfKeys: 5, lua: lua('revoke-all') },
   tokenSessionsList: { numberOfKeys: 1, lua: lua('list') },
-  tokenSessionsLive: { numberOfKeys: 2, lua: lua('live') }
+  tokenSessionsLive: { numberOfKeys: 2, lua: lua('live') },
+  tokenSessionsRevocations: { numberOfKeys: 1, lua: lua('revocations') }
 } as const
 
 const ROTATE_STATUS = ['missing', 'rotated', 'replayed', 'reused', 'unbound', 'wrong-key', 'proof-replayed'] as const
@@ -177,10 +184,13 @@ interface UserKeys {
  *   goes stale.
  * - `<prefix>{<userId>}:st`: the user's latest revocation of all sessions (the stamp),
  *   `u:<time>:<spared session id>:<user id>`: every session that started before it is over.
- * - `<prefix>revoked`: a sorted set of revoked session ids, and of stamps, scored by when
- *   access tokens they cover may last live, and the channel of the same name on which
- *   each revocation is published, so that every app instance rejects those access tokens
- *   at once.
+ * - `<prefix>{<tag>}:revoked`: the revocation buckets, sorted sets of revoked session ids,
+ *   and of stamps, scored by when access tokens they cover may last live: on a Cluster one
+ *   per hash slot (its tag hashes to that slot), on one server 1,024. A user's revocations
+ *   go to the user's bucket (on a Cluster, in the user's slot), written by the same script
+ *   as the session change they record. Each revocation is
+ *   also published on the channel `<prefix>revoked`, so that every app instance rejects
+ *   those access tokens at once.
  *
  * Every key expires with the tokens it serves. No script walks all of a user's sessions:
  * revoking them all drops the index in one step, and pruning, listing and the cap each
@@ -210,6 +220,7 @@ export class RedisStore implements SessionStore {
   readonly #channel: string
   readonly #replicas: number
   readonly #waitTimeout: number
+  readonly #buckets: RevocationBuckets
 
   constructor (options: RedisStoreOptions) {
     this.#prefix = checkedKeyPrefix(options.keyPrefix ?? DEFAULT_KEY_PREFIX, 'keyPrefix')
@@ -236,11 +247,8 @@ export class RedisStore implements SessionStore {
     }
     checkedKeyPrefix(this.#clientPrefix, 'the client\'s keyPrefix')
     for (const [name, definition] of Object.entries(SCRIPTS)) this.client.defineCommand(name, definition)
-    this.revocationFeed = new RedisRevocationFeed(this.#redis, this.#cluster, {
-      channel: this.#channel,
-      revokedKey: `${this.#prefix}revoked`,
-      clusterPattern: `${this.#prefix}{*}:rv`
-    })
+    this.#buckets = new RevocationBuckets(this.#prefix, this.#cluster ? SLOTS : STANDALONE_BUCKETS)
+    this.revocationFeed = new RedisRevocationFeed(this.#redis, this.#cluster, { channel: this.#channel, buckets: this.#buckets.all })
   }
 
   /** The key of one session. */
@@ -254,9 +262,8 @@ export class RedisStore implements SessionStore {
   }
 
   /**
-   * The keys of one operation, from the user's prefix computed once. The sorted set of
-   * revocations is one for the whole store, except on a Cluster, where a script may touch
-   * one slot only: there each user has a set under the user's hash tag.
+   * The keys of one operation, from the user's prefix computed once; the revocation
+   * bucket is the one in the user's hash slot, so that a script touches one slot only.
    */
   #keys (userId: string, sessionId: string): UserKeys {
     const user = this.#prefix + tagOf(userId)
@@ -265,7 +272,7 @@ export class RedisStore implements SessionStore {
       session: `${user}:s:${sessionId}`,
       index: `${user}:idx`,
       stamp: `${user}:st`,
-      revoked: this.#cluster ? `${user}:rv` : `${this.#prefix}revoked`,
+      revoked: this.#buckets.of(user),
       sessionPrefix: `${this.#clientPrefix}${user}:s:`
     }
   }

@@ -68,14 +68,18 @@ export interface SessionStore {
  * ```ts
  * const stop = await store.revocationFeed.watch({
  *   revoked: (revocations) => list.add(revocations),
- *   connected: async () => list.add(await store.revocationFeed.revocations()),
+ *   connected: () => reload(), // every chunk of store.revocationFeed.revocations() into the list
  *   disconnected: () => log.warn('revocation feed down')
  * })
  * ```
  */
 export interface RevocationFeed {
-  /** Every revocation still remembered: sessions whose access tokens may still be alive. */
-  revocations (): Promise<Revocation[]>
+  /**
+   * Every revocation still remembered: sessions whose access tokens may still be alive.
+   * All at once, or in chunks (an async iterable of arrays), as a store holding very many
+   * gives them, so that a reload never holds them all at once.
+   */
+  revocations (): Promise<Revocation[]> | AsyncIterable<Revocation[]>
   /**
    * Calls `listener` with every revocation any instance announces (logout, revocation,
    * logout-all, reuse, the cap), and tells when the feed connects and disconnects: a

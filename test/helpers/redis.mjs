@@ -89,6 +89,35 @@ export async function killProcess (child) {
 }
 
 /**
+ * The arguments of one primary of a test Cluster, without persistence, its state in `dir`.
+ * @param {number} port
+ * @param {string} dir
+ * @returns {string[]}
+ */
+export function clusterNodeArgs (port, dir) {
+  return [
+    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
+    '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '2000'
+  ]
+}
+
+/**
+ * Joins running cluster-enabled servers as primaries (`redis-cli --cluster create`) and
+ * waits until each reports the Cluster ok.
+ * @param {number[]} ports
+ * @returns {Promise<void>}
+ */
+export async function joinCluster (ports) {
+  const create = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8' })
+  if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`)
+  for (const port of ports) {
+    const client = new Redis(port, '127.0.0.1')
+    for (let i = 0; i < 100 && !/cluster_state:ok/.test(/** @type {string} */ (await client.call('CLUSTER', 'INFO'))); i++) await sleep(100)
+    client.disconnect()
+  }
+}
+
+/**
  * A private `redis-server` on a free loopback port, with no persistence. It can be
  * stopped and started again on the same port, to test outages and recovery.
  */

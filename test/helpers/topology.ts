@@ -1,10 +1,10 @@
-import { spawnSync, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
-import { assertRedisInstalled, freePort, killProcess, spawnRedis } from './redis.mjs'
+import { assertRedisInstalled, clusterNodeArgs, freePort, joinCluster, killProcess, spawnRedis } from './redis.mjs'
 
 type Teardown = { teardown: (fn: () => unknown) => void }
 
@@ -44,21 +44,11 @@ async function startNodes (t: Teardown, count: number, argsFor: (port: number, d
 
 /** Three primaries with `cluster-enabled yes`, joined by `redis-cli --cluster create`. */
 export async function startCluster (t: Teardown): Promise<Node[]> {
-  const nodes = await startNodes(t, 3, (port, dir) => [
-    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir,
-    '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '2000'
-  ])
-  const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8' })
-  if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`)
-  for (const node of nodes) {
-    const client = new Redis(node.port, '127.0.0.1')
-    for (let i = 0; i < 100 && !/cluster_state:ok/.test(await client.call('CLUSTER', 'INFO') as string); i++) await sleep(100)
-    client.disconnect()
-  }
+  const nodes = await startNodes(t, 3, clusterNodeArgs)
+  await joinCluster(nodes.map((node) => node.port))
   return nodes
 }
 
-/** A primary, one replica and three sentinels watching them as `primary`. */
 export async function startSentinel (t: Teardown): Promise<{ primary: Node, replica: Node, sentinels: Node[] }> {
   const plain = (port: number, dir: string): string[] => ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir]
   const [primary] = await startNodes(t, 1, plain) as [Node]

@@ -60,9 +60,6 @@ if previous then
 end
 redis.call('SET', stamp, member, 'PX', at + remember - now)
 redis.call('ZADD', revoked, at + remember, member)
-redis.call('ZREMRANGEBYSCORE', revoked, '-inf', now)
-if redis.call('PTTL', revoked) < remember then
-  redis.call('PEXPIRE', revoked, remember)
-end
+forget_expired(revoked, now, at + remember - now)
 redis.call('PUBLISH', channel, (at + remember) .. ' ' .. member)
 return {at, spared}
