@@ -41,7 +41,7 @@ export interface RevocationListOptions {
  *
  * A million entries must fit in a small heap: each is a map entry keyed by the id, with a
  * small integer as its value (times relative to when the list was made, which stay small
- * integers for about three weeks of uptime), and nothing else; a spared session of a
+ * integers for about 24 days of uptime, 12 where V8 compresses pointers), and nothing else; a spared session of a
  * user's stamp is in a map of its own.
  */
 export class RevocationList {
@@ -169,7 +169,14 @@ export class RevocationList {
       const { userId } = revocation
       if (revocation.startedBefore + this.#options.rememberMs <= now) continue
       const startedBefore = revocation.startedBefore - this.#base
-      if (startedBefore < (this.#users.get(userId) ?? -Infinity)) continue
+      const known = this.#users.get(userId) ?? -Infinity
+      if (startedBefore < known) continue
+      if (startedBefore === known) {
+        // Two stamps of one time (logout-all twice in a millisecond), in either order, or
+        // the same one again: what either of them ends is over.
+        if (this.#spared.get(userId) !== revocation.except) this.#spared.delete(userId)
+        continue
+      }
       this.#users.set(userId, startedBefore)
       if (revocation.except === undefined) this.#spared.delete(userId)
       else this.#spared.set(userId, revocation.except)
@@ -200,6 +207,8 @@ export class RevocationList {
       this.#reload()
       return
     }
+    // The feed went down while it ran: still down, and its next connect reloads again.
+    if (!this.#connected) return
     if (this.#downSince !== undefined) this.#log.info({ revoked: this.#revoked.size }, 'revocation feed up')
     this.#downSince = undefined
     this.#firstLoad?.()

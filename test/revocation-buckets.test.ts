@@ -49,11 +49,43 @@ t.test('standalone Redis', async (t) => {
     for (let n = 0; n < 100; n++) members.push(later + 600 + n, `c${n}`)
     for (let n = 0; n < 2100; n++) members.push(later + 800, `d${n}`)
     for (let n = 0; n < 50; n++) members.push(later + 900 + n, `e${n}`)
+    // And 700 users' stamps sharing a score (a bucket holds one per user).
+    for (let n = 0; n < 700; n++) members.push(later + 1000, `u:${later - 1000}::user ${n}`)
     await client.zadd(bucket, ...members)
-    const seen = counts(await reloadAll(store.revocationFeed))
+    const reloaded = await reloadAll(store.revocationFeed)
+    const seen = counts(reloaded)
     t.equal(seen.size, 3950, 'every entry')
     t.same([...seen.values()].filter((count) => count !== 1), [], 'none twice')
+    const stamps = reloaded.flatMap((r) => 'userId' in r && r.userId.startsWith('user ') ? [r.userId] : [])
+    t.equal(stamps.length, 700, 'every stamp, once')
+    t.equal(new Set(stamps).size, 700)
     t.equal((await reloadAll(store.revocationFeed)).find((r) => 'sessionId' in r && r.sessionId === 'd7')?.until, later + 800, 'with its score')
+    await client.del(bucket)
+  })
+
+  t.test('an entry that goes while its bucket is being read makes the reload skip no other', async (t) => {
+    const bucket = buckets.of(store.indexKey('shifting'))
+    const later = Date.now() + 600_000
+    const members: Array<string | number> = []
+    for (let n = 0; n < 400; n++) members.push(later + n, `a${n}`)
+    for (let n = 0; n < 300; n++) members.push(later + 500, `b${String(n).padStart(3, '0')}`)
+    await client.zadd(bucket, ...members)
+    // Between the first page (400 + 100 of the 300 sharing a score) and the next read,
+    // one entry already read goes, as a replaced stamp does.
+    // (The client's own method is also what its pipelines call, with the pipeline as this.)
+    type Read = (this: unknown, ...args: unknown[]) => unknown
+    const reader = client as unknown as { tokenSessionsRevocationsBuffer: Read }
+    const read = reader.tokenSessionsRevocationsBuffer
+    let removed = false
+    reader.tokenSessionsRevocationsBuffer = function (this: unknown, ...args: unknown[]) {
+      if (this !== client || removed) return read.apply(this, args)
+      removed = true
+      return client.zrem(bucket, 'b000').then(() => read.apply(this, args))
+    }
+    t.teardown(() => { reader.tokenSessionsRevocationsBuffer = read })
+    const seen = counts(await reloadAll(store.revocationFeed))
+    t.ok(removed, 'it went after the first page')
+    t.same(members.filter((_, i) => i % 2 === 1).filter((id) => seen.get(id as string) !== 1), [], 'every entry once, the one that went included (read before it went)')
     await client.del(bucket)
   })
 

@@ -318,6 +318,45 @@ t.test('the revocation list', async (t) => {
     t.ok(list.isRevoked('u', 'r2', 0), 'the later reload counted')
   })
 
+  t.test('a reload that ends after the feed went down again does not make the list live', async (t) => {
+    let reloads = 0
+    const { feed, listeners } = drivenFeed(async () => {
+      reloads++
+      await sleep(50)
+      return []
+    })
+    const list = listOf(feed)
+    await list.start(10)
+    t.teardown(() => list.close())
+    listeners[0]?.connected()
+    await sleep(20)
+    listeners[0]?.disconnected()
+    await sleep(100)
+    t.equal(reloads, 1)
+    t.notOk(list.live, 'still down: announcements are missed until the feed is back')
+    t.throws(() => list.checkFeed(), { code: 'FTS_STORE_UNAVAILABLE' }, 'and the reject policy applies')
+    listeners[0]?.connected()
+    await sleep(100)
+    t.ok(list.live, 'back, and reloaded')
+  })
+
+  t.test('two stamps of one user with the same time end what either ends', async (t) => {
+    const { feed, listeners } = drivenFeed(async () => [])
+    const list = listOf(feed)
+    await list.start(10)
+    t.teardown(() => list.close())
+    const at = Date.now()
+    const stamp = (userId: string, except?: string): Revocation => except === undefined ? { userId, startedBefore: at, until: at + 60_000 } : { userId, startedBefore: at, except, until: at + 60_000 }
+    listeners[0]?.revoked([stamp('u', 'a')])
+    listeners[0]?.revoked([stamp('u', 'a')])
+    t.notOk(list.isRevoked('u', 'a', at - 1), 'the same stamp again spares the same session')
+    listeners[0]?.revoked([stamp('u')])
+    t.ok(list.isRevoked('u', 'a', at - 1), 'one that spares nothing ends it')
+    listeners[0]?.revoked([stamp('v')])
+    listeners[0]?.revoked([stamp('v', 'b')])
+    t.ok(list.isRevoked('v', 'b', at - 1), 'in either order')
+  })
+
   t.test('sweeps a bounded batch at a time, from where the last sweep stopped, until every expired entry is gone', async (t) => {
     const { feed, listeners } = drivenFeed(async () => [])
     const list = listOf(feed)

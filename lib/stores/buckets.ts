@@ -37,7 +37,7 @@ function slotTags (): readonly string[] {
  * hashes to that slot, and a user's is the one in the user's own slot, so that a script
  * that ends a session and records its revocation touches one slot, and stays atomic; on
  * one server, `count` buckets, by the user's slot. A reload reads a fixed set of keys,
- * small ones (on a Cluster, every primary's at once).
+ * small ones (on a Cluster, each primary's in turn).
  */
 export class RevocationBuckets {
   /** Every bucket: bucket n is in slot n. */

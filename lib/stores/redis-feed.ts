@@ -110,31 +110,38 @@ export class RedisRevocationFeed implements RevocationFeed {
     const replies = await pipeline.exec()
     const revocations: Revocation[] = []
     const larger: Array<Promise<void>> = []
+    const failures: Error[] = []
     for (const [n, [error, flat]] of replies.entries()) {
-      if (error !== null) throw error
+      if (error !== null) {
+        failures.push(error)
+        continue
+      }
       const read = pageOf(flat, revocations)
       if (read.full) larger.push(this.#readRest(buckets[n] as string, read, revocations))
     }
+    // Every read started is awaited, even after a failure: none is left to reject unheard.
     await Promise.all(larger)
+    if (failures.length > 0) throw failures[0]
     return revocations
   }
 
   /**
    * The rest of a bucket larger than a page, a page at a time by score. A full page ends
-   * at some score: the rest of that score's entries are read past the ones seen, then the
-   * next page starts above it. Entries forgotten meanwhile are expired ones, whose score
-   * is below any live one's, so an offset skips no live entry; entries added meanwhile
-   * come through the channel.
+   * at some score: every entry of that score is read again, whole, and those not seen yet
+   * kept (an offset past the ones seen would skip one if an entry before them went
+   * meanwhile), then the next page starts above it. Entries added meanwhile come through
+   * the channel. A score's entries are few: the ids one script revoked at once (at most a
+   * hundred), or revocations of one millisecond in one bucket.
    */
   async #readRest (bucket: string, first: Page, into: Revocation[]): Promise<void> {
     const reader = this.#client as unknown as BucketReader
-    const page = async (min: string, max: string, offset: number): Promise<Page> =>
-      pageOf(await reader.tokenSessionsRevocationsBuffer(bucket, min, max, offset, BUCKET_PAGE), into)
     for (let read = first; read.full;) {
       const { last } = read
-      let seen = read.ofLast
-      for (let ties = read; ties.full; seen += ties.ofLast) ties = await page(last, last, seen)
-      read = await page(`(${last}`, '+inf', 0)
+      const seen = new Set(read.atLast.map(keyOf))
+      const ties: Revocation[] = []
+      pageOf(await reader.tokenSessionsRevocationsBuffer(bucket, last, last, 0, -1), ties)
+      for (const revocation of ties) if (!seen.has(keyOf(revocation))) into.push(revocation)
+      read = pageOf(await reader.tokenSessionsRevocationsBuffer(bucket, `(${last}`, '+inf', 0, BUCKET_PAGE), into)
     }
   }
 
@@ -223,17 +230,22 @@ export class RedisRevocationFeed implements RevocationFeed {
  */
 const SUBSCRIBER = { autoResubscribe: false } as const
 
-/** What one read of a bucket found: whether it was a full page, its last score, and how many entries had it. */
+/** What one read of a bucket found: whether it was a full page, its last score, and its entries of that score. */
 interface Page {
   full: boolean
   last: string
-  ofLast: number
+  atLast: Revocation[]
+}
+
+/** What tells two entries of a bucket apart: a session id, or a stamp's user (a bucket holds one stamp per user). */
+function keyOf (revocation: Revocation): string {
+  return 'sessionId' in revocation ? revocation.sessionId : `u:${revocation.userId}`
 }
 
 /** Adds the revocations of a page as revocations.lua gives it ("<score> <length> <member> ...") to `into`. */
 function pageOf (reply: Buffer, into: Revocation[]): Page {
   let last = ''
-  let ofLast = 0
+  let lastFrom = into.length
   let count = 0
   for (let at = 0; at < reply.length; count++) {
     const scoreEnd = reply.indexOf(SPACE, at)
@@ -244,10 +256,10 @@ function pageOf (reply: Buffer, into: Revocation[]): Page {
     at = member + length + 1
     const until = Number(score)
     into.push(isStampAt(reply, member) ? stampOf(reply.subarray(member, member + length), until) : { sessionId: reply.toString('latin1', member, member + length), until })
-    ofLast = score === last ? ofLast + 1 : 1
+    if (score !== last) lastFrom = into.length - 1
     last = score
   }
-  return { full: count === BUCKET_PAGE, last, ofLast }
+  return { full: count === BUCKET_PAGE, last, atLast: into.slice(lastFrom) }
 }
 
 /** The byte of the space between an announcement's parts. */
