@@ -150,3 +150,17 @@ t.test('a spared session keeps its place and life in the new index', async (t) =
   const ttl = await client.pttl(store.indexKey('u'))
   t.ok(ttl > 25_000 && ttl <= 30_000, 'the index lives as long as the spared session')
 })
+
+t.test('closing a store whose server dies before it answers QUIT still closes it, without an error', async (t) => {
+  const redis = await startRedis(t)
+  const admin = redis.client()
+  const store = new RedisStore({ url: redis.url })
+  await (store.client as Redis).ping()
+  await admin.call('CLIENT', 'PAUSE', '5000', 'ALL')
+  admin.disconnect()
+  const closing = store.close()
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  await redis.stop()
+  await t.resolves(closing, 'close resolves')
+  t.equal(store.client.status, 'end')
+})

@@ -396,7 +396,12 @@ export class RedisStore implements SessionStore {
       return
     }
     const ended = new Promise<void>((resolve) => this.#redis.once('end', resolve))
-    await this.#redis.quit()
+    try {
+      await this.#redis.quit()
+    } catch {
+      // The server went away before it answered QUIT: the connection is closed either way.
+      this.client.disconnect()
+    }
     await ended
   }
 }
