@@ -9,6 +9,7 @@
 // (0.15, the largest allowed growth).
 import http from 'node:http'
 import { RedisServer } from '../test/helpers/redis.mjs'
+import { percentile } from './lib/figures.mjs'
 import { startServer } from './lib/server-process.mjs'
 
 const SECONDS = bounded('LOAD_SECONDS', 30, 3, 60)
@@ -145,10 +146,6 @@ async function simulate (userId, deadline, live) {
 
 // ---------------------------------------------------------------------------------------
 // Figures
-
-function percentile (sorted, p) {
-  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]
-}
 
 function median (values) {
   return percentile([...values].sort((a, b) => a - b), 0.5)

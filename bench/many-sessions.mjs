@@ -14,6 +14,7 @@
 import { performance } from 'node:perf_hooks'
 import { Redis } from 'ioredis'
 import { RedisServer } from '../test/helpers/redis.mjs'
+import { percentile } from './lib/figures.mjs'
 import { scriptStats } from './lib/redis-stats.mjs'
 import { startServer } from './lib/server-process.mjs'
 
@@ -56,10 +57,6 @@ async function scriptShas (client) {
   }
   await client.ping()
   return shas
-}
-
-function percentile (sorted, p) {
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]
 }
 
 /** One client refreshing its own token chain for `seconds`, from `start`'s tokens: latencies in ms, sorted. */

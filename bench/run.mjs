@@ -19,6 +19,7 @@ import { Redis } from 'ioredis'
 import { RedisStore } from '../dist/index.js'
 // What the plugin stores of a refresh-token id, so that the sessions measured hold what
 // logins write (an internal module of the build, not a public export).
+import { usedMemory } from './lib/redis-stats.mjs'
 import { SESSIONS_PER_USER, USER_AGENTS, sessionOf } from './lib/session-shape.mjs'
 import { PUBLIC_ORIGIN, SECRET, buildApp, buildJwtBaseline } from './apps.mjs'
 import { RedisServer } from '../test/helpers/redis.mjs'
@@ -389,10 +390,6 @@ async function countRoundTrips (inspect, server) {
 
 // ---------------------------------------------------------------------------------------
 // Redis memory per session
-
-async function usedMemory (client) {
-  return Number(/used_memory:(\d+)/.exec(await client.info('memory'))[1])
-}
 
 /**
  * Creates MEMORY_SESSIONS sessions through RedisStore.create, as logins would (a user

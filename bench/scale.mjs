@@ -29,7 +29,8 @@ import { Cluster, Redis } from 'ioredis'
 import { RedisStore } from '../dist/index.js'
 import { RevocationBuckets, SLOTS, STANDALONE_BUCKETS } from '../dist/stores/buckets.js'
 import { hashId } from '../dist/tokens.js'
-import { scriptStats } from './lib/redis-stats.mjs'
+import { percentile } from './lib/figures.mjs'
+import { scriptStats, usedMemory } from './lib/redis-stats.mjs'
 import { SESSIONS_PER_USER, sessionOf } from './lib/session-shape.mjs'
 import { RedisServer, clusterNodeArgs, freePort, joinCluster, killProcess, spawnRedis } from '../test/helpers/redis.mjs'
 
@@ -47,10 +48,6 @@ const REMEMBER_MS = 15 * 60_000 + 30_000
 const INSTANCE = new URL('./scale-instance.mjs', import.meta.url)
 const now = () => performance.timeOrigin + performance.now()
 const fmt = (n, digits = 0) => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
-
-function percentile (sorted, p) {
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]
-}
 
 /** A 3-primary Cluster of its own: its ports, and a function that stops it. */
 async function startCluster () {
@@ -254,8 +251,8 @@ async function stormPart (setup) {
 }
 
 /** Redis's used_memory summed over the nodes. */
-async function usedMemory (ports) {
-  const readings = await onNodes(ports, async (admin) => Number(/used_memory:(\d+)/.exec(await admin.info('memory'))[1]))
+async function usedMemoryOf (ports) {
+  const readings = await onNodes(ports, usedMemory)
   return readings.reduce((a, b) => a + b, 0)
 }
 
@@ -285,7 +282,7 @@ async function sessionsPart (setups) {
     const store = new RedisStore({ client: setup.client() })
     await store.create(sessionOf('warm-up'))
     await onNodes(setup.nodes, async (admin) => { await admin.flushall() })
-    const baseline = await usedMemory(setup.nodes)
+    const baseline = await usedMemoryOf(setup.nodes)
     const sessions = []
     for (const size of SIZES) {
       // A user's sessions are created one after the other: SESSIONS_PER_USER each.
@@ -294,7 +291,7 @@ async function sessionsPart (setups) {
         await Promise.all(batch.map((session) => store.create(session)))
         sessions.push(...batch)
       }
-      const memory = await usedMemory(setup.nodes)
+      const memory = await usedMemoryOf(setup.nodes)
       const picked = new Set()
       while (picked.size < Math.min(SAMPLES * 3, size)) picked.add(Math.floor(Math.random() * size))
       const targets = [...picked].map((n) => sessions[n])

@@ -115,17 +115,16 @@ export class RevocationList {
   isRevoked (userId: string, sessionId: string, startedAt: number): boolean {
     const until = this.#revoked.get(sessionId)
     if (until !== undefined) {
-      if (this.#base + until * 1000 > this.#clock.now()) return true
+      if (!this.#sessionOver(until, this.#clock.now())) return true
       this.#revoked.delete(sessionId)
     }
     const stamp = this.#users.get(userId)
     if (stamp === undefined) return false
-    const startedBefore = this.#base + stamp
-    if (startedBefore + this.#options.rememberMs <= this.#clock.now()) {
+    if (this.#stampOver(stamp, this.#clock.now())) {
       this.#forgetUser(userId)
       return false
     }
-    return startedAt < startedBefore && sessionId !== this.#spared.get(userId)
+    return startedAt < this.#base + stamp && sessionId !== this.#spared.get(userId)
   }
 
   /** Throws a 503 when the feed has been down too long and the policy is to reject. */
@@ -160,15 +159,15 @@ export class RevocationList {
     }
     for (const revocation of revocations) {
       if ('sessionId' in revocation) {
-        if (revocation.until <= now) continue
         const until = Math.ceil((revocation.until - this.#base) / 1000)
+        if (this.#sessionOver(until, now)) continue
         if (until > (this.#revoked.get(revocation.sessionId) ?? -Infinity)) this.#revoked.set(revocation.sessionId, until)
         continue
       }
       // The latest stamp of a user covers every earlier one (and may spare another session).
       const { userId } = revocation
-      if (revocation.startedBefore + this.#options.rememberMs <= now) continue
       const startedBefore = revocation.startedBefore - this.#base
+      if (this.#stampOver(startedBefore, now)) continue
       const known = this.#users.get(userId) ?? -Infinity
       if (startedBefore < known) continue
       if (startedBefore === known) {
@@ -223,10 +222,18 @@ export class RevocationList {
 
   /** Forgets the expired among the next SWEEP_BATCH sessions and users, from where the last sweep stopped. */
   #sweep (now: number): void {
-    const revokedBefore = Math.floor((now - this.#base) / 1000)
-    this.#revokedSweep = sweepSome(this.#revoked, this.#revokedSweep, (until) => until <= revokedBefore, (sessionId) => this.#revoked.delete(sessionId))
-    const usersBefore = now - this.#base - this.#options.rememberMs
-    this.#usersSweep = sweepSome(this.#users, this.#usersSweep, (stamp) => stamp <= usersBefore, (userId) => this.#forgetUser(userId))
+    this.#revokedSweep = sweepSome(this.#revoked, this.#revokedSweep, (until) => this.#sessionOver(until, now), (sessionId) => this.#revoked.delete(sessionId))
+    this.#usersSweep = sweepSome(this.#users, this.#usersSweep, (stamp) => this.#stampOver(stamp, now), (userId) => this.#forgetUser(userId))
+  }
+
+  /** Whether a revoked session's access tokens (its entry: whole seconds after #base) are over by `now`. */
+  #sessionOver (until: number, now: number): boolean {
+    return this.#base + until * 1000 <= now
+  }
+
+  /** Whether a user's stamp (ms after #base) is past this instance's memory by `now`. */
+  #stampOver (stamp: number, now: number): boolean {
+    return this.#base + stamp + this.#options.rememberMs <= now
   }
 
   #forgetUser (userId: string): void {

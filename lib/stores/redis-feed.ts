@@ -20,7 +20,7 @@ const BUCKET_PAGE = 500
 export interface RedisFeedOptions {
   /** The channel the scripts publish on (the client's key prefix included). */
   channel: string
-  /** The revocation buckets, one sorted set per hash slot. */
+  /** The revocation buckets (sorted sets): one per hash slot on a Cluster, bucket n in slot n. */
   buckets: readonly string[]
 }
 
@@ -51,18 +51,13 @@ export class RedisRevocationFeed implements RevocationFeed {
    * reads more than a page. The next batches are on their way while the caller adds a chunk.
    */
   async * revocations (): AsyncGenerator<Revocation[]> {
+    // The buckets left to read, one list per primary, emptied from the front.
     const groups = this.#byPrimary()
-    let group = 0
-    let from = 0
     let batch = FIRST_BATCH
     const read = (): Promise<{ buckets: number, revocations: Revocation[] }> | undefined => {
-      while (group < groups.length && from >= (groups[group] as readonly string[]).length) {
-        group++
-        from = 0
-      }
-      if (group === groups.length) return undefined
-      const buckets = (groups[group] as readonly string[]).slice(from, from + batch)
-      from += buckets.length
+      while (groups[0]?.length === 0) groups.shift()
+      const buckets = groups[0]?.splice(0, batch)
+      if (buckets === undefined) return undefined
       const reading = this.#readBatch(buckets).then((revocations) => ({ buckets: buckets.length, revocations }))
       // Handled here too: a reload given up after a failure leaves the next batch unread.
       reading.catch(() => {})
@@ -88,9 +83,9 @@ export class RedisRevocationFeed implements RevocationFeed {
    * it: a pipeline goes to one node. (Slots that move meanwhile fail the reload, and the
    * list tries again.)
    */
-  #byPrimary (): Array<readonly string[]> {
+  #byPrimary (): string[][] {
     const { buckets } = this.#options
-    if (!this.#cluster) return [buckets]
+    if (!this.#cluster) return [[...buckets]]
     const slots = (this.#client as Cluster).slots
     const groups = new Map<string, string[]>()
     buckets.forEach((bucket, slot) => {
