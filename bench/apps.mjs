@@ -4,8 +4,13 @@
 import { randomUUID } from 'node:crypto'
 import Fastify from 'fastify'
 import fastifyJwt from '@fastify/jwt'
+import { createVerifier } from 'fast-jwt'
 import { Redis } from 'ioredis'
 import tokenSessions, { tokenResponse } from '../dist/index.js'
+// The floor refresh signs and checks with the plugin's own token code and keys (internal
+// modules of the build, not public exports), so that its crypto is the plugin's exactly.
+import { resolveOptions } from '../dist/options.js'
+import { createTokenCodec, hashId, newRefreshId, newSessionId, successorId } from '../dist/tokens.js'
 
 /** The plugin's secret (48 bytes). */
 export const SECRET = 'bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz'
@@ -28,10 +33,12 @@ const NAIVE_REFRESH_TTL = 86400
  *
  * - `GET /bare`: a bare route, the baseline of everything.
  * - `GET /jwt/me`: `@fastify/jwt` verify alone (`onRequest: request.jwtVerify()`).
+ * - `GET /verifier/me`: the verifier under `@fastify/jwt`, alone (see {@link verifierAlone}).
  * - `GET /me`: the plugin's `authenticate`; `POST /auth/login` calls `reply.issueTokens`
  *   for the posted `userId` (a login with a DPoP proof binds the session to its key);
  *   `POST /auth/refresh`, `/auth/logout`, ...: the plugin's routes.
  * - `POST /naive/refresh`: refresh as the classic tutorial writes it.
+ * - `POST /floor/refresh`: the least a one-round-trip rotation can do (see {@link floorRefresh}).
  *
  * Returns the app and what the harness needs to mint baseline tokens.
  *
@@ -44,6 +51,7 @@ export async function buildApp (redisUrl) {
   app.get('/bare', async () => ({ hello: 'world' }))
 
   await app.register(async function (scope) { handles.jwtSign = await jwtBaseline(scope) })
+  await app.register(verifierAlone)
 
   await app.register(async function plugin (scope) {
     const redis = redisClient(redisUrl, scope)
@@ -59,6 +67,10 @@ export async function buildApp (redisUrl) {
     await naiveRefresh(scope, redisUrl, handles)
   })
 
+  await app.register(async function floor (scope) {
+    await floorRefresh(scope, redisUrl, handles)
+  })
+
   await app.ready()
   return { app, ...handles, tokenSessions: handles.tokenSessions() }
 }
@@ -68,6 +80,27 @@ async function jwtBaseline (scope) {
   await scope.register(fastifyJwt, { secret: ACCESS_SECRET, sign: { expiresIn: NAIVE_ACCESS_TTL } })
   scope.get('/jwt/me', { onRequest: async (request) => { await request.jwtVerify() } }, async (request) => request.user)
   return (payload) => scope.jwt.sign(payload)
+}
+
+/**
+ * `GET /verifier/me`: the ceiling of any authenticate. The fast-jwt verifier that
+ * `@fastify/jwt` wraps, made once with the baseline's key, called directly in a synchronous
+ * hook on the baseline's tokens: no checks of its own, no options merged per call, no
+ * promise. It answers the payload, as `/jwt/me` does.
+ */
+async function verifierAlone (scope) {
+  const verify = createVerifier({ key: ACCESS_SECRET, algorithms: ['HS256'] })
+  scope.decorateRequest('verified', null)
+  const onRequest = (request, reply, done) => {
+    const header = request.headers.authorization
+    try {
+      request.verified = verify(header.slice(header.indexOf(' ') + 1))
+    } catch {
+      return reply.code(401).send({ error: 'invalid token' })
+    }
+    done()
+  }
+  scope.get('/verifier/me', { onRequest }, async (request) => request.verified)
 }
 
 /** The `@fastify/jwt` baseline alone, as an app of its own (beside the example app). */
@@ -127,5 +160,54 @@ async function naiveRefresh (scope, redisUrl, handles) {
     await redis.set(`refresh:${jti}`, newRefreshToken, 'EX', NAIVE_REFRESH_TTL)
     await redis.del(`refresh:${payload.jti}`)
     return { accessToken, tokenType: 'Bearer', expiresIn: NAIVE_ACCESS_TTL, refreshToken: newRefreshToken }
+  })
+}
+
+/** The floor's compare-and-swap: the presented token's hash for its successor's, and the session's start. */
+const FLOOR_SWAP = `
+local found = redis.call('HMGET', KEYS[1], 'rt', 'st')
+if found[1] ~= ARGV[1] then return false end
+redis.call('HSET', KEYS[1], 'rt', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return found[2]`
+
+/**
+ * The floor of a one-round-trip refresh: exactly the plugin's crypto (its token code, with
+ * the keys the plugin derives from the same secret: verify the refresh token, the
+ * successor's id, both ids' hashes, sign an access and a refresh token with the same
+ * claims) and one atomic compare-and-swap script, and nothing else: no session record, no
+ * index, no reuse detection, no grace, no revocation. The plugin's refresh is judged
+ * against it where the network makes round trips dear.
+ */
+async function floorRefresh (scope, redisUrl, handles) {
+  const redis = redisClient(redisUrl, scope)
+  redis.defineCommand('floorSwap', { numberOfKeys: 1, lua: FLOOR_SWAP })
+  const options = resolveOptions({ secret: SECRET, redis })
+  const codec = await createTokenCodec(scope, { ...options, now: () => Date.now() })
+  const { accessTokenTtl, refreshTokenTtl, sessionMaxLifetime } = options
+  const sign = (sub, sid, jti, startedAt, endsAt) => ({
+    accessToken: codec.signAccess({ sub, sid, startedAt, ttlSeconds: accessTokenTtl, claims: {}, grant: {} }),
+    tokenType: 'Bearer',
+    expiresIn: accessTokenTtl,
+    refreshToken: codec.signRefresh({ sub, sid, jti, ttlSeconds: refreshTokenTtl, endsAt, claims: {}, grant: {} }),
+    refreshExpiresIn: refreshTokenTtl
+  })
+
+  handles.floorIssue = async (userId) => {
+    const sid = newSessionId()
+    const jti = newRefreshId()
+    const startedAt = Date.now()
+    const key = `floor:${sid}`
+    await redis.hset(key, 'rt', hashId(jti), 'st', startedAt)
+    await redis.pexpire(key, refreshTokenTtl * 1000)
+    return sign(userId, sid, jti, startedAt, Math.floor(startedAt / 1000) + sessionMaxLifetime)
+  }
+
+  scope.post('/floor/refresh', async (request, reply) => {
+    const { sub, sid, jti, endsAt } = codec.verifyRefresh(request.body?.refreshToken)
+    const successor = successorId(options.keys, jti)
+    const startedAt = await redis.floorSwap(`floor:${sid}`, hashId(jti), hashId(successor), refreshTokenTtl * 1000)
+    if (startedAt === null) return reply.code(401).send({ error: 'refresh token not current' })
+    return sign(sub, sid, successor, Number(startedAt), endsAt)
   })
 }

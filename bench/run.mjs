@@ -10,7 +10,8 @@
 //
 // Environment: BENCH_SECONDS (5) per single run, BENCH_ROUNDS (7) and BENCH_ROUND_SECONDS
 // (2) for the pairs, BENCH_CONNECTIONS (50), BENCH_PROFILE=1 to write the server's CPU
-// profiles to bench/profiles/.
+// profiles to bench/profiles/; across the delayed Redis, BENCH_DELAY_MS (1) each way and
+// BENCH_NETWORK_ROUND_SECONDS (5) for the rounds at 1 connection.
 import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import os from 'node:os'
@@ -20,6 +21,8 @@ import { RedisStore } from '../dist/index.js'
 // What the plugin stores of a refresh-token id, so that the sessions measured hold what
 // logins write (an internal module of the build, not a public export).
 import { usedMemory } from './lib/redis-stats.mjs'
+import { percentile } from './lib/figures.mjs'
+import { addedRoundTrip, startDelayProxy } from './lib/delay-proxy.mjs'
 import { SESSIONS_PER_USER, USER_AGENTS, sessionOf } from './lib/session-shape.mjs'
 import { PUBLIC_ORIGIN, SECRET, buildApp, buildJwtBaseline } from './apps.mjs'
 import { RedisServer } from '../test/helpers/redis.mjs'
@@ -29,6 +32,10 @@ const SECONDS = positive('BENCH_SECONDS', 5)
 const ROUNDS = positive('BENCH_ROUNDS', 7)
 const ROUND_SECONDS = positive('BENCH_ROUND_SECONDS', 2)
 const CONNECTIONS = positive('BENCH_CONNECTIONS', 50)
+/** How long the proxy in front of Redis holds each chunk, each way (ms). */
+const DELAY_MS = positive('BENCH_DELAY_MS', 1)
+/** The rounds of the refresh trio at 1 connection, across the delay (s). */
+const NETWORK_ROUND_SECONDS = positive('BENCH_NETWORK_ROUND_SECONDS', 5)
 const WARMUP_SECONDS = 1
 /** Sessions created for the memory figure. */
 const MEMORY_SESSIONS = 100_000
@@ -59,22 +66,32 @@ async function redisCpu (client) {
 }
 
 /**
- * One autocannon run of `seconds`. `side` is `{ name, request }` or `{ name, prepare }`,
- * where `prepare(seconds)` is awaited before the run and returns the request (so a run can
- * be fed a pool of tokens sized to it). Returns req/s, p99, and the CPU time the server
- * process and Redis spent on the run: on a busy machine throughput wanders, the work done
- * per request much less.
+ * One autocannon run of `seconds` over `connections` (CONNECTIONS unless the side names its
+ * own). `side` is `{ name, request }` or `{ name, prepare }`, where
+ * `prepare(seconds, connections)` is awaited before the run and returns the request (so a
+ * run can be fed a pool of tokens sized to it). Returns req/s, p99, the latency of every
+ * 2xx answer (ms, as measured by autocannon to the microsecond: its own percentiles are
+ * whole milliseconds), and the CPU time the server process and Redis spent on the run: on
+ * a busy machine throughput wanders, the work done per request much less.
  */
 async function run (server, side, seconds, warmUp = false) {
-  const request = side.prepare === undefined ? side.request : await side.prepare(seconds)
+  const connections = side.connections ?? CONNECTIONS
+  const request = side.prepare === undefined ? side.request : await side.prepare(seconds, connections)
   const before = { server: await server.cpu(), redis: await redisCpu(inspect) }
-  const result = await autocannon({ url: side.url ?? server.url, connections: CONNECTIONS, duration: seconds, requests: [request] })
+  const latencies = []
+  const running = autocannon({ url: side.url ?? server.url, connections, duration: seconds, requests: [request] })
+  running.on('response', (_client, status, _bytes, ms) => { if (status >= 200 && status < 300) latencies.push(ms) })
+  const result = await running
   const after = { server: await server.cpu(), redis: await redisCpu(inspect) }
   // A warm-up (a cold server, first key imports) says little of the rate to come.
   if (!warmUp) side.prepare?.record(result.requests.average)
+  latencies.sort((x, y) => x - y)
   return {
     rps: result.requests.average,
     p99: result.latency.p99,
+    /** The median latency, ms. */
+    p50: percentile(latencies, 0.5),
+    latencies,
     total: result.requests.total,
     serverCpuTotal: after.server.user + after.server.system - before.server.user - before.server.system,
     redisCpuTotal: after.redis - before.redis,
@@ -96,8 +113,15 @@ function summary (runs, warm) {
     /** Requests answered in the warm-up and the measured runs. */
     answered: total + (warm?.total ?? 0),
     failures: runs.reduce((sum, r) => sum + r.failures, 0) + (warm?.failures ?? 0),
-    runs: runs.length
+    runs: runs.length,
+    /** Latency percentiles of every answer of the measured runs, in ms, to the microsecond. */
+    latency: latencyOf(runs.flatMap((r) => r.latencies).sort((x, y) => x - y))
   }
+}
+
+/** The p50 and p99 of sorted latencies. */
+function latencyOf (sorted) {
+  return { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99) }
 }
 
 function median (values) {
@@ -119,30 +143,44 @@ async function measure (server, side) {
 }
 
 /**
- * A baseline (a) and the operation compared with it (b), in ROUNDS rounds of
- * ROUND_SECONDS each, after a warm-up run of each: a b, b a, a b, ... in one server
- * process. The two runs of a round are seconds apart and share whatever else the machine
- * was doing then, so the ratio of each round is far steadier than the ratio of two long
- * runs minutes apart; alternating the order cancels a drift within the rounds. Returns
- * the totals of each side and the ratio b / a of every round.
+ * Contenders measured in ROUNDS rounds of ROUND_SECONDS each, after a warm-up run of each,
+ * in one server process, the order rotating from round to round (a b c, b c a, c a b, ...;
+ * for two: a b, b a, ...). The runs of a round are seconds apart and share whatever else
+ * the machine was doing, so a ratio within a round is far steadier than the ratio of two
+ * long runs minutes apart; rotating the order cancels a drift within the rounds. Returns
+ * each side's totals (`figures`, in the order given) and each round's runs (`rounds`, each
+ * in the order given).
+ */
+async function rounds (server, sides, roundSeconds = ROUND_SECONDS) {
+  const warm = []
+  for (const side of sides) warm.push(await run(server, side, WARMUP_SECONDS, true))
+  const perRound = []
+  for (let round = 0; round < ROUNDS; round++) {
+    const results = new Array(sides.length)
+    for (let step = 0; step < sides.length; step++) {
+      const which = (round + step) % sides.length
+      results[which] = await run(server, sides[which], roundSeconds)
+    }
+    perRound.push(results)
+    progress(`  round ${round + 1}/${ROUNDS}: ${sides.map((side, i) => `${side.name} ${integer.format(results[i].rps)} req/s, p50 ${results[i].p50.toFixed(2)} ms`).join('; ')}`)
+  }
+  const figures = sides.map((side, i) => summary(perRound.map((results) => results[i]), warm[i]))
+  sides.forEach((side, i) => logFigures(side.name, figures[i]))
+  return { figures, rounds: perRound }
+}
+
+/**
+ * A baseline (a) and the operation compared with it (b), measured in {@link rounds}.
+ * Returns the totals of each side and the ratio b / a of every round's req/s.
  */
 async function pair (server, a, b) {
-  const warm = { a: await run(server, a, WARMUP_SECONDS, true), b: await run(server, b, WARMUP_SECONDS, true) }
-  const runs = { a: [], b: [] }
-  const ratios = []
-  for (let round = 0; round < ROUNDS; round++) {
-    const result = {}
-    for (const which of round % 2 === 0 ? ['a', 'b'] : ['b', 'a']) {
-      result[which] = await run(server, which === 'a' ? a : b, ROUND_SECONDS)
-      runs[which].push(result[which])
-    }
-    ratios.push(result.b.rps / result.a.rps)
-    progress(`  round ${round + 1}/${ROUNDS}: ${a.name} ${integer.format(result.a.rps)}, ${b.name} ${integer.format(result.b.rps)} req/s: ${ratios.at(-1).toFixed(2)}`)
-  }
-  const figures = { a: summary(runs.a, warm.a), b: summary(runs.b, warm.b) }
-  logFigures(a.name, figures.a)
-  logFigures(b.name, figures.b)
-  return { ...figures, ratios }
+  const { figures, rounds: perRound } = await rounds(server, [a, b])
+  return { a: figures[0], b: figures[1], ratios: perRound.map(([ra, rb]) => rb.rps / ra.rps) }
+}
+
+/** Two sides of {@link rounds} as a {@link pair}: side `b` against side `a`. */
+function trioPair ({ figures, rounds: perRound }, a, b) {
+  return { a: figures[a], b: figures[b], ratios: perRound.map((results) => results[b].rps / results[a].rps) }
 }
 
 /** Registers a user on the example app and logs in: its access token. */
@@ -162,20 +200,26 @@ function user () {
   return `u${nextUser++ % USERS}`
 }
 
+/** How each kind of token pair is minted, in an app instance of this process. */
+const issuers = {
+  ours: (issuer, userId) => issuer.tokenSessions.issue(userId),
+  bound: (issuer, userId) => boundLogin(issuer.app, userId),
+  naive: (issuer, userId) => issuer.naiveIssue(userId),
+  floor: (issuer, userId) => issuer.floorIssue(userId)
+}
+
 /**
  * Mints `count` token pairs in an app instance of this process (same secrets, same
  * Redis), then closes it, so that it is not subscribed to the revocation feed while
  * autocannon runs here. `kind`: 'ours' (`tokenSessions.issue`), 'bound' (a login with a
- * DPoP proof, see {@link boundLogin}) or 'naive'.
+ * DPoP proof, see {@link boundLogin}), 'naive' or 'floor' (see bench/apps.mjs).
  */
 async function mint (redisUrl, kind, count) {
   const issuer = await buildApp(redisUrl)
   try {
     const bodies = []
     for (let done = 0; done < count; done += 500) {
-      const batch = Array.from({ length: Math.min(500, count - done) }, () => kind === 'ours'
-        ? issuer.tokenSessions.issue(user())
-        : kind === 'bound' ? boundLogin(issuer.app, user()) : issuer.naiveIssue(user()))
+      const batch = Array.from({ length: Math.min(500, count - done) }, () => issuers[kind](issuer, user()))
       for (const tokens of await Promise.all(batch)) bodies.push(JSON.stringify({ refreshToken: tokens.refreshToken }))
     }
     return bodies
@@ -208,10 +252,10 @@ function pooled (redisUrl, kind, method, path, ceilingRps, exhausted) {
  */
 function perRequest (request, supply, ceilingRps, exhausted) {
   let bestRps = 0
-  const prepare = async (seconds) => {
+  const prepare = async (seconds, connections) => {
     const ceiling = ceilingRps * 1.2
     const rate = bestRps > 0 ? Math.min(ceiling, bestRps * 2) : ceiling
-    const parts = await supply(Math.ceil(rate * seconds) + CONNECTIONS * 2)
+    const parts = await supply(Math.ceil(rate * seconds) + connections * 2)
     let next = 0
     const withPart = (built, part) => ({ ...built, ...part, headers: { ...built.headers, ...part.headers } })
     return {
@@ -306,6 +350,63 @@ async function untilRejected (url, accessToken) {
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
   throw new Error('the server did not learn of the revocations within 5 s')
+}
+
+// ---------------------------------------------------------------------------------------
+// Redis across a network: a proxy that holds every chunk DELAY_MS each way
+
+let loginUser = 0
+/** A login run over `connections`, each request for a user of its own (of USERS). */
+function loginSide (connections) {
+  return {
+    name: 'login',
+    connections,
+    request: {
+      method: 'POST',
+      path: '/auth/login',
+      headers: { ...JSON_HEADERS, 'x-token-transport': 'body', 'user-agent': USER_AGENTS[0] },
+      setupRequest: (request) => ({ ...request, body: `{"userId":"login-${loginUser++ % USERS}"}` })
+    }
+  }
+}
+
+/**
+ * The server with its Redis behind the delay proxy (its plugin client, its subscriber and
+ * the baselines' clients alike; the harness mints tokens straight). At 1 connection (the
+ * latency a user feels) and at CONNECTIONS (throughput): the floor, the naive and the
+ * plugin's refresh in {@link rounds}, then login and logout in one run each.
+ * `bareRps` bounds the token pools at CONNECTIONS; at 1 connection each refresh waits for
+ * at least one round trip through the proxy, which bounds its rate.
+ */
+async function acrossNetwork (bareRps, exhausted) {
+  const proxy = await startDelayProxy({ host: '127.0.0.1', port: redis.port }, DELAY_MS)
+  const proxied = new Redis(proxy.url)
+  try {
+    const trip = await addedRoundTrip(inspect, proxied)
+    progress(`  PING, median of one at a time: ${trip.directMs.toFixed(3)} ms straight, ${trip.proxiedMs.toFixed(3)} ms through the proxy`)
+    const server = await serverFor('network', {}, proxy.url)
+    const measured = { trip, refresh: {}, login: {}, logout: {} }
+    for (const connections of [1, CONNECTIONS]) {
+      progress(`  ${connections} connection${connections === 1 ? '' : 's'}: floor, naive and plugin refresh`)
+      const ceiling = connections === 1 ? 1000 / trip.proxiedMs : bareRps
+      const refreshOf = (name, kind, path) => ({ name, connections, prepare: pooled(redis.url, kind, 'POST', path, ceiling, exhausted) })
+      // One connection answers a few hundred requests a second: its rounds run longer,
+      // for p50s of as many answers as a round at 50 connections has.
+      measured.refresh[connections] = await rounds(server, [
+        refreshOf('floor refresh', 'floor', '/floor/refresh'),
+        refreshOf('naive refresh', 'naive', '/naive/refresh'),
+        refreshOf('refresh', 'ours', '/auth/refresh')
+      ], connections === 1 ? NETWORK_ROUND_SECONDS : ROUND_SECONDS)
+      progress(`  ${connections} connection${connections === 1 ? '' : 's'}: login and logout`)
+      measured.login[connections] = await measure(server, loginSide(connections))
+      measured.logout[connections] = await measure(server, refreshOf('logout', 'ours', '/auth/logout'))
+    }
+    await server.stop()
+    return measured
+  } finally {
+    proxied.disconnect()
+    await proxy.stop()
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -493,6 +594,58 @@ function roundsTable (paired) {
   return lines.join('\n')
 }
 
+/** The target of the plugin's refresh at 1 connection: its p50 at most this times the floor's. */
+const FLOOR_TARGET = 1.05
+
+/** Per round of a network trio: the plugin's p50 over the floor's, and the naive refresh's over the plugin's. */
+function networkRatios (trio) {
+  return {
+    overFloor: trio.rounds.map(([floor, , ours]) => ours.p50 / floor.p50),
+    naiveOver: trio.rounds.map(([, naive, ours]) => naive.p50 / ours.p50)
+  }
+}
+
+const ms = (value) => `${value.toFixed(2)} ms`
+
+function networkTable (network) {
+  const lines = [
+    row(['operation', 'connections', 'req/s', 'p50', 'p99', 'p50 / floor\'s p50', 'target', 'met?', 'naive\'s p50 / this p50', 'CPU per request: server + Redis']),
+    row(['---', '---:', '---:', '---:', '---:', '---:', '---', '---', '---:', '---:'])
+  ]
+  const figures = (f) => [integer.format(f.rps), ms(f.latency.p50), ms(f.latency.p99)]
+  const cpu = (f) => `${f.serverCpu.toFixed(0)} + ${f.redisCpu.toFixed(0)} µs`
+  for (const [connections, trio] of Object.entries(network.refresh)) {
+    const [floor, naive, ours] = trio.figures
+    const { overFloor, naiveOver } = networkRatios(trio)
+    const target = Number(connections) === 1 ? FLOOR_TARGET : undefined
+    const failed = floor.failures + naive.failures + ours.failures > 0
+    const met = target === undefined ? '—' : failed ? 'invalid run' : median(overFloor) <= target ? 'yes' : 'no'
+    lines.push(row(['floor refresh (the plugin\'s crypto, one compare-and-swap script)', connections, ...figures(floor), '1.00', '—', '—', '—', cpu(floor)]))
+    lines.push(row(['naive refresh (verify, GET, SET EX, DEL)', connections, ...figures(naive), median(trio.rounds.map(([f, n]) => n.p50 / f.p50)).toFixed(2), '—', '—', '1.00', cpu(naive)]))
+    lines.push(row(['refresh (rotation, one Lua script)', connections, ...figures(ours), median(overFloor).toFixed(2), target === undefined ? '—' : `≤ ${target.toFixed(2)}×`, met, `${median(naiveOver).toFixed(2)}×`, cpu(ours)]))
+  }
+  for (const [name, runs] of [['login (reply.issueTokens, body transport)', network.login], ['logout (refresh token in body)', network.logout]]) {
+    for (const [connections, f] of Object.entries(runs)) lines.push(row([name, connections, ...figures(f), '—', '—', '—', '—', cpu(f)]))
+  }
+  return lines.join('\n')
+}
+
+/** Every round's p50 ratios of the network trios. */
+function networkRoundsTable (network) {
+  const lines = [
+    row(['ratio of p50s', 'connections', 'per round', 'median', 'range']),
+    row(['---', '---:', '---', '---:', '---:'])
+  ]
+  for (const [connections, trio] of Object.entries(network.refresh)) {
+    const { overFloor, naiveOver } = networkRatios(trio)
+    for (const [name, ratios] of [['refresh / floor refresh', overFloor], ['naive refresh / refresh', naiveOver]]) {
+      lines.push(row([name, connections, ratios.map((r) => r.toFixed(3)).join(', '), median(ratios).toFixed(3),
+        `${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)}`]))
+    }
+  }
+  return lines.join('\n')
+}
+
 function redisTable (trips, memory) {
   const lines = [row(['measure', 'value', 'target', 'met?']), row(['---', '---:', '---', '---'])]
   for (const [operation, target] of [['login', 1], ['refresh', 1], ['logout', 1], ['authenticate', 0]]) {
@@ -519,8 +672,8 @@ const redis = await RedisServer.start()
 /** Reads Redis's CPU time, and the version. */
 const inspect = redis.client()
 const servers = []
-async function serverFor (name, env = {}) {
-  const server = await startServer(redis.url, { name, env })
+async function serverFor (name, env = {}, redisUrl = redis.url) {
+  const server = await startServer(redisUrl, { name, env })
   servers.push(server)
   return server
 }
@@ -543,7 +696,7 @@ try {
   const bare = { name: 'bare route', ...await measure(server, { name: 'bare route', request: { method: 'GET', path: '/bare' } }) }
   await server.stop()
 
-  progress('@fastify/jwt verify alone vs authenticate')
+  progress('@fastify/jwt verify alone, a verifier alone and authenticate')
   server = await serverFor('authenticate')
   /** How often a pool of tokens or DPoP proofs ran out (see perRequest). */
   const exhausted = { count: 0 }
@@ -555,9 +708,16 @@ try {
   await issuer.app.close()
   await untilRejected(server.url, revokedToken)
   const bearerRequest = { method: 'GET', path: '/me', headers: { authorization: `Bearer ${ourToken}` } }
-  const authPair = await pair(server,
-    { name: '@fastify/jwt verify alone', request: { method: 'GET', path: '/jwt/me', headers: { authorization: `Bearer ${jwtToken}` } } },
-    { name: 'authenticate', request: bearerRequest })
+  const jwtBearer = { authorization: `Bearer ${jwtToken}` }
+  // Beside them, the ceiling of any authenticate: fast-jwt's verifier called directly on
+  // @fastify/jwt's token, nothing else (bench/apps.mjs, GET /verifier/me).
+  const authTrio = await rounds(server, [
+    { name: '@fastify/jwt verify alone', request: { method: 'GET', path: '/jwt/me', headers: jwtBearer } },
+    { name: 'verifier alone', request: { method: 'GET', path: '/verifier/me', headers: jwtBearer } },
+    { name: 'authenticate', request: bearerRequest }
+  ])
+  const authPair = trioPair(authTrio, 0, 2)
+  const ceilingPair = trioPair(authTrio, 0, 1)
 
   progress('authenticate, Bearer vs DPoP-bound (a proof of its own per request), in the same server')
   const dpopAuthPair = await pair(server,
@@ -590,24 +750,15 @@ try {
 
   progress('login and logout')
   server = await serverFor('login-logout')
-  let loginUser = 0
-  const login = {
-    name: 'login (reply.issueTokens, body transport)',
-    ...await measure(server, {
-      name: 'login',
-      request: {
-        method: 'POST',
-        path: '/auth/login',
-        headers: { ...JSON_HEADERS, 'x-token-transport': 'body', 'user-agent': USER_AGENTS[0] },
-        setupRequest: (request) => ({ ...request, body: `{"userId":"login-${loginUser++ % USERS}"}` })
-      }
-    })
-  }
+  const login = { name: 'login (reply.issueTokens, body transport)', ...await measure(server, loginSide(CONNECTIONS)) }
   const logout = {
     name: 'logout (refresh token in body)',
     ...await measure(server, { name: 'logout', prepare: pooled(redis.url, 'ours', 'POST', '/auth/logout', bare.rps, exhausted) })
   }
   await server.stop()
+
+  progress(`Redis across a network: ${DELAY_MS} ms each way through a proxy`)
+  const network = await acrossNetwork(bare.rps, exhausted)
 
   progress(`Redis memory: ${integer.format(MEMORY_SESSIONS)} sessions`)
   const memory = await memoryPerSession()
@@ -615,18 +766,22 @@ try {
   /** A pair's row: its operation (`b`) named `name`, against its baseline (`a`) named `baselineName`. */
   const pairRow = (measured, name, baselineName, target) =>
     ({ ...measured.b, name, baseline: { ...measured.a, name: baselineName }, target, ratios: measured.ratios })
-  const authenticate = pairRow(authPair, 'authenticate (with revocation set)', '@fastify/jwt verify alone', 0.95)
-  const refresh = pairRow(refreshPair, 'refresh (rotation, one Lua script)', 'naive refresh', 1.2)
+  const authenticate = pairRow(authPair, 'authenticate (with revocation set)', '@fastify/jwt verify alone', 1.1)
+  const ceiling = pairRow(ceilingPair, 'verifier alone (fast-jwt, called directly; no checks)', '@fastify/jwt verify alone', undefined)
+  // No target on loopback, where the round trips the rotation saves cost almost nothing:
+  // its target is judged across a network, against the floor (networkTable).
+  const refresh = pairRow(refreshPair, 'refresh (rotation, one Lua script)', 'naive refresh', undefined)
   const jwt = authenticate.baseline
   const naive = refresh.baseline
   // The DPoP pairs' baselines are the operations above, measured again beside them.
   const dpopAuthenticate = pairRow(dpopAuthPair, 'authenticate, DPoP-bound (proof per request)', 'authenticate (with revocation set), in the DPoP pair', 0.35)
   const dpopRefresh = pairRow(dpopRefreshPair, 'refresh, DPoP-bound (proof per request)', 'refresh (rotation, one Lua script), in the DPoP pair', 0.5)
   const example = pairRow(examplePair, 'example app GET /me (helmet, info logs)', '@fastify/jwt verify alone (its own server)', 0.6)
-  const paired = [authenticate, dpopAuthenticate, refresh, dpopRefresh, example]
+  const paired = [ceiling, authenticate, dpopAuthenticate, refresh, dpopRefresh, example]
   const rows = [
     bare,
     { ...jwt, baseline: bare },
+    ceiling,
     authenticate,
     { ...dpopAuthenticate.baseline, baseline: bare },
     dpopAuthenticate,
@@ -639,15 +794,25 @@ try {
     example.baseline,
     example
   ]
-  const failed = rows.filter((r) => r.failures > 0)
+  const networkRows = [
+    ...Object.entries(network.refresh).flatMap(([connections, trio]) => trio.figures.map((f, i) => ({ ...f, name: `${['floor refresh', 'naive refresh', 'refresh'][i]} across the network, ${connections} connection(s)` }))),
+    ...Object.entries(network.login).map(([connections, f]) => ({ ...f, name: `login across the network, ${connections} connection(s)` })),
+    ...Object.entries(network.logout).map(([connections, f]) => ({ ...f, name: `logout across the network, ${connections} connection(s)` }))
+  ]
+  const failed = [...rows, ...networkRows].filter((r) => r.failures > 0)
   const notes = [
     `- ${date.toISOString()}; ${machine}; load average ${load} when the run began.`,
     `- autocannon, ${CONNECTIONS} connections, on loopback (operations without a target: one run of ${SECONDS} s after a ${WARMUP_SECONDS} s warm-up); the server in its own process (bench/server.mjs), autocannon and redis-server sharing the same ${cpus.length} cores. ` +
       (cpus.length <= 2 ? 'On 2 cores the three compete for CPU, and any other load on the machine moves req/s by tens of percent between runs. ' : '') +
-      `Each pair with a target ran in one server process: a ${WARMUP_SECONDS} s warm-up of each, then ${ROUNDS} rounds of ${ROUND_SECONDS} s each, baseline and operation back to back, the order alternating from round to round; ` +
+      `Each pair ran in one server process: a ${WARMUP_SECONDS} s warm-up of each, then ${ROUNDS} rounds of ${ROUND_SECONDS} s each, baseline and operation back to back, the order alternating from round to round; ` +
       'its ratio is the median of the rounds\' ratios (each round\'s two runs share whatever else the machine was doing then), and its req/s, CPU and the ratio of totals cover all the rounds (p99: the median round\'s). ' +
       'CPU per request is the server process\'s and redis-server\'s CPU time (user + system) over the requests answered in the measured runs: steadier than req/s on a busy machine.',
     '- Every refresh and logout presented a token of its own (pre-issued sessions), so every refresh really rotated.',
+    `- Across a network: the server's Redis connections (the plugin's client and subscriber, the baselines' clients) went through a TCP proxy in a process of its own (bench/lib/delay-proxy.mjs) that holds every chunk ${DELAY_MS} ms in each direction; ` +
+      `a PING, one at a time, took ${ms(network.trip.directMs)} straight and ${ms(network.trip.proxiedMs)} through it (medians of 300). ` +
+      'The floor refresh (bench/apps.mjs) does exactly the plugin\'s crypto, with its token code and the keys it derives from the same secret (verify the refresh token, the successor\'s id, both ids\' hashes, sign an access and a refresh token with the same claims), and one compare-and-swap script, nothing else. ' +
+      `Floor, naive and plugin refresh ran in ${ROUNDS} rounds, the order rotating from round to round, at 1 connection (rounds of ${NETWORK_ROUND_SECONDS} s) and at ${CONNECTIONS} (${ROUND_SECONDS} s); each ratio is the median of the rounds' ratios of p50s. ` +
+      'Latencies are autocannon\'s per answer, to the microsecond, over every measured run (its own percentiles are whole milliseconds); login and logout: one run each.',
     '- DPoP pairs (RFC 9449), HS256 access and refresh tokens on both sides (the plugin\'s `secret`): one P-256 key (ES256) for every bound session and every proof, so the server imported it once (it keeps imported keys by thumbprint). ' +
       'Each ran in the server process of the pair above it in the table, right after that pair: the Bearer authenticate with the same revocation set, the unbound refresh with sessions minted as before. ' +
       'Every DPoP-bound refresh presented a token of its own, of a session bound at login (pre-issued through the app\'s login route with a proof and the body transport, injected into an app instance of the harness), and a proof of its own; ' +
@@ -662,6 +827,7 @@ try {
       Object.entries(trips).flatMap(([operation, { strays }]) => strays.map((stray) => ` Also seen once during ${operation}: ${stray}.`)).join(''),
     '- The example app ran as docker-compose.yml runs it (NODE_ENV=production, LOG_LEVEL=info, its security headers), its log written to /dev/null; ' +
       'its `@fastify/jwt` baseline is a bare Fastify app with that route alone, in the same process on a port of its own.',
+    '- Verifier alone: the fast-jwt verifier that @fastify/jwt wraps, made once with the baseline\'s key and called directly in a synchronous onRequest hook on the baseline\'s token, its payload answered as the baseline answers it: no checks, no options merged per call, no promise. It ran in the same rounds as @fastify/jwt verify alone and authenticate (the order rotating), as the ceiling of any authenticate on the machine.',
     `- authenticate ran with ${integer.format(REVOKED_SESSIONS)} revoked sessions in the server's revocation set; ` +
       `logout ran in a server whose set started empty and grew by one session per logout, to ${integer.format(logout.answered)}.`,
     failed.length === 0
@@ -675,6 +841,12 @@ try {
     throughputTable(rows),
     '',
     roundsTable(paired),
+    '',
+    `### Redis across a network: ${DELAY_MS} ms each way through a proxy, ${ms(network.trip.addedMs)} added per round trip`,
+    '',
+    networkTable(network),
+    '',
+    networkRoundsTable(network),
     '',
     redisTable(trips, memory),
     '',

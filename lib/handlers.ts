@@ -1,4 +1,4 @@
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import type { DpopVerifier } from './dpop.js'
 import {
   BadRequestError, CookieConflictError, DpopAccessProofInvalidError, SessionNotFoundError, SessionRevokedError, StoreUnavailableError, TokenInvalidError, TokenMissingError
@@ -12,7 +12,7 @@ import { Transport, checkedLength, tokenResponse, type CarriedToken } from './tr
 import type { IssueRequest, SessionListPage, SessionListResponse, SessionUser, TokenResponse, TokenSet } from './types.js'
 
 /** When a request arrived (ms, this instance's clock), for `issueTokens`' default `authenticatedAt`. */
-const ARRIVED = Symbol('fastify-token-sessions.arrived')
+export const ARRIVED = Symbol('fastify-token-sessions.arrived')
 /** Set by a handler whose request named its session by a cookie that a 401 makes useless: the cookies go. */
 const CLEAR_ON_401 = Symbol('fastify-token-sessions.clearOn401')
 /** Set by `authenticate` on a request that named the DPoP scheme: its 401 carries a DPoP challenge. */
@@ -66,7 +66,7 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
   // The decorators (authenticate, authenticateStrict, refresh, issueTokens) are documented
   // where they are typed, in types.ts; the routes in the README.
   return {
-    authenticate: guard(context, authenticate),
+    authenticate: hookGuard(context, authenticate),
     authenticateStrict: guard(context, authenticateStrict),
     refresh: guard(context, refresh),
     logout: guard(context, logout),
@@ -94,6 +94,30 @@ function guard<R extends FastifyRequest, A extends unknown[], T> (
     } catch (error) {
       throw failed(context, request as MarkedRequest, reply, error)
     }
+  }
+}
+
+/**
+ * {@link guard} for a handler that never waits: as a hook, Fastify passes it `done` and it
+ * answers through that at once, with no promise and no turn of the microtask queue (this
+ * runs on every authenticated request); called by app code without `done`, as
+ * `await app.authenticate(request, reply)`, it returns a promise as an async hook does.
+ */
+function hookGuard (
+  context: Context, run: (context: Context, request: FastifyRequest, reply: FastifyReply) => void
+): (request: FastifyRequest, reply: FastifyReply, done?: HookHandlerDoneFunction) => Promise<void> | undefined {
+  return function guarded (request, reply, done) {
+    let error: unknown
+    try {
+      run(context, request, reply)
+    } catch (caught) {
+      error = failed(context, request as MarkedRequest, reply, caught)
+    }
+    if (typeof done === 'function') {
+      done(error as Error | undefined)
+      return undefined
+    }
+    return error === undefined ? Promise.resolve() : Promise.reject(error)
   }
 }
 
