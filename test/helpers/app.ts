@@ -61,6 +61,21 @@ export function cookieHeader (response: LightMyRequestResponse, ...names: string
 }
 
 /** Logs a user in with body transport; returns the token response. */
+/**
+ * Waits, as a load balancer's readiness check would, until the app's revocation list is
+ * loaded (`health().revocationFeed`): start-up waits for it at most `storeTimeout`, and a
+ * Cluster's reload on a busy machine may take longer. Resolves to whether it came up
+ * within `timeoutMs`.
+ */
+export async function untilFeedUp (app: FastifyInstance, timeoutMs = 10_000): Promise<boolean> {
+  const until = Date.now() + timeoutMs
+  while ((await app.tokenSessions.health()).revocationFeed !== 'up') {
+    if (Date.now() > until) return false
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  return true
+}
+
 export async function login (app: FastifyInstance, userId: string, claims?: Record<string, unknown>): Promise<{ accessToken: string, refreshToken: string, expiresIn: number, refreshExpiresIn: number }> {
   const response = await app.inject({
     method: 'POST',
