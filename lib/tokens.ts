@@ -1,5 +1,6 @@
 import { createHmac, createSecretKey, hash, hkdfSync, randomBytes, type KeyObject } from 'node:crypto'
 import { createRequire } from 'node:module'
+import { createVerifier } from 'fast-jwt'
 import type { FastifyInstance, FastifyPluginCallback } from 'fastify'
 import { CLOCK_TOLERANCE_MS } from './clock.js'
 import { SessionExpiredError, TokenExpiredError, TokenInvalidError } from './errors.js'
@@ -14,10 +15,18 @@ import type { ClaimValues, SessionUser } from './types.js'
  */
 const fastifyJwt = createRequire(import.meta.url)('@fastify/jwt') as FastifyPluginCallback<Record<string, unknown>>
 
-/** What the codec uses of one `@fastify/jwt` namespace (`fastify.jwt[namespace]`). */
-interface JWT {
+/** What the codec uses of one `@fastify/jwt` namespace (`fastify.jwt[namespace]`): its signer. */
+interface Signer {
   sign (payload: Record<string, unknown>): string
-  verify<T> (token: string): T
+}
+
+/** A verifier made once for one key: the verified payload of a token, or it throws. */
+type Verifier = (token: string) => Record<string, unknown>
+
+/** One key's signer (a key that only verifies has none) and verifier. */
+interface KeyCodec {
+  signer: Signer
+  verify: Verifier
 }
 
 /**
@@ -177,21 +186,38 @@ interface TokenCodecOptions {
 
 /**
  * Registers `@fastify/jwt` once per key in an encapsulated context (so that the app's own
- * `fastify.jwt`, if any, is left alone) and wraps its signers and verifiers. Each key
- * pins one algorithm; an access token picks its key by `kid`, and a `jku`, `x5u`, `jwk`
- * or `x5c` header is never fetched nor trusted.
+ * `fastify.jwt`, if any, is left alone) and signs with it. Tokens are verified by fast-jwt's
+ * verifier, the one `@fastify/jwt` wraps, made here once per key with the same options:
+ * `@fastify/jwt`'s own `verify` merges its options into new objects on every call, and
+ * verification runs on every authenticated request. Each key pins one algorithm; an
+ * access token picks its key by `kid`, and a `jku`, `x5u`, `jwk` or `x5c` header is
+ * never fetched nor trusted.
  */
 export async function createTokenCodec (fastify: FastifyInstance, options: TokenCodecOptions): Promise<TokenCodec> {
-  const accessByKid = new Map<string, JWT>()
+  const accessByKid = new Map<string, KeyCodec>()
   // RFC 9068 only when every claim it requires is there: iss, aud and client_id are
   // configured, and each token gets a jti of its own.
   const profile = options.clientId !== undefined && options.issuer !== undefined && options.audience !== undefined
   const accessType = profile ? ACCESS_TOKEN_TYPE : PLAIN_ACCESS_TOKEN_TYPE
   const accessClaims = ['sub', 'sid', 'sst', 'iat', 'exp', ...(profile ? ['jti', 'client_id'] : [])]
-  let refresh: JWT | undefined
+  let refresh: KeyCodec | undefined
   await fastify.register(async function tokenSessionsJwt (child) {
-    const register = async (namespace: string, typ: string, key: ResolvedKey, required: string[]): Promise<JWT> => {
+    const register = async (namespace: string, typ: string, key: ResolvedKey, required: string[]): Promise<KeyCodec> => {
       const { algorithm, signingKey, verifyKey } = key
+      const verify = {
+        algorithms: [algorithm],
+        checkTyp: typ,
+        // Checked here instead, by the store's clock (checkTimes).
+        ignoreExpiration: true,
+        // fast-jwt checks iss and aud only when present: require them when configured.
+        requiredClaims: [
+          ...required,
+          ...(options.issuer === undefined ? [] : ['iss']),
+          ...(options.audience === undefined ? [] : ['aud'])
+        ],
+        ...(options.issuer === undefined ? {} : { allowedIss: options.issuer }),
+        ...(options.audience === undefined ? {} : { allowedAud: options.audience })
+      }
       await child.register(fastifyJwt, {
         secret: Buffer.isBuffer(verifyKey) ? verifyKey : { public: verifyKey, ...(signingKey === undefined ? {} : { private: signingKey }) },
         namespace,
@@ -203,22 +229,12 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
           ...(options.issuer === undefined ? {} : { iss: options.issuer }),
           ...(options.audience === undefined ? {} : { aud: options.audience })
         },
-        verify: {
-          algorithms: [algorithm],
-          checkTyp: typ,
-          // Checked here instead, by the store's clock (checkTimes).
-          ignoreExpiration: true,
-          // fast-jwt checks iss and aud only when present: require them when configured.
-          requiredClaims: [
-            ...required,
-            ...(options.issuer === undefined ? [] : ['iss']),
-            ...(options.audience === undefined ? [] : ['aud'])
-          ],
-          ...(options.issuer === undefined ? {} : { allowedIss: options.issuer }),
-          ...(options.audience === undefined ? {} : { allowedAud: options.audience })
-        }
+        verify
       })
-      return ((child as unknown as { jwt: Record<string, JWT> }).jwt)[namespace] as JWT
+      return {
+        signer: ((child as unknown as { jwt: Record<string, Signer> }).jwt)[namespace] as Signer,
+        verify: createVerifier({ ...verify, key: verifyKey }) as Verifier
+      }
     }
     for (const [index, key] of options.keys.access.keys.entries()) {
       accessByKid.set(key.kid ?? '', await register(`tokenSessions_access_${index}`, accessType, key, accessClaims))
@@ -226,8 +242,8 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
     // Only this plugin verifies refresh tokens, so HS256 with a derived secret serves.
     refresh = await register('tokenSessions_refresh', REFRESH_TOKEN_TYPE, derivedKey(options.keys.refresh), ['sub', 'sid', 'jti', 'iat', 'exp', 'mx'])
   })
-  const signer = accessByKid.get(options.keys.access.active.kid ?? '') as JWT
-  const refreshJwt = refresh as JWT
+  const signer = (accessByKid.get(options.keys.access.active.kid ?? '') as KeyCodec).signer
+  const refreshCodec = refresh as KeyCodec
 
   const { now, accessTokenTtl, refreshTokenTtl } = options
   return {
@@ -246,7 +262,7 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
       if (Object.keys(claims).length > 0) payload.clm = claims
       if (grant.clientId !== undefined) payload.cid = grant.clientId
       if (grant.scope !== undefined) payload.scp = grant.scope
-      return refreshJwt.sign(payload)
+      return refreshCodec.signer.sign(payload)
     },
     verifyAccess (token, jkt) {
       const payload = accessPayload(accessByKid, token)
@@ -266,7 +282,7 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
       }
     },
     verifyRefresh (token) {
-      const payload = verify(refreshJwt, token)
+      const payload = verify(refreshCodec.verify, token)
       checkSubject(payload)
       const { jti, clm, mx, cid, scp } = payload
       if (typeof jti !== 'string' || !REFRESH_ID.test(jti)) throw new TokenInvalidError()
@@ -282,8 +298,8 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
 }
 
 /** A verified access token's payload, its subject, session and start checked; not yet its expiry. */
-function accessPayload (keys: Map<string, JWT>, token: string): Record<string, unknown> & { sub: string, sid: string, sst: number } {
-  const payload = verify(accessKeyOf(keys, token), token)
+function accessPayload (keys: Map<string, KeyCodec>, token: string): Record<string, unknown> & { sub: string, sid: string, sst: number } {
+  const payload = verify(accessKeyOf(keys, token).verify, token)
   checkSubject(payload)
   const { sst } = payload
   if (typeof sst !== 'number' || !Number.isSafeInteger(sst) || sst < 0) throw new TokenInvalidError()
@@ -313,11 +329,11 @@ function accessUser (payload: Record<string, unknown> & { sub: string, sid: stri
 }
 
 /**
- * The verifier of the key the token's header names by `kid` (none: the derived key).
+ * The signer and verifier of the key the token's header names by `kid` (none: the derived key).
  * With a single key there is nothing to choose, and the header is not parsed twice.
  */
-function accessKeyOf (keys: Map<string, JWT>, token: string): JWT {
-  if (keys.size === 1) return keys.values().next().value as JWT
+function accessKeyOf (keys: Map<string, KeyCodec>, token: string): KeyCodec {
+  if (keys.size === 1) return keys.values().next().value as KeyCodec
   let kid: unknown
   try {
     kid = (JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString()) as { kid?: unknown }).kid
@@ -325,9 +341,9 @@ function accessKeyOf (keys: Map<string, JWT>, token: string): JWT {
     throw new TokenInvalidError()
   }
   if (kid !== undefined && typeof kid !== 'string') throw new TokenInvalidError()
-  const jwt = keys.get(kid ?? '')
-  if (jwt === undefined) throw new TokenInvalidError()
-  return jwt
+  const codec = keys.get(kid ?? '')
+  if (codec === undefined) throw new TokenInvalidError()
+  return codec
 }
 
 /** Whether a value has the shape of the session ids {@link newSessionId} makes. */
@@ -336,16 +352,16 @@ export function isSessionId (value: unknown): value is string {
 }
 
 /**
- * The one place where a JWT failure becomes an HTTP error. `@fastify/jwt` and `fast-jwt`
- * raise errors without a status for many malformed tokens (a foreign algorithm, an
- * unknown `crit` header, a bad claim type, ...), which Fastify would answer with a 500.
+ * The one place where a JWT failure becomes an HTTP error. fast-jwt raises errors without
+ * a status for many malformed tokens (a foreign algorithm, an unknown `crit` header, a bad
+ * claim type, ...), which Fastify would answer with a 500.
  * Every failure here is a 401. Expiry is checked afterwards, by {@link expired}.
  */
-function verify (jwt: JWT, token: string): Record<string, unknown> {
+function verify (verifier: Verifier, token: string): Record<string, unknown> {
   if (!canonicalSignature(token)) throw new TokenInvalidError()
   try {
     // fast-jwt rejects any payload that is not a JSON object (FAST_JWT_INVALID_PAYLOAD).
-    return jwt.verify<Record<string, unknown>>(token)
+    return verifier(token)
   } catch {
     throw new TokenInvalidError()
   }
