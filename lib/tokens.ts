@@ -23,7 +23,7 @@ interface Signer {
 /** A verifier made once for one key: the verified payload of a token, or it throws. */
 type Verifier = (token: string) => Record<string, unknown>
 
-/** One key's signer (a key that only verifies has none) and verifier. */
+/** One key's signer and verifier (only the active access key and the refresh key sign). */
 interface KeyCodec {
   signer: Signer
   verify: Verifier
