@@ -2,7 +2,7 @@ import t from 'tap'
 import { Cluster, Redis } from 'ioredis'
 import { RedisStore, type RevocationListener } from '../lib/index.js'
 import { RevocationBuckets, SLOTS } from '../lib/stores/buckets.js'
-import { buildApp, login, refresh, untilFeedUp } from './helpers/app.js'
+import { buildApp, login, refresh, untilUp } from './helpers/app.js'
 import { payloadOf } from './helpers/jwt.js'
 import { startCluster } from './helpers/topology.js'
 import { storeContract } from './stores/contract.js'
@@ -41,7 +41,7 @@ t.test('Redis Cluster (three primaries)', async (t) => {
     }
     t.equal(status, 401, 'the other instance sees the revocation through the Cluster\'s pub/sub')
     const late = await buildApp(t, { redis: cluster() })
-    t.ok(await untilFeedUp(late), 'the late instance\'s revocation list loads (its health says so)')
+    t.ok(await untilUp(late, 'revocationFeed'), 'the late instance\'s revocation list loads (its health says so)')
     t.equal((await late.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${victim.accessToken}` } })).statusCode, 401,
       'an instance started later loads the revocation from every primary')
     await late.tokenSessions.store.close()

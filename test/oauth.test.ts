@@ -9,7 +9,7 @@ import {
   refreshTokenGrantRequest, revocationRequest, type AuthorizationServer, type Client, type CryptoKeyPair, type DPoPHandle
 } from 'oauth4webapi'
 import type { AuditEvent, AuditHookName } from '../lib/index.js'
-import { buildApp } from './helpers/app.js'
+import { buildApp, untilUp } from './helpers/app.js'
 import { payloadOf } from './helpers/jwt.js'
 import { startRedis } from './helpers/redis.mjs'
 
@@ -377,6 +377,8 @@ t.test('the store down: 503 temporarily_unavailable with Retry-After, and the en
     t.match(await response.json(), { error: 'temporarily_unavailable', error_description: /FTS_STORE_UNAVAILABLE/ }, path)
   }
   await redis.start()
+  // The client reconnects on its own schedule; until then the store is still down (503).
+  t.ok(await untilUp(server.app, 'store'), 'the store is back, as its health says')
   // A command the client had queued may still run once Redis is back (see "Errors"): the
   // refresh and the revocation above may have happened. A new session works as before.
   const after = await nativeLogin(server, 'paul')

@@ -5,7 +5,7 @@ import Fastify from 'fastify'
 import { MemoryStore, type Revocation, type RevocationFeed, type RevocationListener, type SessionStore } from '../lib/index.js'
 import { StoreClock } from '../lib/clock.js'
 import { RevocationList } from '../lib/revocations.js'
-import { LogCapture, buildApp, login, refresh, untilFeedUp } from './helpers/app.js'
+import { LogCapture, buildApp, login, refresh, untilUp } from './helpers/app.js'
 import { startRedis } from './helpers/redis.mjs'
 
 const silent = Fastify({ logger: false }).log
@@ -88,7 +88,7 @@ t.test('two instances on one Redis: a revocation on A is seen by B at once, with
     const tokens = await login(a, 'rv-late')
     await a.inject({ method: 'POST', url: '/auth/logout', payload: { refreshToken: tokens.refreshToken } })
     const late = await buildApp(t, { redis: redis.url })
-    t.ok(await untilFeedUp(late), 'its revocation list loads (its health says so)')
+    t.ok(await untilUp(late, 'revocationFeed'), 'its revocation list loads (its health says so)')
     t.same(await me(late, tokens.accessToken), { statusCode: 401, code: 'FTS_SESSION_REVOKED' })
   })
 })

@@ -60,22 +60,23 @@ export function cookieHeader (response: LightMyRequestResponse, ...names: string
     .map(([name, cookie]) => `${name}=${cookie.value}`).join('; ')
 }
 
-/** Logs a user in with body transport; returns the token response. */
 /**
- * Waits, as a load balancer's readiness check would, until the app's revocation list is
- * loaded (`health().revocationFeed`): start-up waits for it at most `storeTimeout`, and a
- * Cluster's reload on a busy machine may take longer. Resolves to whether it came up
- * within `timeoutMs`.
+ * Waits, as a load balancer's readiness check would, until a part of the app's health is
+ * `up`: the store after an outage (the client reconnects on its own schedule, after Redis
+ * accepts connections again), or the revocation list (start-up waits for it at most
+ * `storeTimeout`, and a Cluster's reload on a busy machine may take longer). Resolves to
+ * whether it came up within `timeoutMs`.
  */
-export async function untilFeedUp (app: FastifyInstance, timeoutMs = 10_000): Promise<boolean> {
+export async function untilUp (app: FastifyInstance, part: 'store' | 'revocationFeed', timeoutMs = 10_000): Promise<boolean> {
   const until = Date.now() + timeoutMs
-  while ((await app.tokenSessions.health()).revocationFeed !== 'up') {
+  while ((await app.tokenSessions.health())[part] !== 'up') {
     if (Date.now() > until) return false
     await new Promise((resolve) => setTimeout(resolve, 20))
   }
   return true
 }
 
+/** Logs a user in with body transport; returns the token response. */
 export async function login (app: FastifyInstance, userId: string, claims?: Record<string, unknown>): Promise<{ accessToken: string, refreshToken: string, expiresIn: number, refreshExpiresIn: number }> {
   const response = await app.inject({
     method: 'POST',
