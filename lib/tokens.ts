@@ -204,7 +204,7 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
   await fastify.register(async function tokenSessionsJwt (child) {
     const register = async (namespace: string, typ: string, key: ResolvedKey, required: string[]): Promise<KeyCodec> => {
       const { algorithm, signingKey, verifyKey } = key
-      const verify = {
+      const verifyOptions = {
         algorithms: [algorithm],
         checkTyp: typ,
         // Checked here instead, by the store's clock (checkTimes).
@@ -229,11 +229,11 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
           ...(options.issuer === undefined ? {} : { iss: options.issuer }),
           ...(options.audience === undefined ? {} : { aud: options.audience })
         },
-        verify
+        verify: verifyOptions
       })
       return {
         signer: ((child as unknown as { jwt: Record<string, Signer> }).jwt)[namespace] as Signer,
-        verify: createVerifier({ ...verify, key: verifyKey }) as Verifier
+        verify: createVerifier({ ...verifyOptions, key: verifyKey }) as Verifier
       }
     }
     for (const [index, key] of options.keys.access.keys.entries()) {

@@ -3,7 +3,7 @@ import t from 'tap'
 import { Redis } from 'ioredis'
 import { RedisStore } from '../lib/index.js'
 import { hashId } from '../lib/tokens.js'
-import { LogCapture, buildApp, login, refresh } from './helpers/app.js'
+import { LogCapture, buildApp, login, refresh, untilUp } from './helpers/app.js'
 import { payloadOf } from './helpers/jwt.js'
 import { startRedis } from './helpers/redis.mjs'
 import { startSentinel } from './helpers/topology.js'
@@ -120,12 +120,9 @@ t.test('readiness: health() tells the truth, and start-up neither hangs nor cras
   await sleep(200)
   t.match(await app.tokenSessions.health(), { ok: false, store: 'down', revocationFeed: 'down' })
   await redis.start()
-  let health = await app.tokenSessions.health()
-  for (let i = 0; i < 50 && !health.ok; i++) {
-    await sleep(100)
-    health = await app.tokenSessions.health()
-  }
-  t.match(health, { ok: true, store: 'up', revocationFeed: 'up' }, 'back without a restart')
+  await untilUp(app, 'store')
+  await untilUp(app, 'revocationFeed')
+  t.match(await app.tokenSessions.health(), { ok: true, store: 'up', revocationFeed: 'up' }, 'back without a restart')
 })
 
 t.test('an eviction policy other than noeviction is warned about at start-up', async (t) => {
