@@ -98,20 +98,29 @@ function guard<R extends FastifyRequest, A extends unknown[], T> (
 }
 
 /**
- * {@link guard} for a handler that never waits: as a hook, Fastify passes it `done` and it
- * answers through that at once, with no promise and no turn of the microtask queue (this
- * runs on every authenticated request); called by app code without `done`, as
- * `await app.authenticate(request, reply)`, it returns a promise as an async hook does.
+ * {@link guard} for a hook that answers at once on its usual path: as a hook, Fastify
+ * passes it `done` and it answers through that, with no promise and no turn of the
+ * microtask queue (this runs on every authenticated request). Only when it must wait (it
+ * returns a promise: a store lookup) does `done` wait for it. Called by app code without
+ * `done`, as `await app.authenticate(request, reply)`, it returns a promise as an async
+ * hook does.
  */
 function hookGuard (
-  context: Context, run: (context: Context, request: FastifyRequest, reply: FastifyReply) => void
+  context: Context, run: (context: Context, request: FastifyRequest, reply: FastifyReply) => Promise<void> | undefined
 ): (request: FastifyRequest, reply: FastifyReply, done?: HookHandlerDoneFunction) => Promise<void> | undefined {
   return function guarded (request, reply, done) {
     let error: unknown
+    let waiting: Promise<void> | undefined
     try {
-      run(context, request, reply)
+      waiting = run(context, request, reply)
     } catch (caught) {
       error = failed(context, request as MarkedRequest, reply, caught)
+    }
+    if (waiting !== undefined) {
+      const settled = waiting.catch((caught: unknown) => { throw failed(context, request as MarkedRequest, reply, caught) })
+      if (typeof done !== 'function') return settled
+      settled.then(() => { done() }, (failure: Error) => { done(failure) })
+      return undefined
     }
     if (typeof done === 'function') {
       done(error as Error | undefined)
@@ -144,8 +153,9 @@ function statusOf (error: unknown): unknown {
   return (error as { statusCode?: unknown }).statusCode
 }
 
-function authenticate (context: Context, request: FastifyRequest, reply: FastifyReply): void {
+function authenticate (context: Context, request: FastifyRequest, reply: FastifyReply): Promise<void> | undefined {
   (request as unknown as UserSlots)[context.userKey] = authenticated(context, request, reply)
+  return undefined
 }
 
 async function authenticateStrict (context: Context, request: FastifyRequest, reply: FastifyReply): Promise<void> {

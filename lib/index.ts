@@ -227,7 +227,7 @@ export { ALGORITHMS, type AccessTokenKey, type Algorithm } from './keys.js'
 export type {
   AuditEvent, AuditHook, AuditHookName, AuditHooks, Claims, ClientInfoOptions, CookieOptions, DecoratorName, DecoratorNames, DecoratorOptions,
   DefaultDecoratorNames, Health, InstanceDecorators, IssueArguments, IssueOptions, IssueSettings, IssueTokens, ReplyDecorators, RequestDecorators,
-  RevokeOptions, SessionFields,
+  OutagePolicy, RevokeOptions, SessionFields,
   RouteOptions, RoutesOptions, SessionListPage, SessionListResponse, SessionUser, TokenResponse, TokenSessionsApi, TokenSessionsOptions, TokenSet,
   TokenTransport
 } from './types.js'

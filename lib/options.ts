@@ -4,7 +4,7 @@ import type { SessionStore } from './stores/store.js'
 import { refuseKeyMaterial, resolveAccessKeys } from './keys.js'
 import { deriveKeys, type TokenKeys } from './tokens.js'
 import type { ResolvedDpop } from './dpop.js'
-import type { AuditHooks, DefaultDecoratorNames, RouteOptions, TokenSessionsOptions } from './types.js'
+import type { AuditHooks, DefaultDecoratorNames, OutagePolicy, RouteOptions, TokenSessionsOptions } from './types.js'
 
 /** Access-token lifetime: 15 minutes. */
 export const DEFAULT_ACCESS_TOKEN_TTL = 15 * 60
@@ -73,7 +73,7 @@ export interface ResolvedOptions {
   readonly hooks: Readonly<AuditHooks>
   /** How long instances remember a revocation: the access tokens' lifetime and a margin. */
   readonly rememberMs: number
-  readonly revocationFeed: { readonly maxOutageMs: number, readonly onOutage: 'accept' | 'reject' }
+  readonly revocationFeed: { readonly maxOutageMs: number, readonly onOutage: OutagePolicy }
   /** The name of each decorator. */
   readonly decorators: Readonly<Record<keyof DefaultDecoratorNames, string>>
 }
@@ -103,6 +103,9 @@ export interface ResolvedRoutes {
   readonly token: Readonly<RouteOptions> | null
   readonly revoke: Readonly<RouteOptions> | null
 }
+
+/** What `authenticate` does while the revocation feed is down (see `revocationFeed.onOutage`). */
+export const OUTAGE_POLICIES: readonly OutagePolicy[] = ['check-store', 'accept', 'reject']
 
 const HOOKS = ['onLogin', 'onRefresh', 'onLogout', 'onSessionRevoked', 'onReuseDetected'] as const
 const KNOWN_OPTIONS = new Set<string>([
@@ -207,7 +210,7 @@ function resolveRevocationFeed (feed: TokenSessionsOptions['revocationFeed']): R
   const given = feed ?? {}
   if (typeof given !== 'object') fail('revocationFeed', 'must be { maxOutage, onOutage }')
   const onOutage = given.onOutage ?? 'accept'
-  if (onOutage !== 'accept' && onOutage !== 'reject') fail('revocationFeed.onOutage', 'must be "accept" or "reject"')
+  if (!OUTAGE_POLICIES.includes(onOutage)) fail('revocationFeed.onOutage', `must be ${OUTAGE_POLICIES.map((policy) => `"${policy}"`).join(', ')}`)
   const maxOutage = integer(given.maxOutage, 'revocationFeed.maxOutage', DEFAULT_MAX_FEED_OUTAGE, 0, 3600, 'seconds')
   return Object.freeze({ maxOutageMs: maxOutage * 1000, onOutage })
 }

@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { StoreClock } from './clock.js'
 import { StoreUnavailableError } from './errors.js'
 import { loggable } from './log.js'
+import type { OutagePolicy } from './types.js'
 import type { Revocation, RevocationFeed } from './stores/store.js'
 
 /** How soon a failed reload is tried again while the feed is connected. */
@@ -20,8 +21,8 @@ const SWEEP_BATCH = 8192
 export interface RevocationListOptions {
   /** How long the feed may be down before `onOutage` applies, in ms. */
   maxOutageMs: number
-  /** `accept`: keep trusting access tokens (logged); `reject`: answer 503. */
-  onOutage: 'accept' | 'reject'
+  /** What `authenticate` does while the feed is down (see {@link OutagePolicy}). */
+  onOutage: OutagePolicy
   /**
    * How long after a user's sessions were all revoked their access tokens may live here:
    * this instance's access-token lifetime and margin. It refuses longer-lived tokens, so

@@ -323,6 +323,16 @@ export interface RouteOptions {
 }
 
 /**
+ * What `authenticate` does while the revocation feed is down, when revocations made on
+ * other instances may not have reached this one:
+ * - `check-store`: asks the store whether the session is live (one round trip, as
+ *   `authenticateStrict` does); while the store cannot answer either, accepts as `accept`.
+ * - `accept`: keeps trusting unexpired access tokens (logged).
+ * - `reject`: answers 503 with `Retry-After` once the feed has been down `maxOutage` seconds.
+ */
+export type OutagePolicy = 'check-store' | 'accept' | 'reject'
+
+/**
  * Options of the plugin. Durations are in seconds.
  *
  * @example
@@ -434,7 +444,7 @@ export interface TokenSessionsOptions extends AuditHooks {
    * (default 5), `onOutage` decides: `accept` (default) keeps trusting unexpired access
    * tokens and logs it; `reject` answers 503 on routes behind `authenticate`.
    */
-  revocationFeed?: { maxOutage?: number, onOutage?: 'accept' | 'reject' }
+  revocationFeed?: { maxOutage?: number, onOutage?: OutagePolicy }
   /** `iss` written into and required of every token. */
   issuer?: string
   /** `aud` written into and required of every token. */
