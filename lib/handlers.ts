@@ -7,6 +7,7 @@ import { loggable } from './log.js'
 import type { ResolvedOptions } from './options.js'
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './schemas.js'
 import type { SessionRef, Sessions } from './sessions.js'
+import type { LiveCheck } from './live-check.js'
 import type { RevocationList } from './revocations.js'
 import { Transport, checkedLength, tokenResponse, type CarriedToken } from './transport.js'
 import type { IssueRequest, SessionListPage, SessionListResponse, SessionUser, TokenResponse, TokenSet } from './types.js'
@@ -38,6 +39,8 @@ export function noteArrival (request: FastifyRequest, _reply: FastifyReply, done
 interface Context {
   readonly sessions: Sessions
   readonly revocations: RevocationList
+  /** Asks the store about sessions while the revocation feed is down (`check-store`). */
+  readonly liveCheck: LiveCheck
   readonly transport: Transport
   readonly dpop: DpopVerifier
   readonly retryAfter: number
@@ -61,8 +64,8 @@ interface NamedSession extends SessionRef {
  * The HTTP side of the plugin: the `authenticate` hooks, the routes' handlers and
  * `issueTokens`, each wrapped once (see {@link guard}).
  */
-export function createHandlers (options: ResolvedOptions, sessions: Sessions, revocations: RevocationList, dpop: DpopVerifier) {
-  const context: Context = { sessions, revocations, transport: new Transport(options), dpop, retryAfter: options.retryAfter, userKey: options.decorators.user }
+export function createHandlers (options: ResolvedOptions, sessions: Sessions, revocations: RevocationList, liveCheck: LiveCheck, dpop: DpopVerifier) {
+  const context: Context = { sessions, revocations, liveCheck, transport: new Transport(options), dpop, retryAfter: options.retryAfter, userKey: options.decorators.user }
   // The decorators (authenticate, authenticateStrict, refresh, issueTokens) are documented
   // where they are typed, in types.ts; the routes in the README.
   return {
@@ -153,14 +156,27 @@ function statusOf (error: unknown): unknown {
   return (error as { statusCode?: unknown }).statusCode
 }
 
+/**
+ * The user of the request's access token, at once from this instance's revocation list
+ * while the feed is live; while it is down under `check-store`, once the store has said the
+ * session is live (the only path that waits).
+ */
 function authenticate (context: Context, request: FastifyRequest, reply: FastifyReply): Promise<void> | undefined {
-  (request as unknown as UserSlots)[context.userKey] = authenticated(context, request, reply)
-  return undefined
+  const user = authenticated(context, request, reply)
+  if (!context.revocations.checkFeed()) {
+    (request as unknown as UserSlots)[context.userKey] = user
+    return undefined
+  }
+  return context.liveCheck.confirm(user.id, user.sessionId).then(() => {
+    (request as unknown as UserSlots)[context.userKey] = user
+  })
 }
 
 async function authenticateStrict (context: Context, request: FastifyRequest, reply: FastifyReply): Promise<void> {
   const { sessions, userKey } = context
   const user = authenticated(context, request, reply)
+  // The store decides here, whatever the feed's state; `reject` still refuses as it says.
+  context.revocations.checkFeed()
   if (!await sessions.isLive(user.id, user.sessionId)) throw new SessionRevokedError()
   ;(request as unknown as UserSlots)[userKey] = user
 }
@@ -185,7 +201,6 @@ function authenticated ({ sessions, revocations, transport, dpop }: Context, req
   } else {
     user = sessions.verifyAccess(checkedLength(bearer))
   }
-  revocations.checkFeed()
   if (revocations.isRevoked(user.id, user.sessionId, user.sessionStartedAt)) throw new SessionRevokedError()
   return user
 }
@@ -336,7 +351,7 @@ function sessionOf (transport: Transport, sessions: Sessions, request: FastifyRe
 }
 
 function sessionOfUser (user: SessionUser): SessionRef {
-  return { userId: user.id, sessionId: user.sessionId }
+  return { userId: user.id, sessionId: user.sessionId, startedAt: user.sessionStartedAt }
 }
 
 /** One page of a user's sessions as the API gives it: an opaque cursor, a checked size. */

@@ -8,6 +8,7 @@ import { DpopVerifier } from './dpop.js'
 import { ARRIVED, createHandlers, listPage, noteArrival, type Handlers } from './handlers.js'
 import { registerOAuthRoutes } from './oauth.js'
 import { resolveOptions, type ResolvedOptions, type ResolvedRoutes } from './options.js'
+import { LiveCheck } from './live-check.js'
 import { RevocationList } from './revocations.js'
 import { ROUTE_BODY_LIMIT, describeOnly, jwksSchema, listSessionsSchema, logoutAllSchema, logoutSchema, refreshSchema, revokeSessionSchema } from './schemas.js'
 import { Sessions } from './sessions.js'
@@ -115,7 +116,9 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
   const revocations = new RevocationList(store.revocationFeed, clock, { ...options.revocationFeed, rememberMs: options.rememberMs }, fastify.log)
   const sessions = new Sessions(options, codec, store, revocations, clock, createEmitter(options.hooks, fastify.log), fastify.log)
   const dpop = new DpopVerifier(options.dpop, options.keys.dpopNonce, options.origins.publicOrigin, () => clock.now())
-  const handlers = createHandlers(options, sessions, revocations, dpop)
+  const { knownAliveMs, maxLookups } = options.revocationFeed
+  const liveCheck = new LiveCheck(sessions, { knownAliveMs, maxLookups, retryMs: options.retryAfter * 1000 }, fastify.log)
+  const handlers = createHandlers(options, sessions, revocations, liveCheck, dpop)
   fastify.addHook('onClose', async () => {
     clock.stop()
     await revocations.close()
@@ -132,7 +135,9 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
     health: async () => {
       const storeUp = await sessions.storeAnswers()
       return {
-        ok: storeUp && revocations.live,
+        // Under check-store an instance whose feed is down still serves correctly, through
+        // the store: a pub/sub blip must not take every instance out of the balancer.
+        ok: storeUp && (revocations.live || options.revocationFeed.onOutage === 'check-store'),
         store: storeUp ? 'up' : 'down',
         revocationFeed: revocations.live ? 'up' : 'down',
         clockOffsetMs: clock.offsetMs

@@ -200,5 +200,5 @@ function refreshSession (sessions: Sessions, token: string): SessionRef & { clie
 
 function accessSession (sessions: Sessions, token: string): SessionRef & { clientId: string | undefined } {
   const { user, clientId } = sessions.verifyAccessAnyKey(token, false)
-  return { userId: user.id, sessionId: user.sessionId, clientId }
+  return { userId: user.id, sessionId: user.sessionId, startedAt: user.sessionStartedAt, clientId }
 }

@@ -24,6 +24,10 @@ export const DEFAULT_STORE_TIMEOUT = 1000
 export const DEFAULT_RETRY_AFTER = 1
 /** How long the revocation feed may be down before its outage policy applies: 5 seconds. */
 export const DEFAULT_MAX_FEED_OUTAGE = 5
+/** Under `check-store`, the most store lookups in flight at once before requests get a 503. */
+export const DEFAULT_MAX_LOOKUPS = 1000
+/** The longest `revocationFeed.knownAlive` accepted: 5 seconds, added to how long a revoked token may pass. */
+export const MAX_KNOWN_ALIVE = 5000
 /**
  * Added to how long a revocation is remembered, beyond the access tokens' lifetime, for
  * clock skew between Redis (which stamps revocations) and app instances (which expire them).
@@ -73,7 +77,14 @@ export interface ResolvedOptions {
   readonly hooks: Readonly<AuditHooks>
   /** How long instances remember a revocation: the access tokens' lifetime and a margin. */
   readonly rememberMs: number
-  readonly revocationFeed: { readonly maxOutageMs: number, readonly onOutage: OutagePolicy }
+  readonly revocationFeed: {
+    readonly maxOutageMs: number
+    readonly onOutage: OutagePolicy
+    /** Under `check-store`: how long a session found live is taken for live, in ms. */
+    readonly knownAliveMs: number
+    /** Under `check-store`: the most store lookups in flight at once. */
+    readonly maxLookups: number
+  }
   /** The name of each decorator. */
   readonly decorators: Readonly<Record<keyof DefaultDecoratorNames, string>>
 }
@@ -208,11 +219,13 @@ function resolveDpop (dpop: TokenSessionsOptions['dpop']): ResolvedDpop {
 
 function resolveRevocationFeed (feed: TokenSessionsOptions['revocationFeed']): ResolvedOptions['revocationFeed'] {
   const given = feed ?? {}
-  if (typeof given !== 'object') fail('revocationFeed', 'must be { maxOutage, onOutage }')
-  const onOutage = given.onOutage ?? 'accept'
+  if (typeof given !== 'object') fail('revocationFeed', 'must be { onOutage, maxOutage, knownAlive, maxLookups }')
+  const onOutage = given.onOutage ?? 'check-store'
   if (!OUTAGE_POLICIES.includes(onOutage)) fail('revocationFeed.onOutage', `must be ${OUTAGE_POLICIES.map((policy) => `"${policy}"`).join(', ')}`)
   const maxOutage = integer(given.maxOutage, 'revocationFeed.maxOutage', DEFAULT_MAX_FEED_OUTAGE, 0, 3600, 'seconds')
-  return Object.freeze({ maxOutageMs: maxOutage * 1000, onOutage })
+  const knownAliveMs = integer(given.knownAlive, 'revocationFeed.knownAlive', 0, 0, MAX_KNOWN_ALIVE, 'milliseconds')
+  const maxLookups = integer(given.maxLookups, 'revocationFeed.maxLookups', DEFAULT_MAX_LOOKUPS, 1, 1_000_000, 'lookups')
+  return Object.freeze({ maxOutageMs: maxOutage * 1000, onOutage, knownAliveMs, maxLookups })
 }
 
 function resolveHooks (options: TokenSessionsOptions): Readonly<AuditHooks> {

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { StoreClock } from './clock.js'
+import { CLOCK_TOLERANCE_MS, type StoreClock } from './clock.js'
 import { StoreUnavailableError } from './errors.js'
 import { loggable } from './log.js'
 import type { OutagePolicy } from './types.js'
@@ -66,6 +66,12 @@ export class RevocationList {
   #lastSweep = 0
   #revokedSweep: MapIterator<[string, number]> | undefined
   #usersSweep: MapIterator<[string, number]> | undefined
+  /**
+   * Since when (store clock) revocations may have been missed while the feed was down:
+   * the next reload reads only those; undefined, every one (the first load, or a feed
+   * that cannot say).
+   */
+  #missedSince: number | undefined
   /** Whether a reload is running, and whether another must follow it (a connect meanwhile). */
   #reloading = false
   #reloadAgain = false
@@ -92,7 +98,7 @@ export class RevocationList {
         // Neither rejects: each logs its own failure.
         this.#clock.calibrate().then(() => this.#reload())
       },
-      disconnected: () => this.#down()
+      disconnected: (since) => this.#down(since)
     }).then((stop) => { this.#stopWatching = stop })
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs) })
@@ -128,12 +134,30 @@ export class RevocationList {
     return startedAt < this.#base + stamp && sessionId !== this.#spared.get(userId)
   }
 
-  /** Throws a 503 when the feed has been down too long and the policy is to reject. */
-  checkFeed (): void {
-    if (this.#options.onOutage === 'accept' || this.#downSince === undefined) return
-    if (Date.now() - this.#downSince > this.#options.maxOutageMs) {
+  /**
+   * Whether `authenticate` must ask the store about a session this list does not know
+   * revoked: while the feed is down under `check-store`. Throws a 503 when the feed has
+   * been down longer than `maxOutage` under `reject`.
+   */
+  checkFeed (): boolean {
+    if (this.#downSince === undefined) return false
+    const { onOutage } = this.#options
+    if (onOutage === 'check-store') return true
+    if (onOutage === 'reject' && Date.now() - this.#downSince > this.#options.maxOutageMs) {
       throw new StoreUnavailableError({ cause: new Error('revocation feed down') })
     }
+    return false
+  }
+
+  /**
+   * Whether this instance knows the session over (revoked, or ended with every session of
+   * its user that started before `startedAt`, when that is known): ending it again needs
+   * no store call.
+   */
+  knowsEnded (userId: string, sessionId: string, startedAt?: number): boolean {
+    const until = this.#revoked.get(sessionId)
+    if (until !== undefined && !this.#sessionOver(until, this.#clock.now())) return true
+    return startedAt !== undefined && this.isRevoked(userId, sessionId, startedAt)
   }
 
   /** How many revocations are remembered (sessions, and users whose sessions all ended). */
@@ -193,8 +217,13 @@ export class RevocationList {
       return
     }
     this.#reloading = true
+    // A revocation made at or after `since` is remembered until at least `since` plus the
+    // access tokens' lifetime and margin (instances of one deployment share it): less the
+    // clock tolerance, for the store's servers' clocks.
+    const since = this.#missedSince
+    const from = since === undefined ? undefined : since + this.#options.rememberMs - CLOCK_TOLERANCE_MS
     try {
-      for await (const chunk of chunksOf(this.#feed.revocations())) this.#add(chunk)
+      for await (const chunk of chunksOf(from === undefined ? this.#feed.revocations() : this.#feed.revocations(from))) this.#add(chunk)
     } catch (err) {
       this.#reloading = this.#reloadAgain = false
       this.#log.warn({ err: loggable(err) }, 'revocation list reload failed; retrying')
@@ -214,10 +243,11 @@ export class RevocationList {
     this.#firstLoad?.()
   }
 
-  #down (): void {
+  #down (since: number | undefined): void {
     this.#connected = false
     if (this.#downSince !== undefined || this.#closed) return
     this.#downSince = Date.now()
+    this.#missedSince = since
     this.#log.warn({ onOutage: this.#options.onOutage }, 'revocation feed down: revocations on other instances may be missed')
   }
 

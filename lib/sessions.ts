@@ -49,6 +49,8 @@ export interface SessionRef {
   userId: string
   sessionId: string
   presented?: PresentedToken
+  /** When the session started (ms, store clock), when the token that named it says. */
+  startedAt?: number
 }
 
 /** What a token set is signed from. */
@@ -239,6 +241,8 @@ export class Sessions {
     const sub = checkUserId(session.userId)
     const { sessionId } = session
     if (!isSessionId(sessionId)) return false
+    // Already over here: no store work, however often an ended session's tokens come back.
+    if (this.#revocations.knowsEnded(sub, sessionId, session.startedAt)) return false
     const presented = this.#presented(session, request)
     const outcome = await this.#call(() => this.store.revoke({
       userId: sub, sessionId, rememberMs: this.#options.rememberMs, ...(presented === undefined ? {} : { presented })
@@ -259,6 +263,7 @@ export class Sessions {
   async revokeAll (userId: unknown, options: { except?: string, caller?: SessionRef }, reason: string, request?: FastifyRequest): Promise<boolean> {
     const sub = checkUserId(userId)
     const { except, caller } = options
+    if (caller !== undefined && this.#revocations.knowsEnded(sub, caller.sessionId, caller.startedAt)) return false
     const presented = caller === undefined ? undefined : this.#presented(caller, request)
     const outcome = await this.#call(() => this.store.revokeAll(sub, {
       rememberMs: this.#options.rememberMs,

@@ -440,11 +440,14 @@ export interface TokenSessionsOptions extends AuditHooks {
   decorators?: DecoratorOptions
   /**
    * The revocation feed tells every instance about revoked sessions, so that their access
-   * tokens stop working at once. While it has been down longer than `maxOutage` seconds
-   * (default 5), `onOutage` decides: `accept` (default) keeps trusting unexpired access
-   * tokens and logs it; `reject` answers 503 on routes behind `authenticate`.
+   * tokens stop working at once; heartbeats prove it end to end. While it is down,
+   * `onOutage` decides (see {@link OutagePolicy}; default `check-store`); `reject` waits
+   * `maxOutage` seconds (default 5) first. Under `check-store`, `knownAlive` (ms, default
+   * 0, at most 5000) is how long a session the store found live is taken for live without
+   * asking again (it adds to how long a revoked token may pass), and `maxLookups` (default
+   * 1000) the most lookups in flight at once, past which requests get a 503.
    */
-  revocationFeed?: { maxOutage?: number, onOutage?: OutagePolicy }
+  revocationFeed?: { onOutage?: OutagePolicy, maxOutage?: number, knownAlive?: number, maxLookups?: number }
   /** `iss` written into and required of every token. */
   issuer?: string
   /** `aud` written into and required of every token. */

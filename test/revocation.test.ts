@@ -99,7 +99,7 @@ t.test('a revocation missed while the feed was down is reloaded on resubscribe',
   t.teardown(() => inspect.quit())
   const logs = new LogCapture()
   const a = await buildApp(t, { redis: redis.url })
-  const b = await buildApp(t, { redis: redis.url }, { logs })
+  const b = await buildApp(t, { redis: redis.url, revocationFeed: { onOutage: 'accept' } }, { logs })
   const tokens = await login(a, 'rv-missed')
   // Cut every subscriber off and keep it off: no new connection is accepted.
   const clients = Number(/connected_clients:(\d+)/.exec(await inspect.info('clients'))?.[1])

@@ -42,10 +42,17 @@ function slotTags (): readonly string[] {
 export class RevocationBuckets {
   /** Every bucket: bucket n is in slot n. */
   readonly all: readonly string[]
+  readonly #prefix: string
 
   /** `count`: SLOTS on a Cluster, a power of two up to it elsewhere. */
   constructor (prefix: string, count: number) {
+    this.#prefix = prefix
     this.all = slotTags().slice(0, count).map((tag) => `${prefix}{${tag}}:revoked`)
+  }
+
+  /** A key named `name` in hash slot `slot` (on a Cluster, where bucket `slot` is). */
+  inSlot (slot: number, name: string): string {
+    return `${this.#prefix}{${slotTags()[slot] as string}}:${name}`
   }
 
   /** The bucket of the user whose key is `key` (hash tag included): on a Cluster, in the same slot. */

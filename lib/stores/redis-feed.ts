@@ -1,5 +1,7 @@
+import { randomBytes } from 'node:crypto'
 import type { Cluster, Redis } from 'ioredis'
-import type { BucketReader, RedisClient } from './redis.js'
+import { Heartbeat } from './feed-heartbeat.js'
+import type { BucketReader, HeartbeatWriter, RedisClient } from './redis.js'
 import type { Revocation, RevocationFeed, RevocationListener, UserRevocation } from './store.js'
 
 /** On a Cluster, how soon the revocation feed moves to the next node after losing one. */
@@ -22,6 +24,14 @@ export interface RedisFeedOptions {
   channel: string
   /** The revocation buckets (sorted sets): one per hash slot on a Cluster, bucket n in slot n. */
   buckets: readonly string[]
+  /** The heartbeat key in hash slot n (on one server, the one key). */
+  heartbeatKey: (slot: number) => string
+  /** What each instance's heartbeat channel starts with (the client's key prefix included); its id follows. */
+  heartbeatChannel: string
+  /** How often heartbeats are sent (on a Cluster, to each primary in turn, each once an interval), in ms. */
+  heartbeatInterval: number
+  /** How long a heartbeat may take from its write to its arrival, in ms. */
+  heartbeatTimeout: number
 }
 
 /**
@@ -45,12 +55,13 @@ export class RedisRevocationFeed implements RevocationFeed {
   }
 
   /**
-   * Every bucket, a batch at a time: each batch is one pipeline (on a Cluster, of buckets
+   * Every bucket's revocations (from `from` on, by how long they are remembered), a batch at a time: each batch is one pipeline (on a Cluster, of buckets
    * on one primary) and one chunk of about CHUNK_ENTRIES revocations, so a reload of a
    * million never holds them all at once nor blocks the event loop long, and no command
    * reads more than a page. The next batches are on their way while the caller adds a chunk.
    */
-  async * revocations (): AsyncGenerator<Revocation[]> {
+  async * revocations (from?: number): AsyncGenerator<Revocation[]> {
+    const min = from === undefined ? '-inf' : String(from)
     // The buckets left to read, one list per primary, emptied from the front.
     const groups = this.#byPrimary()
     let batch = FIRST_BATCH
@@ -58,7 +69,7 @@ export class RedisRevocationFeed implements RevocationFeed {
       while (groups[0]?.length === 0) groups.shift()
       const buckets = groups[0]?.splice(0, batch)
       if (buckets === undefined) return undefined
-      const reading = this.#readBatch(buckets).then((revocations) => ({ buckets: buckets.length, revocations }))
+      const reading = this.#readBatch(buckets, min).then((revocations) => ({ buckets: buckets.length, revocations }))
       // Handled here too: a reload given up after a failure leaves the next batch unread.
       reading.catch(() => {})
       return reading
@@ -99,9 +110,9 @@ export class RedisRevocationFeed implements RevocationFeed {
   }
 
   /** The first page of each of `buckets`, in one pipeline, and the rest of the larger ones, side by side. */
-  async #readBatch (buckets: readonly string[]): Promise<Revocation[]> {
+  async #readBatch (buckets: readonly string[], min: string): Promise<Revocation[]> {
     const pipeline = this.#client.pipeline() as unknown as BucketReader & { exec: () => Promise<Array<[Error | null, Buffer]>> }
-    for (const bucket of buckets) pipeline.tokenSessionsRevocationsBuffer(bucket, '-inf', '+inf', 0, BUCKET_PAGE)
+    for (const bucket of buckets) pipeline.tokenSessionsRevocationsBuffer(bucket, min, '+inf', 0, BUCKET_PAGE)
     const replies = await pipeline.exec()
     const revocations: Revocation[] = []
     const larger: Array<Promise<void>> = []
@@ -142,42 +153,115 @@ export class RedisRevocationFeed implements RevocationFeed {
 
   /**
    * Watches the revocation channel on a connection of its own (a subscribed connection
-   * can do nothing else). After every (re)connect it subscribes again and waits for Redis
-   * to confirm before it reports `connected`, so a reload that follows misses nothing.
+   * can do nothing else), and proves it with heartbeats (see {@link Heartbeat}) on a
+   * channel of this watch alone, so that what each instance hears does not grow with the
+   * number of instances. After every (re)connect it subscribes again, and reports
+   * `connected` only once a heartbeat written after Redis confirmed the subscription has
+   * arrived: a reload that follows misses nothing, and a connection that stays open but
+   * delivers nothing (a dead NAT entry, a proxy that lost its upstream) is found out
+   * within the heartbeat's interval and timeout, reported down and connected again.
    */
   async watch (listener: RevocationListener): Promise<() => Promise<void>> {
-    const { channel } = this.#options
-    const watch = (subscriber: Redis): Redis => {
+    const { channel, heartbeatTimeout } = this.#options
+    const beats = `${this.#options.heartbeatChannel}${randomBytes(9).toString('base64url')}`
+    const beatsChannel = Buffer.from(beats)
+    // The last proof covers its own primary; on a Cluster another primary's may be up to
+    // an interval older, and announcements a timeout on their way.
+    const missedSince = (since: number | undefined): number | undefined =>
+      since === undefined ? undefined : since - this.#options.heartbeatInterval - heartbeatTimeout
+    const watch = (subscriber: Redis, restart: () => void): Redis => {
+      const heartbeat = new Heartbeat({
+        send: async (beat) => { await this.#beat(beats, beat) },
+        proven: () => listener.connected(),
+        late: (since, silent) => {
+          listener.disconnected(missedSince(since))
+          if (silent) restart()
+        }
+      }, () => this.#beatInterval(), heartbeatTimeout)
+      // From the connection to the confirmed subscription: a path that died silently
+      // hangs there (the ready check's or SUBSCRIBE's reply never comes).
+      let subscribing: NodeJS.Timeout | undefined
       subscriber.on('error', () => {})
-      subscriber.on('close', () => listener.disconnected())
+      subscriber.on('connect', () => {
+        clearTimeout(subscribing)
+        subscribing = setTimeout(restart, heartbeatTimeout)
+        subscribing.unref()
+      })
+      subscriber.on('close', () => {
+        clearTimeout(subscribing)
+        const since = heartbeat.since
+        heartbeat.unsubscribed()
+        listener.disconnected(missedSince(since))
+      })
       // As bytes: what is remembered is sliced out of them as strings of their own, not as
       // slices of the message, which would keep every message alive as long.
       subscriber.on('messageBuffer', (from: Buffer, message: Buffer) => {
         if (from.equals(this.#channel)) listener.revoked(parseAnnouncement(message))
+        else if (from.equals(beatsChannel)) heartbeat.received(...parseBeat(message))
       })
       // subscribe() never rejects: a connection lost meanwhile comes back through 'ready'.
-      subscriber.on('ready', () => { subscribe(subscriber) })
+      subscriber.on('ready', () => { subscribe(subscriber, heartbeat, () => clearTimeout(subscribing)) })
       // A copy of a lazyConnect client is lazy too, and nothing else would make it connect.
       if (subscriber.status === 'wait') subscriber.connect().catch(() => {})
+      stops.push(() => {
+        clearTimeout(subscribing)
+        heartbeat.stop()
+      })
       return subscriber
     }
-    const subscribe = async (subscriber: Redis): Promise<void> => {
+    const stops: Array<() => void> = []
+    const subscribe = async (subscriber: Redis, heartbeat: Heartbeat, confirmed: () => void): Promise<void> => {
       try {
-        await subscriber.subscribe(channel)
-        listener.connected()
+        await subscriber.subscribe(channel, beats)
+        confirmed()
+        heartbeat.subscribed()
       /* c8 ignore start -- only when the connection drops between 'ready' and the reply to
          SUBSCRIBE, which no test can time; 'close', then 'ready' (subscribing again), follow. */
       } catch {}
       /* c8 ignore stop */
     }
+    const stopAll = (): void => { for (const stop of stops.splice(0)) stop() }
     if (!this.#cluster) {
-      const subscriber = watch((this.#client as Redis).duplicate(SUBSCRIBER))
+      const subscriber: Redis = watch((this.#client as Redis).duplicate(SUBSCRIBER), () => { subscriber.disconnect(true) })
       return async () => {
+        stopAll()
         subscriber.removeAllListeners('close')
         subscriber.disconnect()
       }
     }
-    return this.#watchCluster(watch)
+    const stop = this.#watchCluster(watch)
+    return async () => {
+      stopAll()
+      await stop()
+    }
+  }
+
+  /**
+   * Writes heartbeat `beat`, which the store publishes on `channel`: on a Cluster through
+   * each primary in turn (a key in a slot it serves), since each publishes the revocations
+   * of its own slots.
+   */
+  async #beat (channel: string, beat: number): Promise<void> {
+    const slots = this.#heartbeatSlots()
+    const slot = slots[beat % slots.length] as number
+    await (this.#client as unknown as HeartbeatWriter).tokenSessionsHeartbeat(this.#options.heartbeatKey(slot), channel, beat, this.#options.heartbeatTimeout)
+  }
+
+  /** How long until the next heartbeat: on a Cluster, the interval shared by its primaries. */
+  #beatInterval (): number {
+    return Math.max(1, Math.floor(this.#options.heartbeatInterval / this.#heartbeatSlots().length))
+  }
+
+  /** One slot of each primary, as the client last learnt them (on one server, or before it has: one). */
+  #heartbeatSlots (): number[] {
+    if (!this.#cluster) return ONE_SLOT
+    const slots = (this.#client as Cluster).slots
+    const primaries = new Map<string, number>()
+    slots.forEach((nodes, slot) => {
+      const primary = nodes[0]
+      if (primary !== undefined && !primaries.has(primary)) primaries.set(primary, slot)
+    })
+    return primaries.size === 0 ? ONE_SLOT : [...primaries.values()]
   }
 
   /**
@@ -189,7 +273,7 @@ export class RedisRevocationFeed implements RevocationFeed {
    * standalone client's do: down, then up and reloaded. Nodes are taken in turn, so a
    * dead one is not picked twice in a row.
    */
-  #watchCluster (watch: (subscriber: Redis) => Redis): () => Promise<void> {
+  #watchCluster (watch: (subscriber: Redis, restart: () => void) => Redis): () => Promise<void> {
     const cluster = this.#client as Cluster
     let subscriber: Redis | undefined
     let retry: NodeJS.Timeout | undefined
@@ -203,8 +287,10 @@ export class RedisRevocationFeed implements RevocationFeed {
         if (cluster.status === 'wait') cluster.connect().catch(() => {})
         return
       }
-      subscriber = watch((nodes[turn++ % nodes.length] as Redis).duplicate(SUBSCRIBER))
-      subscriber.once('end', () => { retry = setTimeout(next, CLUSTER_RESUBSCRIBE_DELAY) })
+      // Connecting again here means moving on: the 'end' of a connection closed on purpose.
+      const current: Redis = watch((nodes[turn++ % nodes.length] as Redis).duplicate(SUBSCRIBER), () => { current.disconnect() })
+      current.once('end', () => { retry = setTimeout(next, CLUSTER_RESUBSCRIBE_DELAY) })
+      subscriber = current
     }
     next()
     return async () => {
@@ -224,6 +310,16 @@ export class RedisRevocationFeed implements RevocationFeed {
  * its reply (a refused reconnect, a shutdown) rejected it as an unhandled rejection.
  */
 const SUBSCRIBER = { autoResubscribe: false } as const
+
+/** The heartbeat's slot on one server, where any key serves. */
+const ONE_SLOT = [0]
+
+/** "<beat> <store time>" as heartbeat.lua publishes it. */
+function parseBeat (message: Buffer): [number, number] {
+  const text = message.toString('latin1')
+  const space = text.indexOf(' ')
+  return [Number(text.slice(0, space)), Number(text.slice(space + 1))]
+}
 
 /** What one read of a bucket found: whether it was a full page, its last score, and its entries of that score. */
 interface Page {

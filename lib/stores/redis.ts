@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { Redis } from 'ioredis'
 import { fail } from '../invalid-option.js'
 import { RevocationBuckets, SLOTS, STANDALONE_BUCKETS } from './buckets.js'
+import { DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT } from './feed-heartbeat.js'
 import { RedisRevocationFeed } from './redis-feed.js'
 import { MAX_USER_AGENT } from './store.js'
 import type {
@@ -61,6 +62,11 @@ interface Scripts {
   tokenSessionsLive (session: string, index: string, sessionId: string): Promise<number>
 }
 
+/** The script the revocation feed proves its path with (see feed-heartbeat.ts). */
+export interface HeartbeatWriter {
+  tokenSessionsHeartbeat (key: string, channel: string, beat: number, ttlMs: number): Promise<number>
+}
+
 /** The script the revocation feed reads the buckets with (see redis-feed.ts), as bytes. */
 export interface BucketReader {
   tokenSessionsRevocationsBuffer (bucket: string, min: string, max: string, offset: number, count: number): Promise<Buffer>
@@ -94,6 +100,18 @@ export type RedisStoreOptions = (
   waitForReplicas?: number
   /** How long `waitForReplicas` waits, in ms (default 500). */
   waitTimeout?: number
+  /**
+   * How often each instance proves its revocation feed with a heartbeat, in ms (default
+   * 500): a write that Redis publishes back to the instance alone. On a Cluster each
+   * primary takes its turn, each once an interval.
+   */
+  heartbeatInterval?: number
+  /**
+   * How long a heartbeat may take from its write to its arrival before the feed counts as
+   * down, in ms (default 1000). A path that goes silent is known within the interval and
+   * this timeout (1.5 s by default).
+   */
+  heartbeatTimeout?: number
 }
 
 /**
@@ -139,7 +157,8 @@ const SCRIPTS = {
   tokenSessionsRevokeAll: { numberOfKeys: 5, lua: lua('revoke-all') },
   tokenSessionsList: { numberOfKeys: 1, lua: lua('list') },
   tokenSessionsLive: { numberOfKeys: 2, lua: lua('live') },
-  tokenSessionsRevocations: { numberOfKeys: 1, lua: lua('revocations') }
+  tokenSessionsRevocations: { numberOfKeys: 1, lua: lua('revocations') },
+  tokenSessionsHeartbeat: { numberOfKeys: 1, lua: lua('heartbeat') }
 } as const
 
 const ROTATE_STATUS = ['missing', 'rotated', 'replayed', 'reused', 'unbound', 'wrong-key', 'proof-replayed'] as const
@@ -248,7 +267,15 @@ export class RedisStore implements SessionStore {
     checkedKeyPrefix(this.#clientPrefix, 'the client\'s keyPrefix')
     for (const [name, definition] of Object.entries(SCRIPTS)) this.client.defineCommand(name, definition)
     this.#buckets = new RevocationBuckets(this.#prefix, this.#cluster ? SLOTS : STANDALONE_BUCKETS)
-    this.revocationFeed = new RedisRevocationFeed(this.#redis, this.#cluster, { channel: this.#channel, buckets: this.#buckets.all })
+    const buckets = this.#buckets
+    this.revocationFeed = new RedisRevocationFeed(this.#redis, this.#cluster, {
+      channel: this.#channel,
+      buckets: buckets.all,
+      heartbeatKey: (slot) => buckets.inSlot(slot, 'heartbeat'),
+      heartbeatChannel: `${this.#clientPrefix}${this.#prefix}heartbeat:`,
+      heartbeatInterval: checkedMs(options.heartbeatInterval, 'heartbeatInterval', DEFAULT_HEARTBEAT_INTERVAL),
+      heartbeatTimeout: checkedMs(options.heartbeatTimeout, 'heartbeatTimeout', DEFAULT_HEARTBEAT_TIMEOUT)
+    })
   }
 
   /** The key of one session. */
@@ -429,6 +456,13 @@ function isClient (value: unknown): value is RedisClient {
   if (value === null || typeof value !== 'object') return false
   const client = value as { defineCommand?: unknown, isCluster?: unknown }
   return typeof client.defineCommand === 'function' && typeof client.isCluster === 'boolean'
+}
+
+/** A duration option in ms: a whole number from 10 to 60,000. */
+function checkedMs (value: number | undefined, option: string, fallback: number): number {
+  if (value === undefined) return fallback
+  if (!Number.isInteger(value) || value < 10 || value > 60_000) fail(option, 'must be a whole number of milliseconds from 10 to 60000')
+  return value
 }
 
 /** A key prefix without braces: they would end the per-user hash tag early. */

@@ -75,11 +75,13 @@ export interface SessionStore {
  */
 export interface RevocationFeed {
   /**
-   * Every revocation still remembered: sessions whose access tokens may still be alive.
+   * Every revocation still remembered: sessions whose access tokens may still be alive;
+   * with `from`, at least those remembered until `from` or later (ms, store clock), as a
+   * reload after a short outage asks (a store may give more).
    * All at once, or in chunks (an async iterable of arrays), as a store holding very many
    * gives them, so that a reload never holds them all at once.
    */
-  revocations (): Promise<Revocation[]> | AsyncIterable<Revocation[]>
+  revocations (from?: number): Promise<Revocation[]> | AsyncIterable<Revocation[]>
   /**
    * Calls `listener` with every revocation any instance announces (logout, revocation,
    * logout-all, reuse, the cap), and tells when the feed connects and disconnects: a
@@ -293,8 +295,11 @@ export interface RevocationListener {
   revoked (revocations: Revocation[]): void
   /** The feed is (again) live: reload what may have been missed. */
   connected (): void
-  /** The feed is down: revocations may be missed until `connected`. */
-  disconnected (): void
+  /**
+   * The feed is down: revocations may be missed until `connected`, those announced from
+   * `since` on (ms, store clock), or any if it is not given.
+   */
+  disconnected (since?: number): void
 }
 
 /**
