@@ -91,6 +91,29 @@ t.test('a clock reading with a long round trip does not displace a more precise 
   t.ok(Math.abs(failover.offsetMs - 5000 + SKEW_MS + travelledMs) <= 5, `the quickest counts (${failover.offsetMs} ms)`)
 })
 
+t.test('a reconnect to another server forgets the old server\'s best reading, however quick it was', async (t) => {
+  // One clock, as an instance keeps it across a failover: first a server on the true time
+  // that answers at once, then a replica whose clock is 5 s ahead, farther away (every answer
+  // takes 40 ms). The old readings' round trips are shorter, and still young enough to trust.
+  let server: 'first' | 'second' = 'first'
+  const storeTime = async (): Promise<number> => {
+    if (server === 'first') return realNow()
+    const now = realNow() + 5000
+    await new Promise((resolve) => setTimeout(resolve, 40))
+    return now
+  }
+  const off = (clock: StoreClock, storeAhead: number): number => Math.abs(clock.offsetMs - storeAhead + SKEW_MS + travelledMs)
+  const clock = new StoreClock(storeTime, { warn () {}, debug () {} } as unknown as FastifyBaseLogger)
+  await clock.calibrate()
+  t.ok(off(clock, 0) <= 5, `the first server's time (${clock.offsetMs} ms)`)
+  server = 'second'
+  await clock.measure()
+  t.ok(off(clock, 0) <= 5, 'a slower reading between reconnects does not displace the precise one')
+  await clock.calibrate()
+  // About half a round trip off; far from the 5 s the first server's reading would be.
+  t.ok(off(clock, 5000) < 1000, `after the reconnect the second server's time counts at once (${clock.offsetMs} ms)`)
+})
+
 t.test('tokens that claim more than the plugin issues are rejected, however well signed', async (t) => {
   const redis = await startRedis(t)
   const app = await buildApp(t, { redis: redis.url, accessTokenTtl: ACCESS_TTL })

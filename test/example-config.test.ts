@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { MemoryStore } from 'fastify-token-sessions'
 import { buildApp } from '../example-app/src/app.js'
 import { loadConfig } from '../example-app/src/config.js'
+import { resolveOptions } from '../lib/options.js'
 import { LogCapture, SECRET } from './helpers/common.js'
 import { PASSWORD, appStarter, assertError, call, loginNative, register } from './helpers/example-app.js'
 import { freePort, startRedis } from './helpers/redis.mjs'
@@ -98,6 +99,38 @@ t.test('config', async (t) => {
     dpopNonces: true
   }, 'every variable is read')
   t.equal(loadConfig({ DPOP_NONCES: 'false' }).dpopNonces, false)
+})
+
+t.test('REVOCATION_OUTAGE_POLICY: read, checked, and handed to the plugin', async (t) => {
+  t.equal(loadConfig({}).revocationOutagePolicy, undefined, 'unset by default: the plugin\'s default applies')
+  t.equal(loadConfig({ REVOCATION_OUTAGE_POLICY: '' }).revocationOutagePolicy, undefined, 'empty counts as unset')
+  for (const policy of ['check-store', 'accept', 'reject']) {
+    t.equal(loadConfig({ REVOCATION_OUTAGE_POLICY: policy }).revocationOutagePolicy, policy, `${policy} is read`)
+  }
+  for (const bad of ['Reject', 'check_store', 'deny', ' accept', 'true']) {
+    t.throws(() => loadConfig({ REVOCATION_OUTAGE_POLICY: bad }),
+      { name: 'ConfigError', message: /^REVOCATION_OUTAGE_POLICY must be one of check-store, accept, reject, got / }, `${JSON.stringify(bad)} refuses`)
+  }
+
+  // What each policy does is the plugin's to test; here, that the plugin gets the one set:
+  // when the feed drops, its warning names the policy in force.
+  const memory = new MemoryStore()
+  t.teardown(() => memory.close())
+  const pluginDefault = resolveOptions({ secret: SECRET, store: memory }, {}).revocationFeed.onOutage
+  const outage = await startRedis(t)
+  const given = await startApp(t, { REDIS_URL: outage.url, REVOCATION_OUTAGE_POLICY: 'reject' })
+  const unset = await startApp(t, { REDIS_URL: outage.url })
+  await outage.stop()
+  const policyInForce = async (logs: LogCapture): Promise<unknown> => {
+    for (let i = 0; i < 100; i++) {
+      const warning = logs.entries().find((entry) => 'onOutage' in entry)
+      if (warning !== undefined) return warning.onOutage
+      await sleep(20)
+    }
+    return undefined
+  }
+  t.equal(await policyInForce(given.logs), 'reject', 'REVOCATION_OUTAGE_POLICY=reject reaches the plugin')
+  t.equal(await policyInForce(unset.logs), pluginDefault, `unset, the plugin's default (${String(pluginDefault)})`)
 })
 
 t.test('without Redis, development falls back to MemoryStore', async (t) => {

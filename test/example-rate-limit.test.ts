@@ -7,7 +7,7 @@ import { loadConfig } from '../example-app/src/config.js'
 import { PASSWORD, appStarter, assertError, call, loginNative, refreshNative, register, type Call } from './helpers/example-app.js'
 import { freePort, startRedis } from './helpers/redis.mjs'
 
-// The example app's rate limits on login, registration and refresh, counted where every instance sees them.
+// The example app's rate limits on login, registration, refresh and the routes that end sessions.
 const redis = await startRedis(t)
 const startApp = appStarter(redis)
 
@@ -53,6 +53,11 @@ function assertLimitedHere (t: Test, response: Call, label: string): void {
   assertError(t, response, 429, 'RATE_LIMITED', label)
   const retryAfter = Number(response.headers.get('retry-after'))
   t.ok(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60, `${label}: Retry-After in seconds within the minute (${String(response.headers.get('retry-after'))})`)
+}
+
+/** An OAuth form (RFC 6749 §6, RFC 7009) posted to one of the plugin's routes for native clients. */
+async function form (base: string, path: string, fields: Record<string, string>): Promise<Call> {
+  return await call(base, 'POST', path, { body: new URLSearchParams(fields).toString(), headers: { 'content-type': 'application/x-www-form-urlencoded' } })
 }
 
 /** The commands clients sent Redis (not those of scripts) while `operation` ran. */
@@ -115,6 +120,48 @@ t.test('rate limit: refresh is limited per IP in each instance, with no Redis ro
   t.type(other.body.refreshToken, 'string')
   const login = await call(url, 'POST', '/auth/login', { json: { username: 'alice', password: PASSWORD } })
   t.equal(login.status, 200, 'the limited IP can still log in: each route counts apart')
+})
+
+t.test('rate limit: logout, logout-all and revocation are limited per IP in each instance like refresh, in a count of their own', async (t) => {
+  await freshWindow()
+  const { url } = await startApp(t, { RATE_LIMIT_REFRESH: '3' })
+  await register(url, 'alice')
+  const ended = await loginNative(url, 'alice')
+  const kept = await loginNative(url, 'alice')
+
+  for (let i = 1; i <= 3; i++) assertError(t, await refreshNative(url, `guess-${i}`), 401, 'FTS_TOKEN_INVALID', `refresh ${i} of 3`)
+  assertLimitedHere(t, await refreshNative(url, 'guess-4'), 'the 4th refresh')
+  const grant = await form(url, '/auth/token', { grant_type: 'refresh_token', refresh_token: kept.refreshToken })
+  t.equal(grant.status, 429, 'the refresh grant shares refresh\'s count')
+  t.ok(Number(grant.headers.get('retry-after')) >= 1, 'with Retry-After')
+
+  const honest = await clientCommands(async () => {
+    t.equal((await call(url, 'POST', '/auth/logout', { json: { refreshToken: ended.refreshToken } })).status, 204,
+      'request 1 of 3: logout, from an IP whose refreshes are used up')
+  })
+  t.equal(honest.length, 1, `an honest logout costs Redis one command, the revocation, and nothing for the limit (${honest.join(', ')})`)
+  t.match(honest[0], /^eval(sha)?$/, 'a script call')
+  const again = await clientCommands(async () => {
+    t.equal((await call(url, 'POST', '/auth/logout', { json: { refreshToken: ended.refreshToken } })).status, 204, 'request 2 of 3: logout again')
+  })
+  t.equal(again.length, 1, 'a revoked refresh token is still well signed: each logout with it costs Redis a script, which the limit bounds')
+  t.equal((await form(url, '/auth/revoke', { token: ended.refreshToken })).status, 200, 'request 3 of 3: a revocation (RFC 7009: a dead token is a 200)')
+
+  const refused = await clientCommands(async () => {
+    assertLimitedHere(t, await call(url, 'POST', '/auth/logout', { json: { refreshToken: kept.refreshToken } }), 'the 4th: logout')
+    assertLimitedHere(t, await call(url, 'POST', '/auth/logout-all', { json: { refreshToken: kept.refreshToken } }), 'logout-all, in the same count')
+    const revoked = await form(url, '/auth/revoke', { token: kept.refreshToken })
+    t.equal(revoked.status, 429, 'revocation, in the same count')
+    t.match(revoked.body, { error: 'invalid_request', error_description: /RATE_LIMITED/ }, 'in OAuth\'s error shape, as the refresh grant\'s 429 is')
+    const retryAfter = Number(revoked.headers.get('retry-after'))
+    t.ok(Number.isInteger(retryAfter) && retryAfter >= 1 && retryAfter <= 60, `Retry-After in seconds within the minute (${String(revoked.headers.get('retry-after'))})`)
+  })
+  t.same(refused, [], 'a refused logout or revocation costs Redis nothing')
+
+  const other = await callFrom('127.0.0.2', url, 'POST', '/auth/refresh', { json: { refreshToken: kept.refreshToken } })
+  t.equal(other.status, 200, 'the session the refused requests named is live, and another IP is not limited')
+  const out = await callFrom('127.0.0.2', url, 'POST', '/auth/logout', { json: { refreshToken: other.body.refreshToken } })
+  t.equal(out.status, 204, 'another IP logs out')
 })
 
 t.test('the refresh limit\'s memory is bounded: past MAX_CLIENTS addresses in a window, newcomers share one count', async (t) => {

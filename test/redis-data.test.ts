@@ -1,12 +1,14 @@
 import t, { type Test } from 'tap'
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import type { Redis } from 'ioredis'
-import { buildApp, login, refresh } from './helpers/app.js'
+import { DPoP, type CryptoKeyPair } from 'oauth4webapi'
+import { buildApp, cookiesOf, login, refresh } from './helpers/app.js'
 import { payloadOf } from './helpers/jwt.js'
 import { startRedis } from './helpers/redis.mjs'
 import { RevocationBuckets, STANDALONE_BUCKETS } from '../lib/stores/buckets.js'
 
-/** Every key in the database with its remaining life and its contents flattened to text. */
-async function dump (redis: Redis): Promise<Array<{ key: string, pttl: number, content: string }>> {
+/** Every key in the database, by SCAN (KEYS would block a shared server). */
+async function keysOf (redis: Redis): Promise<string[]> {
   const keys: string[] = []
   let cursor = '0'
   do {
@@ -14,6 +16,12 @@ async function dump (redis: Redis): Promise<Array<{ key: string, pttl: number, c
     cursor = next
     keys.push(...batch)
   } while (cursor !== '0')
+  return keys
+}
+
+/** Every key in the database with its remaining life and its contents flattened to text. */
+async function dump (redis: Redis): Promise<Array<{ key: string, pttl: number, content: string }>> {
+  const keys = await keysOf(redis)
   return await Promise.all(keys.map(async (key) => {
     const type = await redis.type(key)
     const content = type === 'hash'
@@ -133,4 +141,101 @@ t.test('login, refresh and logout are one Redis round trip each', async (t) => {
   oneScript(t, await roundTrips(inspect, async () => await app.inject({ method: 'POST', url: '/auth/logout', payload: { refreshToken: tokens.refreshToken } })), 'logout')
   oneScript(t, await roundTrips(inspect, async () => await app.inject({ method: 'POST', url: '/auth/logout-all', headers: { authorization: `Bearer ${other.accessToken}` } })), 'logout-all')
   t.same(await roundTrips(inspect, async () => await app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${tokens.accessToken}` } })), [], 'authenticate reads nothing')
+})
+
+/** What oauth4webapi's DPoP handle does beside what its typings show: it signs a proof for any request. */
+interface ProofMaker { addProof: (url: URL, headers: Headers, htm: string) => Promise<void> }
+
+/** A proof by `key` for a POST to `path` of an injected request (whose origin is http://localhost). */
+async function proof (key: CryptoKeyPair, path: string): Promise<string> {
+  const headers = new Headers()
+  await (DPoP({}, key) as unknown as ProofMaker).addProof(new URL(`http://localhost${path}`), headers, 'POST')
+  return headers.get('dpop') as string
+}
+
+/** Posts an OAuth form (RFC 6749 §6, RFC 7009) to one of the plugin's routes. */
+async function form (app: FastifyInstance, path: string, fields: Record<string, string>, headers: Record<string, string> = {}): Promise<LightMyRequestResponse> {
+  return await app.inject({
+    method: 'POST', url: path, payload: new URLSearchParams(fields).toString(), headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }
+  })
+}
+
+t.test('every key the plugin writes expires, after every route and API that writes', async (t) => {
+  const redis = await startRedis(t)
+  const inspect = redis.client()
+  t.teardown(() => inspect.quit())
+  const app = await buildApp(t, { redis: redis.url, reuseGrace: 0, maxSessionsPerUser: 2 })
+  const bearer = (accessToken: string): Record<string, string> => ({ authorization: `Bearer ${accessToken}` })
+  const sid = (accessToken: string): string => payloadOf(accessToken).sid as string
+  const expect = (response: LightMyRequestResponse, status: number, step: string): void => {
+    t.equal(response.statusCode, status, step)
+  }
+  /** After `step`, every key in this test's Redis has a time to live; resolves to the keys. */
+  const everyKeyExpires = async (step: string): Promise<string[]> => {
+    const keys = await keysOf(inspect)
+    const lives = await Promise.all(keys.map(async (key) => [key, await inspect.pttl(key)] as const))
+    t.same(lives.filter(([, pttl]) => !(pttl > 0)).map(([key, pttl]) => `${key} (PTTL ${pttl})`), [], `after ${step}: every key expires`)
+    return keys
+  }
+
+  await login(app, 'ann')
+  await everyKeyExpires('a login (POST /auth/login, body transport)')
+  const issued = await app.tokenSessions.issue('ann')
+  await everyKeyExpires('tokenSessions.issue()')
+
+  expect(await refresh(app, issued.refreshToken), 200, 'refresh, body')
+  await everyKeyExpires('a refresh (body)')
+
+  const browser = cookiesOf(await app.inject({ method: 'POST', url: '/auth/login', payload: { userId: 'bea' } }))
+  const cookies = { refresh_token: browser.get('refresh_token')?.value ?? '', session_binding: browser.get('session_binding')?.value ?? '' }
+  expect(await app.inject({ method: 'POST', url: '/auth/refresh', headers: { 'x-requested-with': 'fetch' }, cookies }), 200, 'refresh, cookie')
+  await everyKeyExpires('a refresh (cookies)')
+
+  const native = await login(app, 'cal')
+  const granted = await form(app, '/auth/token', { grant_type: 'refresh_token', refresh_token: native.refreshToken })
+  expect(granted, 200, 'the refresh grant')
+  await everyKeyExpires('the refresh grant (POST /auth/token)')
+
+  const key = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify']) as unknown as CryptoKeyPair
+  const bound = await app.inject({
+    method: 'POST', url: '/auth/login', headers: { 'x-token-transport': 'body', dpop: await proof(key, '/auth/login') }, payload: { userId: 'dan' }
+  })
+  expect(bound, 200, 'a DPoP-bound login')
+  t.equal(bound.json().tokenType, 'DPoP', 'the session is bound to the key')
+  await everyKeyExpires('a DPoP-bound login')
+  const boundGrant = await form(app, '/auth/token', { grant_type: 'refresh_token', refresh_token: bound.json().refreshToken }, { dpop: await proof(key, '/auth/token') })
+  expect(boundGrant, 200, 'the refresh grant with a DPoP proof')
+  const afterProof = await everyKeyExpires('the refresh grant with a DPoP proof')
+  t.ok(afterProof.some((k) => k.startsWith('tsess:{dan}:dp:')), 'the proof\'s id is among the keys checked')
+
+  expect(await app.inject({ method: 'POST', url: '/auth/logout', payload: { refreshToken: granted.json().refresh_token } }), 204, 'logout')
+  await everyKeyExpires('a logout')
+
+  const [first, second] = [await login(app, 'eve'), await login(app, 'eve')]
+  expect(await app.inject({ method: 'DELETE', url: `/auth/sessions/${sid(first.accessToken)}`, headers: bearer(second.accessToken) }), 204, 'DELETE /auth/sessions/:id')
+  await everyKeyExpires('DELETE /auth/sessions/:id')
+
+  const revoked = await login(app, 'fay')
+  expect(await form(app, '/auth/revoke', { token: revoked.refreshToken }), 200, 'the revocation endpoint')
+  await everyKeyExpires('a revocation (POST /auth/revoke)')
+
+  const everywhere = await login(app, 'gus')
+  await login(app, 'gus')
+  expect(await app.inject({ method: 'POST', url: '/auth/logout-all', payload: { refreshToken: everywhere.refreshToken } }), 204, 'logout-all')
+  const afterStamp = await everyKeyExpires('a logout-all')
+  t.ok(afterStamp.includes('tsess:{gus}:st'), 'the stamp is among the keys checked')
+
+  const kept = await login(app, 'hal')
+  await login(app, 'hal')
+  await app.tokenSessions.revokeAllSessions('hal', { except: sid(kept.accessToken) })
+  await everyKeyExpires('revokeAllSessions() with except')
+
+  const stolen = await login(app, 'ida')
+  expect(await refresh(app, stolen.refreshToken), 200, 'the first refresh')
+  expect(await refresh(app, stolen.refreshToken), 401, 'the replayed refresh token')
+  await everyKeyExpires('reuse detection')
+
+  for (let i = 0; i < 3; i++) await login(app, 'joe')
+  t.equal((await app.tokenSessions.listSessions('joe')).sessions.length, 2, 'the cap ended a session')
+  await everyKeyExpires('a login past maxSessionsPerUser')
 })

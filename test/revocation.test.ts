@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import Fastify from 'fastify'
-import { MemoryStore, type Revocation, type RevocationFeed, type RevocationListener, type SessionStore } from '../lib/index.js'
+import { MemoryStore, RedisStore, type Revocation, type RevocationFeed, type RevocationListener, type SessionStore } from '../lib/index.js'
 import { StoreClock } from '../lib/clock.js'
 import { RevocationList } from '../lib/revocations.js'
 import { LogCapture, buildApp, login, refresh, untilUp } from './helpers/app.js'
@@ -90,6 +90,45 @@ t.test('two instances on one Redis: a revocation on A is seen by B at once, with
     const late = await buildApp(t, { redis: redis.url })
     t.ok(await untilUp(late, 'revocationFeed'), 'its revocation list loads (its health says so)')
     t.same(await me(late, tokens.accessToken), { statusCode: 401, code: 'FTS_SESSION_REVOKED' })
+  })
+})
+
+/**
+ * A Redis store whose feed says it is connected, reloads as usual, and then never delivers
+ * an announcement: what an instance knows after start comes from itself alone.
+ */
+function deafStore (store: RedisStore): SessionStore {
+  const methods = ['create', 'rotate', 'revoke', 'revokeAll', 'list', 'isLive', 'time', 'ping', 'close'] as const
+  const revocationFeed: RevocationFeed = {
+    revocations: () => store.revocationFeed.revocations(),
+    watch: async (listener) => {
+      listener.connected()
+      return async () => {}
+    }
+  }
+  return { ...Object.fromEntries(methods.map((name) => [name, store[name].bind(store)])), revocationFeed } as unknown as SessionStore
+}
+
+t.test('an instance rejects the access token of a session it ended itself at once, without waiting for the feed', async (t) => {
+  const redis = await startRedis(t)
+  const logoutThenMe = async (t: Test, app: FastifyInstance, userId: string): Promise<void> => {
+    const tokens = await login(app, userId)
+    t.equal((await me(app, tokens.accessToken)).statusCode, 200, 'trusted before')
+    const logout = await app.inject({ method: 'POST', url: '/auth/logout', payload: { refreshToken: tokens.refreshToken } })
+    t.equal(logout.statusCode, 204, 'logged out')
+    t.same(await me(app, tokens.accessToken), { statusCode: 401, code: 'FTS_SESSION_REVOKED' }, 'the very next request with the access token is refused')
+  }
+
+  t.test('on a Redis store', async (t) => {
+    await logoutThenMe(t, await buildApp(t, { redis: redis.url }), 'own-redis')
+  })
+
+  t.test('when the feed delivers nothing: only the instance\'s own list can refuse it', async (t) => {
+    const client = redis.client()
+    t.teardown(() => client.quit())
+    const store = new RedisStore({ client })
+    t.teardown(() => store.close())
+    await logoutThenMe(t, await buildApp(t, { store: deafStore(store) }), 'own-deaf')
   })
 })
 

@@ -145,6 +145,12 @@ function serializeRequest (request: IncomingMessage | FastifyRequest): Record<st
 function pluginOptions (config: Config, store: StoreOptions, log: FastifyBaseLogger): TokenSessionsOptions {
   // Native clients refresh at /auth/token: it counts against the refresh route's limit.
   const refreshLimit = { config: { localRateLimit: new LocalLimit(config.rateLimitRefresh) } }
+  // Ending a session costs Redis a script too, and a revoked refresh token (or access token)
+  // keeps passing its signature check until it expires, so these routes are limited the
+  // same way. In a count of their own: a client that has used up its refreshes can still
+  // log out, and logging out does not use up its refreshes. One count for the three, as
+  // for refresh and token: the same act through the browser's and a native client's routes.
+  const endLimit = { config: { localRateLimit: new LocalLimit(config.rateLimitRefresh) } }
   return {
     secret: config.jwtSecret,
     accessTokenTtl: config.accessTokenTtl,
@@ -156,8 +162,9 @@ function pluginOptions (config: Config, store: StoreOptions, log: FastifyBaseLog
     // A key prefix means something only to Redis; the plugin rejects it with a store.
     ...(config.keyPrefix === undefined || store.redis === undefined ? {} : { keyPrefix: config.keyPrefix }),
     ...(config.dpopNonces ? { dpop: { nonces: true } } : {}),
+    ...(config.revocationOutagePolicy === undefined ? {} : { revocationFeed: { onOutage: config.revocationOutagePolicy } }),
     // GET /auth/sessions and DELETE /auth/sessions/:id are on by default; said here to be seen.
-    routes: { prefix: AUTH_PREFIX, refresh: refreshLimit, token: refreshLimit, sessions: true },
+    routes: { prefix: AUTH_PREFIX, refresh: refreshLimit, token: refreshLimit, logout: endLimit, logoutAll: endLimit, revoke: endLimit, sessions: true },
     ...auditHooks(log)
   }
 }

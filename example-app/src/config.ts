@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto'
 // rather than the plugin's option.
 import {
   DEFAULT_ACCESS_TOKEN_TTL, DEFAULT_MAX_SESSIONS_PER_USER, DEFAULT_REFRESH_TOKEN_TTL, DEFAULT_SESSION_MAX_LIFETIME, MAX_REUSE_GRACE,
-  MAX_SESSIONS_PER_USER, MAX_TOKEN_TTL, MIN_SECRET_BYTES
+  MAX_SESSIONS_PER_USER, MAX_TOKEN_TTL, MIN_SECRET_BYTES, type OutagePolicy
 } from 'fastify-token-sessions'
 
 /** Log levels pino knows; anything else is a typo we would rather hear about at start-up. */
@@ -16,6 +16,8 @@ const DEFAULT_RATE_LIMIT_LOGIN = 10
 const DEFAULT_RATE_LIMIT_REFRESH = 60
 /** Far above any honest client, and still a whole number Redis counts exactly. */
 const MAX_RATE_LIMIT = 1_000_000
+/** The plugin's outage policies; a record, so that the compiler sees every one of them named here. */
+const OUTAGE_POLICIES: Readonly<Record<OutagePolicy, true>> = { 'check-store': true, accept: true, reject: true }
 
 /** A pino log level. */
 export type LogLevel = typeof LOG_LEVELS[number]
@@ -46,7 +48,11 @@ export interface Config {
    * the same number, counted separately, for `POST /auth/register`.
    */
   readonly rateLimitLogin: number
-  /** Requests to `POST /auth/refresh` one client IP may make per minute (`RATE_LIMIT_REFRESH`). */
+  /**
+   * Requests to `POST /auth/refresh` one client IP may make per minute (`RATE_LIMIT_REFRESH`);
+   * the same number, counted separately, for the routes that end sessions (`POST /auth/logout`,
+   * `/auth/logout-all` and `/auth/revoke`).
+   */
   readonly rateLimitRefresh: number
   /** The most sessions one user may have (`MAX_SESSIONS_PER_USER`); a login beyond it ends the least recently used. */
   readonly maxSessionsPerUser: number
@@ -59,6 +65,12 @@ export interface Config {
   readonly trustProxy: boolean | number | string
   /** Whether DPoP proofs must carry a server nonce (`DPOP_NONCES`: `true` or `false`, default false). */
   readonly dpopNonces: boolean
+  /**
+   * What `authenticate` does while the revocation feed is down (`REVOCATION_OUTAGE_POLICY`:
+   * `check-store`, `accept` or `reject`, the plugin's `revocationFeed.onOutage`); undefined
+   * leaves the plugin's default.
+   */
+  readonly revocationOutagePolicy: OutagePolicy | undefined
 }
 
 /**
@@ -73,17 +85,24 @@ export class ConfigError extends Error {
  * Reads the app's settings from the environment. Throws a {@link ConfigError} for any
  * bad value rather than falling back to a default, so a typo fails at start-up.
  *
- * Rate limits, per client IP and per minute, counted in Redis when the sessions are (so
- * every instance counts together) and in memory otherwise:
+ * Rate limits, per client IP and per minute:
  * - `RATE_LIMIT_LOGIN` (default 10): `POST /auth/login`, against password guessing, and
- *   `POST /auth/register` (each attempt costs a password hash).
- * - `RATE_LIMIT_REFRESH` (default 60): `POST /auth/refresh`, against token guessing and
- *   a Redis round trip per request.
+ *   `POST /auth/register` (each attempt costs a password hash), counted in Redis when the
+ *   sessions are (so every instance counts together) and in memory otherwise.
+ * - `RATE_LIMIT_REFRESH` (default 60): `POST /auth/refresh` and `/auth/token`, against token
+ *   guessing and a Redis round trip per request; the same number, counted apart, for
+ *   `POST /auth/logout`, `/auth/logout-all` and `/auth/revoke`. Counted in each instance's
+ *   memory (see rate-limits.ts), so set per instance.
  * Each is a whole number from 1 to 1000000; a client over it gets a 429 `RATE_LIMITED`
  * with `Retry-After`.
  *
  * `MAX_SESSIONS_PER_USER` (default 100, from 1 to 1000000): a login beyond it ends the
  * user's least recently used session.
+ *
+ * `REVOCATION_OUTAGE_POLICY` (unset: the plugin's default): what `authenticate` does while
+ * the revocation feed is down, `check-store` (ask Redis whether the session is live),
+ * `accept` (trust unexpired access tokens) or `reject` (503 once the feed has been down a
+ * few seconds).
  *
  * @example
  * ```ts
@@ -117,7 +136,8 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     rateLimitRefresh: wholeNumber(env, 'RATE_LIMIT_REFRESH', DEFAULT_RATE_LIMIT_REFRESH, 1, MAX_RATE_LIMIT),
     maxSessionsPerUser: wholeNumber(env, 'MAX_SESSIONS_PER_USER', DEFAULT_MAX_SESSIONS_PER_USER, 1, MAX_SESSIONS_PER_USER),
     trustProxy: trustProxy(env),
-    dpopNonces: flag(env, 'DPOP_NONCES')
+    dpopNonces: flag(env, 'DPOP_NONCES'),
+    revocationOutagePolicy: outagePolicy(env)
   })
 }
 
@@ -209,4 +229,14 @@ function logLevel (env: NodeJS.ProcessEnv): LogLevel {
   const level = LOG_LEVELS.find((known) => known === value)
   if (level === undefined) throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(value)}`)
   return level
+}
+
+/** Unset leaves the plugin's default; a name the plugin does not know fails here, naming the variable. */
+function outagePolicy (env: NodeJS.ProcessEnv): OutagePolicy | undefined {
+  const value = text(env, 'REVOCATION_OUTAGE_POLICY')
+  if (value === undefined) return undefined
+  const names = Object.keys(OUTAGE_POLICIES) as OutagePolicy[]
+  const policy = names.find((known) => known === value)
+  if (policy === undefined) throw new ConfigError(`REVOCATION_OUTAGE_POLICY must be one of ${names.join(', ')}, got ${JSON.stringify(value)}`)
+  return policy
 }

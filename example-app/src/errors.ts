@@ -15,7 +15,8 @@ import { errors, loggable } from 'fastify-token-sessions'
  * | `INVALID_CREDENTIALS` | 401    | wrong password or unknown user (same answer)           |
  * | `NOT_FOUND`           | 404    | no such route                                          |
  * | `USERNAME_TAKEN`      | 409    | registration with an existing username                 |
- * | `RATE_LIMITED`        | 429    | too many logins or refreshes from one IP; Retry-After  |
+ * | `RATE_LIMITED`        | 429    | too many logins, refreshes or logouts from one IP;     |
+ * |                       |        | Retry-After                                            |
  * | `REQUEST_REJECTED`    | 4xx    | any other client error that comes without a known code |
  * | `INTERNAL_ERROR`      | 500    | a bug; details are in the log, not the answer          |
  *

@@ -30,7 +30,8 @@ export function perMinute (max: number): RateLimitOptions {
  * that every instance counts together, or in memory when sessions are. When Redis cannot
  * count, the request fails closed with a 503 (see errors.ts): those routes need Redis anyway.
  *
- * Refresh is limited differently, by {@link LocalLimit}: see there.
+ * Refresh, and the routes that end sessions, are limited differently, by {@link LocalLimit}:
+ * see there.
  */
 export async function registerRateLimits (app: FastifyInstance, config: Config, redis: Redis | undefined): Promise<void> {
   await app.register(rateLimit, {
@@ -54,10 +55,11 @@ export async function registerRateLimits (app: FastifyInstance, config: Config, 
 /**
  * A per-client-IP limit counted in this process's memory: no Redis round trip, for the
  * refresh route, whose honest requests must cost what the plugin's rotation costs (one
- * round trip). A forged or tampered refresh token never reaches Redis (its signature fails
- * first), so what a refresh limit guards is Redis's work for real tokens, and a per-process
- * count bounds that: with N instances behind a balancer a client gets at most N times the
- * limit, so `RATE_LIMIT_REFRESH` is set per instance (the documented total divided by N).
+ * round trip), and for logout, logout-all and revocation, which cost one script as well. A
+ * forged or tampered token never reaches Redis (its signature fails first), so what these
+ * limits guard is Redis's work for real tokens, and a per-process count bounds that: with N
+ * instances behind a balancer a client gets at most N times the limit, so
+ * `RATE_LIMIT_REFRESH` is set per instance (the documented total divided by N).
  * Fixed one-minute windows; the counts of the previous window are dropped wholesale.
  */
 export class LocalLimit {
