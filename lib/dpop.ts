@@ -68,6 +68,8 @@ export interface ResolvedDpop {
   readonly proofLifetimeMs: number
   /** Server nonces: how long each lives (ms), or null when they are off. */
   readonly nonceLifetimeMs: number | null
+  /** Whether `authenticate` also remembers proof ids in the store, for every instance to see. */
+  readonly sharedReplayCheck: boolean
 }
 
 /** Where a proof is checked: the token and refresh routes (400) or `authenticate` (401). */
@@ -166,7 +168,8 @@ export class DpopVerifier {
   /**
    * Remembers a proof's id until it goes stale, and throws if this instance saw it before.
    * Other instances do not see it: across instances a proof could be replayed, within its
-   * short lifetime, to the same method and URL with the same access token. Ids are kept in
+   * short lifetime, to the same method and URL with the same access token, unless
+   * `dpop.sharedReplayCheck` has `authenticate` ask the store as well. Ids are kept in
    * the order they came, which is nearly the order they go stale: each call drops the
    * stale ones at the front, and past the cache's size the oldest go first.
    */

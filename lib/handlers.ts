@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import type { DpopVerifier } from './dpop.js'
+import type { DpopVerifier, Proof } from './dpop.js'
 import {
   BadRequestError, CookieConflictError, DpopAccessProofInvalidError, SessionNotFoundError, SessionRevokedError, StoreUnavailableError, TokenInvalidError, TokenMissingError
 } from './errors.js'
@@ -18,7 +18,9 @@ export const ARRIVED = Symbol('fastify-token-sessions.arrived')
 const CLEAR_ON_401 = Symbol('fastify-token-sessions.clearOn401')
 /** Set by `authenticate` on a request that named the DPoP scheme: its 401 carries a DPoP challenge. */
 const DPOP_SCHEME = Symbol('fastify-token-sessions.dpopScheme')
-type MarkedRequest = FastifyRequest & { [ARRIVED]?: number, [CLEAR_ON_401]?: boolean, [DPOP_SCHEME]?: boolean }
+/** Set by `authenticate` on a DPoP-bound request: the proof it accepted, which `dpop.sharedReplayCheck` asks the store about. */
+const SHARED_PROOF = Symbol('fastify-token-sessions.sharedProof')
+type MarkedRequest = FastifyRequest & { [ARRIVED]?: number, [CLEAR_ON_401]?: boolean, [DPOP_SCHEME]?: boolean, [SHARED_PROOF]?: Proof }
 
 /** The `error` of a DPoP challenge (RFC 9449 §7.1) for each code of a 401 of `authenticate`. */
 const DPOP_CHALLENGES: Record<string, string> = { FTS_DPOP_PROOF_INVALID: 'invalid_dpop_proof', FTS_DPOP_NONCE_REQUIRED: 'use_dpop_nonce' }
@@ -44,6 +46,8 @@ interface Context {
   readonly transport: Transport
   readonly dpop: DpopVerifier
   readonly retryAfter: number
+  /** Whether a DPoP-bound request's proof id is checked in the store too (`dpop.sharedReplayCheck`). */
+  readonly sharedReplayCheck: boolean
   /** The request property that holds the user (`decorators.user`). */
   readonly userKey: string
 }
@@ -65,7 +69,9 @@ interface NamedSession extends SessionRef {
  * `issueTokens`, each wrapped once (see {@link guard}).
  */
 export function createHandlers (options: ResolvedOptions, sessions: Sessions, revocations: RevocationList, liveCheck: LiveCheck, dpop: DpopVerifier) {
-  const context: Context = { sessions, revocations, liveCheck, transport: new Transport(options), dpop, retryAfter: options.retryAfter, userKey: options.decorators.user }
+  const context: Context = {
+    sessions, revocations, liveCheck, transport: new Transport(options), dpop, retryAfter: options.retryAfter, sharedReplayCheck: options.dpop.sharedReplayCheck, userKey: options.decorators.user
+  }
   // The decorators (authenticate, authenticateStrict, refresh, issueTokens) are documented
   // where they are typed, in types.ts; the routes in the README.
   return {
@@ -163,13 +169,16 @@ function statusOf (error: unknown): unknown {
  */
 function authenticate (context: Context, request: FastifyRequest, reply: FastifyReply): Promise<void> | undefined {
   const user = authenticated(context, request, reply)
-  if (!context.revocations.checkFeed()) {
-    (request as unknown as UserSlots)[context.userKey] = user
+  const slots = request as unknown as UserSlots
+  const marked = request as MarkedRequest
+  // The session first, then the proof's id: a refused session costs no proof's write.
+  const live = context.revocations.checkFeed() ? context.liveCheck.confirm(user.id, user.sessionId) : undefined
+  const checked = live === undefined ? sharedProofCheck(context, marked) : live.then(() => sharedProofCheck(context, marked))
+  if (checked === undefined) {
+    slots[context.userKey] = user
     return undefined
   }
-  return context.liveCheck.confirm(user.id, user.sessionId).then(() => {
-    (request as unknown as UserSlots)[context.userKey] = user
-  })
+  return checked.then(() => { slots[context.userKey] = user })
 }
 
 async function authenticateStrict (context: Context, request: FastifyRequest, reply: FastifyReply): Promise<void> {
@@ -177,6 +186,7 @@ async function authenticateStrict (context: Context, request: FastifyRequest, re
   const user = authenticated(context, request, reply)
   // The store decides here, whatever the feed's state; `reject` still refuses as it says.
   context.revocations.checkFeed()
+  await sharedProofCheck(context, request as MarkedRequest)
   if (!await sessions.isLive(user.id, user.sessionId)) throw new SessionRevokedError()
   ;(request as unknown as UserSlots)[userKey] = user
 }
@@ -227,8 +237,22 @@ function dpopUser (sessions: Sessions, dpop: DpopVerifier, token: string, reques
   const proof = dpop.check(request, 'resource', token)
   if (proof === undefined || proof.jkt !== jkt) throw new DpopAccessProofInvalidError()
   dpop.remember(proof, 'resource')
+  request[SHARED_PROOF] = proof
   dpop.offerNonce(request, reply)
   return user
+}
+
+/**
+ * With `dpop.sharedReplayCheck`, the store's word on the proof of a DPoP-bound request that
+ * passed every other check (asked last, so that a refused request costs no round trip):
+ * refused if any instance presented it first. Undefined when there is nothing to wait for.
+ */
+function sharedProofCheck ({ sessions, sharedReplayCheck }: Context, request: MarkedRequest): Promise<void> | undefined {
+  const proof = request[SHARED_PROOF]
+  if (!sharedReplayCheck || proof === undefined) return undefined
+  return sessions.rememberProof(proof).then((first) => {
+    if (!first) throw new DpopAccessProofInvalidError()
+  })
 }
 
 async function refresh ({ sessions, transport, dpop }: Context, request: MarkedRequest, reply: FastifyReply): Promise<TokenResponse> {

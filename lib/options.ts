@@ -176,7 +176,7 @@ export function resolveOptions (options: TokenSessionsOptions, env: NodeJS.Proce
     issuer: text(options.issuer, 'issuer'),
     audience: text(options.audience, 'audience'),
     clientId: text(options.clientId, 'clientId'),
-    dpop: resolveDpop(options.dpop),
+    dpop: resolveDpop(options.dpop, options.store),
     hooks: resolveHooks(options),
     rememberMs: accessTokenTtl * 1000 + REVOCATION_MARGIN_MS,
     revocationFeed: resolveRevocationFeed(options.revocationFeed),
@@ -204,17 +204,26 @@ function resolveDecorators (given: unknown): ResolvedOptions['decorators'] {
   return Object.freeze(names as Record<keyof DefaultDecoratorNames, string>)
 }
 
-function resolveDpop (dpop: TokenSessionsOptions['dpop']): ResolvedDpop {
+/** The members of the `dpop` option. */
+const DPOP_OPTIONS = ['proofLifetime', 'nonces', 'nonceLifetime', 'sharedReplayCheck']
+
+/** The DPoP settings. `store`: the store the app passed, if any (already checked as a store), whose `rememberProof` the shared replay check needs. */
+function resolveDpop (dpop: TokenSessionsOptions['dpop'], store: SessionStore | undefined): ResolvedDpop {
   const given = dpop ?? {}
-  if (given === null || typeof given !== 'object') fail('dpop', 'must be { proofLifetime, nonces, nonceLifetime }')
+  if (given === null || typeof given !== 'object') fail('dpop', `must be { ${DPOP_OPTIONS.join(', ')} }`)
   for (const key of Object.keys(given)) {
-    if (key !== 'proofLifetime' && key !== 'nonces' && key !== 'nonceLifetime') fail(`dpop.${key}`, 'is not a DPoP option (proofLifetime, nonces, nonceLifetime)')
+    if (!DPOP_OPTIONS.includes(key)) fail(`dpop.${key}`, `is not a DPoP option (${DPOP_OPTIONS.join(', ')})`)
   }
   const nonces = given.nonces ?? false
   if (typeof nonces !== 'boolean') fail('dpop.nonces', 'must be a boolean')
+  const sharedReplayCheck = given.sharedReplayCheck ?? false
+  if (typeof sharedReplayCheck !== 'boolean') fail('dpop.sharedReplayCheck', 'must be a boolean')
+  if (sharedReplayCheck && store !== undefined && typeof store.rememberProof !== 'function') {
+    fail('dpop.sharedReplayCheck', 'needs a store with rememberProof (RedisStore and MemoryStore have it): add it to your store, or leave the option off')
+  }
   const proofLifetime = integer(given.proofLifetime, 'dpop.proofLifetime', DEFAULT_DPOP_PROOF_LIFETIME, 1, 600, 'seconds')
   const nonceLifetime = integer(given.nonceLifetime, 'dpop.nonceLifetime', DEFAULT_DPOP_NONCE_LIFETIME, 10, 86_400, 'seconds')
-  return Object.freeze({ proofLifetimeMs: proofLifetime * 1000, nonceLifetimeMs: nonces ? nonceLifetime * 1000 : null })
+  return Object.freeze({ proofLifetimeMs: proofLifetime * 1000, nonceLifetimeMs: nonces ? nonceLifetime * 1000 : null, sharedReplayCheck })
 }
 
 function resolveRevocationFeed (feed: TokenSessionsOptions['revocationFeed']): ResolvedOptions['revocationFeed'] {

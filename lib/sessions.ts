@@ -160,10 +160,7 @@ export class Sessions {
     const binding = checked === undefined ? undefined : { proof: checked, bindAccess: asked.bindAccess === true }
     const successor = successorId(this.#options.keys, jti)
     const agent = this.#agentOf(request)
-    // Whole milliseconds: a proof's iat may have a fraction, and Redis takes none in PX.
-    const proof = checked === undefined
-      ? undefined
-      : { key: checked.jkt, id: hashId(checked.jti), ttlMs: Math.max(1, Math.ceil(checked.expiresAt - this.#clock.now())) }
+    const proof = checked === undefined ? undefined : this.#proofRecord(checked)
     const outcome = await this.#call(() => this.store.rotate({
       userId: sub,
       sessionId: sid,
@@ -213,6 +210,16 @@ export class Sessions {
   /** Whether a session is live, asking the store. */
   async isLive (userId: string, sessionId: string): Promise<boolean> {
     return await this.#call(() => this.store.isLive(userId, sessionId))
+  }
+
+  /**
+   * Remembers the id of a proof `authenticate` accepted, in the store, until the proof goes
+   * stale (`dpop.sharedReplayCheck`, which registration allows only with a store that has
+   * `rememberProof`). Resolves to whether no instance had presented it before.
+   */
+  async rememberProof (proof: Proof): Promise<boolean> {
+    const { key, id, ttlMs } = this.#proofRecord(proof)
+    return await this.#call(() => (this.store as Required<SessionStore>).rememberProof(key, id, ttlMs))
   }
 
   /** Whether the store answers within the store timeout. */
@@ -295,6 +302,15 @@ export class Sessions {
     const revoked = (request as RevokedAllRequest | undefined)?.[REVOKED_ALL]
     if (checked === undefined || revoked === undefined || revoked.userId !== userId) return checked
     return Math.max(checked, revoked.at)
+  }
+
+  /**
+   * What the store remembers of a proof: its key's thumbprint, its id's hash, and for how
+   * long (its remaining lifetime, in whole milliseconds: a proof's iat may have a fraction,
+   * and Redis takes none in PX).
+   */
+  #proofRecord (proof: Proof): { key: string, id: string, ttlMs: number } {
+    return { key: proof.jkt, id: hashId(proof.jti), ttlMs: Math.max(1, Math.ceil(proof.expiresAt - this.#clock.now())) }
   }
 
   /** A rotated refresh token came back: the store has revoked its session. Throws. */

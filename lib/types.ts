@@ -466,8 +466,12 @@ export interface TokenSessionsOptions extends AuditHooks {
    * how long after its `iat` a proof is accepted (seconds, default 60); `nonces`, whether
    * proofs must carry a server nonce (`DPoP-Nonce`), each living `nonceLifetime` seconds
    * (default 300). Nonces are stateless: an HMAC of the time, valid on every instance.
+   * `sharedReplayCheck` (default `false`): `authenticate` remembers each proof's id in the
+   * store too, so that a proof is accepted once across all instances, not once on each; it
+   * costs one store round trip per DPoP-bound request, and while the store is down such
+   * requests answer 503.
    */
-  dpop?: { proofLifetime?: number, nonces?: boolean, nonceLifetime?: number }
+  dpop?: { proofLifetime?: number, nonces?: boolean, nonceLifetime?: number, sharedReplayCheck?: boolean }
 }
 
 /**

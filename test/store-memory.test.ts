@@ -23,6 +23,20 @@ t.test('MemoryStore sweeps stale DPoP proof ids out of memory', async (t) => {
   t.equal((await store.rotate({ ...rotation, presentedHash: 'b', successorHash: 'c' })).status, 'rotated', 'the sweep dropped the stale id itself, not just hid it')
 })
 
+t.test('MemoryStore keeps authenticate\'s proof ids bounded, and sweeps stale ones out', async (t) => {
+  let now = 1_000_000
+  const store = new MemoryStore({ now: () => now, sweepInterval: 10 })
+  t.teardown(() => store.close())
+  t.equal(await store.rememberProof('k', 'p', 1000), true)
+  now += 2000
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  now -= 2000
+  t.equal(await store.rememberProof('k', 'p', 1000), true, 'the sweep dropped the stale id itself, not just hid it')
+  for (let i = 0; i < 200_000; i++) await store.rememberProof('k', `q${i}`, 60_000)
+  t.equal(await store.rememberProof('k', 'q0', 60_000), false, 'up to 200,000 are kept')
+  t.equal(await store.rememberProof('k', 'p', 1000), true, 'past them the oldest went first')
+})
+
 t.test('MemoryStore sweeps expired sessions out of memory', async (t) => {
   let now = 1_000_000
   const store = new MemoryStore({ now: () => now, sweepInterval: 10 })

@@ -25,6 +25,8 @@ interface Stamp {
 
 /** The most sessions one login ends beyond the cap (as in the Redis store). */
 const MAX_ENDED_PER_LOGIN = 100
+/** The most proof ids `rememberProof` keeps: past it the oldest, nearest going stale, go first. */
+const MAX_REMEMBERED_PROOFS = 200_000
 
 /**
  * Options of {@link MemoryStore}.
@@ -62,6 +64,8 @@ export class MemoryStore implements SessionStore {
   readonly #revoked = new Map<string, Revocation>()
   /** DPoP proof ids seen by a refresh, by user, key and id, until each goes stale. */
   readonly #proofs = new Map<string, number>()
+  /** DPoP proof ids seen by `authenticate` (`rememberProof`), by key and id, oldest first, until each goes stale. */
+  readonly #resourceProofs = new Map<string, number>()
   readonly #listeners = new Set<RevocationListener>()
   readonly #now: () => number
   readonly #sweeper: NodeJS.Timeout
@@ -176,6 +180,16 @@ export class MemoryStore implements SessionStore {
     return { status: 'revoked', startedBefore: at, spared: except }
   }
 
+  async rememberProof (key: string, id: string, ttlMs: number): Promise<boolean> {
+    const now = this.#now()
+    const seen = `${key}\n${id}`
+    if ((this.#resourceProofs.get(seen) ?? 0) > now) return false
+    this.#resourceProofs.set(seen, now + ttlMs)
+    // Kept in the order they came, which is nearly the order they go stale.
+    if (this.#resourceProofs.size > MAX_REMEMBERED_PROOFS) this.#resourceProofs.delete(this.#resourceProofs.keys().next().value as string)
+    return true
+  }
+
   async isLive (userId: string, sessionId: string): Promise<boolean> {
     return this.#live(userId, sessionId, this.#now()) !== undefined
   }
@@ -271,8 +285,10 @@ export class MemoryStore implements SessionStore {
       if (revocation.until <= now) this.#revoked.delete(key)
     }
     for (const userId of [...this.#stamps.keys()]) this.#stampOf(userId, now)
-    for (const [id, until] of this.#proofs) {
-      if (until <= now) this.#proofs.delete(id)
+    for (const proofs of [this.#proofs, this.#resourceProofs]) {
+      for (const [id, until] of proofs) {
+        if (until <= now) proofs.delete(id)
+      }
     }
     for (const [userId, sessions] of this.#users) {
       for (const [sessionId, session] of sessions) {

@@ -92,10 +92,10 @@ export type RedisStoreOptions = (
   /** For a client the store creates: called with each connection error. */
   onClientError?: (error: Error) => void
   /**
-   * After each write, wait until this many replicas acknowledge it (Redis `WAIT`), so that
-   * a failover cannot lose the latest rotation. Costs a second round trip; a write not
-   * acknowledged within `waitTimeout` fails as a 503 (it may still reach the replicas).
-   * Default 0. Not with a Cluster client.
+   * After each write to a session, wait until this many replicas acknowledge it (Redis
+   * `WAIT`), so that a failover cannot lose the latest rotation. Costs a second round trip;
+   * a write not acknowledged within `waitTimeout` fails as a 503 (it may still reach the
+   * replicas). Default 0. Not with a Cluster client.
    */
   waitForReplicas?: number
   /** How long `waitForReplicas` waits, in ms (default 500). */
@@ -201,6 +201,8 @@ interface UserKeys {
  *   start entry both exist.
  * - `<prefix>{<userId>}:dp:<hash>`: a DPoP proof's id, seen by a refresh, until the proof
  *   goes stale.
+ * - `<prefix>{<thumbprint>}:dpop:<hash>`: a DPoP proof's id, seen by `authenticate` (with
+ *   `dpop.sharedReplayCheck`), under its key's thumbprint, until the proof goes stale.
  * - `<prefix>{<userId>}:st`: the user's latest revocation of all sessions (the stamp),
  *   `u:<time>:<spared session id>:<user id>`: every session that started before it is over.
  * - `<prefix>{<tag>}:revoked`: the revocation buckets, sorted sets of revoked session ids,
@@ -360,6 +362,18 @@ export class RedisStore implements SessionStore {
     if (reply === -2) return { status: 'reused' }
     const [startedBefore, spared] = reply
     return spared === '' ? { status: 'revoked', startedBefore } : { status: 'revoked', startedBefore, spared }
+  }
+
+  /**
+   * One `SET NX PX`: a proof id is remembered for its proof's remaining lifetime, and only
+   * the first instance to present it hears `true`. The thumbprint is the hash tag, so that a
+   * Cluster spreads the keys; `:dpop:` keeps them apart from a user's keys, whose tag could
+   * be the same string. Not waited for by replicas (`waitForReplicas`): a failover that
+   * loses one reopens a single proof's window of seconds, which is not worth a second round
+   * trip on every request.
+   */
+  async rememberProof (key: string, id: string, ttlMs: number): Promise<boolean> {
+    return await this.#redis.call('SET', `${this.#prefix}${tagOf(key)}:dpop:${id}`, '1', 'PX', String(ttlMs), 'NX') === 'OK'
   }
 
   /** Answers whether Redis answers. */

@@ -54,6 +54,22 @@ export interface SessionStore {
    * the plugin can warn when sessions could silently vanish.
    */
   evictionPolicy?: () => Promise<string | undefined>
+  /**
+   * For `dpop.sharedReplayCheck`: remembers the id of a DPoP proof that `authenticate`
+   * accepted (`id`, a hash of its `jti`) under its key's thumbprint (`key`) for `ttlMs`, the
+   * proof's remaining lifetime, and resolves to whether it was new. One atomic step: of two
+   * instances that present the same proof at once, one alone hears `true`. Apart from the
+   * proof ids a refresh remembers (see {@link RotateRequest.proof}).
+   *
+   * @example
+   * ```ts
+   * // A store of your own, on a key-value service with an atomic "set if absent, with expiry":
+   * async rememberProof (key: string, id: string, ttlMs: number): Promise<boolean> {
+   *   return await kv.setIfAbsent(`dpop:${key}:${id}`, '1', { ttlMs })
+   * }
+   * ```
+   */
+  rememberProof?: (key: string, id: string, ttlMs: number) => Promise<boolean>
   /** Releases what the store itself created (timers, its own clients). */
   close (): Promise<void>
 }

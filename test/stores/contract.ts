@@ -105,6 +105,30 @@ export function storeContract (t: Test, makeStore: () => Promise<SessionStore>):
       'remembered for the proof\'s lifetime only (its iat check refuses it after that)')
   })
 
+  /** The store's `rememberProof` (`dpop.sharedReplayCheck`), which every store here has. */
+  async function rememberProof (key: string, id: string, ttlMs = MINUTE): Promise<boolean> {
+    return await (store as Required<SessionStore>).rememberProof(key, id, ttlMs)
+  }
+
+  t.test('a proof id authenticate accepted is new once for its key, until the proof is stale', async (t) => {
+    t.equal(await rememberProof('key-a', 'p1'), true)
+    t.equal(await rememberProof('key-a', 'p1'), false, 'seen before')
+    t.equal(await rememberProof('key-b', 'p1'), true, 'the same id by another key is another proof')
+    t.equal(await rememberProof('key-a', 'p2', 50), true)
+    await sleep(150)
+    t.equal(await rememberProof('key-a', 'p2', 50), true, 'remembered for the proof\'s lifetime only')
+    t.equal(await rememberProof('key-a', 'p1'), false, 'a proof still fresh is not forgotten with it')
+  })
+
+  t.test('the proof ids authenticate and refresh remember are apart, even for a user id that is a key\'s thumbprint', async (t) => {
+    const u = userId('proof-apart')
+    await create(session(u, 's1', { tokenHash: 'h0', boundKey: u }))
+    t.equal(await rememberProof(u, 'p1'), true)
+    t.equal((await store.rotate(rotation(u, 's1', 'h0', 'h1', { proof: { key: u, id: 'p1', ttlMs: MINUTE } }))).status, 'rotated')
+    t.equal((await store.rotate(rotation(u, 's1', 'h1', 'h2', { proof: { key: u, id: 'p2', ttlMs: MINUTE } }))).status, 'rotated')
+    t.equal(await rememberProof(u, 'p2'), true)
+  })
+
   t.test('within the grace window the rotated token is replayed to the same successor', async (t) => {
     const u = userId('grace')
     await create(session(u, 's1', { tokenHash: 'h0' }))
