@@ -197,11 +197,12 @@ export function createSessionClient (options: SessionClientOptions): SessionClie
   const { dpop } = options
   /**
    * The plugin's own state changes (refresh, logout): no body, the anti-CSRF header, never
-   * cached; a refresh (with `signal`) carries a DPoP proof when there is a prover.
+   * cached, and a DPoP proof when there is a prover (a bound session's refresh cookie
+   * ends it only with one, as it refreshes it).
    */
   const post = async (path: string, signal?: AbortSignal): Promise<Response> => {
     const sent = headers('POST')
-    if (signal && dpop) sent.DPoP = await dpop.proof('POST', new URL(path, location.href).href)
+    if (dpop) sent.DPoP = await dpop.proof('POST', new URL(path, location.href).href)
     const response = await send(path, { method: 'POST', headers: sent, credentials, cache: 'no-store', signal: signal ?? null })
     dpop?.seen(response)
     return response
@@ -430,7 +431,9 @@ export function createSessionClient (options: SessionClientOptions): SessionClie
     },
     logout: async (path = options.logoutPath) => {
       if (path === undefined) throw new TypeError('logout() needs a path, or the logoutPath option')
-      const response = await post(path)
+      let response = await post(path)
+      // The server wants its DPoP nonce, which the prover has just learnt: once more with it.
+      if (response.status === 400 && await codeOf(response) === 'FTS_DPOP_NONCE_REQUIRED') response = await post(path)
       // Done, or nothing left to end (the cookie is gone): either way the session is over here.
       if (response.ok || response.status === 401) change(false, undefined, 'logged-out')
       return response

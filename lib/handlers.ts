@@ -1,7 +1,9 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import type { DpopVerifier, Proof } from './dpop.js'
+import { provenSession, tokenSession, type TokenSession } from './ending.js'
 import {
-  BadRequestError, CookieConflictError, DpopAccessProofInvalidError, SessionNotFoundError, SessionRevokedError, StoreUnavailableError, TokenInvalidError, TokenMissingError
+  BadRequestError, CookieConflictError, DpopAccessNonceRequiredError, DpopAccessProofInvalidError, SessionNotFoundError, SessionRevokedError, StoreUnavailableError,
+  TokenInvalidError, TokenMissingError
 } from './errors.js'
 import { loggable } from './log.js'
 import type { ResolvedOptions } from './options.js'
@@ -271,18 +273,22 @@ async function refresh ({ sessions, transport, dpop }: Context, request: MarkedR
 }
 
 /** Ends the caller's session. Idempotent: without a live session it still answers 204. */
-async function logout ({ sessions, transport }: Context, request: MarkedRequest, reply: FastifyReply): Promise<void> {
+async function logout (context: Context, request: MarkedRequest, reply: FastifyReply): Promise<void> {
+  const { sessions, transport, dpop } = context
   request[CLEAR_ON_401] = true
-  const session = namedSession(transport, sessions, request)
+  const session = namedSession(context, request)
   if (session !== undefined) await sessions.revoke(session, 'logout', request)
+  dpop.offerNonce(request, reply)
   transport.loggedOut(reply, session?.byCookie === true)
 }
 
 /** Ends every session of the caller, who must hold a live one, in one step whatever their number. */
-async function logoutAll ({ sessions, transport }: Context, request: MarkedRequest, reply: FastifyReply): Promise<void> {
-  const session = sessionOf(transport, sessions, request)
+async function logoutAll (context: Context, request: MarkedRequest, reply: FastifyReply): Promise<void> {
+  const { sessions, transport, dpop } = context
+  const session = sessionOf(context, request)
   request[CLEAR_ON_401] = true
   if (!await sessions.revokeAll(session.userId, { caller: session }, 'logout-all', request)) throw new SessionRevokedError()
+  dpop.offerNonce(request, reply)
   transport.loggedOut(reply, session.byCookie)
 }
 
@@ -326,21 +332,29 @@ async function revokeSession (context: Context, request: FastifyRequest<{ Params
   reply.code(204)
 }
 
-/** For logout: the session named, or undefined when no token names one validly. */
-function namedSession (transport: Transport, sessions: Sessions, request: FastifyRequest): NamedSession | undefined {
+/** A resource request's DPoP proof errors: a client must hear of them (of a nonce to use, above all), even at logout. */
+const PROOF_ERRORS = [DpopAccessProofInvalidError, DpopAccessNonceRequiredError]
+
+/**
+ * For logout: the session named, or undefined when no token names one validly (a bound
+ * token without a proof by its key names none).
+ */
+function namedSession (context: Context, request: MarkedRequest): NamedSession | undefined {
   try {
-    return sessionOf(transport, sessions, request)
+    return sessionOf(context, request)
   } catch (error) {
-    if (statusOf(error) === 401) return undefined
+    if (statusOf(error) === 401 && !PROOF_ERRORS.some((proofError) => error instanceof proofError)) return undefined
     throw error
   }
 }
 
 /**
  * The session the caller names, by its refresh token or else its access token (CSRF
- * checked first when either is a cookie). Throws the first token's error if none holds.
+ * checked first when either is a cookie), with the DPoP proof that came (see
+ * {@link provenSession}). Throws the first token's error if none holds; a bound access
+ * token without a proof by its key is an invalid token.
  */
-function sessionOf (transport: Transport, sessions: Sessions, request: FastifyRequest): NamedSession {
+function sessionOf ({ transport, sessions, dpop }: Context, request: MarkedRequest): NamedSession {
   // A token cookie sent twice was planted; the other token may still name the session
   // (the refresh cookie is __Secure-, which a sibling can plant; the access cookie
   // __Host-, which it cannot), so that logout still works.
@@ -360,22 +374,32 @@ function sessionOf (transport: Transport, sessions: Sessions, request: FastifyRe
   if (byCookie) transport.checkCsrf(request)
   let firstError: unknown
   for (const candidate of found) {
+    let named: TokenSession
     try {
-      const token = checkedLength(candidate.token)
-      // Ending a session needs no DPoP proof, as a revocation needs none: a bound access
-      // token is checked against the key it names.
-      const session: SessionRef = candidate.kind === 'refresh' ? sessions.refreshSession(token) : sessionOfUser(sessions.verifyAccessAnyKey(token, false).user)
-      if (candidate.boundTo !== undefined && candidate.boundTo !== session.sessionId) throw new TokenInvalidError()
-      return { ...session, byCookie }
+      named = tokenSession(sessions, candidate.kind, checkedLength(candidate.token))
+      if (candidate.boundTo !== undefined && candidate.boundTo !== named.sessionId) throw new TokenInvalidError()
     } catch (error) {
       firstError ??= error
+      continue
     }
+    // The token names the session; a proof that fails is the request's error, not the
+    // next token's turn. A bound access token is presented as to `authenticate`, so its
+    // proof is a resource request's, with the DPoP challenge on a 401.
+    const session = provenProof(dpop, request, named)
+    if (session === undefined) throw new TokenInvalidError()
+    return { ...session, byCookie }
   }
   throw conflict ?? firstError
 }
 
-function sessionOfUser (user: SessionUser): SessionRef {
-  return { userId: user.id, sessionId: user.sessionId, startedAt: user.sessionStartedAt }
+/** {@link provenSession} for logout: an access token's proof failing is a 401 with the DPoP challenge. */
+function provenProof (dpop: DpopVerifier, request: MarkedRequest, named: TokenSession): SessionRef | undefined {
+  try {
+    return provenSession(dpop, request, named, 'resource')
+  } catch (error) {
+    if (named.access !== undefined) request[DPOP_SCHEME] = true
+    throw error
+  }
 }
 
 /** One page of a user's sessions as the API gives it: an opaque cursor, a checked size. */

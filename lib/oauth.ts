@@ -1,10 +1,11 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { DpopVerifier } from './dpop.js'
+import { provenSession, tokenSession, type TokenSession } from './ending.js'
 import { StoreUnavailableError } from './errors.js'
 import { loggable } from './log.js'
 import type { ResolvedRoutes } from './options.js'
 import { ROUTE_BODY_LIMIT, describeOnly, revokeEndpointSchema, tokenEndpointSchema } from './schemas.js'
-import type { SessionRef, Sessions } from './sessions.js'
+import type { Sessions } from './sessions.js'
 import { checkedLength } from './transport.js'
 
 /** The one body type of the OAuth endpoints (RFC 6749 §3.2, RFC 7009 §2.1). */
@@ -152,14 +153,22 @@ export function registerOAuthRoutes (fastify: FastifyInstance, routes: ResolvedR
           const form = formOf(request)
           const token = required(form, 'token')
           const named = namedSession(sessions, token, form.get('token_type_hint') === 'access_token')
-          if (named !== undefined) {
-            const clientId = form.get('client_id')
-            if (clientId !== undefined && clientId !== named.clientId) throw new OAuthError('invalid_grant', 'The token was issued to another client')
-            await sessions.revoke(named, 'logout', request).catch((error: unknown) => {
+          const clientId = form.get('client_id')
+          // RFC 7009 §2.1: the token must have been issued to the client that revokes it.
+          if (named !== undefined && clientId !== undefined && clientId !== named.clientId) {
+            throw new OAuthError('unauthorized_client', 'The token was issued to another client (FTS_CLIENT_MISMATCH)')
+          }
+          // The revocation endpoint is the authorization server's, as the token endpoint is:
+          // its proofs are a grant's, answered with OAuth's 400s. A bound token without a
+          // proof by its key ends nothing, and gets the 200 of an unknown token.
+          const session = named === undefined ? undefined : provenSession(dpop, request, named, 'grant')
+          if (session !== undefined) {
+            await sessions.revoke(session, 'logout', request).catch((error: unknown) => {
               // A superseded refresh token: the store ended the session, as on refresh.
               if ((error as { code?: unknown }).code !== 'FTS_TOKEN_REUSED') throw error
             })
           }
+          dpop.offerNonce(request, reply)
           reply.header('cache-control', 'no-store')
           return await reply.code(200).send()
         } catch (error) {
@@ -181,24 +190,15 @@ async function answerError (reply: FastifyReply, error: OAuthError): Promise<Fas
  * The session a token names, for revocation: a refresh token (by its hash, so that a
  * superseded one is reuse) or an access token, whichever it is (the hint only says which
  * to try first); undefined for a token that names none validly, which RFC 7009 §2.2 answers
- * with a 200 all the same. An access token bound to a DPoP key is revoked without a proof,
- * as a refresh token is: revocation only ends what the token could already do.
+ * with a 200 all the same. A token bound to a DPoP key ends its session only with a proof
+ * by that key, as it does anything else (see {@link provenSession}).
  */
-function namedSession (sessions: Sessions, token: string, accessFirst: boolean): (SessionRef & { clientId: string | undefined }) | undefined {
-  const kinds = accessFirst ? [accessSession, refreshSession] : [refreshSession, accessSession]
+function namedSession (sessions: Sessions, token: string, accessFirst: boolean): TokenSession | undefined {
+  const kinds = accessFirst ? ['access', 'refresh'] as const : ['refresh', 'access'] as const
   for (const kind of kinds) {
     try {
-      return kind(sessions, checkedLength(token))
+      return tokenSession(sessions, kind, checkedLength(token))
     } catch {}
   }
   return undefined
-}
-
-function refreshSession (sessions: Sessions, token: string): SessionRef & { clientId: string | undefined } {
-  return sessions.refreshSession(token)
-}
-
-function accessSession (sessions: Sessions, token: string): SessionRef & { clientId: string | undefined } {
-  const { user, clientId } = sessions.verifyAccessAnyKey(token, false)
-  return { userId: user.id, sessionId: user.sessionId, startedAt: user.sessionStartedAt, clientId }
 }

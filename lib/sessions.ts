@@ -242,7 +242,8 @@ export class Sessions {
   /**
    * Ends one session. Resolves to whether it was live. A superseded refresh token naming
    * it is reuse, as on refresh: the session ends, the reuse hooks run and the caller gets
-   * `FTS_TOKEN_REUSED`.
+   * `FTS_TOKEN_REUSED`. A bound session's own refresh token ends it only with a proof by its
+   * key (`presented.proofKey`); without one nothing changes, and it resolves to false.
    */
   async revoke (session: SessionRef, reason: string, request?: FastifyRequest): Promise<boolean> {
     const sub = checkUserId(session.userId)

@@ -165,7 +165,7 @@ export interface TokenCodec {
   /**
    * An access token bound to whatever key it names, or (unless `bound`) to none: its user,
    * the key's thumbprint and its client. For a DPoP request, whose proof is checked against
-   * that key next, and for ending a session, which needs no proof.
+   * that key next, and for ending a session, which checks the proof itself.
    */
   verifyAccessAnyKey (token: string, bound: boolean): { user: SessionUser, jkt: string | undefined, clientId: string | undefined }
   /** Throws a 401 error for any token that is not a valid refresh token. */

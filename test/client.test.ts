@@ -719,8 +719,17 @@ t.test('with a DPoP prover: each refresh carries a proof for its URL, and a nonc
   ], 'a fresh proof for each try, for the refresh route\'s absolute URL')
   t.same(seen, [400, 200], 'the prover saw each answer (the nonce came with the first)')
   t.equal(server.sentTo('/api/things')[0]?.headers.get('dpop'), null, 'an API request carries no proof: the access cookie is not bound')
-  await client.logout()
-  t.equal(server.sentTo('/auth/logout')[0]?.headers.get('dpop'), null, 'nor does the logout')
+  const realFetch = server.fetch
+  server.fetch = async (input, init) => {
+    const answer = await realFetch(input, init)
+    return String(input) === '/auth/logout' && proofs === 3 ? failure(400, 'FTS_DPOP_NONCE_REQUIRED', { 'dpop-nonce': 'n2' }) : answer
+  }
+  t.equal((await client.logout()).status, 204)
+  t.same(server.sentTo('/auth/logout').map((request) => request.headers.get('dpop')), [
+    'proof-3:POST:https://app.example/auth/logout', 'proof-4:POST:https://app.example/auth/logout'
+  ], 'the logout carries a proof (a bound session\'s refresh cookie ends it only with one), and is sent again for a nonce')
+  t.same(seen.slice(2), [400, 204], 'the prover learnt the nonce from the logout\'s answer')
+  t.equal(client.active, false)
 })
 
 t.test('a DPoP proof refused on the refresh is the caller\'s answer: the session is not ended by it', async (t) => {

@@ -403,8 +403,8 @@ function violation (request: FuzzRequest, response: LightMyRequestResponse): str
   return undefined
 }
 
-/** The OAuth endpoints' errors (RFC 6749 §5.2, RFC 9449 §5), and the one a store outage gives. */
-const OAUTH_ERRORS = new Set(['invalid_request', 'invalid_grant', 'unsupported_grant_type', 'invalid_scope', 'invalid_dpop_proof', 'use_dpop_nonce'])
+/** The OAuth endpoints' errors (RFC 6749 §5.2, RFC 7009 §2.1, RFC 9449 §5), and the one a store outage gives. */
+const OAUTH_ERRORS = new Set(['invalid_request', 'invalid_grant', 'unsupported_grant_type', 'invalid_scope', 'unauthorized_client', 'invalid_dpop_proof', 'use_dpop_nonce'])
 
 /** Why an answer of the token or revocation endpoint breaks the properties, or undefined. */
 function oauthViolation (request: FuzzRequest, response: LightMyRequestResponse): string | undefined {

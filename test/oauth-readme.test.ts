@@ -51,7 +51,13 @@ const login = await answer.json()
 const refreshed = await recipe.refresh(as, dpop, login.refreshToken)
 const me = await recipe.callApi(dpop, refreshed.access_token, origin + '/me')
 const user = await me.json()
-await recipe.logOut(as, refreshed.refresh_token)
+// The revocation's proof, from the same key, with the nonce the handle has learnt.
+const proof = async (endpoint) => {
+  const headers = new Headers()
+  await dpop.addProof(endpoint, headers, 'POST')
+  return headers.get('dpop')
+}
+await recipe.logOut(as, refreshed.refresh_token, proof)
 const after = await recipe.refresh(as, dpop, refreshed.refresh_token).then(() => 'refreshed', (error) => error.error)
 console.log(JSON.stringify({ nonceAsked, loginType: login.tokenType, refreshedType: refreshed.token_type, me: me.status, user: user.id, after }))
 `

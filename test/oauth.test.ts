@@ -1,7 +1,6 @@
 // The OAuth endpoints as a native app uses them, through oauth4webapi, unmodified: the
 // refresh grant (RFC 6749 §6), revocation (RFC 7009) and DPoP (RFC 9449), with its nonces,
 // against a real Redis; then the attacks: stolen tokens, stolen proofs, confused clients.
-import { generateKeyPairSync, randomUUID, sign } from 'node:crypto'
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import {
@@ -10,6 +9,7 @@ import {
 } from 'oauth4webapi'
 import type { AuditEvent, AuditHookName } from '../lib/index.js'
 import { buildApp, untilUp } from './helpers/app.js'
+import { athOf, craftedProof, dpopKey } from './helpers/dpop.js'
 import { payloadOf } from './helpers/jwt.js'
 import { startRedis } from './helpers/redis.mjs'
 
@@ -197,15 +197,18 @@ t.test('revocation (RFC 7009) ends the session on every instance', async (t) => 
     await t.rejects(grant(reuse, next.refresh_token as string), { error: 'invalid_grant' } as never, 'the session is over')
   })
 
-  t.test('a DPoP-bound access token is revoked without a proof; a session of no client by no client', async (t) => {
+  t.test('a DPoP-bound access token is revoked with a proof by its key naming it; a session of no client by no client', async (t) => {
     const dpop = DPoP(CLIENT, await newKey())
     const bound = await nativeLogin(server, 'hugo', dpop)
-    t.equal((await revocationRequest(server.as, CLIENT, None(), bound.access_token, insecure)).status, 200)
+    const headers = new Headers()
+    await (dpop as unknown as ProofMaker).addProof(new URL(server.as.revocation_endpoint as string), headers, 'POST', bound.access_token)
+    t.equal((await revocationRequest(server.as, CLIENT, None(), bound.access_token, { ...insecure, headers })).status, 200)
     await t.rejects(grant(server, bound.refresh_token, { dpop }), { error: 'invalid_grant' } as never, 'its session is over')
     const anonymous = await served(t, redis.url, { clientId: undefined })
     const session = await nativeLogin(anonymous, 'hugo')
     t.equal(payloadOf(session.access_token).client_id, undefined, 'a session issued to no client')
-    t.equal((await post(anonymous, 'revoke', `token=${session.access_token}&client_id=native-app`)).status, 400, 'another client: refused')
+    const refused = await post(anonymous, 'revoke', `token=${session.access_token}&client_id=native-app`)
+    t.same([refused.status, (await refused.json() as { error: string }).error], [400, 'unauthorized_client'], 'another client: refused')
     t.equal((await post(anonymous, 'revoke', `token=${session.access_token}`)).status, 200, 'no client: revoked')
     t.equal((await me(anonymous, session.access_token)).status, 401)
   })
@@ -214,7 +217,7 @@ t.test('revocation (RFC 7009) ends the session on every instance', async (t) => 
     const session = await nativeLogin(server, 'gina')
     const response = await revocationRequest(server.as, { client_id: 'evil-app', token_endpoint_auth_method: 'none' }, None(), session.refresh_token, insecure)
     t.equal(response.status, 400)
-    t.equal((await response.json() as { error: string }).error, 'invalid_grant')
+    t.equal((await response.json() as { error: string }).error, 'unauthorized_client', 'RFC 7009 §2.1')
     t.ok((await grant(server, session.refresh_token)).access_token)
   })
 })
@@ -414,7 +417,9 @@ t.test('authenticate and DPoP, as an attacker tries it', async (t) => {
   t.equal(otherToken.status, 401, 'a proof made for another token (ath)')
   t.equal((await call('DPoP')).headers.get('www-authenticate')?.startsWith('DPoP error="invalid_token"'), true, 'a scheme without a token')
   t.throws(() => server.app.tokenSessions.verifyAccessToken(bound.access_token), { code: 'FTS_TOKEN_INVALID' }, 'verifyAccessToken has no proof to check')
-  await post(server, 'revoke', `token=${bound.refresh_token}`)
+  const revokeProof = new Headers()
+  await (dpop as unknown as ProofMaker).addProof(new URL(`${server.url}/auth/revoke`), revokeProof, 'POST')
+  await post(server, 'revoke', `token=${bound.refresh_token}`, { dpop: revokeProof.get('dpop') as string })
   const revoked = await call(`DPoP ${bound.access_token}`, await resourceProof(bound.access_token))
   t.equal(revoked.status, 401, 'a bound token of a revoked session')
   t.equal((await revoked.json() as { code: string }).code, 'FTS_SESSION_REVOKED')
@@ -431,17 +436,10 @@ t.test('authenticate and DPoP, as an attacker tries it', async (t) => {
   }
 })
 
-/** A DPoP proof made with Node's crypto, its claims as given (the odd cases oauth4webapi never makes). */
-function craftedProof (key: ReturnType<typeof generateKeyPairSync>, claims: Record<string, unknown>): string {
-  const header = Buffer.from(JSON.stringify({ typ: 'dpop+jwt', alg: 'ES256', jwk: key.publicKey.export({ format: 'jwk' }) })).toString('base64url')
-  const input = `${header}.${Buffer.from(JSON.stringify({ jti: randomUUID(), iat: Date.now() / 1000, ...claims })).toString('base64url')}`
-  return `${input}.${sign('sha256', Buffer.from(input), { key: key.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`
-}
-
 t.test('odd but valid requests: a proof iat with a fraction, repeated empty parameters, big bodies, a bound token to log out with', async (t) => {
   const redis = await startRedis(t)
   const server = await served(t, redis.url)
-  const key = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+  const key = dpopKey()
   const login = await fetch(`${server.url}/auth/login`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'x-token-transport': 'body', dpop: craftedProof(key, { htm: 'POST', htu: `${server.url}/auth/login` }) },
@@ -465,8 +463,11 @@ t.test('odd but valid requests: a proof iat with a fraction, repeated empty para
     headers: { authorization: `DPoP ${next.access_token.slice(0, -2)}AA`, dpop: craftedProof(key, { htm: 'GET', htu: `${server.url}/me` }) }
   })
   t.equal((await forged.json() as { code: string }).code, 'FTS_TOKEN_INVALID', 'a forged token is refused before its proof is looked at')
-  const logout = await fetch(`${server.url}/auth/logout`, { method: 'POST', headers: { authorization: `DPoP ${next.access_token}` } })
+  const logout = await fetch(`${server.url}/auth/logout`, {
+    method: 'POST',
+    headers: { authorization: `DPoP ${next.access_token}`, dpop: craftedProof(key, { htm: 'POST', htu: `${server.url}/auth/logout`, ath: athOf(next.access_token) }) }
+  })
   t.equal(logout.status, 204)
   await t.rejects(grant(server, next.refresh_token, { dpop: DPoP(CLIENT, await newKey()) }), { error: 'invalid_grant' } as never,
-    'a bound access token ends its session at logout, with no proof (as revocation does)')
+    'a bound access token ends its session at logout with a proof by its key that names it (ath)')
 })

@@ -147,18 +147,21 @@ export class MemoryStore implements SessionStore {
   async revoke (request: RevokeRequest): Promise<'revoked' | 'missing' | 'reused'> {
     const now = this.#now()
     const session = this.#live(request.userId, request.sessionId, now)
+    const seen = session === undefined || request.presented === undefined ? undefined : presentedAs(session, request.presented, now)
+    if (seen === 'unproven') return 'missing'
     this.#delete(request.userId, request.sessionId)
     if (session === undefined) return 'missing'
     this.#announce([{ sessionId: request.sessionId, until: now + request.rememberMs }])
-    return request.presented !== undefined && judge(session, request.presented, now) === 'superseded' ? 'reused' : 'revoked'
+    return seen === 'superseded' ? 'reused' : 'revoked'
   }
 
   async revokeAll (userId: string, options: RevokeAllOptions): Promise<RevokeAllOutcome> {
     const now = this.#now()
     if (options.ifLive !== undefined) {
       const guard = this.#live(userId, options.ifLive, now)
-      if (guard === undefined) return { status: 'missing' }
-      if (options.presented !== undefined && judge(guard, options.presented, now) === 'superseded') {
+      const seen = guard === undefined || options.presented === undefined ? undefined : presentedAs(guard, options.presented, now)
+      if (guard === undefined || seen === 'unproven') return { status: 'missing' }
+      if (seen === 'superseded') {
         await this.revoke({ userId, sessionId: options.ifLive, rememberMs: options.rememberMs })
         return { status: 'reused' }
       }
@@ -301,6 +304,17 @@ export class MemoryStore implements SessionStore {
 /** The agent of a rotation, when replays are checked by agent. */
 function agentOf (request: RotateRequest): { agent?: string } {
   return request.agent === undefined ? {} : { agent: request.agent }
+}
+
+/**
+ * What a presented token is to a session when it would end it (as revoke.lua and
+ * revoke-all.lua decide): superseded, which is reuse whatever proof came; else `unproven`
+ * when the session is bound to a key and no proof by it came, which ends nothing.
+ */
+function presentedAs (session: MemorySession, presented: PresentedToken, now: number): 'current' | 'replay' | 'superseded' | 'unproven' {
+  const judged = judge(session, presented, now)
+  if (judged !== 'superseded' && session.boundKey !== undefined && session.boundKey !== presented.proofKey) return 'unproven'
+  return judged
 }
 
 /**

@@ -52,11 +52,12 @@ interface Scripts {
     channel: string, rememberMs: number, agent: string, maxTtlMs: number, proofJkt: string, proofTtlMs: number | ''
   ): Promise<[number, number?, number?]>
   tokenSessionsRevoke (
-    session: string, index: string, revoked: string, sessionId: string, channel: string, rememberMs: number, presented: string, graceMs: number, agent: string
+    session: string, index: string, revoked: string, sessionId: string, channel: string, rememberMs: number, presented: string, graceMs: number, agent: string,
+    proofJkt: string
   ): Promise<number>
   tokenSessionsRevokeAll (
     index: string, guard: string, spared: string, stamp: string, revoked: string, userId: string, guardId: string, sparedId: string,
-    channel: string, rememberMs: number, presented: string, graceMs: number, agent: string
+    channel: string, rememberMs: number, presented: string, graceMs: number, agent: string, proofJkt: string
   ): Promise<[number, string] | -1 | -2>
   tokenSessionsList (index: string, sessionPrefix: string, cursor: number | '', limit: number): Promise<[string, ...string[][]]>
   tokenSessionsLive (session: string, index: string, sessionId: string): Promise<number>
@@ -344,7 +345,7 @@ export class RedisStore implements SessionStore {
     const keys = this.#keys(request.userId, sessionId)
     const code = await this.#redis.tokenSessionsRevoke(
       keys.session, keys.index, keys.revoked, sessionId, this.#channel, request.rememberMs,
-      presented?.hash ?? '', presented?.graceMs ?? 0, presented?.agent ?? ''
+      presented?.hash ?? '', presented?.graceMs ?? 0, presented?.agent ?? '', presented?.proofKey ?? ''
     )
     await this.#acknowledged()
     return REVOKE_STATUS[code as 0 | 1 | 2]
@@ -355,7 +356,7 @@ export class RedisStore implements SessionStore {
     const keys = this.#keys(userId, ifLive)
     const reply = await this.#redis.tokenSessionsRevokeAll(
       keys.index, keys.session, this.#keys(userId, except).session, keys.stamp, keys.revoked, userId, ifLive, except,
-      this.#channel, options.rememberMs, presented?.hash ?? '', presented?.graceMs ?? 0, presented?.agent ?? ''
+      this.#channel, options.rememberMs, presented?.hash ?? '', presented?.graceMs ?? 0, presented?.agent ?? '', presented?.proofKey ?? ''
     )
     await this.#acknowledged()
     if (reply === -1) return { status: 'missing' }

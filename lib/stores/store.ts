@@ -29,14 +29,16 @@ export interface SessionStore {
   /**
    * Deletes one session and, if it was live, announces the revocation (see
    * {@link RevocationFeed}) for `rememberMs`. With `presented`, a superseded
-   * refresh token is reuse: the session is revoked all the same, and the outcome says so.
+   * refresh token is reuse: the session is revoked all the same, and the outcome says so;
+   * a bound session's own token without a proof by its key changes nothing (`missing`).
    */
   revoke (request: RevokeRequest): Promise<'revoked' | 'missing' | 'reused'>
   /**
    * Ends every session of a user (but `except`) at once, by one stamp: each session that
    * started before it is over. With `ifLive`, does so only while that session is live
    * (else `missing`), and with `presented`, only if its token is not superseded (else
-   * `reused`, and that session alone is revoked). Announces the stamp for `rememberMs`.
+   * `reused`, and that session alone is revoked) and, for a bound session, comes with a
+   * proof by its key (else `missing`). Announces the stamp for `rememberMs`.
    */
   revokeAll (userId: string, options: RevokeAllOptions): Promise<RevokeAllOutcome>
   /** One page of the user's live sessions, newest first. */
@@ -235,11 +237,14 @@ export interface RotateRequest {
 }
 
 /**
- * A refresh token presented to name a session: a superseded one is reuse.
+ * A refresh token presented to name a session: a superseded one is reuse. A session bound
+ * to a DPoP key ends by its current token (or a replay within grace) only with a proof by
+ * that key: without `proofKey`, or with another, nothing changes and the answer is the one
+ * for a session that is not live, so that it does not tell that the session is bound.
  *
  * @example
  * ```ts
- * await store.revoke({ userId, sessionId, rememberMs, presented: { hash, graceMs: 10_000 } })
+ * await store.revoke({ userId, sessionId, rememberMs, presented: { hash, graceMs: 10_000, proofKey: jkt } })
  * ```
  */
 export interface PresentedToken {
@@ -249,6 +254,12 @@ export interface PresentedToken {
   graceMs: number
   /** The tag of the client's agent, when a replay must come from the agent that last rotated. */
   agent?: string
+  /**
+   * The RFC 7638 thumbprint of the key of the DPoP proof that came with the token, if one
+   * did (checked already). Decided after reuse: a superseded token is reuse whatever proof
+   * comes with it.
+   */
+  proofKey?: string
 }
 
 /**
@@ -362,7 +373,8 @@ export interface RevokeAllOptions {
 
 /**
  * What a store's `revokeAll` did: `revoked`, with the stamp (every session that started
- * before it is over) and the session spared, if `except` named a live one; `missing`, the `ifLive` session was not live;
+ * before it is over) and the session spared, if `except` named a live one; `missing`, the
+ * `ifLive` session was not live (or is bound to a key that `presented` has no proof by);
  * `reused`, the presented token was superseded, and that session alone was revoked.
  *
  * @example

@@ -205,6 +205,43 @@ export function storeContract (t: Test, makeStore: () => Promise<SessionStore>):
     t.same(await listed(u), [], 'reuse revoked the session all the same')
   })
 
+  t.test('a bound session ends by its own token only with a proof by its key; a superseded one is reuse, proof or none', async (t) => {
+    const u = userId('revoke-bound')
+    for (const sid of ['s1', 's2', 's3', 's4']) await create(session(u, sid, { tokenHash: `${sid}-0`, boundKey: 'key-a' }))
+    await create(session(u, 's5', { tokenHash: 's5-0' }))
+    for (const sid of ['s2', 's3', 's4']) await store.rotate(rotation(u, sid, `${sid}-0`, `${sid}-1`, { proof: { key: 'key-a', id: `p-${sid}`, ttlMs: MINUTE } }))
+    const revoke = async (sessionId: string, hash: string, graceMs: number, proofKey?: string): Promise<string> =>
+      await store.revoke({ userId: u, sessionId, rememberMs: REMEMBER, presented: { hash, graceMs, ...(proofKey === undefined ? {} : { proofKey }) } })
+    t.equal(await revoke('s1', 's1-0', 0), 'missing', 'its current token without a proof: answered as for no session')
+    t.equal(await revoke('s1', 's1-0', 0, 'key-b'), 'missing', 'with a proof by another key')
+    t.equal(await revoke('s2', 's2-0', 5000, 'key-b'), 'missing', 'a replay within grace, by another key')
+    t.same((await listed(u)).sort(), ['s1', 's2', 's3', 's4', 's5'], 'nothing ended')
+    t.equal((await store.rotate(rotation(u, 's1', 's1-0', 's1-1', { proof: { key: 'key-a', id: 'p-again', ttlMs: MINUTE } }))).status, 'rotated', 'nor was spent')
+    t.equal(await revoke('s1', 's1-1', 0, 'key-a'), 'revoked', 'with a proof by its key')
+    t.equal(await revoke('s2', 's2-0', 5000, 'key-a'), 'revoked', 'a replay within grace, by its key')
+    t.equal(await revoke('s3', 's3-0', 0), 'reused', 'a superseded token without a proof is reuse')
+    t.equal(await revoke('s4', 's4-0', 0, 'key-a'), 'reused', 'and with a proof by the key')
+    t.equal(await revoke('s5', 's5-0', 0, 'key-a'), 'revoked', 'an unbound session ends with a proof beside its token as without')
+    t.same(await listed(u), [])
+  })
+
+  t.test('revokeAll guarded by a bound session\'s token needs a proof by its key; a superseded one is reuse, proof or none', async (t) => {
+    const u = userId('guard-bound')
+    for (const sid of ['s1', 's2', 's3']) await create(session(u, sid, { tokenHash: `${sid}-0`, boundKey: 'key-a' }))
+    await create(session(u, 'plain', { tokenHash: 'plain-0' }))
+    const revokeAll = async (sessionId: string, hash: string, proofKey?: string): Promise<string> =>
+      (await store.revokeAll(u, { rememberMs: REMEMBER, ifLive: sessionId, presented: { hash, graceMs: 0, ...(proofKey === undefined ? {} : { proofKey }) } })).status
+    t.equal(await revokeAll('s1', 's1-0'), 'missing', 'its current token without a proof: answered as for no session')
+    t.equal(await revokeAll('s1', 's1-0', 'key-b'), 'missing', 'with a proof by another key')
+    t.same((await listed(u)).sort(), ['plain', 's1', 's2', 's3'], 'nothing ended')
+    for (const sid of ['s2', 's3']) await store.rotate(rotation(u, sid, `${sid}-0`, `${sid}-1`, { proof: { key: 'key-a', id: `p-${sid}`, ttlMs: MINUTE } }))
+    t.equal(await revokeAll('s2', 's2-0'), 'reused', 'a superseded token without a proof is reuse')
+    t.equal(await revokeAll('s3', 's3-0', 'key-a'), 'reused', 'and with a proof by the key')
+    t.same((await listed(u)).sort(), ['plain', 's1'], 'reuse ended those sessions alone')
+    t.equal(await revokeAll('s1', 's1-0', 'key-a'), 'revoked', 'with a proof by its key')
+    t.same(await listed(u), [])
+  })
+
   t.test('revokeAll ends every session of one user only, with one stamp', async (t) => {
     const u = userId('all')
     const other = userId('other')

@@ -12,9 +12,11 @@ local remember = tonumber(ARGV[5])
 local presented = ARGV[6]         -- the guard's presented refresh token hash ('' for none)
 local graceMs = tonumber(ARGV[7])
 local agent = ARGV[8]             -- '' for none
+local proofJkt = ARGV[9]          -- the key thumbprint of the DPoP proof that came with it ('' for none)
 -- Returns {the stamp's time, the spared session id ('' when none was live)}: every session
 -- that started before that time is over but the spared one; -1 if the guard session is not
--- live; -2 if the presented token was superseded (reuse: the guard session alone is revoked).
+-- live, or is bound to a key the presented token came without a proof by; -2 if the
+-- presented token was superseded (reuse: the guard session alone is revoked).
 -- One stamp, whatever the number of sessions: the index is dropped at once (UNLINK frees a
 -- large one in the background), the session hashes expire on their own, and every reader
 -- takes a session for live only while its start is in the index.
@@ -27,11 +29,16 @@ if guardId ~= '' then
   end
   if presented ~= '' then
     --@include judge
-    if judge(redis.call('HMGET', guard, 'c', 'p', 'r', 'g'), presented, graceMs, agent, now) == 'superseded' then
+    local s = redis.call('HMGET', guard, 'c', 'p', 'r', 'g', 'j')
+    if judge(s, presented, graceMs, agent, now) == 'superseded' then
       redis.call('DEL', guard)
       redis.call('ZREM', index, guardId, '.' .. guardId)
       announce(revoked, channel, {guardId}, now, remember)
       return -2
+    end
+    -- Reuse first, whatever proof came; then a bound session's key, as on refresh.
+    if s[5] and s[5] ~= proofJkt then
+      return -1
     end
   end
 end

@@ -8,7 +8,9 @@ local remember = tonumber(ARGV[3])
 local presented = ARGV[4]         -- the presented refresh token's hash ('' when named otherwise)
 local graceMs = tonumber(ARGV[5])
 local agent = ARGV[6]             -- '' for none
+local proofJkt = ARGV[7]          -- the key thumbprint of the DPoP proof that came with it ('' for none)
 -- Returns 1 revoked, 0 not live, 2 reused (the presented token was superseded: revoked too).
+-- A bound session's own token without a proof by its key is 0 too, and changes nothing.
 --@include started
 local live = started(index, session, sessionId)
 --@include now
@@ -17,8 +19,13 @@ if live then
   outcome = 1
   if presented ~= '' then
     --@include judge
-    if judge(redis.call('HMGET', session, 'c', 'p', 'r', 'g'), presented, graceMs, agent, now) == 'superseded' then
+    local s = redis.call('HMGET', session, 'c', 'p', 'r', 'g', 'j')
+    if judge(s, presented, graceMs, agent, now) == 'superseded' then
       outcome = 2
+    elseif s[5] and s[5] ~= proofJkt then
+      -- Reuse is decided first, whatever proof came; otherwise the token is only as good
+      -- as a proof by the session's key makes it, here as on refresh.
+      return 0
     end
   end
 end
