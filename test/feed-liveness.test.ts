@@ -412,6 +412,24 @@ t.test('after a short outage the list reloads only what it may have missed', asy
   await list.close()
 })
 
+t.test('the Redis ACL the README states is enough for the plugin and its feed', async (t) => {
+  const redis = await startRedis(t)
+  const admin = redis.client()
+  t.teardown(() => admin.quit())
+  await admin.call('ACL', 'SETUSER', 'sessions', 'on', '>pw', 'resetkeys', 'resetchannels', '~tsess:*', '&tsess:revoked', '&tsess:heartbeat:*',
+    '-@all', '+@read', '+@write', '+@pubsub', '+@scripting', '+@connection', '+time', '+info')
+  const url = `redis://sessions:pw@127.0.0.1:${redis.port}`
+  const a = await buildApp(t, { redis: url })
+  const b = await buildApp(t, { redis: url })
+  t.ok(await untilUp(a, 'revocationFeed') && await untilUp(b, 'revocationFeed'), 'both feeds are proven by their heartbeats')
+  const tokens = await login(a, 'acl-user')
+  t.equal((await a.inject({ method: 'POST', url: '/auth/refresh', payload: { refreshToken: tokens.refreshToken } })).statusCode, 200)
+  const again = await login(a, 'acl-user')
+  t.equal((await a.inject({ method: 'POST', url: '/auth/logout-all', headers: { authorization: `Bearer ${again.accessToken}` } })).statusCode, 204)
+  t.ok(await within(1000, async () => (await me(b, again.accessToken)).statusCode === 401), 'a revocation reaches the other instance')
+  t.equal((await b.tokenSessions.health()).ok, true)
+})
+
 t.test('on a Cluster the heartbeat takes every primary in turn', async (t) => {
   const nodes = await startCluster(t)
   const client = new Cluster(nodes.map((node) => ({ host: '127.0.0.1', port: node.port })), { redisOptions: { commandTimeout: 1000 } })
