@@ -6,7 +6,7 @@ import Fastify from 'fastify'
 import fastifyJwt from '@fastify/jwt'
 import { createVerifier } from 'fast-jwt'
 import { Redis } from 'ioredis'
-import tokenSessions, { tokenResponse } from '../dist/index.js'
+import tokenSessions, { RedisStore, tokenResponse } from '../dist/index.js'
 // The floor refresh signs and checks with the plugin's own token code and keys (internal
 // modules of the build, not public exports), so that its crypto is the plugin's exactly.
 import { resolveOptions } from '../dist/options.js'
@@ -63,6 +63,12 @@ export async function buildApp (redisUrl) {
     handles.tokenSessions = () => scope.tokenSessions
   })
 
+  await app.register(async function feedDown (scope) {
+    const store = new RedisStore({ client: redisClient(redisUrl, scope) })
+    await scope.register(tokenSessions, { secret: SECRET, store: withFeedDown(store), publicOrigin: PUBLIC_ORIGIN })
+    scope.get('/feed-down/me', { onRequest: scope.authenticate }, async (request) => request.user)
+  })
+
   await app.register(async function naive (scope) {
     await naiveRefresh(scope, redisUrl, handles)
   })
@@ -116,6 +122,18 @@ export async function buildJwtBaseline () {
  * client settings: ioredis's defaults, as an app creates its client. It is closed with
  * the scope.
  */
+/**
+ * `store` with a revocation feed that never connects: the plugin's revocation list stays
+ * down, and under the default outage policy (`check-store`) `GET /feed-down/me` asks Redis
+ * whether the session is live on every request, as every instance does while its feed is
+ * down. The same keys as the main plugin's: its tokens are live here.
+ */
+function withFeedDown (store) {
+  const methods = ['create', 'rotate', 'revoke', 'revokeAll', 'list', 'isLive', 'time', 'ping']
+  const wrapped = Object.fromEntries(methods.map((name) => [name, (...args) => store[name](...args)]))
+  return { ...wrapped, close: async () => {}, revocationFeed: { revocations: async () => [], watch: async () => async () => {} } }
+}
+
 function redisClient (redisUrl, scope) {
   const redis = new Redis(redisUrl)
   // A request autocannon abandoned may still reach Redis after quit: not worth a warning.

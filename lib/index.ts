@@ -52,6 +52,9 @@ async function warnIfEvicting (fastify: FastifyInstance, store: SessionStore): P
   fastify.log.warn({ maxmemoryPolicy: policy }, 'fastify-token-sessions: Redis may evict session keys under memory pressure; set maxmemory-policy noeviction')
 }
 
+/** Under check-store, the most sessions remembered as found live (about 10 MB at most). */
+const MAX_KNOWN_SESSIONS = 100_000
+
 /** The one body type the plugin's routes accept. */
 const JSON_TYPE = /^application\/json\s*(;|$)/i
 
@@ -117,7 +120,7 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
   const sessions = new Sessions(options, codec, store, revocations, clock, createEmitter(options.hooks, fastify.log), fastify.log)
   const dpop = new DpopVerifier(options.dpop, options.keys.dpopNonce, options.origins.publicOrigin, () => clock.now())
   const { knownAliveMs, maxLookups } = options.revocationFeed
-  const liveCheck = new LiveCheck(sessions, { knownAliveMs, maxLookups, retryMs: options.retryAfter * 1000 }, fastify.log)
+  const liveCheck = new LiveCheck(sessions, { knownAliveMs, maxLookups, retryMs: options.retryAfter * 1000, maxKnownAlive: MAX_KNOWN_SESSIONS }, fastify.log)
   const handlers = createHandlers(options, sessions, revocations, liveCheck, dpop)
   fastify.addHook('onClose', async () => {
     clock.stop()

@@ -17,10 +17,9 @@ export interface LiveCheckOptions {
   maxLookups: number
   /** How long the store counts as unreachable after a failed lookup, before it is probed again, in ms. */
   retryMs: number
+  /** The most sessions remembered as found live: past it, the memory starts again. */
+  maxKnownAlive: number
 }
-
-/** The most sessions remembered as found live: past it, the memory starts again. */
-const MAX_KNOWN_ALIVE = 100_000
 
 /**
  * The `check-store` outage policy: while the revocation feed is down, `authenticate` asks
@@ -100,7 +99,7 @@ export class LiveCheck {
   }
 
   #knownAlive (sessionId: string): void {
-    if (this.#alive.size >= MAX_KNOWN_ALIVE) this.#alive.clear()
+    if (this.#alive.size >= this.#options.maxKnownAlive) this.#alive.clear()
     this.#alive.set(sessionId, Date.now() + this.#options.knownAliveMs)
   }
 }

@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import { MemoryStore, RedisStore, type RevocationFeed, type RevocationListener, type SessionStore } from '../lib/index.js'
 import { StoreClock } from '../lib/clock.js'
+import { LiveCheck } from '../lib/live-check.js'
 import { RevocationList } from '../lib/revocations.js'
 import { Heartbeat, type HeartbeatTransport } from '../lib/stores/feed-heartbeat.js'
 import { buildApp, LogCapture, login, untilUp } from './helpers/app.js'
@@ -273,6 +274,8 @@ t.test('check-store: one lookup per session in flight, a cap, the known-alive me
     await sleep(20)
     t.equal(probes, 1, 'a probe after Retry-After, not awaited by the request')
     t.equal(lookups, 1)
+    t.same(await me(app, tokens.accessToken), { statusCode: 200 }, 'the probe failed: still accepted without a lookup')
+    t.equal(lookups, 1)
     reachable = true
     await sleep(1050)
     await me(app, tokens.accessToken)
@@ -294,6 +297,37 @@ t.test('check-store: one lookup per session in flight, a cap, the known-alive me
       t.equal((await app.tokenSessions.health()).ok, false, `${onOutage}: not ok`)
     }
   })
+})
+
+t.test('LiveCheck: its memory of sessions found live is bounded, and an outage is logged once', async (t) => {
+  const lookups: string[] = []
+  let reachable = true
+  const warnings: string[] = []
+  const log = { ...(silent as unknown as Record<string, unknown>), warn: (_fields: unknown, message: string) => { warnings.push(message) } } as unknown as ConstructorParameters<typeof LiveCheck>[2]
+  const check = new LiveCheck({
+    isLive: async (_userId, sessionId) => {
+      lookups.push(sessionId)
+      if (!reachable) throw new Error('down')
+      return true
+    },
+    storeAnswers: async () => reachable
+  }, { knownAliveMs: 60_000, maxLookups: 10, retryMs: 60_000, maxKnownAlive: 2 }, log)
+  for (const id of ['s1', 's2', 's1', 's2']) await check.confirm('u', id)
+  t.same(lookups, ['s1', 's2'], 'two sessions remembered as live')
+  await check.confirm('u', 's3')
+  await check.confirm('u', 's1')
+  t.same(lookups, ['s1', 's2', 's3', 's1'], 'a third: the memory starts again, bounded')
+  reachable = false
+  check.confirm('u', 's4').catch(() => {})
+  await check.confirm('u', 's5')
+  await sleep(10)
+  t.equal(warnings.length, 1, 'two failed lookups at once: logged once')
+})
+
+t.test('RedisStore refuses a heartbeat setting out of range', async (t) => {
+  for (const [option, value] of [['heartbeatInterval', 5], ['heartbeatTimeout', 60_001], ['heartbeatInterval', 1.5]] as const) {
+    t.throws(() => new RedisStore({ url: 'redis://127.0.0.1:1', [option]: value }), { code: 'FTS_INVALID_OPTION', message: new RegExp(option) }, `${option}: ${value}`)
+  }
 })
 
 t.test('the heartbeat', async (t) => {

@@ -39,8 +39,6 @@ export class Heartbeat {
   readonly #intervalMs: () => number
   readonly #timeoutMs: number
   #next = 0
-  /** The first heartbeat of the current subscription: only it and later ones prove the feed. */
-  #from = Number.POSITIVE_INFINITY
   readonly #pending = new Map<number, Pending>()
   #ticker: NodeJS.Timeout | undefined
   #proven = false
@@ -61,8 +59,8 @@ export class Heartbeat {
 
   /** The subscription is confirmed: heartbeats start, the first at once. */
   subscribed (): void {
+    // Those on their way are forgotten: only a heartbeat sent from now on proves this one.
     this.stop()
-    this.#from = this.#next
     this.#beat()
   }
 
@@ -78,7 +76,6 @@ export class Heartbeat {
     if (pending === undefined) return
     clearTimeout(pending.timer)
     this.#pending.delete(beat)
-    if (beat < this.#from) return
     this.#provenAt = at
     if (this.#proven) return
     this.#proven = true

@@ -261,6 +261,7 @@ export class RedisRevocationFeed implements RevocationFeed {
       const primary = nodes[0]
       if (primary !== undefined && !primaries.has(primary)) primaries.set(primary, slot)
     })
+    /* c8 ignore next -- heartbeats start once a node confirmed the subscription, when the client knows its slots */
     return primaries.size === 0 ? ONE_SLOT : [...primaries.values()]
   }
 

@@ -246,6 +246,9 @@ export class RedisStore implements SessionStore {
 
   constructor (options: RedisStoreOptions) {
     this.#prefix = checkedKeyPrefix(options.keyPrefix ?? DEFAULT_KEY_PREFIX, 'keyPrefix')
+    // Checked before a client is opened: a refused store leaves nothing connecting.
+    const heartbeatInterval = checkedMs(options.heartbeatInterval, 'heartbeatInterval', DEFAULT_HEARTBEAT_INTERVAL)
+    const heartbeatTimeout = checkedMs(options.heartbeatTimeout, 'heartbeatTimeout', DEFAULT_HEARTBEAT_TIMEOUT)
     if (options.client !== undefined) {
       this.client = options.client
       this.#owned = false
@@ -276,8 +279,8 @@ export class RedisStore implements SessionStore {
       buckets: buckets.all,
       heartbeatKey: (slot) => buckets.inSlot(slot, 'heartbeat'),
       heartbeatChannel: `${this.#clientPrefix}${this.#prefix}heartbeat:`,
-      heartbeatInterval: checkedMs(options.heartbeatInterval, 'heartbeatInterval', DEFAULT_HEARTBEAT_INTERVAL),
-      heartbeatTimeout: checkedMs(options.heartbeatTimeout, 'heartbeatTimeout', DEFAULT_HEARTBEAT_TIMEOUT)
+      heartbeatInterval,
+      heartbeatTimeout
     })
   }
 
