@@ -330,6 +330,28 @@ t.test('RedisStore refuses a heartbeat setting out of range', async (t) => {
   }
 })
 
+t.test('RedisStore\'s heartbeat settings are the ones it beats with', async (t) => {
+  const redis = await startRedis(t)
+  const inspect = redis.client()
+  t.teardown(() => inspect.quit())
+  const beats: number[] = []
+  const listener = redis.client()
+  t.teardown(() => listener.quit())
+  await listener.psubscribe('tsess:heartbeat:*')
+  listener.on('pmessage', () => beats.push(performance.now()))
+  const store = new RedisStore({ url: redis.url, heartbeatInterval: 20, heartbeatTimeout: 4321 })
+  t.teardown(async () => await store.close())
+  const app = await buildApp(t, { store })
+  t.ok(await untilUp(app, 'revocationFeed'))
+  const [key] = (await inspect.scan('0', 'MATCH', '*heartbeat*', 'COUNT', 1000))[1]
+  const ttl = await inspect.pttl(key ?? '')
+  t.ok(ttl > 1000 && ttl <= 4321, `the heartbeat key lives heartbeatTimeout, not the default (${ttl} ms)`)
+  const from = beats.length
+  await sleep(1000)
+  // The default interval (500 ms) would send 2 or 3 in this second; 20 ms sends some 50.
+  t.ok(beats.length - from >= 10, `a heartbeat every heartbeatInterval (${beats.length - from} in 1 s)`)
+})
+
 t.test('the heartbeat', async (t) => {
   /** A transport whose heartbeats arrive, or not, as the test says. */
   function transport (deliver: (beat: number) => boolean, write = true): HeartbeatTransport & { events: string[], beat?: Heartbeat } {
