@@ -41,6 +41,8 @@ const WARMUP_SECONDS = 1
 const MEMORY_SESSIONS = 100_000
 /** Sessions revoked before authenticate runs, so that its revocation set is not empty. */
 const REVOKED_SESSIONS = 1000
+/** Sessions whose access tokens the feed up / feed down pair cycles through. */
+const LOOKUP_SESSIONS = 5000
 /** Users the token pools are spread over. */
 const USERS = 10_000
 /** Real browsers' user agents, 111 to 122 characters. */
@@ -238,6 +240,36 @@ function pooled (redisUrl, kind, method, path, ceilingRps, exhausted) {
     const bodies = await mint(redisUrl, kind, count)
     return bodies.map((body) => kind === 'bound' ? { body, headers: { dpop: dpopProof(method, path) } } : { body })
   }, ceilingRps, exhausted)
+}
+
+/**
+ * Access tokens of `count` sessions of their own, each live (over USERS users).
+ */
+async function liveAccessTokens (tokenSessions, count) {
+  const tokens = []
+  for (let done = 0; done < count; done += 500) {
+    const batch = Array.from({ length: Math.min(500, count - done) }, () => tokenSessions.issue(user()))
+    for (const issued of await Promise.all(batch)) tokens.push(issued.accessToken)
+  }
+  return tokens
+}
+
+/**
+ * A `prepare` for `run` of `GET path` that cycles through `tokens`, one session's each, a
+ * different one from request to request: with as many sessions as LOOKUP_SESSIONS, two
+ * requests in flight at once almost never carry the same one, so none shares another's
+ * store lookup.
+ */
+function cycling (path, tokens) {
+  let next = 0
+  const prepare = async () => ({
+    method: 'GET',
+    path,
+    setupRequest: (built) => ({ ...built, headers: { ...built.headers, authorization: `Bearer ${tokens[next++ % tokens.length]}` } })
+  })
+  // The pool is cycled, not spent: no rate to size it by.
+  prepare.record = () => {}
+  return prepare
 }
 
 /**
@@ -707,6 +739,7 @@ try {
   const ourToken = (await issuer.tokenSessions.issue('u1')).accessToken
   const boundToken = (await boundLogin(issuer.app, 'u1')).accessToken
   const revokedToken = await revokeSessions(issuer.tokenSessions, REVOKED_SESSIONS)
+  const manySessions = await liveAccessTokens(issuer.tokenSessions, LOOKUP_SESSIONS)
   await issuer.app.close()
   await untilRejected(server.url, revokedToken)
   const bearerRequest = { method: 'GET', path: '/me', headers: { authorization: `Bearer ${ourToken}` } }
@@ -723,8 +756,8 @@ try {
 
   progress('authenticate with the feed up vs down (check-store: one Redis lookup per request), in the same server')
   const feedDownPair = await pair(server,
-    { name: 'authenticate, feed up', request: bearerRequest },
-    { name: 'authenticate, feed down', request: { ...bearerRequest, path: '/feed-down/me' } })
+    { name: 'authenticate, feed up', prepare: cycling('/me', manySessions) },
+    { name: 'authenticate, feed down', prepare: cycling('/feed-down/me', manySessions) })
 
   progress('authenticate, Bearer vs DPoP-bound (a proof of its own per request), in the same server')
   const dpopAuthPair = await pair(server,
@@ -783,7 +816,7 @@ try {
   // The DPoP pairs' baselines are the operations above, measured again beside them.
   const dpopAuthenticate = pairRow(dpopAuthPair, 'authenticate, DPoP-bound (proof per request)', 'authenticate (with revocation set), in the DPoP pair', 0.35)
   const dpopRefresh = pairRow(dpopRefreshPair, 'refresh, DPoP-bound (proof per request)', 'refresh (rotation, one Lua script), in the DPoP pair', 0.5)
-  const feedDown = pairRow(feedDownPair, 'authenticate, feed down (check-store: a Redis lookup per request)', 'authenticate (with revocation set), feed up, in its pair', undefined)
+  const feedDown = pairRow(feedDownPair, 'authenticate, feed down (check-store: a Redis lookup per request)', 'authenticate (with revocation set), feed up, in its pair (the same sessions)', undefined)
   const example = pairRow(examplePair, 'example app GET /me (helmet, info logs)', '@fastify/jwt verify alone (its own server)', 0.6)
   const paired = [ceiling, authenticate, feedDown, dpopAuthenticate, refresh, dpopRefresh, example]
   const rows = [
@@ -840,6 +873,7 @@ try {
     '- Verifier alone: the fast-jwt verifier that @fastify/jwt wraps, made once with the baseline\'s key and called directly in a synchronous onRequest hook on the baseline\'s token, its payload answered as the baseline answers it: no checks, no options merged per call, no promise. It ran in the same rounds as @fastify/jwt verify alone and authenticate (the order rotating), as the ceiling of any authenticate on the machine.',
     `- authenticate ran with ${integer.format(REVOKED_SESSIONS)} revoked sessions in the server's revocation set; ` +
       `logout ran in a server whose set started empty and grew by one session per logout, to ${integer.format(logout.answered)}.`,
+    `- Feed up vs feed down: both sides cycled through the access tokens of the same ${integer.format(LOOKUP_SESSIONS)} live sessions, a different session from request to request, so that no two requests in flight shared a store lookup (the instance's feed-down plugin keeps no memory of sessions found live: \`revocationFeed.knownAlive\` is 0 by default). The feed-down side is a second registration of the plugin in the same server, on the same Redis keys, whose revocation feed never connects.`,
     failed.length === 0
       ? '- Every request answered 2xx.'
       : `- **Failed requests** (non-2xx, errors or timeouts): ${failed.map((r) => `${r.name}: ${r.failures}`).join('; ')}` +
