@@ -1,6 +1,6 @@
 // The browser client (fastify-token-sessions/client) in real Chromium tabs against the
 // example app on a private Redis: many tabs refreshing at once, a refresh answer lost on
-// the way, frozen tabs, a store outage, an app's own 401, and the README's fetch and axios
+// the way, frozen tabs, a store outage, an app's own 401, and the docs' fetch and axios
 // recipes with the real axios. (A logout in one tab ending the others within a second is
 // in browser.test.ts, with the page's other cases.)
 import { readFileSync } from 'node:fs'
@@ -8,6 +8,7 @@ import { createServer, request } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
+import { transform } from 'esbuild'
 import t, { type Test } from 'tap'
 import type { BrowserContext, Page } from 'playwright-core'
 import {
@@ -15,6 +16,7 @@ import {
   waitForState,
   watchPage, watchRefreshes, watchStatuses, type BrowserSuite
 } from './helpers/browser.js'
+import { codeBlocks, section } from './helpers/docs.js'
 import { startRedis } from './helpers/redis.mjs'
 
 const PASSWORD = 'correct horse battery'
@@ -217,11 +219,13 @@ function run ({ browser, startApp }: BrowserSuite): void {
     await waitForState(page, 'signed-in')
   })
 
-  t.test('the README\'s recipes, as written: fetch, and axios (the real one)', async (t) => {
-    const readme = readFileSync(new URL('README.md', ROOT), 'utf8')
-    const section = readme.slice(readme.indexOf('### The browser client'), readme.indexOf('### Native clients'))
-    const [fetchRecipe, axiosRecipe] = [...section.matchAll(/```js\n([\s\S]*?)```/g)].map((match) => match[1] as string)
-    t.ok(fetchRecipe?.includes('session.fetch') && axiosRecipe?.includes('axios.create'), 'the two recipes')
+  t.test('the recipes of docs/browsers.md, as written: fetch, and axios (the real one)', async (t) => {
+    const [fetchBlock, axiosBlock] = codeBlocks(section('docs/browsers.md', 'The browser client'))
+    t.equal(fetchBlock?.language, 'js', 'the fetch recipe is JavaScript')
+    t.equal(axiosBlock?.language, 'ts', 'the axios recipe is TypeScript: its types stripped, as a bundler strips them')
+    const fetchRecipe = fetchBlock?.code
+    const axiosRecipe = (await transform(axiosBlock?.code ?? '', { loader: 'ts', format: 'esm' })).code
+    t.ok(fetchRecipe?.includes('session.fetch') && axiosRecipe.includes('axios.create'), 'the two recipes')
     const axiosModule = readFileSync(fileURLToPath(new URL('node_modules/axios/dist/esm/axios.js', ROOT)))
 
     for (const [name, recipe] of [['fetch', fetchRecipe], ['axios', axiosRecipe]] as const) {

@@ -1,14 +1,14 @@
 // A browser's cookie session bound to a DPoP key (fastify-token-sessions/client/dpop) in
 // real Chromium: the page's login binds the session to a WebCrypto key kept in IndexedDB,
 // non-extractable; each refresh proves it; the refresh cookie copied into another browser
-// profile cannot refresh, while the access cookie stays a bearer token (as the README says);
-// and the README's recipe for it, as written.
-import { readFileSync } from 'node:fs'
+// profile cannot refresh, while the access cookie stays a bearer token (as docs/browsers.md says);
+// and the recipe for it there, as written.
 import t, { type Test } from 'tap'
 import type { Page, Request } from 'playwright-core'
 import {
   browserSuite, clickAndSettle, loggedInDevice, messageOf, newDevice, openPage, registerUser, watchPage, type BrowserSuite
 } from './helpers/browser.js'
+import { codeBlocks, section } from './helpers/docs.js'
 
 const PASSWORD = 'correct horse battery'
 
@@ -81,10 +81,8 @@ function run ({ browser, startApp }: BrowserSuite): void {
     t.notOk((await messageOf(page)).code.startsWith('FTS_'), 'and the session goes on')
   })
 
-  t.test('the README\'s DPoP recipe, as written: a bound login, then refreshes with proofs', async (t: Test) => {
-    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
-    const section = readme.slice(readme.indexOf('**Binding the session to this browser (DPoP).**'), readme.indexOf('### Native clients'))
-    const recipe = /```js\n([\s\S]*?)```/.exec(section)?.[1]
+  t.test('the DPoP recipe of docs/browsers.md, as written: a bound login, then refreshes with proofs', async (t: Test) => {
+    const recipe = codeBlocks(section('docs/browsers.md', 'Binding the session to this browser (DPoP)')).find((block) => block.language === 'js')?.code
     t.ok(recipe?.includes('createDpopProver'), 'the recipe')
     const running = await startApp(t, { ACCESS_TOKEN_TTL: '300', DPOP_NONCES: 'true' })
     await registerUser(running.url, 'rita', PASSWORD)

@@ -3,12 +3,13 @@
 // real Redis; then publint and are-the-types-wrong on the same tarball. `npm test` builds
 // before it runs the tests, so the tarball holds this checkout's code.
 import { spawnSync } from 'node:child_process'
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { build } from 'esbuild'
 import t from 'tap'
+import { codeBlocks, section } from './helpers/docs.js'
 import { installPacked, pack } from './helpers/packed.js'
 import { startRedis } from './helpers/redis.mjs'
 import { startCluster } from './helpers/topology.js'
@@ -44,13 +45,6 @@ function run (dir: string, script: string, env: Record<string, string>): unknown
   return JSON.parse(result.stdout.trim().split('\n').at(-1) as string)
 }
 
-/** The fenced ```ts blocks of a README section, in order. */
-function codeBlocks (markdown: string, heading: string): string[] {
-  const start = markdown.indexOf(`\n## ${heading}\n`)
-  const end = markdown.indexOf('\n## ', start + 1)
-  return [...markdown.slice(start, end).matchAll(/```ts\n([\s\S]*?)```/g)].map((match) => match[1] as string)
-}
-
 t.test('the tarball holds the build, the sources its maps point to, and the licence', async (t) => {
   for (const expected of ['LICENSE', 'README.md', 'package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/index.d.ts.map', 'lib/index.ts', 'dist/stores/lua/rotate.lua',
     'dist/client/index.js', 'dist/client/index.d.ts', 'dist/client/index.d.ts.map', 'client/index.ts']) {
@@ -59,10 +53,9 @@ t.test('the tarball holds the build, the sources its maps point to, and the lice
   t.notOk(files.some((file) => file.startsWith('test/') || file.startsWith('example-app/') || file.startsWith('bench/')), 'no tests, example or bench')
 })
 
-t.test('TypeScript with nodenext: the README\'s Quick start, typed claims and errors, an ioredis 6 client', async (t) => {
+t.test('TypeScript with nodenext: the README\'s getting started, typed claims and errors, an ioredis 6 client', async (t) => {
   const dir = project('nodenext')
-  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
-  const [quickStart, sessionUser] = codeBlocks(readme, 'Quick start')
+  const [quickStart, sessionUser] = codeBlocks(section('README.md', 'Getting started in 10 minutes')).filter((block) => block.language === 'ts').map((block) => block.code)
   t.ok(quickStart?.includes('reply.issueTokens') && sessionUser?.includes('interface SessionUser'), 'the README\'s two blocks')
   writeFileSync(join(dir, 'quick-start.ts'), quickStart as string)
   // A .d.ts of its own, as an adopter would paste it.

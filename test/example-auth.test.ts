@@ -274,7 +274,7 @@ t.test('a 413 keeps Fastify\'s code FST_ERR_CTP_BODY_TOO_LARGE, on the app\'s ro
   }), 413, 'FST_ERR_CTP_BODY_TOO_LARGE', 'app route')
   assertError(t, await call(url, 'POST', '/auth/refresh', {
     json: { refreshToken: 'x'.repeat(32 * 1024) }
-  }), 413, 'FST_ERR_CTP_BODY_TOO_LARGE', 'plugin route (its README documents this code)')
+  }), 413, 'FST_ERR_CTP_BODY_TOO_LARGE', 'plugin route (docs/troubleshooting.md documents this code)')
 })
 
 t.test('GET /auth/sessions lists the caller\'s sessions and flags the current one', async (t) => {

@@ -1,4 +1,4 @@
-// The README's recipe for an app that also uses @fastify/jwt: the plugin's user and
+// The recipe of docs/options.md for an app that also uses @fastify/jwt: the plugin's user and
 // authenticate under other names, @fastify/jwt's request.user typed by the app as before.
 import 'fastify-token-sessions'
 import '@fastify/jwt'

@@ -1,2 +1,2 @@
-// The Quick start calls the app's own password check; this is its shape.
+// The README's getting started calls the app's own password check; this is its shape.
 declare function checkPassword (body: unknown): Promise<{ id: string, username: string }>

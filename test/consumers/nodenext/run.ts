@@ -1,4 +1,4 @@
-// Runs the README's Quick start shape against a real Redis, with the app's own ioredis 6 client.
+// Runs the README's getting-started shape against a real Redis, with the app's own ioredis 6 client.
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 import tokenSessions, { RedisStore, tokenResponse } from 'fastify-token-sessions'
