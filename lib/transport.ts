@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { CookieSerializeOptions } from '@fastify/cookie'
 import { BadRequestError, CookieConflictError, CsrfError, TokenInvalidError } from './errors.js'
@@ -67,6 +68,8 @@ export class Transport {
   readonly #csrfHeader: string | null
   readonly #origins: ResolvedOptions['origins']
   readonly #now: () => number
+  /** Whether the cookie domain was found not to match a request's host (or there is none to check). */
+  #domainChecked = false
   /** When each refusal (check and origin) was last logged, oldest first: at most MAX_REFUSALS_REMEMBERED. */
   readonly #refusalsLogged = new Map<string, number>()
 
@@ -123,9 +126,29 @@ export class Transport {
 
   /** A new token set on its way: as cookies when its transport says so; never cached. */
   deliver (reply: FastifyReply, set: TokenSet): TokenSet {
-    if (set.transport === 'cookie' && this.#cookies !== null) setTokenCookies(reply, this.#cookies, set)
+    if (set.transport === 'cookie' && this.#cookies !== null) {
+      if (!this.#domainChecked) this.#checkDomain(reply.request, this.#cookies.domain)
+      setTokenCookies(reply, this.#cookies, set)
+    }
     reply.header('cache-control', 'no-store')
     return set
+  }
+
+  /**
+   * A `cookies.domain` the request's host does not domain-match (RFC 6265 §5.1.3): the
+   * browser drops every cookie the answer sets, and the login looks fine. Told once, at
+   * the first such answer.
+   */
+  #checkDomain (request: FastifyRequest, domain: string | undefined): void {
+    if (domain === undefined) {
+      this.#domainChecked = true
+      return
+    }
+    const host = request.hostname.toLowerCase()
+    if (domainMatches(host, domain)) return
+    this.#domainChecked = true
+    request.log.warn({ domain, host: cut(host) },
+      'cookies.domain does not match the host the request was sent to: browsers drop the cookies this answer sets (RFC 6265 §5.1.3); browse to a host under that domain, or change or leave out cookies.domain')
   }
 
   /** Clears the token cookies (when cookies are on). */
@@ -209,6 +232,15 @@ const REFUSAL_LOG_MS = 60_000
 const MAX_REFUSALS_REMEMBERED = 1000
 /** An origin is a scheme, a host and a port: a longer header is cut to this length in the log. */
 const MAX_LOGGED_ORIGIN = 120
+
+/**
+ * RFC 6265 §5.1.3: a host domain-matches a cookie's Domain (its leading dot ignored) when
+ * it is that domain or a name under it; an IP address only when it is the domain itself.
+ */
+export function domainMatches (host: string, domain: string): boolean {
+  const wanted = domain.toLowerCase().replace(/^\./, '')
+  return host === wanted || (host.endsWith(`.${wanted}`) && isIP(host) === 0)
+}
 
 function cut (origin: string): string {
   return origin.length > MAX_LOGGED_ORIGIN ? `${origin.slice(0, MAX_LOGGED_ORIGIN)}…` : origin

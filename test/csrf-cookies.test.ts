@@ -1,7 +1,7 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { LogCapture, buildApp, login } from './helpers/app.js'
-import { Transport } from '../lib/transport.js'
+import { Transport, domainMatches } from '../lib/transport.js'
 import { startRedis } from './helpers/redis.mjs'
 
 /** A browser-like client over real HTTP: one cookie jar, honouring Path and deletions. */
@@ -255,4 +255,46 @@ t.test('CSRF refusals are logged once per check and origin a minute, from a boun
   t.equal(logged.length, 1002, 'the newest is still remembered')
   refuse('https://a.test')
   t.equal(logged.length, 1003, 'the oldest was forgotten: at most 1,000 remembered')
+})
+
+t.test('a cookies.domain the host cannot match is warned about once, at the first answer whose cookies the browser would drop', async (t) => {
+  const logs = new LogCapture()
+  const app = await buildApp(t, { cookies: { domain: 'localhost' } }, { logs })
+  const warnings = (): Array<Record<string, unknown>> => logs.entries().filter((entry) => entry.level === 40 && /cookies\.domain/.test(entry.msg as string))
+  const loginAt = async (host: string): Promise<number> =>
+    (await app.inject({ method: 'POST', url: '/auth/login', headers: { host }, payload: { userId: 'domain' } })).statusCode
+
+  t.equal(await loginAt('localhost:3000'), 200)
+  t.same(warnings(), [], 'the domain itself: nothing to say')
+  t.equal(await loginAt('127.0.0.1:3000'), 200, 'the login answers as before')
+  t.match(warnings(), [{ domain: 'localhost', host: '127.0.0.1', msg: /RFC 6265/ }], 'the warning names the domain and the host')
+  t.equal(await loginAt('127.0.0.1:3000'), 200)
+  t.equal(await loginAt('example.test'), 200)
+  t.equal(warnings().length, 1, 'once')
+
+  const plain = new LogCapture()
+  const hostOnly = await buildApp(t, {}, { logs: plain })
+  await hostOnly.inject({ method: 'POST', url: '/auth/login', headers: { host: '127.0.0.1:3000' }, payload: { userId: 'domain' } })
+  t.notOk(plain.text.includes('cookies.domain'), 'no domain, no warning')
+  const native = new LogCapture()
+  const bodyOnly = await buildApp(t, { cookies: { domain: 'localhost' } }, { logs: native })
+  await bodyOnly.inject({ method: 'POST', url: '/auth/login', headers: { host: '127.0.0.1:3000', 'x-token-transport': 'body' }, payload: { userId: 'domain' } })
+  t.notOk(native.text.includes('cookies.domain'), 'no cookies set, no warning')
+})
+
+t.test('domain-match (RFC 6265 §5.1.3)', async (t) => {
+  for (const [host, domain, matches] of [
+    ['example.test', 'example.test', true],
+    ['example.test', 'EXAMPLE.test', true],
+    ['app.example.test', 'example.test', true],
+    ['app.example.test', '.example.test', true],
+    ['badexample.test', 'example.test', false],
+    ['example.test', 'app.example.test', false],
+    ['127.0.0.1', 'localhost', false],
+    ['127.0.0.1', '127.0.0.1', true],
+    ['1.127.0.0.1', '127.0.0.1', true],
+    ['10.0.0.1', '0.0.1', false]
+  ] as const) {
+    t.equal(domainMatches(host, domain), matches, `${host} ${matches ? 'matches' : 'does not match'} ${domain}`)
+  }
 })
