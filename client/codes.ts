@@ -12,9 +12,12 @@
  * - `reuse-detected`: a refresh token came back after it was rotated (a possible theft):
  *   the server ended the session;
  * - `invalid`: the refresh token no longer verifies (a retired signing key, a tampered or
- *   planted cookie).
+ *   planted cookie);
+ * - `refused`: the server refused the refresh itself (403, usually `FTS_CSRF_REJECTED`:
+ *   the page's origin is not one the server allows, or the anti-CSRF header differs); a
+ *   warning in the console says what to check. Retrying would not help.
  */
-export type SessionEndReason = 'logged-out' | 'expired' | 'revoked' | 'reuse-detected' | 'invalid'
+export type SessionEndReason = 'logged-out' | 'expired' | 'revoked' | 'reuse-detected' | 'invalid' | 'refused'
 
 /**
  * The 401 codes of a request that one refresh may cure: the access token expired, its

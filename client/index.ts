@@ -211,6 +211,8 @@ export function createSessionClient (options: SessionClientOptions): SessionClie
   /** This tab's view: the last change it knows of, whether a session is on (undefined: not known yet). */
   let state: SharedState = { s: 0, a: false, e: 0, l: 0 }
   let known = false
+  /** Whether the console was told of a refused refresh. */
+  let warned = false
   let inflight: Promise<Renewal> | undefined
   let timer: ReturnType<typeof setTimeout> | undefined
   let notBefore = 0
@@ -280,11 +282,18 @@ export function createSessionClient (options: SessionClientOptions): SessionClie
       options.onRefresh?.({ expiresAt: state.e, otherTab: false, started: false })
       return true
     }
-    if (response.status === 401) {
+    // A 403: the server refuses this page's refreshes (its origin, the anti-CSRF header),
+    // and will refuse every retry: the session is over here, and the console says why.
+    const refused = response.status === 403
+    if (response.status === 401 || refused) {
       const code = await codeOf(response)
+      if (refused && !warned) {
+        warned = true
+        console.warn(`fastify-token-sessions/client: the refresh was refused (403 ${code}); the session ends. Check the server's publicOrigin and allowedOrigins against this page's origin and its csrfHeader against this client's; see docs/troubleshooting.md#fts_csrf_rejected`)
+      }
       // The cookie is gone because a tab of this browser logged out: the note says so.
       sync()
-      if (state.a || !known) change(false, undefined, SESSION_END_CODES[code] ?? REFRESH_END_CODES[code] ?? 'invalid', code || undefined)
+      if (state.a || !known) change(false, undefined, refused ? 'refused' : SESSION_END_CODES[code] ?? REFRESH_END_CODES[code] ?? 'invalid', code || undefined)
       return false
     }
     // The server wants its DPoP nonce, which the prover has just learnt: at once.

@@ -5,7 +5,6 @@ import {
   BadRequestError, CookieConflictError, DpopAccessNonceRequiredError, DpopAccessProofInvalidError, SessionNotFoundError, SessionRevokedError, StoreUnavailableError,
   TokenInvalidError, TokenMissingError
 } from './errors.js'
-import { loggable } from './log.js'
 import type { ResolvedOptions } from './options.js'
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './schemas.js'
 import type { SessionRef, Sessions } from './sessions.js'
@@ -94,7 +93,9 @@ export type Handlers = ReturnType<typeof createHandlers>
 /**
  * A handler with its failures made ready for the wire, in one place: a 401 carries the
  * Bearer challenge (and clears the cookies when its handler asked for that), a store
- * failure carries `Retry-After` and is logged with its cause, which the client never sees.
+ * failure carries `Retry-After`. The error goes on to the app's error handler, which logs
+ * it (Fastify's own logs a 5xx with its cause's message and stack, never a Redis
+ * command's arguments): logged here too, every outage's 503 would be logged twice.
  */
 function guard<R extends FastifyRequest, A extends unknown[], T> (
   context: Context, run: (context: Context, request: R, reply: FastifyReply, ...args: A) => T | Promise<T>
@@ -152,10 +153,7 @@ function failed (context: Context, request: MarkedRequest, reply: FastifyReply, 
     if (request[CLEAR_ON_401] === true) context.transport.clear(reply)
   }
   context.dpop.offerNonce(request, reply)
-  if (error instanceof StoreUnavailableError) {
-    reply.header('retry-after', String(context.retryAfter))
-    request.log.error({ err: loggable(error.cause) }, 'session store unavailable')
-  }
+  if (error instanceof StoreUnavailableError) reply.header('retry-after', String(context.retryAfter))
   return error
 }
 

@@ -16,7 +16,8 @@ import { MemoryStore } from './stores/memory.js'
 import { RedisStore } from './stores/redis.js'
 import type { SessionStore } from './stores/store.js'
 import { checkUserId, createTokenCodec } from './tokens.js'
-import type { IssueRequest, TokenSessionsApi, TokenSessionsOptions } from './types.js'
+import { fail } from './invalid-option.js'
+import type { DefaultDecoratorNames, IssueRequest, TokenSessionsApi, TokenSessionsOptions } from './types.js'
 
 /**
  * Builds the store from the options. Returns whether the plugin owns it (and so closes
@@ -105,8 +106,72 @@ function registerRoutes (fastify: FastifyInstance, routes: ResolvedRoutes, handl
   }, { prefix: routes.prefix })
 }
 
+/** `reply.issueTokens` as the plugin declares it. */
+type ReplyIssue = (this: FastifyReply, userId: string | number, issueOptions?: IssueRequest) => unknown
+
+/** Where the `decorators` option is documented, for the errors that send the reader there. */
+const DECORATORS_DOCS = 'docs/options.md#decorators'
+
+/** A decorator's name is taken: the plugin's error, naming the option that gives it another. */
+function taken (key: keyof DefaultDecoratorNames, name: string): never {
+  fail(`decorators.${key}`, `"${name}" is a decorator here already (the app's own, such as @fastify/jwt's authenticate recipe, another plugin's, ` +
+    `or this plugin's registered twice): register the plugin once, or give its decorator another name, e.g. decorators: { ${key}: '${OTHER_NAMES[key]}' } (see ${DECORATORS_DOCS})`)
+}
+
+/** A name to suggest for each decorator, when its own is taken. */
+const OTHER_NAMES: Readonly<Record<keyof DefaultDecoratorNames, string>> = {
+  user: 'session',
+  authenticate: 'authenticateSession',
+  authenticateStrict: 'authenticateSessionStrict',
+  refresh: 'refreshSession',
+  issueTokens: 'issueSessionTokens',
+  tokenSessions: 'sessionTokens'
+}
+
+/**
+ * Claims the decorators' names before anything is built, so that a clash fails the
+ * registration with the plugin's error, not Fastify's bare one, and leaves nothing running.
+ * Fastify refuses an instance decorator the instance has itself (one inherited from a
+ * parent scope may be shadowed): that is checked; the request and reply decorators are
+ * declared here, their clash caught.
+ */
+function claimDecorators (fastify: FastifyInstance, names: ResolvedOptions['decorators'], issueTokens: ReplyIssue): void {
+  for (const key of ['tokenSessions', 'authenticate', 'authenticateStrict', 'refresh'] as const) {
+    if (Object.hasOwn(fastify, names[key])) taken(key, names[key])
+  }
+  declare('issueTokens', names.issueTokens, () => fastify.decorateReply(names.issueTokens, issueTokens))
+  // `request.user` is shared with the app and @fastify/jwt, which may declare it before or
+  // after the plugin: declared here, a later declaration would throw, and from a plugin
+  // that is not async (@fastify/jwt) the error escapes Fastify's loader and ends the
+  // process. Set to null by a hook instead, unless already declared. Any other name is
+  // the plugin's alone.
+  if (names.user !== 'user') declare('user', names.user, () => fastify.decorateRequest(names.user, null))
+  else if (!fastify.hasRequestDecorator('user')) fastify.addHook('onRequest', userUnset)
+}
+
+function declare (key: keyof DefaultDecoratorNames, name: string, decorate: () => void): void {
+  try {
+    decorate()
+  } catch {
+    // The one refusal possible here (a null or a function, declared while registering).
+    taken(key, name)
+  }
+}
+
+/** `request.user` starts null, as a declared decorator would (set by `authenticate`). */
+function userUnset (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
+  const slot = request as unknown as { user?: unknown }
+  if (slot.user === undefined) slot.user = null
+  done()
+}
+
 async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSessionsOptions): Promise<void> {
   const options = resolveOptions(rawOptions)
+  const names = options.decorators
+  // Called by requests only, once `handlers` below exists.
+  claimDecorators(fastify, names, function issueTokens (this: FastifyReply, userId: string | number, issueOptions?: IssueRequest) {
+    return handlers.issueTokens(this.request, this, userId, issueOptions)
+  })
   // The plugin reads its cookies from the Cookie header itself and needs @fastify/cookie only
   // to set them: registered here, it parses no request's cookies (`hook: false`), which
   // would cost every request of the app. An app that reads `request.cookies` registers
@@ -159,17 +224,10 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
     }
   }
 
-  const names = options.decorators
-  // An app (or @fastify/jwt, registered first) may have decorated `user` already: the
-  // plugin shares it. Any other name is the plugin's alone: Fastify refuses one taken.
-  if (names.user !== 'user' || !fastify.hasRequestDecorator('user')) fastify.decorateRequest(names.user, null)
   fastify.decorate(names.tokenSessions, api)
   fastify.decorate(names.authenticate, handlers.authenticate)
   fastify.decorate(names.authenticateStrict, handlers.authenticateStrict)
   fastify.decorate(names.refresh, handlers.refresh)
-  fastify.decorateReply(names.issueTokens, function issueTokens (this: FastifyReply, userId: string | number, issueOptions?: IssueRequest) {
-    return handlers.issueTokens(this.request, this, userId, issueOptions)
-  })
 
   // Declared, so that every request object has the slot from the start (one shape for all).
   if (!fastify.hasRequestDecorator(ARRIVED)) fastify.decorateRequest(ARRIVED, undefined)

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { CookieSerializeOptions } from '@fastify/cookie'
 import { BadRequestError, CookieConflictError, CsrfError, TokenInvalidError } from './errors.js'
@@ -66,11 +67,17 @@ export class Transport {
   readonly #cookies: ResolvedCookies | null
   readonly #csrfHeader: string | null
   readonly #origins: ResolvedOptions['origins']
+  readonly #now: () => number
+  /** Whether the cookie domain was found not to match a request's host (or there is none to check). */
+  #domainChecked = false
+  /** When each refusal (check and origin) was last logged, oldest first: at most MAX_REFUSALS_REMEMBERED. */
+  readonly #refusalsLogged = new Map<string, number>()
 
-  constructor (options: Pick<ResolvedOptions, 'cookies' | 'csrfHeader' | 'origins'>) {
+  constructor (options: Pick<ResolvedOptions, 'cookies' | 'csrfHeader' | 'origins'>, now: () => number = Date.now) {
     this.#cookies = options.cookies
     this.#csrfHeader = options.csrfHeader
     this.#origins = options.origins
+    this.#now = now
   }
 
   /** The Bearer token of the Authorization header, if it names that scheme; a 401 if malformed. */
@@ -119,9 +126,29 @@ export class Transport {
 
   /** A new token set on its way: as cookies when its transport says so; never cached. */
   deliver (reply: FastifyReply, set: TokenSet): TokenSet {
-    if (set.transport === 'cookie' && this.#cookies !== null) setTokenCookies(reply, this.#cookies, set)
+    if (set.transport === 'cookie' && this.#cookies !== null) {
+      if (!this.#domainChecked) this.#checkDomain(reply.request, this.#cookies.domain)
+      setTokenCookies(reply, this.#cookies, set)
+    }
     reply.header('cache-control', 'no-store')
     return set
+  }
+
+  /**
+   * A `cookies.domain` the request's host does not domain-match (RFC 6265 §5.1.3): the
+   * browser drops every cookie the answer sets, and the login looks fine. Told once, at
+   * the first such answer.
+   */
+  #checkDomain (request: FastifyRequest, domain: string | undefined): void {
+    if (domain === undefined) {
+      this.#domainChecked = true
+      return
+    }
+    const host = request.hostname.toLowerCase()
+    if (domainMatches(host, domain)) return
+    this.#domainChecked = true
+    request.log.warn({ domain, host: cut(host) },
+      'cookies.domain does not match the host the request was sent to: browsers drop the cookies this answer sets (RFC 6265 §5.1.3); browse to a host under that domain, or change or leave out cookies.domain')
   }
 
   /** Clears the token cookies (when cookies are on). */
@@ -144,20 +171,79 @@ export class Transport {
    * own (or allowed); `Origin: null` (a sandboxed frame, a redirect) is never the app's.
    */
   checkCsrf (request: FastifyRequest): void {
-    if (request.headers['sec-fetch-site']?.toLowerCase() === 'cross-site') throw new CsrfError()
     const origin = request.headers.origin
-    if (origin !== undefined && !this.#originAllowed(request, origin.toLowerCase())) throw new CsrfError()
+    if (request.headers['sec-fetch-site']?.toLowerCase() === 'cross-site') this.#refuse(request, 'sec-fetch-site', origin)
+    if (origin !== undefined && !this.#originAllowed(request, origin.toLowerCase())) this.#refuse(request, 'origin', origin)
     if (this.#csrfHeader === null) return
     const value = request.headers[this.#csrfHeader]
     // Node joins a repeated custom header into one string, so only a string can arrive.
-    if (typeof value !== 'string' || value === '') throw new CsrfError()
+    if (typeof value !== 'string' || value === '') this.#refuse(request, 'csrf-header', origin)
+  }
+
+  #ownOrigin (request: FastifyRequest): string {
+    return this.#origins.publicOrigin ?? `${request.protocol}://${request.host}`.toLowerCase()
   }
 
   #originAllowed (request: FastifyRequest, origin: string): boolean {
-    if (this.#origins.allowed.has(origin)) return true
-    const own = this.#origins.publicOrigin ?? `${request.protocol}://${request.host}`.toLowerCase()
-    return origin === own
+    return this.#origins.allowed.has(origin) || origin === this.#ownOrigin(request)
   }
+
+  /**
+   * The client only learns that the request was refused (telling it which check failed
+   * would help no one but an attacker); the log says which, what was expected and which
+   * option would allow it: once per check and origin a minute, a refused page's every
+   * click being the same story.
+   */
+  #refuse (request: FastifyRequest, check: CsrfCheck, origin: string | undefined): never {
+    const seen = origin === undefined ? undefined : cut(origin)
+    const key = `${check} ${seen ?? ''}`
+    const now = this.#now()
+    const last = this.#refusalsLogged.get(key)
+    if (last === undefined || now - last >= REFUSAL_LOG_MS) {
+      this.#refusalsLogged.delete(key)
+      this.#refusalsLogged.set(key, now)
+      if (this.#refusalsLogged.size > MAX_REFUSALS_REMEMBERED) this.#refusalsLogged.delete(this.#refusalsLogged.keys().next().value as string)
+      request.log.info({ code: 'FTS_CSRF_REJECTED', check, origin: seen, ...this.#explained(request, check) }, `cross-site request rejected: ${REFUSALS[check]}`)
+    }
+    throw new CsrfError()
+  }
+
+  /** What the check expected and the option that would allow the request. */
+  #explained (request: FastifyRequest, check: CsrfCheck): Record<string, unknown> {
+    if (check === 'csrf-header') return { expected: `a non-empty ${this.#csrfHeader as string} header`, option: 'csrfHeader' }
+    if (check === 'sec-fetch-site') return { expected: 'Sec-Fetch-Site same-origin, same-site or none', option: null }
+    return { expected: [cut(this.#ownOrigin(request)), ...this.#origins.allowed], option: 'allowedOrigins or publicOrigin' }
+  }
+}
+
+/** Which check refused a cookie-authenticated state change. */
+type CsrfCheck = 'sec-fetch-site' | 'origin' | 'csrf-header'
+
+/** The refusals' log messages: what failed, and what allows it. */
+const REFUSALS: Record<CsrfCheck, string> = {
+  'sec-fetch-site': 'the browser says another site sent it (Sec-Fetch-Site: cross-site); no option allows a cookie-authenticated request of another site (a page of another site uses the body transport)',
+  origin: 'its Origin is not the app\'s nor an allowed one; a page of the app on another origin goes in allowedOrigins, and behind a proxy (or a development server\'s proxy with changeOrigin) publicOrigin names the origin the browser sees',
+  'csrf-header': 'the anti-CSRF header is missing; send it from the app\'s page (the browser client does), or name the header the page sends with csrfHeader'
+}
+
+/** A refusal is logged once per check and origin in this window. */
+const REFUSAL_LOG_MS = 60_000
+/** The most refusals (check and origin) remembered for that; the oldest is forgotten first. */
+const MAX_REFUSALS_REMEMBERED = 1000
+/** An origin is a scheme, a host and a port: a longer header is cut to this length in the log. */
+const MAX_LOGGED_ORIGIN = 120
+
+/**
+ * RFC 6265 §5.1.3: a host domain-matches a cookie's Domain (its leading dot ignored) when
+ * it is that domain or a name under it; an IP address only when it is the domain itself.
+ */
+export function domainMatches (host: string, domain: string): boolean {
+  const wanted = domain.toLowerCase().replace(/^\./, '')
+  return host === wanted || (host.endsWith(`.${wanted}`) && isIP(host) === 0)
+}
+
+function cut (origin: string): string {
+  return origin.length > MAX_LOGGED_ORIGIN ? `${origin.slice(0, MAX_LOGGED_ORIGIN)}…` : origin
 }
 
 function schemeToken (request: FastifyRequest, scheme: RegExp): string | undefined {

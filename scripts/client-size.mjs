@@ -4,7 +4,7 @@ import { gzipSync } from 'node:zlib'
 import { build } from 'esbuild'
 
 /** Bytes, minified and gzipped, of each entry point. */
-const BUDGETS = { index: 3 * 1024, dpop: 1024 }
+const BUDGETS = { index: 3.5 * 1024, dpop: 1024 }
 
 let over = false
 for (const [entry, budget] of Object.entries(BUDGETS)) {

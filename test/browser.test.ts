@@ -255,6 +255,35 @@ function run ({ browser, startApp: startSuiteApp }: BrowserSuite): void {
     t.equal(await limitedPage.locator('main').getAttribute('data-state'), 'signed-in', 'the user stays logged in')
   })
 
+  t.test('a refresh the server refuses as cross-site (a proxy that drops the anti-CSRF header): the page signs out once, and the console says what to fix', async (t) => {
+    const running = await startApp(t, LONG_TTL)
+    const { context, tabs: [page] } = await loggedInDevice(t, browser, running.url, 'judy', PASSWORD) as { context: BrowserContext, tabs: [Page] }
+    const warnings: string[] = []
+    page.on('console', (message) => {
+      if (message.type() === 'warning') warnings.push(message.text())
+    })
+    // As a proxy that passes on only the headers it knows would.
+    await page.route('**/auth/refresh', async (route) => {
+      const { 'x-requested-with': _dropped, ...headers } = route.request().headers()
+      await route.continue({ headers })
+    })
+    const refreshes = watchRefreshes(page)
+    const meCalls = watchStatuses(page, '/me')
+
+    await context.clearCookies({ name: 'access_token' })
+    await clickAndSettle(page, 'reload-me')
+    t.same(refreshes, [403], 'one refresh, refused')
+    await waitForState(page, 'signed-out')
+    const ended = await waitForMessage(page, 'FTS_CSRF_REJECTED')
+    t.match(ended.text, /refused to renew your session/, 'the page says the session ended, and why')
+    t.equal(warnings.length, 1, 'one console warning')
+    t.match(warnings[0], /403 FTS_CSRF_REJECTED.*publicOrigin and allowedOrigins.*csrfHeader.*troubleshooting\.md#fts_csrf_rejected/, 'with what to check')
+    t.match(running.logs.entries().find((entry) => entry.code === 'FTS_CSRF_REJECTED'), { check: 'csrf-header', origin: running.url, option: 'csrfHeader' },
+      'the server\'s log names the check that failed and the option')
+    t.same(meCalls, [401], 'the call that asked for it got its own answer')
+    t.equal(await page.locator('main').getAttribute('data-state'), 'signed-out', 'and the page stays signed out')
+  })
+
   t.test('a session that reaches its lifetime says it expired, and not "you logged out"', async (t) => {
     const running = await startApp(t, SHORT_SESSION)
     await registerUser(running.url, 'kim', PASSWORD)

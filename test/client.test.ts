@@ -180,6 +180,36 @@ t.test('a refresh that answers why the session is over ends it with that reason'
   }
 })
 
+t.test('a refresh refused with 403 ends the session as refused, warns once with the fix, and is not tried again', async (t) => {
+  const { browser, server, client, ends } = setup(t)
+  server.accessExpired = true
+  server.onRefresh = () => failure(403, 'FTS_CSRF_REJECTED')
+  const response = await client.fetch('/me')
+  t.equal(response.status, 401)
+  t.equal((await response.json()).code, 'FTS_TOKEN_EXPIRED', 'the request\'s own answer')
+  t.same(ends, [{ reason: 'refused', code: 'FTS_CSRF_REJECTED', otherTab: false }], 'ended, with a reason of its own')
+  t.equal(client.active, false)
+  t.equal(browser.warnings.length, 1)
+  t.match(browser.warnings[0], /refused \(403 FTS_CSRF_REJECTED\).*publicOrigin and allowedOrigins.*csrfHeader.*docs\/troubleshooting\.md#fts_csrf_rejected/)
+  t.equal((await client.fetch('/me')).status, 401)
+  t.equal(await client.refresh(), false)
+  t.equal(server.refreshes, 1, 'no refresh on every call')
+  // Signed in again (the page fixed nothing): refused again, ended again, no second warning.
+  client.started({ expiresIn: 900 })
+  await client.fetch('/me')
+  t.equal(server.refreshes, 2)
+  t.same(ends.map((end) => end.reason), ['refused', 'refused'])
+  t.equal(browser.warnings.length, 1, 'the console told once')
+})
+
+t.test('a 403 refresh without a code ends the session all the same', async (t) => {
+  const { server, client, ends } = setup(t)
+  server.accessExpired = true
+  server.onRefresh = () => new Response('Forbidden', { status: 403 })
+  t.equal(await client.refresh(), false)
+  t.same(ends, [{ reason: 'refused', code: undefined, otherTab: false }])
+})
+
 t.test('the refresh waits out a 503 with Retry-After, and the session goes on', async (t) => {
   const { browser, server, client, ends } = setup(t)
   server.accessExpired = true

@@ -75,7 +75,7 @@ t.test('a renamed user property already taken (by @fastify/session, say) is refu
   app.decorateRequest('session', null)
   const error = await app.register(tokenSessions, { secret: SECRET, store: memoryStore(t), decorators: { user: 'session' } as never })
     .ready().then(() => undefined, (err: Error) => err)
-  t.match(error, { code: 'FST_ERR_DEC_ALREADY_PRESENT' })
+  t.match(error, { code: 'FTS_INVALID_OPTION', message: /^Invalid option decorators\.user: "session" is a decorator here already/ })
 })
 
 t.test('decorator names are checked', async (t) => {

@@ -1,6 +1,7 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { buildApp, login } from './helpers/app.js'
+import { LogCapture, buildApp, login } from './helpers/app.js'
+import { Transport, domainMatches } from '../lib/transport.js'
 import { startRedis } from './helpers/redis.mjs'
 
 /** A browser-like client over real HTTP: one cookie jar, honouring Path and deletions. */
@@ -200,4 +201,100 @@ t.test('Clear-Site-Data on logout, only when asked and only for cookie clients',
   const tokens = await login(clearing, 'native')
   const native = await clearing.inject({ method: 'POST', url: '/auth/logout', payload: { refreshToken: tokens.refreshToken } })
   t.equal(native.headers['clear-site-data'], undefined, 'a native client has no cookies to clear')
+})
+
+t.test('a CSRF refusal logs which check failed, the Origin seen, what was expected and the option that allows it; the client learns none of it', async (t) => {
+  const logs = new LogCapture()
+  const app = await buildApp(t, { allowedOrigins: ['https://admin.example.test'] }, { logs })
+  const loginResponse = await app.inject({ method: 'POST', url: '/auth/login', payload: { userId: 'refused' } })
+  const cookies = Object.fromEntries(loginResponse.cookies.map((c: { name: string, value: string }) => [c.name, c.value]))
+  const refused = async (headers: Record<string, string>): Promise<void> => {
+    const response = await app.inject({ method: 'POST', url: '/auth/refresh', cookies, headers })
+    t.same(response.json(), { statusCode: 403, code: 'FTS_CSRF_REJECTED', error: 'Forbidden', message: 'Cross-site request rejected' }, 'the answer tells nothing more')
+  }
+  const explained = (): Array<Record<string, unknown>> => logs.entries().filter((entry) => entry.code === 'FTS_CSRF_REJECTED')
+
+  await refused({ origin: 'http://localhost:80' })
+  t.match(explained(), [{ level: 30, check: 'csrf-header', origin: 'http://localhost:80', expected: 'a non-empty x-requested-with header', option: 'csrfHeader', msg: /anti-CSRF header is missing/ }])
+  await refused({ 'x-requested-with': 'x', origin: 'http://127.0.0.1:5173' })
+  t.match(explained()[1], {
+    level: 30, check: 'origin', origin: 'http://127.0.0.1:5173', expected: ['http://localhost:80', 'https://admin.example.test'], option: 'allowedOrigins or publicOrigin', msg: /changeOrigin/
+  }, 'a foreign Origin: the one seen and the ones expected')
+  await refused({ 'x-requested-with': 'x', 'sec-fetch-site': 'cross-site', origin: 'https://evil.example' })
+  t.match(explained()[2], { check: 'sec-fetch-site', origin: 'https://evil.example', option: null, msg: /no option allows/ })
+
+  await refused({ 'x-requested-with': 'x', origin: 'http://127.0.0.1:5173' })
+  await refused({ 'x-requested-with': 'x', origin: 'http://127.0.0.1:5173' })
+  t.equal(explained().length, 3, 'the same refusal again within the minute: not logged again')
+  await refused({ 'x-requested-with': 'x', origin: 'http://127.0.0.1:5174' })
+  t.equal(explained().length, 4, 'another Origin is another story')
+
+  const long = `https://${'a'.repeat(5000)}.example`
+  await refused({ 'x-requested-with': 'x', origin: long })
+  t.equal((explained()[4]?.origin as string).length, 121, 'a long Origin is cut')
+  const tokens = (loginResponse.json() as { accessToken: string }).accessToken
+  for (const secret of [tokens, ...Object.values(cookies)]) t.notOk(logs.text.includes(secret), 'no token nor cookie value in the logs')
+})
+
+t.test('CSRF refusals are logged once per check and origin a minute, from a bounded memory', async (t) => {
+  let now = 1_000_000
+  const transport = new Transport({ cookies: null, csrfHeader: 'x-requested-with', origins: { publicOrigin: 'https://app.test', allowed: new Set() } }, () => now)
+  const logged: Array<Record<string, unknown>> = []
+  const request = (origin: string): never => ({ headers: { origin, 'x-requested-with': 'x' }, log: { info: (entry: Record<string, unknown>) => logged.push(entry) } }) as never
+  const refuse = (origin: string): void => { t.throws(() => transport.checkCsrf(request(origin)), { code: 'FTS_CSRF_REJECTED' }) }
+  refuse('https://a.test')
+  now += 59_999
+  refuse('https://a.test')
+  t.equal(logged.length, 1, 'once within the minute')
+  now += 1
+  refuse('https://a.test')
+  t.equal(logged.length, 2, 'again once the minute is over')
+  for (let i = 0; i < 1000; i++) refuse(`https://${i}.test`)
+  t.equal(logged.length, 1002, 'each new origin once')
+  refuse('https://999.test')
+  t.equal(logged.length, 1002, 'the newest is still remembered')
+  refuse('https://a.test')
+  t.equal(logged.length, 1003, 'the oldest was forgotten: at most 1,000 remembered')
+})
+
+t.test('a cookies.domain the host cannot match is warned about once, at the first answer whose cookies the browser would drop', async (t) => {
+  const logs = new LogCapture()
+  const app = await buildApp(t, { cookies: { domain: 'localhost' } }, { logs })
+  const warnings = (): Array<Record<string, unknown>> => logs.entries().filter((entry) => entry.level === 40 && /cookies\.domain/.test(entry.msg as string))
+  const loginAt = async (host: string): Promise<number> =>
+    (await app.inject({ method: 'POST', url: '/auth/login', headers: { host }, payload: { userId: 'domain' } })).statusCode
+
+  t.equal(await loginAt('localhost:3000'), 200)
+  t.same(warnings(), [], 'the domain itself: nothing to say')
+  t.equal(await loginAt('127.0.0.1:3000'), 200, 'the login answers as before')
+  t.match(warnings(), [{ domain: 'localhost', host: '127.0.0.1', msg: /RFC 6265/ }], 'the warning names the domain and the host')
+  t.equal(await loginAt('127.0.0.1:3000'), 200)
+  t.equal(await loginAt('example.test'), 200)
+  t.equal(warnings().length, 1, 'once')
+
+  const plain = new LogCapture()
+  const hostOnly = await buildApp(t, {}, { logs: plain })
+  await hostOnly.inject({ method: 'POST', url: '/auth/login', headers: { host: '127.0.0.1:3000' }, payload: { userId: 'domain' } })
+  t.notOk(plain.text.includes('cookies.domain'), 'no domain, no warning')
+  const native = new LogCapture()
+  const bodyOnly = await buildApp(t, { cookies: { domain: 'localhost' } }, { logs: native })
+  await bodyOnly.inject({ method: 'POST', url: '/auth/login', headers: { host: '127.0.0.1:3000', 'x-token-transport': 'body' }, payload: { userId: 'domain' } })
+  t.notOk(native.text.includes('cookies.domain'), 'no cookies set, no warning')
+})
+
+t.test('domain-match (RFC 6265 §5.1.3)', async (t) => {
+  for (const [host, domain, matches] of [
+    ['example.test', 'example.test', true],
+    ['example.test', 'EXAMPLE.test', true],
+    ['app.example.test', 'example.test', true],
+    ['app.example.test', '.example.test', true],
+    ['badexample.test', 'example.test', false],
+    ['example.test', 'app.example.test', false],
+    ['127.0.0.1', 'localhost', false],
+    ['127.0.0.1', '127.0.0.1', true],
+    ['1.127.0.0.1', '127.0.0.1', true],
+    ['10.0.0.1', '0.0.1', false]
+  ] as const) {
+    t.equal(domainMatches(host, domain), matches, `${host} ${matches ? 'matches' : 'does not match'} ${domain}`)
+  }
 })

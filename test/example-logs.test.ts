@@ -105,3 +105,15 @@ async function partialRequest (port: number, trickle: boolean): Promise<{ ms: nu
     socket.write('POST /auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"username":"')
   })
 }
+
+t.test('a 503 of the plugin, while Redis is down, is logged once', async (t) => {
+  const outage = await startRedis(t)
+  const { url, logs } = await appStarter(outage)(t)
+  await register(url, 'alice')
+  const phone = await loginNative(url, 'alice')
+  await outage.stop()
+  assertError(t, await refreshNative(url, phone.refreshToken), 503, 'FTS_STORE_UNAVAILABLE', 'the refresh cannot reach the store')
+  const about = logs.entries().filter((entry) => entry.msg === 'session store unavailable' || entry.msg === 'request rejected' || entry.msg === 'request failed')
+  t.equal(about.length, 1, 'one line')
+  t.match(about[0], { level: 50, msg: 'session store unavailable', err: { message: /./ } }, 'an error, with its cause')
+})

@@ -1,5 +1,6 @@
+import { createRequire } from 'node:module'
 import t, { type Test } from 'tap'
-import Fastify from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyPluginCallback } from 'fastify'
 import type { Redis } from 'ioredis'
 import tokenSessions, { MemoryStore, RedisStore, type TokenSessionsOptions } from '../lib/index.js'
 import { resolveOptions } from '../lib/options.js'
@@ -239,5 +240,76 @@ t.test('store ownership', async (t) => {
     t.teardown(() => app.close())
     await app.ready()
     t.ok(app.hasReplyDecorator('setCookie'))
+  })
+})
+
+t.test('decorator clashes', async (t) => {
+  // Loaded without its typings, which would declare `request.user` for this whole file.
+  const fastifyJwt = createRequire(import.meta.url)('@fastify/jwt') as FastifyPluginCallback<Record<string, unknown>>
+  const clash = async (setup: (app: FastifyInstance) => void, options: Record<string, unknown>, option: string, name: string): Promise<void> => {
+    const app = Fastify()
+    setup(app)
+    const error = await app.register(tokenSessions, { secret: SECRET, store: memoryStore(t), ...options }).ready().then(() => undefined, (err: Error) => err)
+    await app.close()
+    t.match(error, { code: 'FTS_INVALID_OPTION', message: `Invalid option ${option}: "${name}" is a decorator here already` }, `${option}: the plugin's error, naming the option`)
+    t.match(error?.message, /docs\/options\.md#decorators/, 'and where it is documented')
+  }
+
+  t.test('a name the app took first: the plugin\'s error names the decorators option', async () => {
+    // @fastify/jwt's README recipe.
+    await clash((app) => { app.decorate('authenticate', async () => {}) }, {}, 'decorators.authenticate', 'authenticate')
+    await clash((app) => { app.decorate('refreshSession', null) }, { decorators: { refresh: 'refreshSession' } }, 'decorators.refresh', 'refreshSession')
+    await clash((app) => { app.decorateReply('issueTokens', null as never) }, {}, 'decorators.issueTokens', 'issueTokens')
+    await clash((app) => { app.decorateRequest('session', null) }, { decorators: { user: 'session' } }, 'decorators.user', 'session')
+  })
+
+  t.test('the plugin registered twice on one instance', async (t) => {
+    const app = Fastify()
+    t.teardown(() => app.close())
+    await app.register(tokenSessions, { secret: SECRET, store: memoryStore(t) })
+    const error = await app.register(tokenSessions, { secret: SECRET, store: memoryStore(t) }).then(() => undefined, (err: Error) => err)
+    t.match(error, { code: 'FTS_INVALID_OPTION', message: /^Invalid option decorators.tokenSessions: "tokenSessions" is a decorator here already .*registered twice/ })
+  })
+
+  t.test('in a child scope, the names of the parent\'s may be taken again, as Fastify allows', async (t) => {
+    const app = Fastify()
+    t.teardown(() => app.close())
+    await app.register(tokenSessions, { secret: SECRET, store: memoryStore(t) })
+    let child: FastifyInstance | undefined
+    await app.register(async (scope) => {
+      await scope.register(tokenSessions, { secret: SECRET, store: memoryStore(t) })
+      child = scope
+    })
+    await app.ready()
+    t.not(child?.tokenSessions, app.tokenSessions, 'the child scope has its own')
+  })
+
+  t.test('@fastify/jwt registered after the plugin shares request.user', async (t) => {
+    const app = Fastify()
+    t.teardown(() => app.close())
+    await app.register(tokenSessions, { secret: SECRET, store: memoryStore(t), decorators: { authenticate: 'authenticateSession' } as never })
+    // It declares `request.user` itself, from a plugin that is not async: a clash there
+    // would escape the loader and end the process.
+    await app.register(fastifyJwt, { secret: 'service-secret-0123456789-abcdefghijklmnopqrstuvwxyz' })
+    const loose = app as unknown as Record<string, unknown>
+    app.get('/me', { onRequest: loose.authenticateSession as never }, async (request) => ({ user: (request as unknown as { user: unknown }).user }))
+    app.get('/anyone', async (request) => ({ user: (request as unknown as { user: unknown }).user }))
+    app.post('/login', async (_request, reply) => await (reply as unknown as { issueTokens: (id: string) => Promise<{ accessToken: string }> }).issueTokens('alice'))
+    await app.ready()
+    const { accessToken } = (await app.inject({ method: 'POST', url: '/login', headers: { 'x-token-transport': 'body' } })).json() as { accessToken: string }
+    t.match((await app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${accessToken}` } })).json(), { user: { id: 'alice' } })
+    t.same((await app.inject({ method: 'GET', url: '/anyone' })).json(), { user: null }, 'null until authenticated')
+  })
+
+  t.test('an app that declares request.user after the plugin may; the plugin sets it null otherwise', async (t) => {
+    const app = Fastify()
+    t.teardown(() => app.close())
+    await app.register(tokenSessions, { secret: SECRET, store: memoryStore(t) })
+    t.doesNotThrow(() => app.decorateRequest('user', null as never), 'no clash')
+    const plain = Fastify()
+    t.teardown(() => plain.close())
+    await plain.register(tokenSessions, { secret: SECRET, store: memoryStore(t) })
+    plain.get('/anyone', async (request) => ({ user: (request as unknown as { user: unknown }).user, declared: plain.hasRequestDecorator('user') }))
+    t.same((await plain.inject({ method: 'GET', url: '/anyone' })).json(), { user: null, declared: false }, 'null before any authenticate, undeclared')
   })
 })

@@ -37,7 +37,11 @@ t.test('Redis killed mid-test: 503 with Retry-After, and recovery after a restar
   assertUnavailable(t, await app.inject({ method: 'GET', url: '/auth/sessions', headers: { authorization: `Bearer ${tokens.accessToken}` } }), 'session list')
   const me = await app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${tokens.accessToken}` } })
   t.equal(me.statusCode, 200, 'access tokens keep working: they are stateless')
-  t.ok(logs.entries().some((entry) => entry.msg === 'session store unavailable' && entry.level === 50), 'the cause is logged for operators')
+  const errors = logs.entries().filter((entry) => entry.level === 50)
+  t.equal(errors.length, 5, 'each of the five 503s is logged once, by the error handler')
+  t.ok(errors.every((entry) => (entry.err as { code?: unknown }).code === 'FTS_STORE_UNAVAILABLE' && typeof (entry.err as { message?: unknown }).message === 'string'),
+    'with its cause, for operators')
+  t.equal(new Set(errors.map((entry) => entry.reqId)).size, 5, 'one line per request')
 
   await redis.start()
   let recovered: LightMyRequestResponse | undefined

@@ -17,6 +17,8 @@ const ENDED = {
   expired: 'Your session has expired. Please log in again.',
   'reuse-detected': 'You were signed out for your security: this session\'s refresh token was used twice, which can mean someone copied it. Please log in again.',
   invalid: 'Your session is no longer valid. Please log in again.',
+  // The server refused to renew the session from this page: its set-up, not the user.
+  refused: 'The server refused to renew your session from this page. Please log in again; if this keeps happening, the site is misconfigured.',
   // Another tab of this browser logged out.
   LOGGED_OUT_ELSEWHERE: 'You logged out (in this or another tab). Please log in again.',
   LOGGED_OUT: 'You have logged out.',

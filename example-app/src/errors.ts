@@ -56,7 +56,7 @@ const REJECTED = { code: 'REQUEST_REJECTED', message: 'The request was rejected'
 const INTERNAL = { code: 'INTERNAL_ERROR', message: 'Internal server error' }
 /**
  * The plugin's 503. Its message is fixed; on the plugin's routes and in `authenticate` and
- * `issueTokens` it has already logged the cause and set Retry-After.
+ * `issueTokens` it has already set Retry-After (and left the log to this handler).
  */
 const STORE_UNAVAILABLE = 'FTS_STORE_UNAVAILABLE'
 /** The plugin's default `retryAfter`, for the 503s it did not answer itself. */
@@ -117,13 +117,14 @@ export async function inStore<T> (call: Promise<T>): Promise<T> {
 export async function errorHandler (raised: FastifyError, request: FastifyRequest, reply: FastifyReply): Promise<ErrorBody> {
   const error = rateLimiterFailed(raised, request, reply) ? new errors.StoreUnavailableError({ cause: raised }) : raised
   const answer = publicError(error)
-  if (error.code === STORE_UNAVAILABLE && !reply.hasHeader('retry-after')) {
-    // Raised by app.tokenSessions in a route of ours, or by the rate limiter's Redis: the
-    // plugin has neither logged it nor set the hint.
-    // The plugin's own way: of a Redis error, the command's name only, never its arguments.
+  if (error.code === STORE_UNAVAILABLE) {
+    // Logged here only, once: the plugin leaves its 503s to the error handler. Of a Redis
+    // error, the command's name only, never its arguments.
     request.log.error({ err: loggable(error.cause) }, 'session store unavailable')
-    reply.header('retry-after', String(RETRY_AFTER_SECONDS))
-  } else if (answer.statusCode >= 500 && error.code !== STORE_UNAVAILABLE) {
+    // Raised by app.tokenSessions in a route of ours, or by the rate limiter's Redis: the
+    // plugin has not set the hint.
+    if (!reply.hasHeader('retry-after')) reply.header('retry-after', String(RETRY_AFTER_SECONDS))
+  } else if (answer.statusCode >= 500) {
     request.log.error({ err: error }, 'request failed')
   } else {
     request.log.info({ statusCode: answer.statusCode, code: answer.code }, 'request rejected')
