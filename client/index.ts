@@ -96,7 +96,7 @@ export interface SessionClient {
   fetch: (input: RequestInfo | URL, init?: RequestInit) => Promise<Response>
   /**
    * Decides what to do with a request's answer, for wrapping a client other than fetch
-   * (see the README for axios and ky): true means send the request again. It refreshes
+   * (see docs/browsers.md for axios and ky): true means send the request again. It refreshes
    * when a refresh may cure the answer, ends the session when the answer says it is over,
    * and waits out a 429 or 503 of an idempotent request.
    */

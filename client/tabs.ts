@@ -113,7 +113,7 @@ export class Tabs {
    * makes two holders, and tabs that steal from each other loop.
    *
    * Without Web Locks (an insecure context, an old browser) `task` runs at once; tabs
-   * racing then rely on the server's reuse grace window (see the README).
+   * racing then rely on the server's reuse grace window (see docs/browsers.md).
    */
   async exclusive<T> (task: () => Promise<T>, timeoutMs: number): Promise<T | typeof WAITED | typeof TIMED_OUT> {
     const locks = globals.navigator?.locks

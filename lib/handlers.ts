@@ -74,7 +74,7 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
     sessions, revocations, liveCheck, transport: new Transport(options), dpop, retryAfter: options.retryAfter, sharedReplayCheck: options.dpop.sharedReplayCheck, userKey: options.decorators.user
   }
   // The decorators (authenticate, authenticateStrict, refresh, issueTokens) are documented
-  // where they are typed, in types.ts; the routes in the README.
+  // where they are typed, in types.ts; the routes in docs/sessions.md.
   return {
     authenticate: hookGuard(context, authenticate),
     authenticateStrict: guard(context, authenticateStrict),
