@@ -145,6 +145,7 @@ t.test('a secret that meets the length minimum but looks guessable is accepted w
   t.match(await warnings({ secret: repeated }), [{ option: 'secret', msg: /secret looks guessable: it has 1 distinct byte value \(fewer than 6\)\..*openssl rand/ }])
   t.match(await warnings({ secret: '0123'.repeat(8) }), [{ option: 'secret', msg: /it has 4 distinct byte values/ }])
   t.match(await warnings({ secret: 'secret12'.repeat(4) }), [{ option: 'secret', msg: /it is its first 8 bytes repeated/ }])
+  t.match(await warnings({ secret: '0123456789abcdef'.repeat(2) }), [{ option: 'secret', msg: /it is its first 16 bytes repeated/ }], 'twice is enough')
   t.match(await warnings({ secret: `${'0123456789abcdef'.repeat(2)}01234` }), [{ option: 'secret', msg: /first 16 bytes repeated/ }], 'a repeat cut short counts')
   t.same(await warnings({ secret: `${'0123456789abcdef'.repeat(2)}x` }), [], 'a run repeated with one byte changed is not called weak')
   t.same(await warnings({ secret: `${'0123456789abcdef'}${'fedcba9876543210'}` }), [], 'no run repeated')
