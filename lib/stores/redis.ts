@@ -234,8 +234,10 @@ interface UserKeys {
  * @example
  * ```ts
  * import { Redis } from 'ioredis'
- * import tokenSessions, { RedisStore } from 'fastify-token-sessions'
+ * import tokenSessions, { RedisStore, loggable } from 'fastify-token-sessions'
  * const redis = new Redis({ commandTimeout: 1000 })
+ * // Without a listener, ioredis prints each connection error (every reconnect of an outage) to stderr.
+ * redis.on('error', (err) => app.log.warn({ err: loggable(err) }, 'Redis connection error'))
  * await app.register(tokenSessions, { secret, store: new RedisStore({ client: redis }) })
  * ```
  */
