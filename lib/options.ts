@@ -218,7 +218,7 @@ function weakSecrets (options: TokenSessionsOptions): ResolvedOptions['weakSecre
     if (reason === undefined) continue
     weak.push({
       option,
-      message: `fastify-token-sessions: ${option} looks guessable: ${reason}. It is accepted, as long enough, but anyone who guesses it can sign tokens: use random bytes (e.g. openssl rand -base64 48)`
+      message: `fastify-token-sessions: ${option} looks guessable: ${reason}. It is accepted (it is long enough), but whoever guesses it can sign tokens: use random bytes (e.g. openssl rand -base64 48)`
     })
   }
   return Object.freeze(weak)
