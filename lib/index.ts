@@ -7,6 +7,7 @@ import { BadRequestError, UnsupportedMediaTypeError } from './errors.js'
 import { DpopVerifier } from './dpop.js'
 import { ARRIVED, createHandlers, listPage, noteArrival, type Handlers } from './handlers.js'
 import { registerOAuthRoutes } from './oauth.js'
+import { rateBound } from './log.js'
 import { resolveOptions, type ResolvedOptions, type ResolvedRoutes } from './options.js'
 import { LiveCheck } from './live-check.js'
 import { RevocationList } from './revocations.js'
@@ -36,7 +37,10 @@ function buildStore (fastify: FastifyInstance, options: ResolvedOptions): { stor
       ...store.options,
       // For a client the store opens from a URL; one passed in keeps its own settings.
       commandTimeout: options.storeTimeout,
-      onClientError: (err) => fastify.log.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'session store connection error')
+      // Every connection's errors, at most one line per 10 s: an outage errs on each reconnect.
+      onClientError: rateBound((err, skipped) => {
+        fastify.log.warn({ err: { message: err.message, code: (err as { code?: string }).code }, skipped }, 'session store connection error')
+      })
     }),
     owned: true
   }
@@ -51,6 +55,17 @@ async function warnIfEvicting (fastify: FastifyInstance, store: SessionStore): P
   const policy = await store.evictionPolicy?.().catch(() => undefined)
   if (policy === undefined || policy === 'noeviction') return
   fastify.log.warn({ maxmemoryPolicy: policy }, 'fastify-token-sessions: Redis may evict session keys under memory pressure; set maxmemory-policy noeviction')
+}
+
+/** Waits for `step` until `deadline` (ms since the epoch) at most; a rejection before then goes through. */
+async function until (deadline: number, step: Promise<void> | undefined): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<void>((resolve) => { timer = setTimeout(resolve, deadline - Date.now()) })
+  try {
+    await Promise.race([step, late])
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 /** Under check-store, the most sessions remembered as found live (about 10 MB at most). */
@@ -178,7 +193,16 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
   // @fastify/cookie itself, before the plugin, which then uses that registration.
   if (options.cookies !== null && !fastify.hasReplyDecorator('setCookie')) await fastify.register(fastifyCookie, { hook: false })
 
+  for (const { option, message } of options.weakSecrets) fastify.log.warn({ option }, message)
   const { store, owned } = buildStore(fastify, options)
+  // One deadline for all of start-up: a store that is down delays it by storeTimeout at most.
+  const deadline = Date.now() + options.storeTimeout
+  try {
+    await until(deadline, store.checkSetup?.())
+  } catch (err) {
+    if (owned) await store.close()
+    throw err
+  }
   const clock = new StoreClock(() => store.time(), fastify.log)
   const codec = await createTokenCodec(fastify, { ...options, now: () => clock.now() })
   const revocations = new RevocationList(store.revocationFeed, clock, { ...options.revocationFeed, rememberMs: options.rememberMs }, fastify.log)
@@ -192,11 +216,11 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
     await revocations.close()
   })
   if (owned) fastify.addHook('onClose', async () => { await store.close() })
-  // The first readings of the store's clock, bounded like any store call: a store that is
-  // down at start-up leaves the offset at 0 until it answers (the feed's connect measures).
-  await Promise.race([clock.calibrate(), new Promise((resolve) => setTimeout(resolve, options.storeTimeout).unref())])
+  // The first readings of the store's clock: a store that is down at start-up leaves the
+  // offset at 0 until it answers (the feed's connect measures).
+  await until(deadline, clock.calibrate())
   clock.start()
-  await revocations.start(options.storeTimeout)
+  await revocations.start(Math.max(0, deadline - Date.now()))
 
   const api: TokenSessionsApi = {
     store,
@@ -286,7 +310,7 @@ export type {
 export * as errors from './errors.js'
 export { ACCESS_TOKEN_TYPE, PLAIN_ACCESS_TOKEN_TYPE, REFRESH_TOKEN_TYPE } from './tokens.js'
 export {
-  DEFAULT_ACCESS_TOKEN_TTL, DEFAULT_REFRESH_TOKEN_TTL, DEFAULT_REUSE_GRACE, MAX_REUSE_GRACE, DEFAULT_SESSION_MAX_LIFETIME, MAX_TOKEN_TTL,
+  DEFAULT_ACCESS_TOKEN_TTL, DEFAULT_REFRESH_TOKEN_TTL, DEFAULT_REUSE_GRACE, MAX_REUSE_GRACE, DEFAULT_SESSION_MAX_LIFETIME, MAX_TOKEN_TTL, MAX_ACCESS_TOKEN_TTL,
   MIN_SECRET_BYTES, DEFAULT_MAX_SESSIONS_PER_USER, MAX_SESSIONS_PER_USER
 } from './options.js'
 export { ALGORITHMS, type AccessTokenKey, type Algorithm } from './keys.js'

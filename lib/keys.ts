@@ -60,6 +60,39 @@ export function refuseKeyMaterial (secret: string | Buffer, option: string): voi
   if (isJwk(text) || isDer(Buffer.from(secret)) || isBase64Der(text)) fail(option, hint)
 }
 
+/** A secret with fewer distinct byte values than this is called weak (32 random bytes have about 30, their hex 15). */
+export const MIN_DISTINCT_BYTES = 6
+
+/**
+ * Why a secret that meets the length minimum still looks guessable, or undefined. Two
+ * plain tests: fewer than {@link MIN_DISTINCT_BYTES} distinct byte values (`'a'.repeat(32)`,
+ * `'0101…'`), or a whole that is a shorter run of bytes repeated, at least twice
+ * (`'secret12'.repeat(4)`): such a secret is as strong as its few symbols or its run, not
+ * as its length. A random secret of 32 bytes or more, as bytes, hex, base64 or even
+ * decimal digits, passes both but for odds of one in ten million or less. Only a warning:
+ * tests and benchmarks use such secrets on purpose.
+ */
+export function secretWeakness (secret: Buffer): string | undefined {
+  const distinct = new Set(secret).size
+  if (distinct < MIN_DISTINCT_BYTES) return `it has ${distinct} distinct byte value${distinct === 1 ? '' : 's'} (fewer than ${MIN_DISTINCT_BYTES})`
+  const period = shortestPeriod(secret)
+  if (period * 2 <= secret.length) return `it is its first ${period} bytes repeated`
+  return undefined
+}
+
+/** The length of the shortest run of bytes that, repeated, makes up `bytes` (the last repeat may be cut short). */
+function shortestPeriod (bytes: Buffer): number {
+  // The prefix function of Knuth-Morris-Pratt: border[i] is the length of the longest
+  // proper prefix of bytes[0..i] that is also its suffix; the period is what the last leaves.
+  const border = new Array<number>(bytes.length).fill(0)
+  for (let i = 1; i < bytes.length; i++) {
+    let k = border[i - 1] as number
+    while (k > 0 && bytes[i] !== bytes[k]) k = border[k - 1] as number
+    border[i] = bytes[i] === bytes[k] ? k + 1 : k
+  }
+  return bytes.length - (border[bytes.length - 1] as number)
+}
+
 function isJwk (text: string): boolean {
   if (!text.trimStart().startsWith('{')) return false
   try {

@@ -20,3 +20,35 @@ export function loggable (error: unknown): Record<string, unknown> {
     ...(typeof command?.name === 'string' ? { command: command.name } : {})
   }
 }
+
+/** How often a store connection's errors are logged at most, in ms: ioredis reports every reconnect attempt of an outage. */
+export const CONNECTION_ERROR_LOG_INTERVAL = 10_000
+
+/**
+ * Wraps `report` so that it runs at most once per `intervalMs`, with the number of errors
+ * left out since it last ran: a Redis outage makes every connection report an error on
+ * every reconnect attempt, which would flood the log.
+ *
+ * @example
+ * ```ts
+ * client.on('error', rateBound((err, skipped) => log.warn({ err: loggable(err), skipped }, 'Redis connection error')))
+ * ```
+ */
+export function rateBound (
+  report: (error: Error, skipped: number) => void,
+  intervalMs = CONNECTION_ERROR_LOG_INTERVAL,
+  now: () => number = Date.now
+): (error: Error) => void {
+  let last = Number.NEGATIVE_INFINITY
+  let skipped = 0
+  return (error) => {
+    const at = now()
+    if (at - last < intervalMs) {
+      skipped++
+      return
+    }
+    last = at
+    report(error, skipped)
+    skipped = 0
+  }
+}

@@ -1,7 +1,8 @@
+import { KeyObject } from 'node:crypto'
 import { fail } from './invalid-option.js'
 import { redisStoreOptions, type RedisStoreOptions } from './stores/redis.js'
 import type { SessionStore } from './stores/store.js'
-import { refuseKeyMaterial, resolveAccessKeys } from './keys.js'
+import { refuseKeyMaterial, resolveAccessKeys, secretWeakness } from './keys.js'
 import { deriveKeys, type TokenKeys } from './tokens.js'
 import type { ResolvedDpop } from './dpop.js'
 import type { AuditHooks, DefaultDecoratorNames, OutagePolicy, RouteOptions, TokenSessionsOptions } from './types.js'
@@ -16,8 +17,14 @@ export const DEFAULT_REUSE_GRACE = 10
 export const MAX_REUSE_GRACE = 300
 /** A session's absolute lifetime: 30 days. */
 export const DEFAULT_SESSION_MAX_LIFETIME = 30 * 24 * 60 * 60
-/** The longest refresh-token lifetime allowed: one year. */
+/** The longest refresh-token lifetime and session lifetime allowed: one year. */
 export const MAX_TOKEN_TTL = 365 * 24 * 60 * 60
+/**
+ * The longest access-token lifetime allowed: one day. An access token cannot be taken back
+ * but through the revocation list, which remembers each revocation that long; a longer one
+ * is almost always milliseconds given for seconds (900000 for 15 minutes).
+ */
+export const MAX_ACCESS_TOKEN_TTL = 24 * 60 * 60
 /** How long one store operation may take: 1 second. */
 export const DEFAULT_STORE_TIMEOUT = 1000
 /** `Retry-After` of a 503: 1 second. */
@@ -87,6 +94,8 @@ export interface ResolvedOptions {
   }
   /** The name of each decorator. */
   readonly decorators: Readonly<Record<keyof DefaultDecoratorNames, string>>
+  /** Each secret option that meets the length minimum but looks guessable, with the warning to log at start-up. */
+  readonly weakSecrets: ReadonlyArray<{ readonly option: string, readonly message: string }>
 }
 
 /** Cookie settings after checking. */
@@ -141,11 +150,11 @@ export function resolveOptions (options: TokenSessionsOptions, env: NodeJS.Proce
   for (const name of Object.keys(options)) {
     if (!KNOWN_OPTIONS.has(name)) fail(name, 'is not an option of fastify-token-sessions (check its spelling)')
   }
-  const accessTokenTtl = seconds(options.accessTokenTtl, 'accessTokenTtl', DEFAULT_ACCESS_TOKEN_TTL)
-  const refreshTokenTtl = seconds(options.refreshTokenTtl, 'refreshTokenTtl', DEFAULT_REFRESH_TOKEN_TTL)
-  if (refreshTokenTtl <= accessTokenTtl) fail('refreshTokenTtl', `must exceed accessTokenTtl (${accessTokenTtl} s)`)
-  const sessionMaxLifetime = seconds(options.sessionMaxLifetime, 'sessionMaxLifetime', DEFAULT_SESSION_MAX_LIFETIME)
-  if (sessionMaxLifetime <= accessTokenTtl) fail('sessionMaxLifetime', `must exceed accessTokenTtl (${accessTokenTtl} s)`)
+  const accessTokenTtl = seconds(options.accessTokenTtl, 'accessTokenTtl', DEFAULT_ACCESS_TOKEN_TTL, MAX_ACCESS_TOKEN_TTL)
+  const refreshTokenTtl = seconds(options.refreshTokenTtl, 'refreshTokenTtl', DEFAULT_REFRESH_TOKEN_TTL, MAX_TOKEN_TTL)
+  outlives(refreshTokenTtl, 'refreshTokenTtl', options.refreshTokenTtl === undefined, accessTokenTtl)
+  const sessionMaxLifetime = seconds(options.sessionMaxLifetime, 'sessionMaxLifetime', DEFAULT_SESSION_MAX_LIFETIME, MAX_TOKEN_TTL)
+  outlives(sessionMaxLifetime, 'sessionMaxLifetime', options.sessionMaxLifetime === undefined, accessTokenTtl)
   const reuseGrace = options.reuseGrace ?? DEFAULT_REUSE_GRACE
   if (typeof reuseGrace !== 'number' || !(reuseGrace >= 0 && reuseGrace <= MAX_REUSE_GRACE)) {
     fail('reuseGrace', `must be a number of seconds from 0 (strict) to ${MAX_REUSE_GRACE}`)
@@ -180,8 +189,39 @@ export function resolveOptions (options: TokenSessionsOptions, env: NodeJS.Proce
     hooks: resolveHooks(options),
     rememberMs: accessTokenTtl * 1000 + REVOCATION_MARGIN_MS,
     revocationFeed: resolveRevocationFeed(options.revocationFeed),
-    decorators: resolveDecorators(options.decorators)
+    decorators: resolveDecorators(options.decorators),
+    weakSecrets: weakSecrets(options)
   })
+}
+
+/**
+ * Checks that a lifetime (`option`, `value` seconds) exceeds the access tokens'. When it is
+ * its default, the access tokens' lifetime is what was set wrong, and the error names it.
+ */
+function outlives (value: number, option: string, isDefault: boolean, accessTokenTtl: number): void {
+  if (value > accessTokenTtl) return
+  if (isDefault) fail('accessTokenTtl', `is ${accessTokenTtl} seconds, not less than ${option} (${value} seconds, its default): lifetimes are in seconds`)
+  fail(option, `is ${value} seconds: it must exceed accessTokenTtl (${accessTokenTtl} seconds)`)
+}
+
+/** The secrets (and HMAC signing keys) that meet the length minimum but look guessable: logged, not refused. */
+function weakSecrets (options: TokenSessionsOptions): ResolvedOptions['weakSecrets'] {
+  // Every value here passed resolveKeys: a string, Buffer or secret KeyObject of the right length.
+  const given: Array<[string, unknown]> = [['secret', options.secret], ['accessTokenSecret', options.accessTokenSecret], ['refreshTokenSecret', options.refreshTokenSecret]]
+  for (const [index, key] of (options.accessTokenKeys ?? []).entries()) {
+    if (key.algorithm.startsWith('HS')) given.push([`accessTokenKeys[${index}].key`, key.key instanceof KeyObject ? key.key.export() : key.key])
+  }
+  const weak: Array<{ option: string, message: string }> = []
+  for (const [option, value] of given) {
+    if (value === undefined) continue
+    const reason = secretWeakness(Buffer.from(value as string | Buffer))
+    if (reason === undefined) continue
+    weak.push({
+      option,
+      message: `fastify-token-sessions: ${option} looks guessable: ${reason}. It is accepted (it is long enough), but whoever guesses it can sign tokens: use random bytes (e.g. openssl rand -base64 48)`
+    })
+  }
+  return Object.freeze(weak)
 }
 
 const DEFAULT_DECORATORS: Readonly<DefaultDecoratorNames> = Object.freeze({
@@ -268,8 +308,12 @@ function integer (value: unknown, option: string, fallback: number, min: number,
   return value
 }
 
-function seconds (value: unknown, option: string, fallback: number): number {
-  return integer(value, option, fallback, 1, MAX_TOKEN_TTL, 'seconds')
+/** A lifetime in seconds; a value over `max` that fits as milliseconds is called what it likely is. */
+function seconds (value: unknown, option: string, fallback: number, max: number): number {
+  if (typeof value === 'number' && Number.isInteger(value) && value > max && value / 1000 <= max) {
+    fail(option, `must be a whole number of seconds from 1 to ${max}: ${value} seconds is ${(value / 86_400).toFixed(1)} days (milliseconds given for seconds?)`)
+  }
+  return integer(value, option, fallback, 1, max, 'seconds')
 }
 
 function resolveOrigins (options: TokenSessionsOptions): ResolvedOptions['origins'] {

@@ -1,8 +1,10 @@
-import t from 'tap'
+import { setTimeout as sleep } from 'node:timers/promises'
+import t, { type Test } from 'tap'
+import { Redis } from 'ioredis'
 import { LogCapture, buildApp, login, refresh } from './helpers/app.js'
-import { loggable } from '../lib/log.js'
+import { loggable, rateBound } from '../lib/log.js'
 import { payloadOf } from './helpers/jwt.js'
-import { startRedis } from './helpers/redis.mjs'
+import { freePort, startRedis } from './helpers/redis.mjs'
 
 t.test('logs at debug level never hold a token, a token id or a cookie value', async (t) => {
   const redis = await startRedis(t)
@@ -60,4 +62,77 @@ t.test('loggable: what the logs keep of an error', async (t) => {
   t.notOk('code' in plain || 'command' in plain, 'no code, no command')
   const reply = Object.assign(new Error('WRONGTYPE'), { code: 'ERR', command: { name: 'evalsha', args: ['user-id', 'token-hash'] } })
   t.same(loggable(reply), { type: 'Error', message: 'WRONGTYPE', stack: reply.stack, code: 'ERR', command: 'evalsha' }, 'the command\'s name, not its arguments')
+})
+
+/** What ioredis prints to stderr (console.error) while `run` runs. */
+async function stderrOf (t: Test, run: () => Promise<void>): Promise<string[]> {
+  const printed: string[] = []
+  const original = console.error
+  console.error = (...args: unknown[]) => { printed.push(args.map(String).join(' ')) }
+  t.teardown(() => { console.error = original })
+  try {
+    await run()
+  } finally {
+    console.error = original
+  }
+  return printed
+}
+
+/** The log lines of the store's connection errors. */
+function connectionErrors (logs: LogCapture): Array<Record<string, unknown>> {
+  return logs.entries().filter((entry) => entry.msg === 'session store connection error')
+}
+
+t.test('an app\'s own ioredis client with Redis down: its errors go to the app\'s log, at most one line per 10 s, none to stderr', async (t) => {
+  const client = new Redis(await freePort(), '127.0.0.1', { lazyConnect: true })
+  t.teardown(() => client.disconnect())
+  const logs = new LogCapture()
+  const printed = await stderrOf(t, async () => {
+    const app = await buildApp(t, { redis: client, storeTimeout: 200 }, { logs })
+    t.equal(client.listenerCount('error'), 1, 'the plugin listens to a client that had no listener')
+    // ioredis retries after 50, 100, 150 ms…: errors of the client and of the feed's connection.
+    await sleep(800)
+    await app.close()
+  })
+  t.same(printed.filter((line) => line.includes('Unhandled error event')), [], 'nothing on stderr')
+  const logged = connectionErrors(logs)
+  t.equal(logged.length, 1, 'one line for the whole outage so far')
+  t.match(logged[0], { level: 40, err: { message: /ECONNREFUSED/, code: 'ECONNREFUSED' }, skipped: 0 })
+  t.equal(client.listenerCount('error'), 0, 'the listener leaves with the app')
+  t.not(client.status, 'end', 'the client given is never closed')
+})
+
+t.test('a client with its own error listener is left alone; the feed\'s own connections still report to the log', async (t) => {
+  const client = new Redis(await freePort(), '127.0.0.1', { lazyConnect: true })
+  t.teardown(() => client.disconnect())
+  const own: Error[] = []
+  client.on('error', (err) => own.push(err))
+  const logs = new LogCapture()
+  const printed = await stderrOf(t, async () => {
+    const app = await buildApp(t, { redis: client, storeTimeout: 200 }, { logs })
+    t.equal(client.listenerCount('error'), 1, 'no second listener')
+    await sleep(500)
+    await app.close()
+  })
+  t.ok(own.length > 0, 'the app\'s listener hears its client')
+  t.same(printed.filter((line) => line.includes('Unhandled error event')), [], 'nothing on stderr')
+  t.equal(connectionErrors(logs).length, 1, 'the feed\'s subscriber reported, once')
+})
+
+t.test('rateBound: one report per interval, with the number left out since the last', async (t) => {
+  let now = 0
+  const reports: Array<[string, number]> = []
+  const report = rateBound((err, skipped) => reports.push([err.message, skipped]), 10_000, () => now)
+  for (const at of [0, 1, 5000, 9999]) {
+    now = at
+    report(new Error(`at ${at}`))
+  }
+  t.same(reports, [['at 0', 0]], 'the first at once, the rest left out')
+  now = 10_000
+  report(new Error('at 10000'))
+  now = 10_001
+  report(new Error('at 10001'))
+  now = 30_000
+  report(new Error('at 30000'))
+  t.same(reports, [['at 0', 0], ['at 10000', 3], ['at 30000', 1]], 'then one per interval, counting what was left out')
 })

@@ -1,11 +1,12 @@
+import { createSecretKey, generateKeyPairSync, randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance, type FastifyPluginCallback } from 'fastify'
-import type { Redis } from 'ioredis'
+import { Redis } from 'ioredis'
 import tokenSessions, { MemoryStore, RedisStore, type TokenSessionsOptions } from '../lib/index.js'
 import { resolveOptions } from '../lib/options.js'
-import { SECRET, memoryStore } from './helpers/app.js'
-import { startRedis } from './helpers/redis.mjs'
+import { LogCapture, SECRET, memoryStore } from './helpers/app.js'
+import { freePort, startRedis } from './helpers/redis.mjs'
 
 /** Registration must fail, with an error that names the option. */
 async function refused (t: Test, options: Record<string, unknown>, option: string): Promise<void> {
@@ -48,6 +49,10 @@ t.test('bad options fail registration and name the option', async (t) => {
     [{ ...ok, store: storeWithFeed({ revocations: async () => [] }) }, 'store'],
     [{ ...ok, keyPrefix: 'x:' }, 'keyPrefix'],
     [{ ...bare, redis: 'http://localhost' }, 'redis'],
+    [{ ...bare, redis: 'redis://127.0.0.1:abc' }, 'redis'],
+    [{ ...bare, redis: 'redis://127.0.0.1:99999' }, 'redis'],
+    [{ ...bare, redis: 'redis://127.0.0.1:1/abc' }, 'redis'],
+    [{ ...bare, redis: 'redis://:pa%zz@127.0.0.1:1' }, 'redis'],
     [{ ...bare, redis: {} }, 'redis'],
     [{ ...bare, redis: 'redis://127.0.0.1:1', keyPrefix: 'a{b}' }, 'keyPrefix'],
     [{ ...bare, redis: 'redis://127.0.0.1:1', keyPrefix: 7 }, 'keyPrefix'],
@@ -83,6 +88,10 @@ t.test('bad options fail registration and name the option', async (t) => {
     [{ ...ok, onReuseDetected: 'alert' }, 'onReuseDetected'],
     [{ ...ok, onLogin: {} }, 'onLogin'],
     [{ ...ok, sessionMaxLifetime: 900 }, 'sessionMaxLifetime'],
+    [{ ...ok, accessTokenTtl: 86_401 }, 'accessTokenTtl'],
+    [{ ...ok, accessTokenTtl: 86_400 }, 'accessTokenTtl'],
+    [{ ...ok, accessTokenTtl: 3600, refreshTokenTtl: 1800 }, 'refreshTokenTtl'],
+    [{ ...ok, accessTokenTtl: 86_400, refreshTokenTtl: 90_000, sessionMaxLifetime: 86_400 }, 'sessionMaxLifetime'],
     [{ ...ok, sessionMaxLifetime: 0 }, 'sessionMaxLifetime'],
     [{ ...ok, clientInfo: 'all' }, 'clientInfo'],
     [{ ...ok, clientInfo: { ip: 'no' } }, 'clientInfo.ip'],
@@ -96,6 +105,75 @@ t.test('bad options fail registration and name the option', async (t) => {
   ]
   for (const [options, option] of cases) await refused(t, options, option)
 })
+
+t.test('a bad redis URL fails naming redis, and never quotes the URL (it may hold a password)', async (t) => {
+  for (const url of ['redis://:hunter2@127.0.0.1:abc', 'redis://:hunter2@127.0.0.1:1/abc', 'redis://:hunter2%zz@127.0.0.1:1', 'redis://:hunter2@127.0.0.1:70000']) {
+    const error = await registered({ secret: SECRET, redis: url })
+    t.match(error, { code: 'FTS_INVALID_OPTION', message: /^Invalid option redis: .*redis:\/\/\[\[user\]:password@\]host/ }, `${url.replace('hunter2', '…')}: names redis and the URL's shape`)
+    t.notMatch(`${String(error?.message)} ${String(error?.stack)} ${String((error as { cause?: unknown } | undefined)?.cause)}`, /hunter2/, 'the password appears nowhere')
+  }
+  t.throws(() => new RedisStore({ url: 'redis://:hunter2@127.0.0.1:abc' }), { code: 'FTS_INVALID_OPTION', message: /^Invalid option url: / }, 'RedisStore names its own option')
+  t.ok(resolveOptions({ secret: SECRET, redis: 'rediss://user:p%40ss@127.0.0.1:6380/3' }, {}), 'a TLS URL with a user, an escaped password and a database')
+})
+
+t.test('lifetime errors say seconds and blame the lifetime that is wrong', async (t) => {
+  const lifetime = async (options: Record<string, unknown>): Promise<string> => String((await registered({ secret: SECRET, store: MEMORY, ...options }))?.message)
+  t.match(await lifetime({ accessTokenTtl: 900_000 }), /^Invalid option accessTokenTtl: must be a whole number of seconds from 1 to 86400: 900000 seconds is 10\.4 days \(milliseconds given for seconds\?\)/,
+    '15 minutes in milliseconds: accessTokenTtl, not refreshTokenTtl')
+  t.match(await lifetime({ accessTokenTtl: 86_400 }), /^Invalid option accessTokenTtl: is 86400 seconds, not less than refreshTokenTtl \(86400 seconds, its default\)/,
+    'the default refresh lifetime is not what was set')
+  t.match(await lifetime({ accessTokenTtl: 3600, refreshTokenTtl: 1800 }), /^Invalid option refreshTokenTtl: is 1800 seconds: it must exceed accessTokenTtl \(3600 seconds\)/)
+  t.match(await lifetime({ refreshTokenTtl: 86_400_000 }), /^Invalid option refreshTokenTtl: .* 86400000 seconds is 1000\.0 days \(milliseconds given for seconds\?\)/)
+  t.match(await lifetime({ sessionMaxLifetime: 400 * 86_400 * 1000 }), /^Invalid option sessionMaxLifetime: must be a whole number of seconds from 1 to 31536000$/, 'too long even in milliseconds: no guess')
+  t.equal(resolveOptions({ secret: SECRET, store: MEMORY, accessTokenTtl: 86_400, refreshTokenTtl: 86_401 }, {}).accessTokenTtl, 86_400, 'a day is the longest access-token lifetime')
+})
+
+t.test('a secret that meets the length minimum but looks guessable is accepted with one warning, naming the option and why', async (t) => {
+  const warnings = async (options: Record<string, unknown>): Promise<Array<Record<string, unknown>>> => {
+    const logs = new LogCapture()
+    const app = Fastify({ logger: { level: 'warn', stream: logs } })
+    await app.register(tokenSessions, { store: MEMORY, ...options } as TokenSessionsOptions).ready()
+    await app.close()
+    const logged = logs.entries().filter((entry) => String(entry.msg).includes('looks guessable'))
+    for (const entry of logged) {
+      for (const value of Object.values(options)) {
+        if (typeof value === 'string') t.notOk(String(entry.msg).includes(value), 'the warning never holds the secret')
+      }
+    }
+    return logged
+  }
+  const repeated = 'a'.repeat(32)
+  t.match(await warnings({ secret: repeated }), [{ option: 'secret', msg: /secret looks guessable: it has 1 distinct byte value \(fewer than 6\)\..*openssl rand/ }])
+  t.match(await warnings({ secret: '0123'.repeat(8) }), [{ option: 'secret', msg: /it has 4 distinct byte values/ }])
+  t.match(await warnings({ secret: 'secret12'.repeat(4) }), [{ option: 'secret', msg: /it is its first 8 bytes repeated/ }])
+  t.match(await warnings({ secret: '0123456789abcdef'.repeat(2) }), [{ option: 'secret', msg: /it is its first 16 bytes repeated/ }], 'twice is enough')
+  t.match(await warnings({ secret: `${'0123456789abcdef'.repeat(2)}01234` }), [{ option: 'secret', msg: /first 16 bytes repeated/ }], 'a repeat cut short counts')
+  t.same(await warnings({ secret: `${'0123456789abcdef'.repeat(2)}x` }), [], 'a run repeated with one byte changed is not called weak')
+  t.same(await warnings({ secret: `${'0123456789abcdef'}${'fedcba9876543210'}` }), [], 'no run repeated')
+  t.same(await warnings({ secret: SECRET }), [], 'the tests\' own secret passes')
+  t.same(await warnings({ secret: randomBytes(32) }), [], 'random bytes pass')
+  t.same(await warnings({ secret: randomBytes(16).toString('hex') }), [], '16 random bytes as hex (32 characters) pass')
+  const options = async (given: Record<string, unknown>): Promise<unknown[]> => (await warnings(given)).map((entry) => entry.option)
+  t.same(await options({ secret: repeated }), ['secret'], 'one warning for one secret')
+  t.same(await options({ accessTokenSecret: repeated, refreshTokenSecret: 'b'.repeat(32) }), ['accessTokenSecret', 'refreshTokenSecret'], 'each secret option, once')
+  const { privateKey } = generateKeyPairSync('ed25519')
+  const keys = [
+    { kid: 'weak-text', algorithm: 'HS256', key: repeated },
+    { kid: 'weak-object', algorithm: 'HS384', key: createSecretKey(Buffer.alloc(48, 7)) },
+    { kid: 'strong', algorithm: 'HS256', key: randomBytes(32) },
+    { kid: 'signing', algorithm: 'EdDSA', key: privateKey }
+  ]
+  t.same(await options({ secret: SECRET, accessTokenKeys: keys, activeKid: 'signing' }),
+    ['accessTokenKeys[0].key', 'accessTokenKeys[1].key'], 'the HMAC signing keys too, as text or KeyObject')
+})
+
+/** What registering the plugin with these options fails with, if it does. */
+async function registered (options: Record<string, unknown>): Promise<(Error & { code?: string }) | undefined> {
+  const app = Fastify()
+  const error = await app.register(tokenSessions, options as TokenSessionsOptions).ready().then(() => undefined, (err: Error) => err)
+  await app.close()
+  return error
+}
 
 /** Every method of a session store, and `revocationFeed` as given (a store missing its feed). */
 function storeWithFeed (revocationFeed: unknown): Record<string, unknown> {
@@ -203,6 +281,36 @@ t.test('store ownership', async (t) => {
     t.match(store.sessionKey('owner', 'x'), /^mine:\{owner\}:s:x$/)
     await app.close()
     t.equal(store.client.status, 'end')
+  })
+
+  t.test('a database the Redis does not have fails start-up, naming the option; one it has is used', async (t) => {
+    const inspect = redis.client()
+    t.teardown(() => inspect.quit())
+    const connections = async (): Promise<number> => String(await inspect.call('CLIENT', 'LIST')).split('\n').filter(Boolean).length
+    const before = await connections()
+    t.match(await registered({ secret: SECRET, redis: `${redis.url}/99` }), { code: 'FTS_INVALID_OPTION', message: /^Invalid option redis: names database 99, which this Redis does not have/ })
+    t.equal(await connections(), before, 'the refused store closed its connection')
+    const client = new Redis(redis.port, '127.0.0.1', { db: 99 })
+    client.on('error', () => {})
+    t.teardown(() => client.disconnect())
+    t.match(await registered({ secret: SECRET, redis: client }), { message: /^Invalid option redis: names database 99/ }, 'a client\'s db too')
+    t.equal(client.status, 'ready', 'the client given stays open')
+    await t.rejects(new RedisStore({ client }).checkSetup(), { message: /^Invalid option client: names database 99/ }, 'RedisStore names its own option: client')
+    const store = new RedisStore({ url: `${redis.url}/99` })
+    t.teardown(() => store.close())
+    await t.rejects(store.checkSetup(), { message: /^Invalid option url: names database 99/ }, 'RedisStore names its own option')
+
+    const app = Fastify()
+    await app.register(tokenSessions, { secret: SECRET, redis: `${redis.url}/1` }).ready()
+    await app.tokenSessions.issue('in-db-1')
+    await app.close()
+    t.same(await inspect.keys('*{in-db-1}*'), [], 'nothing in database 0')
+    await inspect.select(1)
+    t.ok((await inspect.keys('*{in-db-1}*')).length > 0, 'the session is in database 1')
+    await inspect.select(0)
+
+    const down = `redis://127.0.0.1:${await freePort()}/99`
+    t.equal(await registered({ secret: SECRET, redis: down, storeTimeout: 500 }), undefined, 'a Redis that does not answer cannot be checked: the app starts')
   })
 
   t.test('a MemoryStore is used only when chosen, and then with a warning in any environment', async (t) => {

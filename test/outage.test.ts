@@ -126,3 +126,44 @@ t.test('overlapping store calls each get their whole storeTimeout, whatever the 
   // Nothing pending: a call now gets a fresh timer of its own.
   t.ok(await failedAfter() >= timeout - 5, 'a later call after the timer went idle gets its whole timeout too')
 })
+
+t.test('start-up with the store down ends within one storeTimeout, whatever waits on the store', async (t) => {
+  const memory = new MemoryStore()
+  t.teardown(() => memory.close())
+  const never = async (): Promise<never> => await new Promise<never>(() => {})
+  // Every step of start-up waits on this store: its setup check, its clock, its feed.
+  const silent: SessionStore = {
+    ...bound(memory),
+    checkSetup: never,
+    time: never,
+    revocationFeed: { revocations: async () => [], watch: never }
+  }
+  const timeout = 1000
+  const [, ms] = await timed(async () => await buildApp(t, { store: silent, storeTimeout: timeout }))
+  t.ok(ms >= timeout - 5, `start-up waited ${Math.round(ms)} ms, its deadline`)
+  // Steps that each waited a whole storeTimeout took 3000 ms here.
+  t.ok(ms < timeout * 1.5, `and not much longer (${Math.round(ms)} ms < ${timeout * 1.5} ms)`)
+})
+
+t.test('a store\'s setup check that fails, fails registration with its error', async (t) => {
+  const memory = new MemoryStore()
+  t.teardown(() => memory.close())
+  const refusing: SessionStore = { ...bound(memory), revocationFeed: memory.revocationFeed, checkSetup: async () => { throw new Error('misconfigured') } }
+  await t.rejects(buildApp(t, { store: refusing }), { message: 'misconfigured' })
+})
+
+/** The methods of a MemoryStore, bound, as a plain object to change some of. */
+function bound (memory: MemoryStore): SessionStore {
+  return {
+    create: async (session) => await memory.create(session),
+    rotate: async (request) => await memory.rotate(request),
+    revoke: async (request) => await memory.revoke(request),
+    revokeAll: async (userId, options) => await memory.revokeAll(userId, options),
+    list: async (userId, page) => await memory.list(userId, page),
+    isLive: async (userId, sessionId) => await memory.isLive(userId, sessionId),
+    revocationFeed: memory.revocationFeed,
+    time: async () => await memory.time(),
+    ping: async () => await memory.ping(),
+    close: async () => {}
+  }
+}

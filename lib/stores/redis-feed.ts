@@ -32,6 +32,8 @@ export interface RedisFeedOptions {
   heartbeatInterval: number
   /** How long a heartbeat may take from its write to its arrival, in ms. */
   heartbeatTimeout: number
+  /** Called with each error of the feed's own connections (ioredis prints those no one listens to). */
+  onError: (error: Error) => void
 }
 
 /**
@@ -181,7 +183,7 @@ export class RedisRevocationFeed implements RevocationFeed {
       // From the connection to the confirmed subscription: a path that died silently
       // hangs there (the ready check's or SUBSCRIBE's reply never comes).
       let subscribing: NodeJS.Timeout | undefined
-      subscriber.on('error', () => {})
+      subscriber.on('error', this.#options.onError)
       subscriber.on('connect', () => {
         clearTimeout(subscribing)
         subscribing = setTimeout(restart, heartbeatTimeout)

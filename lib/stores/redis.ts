@@ -38,6 +38,9 @@ interface Connection extends RedisClient {
   call (command: string, ...args: string[]): Promise<unknown>
   quit (): Promise<unknown>
   once (event: 'end', listener: () => void): unknown
+  on (event: 'error', listener: (error: Error) => void): unknown
+  off (event: 'error', listener: (error: Error) => void): unknown
+  listenerCount (event: 'error'): number
 }
 
 /** The scripts, as commands once defined on a client (see {@link SCRIPTS}). */
@@ -90,7 +93,12 @@ export type RedisStoreOptions = (
   keyPrefix?: string
   /** For a client the store creates: how long a command may take, in ms (default 1000). */
   commandTimeout?: number
-  /** For a client the store creates: called with each connection error. */
+  /**
+   * Called with each connection error: of a client the store creates, of the connections
+   * its revocation feed opens, and of a client passed in that has no `'error'` listener of
+   * its own (the store adds one, and removes it in `close`). Without it a client passed in
+   * is left alone: give it a listener (ioredis prints an error it has no listener for).
+   */
   onClientError?: (error: Error) => void
   /**
    * After each write to a session, wait until this many replicas acknowledge it (Redis
@@ -128,6 +136,11 @@ export const DEFAULT_KEY_PREFIX = 'tsess:'
 export const DEFAULT_COMMAND_TIMEOUT = 1000
 /** How long a write waits for replica acknowledgements by default, in milliseconds. */
 export const DEFAULT_WAIT_TIMEOUT = 500
+/**
+ * The option a store's URL or client came from, as its errors name it: `url` or `client`,
+ * or the plugin's `redis` for a store the plugin opens. Internal: not part of the options.
+ */
+export const SOURCE_OPTION: unique symbol = Symbol('fastify-token-sessions source option')
 /** Redis keeps a hash compact while every value fits in this many bytes (`hash-max-listpack-value`'s default). */
 const LISTPACK_VALUE = 64
 
@@ -221,8 +234,10 @@ interface UserKeys {
  * @example
  * ```ts
  * import { Redis } from 'ioredis'
- * import tokenSessions, { RedisStore } from 'fastify-token-sessions'
+ * import tokenSessions, { RedisStore, loggable } from 'fastify-token-sessions'
  * const redis = new Redis({ commandTimeout: 1000 })
+ * // Without a listener, ioredis prints each connection error (every reconnect of an outage) to stderr.
+ * redis.on('error', (err) => app.log.warn({ err: loggable(err) }, 'Redis connection error'))
  * await app.register(tokenSessions, { secret, store: new RedisStore({ client: redis }) })
  * ```
  */
@@ -243,18 +258,30 @@ export class RedisStore implements SessionStore {
   readonly #replicas: number
   readonly #waitTimeout: number
   readonly #buckets: RevocationBuckets
+  /** The option the client or URL came from, named by errors about them. */
+  readonly #source: string
+  /** The error listener the store added to a client passed in without one (removed in `close`). */
+  readonly #addedListener: ((error: Error) => void) | undefined
 
   constructor (options: RedisStoreOptions) {
     this.#prefix = checkedKeyPrefix(options.keyPrefix ?? DEFAULT_KEY_PREFIX, 'keyPrefix')
+    this.#source = (options as { [SOURCE_OPTION]?: string })[SOURCE_OPTION] ?? (options.client === undefined ? 'url' : 'client')
     // Checked before a client is opened: a refused store leaves nothing connecting.
     const heartbeatInterval = checkedMs(options.heartbeatInterval, 'heartbeatInterval', DEFAULT_HEARTBEAT_INTERVAL)
     const heartbeatTimeout = checkedMs(options.heartbeatTimeout, 'heartbeatTimeout', DEFAULT_HEARTBEAT_TIMEOUT)
+    const onError = options.onClientError
     if (options.client !== undefined) {
       this.client = options.client
       this.#owned = false
+      // A client without an 'error' listener has ioredis print each error to stderr (every
+      // reconnect attempt of an outage); one with a listener is the app's to report.
+      const given = options.client as Connection
+      this.#addedListener = onError !== undefined && given.listenerCount('error') === 0 ? onError : undefined
+      if (this.#addedListener !== undefined) given.on('error', this.#addedListener)
     } else {
-      this.client = ownClient(options.url, options.commandTimeout ?? DEFAULT_COMMAND_TIMEOUT, options.onClientError)
+      this.client = ownClient(checkedUrl(options.url, this.#source), options.commandTimeout ?? DEFAULT_COMMAND_TIMEOUT, onError)
       this.#owned = true
+      this.#addedListener = undefined
     }
     // Not `instanceof`: the app's client may come from another copy of ioredis.
     this.#cluster = this.client.isCluster
@@ -280,7 +307,8 @@ export class RedisStore implements SessionStore {
       heartbeatKey: (slot) => buckets.inSlot(slot, 'heartbeat'),
       heartbeatChannel: `${this.#clientPrefix}${this.#prefix}heartbeat:`,
       heartbeatInterval,
-      heartbeatTimeout
+      heartbeatTimeout,
+      onError: onError ?? ignore
     })
   }
 
@@ -432,9 +460,32 @@ export class RedisStore implements SessionStore {
     return cursor === '' ? { sessions } : { sessions, nextCursor: Number(cursor) }
   }
 
+  /**
+   * Fails with `FTS_INVALID_OPTION` when Redis answers but has no database of the number the
+   * client asks for (the URL's path, or the client's `db`): ioredis only reports its SELECT's
+   * error and goes on in database 0, among whatever else lives there. Resolves when the
+   * database exists, when there is nothing to check (database 0, a Cluster), or when Redis
+   * does not answer (checked again by nothing: the app starts, and ioredis reports the
+   * SELECT's error on each connect).
+   */
+  async checkSetup (): Promise<void> {
+    // A Cluster has no databases, nor a db option: NaN, as not above 0.
+    const db = Number((this.#redis.options as { db?: unknown }).db)
+    if (this.#cluster || !(db > 0)) return
+    try {
+      await this.#redis.call('SELECT', String(db))
+    } catch (err) {
+      if (!/DB index is out of range/i.test((err as Error).message)) return
+      fail(this.#source, `names database ${db}, which this Redis does not have (see its "databases" setting; databases count from 0)`)
+    }
+  }
+
   /** Quits the client only if this store created it: a client passed in stays the caller's. */
   async close (): Promise<void> {
-    if (!this.#owned) return
+    if (!this.#owned) {
+      if (this.#addedListener !== undefined) this.#redis.off('error', this.#addedListener)
+      return
+    }
     if (this.client.status !== 'ready') {
       // Not connected: stop the reconnect loop; there is nothing to flush.
       this.client.disconnect()
@@ -464,9 +515,34 @@ export class RedisStore implements SessionStore {
 export function redisStoreOptions (redis: unknown, keyPrefix: unknown): RedisStoreOptions {
   if (keyPrefix !== undefined && typeof keyPrefix !== 'string') fail('keyPrefix', 'must be a string without "{" or "}"')
   const prefix = keyPrefix === undefined ? {} : { keyPrefix: checkedKeyPrefix(keyPrefix, 'keyPrefix') }
-  if (isClient(redis)) return { client: redis, ...prefix }
-  if (typeof redis !== 'string' || !/^rediss?:\/\//.test(redis)) fail('redis', 'must be an ioredis client (Redis or Cluster) or a redis:// or rediss:// URL')
-  return { url: redis, ...prefix }
+  const source = { [SOURCE_OPTION]: 'redis' }
+  if (isClient(redis)) return { client: redis, ...prefix, ...source }
+  return { url: checkedUrl(redis, 'redis'), ...prefix, ...source }
+}
+
+/** The shape of a URL ioredis takes, as errors describe it (never the URL given: it may hold a password). */
+const URL_SHAPE = 'redis://[[user]:password@]host[:port][/database], or rediss:// for TLS'
+
+/**
+ * A `redis://` or `rediss://` URL that ioredis can take, whose database, if it names one,
+ * is a number. Checked with the WHATWG parser, stricter than the one ioredis 5 uses
+ * (`url.parse`, which takes `host:abc` as a path): a bad URL would fail with Node's own
+ * error that names no option, or connect to a port or database the URL did not mean.
+ * The errors never quote the URL: it may hold a password.
+ */
+function checkedUrl (url: unknown, option: string): string {
+  if (typeof url !== 'string' || !/^rediss?:\/\//i.test(url)) fail(option, `must be an ioredis client (Redis or Cluster) or a URL: ${URL_SHAPE}`)
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+    // ioredis decodes the user and password, and throws a bare URIError on a bad escape.
+    decodeURIComponent(parsed.username)
+    decodeURIComponent(parsed.password)
+  } catch {
+    return fail(option, `is not a valid URL (is the port a number from 1 to 65535? are the password's special characters percent-encoded, % as %25?): ${URL_SHAPE}`)
+  }
+  if (!/^\/?(\d+\/?)?$/.test(parsed.pathname)) fail(option, `must name a database by its number, or none (database 0): ${URL_SHAPE}`)
+  return url
 }
 
 /** An ioredis client of any copy and version: it defines commands and says whether it is a Cluster. */
@@ -489,6 +565,9 @@ function checkedKeyPrefix (prefix: string, option: string): string {
   return prefix
 }
 
+/** What an error event goes to when no one asked for the store's connection errors. */
+function ignore (): void {}
+
 function ownClient (url: string, commandTimeout: number, onError: ((error: Error) => void) | undefined): Redis {
   const client = new Redis(url, {
     commandTimeout,
@@ -498,6 +577,6 @@ function ownClient (url: string, commandTimeout: number, onError: ((error: Error
     maxRetriesPerRequest: 1
   })
   // Without a listener ioredis prints every reconnect failure to stderr.
-  client.on('error', onError ?? (() => {}))
+  client.on('error', onError ?? ignore)
   return client
 }

@@ -57,6 +57,12 @@ export interface SessionStore {
    */
   evictionPolicy?: () => Promise<string | undefined>
   /**
+   * Called at start-up, within `storeTimeout`: rejects, failing registration, when the store
+   * answers but cannot serve as configured (RedisStore: a database number its Redis does
+   * not have). Resolves otherwise, also when the store does not answer in time.
+   */
+  checkSetup?: () => Promise<void>
+  /**
    * For `dpop.sharedReplayCheck`: remembers the id of a DPoP proof that `authenticate`
    * accepted (`id`, a hash of its `jti`) under its key's thumbprint (`key`) for `ttlMs`, the
    * proof's remaining lifetime, and resolves to whether it was new. One atomic step: of two
