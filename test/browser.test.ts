@@ -1,42 +1,28 @@
+// The example app's page in a real browser, its main path: register and log in, the silent
+// refresh (ahead of expiry, and when the access cookie is gone), a logout that reaches every
+// tab, an account that cannot be loaded at first, and what the page must never do (expose
+// a token to scripts, break its CSP). The other ways a session ends are in
+// browser-session-end.test.ts, a store outage and the rate limit in browser-outage.test.ts,
+// the browser client's own cases (many tabs, lost answers, frozen tabs) in
+// browser-client.test.ts.
 import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import t, { type Test } from 'tap'
-import type { BrowserContext, Page } from 'playwright-core'
+import t from 'tap'
+import type { Page } from 'playwright-core'
 import {
-  audits, browserSuite, clickAndSettle, clickFor, loggedInDevice, messageOf, newDevice, openPage, registerUser, shownExpiry,
-  submitLogin, waitForMessage, waitForState, watchPage, watchRefreshes, watchStatuses, type BrowserSuite, type RunningApp
+  audits, browserSuite, clickAndSettle, clickFor, LONG_TTL, messageOf, newDevice, openPage, PASSWORD, registerUser, shownExpiry,
+  submitLogin, waitForMessage, waitForState, watchPage, watchRefreshes, watchStatuses, type BrowserSuite
 } from './helpers/browser.js'
-import { startRedis } from './helpers/redis.mjs'
 
-/**
- * The example app's page in a real browser: login, the silent refresh (ahead of expiry,
- * and when the access cookie is gone), the ways a session ends, and what the page must
- * never do (expose a token to scripts, break its CSP). The browser client's own cases
- * (many tabs, lost answers, frozen tabs, outages) are in browser-client.test.ts.
- */
-
-const PASSWORD = 'correct horse battery'
 /** Short enough to wait out; the tests that wait use it. */
 const SHORT_TTL = { ACCESS_TOKEN_TTL: '4' }
-/** A session that ends soon, however often it is refreshed: its lifetime is 6 s. */
-const SHORT_SESSION = { ACCESS_TOKEN_TTL: '2', REFRESH_TOKEN_TTL: '4', SESSION_MAX_LIFETIME: '6' }
-/** Long enough that no token expires during a test that is not about expiry. */
-const LONG_TTL = { ACCESS_TOKEN_TTL: '300' }
 /** Where the screenshot goes (ignored by git). */
 const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url))
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])
 
 await browserSuite(t, 'browser', run)
 
-function run ({ browser, startApp: startSuiteApp }: BrowserSuite): void {
-  /**
-   * The app for one test: strict reuse detection (no grace window, so that any refresh
-   * token presented twice sets off the alarm).
-   */
-  async function startApp (t: Test, env: NodeJS.ProcessEnv): Promise<RunningApp> {
-    return await startSuiteApp(t, { REFRESH_REUSE_GRACE: '0', ...env })
-  }
-
+function run ({ browser, startStrictApp: startApp }: BrowserSuite): void {
   t.test('register and log in through the page; the access token is renewed before it expires, and a lost one on demand', async (t) => {
     const running = await startApp(t, SHORT_TTL)
     const context = await newDevice(t, browser)
@@ -128,186 +114,6 @@ function run ({ browser, startApp: startSuiteApp }: BrowserSuite): void {
     await reloaded.reload()
     await waitForState(reloaded, 'signed-out')
     t.equal((await messageOf(reloaded)).text, '', 'a reload shows the login form, quietly')
-  })
-
-  t.test('ending another device\'s session from the sessions list logs that device out', async (t) => {
-    const running = await startApp(t, LONG_TTL)
-    await registerUser(running.url, 'dave', PASSWORD)
-    const laptop = await (await newDevice(t, browser)).newPage()
-    const phone = await (await newDevice(t, browser)).newPage()
-    await openPage(laptop, running.url, 'signed-out')
-    await submitLogin(laptop, 'dave', PASSWORD)
-    await openPage(phone, running.url, 'signed-out')
-    await submitLogin(phone, 'dave', PASSWORD)
-    const phoneSession = await phone.locator('[data-testid="session-row"][data-current="true"]').getAttribute('data-session-id')
-
-    await clickFor(laptop, 'reload-sessions', 'GET', '/auth/sessions')
-    const rows = laptop.getByTestId('session-row')
-    t.equal(await rows.count(), 2, 'the laptop sees both sessions')
-    const other = laptop.locator('[data-testid="session-row"][data-current="false"]')
-    t.equal(await other.getAttribute('data-session-id'), phoneSession, 'the other one is the phone\'s')
-    // WCAG 2.5.3: the accessible name starts with the visible text; no time frozen in it.
-    t.match(await other.getByTestId('end-session').getAttribute('aria-label'), /^End session: Chrome.* on Linux, 127\.0\.0\.1$/,
-      'the End button\'s accessible name is its text, then the device and IP')
-    t.match(await rows.and(laptop.locator('[data-current="true"]')).getByTestId('end-session').getAttribute('aria-label'),
-      /^End \(log out here\): Chrome.* on Linux, 127\.0\.0\.1, this device$/, 'and for this device\'s row')
-
-    const [ended] = await Promise.all([
-      laptop.waitForResponse((response) => response.request().method() === 'DELETE'),
-      other.getByTestId('end-session').click()
-    ])
-    t.equal(ended.status(), 204, 'the phone\'s session ended')
-    t.equal(new URL(ended.url()).pathname, `/auth/sessions/${phoneSession}`, 'the row\'s session')
-    t.equal(ended.request().headers()['x-requested-with'], 'fetch', 'the DELETE carries the anti-CSRF header')
-    await waitForMessage(laptop, 'SESSION_ENDED')
-    await laptop.locator('[data-testid="session-row"]:only-child[data-current="true"]').waitFor()
-    t.equal(await rows.count(), 1, 'the list shows the laptop alone')
-
-    const phoneRefreshes = watchRefreshes(phone)
-    const me = await clickFor(phone, 'reload-me', 'GET', '/me')
-    t.equal(me.status(), 401, 'the phone\'s next request is refused')
-    t.equal((await me.json()).code, 'FTS_SESSION_REVOKED', 'the phone\'s unexpired access token is refused at once')
-    await waitForState(phone, 'signed-out')
-    const message = await waitForMessage(phone, 'FTS_SESSION_REVOKED')
-    t.match(message.text, /session was ended: from another device or tab/, 'the phone says its session was ended elsewhere')
-    t.match(message.text, /used twice/, 'or by reuse detection, as its owner sees it')
-    t.same(phoneRefreshes, [], 'a revoked session is not refreshed')
-
-    const still = await clickFor(laptop, 'reload-me', 'GET', '/me')
-    t.equal(still.status(), 200, 'the laptop is still logged in')
-    const everywhere = await clickFor(laptop, 'logout-all', 'POST', '/auth/logout-all')
-    t.equal(everywhere.status(), 204, 'logged out everywhere')
-    await waitForState(laptop, 'signed-out')
-    t.match(await waitForMessage(laptop, 'LOGGED_OUT_ALL'), { text: /logged out on every device/ })
-  })
-
-  t.test('a refresh token used elsewhere first: the page signs out "for your security"', async (t) => {
-    const running = await startApp(t, LONG_TTL)
-    await registerUser(running.url, 'heidi', PASSWORD)
-    const context = await newDevice(t, browser)
-    const page = await context.newPage()
-    await openPage(page, running.url, 'signed-out')
-    await submitLogin(page, 'heidi', PASSWORD)
-
-    // A thief who copied the refresh cookie uses it first; the browser's copy is now stale.
-    // The page bound the session to its DPoP key, so the thief needs a proof by it: script
-    // running in the page (an XSS) can have one signed, though it cannot read the key.
-    const stolen = (await context.cookies()).find((cookie) => cookie.name === 'refresh_token')?.value
-    const proof = await page.evaluate('import("/client/dpop.js").then((dpop) => dpop.createDpopProver()).then((prover) => prover.proof("POST", location.origin + "/auth/refresh"))') as string
-    const thief = await fetch(`${running.url}/auth/refresh`, {
-      method: 'POST', headers: { 'content-type': 'application/json', dpop: proof }, body: JSON.stringify({ refreshToken: stolen })
-    })
-    t.equal(thief.status, 200, 'the thief rotated the token')
-    // The page's access token is gone (as after its lifetime), so it has to refresh.
-    await context.clearCookies({ name: 'access_token' })
-
-    const refreshes = watchRefreshes(page)
-    await clickAndSettle(page, 'reload-me')
-    t.same(refreshes, [401], 'one refresh, refused')
-    await waitForState(page, 'signed-out')
-    const message = await waitForMessage(page, 'FTS_TOKEN_REUSED')
-    t.match(message.text, /signed out for your security/, 'the page says why')
-    t.equal(audits(running, 'onReuseDetected').length, 1, 'the server detected the reuse')
-  })
-
-  t.test('while the session store is down or refreshes are rate-limited, the page keeps the user logged in', async (t) => {
-    // A Redis of its own to crash and restart (keeping its data on disk), and a refresh
-    // limit (counted in the app, so during the outage too) low enough to reach.
-    const own = await startRedis(t, ['--appendonly', 'yes', '--appendfsync', 'always'])
-    // The default reuse grace: it is what lets a refresh retried after an outage through.
-    const running = await startSuiteApp(t, { ...LONG_TTL, RATE_LIMIT_REFRESH: '25' }, own)
-    const { context, tabs: [page] } = await loggedInDevice(t, browser, running.url, 'ivan', PASSWORD) as { context: BrowserContext, tabs: [Page] }
-    const refreshes = watchRefreshes(page)
-
-    await own.stop()
-    await context.clearCookies({ name: 'access_token' })
-    await clickAndSettle(page, 'reload-me')
-    t.ok(refreshes.length === 6 && refreshes.every((status) => status === 503), `the refresh could not reach the store, tried 6 times (${refreshes.join(', ')})`)
-    const down = await waitForMessage(page, 'FTS_STORE_UNAVAILABLE')
-    t.match(down.text, /try again shortly/, 'the page says to try again shortly')
-    t.equal(await page.locator('main').getAttribute('data-state'), 'signed-in', 'the user stays logged in')
-    t.equal(await page.getByTestId('who').textContent(), 'ivan', 'and is still shown')
-
-    // Trying again once Redis is back (the client reconnects within a few seconds) works.
-    await own.start()
-    for (let attempt = 0; attempt < 40 && refreshes.at(-1) !== 200; attempt++) {
-      await clickAndSettle(page, 'reload-me')
-      if (refreshes.at(-1) !== 200) await new Promise((resolve) => setTimeout(resolve, 250))
-    }
-    t.equal(refreshes.at(-1), 200, 'a later try refreshes the same session')
-    t.ok(refreshes.slice(6, -1).every((status) => status === 503), 'after nothing but 503s')
-    t.equal(await page.locator('main').getAttribute('data-state'), 'signed-in', 'still logged in')
-    t.same(await messageOf(page), { code: '', text: '' }, 'the successful try cleared the "briefly unavailable" message')
-
-    // Refreshes until the minute's limit is used up, in a window of their own: a Retry-After
-    // of 10 s or less (the outage above can take most of a minute on a loaded machine) is
-    // waited out by the client, and this part is about one it does not wait for.
-    const limitedApp = await startSuiteApp(t, { ...LONG_TTL, RATE_LIMIT_REFRESH: '3' }, own)
-    const { context: limitedContext, tabs: [limitedPage] } = await loggedInDevice(t, browser, limitedApp.url, 'ivan', PASSWORD) as { context: BrowserContext, tabs: [Page] }
-    const limitedRefreshes = watchRefreshes(limitedPage)
-    for (let attempt = 0; attempt < 10 && limitedRefreshes.at(-1) !== 429; attempt++) {
-      await limitedContext.clearCookies({ name: 'access_token' })
-      await clickAndSettle(limitedPage, 'reload-me')
-    }
-    t.equal(limitedRefreshes.at(-1), 429, 'a refresh over the minute\'s limit is refused')
-    const limited = await waitForMessage(limitedPage, 'RATE_LIMITED')
-    t.match(limited.text, /Try again in \d+ s/, 'the page says when to try again')
-    t.equal(await limitedPage.locator('main').getAttribute('data-state'), 'signed-in', 'the user stays logged in')
-  })
-
-  t.test('a refresh the server refuses as cross-site (a proxy that drops the anti-CSRF header): the page signs out once, and the console says what to fix', async (t) => {
-    const running = await startApp(t, LONG_TTL)
-    const { context, tabs: [page] } = await loggedInDevice(t, browser, running.url, 'judy', PASSWORD) as { context: BrowserContext, tabs: [Page] }
-    const warnings: string[] = []
-    page.on('console', (message) => {
-      if (message.type() === 'warning') warnings.push(message.text())
-    })
-    // As a proxy that passes on only the headers it knows would.
-    await page.route('**/auth/refresh', async (route) => {
-      const { 'x-requested-with': _dropped, ...headers } = route.request().headers()
-      await route.continue({ headers })
-    })
-    const refreshes = watchRefreshes(page)
-    const meCalls = watchStatuses(page, '/me')
-
-    await context.clearCookies({ name: 'access_token' })
-    await clickAndSettle(page, 'reload-me')
-    t.same(refreshes, [403], 'one refresh, refused')
-    await waitForState(page, 'signed-out')
-    const ended = await waitForMessage(page, 'FTS_CSRF_REJECTED')
-    t.match(ended.text, /refused to renew your session/, 'the page says the session ended, and why')
-    t.equal(warnings.length, 1, 'one console warning')
-    t.match(warnings[0], /403 FTS_CSRF_REJECTED.*publicOrigin and allowedOrigins.*csrfHeader.*troubleshooting\.md#fts_csrf_rejected/, 'with what to check')
-    t.match(running.logs.entries().find((entry) => entry.code === 'FTS_CSRF_REJECTED'), { check: 'csrf-header', origin: running.url, option: 'csrfHeader' },
-      'the server\'s log names the check that failed and the option')
-    t.same(meCalls, [401], 'the call that asked for it got its own answer')
-    t.equal(await page.locator('main').getAttribute('data-state'), 'signed-out', 'and the page stays signed out')
-  })
-
-  t.test('a session that reaches its lifetime says it expired, and not "you logged out"', async (t) => {
-    const running = await startApp(t, SHORT_SESSION)
-    await registerUser(running.url, 'kim', PASSWORD)
-    const context = await newDevice(t, browser)
-    const page = await context.newPage()
-    const problems = await watchPage(page)
-    await openPage(page, running.url, 'signed-out')
-    // A logout first: it must not colour how the next session's end is told.
-    await submitLogin(page, 'kim', PASSWORD)
-    await clickAndSettle(page, 'logout')
-    await waitForMessage(page, 'LOGGED_OUT')
-    const refreshes = watchRefreshes(page)
-    await submitLogin(page, 'kim', PASSWORD)
-
-    // The page renews the 2 s access token ahead of time until the session's 6 s lifetime
-    // runs out: the browser drops the cookies when it does, or the server refuses the refresh.
-    await page.locator('main[data-state="signed-out"]').waitFor({ state: 'attached', timeout: 15_000 })
-    const message = await messageOf(page)
-    t.ok(['FTS_TOKEN_MISSING', 'FTS_SESSION_EXPIRED'].includes(message.code), `ended by the lifetime (${message.code})`)
-    t.match(message.text, /Your session has expired/, 'the page says the session expired')
-    t.notMatch(message.text, /logged out/i, 'not that the user logged out')
-    t.ok(refreshes.filter((status) => status === 200).length >= 2, `after refreshes ahead of expiry (${refreshes.join(', ')})`)
-    t.equal(refreshes.at(-1), 401, 'the last refresh was refused')
-    t.same(problems.pageErrors, [], 'no uncaught error in the page')
   })
 
   t.test('when the account cannot be loaded as the page opens, the page says so and "Check who I am" loads it', async (t) => {

@@ -30,6 +30,15 @@ function execForm (instruction: string): string[] {
   return JSON.parse(match[1] as string) as string[]
 }
 
+/**
+ * A command line that runs `command` with exactly the image's environment, `env`: the test
+ * runner adds its coverage loader (under this checkout's node_modules) to every child's
+ * NODE_OPTIONS, and the image's user may not be able to read this checkout.
+ */
+function inImageEnv (env: Record<string, string>, command: string, args: string[]): [string, string[]] {
+  return ['env', ['-i', ...Object.entries(env).map(([name, value]) => `${name}=${value}`), command, ...args]]
+}
+
 /** A schema without its `id` labels (not properties that happen to be named id). */
 function withoutIds (node: unknown, inPropertyMap = false): unknown {
   if (Array.isArray(node)) return node.map((item) => withoutIds(item))
@@ -97,14 +106,15 @@ t.test('the image\'s dependency list is what the app imports, at the repository\
 t.test('the image\'s start command, as the image runs it, answers /health and passes its HEALTHCHECK', async (t) => {
   const redis = await startRedis(t)
   // /app as the run stage builds it: the built app, its page, the dependency list, and
-  // node_modules (the packed plugin, and the repository's copies of the rest).
+  // node_modules (the packed plugin, and copies of what it and the list need at run time,
+  // so that the image's user can read them wherever this checkout is).
   const work = mkdtempSync(join(tmpdir(), 'fts-image-'))
   t.teardown(() => rmSync(work, { recursive: true, force: true }))
   const app = join(work, 'app')
   cpSync(join(ROOT, 'example-app/dist'), join(app, 'dist'), { recursive: true })
   cpSync(join(ROOT, 'example-app/public'), join(app, 'public'), { recursive: true })
   cpSync(join(ROOT, 'example-app/deploy/package.json'), join(app, 'package.json'))
-  installPacked(app, pack(work).tarball)
+  installPacked(app, pack(work).tarball, 'ioredis', 'copied')
   // The image has its own node for its user; this one may sit where that user cannot
   // reach it (under root's home, as npx puts other Node versions), so it is copied.
   const node = join(work, 'node')
@@ -115,7 +125,7 @@ t.test('the image\'s start command, as the image runs it, answers /health and pa
   const env: Record<string, string> = { PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '0.0.0.0', PORT: String(port), REDIS_URL: redis.url, JWT_SECRET: SECRET }
   const [command, ...args] = execForm('CMD')
   // The node image's `node` user is uid and gid 1000.
-  const child = spawn(command === 'node' ? node : command as string, args, { cwd: app, env, uid: 1000, gid: 1000, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(...inImageEnv(env, command === 'node' ? node : command as string, args), { cwd: app, env, uid: 1000, gid: 1000, stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(() => { child.kill('SIGTERM') })
   let errors = ''
   child.stderr?.on('data', (chunk: Buffer) => { errors += chunk.toString() })
@@ -126,6 +136,6 @@ t.test('the image\'s start command, as the image runs it, answers /health and pa
   const ready = await fetch(`http://127.0.0.1:${port}/health/ready`)
   t.equal(ready.status, 200, '/health/ready: Redis and the revocation feed are up')
   const [check, ...checkArgs] = execForm('HEALTHCHECK')
-  const probe = spawnSync(check === 'node' ? node : check as string, checkArgs, { env, uid: 1000, gid: 1000 })
+  const probe = spawnSync(...inImageEnv(env, check === 'node' ? node : check as string, checkArgs), { env, uid: 1000, gid: 1000 })
   t.equal(probe.status, 0, 'the HEALTHCHECK command passes')
 })

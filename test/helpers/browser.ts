@@ -89,7 +89,17 @@ export interface BrowserSuite {
    * or overrides it.
    */
   startApp: (t: Test, env: NodeJS.ProcessEnv, redis?: RedisServer) => Promise<RunningApp>
+  /**
+   * The same app with strict reuse detection (no grace window, so that any refresh token
+   * presented twice sets off the alarm), on the suite's Redis.
+   */
+  startStrictApp: (t: Test, env: NodeJS.ProcessEnv) => Promise<RunningApp>
 }
+
+/** The password of the accounts the browser tests create. */
+export const PASSWORD = 'correct horse battery'
+/** Long enough that no token expires during a test that is not about expiry. */
+export const LONG_TTL = { ACCESS_TOKEN_TTL: '300' }
 
 /**
  * A browser test file: one private Redis and one Chromium for its tests, or the file
@@ -104,15 +114,17 @@ export async function browserSuite (t: Test, keyPrefix: string, tests: (suite: B
   const redis = await startRedis(t)
   const browser = await launchBrowser(t)
   let apps = 0
+  const startApp: BrowserSuite['startApp'] = async (t, env, own = redis) => await startExampleApp(t, own.url, {
+    KEY_PREFIX: `${keyPrefix}${++apps}:`,
+    RATE_LIMIT_LOGIN: '1000000',
+    RATE_LIMIT_REFRESH: '1000000',
+    ...env
+  })
   tests({
     browser,
     redis,
-    startApp: async (t, env, own = redis) => await startExampleApp(t, own.url, {
-      KEY_PREFIX: `${keyPrefix}${++apps}:`,
-      RATE_LIMIT_LOGIN: '1000000',
-      RATE_LIMIT_REFRESH: '1000000',
-      ...env
-    })
+    startApp,
+    startStrictApp: async (t, env) => await startApp(t, { REFRESH_REUSE_GRACE: '0', ...env })
   })
 }
 
