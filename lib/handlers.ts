@@ -1,10 +1,11 @@
-import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import type { DpopVerifier, Proof } from './dpop.js'
 import { provenSession, tokenSession, type TokenSession } from './ending.js'
 import {
   BadRequestError, CookieConflictError, DpopAccessNonceRequiredError, DpopAccessProofInvalidError, SessionNotFoundError, SessionRevokedError, StoreUnavailableError,
   TokenInvalidError, TokenMissingError
 } from './errors.js'
+import { loggable, rateBound } from './log.js'
 import type { ResolvedOptions } from './options.js'
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './schemas.js'
 import type { SessionRef, Sessions } from './sessions.js'
@@ -51,6 +52,8 @@ interface Context {
   readonly sharedReplayCheck: boolean
   /** The request property that holds the user (`decorators.user`). */
   readonly userKey: string
+  /** Told of each store failure a request answers 503 for; logs the outage, not each one. */
+  readonly outage: (error: Error) => void
 }
 
 /** A request seen through its user property, whatever its name. */
@@ -69,9 +72,22 @@ interface NamedSession extends SessionRef {
  * The HTTP side of the plugin: the `authenticate` hooks, the routes' handlers and
  * `issueTokens`, each wrapped once (see {@link guard}).
  */
-export function createHandlers (options: ResolvedOptions, sessions: Sessions, revocations: RevocationList, liveCheck: LiveCheck, dpop: DpopVerifier) {
+export function createHandlers (options: ResolvedOptions, sessions: Sessions, revocations: RevocationList, liveCheck: LiveCheck, dpop: DpopVerifier, log: FastifyBaseLogger) {
   const context: Context = {
-    sessions, revocations, liveCheck, transport: new Transport(options), dpop, retryAfter: options.retryAfter, sharedReplayCheck: options.dpop.sharedReplayCheck, userKey: options.decorators.user
+    sessions,
+    revocations,
+    liveCheck,
+    transport: new Transport(options),
+    dpop,
+    retryAfter: options.retryAfter,
+    sharedReplayCheck: options.dpop.sharedReplayCheck,
+    userKey: options.decorators.user,
+    // Each 503 is the app's error handler's to log, once; this line is the outage's, and it
+    // is there even where that handler logs nothing (disableRequestLogging, a handler that
+    // only answers): at most one every 10 s, with the number of 503s since the last.
+    outage: rateBound((error, skipped) => {
+      log.warn({ err: loggable(error.cause), answeredSince: skipped }, 'session store unavailable: requests that need it answer 503 with Retry-After')
+    })
   }
   // The decorators (authenticate, authenticateStrict, refresh, issueTokens) are documented
   // where they are typed, in types.ts; the routes in docs/sessions.md.
@@ -95,7 +111,8 @@ export type Handlers = ReturnType<typeof createHandlers>
  * Bearer challenge (and clears the cookies when its handler asked for that), a store
  * failure carries `Retry-After`. The error goes on to the app's error handler, which logs
  * it (Fastify's own logs a 5xx with its cause's message and stack, never a Redis
- * command's arguments): logged here too, every outage's 503 would be logged twice.
+ * command's arguments): logged here too, every outage's 503 would be logged twice. The
+ * outage itself is logged here, rate-bound (see `Context.outage`).
  */
 function guard<R extends FastifyRequest, A extends unknown[], T> (
   context: Context, run: (context: Context, request: R, reply: FastifyReply, ...args: A) => T | Promise<T>
@@ -153,7 +170,10 @@ function failed (context: Context, request: MarkedRequest, reply: FastifyReply, 
     if (request[CLEAR_ON_401] === true) context.transport.clear(reply)
   }
   context.dpop.offerNonce(request, reply)
-  if (error instanceof StoreUnavailableError) reply.header('retry-after', String(context.retryAfter))
+  if (error instanceof StoreUnavailableError) {
+    reply.header('retry-after', String(context.retryAfter))
+    context.outage(error)
+  }
   return error
 }
 

@@ -210,7 +210,7 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
   const dpop = new DpopVerifier(options.dpop, options.keys.dpopNonce, options.origins.publicOrigin, () => clock.now())
   const { knownAliveMs, maxLookups } = options.revocationFeed
   const liveCheck = new LiveCheck(sessions, { knownAliveMs, maxLookups, retryMs: options.retryAfter * 1000, maxKnownAlive: MAX_KNOWN_SESSIONS }, fastify.log)
-  const handlers = createHandlers(options, sessions, revocations, liveCheck, dpop)
+  const handlers = createHandlers(options, sessions, revocations, liveCheck, dpop, fastify.log)
   fastify.addHook('onClose', async () => {
     clock.stop()
     await revocations.close()

@@ -1,7 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
+import Fastify from 'fastify'
+import tokenSessions, { tokenResponse } from '../lib/index.js'
 import { LogCapture, buildApp, login, refresh } from './helpers/app.js'
+import { SECRET } from './helpers/common.js'
 import { loggable, rateBound } from '../lib/log.js'
 import { payloadOf } from './helpers/jwt.js'
 import { freePort, startRedis } from './helpers/redis.mjs'
@@ -53,6 +56,34 @@ t.test('a Redis reply error is logged once, by the error handler, with its messa
   t.match(logged[0], { msg: 'The session store is unavailable; retry later', err: { code: 'FTS_STORE_UNAVAILABLE', message: /WRONGTYPE/ } }, 'the 503 and its cause')
   t.notOk(logs.text.includes('logged-args'), 'no user id in the logs')
   t.notOk(logs.text.includes(sid), 'no session id in the logs')
+})
+
+t.test('a store outage is logged by the plugin, once in 10 s, even where the app logs no request errors', async (t) => {
+  const redis = await startRedis(t)
+  const logs = new LogCapture()
+  // No request logging: Fastify's error handler then logs no 503, and nothing else would.
+  const app = Fastify({ logger: { level: 'info', stream: logs }, disableRequestLogging: true })
+  await app.register(tokenSessions, { secret: SECRET, redis: redis.url, routes: true })
+  app.post<{ Body: { userId: string } }>('/auth/login', async (request, reply) => tokenResponse(await reply.issueTokens(request.body.userId)))
+  await app.ready()
+  t.teardown(() => app.close())
+  const inspect = redis.client()
+  t.teardown(() => inspect.quit())
+  // A connected store that fails every rotation (WRONGTYPE): no connection error is logged.
+  const sessions = []
+  for (const user of ['outage-a', 'outage-b', 'outage-c']) {
+    const tokens = await login(app, user)
+    const { sid } = payloadOf(tokens.refreshToken) as { sid: string }
+    const [key] = await inspect.keys(`*{${user}}:s:${sid}`)
+    await inspect.del(key as string)
+    await inspect.set(key as string, 'not a hash')
+    sessions.push(tokens.refreshToken)
+  }
+  for (const token of sessions) t.equal((await refresh(app, token)).statusCode, 503)
+  const about = logs.entries().filter((entry) => String(entry.msg).startsWith('session store unavailable'))
+  t.equal(about.length, 1, 'one line for three 503s within 10 s')
+  t.match(about[0], { level: 40, answeredSince: 0, err: { message: /WRONGTYPE/ } }, 'a warning, with the cause')
+  t.notOk(logs.text.includes('outage-a'), 'no user id in it')
 })
 
 t.test('loggable: what the logs keep of an error', async (t) => {
