@@ -68,8 +68,13 @@ export class Transport {
   readonly #csrfHeader: string | null
   readonly #origins: ResolvedOptions['origins']
   readonly #now: () => number
-  /** Whether the cookie domain was found not to match a request's host (or there is none to check). */
-  #domainChecked = false
+  /**
+   * The cookie domain to check against each request's host: none with publicOrigin, whose
+   * host registration checked (a proxy may rewrite Host), or without cookies.domain.
+   */
+  readonly #domainToCheck: string | undefined
+  /** The hosts warned about for not matching it: at most MAX_DOMAIN_WARNINGS. */
+  readonly #hostsWarned = new Set<string>()
   /** When each refusal (check and origin) was last logged, oldest first: at most MAX_REFUSALS_REMEMBERED. */
   readonly #refusalsLogged = new Map<string, number>()
 
@@ -78,6 +83,7 @@ export class Transport {
     this.#csrfHeader = options.csrfHeader
     this.#origins = options.origins
     this.#now = now
+    this.#domainToCheck = options.origins.publicOrigin === undefined ? options.cookies?.domain : undefined
   }
 
   /** The Bearer token of the Authorization header, if it names that scheme; a 401 if malformed. */
@@ -127,7 +133,7 @@ export class Transport {
   /** A new token set on its way: as cookies when its transport says so; never cached. */
   deliver (reply: FastifyReply, set: TokenSet): TokenSet {
     if (set.transport === 'cookie' && this.#cookies !== null) {
-      if (!this.#domainChecked) this.#checkDomain(reply.request, this.#cookies.domain)
+      if (this.#domainToCheck !== undefined) this.#checkDomain(reply.request, this.#domainToCheck)
       setTokenCookies(reply, this.#cookies, set)
     }
     reply.header('cache-control', 'no-store')
@@ -136,19 +142,16 @@ export class Transport {
 
   /**
    * A `cookies.domain` the request's host does not domain-match (RFC 6265 §5.1.3): the
-   * browser drops every cookie the answer sets, and the login looks fine. Told once, at
-   * the first such answer.
+   * browser drops every cookie the answer sets, and the login looks fine. Told once per
+   * host, for the first few: one odd request (a curl to a pod's address, a forged Host)
+   * must not silence the real misconfiguration, nor many of them flood the log.
    */
-  #checkDomain (request: FastifyRequest, domain: string | undefined): void {
-    if (domain === undefined) {
-      this.#domainChecked = true
-      return
-    }
-    const host = request.hostname.toLowerCase()
-    if (domainMatches(host, domain)) return
-    this.#domainChecked = true
-    request.log.warn({ domain, host: cut(host) },
-      'cookies.domain does not match the host the request was sent to: browsers drop the cookies this answer sets (RFC 6265 §5.1.3); browse to a host under that domain, or change or leave out cookies.domain')
+  #checkDomain (request: FastifyRequest, domain: string): void {
+    const host = cut(request.hostname.toLowerCase())
+    if (this.#hostsWarned.size >= MAX_DOMAIN_WARNINGS || this.#hostsWarned.has(host) || domainMatches(host, domain)) return
+    this.#hostsWarned.add(host)
+    request.log.warn({ domain, host },
+      'cookies.domain does not match the host the request was sent to: browsers drop the cookies this answer sets (RFC 6265 §5.1.3); browse to a host under that domain, or change or leave out cookies.domain; behind a proxy that rewrites Host, set publicOrigin to the origin the browser shows')
   }
 
   /** Clears the token cookies (when cookies are on). */
@@ -230,6 +233,8 @@ const REFUSALS: Record<CsrfCheck, string> = {
 const REFUSAL_LOG_MS = 60_000
 /** The most refusals (check and origin) remembered for that; the oldest is forgotten first. */
 const MAX_REFUSALS_REMEMBERED = 1000
+/** The most hosts warned about for not matching cookies.domain. */
+const MAX_DOMAIN_WARNINGS = 8
 /** An origin is a scheme, a host and a port: a longer header is cut to this length in the log. */
 const MAX_LOGGED_ORIGIN = 120
 

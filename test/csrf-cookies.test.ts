@@ -257,7 +257,7 @@ t.test('CSRF refusals are logged once per check and origin a minute, from a boun
   t.equal(logged.length, 1003, 'the oldest was forgotten: at most 1,000 remembered')
 })
 
-t.test('a cookies.domain the host cannot match is warned about once, at the first answer whose cookies the browser would drop', async (t) => {
+t.test('a cookies.domain the host cannot match is warned about once per host, at the first answer whose cookies the browser would drop', async (t) => {
   const logs = new LogCapture()
   const app = await buildApp(t, { cookies: { domain: 'localhost' } }, { logs })
   const warnings = (): Array<Record<string, unknown>> => logs.entries().filter((entry) => entry.level === 40 && /cookies\.domain/.test(entry.msg as string))
@@ -267,10 +267,13 @@ t.test('a cookies.domain the host cannot match is warned about once, at the firs
   t.equal(await loginAt('localhost:3000'), 200)
   t.same(warnings(), [], 'the domain itself: nothing to say')
   t.equal(await loginAt('127.0.0.1:3000'), 200, 'the login answers as before')
-  t.match(warnings(), [{ domain: 'localhost', host: '127.0.0.1', msg: /RFC 6265/ }], 'the warning names the domain and the host')
+  t.match(warnings(), [{ domain: 'localhost', host: '127.0.0.1', msg: /RFC 6265.*publicOrigin/ }], 'the warning names the domain and the host, and publicOrigin for a proxy')
   t.equal(await loginAt('127.0.0.1:3000'), 200)
+  t.equal(warnings().length, 1, 'once for that host')
   t.equal(await loginAt('example.test'), 200)
-  t.equal(warnings().length, 1, 'once')
+  t.match(warnings(), [{ host: '127.0.0.1' }, { host: 'example.test' }], 'a first mismatch (a curl to the pod\'s address) does not silence another host\'s')
+  for (let i = 0; i < 40; i++) await loginAt(`10.0.0.${i}`)
+  t.equal(warnings().length, 8, 'the first 8 hosts only: a stream of forged Host headers is no log flood')
 
   const plain = new LogCapture()
   const hostOnly = await buildApp(t, {}, { logs: plain })
@@ -280,6 +283,15 @@ t.test('a cookies.domain the host cannot match is warned about once, at the firs
   const bodyOnly = await buildApp(t, { cookies: { domain: 'localhost' } }, { logs: native })
   await bodyOnly.inject({ method: 'POST', url: '/auth/login', headers: { host: '127.0.0.1:3000', 'x-token-transport': 'body' }, payload: { userId: 'domain' } })
   t.notOk(native.text.includes('cookies.domain'), 'no cookies set, no warning')
+})
+
+t.test('behind a proxy that rewrites Host, publicOrigin is the host checked against cookies.domain: no false warning', async (t) => {
+  const logs = new LogCapture()
+  const app = await buildApp(t, { cookies: { domain: 'example.com' }, publicOrigin: 'https://app.example.com' }, { logs })
+  const login = await app.inject({ method: 'POST', url: '/auth/login', headers: { host: 'app:3000' }, payload: { userId: 'proxied' } })
+  t.equal(login.statusCode, 200)
+  t.match(login.headers['set-cookie'], /Domain=example\.com/, 'cookies for the domain')
+  t.notOk(logs.text.includes('cookies.domain'), 'the browser sees app.example.com, which the domain matches')
 })
 
 t.test('domain-match (RFC 6265 §5.1.3)', async (t) => {

@@ -68,6 +68,9 @@ t.test('bad options fail registration and name the option', async (t) => {
     [{ ...ok, cookies: { sameSite: 'none', secure: false } }, 'cookies.sameSite'],
     [{ ...ok, cookies: { secure: 'true' } }, 'cookies.secure'],
     [{ ...ok, cookies: { domain: 'a b' } }, 'cookies.domain'],
+    [{ ...ok, cookies: { domain: 'example.com' }, publicOrigin: 'https://app.example.org' }, 'cookies.domain'],
+    [{ ...ok, cookies: { domain: 'app.example.com' }, publicOrigin: 'https://example.com' }, 'cookies.domain'],
+    [{ ...ok, cookies: { domain: 'localhost' }, publicOrigin: 'http://127.0.0.1:3000' }, 'cookies.domain'],
     [{ ...ok, csrfHeader: 'X Requested' }, 'csrfHeader'],
     [{ ...ok, routes: 'yes' }, 'routes'],
     [{ ...ok, routes: { prefix: 'auth' } }, 'routes.prefix'],
@@ -104,6 +107,15 @@ t.test('bad options fail registration and name the option', async (t) => {
     [{ ...ok, acessTokenTtl: 900 }, 'acessTokenTtl']
   ]
   for (const [options, option] of cases) await refused(t, options, option)
+})
+
+t.test('a cookies.domain that publicOrigin\'s host cannot receive is refused at registration, with both named', async (t) => {
+  const error = await registered({ secret: SECRET, store: MEMORY, cookies: { domain: 'example.com' }, publicOrigin: 'https://app.example.org' })
+  t.match(error?.message, /^Invalid option cookies\.domain: "example\.com" does not match app\.example\.org, the host of publicOrigin: browsers would drop every token cookie/)
+  for (const [domain, publicOrigin] of [['example.com', 'https://app.example.com'], ['.example.com', 'https://EXAMPLE.com:8443'], ['127.0.0.1', 'http://127.0.0.1:3000']]) {
+    t.equal(await registered({ secret: SECRET, store: MEMORY, cookies: { domain }, publicOrigin }), undefined, `${domain} for ${publicOrigin}`)
+  }
+  t.equal(await registered({ secret: SECRET, store: MEMORY, cookies: false, publicOrigin: 'https://app.example.org' }), undefined, 'no cookies, nothing to check')
 })
 
 t.test('a bad redis URL fails naming redis, and never quotes the URL (it may hold a password)', async (t) => {
