@@ -421,6 +421,34 @@ t.test('decorator clashes', async (t) => {
     t.same((await app.inject({ method: 'GET', url: '/anyone' })).json(), { user: null }, 'null until authenticated')
   })
 
+  t.test('request.user null costs no hook of its own: the plugin adds one onRequest hook to the app\'s routes, with @fastify/jwt before, after or absent', async (t) => {
+    for (const [jwt, user] of [['absent', 'user'], ['before', 'user'], ['after', 'user'], ['absent', 'session']] as const) {
+      const app = Fastify()
+      t.teardown(() => app.close())
+      const register = async (): Promise<void> => { await app.register(fastifyJwt, { secret: 'service-secret-0123456789-abcdefghijklmnopqrstuvwxyz' }) }
+      if (jwt === 'before') await register()
+      await app.register(tokenSessions, { secret: SECRET, store: memoryStore(t), routes: false, decorators: { authenticate: 'authenticateSession', user } as never })
+      if (jwt === 'after') await register()
+      app.get('/plain', async (request) => ({ user: (request as unknown as Record<string, unknown>)[user] }))
+      await app.ready()
+      const hooks = /\(onRequest\) (\[.*\])/.exec(app.printRoutes({ includeHooks: true, commonPrefix: false }))?.[1]
+      const names: string[] = JSON.parse(hooks ?? '[]')
+      t.equal(names.length, 1, `@fastify/jwt ${jwt}, decorators.user ${user}: one hook`)
+      const needed = jwt !== 'before' && user === 'user'
+      t.equal(names[0], needed ? 'noteArrivalNullUser()' : 'noteArrival()', needed ? 'the one that notes arrivals sets request.user' : 'request.user declared: the plain one')
+      t.same((await app.inject({ method: 'GET', url: '/plain' })).json(), { user: null }, `request.${user} null`)
+    }
+  })
+
+  t.test('a request.user an earlier hook of the app set is left as it is', async (t) => {
+    const app = Fastify()
+    t.teardown(() => app.close())
+    app.addHook('onRequest', async (request) => { (request as unknown as { user: unknown }).user = { service: 'billing' } })
+    await app.register(tokenSessions, { secret: SECRET, store: memoryStore(t), routes: false })
+    app.get('/plain', async (request) => ({ user: (request as unknown as { user: unknown }).user }))
+    t.same((await app.inject({ method: 'GET', url: '/plain' })).json(), { user: { service: 'billing' } })
+  })
+
   t.test('an app that declares request.user after the plugin may; the plugin sets it null otherwise', async (t) => {
     const app = Fastify()
     t.teardown(() => app.close())
