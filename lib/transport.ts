@@ -2,6 +2,7 @@ import { isIP } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { CookieSerializeOptions } from '@fastify/cookie'
 import { BadRequestError, CookieConflictError, CsrfError, TokenInvalidError } from './errors.js'
+import { rateBound } from './log.js'
 import type { ResolvedCookies, ResolvedOptions } from './options.js'
 import { MAX_TOKEN_LENGTH } from './schemas.js'
 import type { TokenResponse, TokenSet, TokenTransport } from './types.js'
@@ -77,6 +78,8 @@ export class Transport {
   readonly #hostsWarned = new Set<string>()
   /** When each refusal (check and origin) was last logged, oldest first: at most MAX_REFUSALS_REMEMBERED. */
   readonly #refusalsLogged = new Map<string, number>()
+  /** Logs a refusal: at most MAX_REFUSAL_LINES a minute overall, whatever the origins. */
+  readonly #logRefusal: (refusal: Refusal) => void
 
   constructor (options: Pick<ResolvedOptions, 'cookies' | 'csrfHeader' | 'origins'>, now: () => number = Date.now) {
     this.#cookies = options.cookies
@@ -84,6 +87,10 @@ export class Transport {
     this.#origins = options.origins
     this.#now = now
     this.#domainToCheck = options.origins.publicOrigin === undefined ? options.cookies?.domain : undefined
+    // Once per check and origin is no bound when the origins are made up, one per request.
+    this.#logRefusal = rateBound<Refusal>(({ request, check, origin }, skipped) => {
+      request.log.info({ code: 'FTS_CSRF_REJECTED', check, origin, ...this.#explained(request, check), skipped }, `cross-site request rejected: ${REFUSALS[check]}`)
+    }, REFUSAL_LOG_MS, now, MAX_REFUSAL_LINES)
   }
 
   /** The Bearer token of the Authorization header, if it names that scheme; a 401 if malformed. */
@@ -195,7 +202,8 @@ export class Transport {
    * The client only learns that the request was refused (telling it which check failed
    * would help no one but an attacker); the log says which, what was expected and which
    * option would allow it: once per check and origin a minute, a refused page's every
-   * click being the same story.
+   * click being the same story, and at most MAX_REFUSAL_LINES lines a minute in all, the
+   * next line counting those left out (`skipped`).
    */
   #refuse (request: FastifyRequest, check: CsrfCheck, origin: string | undefined): never {
     const seen = origin === undefined ? undefined : cut(origin)
@@ -206,7 +214,7 @@ export class Transport {
       this.#refusalsLogged.delete(key)
       this.#refusalsLogged.set(key, now)
       if (this.#refusalsLogged.size > MAX_REFUSALS_REMEMBERED) this.#refusalsLogged.delete(this.#refusalsLogged.keys().next().value as string)
-      request.log.info({ code: 'FTS_CSRF_REJECTED', check, origin: seen, ...this.#explained(request, check) }, `cross-site request rejected: ${REFUSALS[check]}`)
+      this.#logRefusal({ request, check, origin: seen })
     }
     throw new CsrfError()
   }
@@ -222,6 +230,9 @@ export class Transport {
 /** Which check refused a cookie-authenticated state change. */
 type CsrfCheck = 'sec-fetch-site' | 'origin' | 'csrf-header'
 
+/** A refusal to log: the request, the check that failed and the Origin seen (cut). */
+interface Refusal { request: FastifyRequest, check: CsrfCheck, origin: string | undefined }
+
 /** The refusals' log messages: what failed, and what allows it. */
 const REFUSALS: Record<CsrfCheck, string> = {
   'sec-fetch-site': 'the browser says another site sent it (Sec-Fetch-Site: cross-site); no option allows a cookie-authenticated request of another site (a page of another site uses the body transport)',
@@ -233,6 +244,8 @@ const REFUSALS: Record<CsrfCheck, string> = {
 const REFUSAL_LOG_MS = 60_000
 /** The most refusals (check and origin) remembered for that; the oldest is forgotten first. */
 const MAX_REFUSALS_REMEMBERED = 1000
+/** The most refusal lines in that window, over all checks and origins. */
+const MAX_REFUSAL_LINES = 10
 /** The most hosts warned about for not matching cookies.domain. */
 const MAX_DOMAIN_WARNINGS = 8
 /** An origin is a scheme, a host and a port: a longer header is cut to this length in the log. */

@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { LogCapture, buildApp, login } from './helpers/app.js'
 import { Transport, domainMatches } from '../lib/transport.js'
@@ -236,25 +236,50 @@ t.test('a CSRF refusal logs which check failed, the Origin seen, what was expect
   for (const secret of [tokens, ...Object.values(cookies)]) t.notOk(logs.text.includes(secret), 'no token nor cookie value in the logs')
 })
 
-t.test('CSRF refusals are logged once per check and origin a minute, from a bounded memory', async (t) => {
-  let now = 1_000_000
-  const transport = new Transport({ cookies: null, csrfHeader: 'x-requested-with', origins: { publicOrigin: 'https://app.test', allowed: new Set() } }, () => now)
+/** A Transport on a clock of the test's, and the refusal lines it logs. */
+function refusals (t: Test): { refuse: (origin: string) => void, logged: Array<Record<string, unknown>>, clock: { now: number } } {
+  const clock = { now: 1_000_000 }
+  const transport = new Transport({ cookies: null, csrfHeader: 'x-requested-with', origins: { publicOrigin: 'https://app.test', allowed: new Set() } }, () => clock.now)
   const logged: Array<Record<string, unknown>> = []
   const request = (origin: string): never => ({ headers: { origin, 'x-requested-with': 'x' }, log: { info: (entry: Record<string, unknown>) => logged.push(entry) } }) as never
   const refuse = (origin: string): void => { t.throws(() => transport.checkCsrf(request(origin)), { code: 'FTS_CSRF_REJECTED' }) }
+  return { refuse, logged, clock }
+}
+
+t.test('CSRF refusals are logged once per check and origin a minute, from a bounded memory', async (t) => {
+  const { refuse, logged, clock } = refusals(t)
   refuse('https://a.test')
-  now += 59_999
+  clock.now += 59_999
   refuse('https://a.test')
   t.equal(logged.length, 1, 'once within the minute')
-  now += 1
+  clock.now += 1
   refuse('https://a.test')
   t.equal(logged.length, 2, 'again once the minute is over')
+  // Past the overall cap, a refusal to tell is counted in the next line's `skipped`; one
+  // told within the minute is not: `skipped` shows which refusals are remembered.
   for (let i = 0; i < 1000; i++) refuse(`https://${i}.test`)
-  t.equal(logged.length, 1002, 'each new origin once')
+  t.equal(logged.length, 11, 'the overall cap')
   refuse('https://999.test')
-  t.equal(logged.length, 1002, 'the newest is still remembered')
   refuse('https://a.test')
-  t.equal(logged.length, 1003, 'the oldest was forgotten: at most 1,000 remembered')
+  clock.now += 60_000
+  refuse('https://next.test')
+  t.equal(logged.length, 12)
+  t.match(logged[11], { origin: 'https://next.test', skipped: 991 + 1 },
+    'the 991 new origins left out, and a.test, told at the same instant but forgotten (at most 1,000 remembered); not 999.test, the newest, still remembered')
+})
+
+t.test('a stream of made-up Origins is at most 10 refusal lines a minute, the next line counting those left out', async (t) => {
+  const { refuse, logged, clock } = refusals(t)
+  for (let i = 0; i < 2000; i++) refuse(`https://${i}.attacker.test`)
+  t.equal(logged.length, 10, '2,000 distinct origins in a minute: 10 lines')
+  t.same(logged.map((entry) => entry.skipped), Array(10).fill(0), 'each of the first ten told in full')
+  t.match(logged[9], { origin: 'https://9.attacker.test', check: 'origin' })
+  clock.now += 59_999
+  refuse('https://late.attacker.test')
+  t.equal(logged.length, 10, 'still the same minute')
+  clock.now += 1
+  refuse('https://app.example.test')
+  t.match(logged, { length: 11, 10: { origin: 'https://app.example.test', skipped: 1991 } }, 'the next minute: told again, with the number left out')
 })
 
 t.test('a cookies.domain the host cannot match is warned about once per host, at the first answer whose cookies the browser would drop', async (t) => {
