@@ -13,9 +13,10 @@
  *   the server ended the session;
  * - `invalid`: the refresh token no longer verifies (a retired signing key, a tampered or
  *   planted cookie);
- * - `refused`: the server refused the refresh itself (403, usually `FTS_CSRF_REJECTED`:
- *   the page's origin is not one the server allows, or the anti-CSRF header differs); a
- *   warning in the console says what to check. Retrying would not help.
+ * - `refused`: the server refused the refresh itself (403 `FTS_CSRF_REJECTED`: the page's
+ *   origin is not one the server allows, or the anti-CSRF header differs); a warning in
+ *   the console says what to check. Retrying would not help. Another 403 (a proxy's, a
+ *   bot challenge) ends nothing: it is the caller's answer.
  */
 export type SessionEndReason = 'logged-out' | 'expired' | 'revoked' | 'reuse-detected' | 'invalid' | 'refused'
 
@@ -43,6 +44,9 @@ export const REFRESH_END_CODES: Readonly<Record<string, SessionEndReason>> = {
   FTS_TOKEN_MISSING: 'expired',
   FTS_TOKEN_INVALID: 'invalid'
 }
+
+/** The 403 of the refresh route that ends the session as `refused`: the plugin's own refusal. */
+export const REFUSED_CODE = 'FTS_CSRF_REJECTED'
 
 /** The answers a client may retry after the wait their Retry-After names. */
 export const RETRY_STATUSES: readonly number[] = [429, 503]

@@ -2,7 +2,7 @@
 // The tokens live in httpOnly cookies this code never sees; it learns what the server
 // thinks from the plugin's error codes (./codes.ts) and keeps the tabs of one origin in
 // step (./tabs.ts).
-import { RENEWABLE_CODES, REFRESH_END_CODES, RETRY_STATUSES, SESSION_END_CODES, type SessionEndReason } from './codes.js'
+import { REFUSED_CODE, RENEWABLE_CODES, REFRESH_END_CODES, RETRY_STATUSES, SESSION_END_CODES, type SessionEndReason } from './codes.js'
 import type { DpopProver } from './dpop.js'
 import { TIMED_OUT, Tabs, WAITED, type SharedState } from './tabs.js'
 
@@ -282,9 +282,11 @@ export function createSessionClient (options: SessionClientOptions): SessionClie
       options.onRefresh?.({ expiresAt: state.e, otherTab: false, started: false })
       return true
     }
-    // A 403: the server refuses this page's refreshes (its origin, the anti-CSRF header),
+    // The plugin's 403: it refuses this page's refreshes (its origin, the anti-CSRF header),
     // and will refuse every retry: the session is over here, and the console says why.
-    const refused = response.status === 403
+    // Another 403 (a proxy's, a bot challenge, maybe passing) is the caller's answer: ending
+    // the session in every tab for it would log the user out everywhere.
+    const refused = response.status === 403 && await codeOf(response) === REFUSED_CODE
     if (response.status === 401 || refused) {
       const code = await codeOf(response)
       if (refused && !warned) {

@@ -39,6 +39,18 @@ export function noteArrival (request: FastifyRequest, _reply: FastifyReply, done
   done()
 }
 
+/**
+ * `noteArrival`, and `request.user` null until `authenticate` sets it, as a declared
+ * decorator would have it: for when the plugin leaves `user` undeclared (the name is
+ * shared with @fastify/jwt, which may declare it after the plugin). One hook for both,
+ * since every route of the app runs it.
+ */
+export function noteArrivalNullUser (request: FastifyRequest, reply: FastifyReply, done: () => void): void {
+  const slot = request as unknown as { user?: unknown }
+  if (slot.user === undefined) slot.user = null
+  noteArrival(request, reply, done)
+}
+
 /** What every handler works with. */
 interface Context {
   readonly sessions: Sessions

@@ -5,7 +5,7 @@ import { createEmitter } from './audit.js'
 import { StoreClock } from './clock.js'
 import { BadRequestError, UnsupportedMediaTypeError } from './errors.js'
 import { DpopVerifier } from './dpop.js'
-import { ARRIVED, createHandlers, listPage, noteArrival, type Handlers } from './handlers.js'
+import { ARRIVED, createHandlers, listPage, noteArrival, noteArrivalNullUser, type Handlers } from './handlers.js'
 import { registerOAuthRoutes } from './oauth.js'
 import { rateBound } from './log.js'
 import { resolveOptions, type ResolvedOptions, type ResolvedRoutes } from './options.js'
@@ -148,9 +148,10 @@ const OTHER_NAMES: Readonly<Record<keyof DefaultDecoratorNames, string>> = {
  * registration with the plugin's error, not Fastify's bare one, and leaves nothing running.
  * Fastify refuses an instance decorator the instance has itself (one inherited from a
  * parent scope may be shadowed): that is checked; the request and reply decorators are
- * declared here, their clash caught.
+ * declared here, their clash caught. Answers whether `request.user` is left undeclared,
+ * for the plugin's hook to set null.
  */
-function claimDecorators (fastify: FastifyInstance, names: ResolvedOptions['decorators'], issueTokens: ReplyIssue): void {
+function claimDecorators (fastify: FastifyInstance, names: ResolvedOptions['decorators'], issueTokens: ReplyIssue): boolean {
   for (const key of ['tokenSessions', 'authenticate', 'authenticateStrict', 'refresh'] as const) {
     if (Object.hasOwn(fastify, names[key])) taken(key, names[key])
   }
@@ -158,10 +159,11 @@ function claimDecorators (fastify: FastifyInstance, names: ResolvedOptions['deco
   // `request.user` is shared with the app and @fastify/jwt, which may declare it before or
   // after the plugin: declared here, a later declaration would throw, and from a plugin
   // that is not async (@fastify/jwt) the error escapes Fastify's loader and ends the
-  // process. Set to null by a hook instead, unless already declared. Any other name is
-  // the plugin's alone.
-  if (names.user !== 'user') declare('user', names.user, () => fastify.decorateRequest(names.user, null))
-  else if (!fastify.hasRequestDecorator('user')) fastify.addHook('onRequest', userUnset)
+  // process. Set to null by the plugin's onRequest hook instead, unless already declared.
+  // Any other name is the plugin's alone.
+  if (names.user === 'user') return !fastify.hasRequestDecorator('user')
+  declare('user', names.user, () => fastify.decorateRequest(names.user, null))
+  return false
 }
 
 function declare (key: keyof DefaultDecoratorNames, name: string, decorate: () => void): void {
@@ -173,18 +175,11 @@ function declare (key: keyof DefaultDecoratorNames, name: string, decorate: () =
   }
 }
 
-/** `request.user` starts null, as a declared decorator would (set by `authenticate`). */
-function userUnset (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
-  const slot = request as unknown as { user?: unknown }
-  if (slot.user === undefined) slot.user = null
-  done()
-}
-
 async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSessionsOptions): Promise<void> {
   const options = resolveOptions(rawOptions)
   const names = options.decorators
   // Called by requests only, once `handlers` below exists.
-  claimDecorators(fastify, names, function issueTokens (this: FastifyReply, userId: string | number, issueOptions?: IssueRequest) {
+  const userUndeclared = claimDecorators(fastify, names, function issueTokens (this: FastifyReply, userId: string | number, issueOptions?: IssueRequest) {
     return handlers.issueTokens(this.request, this, userId, issueOptions)
   })
   // The plugin reads its cookies from the Cookie header itself and needs @fastify/cookie only
@@ -255,7 +250,7 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
 
   // Declared, so that every request object has the slot from the start (one shape for all).
   if (!fastify.hasRequestDecorator(ARRIVED)) fastify.decorateRequest(ARRIVED, undefined)
-  fastify.addHook('onRequest', noteArrival)
+  fastify.addHook('onRequest', userUndeclared ? noteArrivalNullUser : noteArrival)
   if (options.routes !== null) {
     registerRoutes(fastify, options.routes, handlers, api)
     registerOAuthRoutes(fastify, options.routes, sessions, dpop, options.retryAfter)

@@ -25,30 +25,38 @@ export function loggable (error: unknown): Record<string, unknown> {
 export const CONNECTION_ERROR_LOG_INTERVAL = 10_000
 
 /**
- * Wraps `report` so that it runs at most once per `intervalMs`, with the number of errors
- * left out since it last ran: a Redis outage makes every connection report an error on
- * every reconnect attempt, which would flood the log.
+ * Wraps `report` so that it runs at most `perInterval` times in each `intervalMs` (a window
+ * that starts at the first report after the last one ended), with the number of values left
+ * out since it last ran: a Redis outage makes every connection report an error on every
+ * reconnect attempt, and a stream of requests can make every one of them a log line; either
+ * would flood the log.
  *
  * @example
  * ```ts
  * client.on('error', rateBound((err, skipped) => log.warn({ err: loggable(err), skipped }, 'Redis connection error')))
  * ```
  */
-export function rateBound (
-  report: (error: Error, skipped: number) => void,
+export function rateBound<T = Error> (
+  report: (value: T, skipped: number) => void,
   intervalMs = CONNECTION_ERROR_LOG_INTERVAL,
-  now: () => number = Date.now
-): (error: Error) => void {
-  let last = Number.NEGATIVE_INFINITY
+  now: () => number = Date.now,
+  perInterval = 1
+): (value: T) => void {
+  let windowStart = Number.NEGATIVE_INFINITY
+  let reported = 0
   let skipped = 0
-  return (error) => {
+  return (value) => {
     const at = now()
-    if (at - last < intervalMs) {
+    if (at - windowStart >= intervalMs) {
+      windowStart = at
+      reported = 0
+    }
+    if (reported >= perInterval) {
       skipped++
       return
     }
-    last = at
-    report(error, skipped)
+    reported++
+    report(value, skipped)
     skipped = 0
   }
 }

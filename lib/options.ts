@@ -5,6 +5,7 @@ import type { SessionStore } from './stores/store.js'
 import { refuseKeyMaterial, resolveAccessKeys, secretWeakness } from './keys.js'
 import { deriveKeys, type TokenKeys } from './tokens.js'
 import type { ResolvedDpop } from './dpop.js'
+import { domainMatches } from './transport.js'
 import type { AuditHooks, DefaultDecoratorNames, OutagePolicy, RouteOptions, TokenSessionsOptions } from './types.js'
 
 /** Access-token lifetime: 15 minutes. */
@@ -166,7 +167,7 @@ export function resolveOptions (options: TokenSessionsOptions, env: NodeJS.Proce
   if (replayRequiresSameUserAgent && !clientInfo.userAgent) {
     fail('replayRequiresSameUserAgent', 'needs clientInfo.userAgent (the user agent is what it compares)')
   }
-  return Object.freeze({
+  const resolved = Object.freeze({
     keys: resolveKeys(options),
     accessTokenTtl,
     refreshTokenTtl,
@@ -192,6 +193,20 @@ export function resolveOptions (options: TokenSessionsOptions, env: NodeJS.Proce
     decorators: resolveDecorators(options.decorators),
     weakSecrets: weakSecrets(options)
   })
+  checkCookieDomain(resolved.cookies, resolved.origins.publicOrigin)
+  return resolved
+}
+
+/**
+ * A `cookies.domain` that publicOrigin's host does not domain-match (RFC 6265 §5.1.3):
+ * the browser drops every token cookie, on every login. Known from the options alone, so
+ * refused here (without publicOrigin, the host is the request's, and the answer warns).
+ */
+function checkCookieDomain (cookies: ResolvedCookies | null, publicOrigin: string | undefined): void {
+  if (cookies?.domain === undefined || publicOrigin === undefined) return
+  const host = new URL(publicOrigin).hostname
+  if (domainMatches(host, cookies.domain)) return
+  fail('cookies.domain', `"${cookies.domain}" does not match ${host}, the host of publicOrigin: browsers would drop every token cookie (RFC 6265 §5.1.3); give a domain that ${host} is or is under, or leave cookies.domain out (host-only cookies)`)
 }
 
 /**

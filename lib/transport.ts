@@ -2,6 +2,7 @@ import { isIP } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { CookieSerializeOptions } from '@fastify/cookie'
 import { BadRequestError, CookieConflictError, CsrfError, TokenInvalidError } from './errors.js'
+import { rateBound } from './log.js'
 import type { ResolvedCookies, ResolvedOptions } from './options.js'
 import { MAX_TOKEN_LENGTH } from './schemas.js'
 import type { TokenResponse, TokenSet, TokenTransport } from './types.js'
@@ -68,16 +69,28 @@ export class Transport {
   readonly #csrfHeader: string | null
   readonly #origins: ResolvedOptions['origins']
   readonly #now: () => number
-  /** Whether the cookie domain was found not to match a request's host (or there is none to check). */
-  #domainChecked = false
+  /**
+   * The cookie domain to check against each request's host: none with publicOrigin, whose
+   * host registration checked (a proxy may rewrite Host), or without cookies.domain.
+   */
+  readonly #domainToCheck: string | undefined
+  /** The hosts warned about for not matching it: at most MAX_DOMAIN_WARNINGS. */
+  readonly #hostsWarned = new Set<string>()
   /** When each refusal (check and origin) was last logged, oldest first: at most MAX_REFUSALS_REMEMBERED. */
   readonly #refusalsLogged = new Map<string, number>()
+  /** Logs a refusal: at most MAX_REFUSAL_LINES a minute overall, whatever the origins. */
+  readonly #logRefusal: (refusal: Refusal) => void
 
   constructor (options: Pick<ResolvedOptions, 'cookies' | 'csrfHeader' | 'origins'>, now: () => number = Date.now) {
     this.#cookies = options.cookies
     this.#csrfHeader = options.csrfHeader
     this.#origins = options.origins
     this.#now = now
+    this.#domainToCheck = options.origins.publicOrigin === undefined ? options.cookies?.domain : undefined
+    // Once per check and origin is no bound when the origins are made up, one per request.
+    this.#logRefusal = rateBound<Refusal>(({ request, check, origin }, skipped) => {
+      request.log.info({ code: 'FTS_CSRF_REJECTED', check, origin, ...this.#explained(request, check), skipped }, `cross-site request rejected: ${REFUSALS[check]}`)
+    }, REFUSAL_LOG_MS, now, MAX_REFUSAL_LINES)
   }
 
   /** The Bearer token of the Authorization header, if it names that scheme; a 401 if malformed. */
@@ -127,7 +140,7 @@ export class Transport {
   /** A new token set on its way: as cookies when its transport says so; never cached. */
   deliver (reply: FastifyReply, set: TokenSet): TokenSet {
     if (set.transport === 'cookie' && this.#cookies !== null) {
-      if (!this.#domainChecked) this.#checkDomain(reply.request, this.#cookies.domain)
+      if (this.#domainToCheck !== undefined) this.#checkDomain(reply.request, this.#domainToCheck)
       setTokenCookies(reply, this.#cookies, set)
     }
     reply.header('cache-control', 'no-store')
@@ -136,19 +149,16 @@ export class Transport {
 
   /**
    * A `cookies.domain` the request's host does not domain-match (RFC 6265 §5.1.3): the
-   * browser drops every cookie the answer sets, and the login looks fine. Told once, at
-   * the first such answer.
+   * browser drops every cookie the answer sets, and the login looks fine. Told once per
+   * host, for the first few: one odd request (a curl to a pod's address, a forged Host)
+   * must not silence the real misconfiguration, nor many of them flood the log.
    */
-  #checkDomain (request: FastifyRequest, domain: string | undefined): void {
-    if (domain === undefined) {
-      this.#domainChecked = true
-      return
-    }
-    const host = request.hostname.toLowerCase()
-    if (domainMatches(host, domain)) return
-    this.#domainChecked = true
-    request.log.warn({ domain, host: cut(host) },
-      'cookies.domain does not match the host the request was sent to: browsers drop the cookies this answer sets (RFC 6265 §5.1.3); browse to a host under that domain, or change or leave out cookies.domain')
+  #checkDomain (request: FastifyRequest, domain: string): void {
+    const host = cut(request.hostname.toLowerCase())
+    if (this.#hostsWarned.size >= MAX_DOMAIN_WARNINGS || this.#hostsWarned.has(host) || domainMatches(host, domain)) return
+    this.#hostsWarned.add(host)
+    request.log.warn({ domain, host },
+      'cookies.domain does not match the host the request was sent to: browsers drop the cookies this answer sets (RFC 6265 §5.1.3); browse to a host under that domain, or change or leave out cookies.domain; behind a proxy that rewrites Host, set publicOrigin to the origin the browser shows')
   }
 
   /** Clears the token cookies (when cookies are on). */
@@ -192,7 +202,8 @@ export class Transport {
    * The client only learns that the request was refused (telling it which check failed
    * would help no one but an attacker); the log says which, what was expected and which
    * option would allow it: once per check and origin a minute, a refused page's every
-   * click being the same story.
+   * click being the same story, and at most MAX_REFUSAL_LINES lines a minute in all, the
+   * next line counting those left out (`skipped`).
    */
   #refuse (request: FastifyRequest, check: CsrfCheck, origin: string | undefined): never {
     const seen = origin === undefined ? undefined : cut(origin)
@@ -203,7 +214,7 @@ export class Transport {
       this.#refusalsLogged.delete(key)
       this.#refusalsLogged.set(key, now)
       if (this.#refusalsLogged.size > MAX_REFUSALS_REMEMBERED) this.#refusalsLogged.delete(this.#refusalsLogged.keys().next().value as string)
-      request.log.info({ code: 'FTS_CSRF_REJECTED', check, origin: seen, ...this.#explained(request, check) }, `cross-site request rejected: ${REFUSALS[check]}`)
+      this.#logRefusal({ request, check, origin: seen })
     }
     throw new CsrfError()
   }
@@ -219,6 +230,9 @@ export class Transport {
 /** Which check refused a cookie-authenticated state change. */
 type CsrfCheck = 'sec-fetch-site' | 'origin' | 'csrf-header'
 
+/** A refusal to log: the request, the check that failed and the Origin seen (cut). */
+interface Refusal { request: FastifyRequest, check: CsrfCheck, origin: string | undefined }
+
 /** The refusals' log messages: what failed, and what allows it. */
 const REFUSALS: Record<CsrfCheck, string> = {
   'sec-fetch-site': 'the browser says another site sent it (Sec-Fetch-Site: cross-site); no option allows a cookie-authenticated request of another site (a page of another site uses the body transport)',
@@ -230,6 +244,10 @@ const REFUSALS: Record<CsrfCheck, string> = {
 const REFUSAL_LOG_MS = 60_000
 /** The most refusals (check and origin) remembered for that; the oldest is forgotten first. */
 const MAX_REFUSALS_REMEMBERED = 1000
+/** The most refusal lines in that window, over all checks and origins. */
+const MAX_REFUSAL_LINES = 10
+/** The most hosts warned about for not matching cookies.domain. */
+const MAX_DOMAIN_WARNINGS = 8
 /** An origin is a scheme, a host and a port: a longer header is cut to this length in the log. */
 const MAX_LOGGED_ORIGIN = 120
 

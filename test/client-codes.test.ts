@@ -1,12 +1,12 @@
 // The contract between the browser client and the plugin, from the plugin's side: every
 // code the client acts on is one of the plugin's errors with status 401 (or a retry
-// status), every 401 the plugin can send is one the client knows, and the plugin's routes
-// answer each situation with the code the client expects for it. A browser's requests:
-// cookies, the anti-CSRF header, real Redis.
+// status, or the 403 that ends a session as refused), every 401 the plugin can send is
+// one the client knows, and the plugin's routes answer each situation with the code the
+// client expects for it. A browser's requests: cookies, the anti-CSRF header, real Redis.
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
-import { REFRESH_END_CODES, RENEWABLE_CODES, RETRY_STATUSES, SESSION_END_CODES, type SessionEndReason } from '../client/codes.js'
+import { REFRESH_END_CODES, REFUSED_CODE, RENEWABLE_CODES, RETRY_STATUSES, SESSION_END_CODES, type SessionEndReason } from '../client/codes.js'
 import * as errors from '../lib/errors.js'
 import type { TokenSessionsOptions } from '../lib/index.js'
 import { buildApp, cookieHeader, cookiesOf } from './helpers/app.js'
@@ -37,6 +37,7 @@ t.test('every code the client acts on is the plugin\'s, with the status it expec
     t.equal(PLUGIN_ERRORS.get(code), 401, code)
   }
   t.ok(RETRY_STATUSES.includes(PLUGIN_ERRORS.get('FTS_STORE_UNAVAILABLE') as number), 'the store\'s 503 is retried')
+  t.equal(PLUGIN_ERRORS.get(REFUSED_CODE), 403, 'the refusal that ends a session is the plugin\'s 403')
 })
 
 t.test('every 401 the plugin sends is one the client knows (a new one fails here until the client learns it)', async (t) => {

@@ -202,12 +202,28 @@ t.test('a refresh refused with 403 ends the session as refused, warns once with 
   t.equal(browser.warnings.length, 1, 'the console told once')
 })
 
-t.test('a 403 refresh without a code ends the session all the same', async (t) => {
-  const { server, client, ends } = setup(t)
-  server.accessExpired = true
-  server.onRefresh = () => new Response('Forbidden', { status: 403 })
-  t.equal(await client.refresh(), false)
-  t.same(ends, [{ reason: 'refused', code: undefined, otherTab: false }])
+t.test('a 403 to the refresh that is not the plugin\'s refusal (a proxy\'s bot challenge) ends nothing: the caller gets it', async (t) => {
+  const answers: Array<[string, () => Response]> = [
+    ['an HTML page', () => new Response('<html><body>Checking your browser…</body></html>', { status: 403, headers: { 'content-type': 'text/html' } })],
+    ['another code', () => failure(403, 'WAF_BLOCKED')]
+  ]
+  for (const [name, answer] of answers) {
+    await t.test(name, async (t) => {
+      const { browser, server, client, ends } = setup(t)
+      server.accessExpired = true
+      server.onRefresh = answer
+      const response = await client.fetch('/me')
+      t.equal(response.status, 403, 'the refresh\'s answer, as before the refused reason existed')
+      t.equal(server.refreshes, 1, 'not retried')
+      t.same(ends, [], 'no session end')
+      t.equal(client.active, true, 'the session goes on')
+      t.same(browser.warnings, [], 'no warning')
+      // Passed: the next call refreshes as usual.
+      server.onRefresh = () => json(200, { accessToken: 'x', tokenType: 'Bearer', expiresIn: 900 })
+      t.equal((await client.fetch('/me')).status, 200)
+      t.equal(server.refreshes, 2)
+    })
+  }
 })
 
 t.test('the refresh waits out a 503 with Retry-After, and the session goes on', async (t) => {

@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { LogCapture, buildApp, login } from './helpers/app.js'
 import { Transport, domainMatches } from '../lib/transport.js'
@@ -236,28 +236,53 @@ t.test('a CSRF refusal logs which check failed, the Origin seen, what was expect
   for (const secret of [tokens, ...Object.values(cookies)]) t.notOk(logs.text.includes(secret), 'no token nor cookie value in the logs')
 })
 
-t.test('CSRF refusals are logged once per check and origin a minute, from a bounded memory', async (t) => {
-  let now = 1_000_000
-  const transport = new Transport({ cookies: null, csrfHeader: 'x-requested-with', origins: { publicOrigin: 'https://app.test', allowed: new Set() } }, () => now)
+/** A Transport on a clock of the test's, and the refusal lines it logs. */
+function refusals (t: Test): { refuse: (origin: string) => void, logged: Array<Record<string, unknown>>, clock: { now: number } } {
+  const clock = { now: 1_000_000 }
+  const transport = new Transport({ cookies: null, csrfHeader: 'x-requested-with', origins: { publicOrigin: 'https://app.test', allowed: new Set() } }, () => clock.now)
   const logged: Array<Record<string, unknown>> = []
   const request = (origin: string): never => ({ headers: { origin, 'x-requested-with': 'x' }, log: { info: (entry: Record<string, unknown>) => logged.push(entry) } }) as never
   const refuse = (origin: string): void => { t.throws(() => transport.checkCsrf(request(origin)), { code: 'FTS_CSRF_REJECTED' }) }
+  return { refuse, logged, clock }
+}
+
+t.test('CSRF refusals are logged once per check and origin a minute, from a bounded memory', async (t) => {
+  const { refuse, logged, clock } = refusals(t)
   refuse('https://a.test')
-  now += 59_999
+  clock.now += 59_999
   refuse('https://a.test')
   t.equal(logged.length, 1, 'once within the minute')
-  now += 1
+  clock.now += 1
   refuse('https://a.test')
   t.equal(logged.length, 2, 'again once the minute is over')
+  // Past the overall cap, a refusal to tell is counted in the next line's `skipped`; one
+  // told within the minute is not: `skipped` shows which refusals are remembered.
   for (let i = 0; i < 1000; i++) refuse(`https://${i}.test`)
-  t.equal(logged.length, 1002, 'each new origin once')
+  t.equal(logged.length, 11, 'the overall cap')
   refuse('https://999.test')
-  t.equal(logged.length, 1002, 'the newest is still remembered')
   refuse('https://a.test')
-  t.equal(logged.length, 1003, 'the oldest was forgotten: at most 1,000 remembered')
+  clock.now += 60_000
+  refuse('https://next.test')
+  t.equal(logged.length, 12)
+  t.match(logged[11], { origin: 'https://next.test', skipped: 991 + 1 },
+    'the 991 new origins left out, and a.test, told at the same instant but forgotten (at most 1,000 remembered); not 999.test, the newest, still remembered')
 })
 
-t.test('a cookies.domain the host cannot match is warned about once, at the first answer whose cookies the browser would drop', async (t) => {
+t.test('a stream of made-up Origins is at most 10 refusal lines a minute, the next line counting those left out', async (t) => {
+  const { refuse, logged, clock } = refusals(t)
+  for (let i = 0; i < 2000; i++) refuse(`https://${i}.attacker.test`)
+  t.equal(logged.length, 10, '2,000 distinct origins in a minute: 10 lines')
+  t.same(logged.map((entry) => entry.skipped), Array(10).fill(0), 'each of the first ten told in full')
+  t.match(logged[9], { origin: 'https://9.attacker.test', check: 'origin' })
+  clock.now += 59_999
+  refuse('https://late.attacker.test')
+  t.equal(logged.length, 10, 'still the same minute')
+  clock.now += 1
+  refuse('https://app.example.test')
+  t.match(logged, { length: 11, 10: { origin: 'https://app.example.test', skipped: 1991 } }, 'the next minute: told again, with the number left out')
+})
+
+t.test('a cookies.domain the host cannot match is warned about once per host, at the first answer whose cookies the browser would drop', async (t) => {
   const logs = new LogCapture()
   const app = await buildApp(t, { cookies: { domain: 'localhost' } }, { logs })
   const warnings = (): Array<Record<string, unknown>> => logs.entries().filter((entry) => entry.level === 40 && /cookies\.domain/.test(entry.msg as string))
@@ -267,10 +292,13 @@ t.test('a cookies.domain the host cannot match is warned about once, at the firs
   t.equal(await loginAt('localhost:3000'), 200)
   t.same(warnings(), [], 'the domain itself: nothing to say')
   t.equal(await loginAt('127.0.0.1:3000'), 200, 'the login answers as before')
-  t.match(warnings(), [{ domain: 'localhost', host: '127.0.0.1', msg: /RFC 6265/ }], 'the warning names the domain and the host')
+  t.match(warnings(), [{ domain: 'localhost', host: '127.0.0.1', msg: /RFC 6265.*publicOrigin/ }], 'the warning names the domain and the host, and publicOrigin for a proxy')
   t.equal(await loginAt('127.0.0.1:3000'), 200)
+  t.equal(warnings().length, 1, 'once for that host')
   t.equal(await loginAt('example.test'), 200)
-  t.equal(warnings().length, 1, 'once')
+  t.match(warnings(), [{ host: '127.0.0.1' }, { host: 'example.test' }], 'a first mismatch (a curl to the pod\'s address) does not silence another host\'s')
+  for (let i = 0; i < 40; i++) await loginAt(`10.0.0.${i}`)
+  t.equal(warnings().length, 8, 'the first 8 hosts only: a stream of forged Host headers is no log flood')
 
   const plain = new LogCapture()
   const hostOnly = await buildApp(t, {}, { logs: plain })
@@ -280,6 +308,15 @@ t.test('a cookies.domain the host cannot match is warned about once, at the firs
   const bodyOnly = await buildApp(t, { cookies: { domain: 'localhost' } }, { logs: native })
   await bodyOnly.inject({ method: 'POST', url: '/auth/login', headers: { host: '127.0.0.1:3000', 'x-token-transport': 'body' }, payload: { userId: 'domain' } })
   t.notOk(native.text.includes('cookies.domain'), 'no cookies set, no warning')
+})
+
+t.test('behind a proxy that rewrites Host, publicOrigin is the host checked against cookies.domain: no false warning', async (t) => {
+  const logs = new LogCapture()
+  const app = await buildApp(t, { cookies: { domain: 'example.com' }, publicOrigin: 'https://app.example.com' }, { logs })
+  const login = await app.inject({ method: 'POST', url: '/auth/login', headers: { host: 'app:3000' }, payload: { userId: 'proxied' } })
+  t.equal(login.statusCode, 200)
+  t.match(login.headers['set-cookie'], /Domain=example\.com/, 'cookies for the domain')
+  t.notOk(logs.text.includes('cookies.domain'), 'the browser sees app.example.com, which the domain matches')
 })
 
 t.test('domain-match (RFC 6265 §5.1.3)', async (t) => {

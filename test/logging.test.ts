@@ -167,3 +167,16 @@ t.test('rateBound: one report per interval, with the number left out since the l
   report(new Error('at 30000'))
   t.same(reports, [['at 0', 0], ['at 10000', 3], ['at 30000', 1]], 'then one per interval, counting what was left out')
 })
+
+t.test('rateBound: several reports per interval, of any value, then one line counting the rest', async (t) => {
+  let now = 0
+  const reports: Array<[string, number]> = []
+  const report = rateBound<string>((line, skipped) => reports.push([line, skipped]), 60_000, () => now, 3)
+  for (let i = 0; i < 5; i++) report(`line ${i}`)
+  t.same(reports, [['line 0', 0], ['line 1', 0], ['line 2', 0]], 'three, then none')
+  now = 59_999
+  report('late')
+  now = 60_000
+  report('next')
+  t.same(reports.slice(3), [['next', 3]], 'the window is over: told again, with the 3 left out')
+})

@@ -68,6 +68,9 @@ t.test('bad options fail registration and name the option', async (t) => {
     [{ ...ok, cookies: { sameSite: 'none', secure: false } }, 'cookies.sameSite'],
     [{ ...ok, cookies: { secure: 'true' } }, 'cookies.secure'],
     [{ ...ok, cookies: { domain: 'a b' } }, 'cookies.domain'],
+    [{ ...ok, cookies: { domain: 'example.com' }, publicOrigin: 'https://app.example.org' }, 'cookies.domain'],
+    [{ ...ok, cookies: { domain: 'app.example.com' }, publicOrigin: 'https://example.com' }, 'cookies.domain'],
+    [{ ...ok, cookies: { domain: 'localhost' }, publicOrigin: 'http://127.0.0.1:3000' }, 'cookies.domain'],
     [{ ...ok, csrfHeader: 'X Requested' }, 'csrfHeader'],
     [{ ...ok, routes: 'yes' }, 'routes'],
     [{ ...ok, routes: { prefix: 'auth' } }, 'routes.prefix'],
@@ -104,6 +107,15 @@ t.test('bad options fail registration and name the option', async (t) => {
     [{ ...ok, acessTokenTtl: 900 }, 'acessTokenTtl']
   ]
   for (const [options, option] of cases) await refused(t, options, option)
+})
+
+t.test('a cookies.domain that publicOrigin\'s host cannot receive is refused at registration, with both named', async (t) => {
+  const error = await registered({ secret: SECRET, store: MEMORY, cookies: { domain: 'example.com' }, publicOrigin: 'https://app.example.org' })
+  t.match(error?.message, /^Invalid option cookies\.domain: "example\.com" does not match app\.example\.org, the host of publicOrigin: browsers would drop every token cookie/)
+  for (const [domain, publicOrigin] of [['example.com', 'https://app.example.com'], ['.example.com', 'https://EXAMPLE.com:8443'], ['127.0.0.1', 'http://127.0.0.1:3000']]) {
+    t.equal(await registered({ secret: SECRET, store: MEMORY, cookies: { domain }, publicOrigin }), undefined, `${domain} for ${publicOrigin}`)
+  }
+  t.equal(await registered({ secret: SECRET, store: MEMORY, cookies: false, publicOrigin: 'https://app.example.org' }), undefined, 'no cookies, nothing to check')
 })
 
 t.test('a bad redis URL fails naming redis, and never quotes the URL (it may hold a password)', async (t) => {
@@ -407,6 +419,34 @@ t.test('decorator clashes', async (t) => {
     const { accessToken } = (await app.inject({ method: 'POST', url: '/login', headers: { 'x-token-transport': 'body' } })).json() as { accessToken: string }
     t.match((await app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${accessToken}` } })).json(), { user: { id: 'alice' } })
     t.same((await app.inject({ method: 'GET', url: '/anyone' })).json(), { user: null }, 'null until authenticated')
+  })
+
+  t.test('request.user null costs no hook of its own: the plugin adds one onRequest hook to the app\'s routes, with @fastify/jwt before, after or absent', async (t) => {
+    for (const [jwt, user] of [['absent', 'user'], ['before', 'user'], ['after', 'user'], ['absent', 'session']] as const) {
+      const app = Fastify()
+      t.teardown(() => app.close())
+      const register = async (): Promise<void> => { await app.register(fastifyJwt, { secret: 'service-secret-0123456789-abcdefghijklmnopqrstuvwxyz' }) }
+      if (jwt === 'before') await register()
+      await app.register(tokenSessions, { secret: SECRET, store: memoryStore(t), routes: false, decorators: { authenticate: 'authenticateSession', user } as never })
+      if (jwt === 'after') await register()
+      app.get('/plain', async (request) => ({ user: (request as unknown as Record<string, unknown>)[user] }))
+      await app.ready()
+      const hooks = /\(onRequest\) (\[.*\])/.exec(app.printRoutes({ includeHooks: true, commonPrefix: false }))?.[1]
+      const names: string[] = JSON.parse(hooks ?? '[]')
+      t.equal(names.length, 1, `@fastify/jwt ${jwt}, decorators.user ${user}: one hook`)
+      const needed = jwt !== 'before' && user === 'user'
+      t.equal(names[0], needed ? 'noteArrivalNullUser()' : 'noteArrival()', needed ? 'the one that notes arrivals sets request.user' : 'request.user declared: the plain one')
+      t.same((await app.inject({ method: 'GET', url: '/plain' })).json(), { user: null }, `request.${user} null`)
+    }
+  })
+
+  t.test('a request.user an earlier hook of the app set is left as it is', async (t) => {
+    const app = Fastify()
+    t.teardown(() => app.close())
+    app.addHook('onRequest', async (request) => { (request as unknown as { user: unknown }).user = { service: 'billing' } })
+    await app.register(tokenSessions, { secret: SECRET, store: memoryStore(t), routes: false })
+    app.get('/plain', async (request) => ({ user: (request as unknown as { user: unknown }).user }))
+    t.same((await app.inject({ method: 'GET', url: '/plain' })).json(), { user: { service: 'billing' } })
   })
 
   t.test('an app that declares request.user after the plugin may; the plugin sets it null otherwise', async (t) => {
