@@ -116,6 +116,39 @@ t.test('a bad redis URL fails naming redis, and never quotes the URL (it may hol
   t.ok(resolveOptions({ secret: SECRET, redis: 'rediss://user:p%40ss@127.0.0.1:6380/3' }, {}), 'a TLS URL with a user, an escaped password and a database')
 })
 
+t.test('a database number Redis cannot have is refused at registration, in the path or as ?db= (ioredis reads both)', async (t) => {
+  const urls = [
+    'redis://:hunter2@127.0.0.1:1/2147483648', 'redis://:hunter2@127.0.0.1:1/99999999999999999999',
+    'redis://:hunter2@127.0.0.1:1?db=abc', 'redis://:hunter2@127.0.0.1:1/?db=', 'redis://:hunter2@127.0.0.1:1?db=-1',
+    'redis://:hunter2@127.0.0.1:1?db=2147483648', 'redis://:hunter2@127.0.0.1:1/2?db=x'
+  ]
+  for (const url of urls) {
+    const error = await registered({ secret: SECRET, redis: url })
+    t.match(error, { code: 'FTS_INVALID_OPTION', message: /^Invalid option redis: must name a database by a whole number from 0 to 2147483647/ }, `${url.replace('hunter2', '…')}: refused`)
+    t.notMatch(`${String(error?.message)} ${String(error?.stack)}`, /hunter2/, 'the password appears nowhere')
+  }
+  t.throws(() => new RedisStore({ url: 'redis://127.0.0.1:1?db=abc' }), { code: 'FTS_INVALID_OPTION', message: /^Invalid option url: / }, 'RedisStore names its own option')
+  for (const url of ['redis://127.0.0.1:1/2147483647', 'redis://127.0.0.1:1?db=2', 'redis://127.0.0.1:1/0']) {
+    t.ok(resolveOptions({ secret: SECRET, redis: url }, {}), `${url}: accepted`)
+  }
+})
+
+t.test('an uppercase scheme means what it says: REDISS:// turns TLS on, REDIS:// connects in plain', async (t) => {
+  const redis = await startRedis(t)
+  const tls = new RedisStore({ url: `REDISS://127.0.0.1:${redis.port}` })
+  t.teardown(() => tls.close())
+  t.ok((tls.client as Redis).options.tls, 'REDISS://: the store\'s client uses TLS')
+  const resolved = resolveOptions({ secret: SECRET, redis: `ReDiSs://127.0.0.1:${redis.port}/2` }, {}).store
+  t.match(resolved, { kind: 'redis', options: { url: `rediss://127.0.0.1:${redis.port}/2` } }, 'the plugin hands on the URL with its scheme in lowercase, the rest as given')
+  const app = Fastify()
+  await app.register(tokenSessions, { secret: SECRET, redis: `REDIS://127.0.0.1:${redis.port}/3` }).ready()
+  t.teardown(() => app.close())
+  const client = (app.tokenSessions.store as RedisStore).client as Redis
+  t.notOk(client.options.tls, 'REDIS://: no TLS')
+  t.equal(client.options.db, 3, 'and the rest of the URL as given')
+  t.equal(await client.ping(), 'PONG', 'it connects')
+})
+
 t.test('lifetime errors say seconds and blame the lifetime that is wrong', async (t) => {
   const lifetime = async (options: Record<string, unknown>): Promise<string> => String((await registered({ secret: SECRET, store: MEMORY, ...options }))?.message)
   t.match(await lifetime({ accessTokenTtl: 900_000 }), /^Invalid option accessTokenTtl: must be a whole number of seconds from 1 to 86400: 900000 seconds is 10\.4 days \(milliseconds given for seconds\?\)/,

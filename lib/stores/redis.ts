@@ -523,11 +523,16 @@ export function redisStoreOptions (redis: unknown, keyPrefix: unknown): RedisSto
 /** The shape of a URL ioredis takes, as errors describe it (never the URL given: it may hold a password). */
 const URL_SHAPE = 'redis://[[user]:password@]host[:port][/database], or rediss:// for TLS'
 
+/** The highest database number Redis takes: SELECT reads a signed 32-bit index. */
+const MAX_DATABASE = 2 ** 31 - 1
+
 /**
- * A `redis://` or `rediss://` URL that ioredis can take, whose database, if it names one,
- * is a number. Checked with the WHATWG parser, stricter than the one ioredis 5 uses
- * (`url.parse`, which takes `host:abc` as a path): a bad URL would fail with Node's own
- * error that names no option, or connect to a port or database the URL did not mean.
+ * A `redis://` or `rediss://` URL that ioredis can take, whose database, if it names one
+ * (in its path, or as `?db=` when the path has none), is a whole number from 0 to 2^31 − 1.
+ * ioredis parses a URL with the WHATWG parser too, but a bad one fails with Node's own
+ * error, which names no option, and a database such as `abc` or `1x` becomes NaN or 1 by
+ * parseInt. The scheme comes back in lowercase: ioredis turns TLS on only for a URL that
+ * starts with `rediss://` exactly, so `REDISS://` would connect without TLS.
  * The errors never quote the URL: it may hold a password.
  */
 function checkedUrl (url: unknown, option: string): string {
@@ -541,8 +546,13 @@ function checkedUrl (url: unknown, option: string): string {
   } catch {
     return fail(option, `is not a valid URL (is the port a number from 1 to 65535? are the password's special characters percent-encoded, % as %25?): ${URL_SHAPE}`)
   }
-  if (!/^\/?(\d+\/?)?$/.test(parsed.pathname)) fail(option, `must name a database by its number, or none (database 0): ${URL_SHAPE}`)
-  return url
+  const path = /^\/?(?:(\d+)\/?)?$/.exec(parsed.pathname)
+  const databases = [path?.[1], ...parsed.searchParams.getAll('db')].filter((db) => db !== undefined)
+  if (path === null || !databases.every((db) => /^\d+$/.test(db) && Number(db) <= MAX_DATABASE)) {
+    fail(option, `must name a database by a whole number from 0 to ${MAX_DATABASE} (its path, or ?db=), or none (database 0): ${URL_SHAPE}`)
+  }
+  // The WHATWG parser gives the scheme in lowercase, followed by ':'.
+  return parsed.protocol + url.slice(parsed.protocol.length)
 }
 
 /** An ioredis client of any copy and version: it defines commands and says whether it is a Cluster. */
