@@ -342,8 +342,38 @@ t.test('store ownership', async (t) => {
     t.ok((await inspect.keys('*{in-db-1}*')).length > 0, 'the session is in database 1')
     await inspect.select(0)
 
+    const beyond: Array<[number, string]> = [
+      [2147483648, 'which Redis refuses as "value is out of range", not "DB index is out of range"'],
+      [1e20, 'which Redis refuses as "value is not an integer or out of range"'],
+      [-1, 'negative, which ioredis selects all the same']
+    ]
+    for (const [db, why] of beyond) {
+      const client = new Redis(redis.port, '127.0.0.1', { db })
+      client.on('error', () => {})
+      t.teardown(() => client.disconnect())
+      t.match(await registered({ secret: SECRET, redis: client }), { code: 'FTS_INVALID_OPTION', message: `Invalid option redis: names database ${db}, which this Redis does not have` },
+        `a client's db ${db}, ${why}`)
+    }
+    const lazy = new Redis(redis.port, '127.0.0.1', { db: 99, lazyConnect: true })
+    lazy.on('error', () => {})
+    t.teardown(() => lazy.disconnect())
+    t.match(await registered({ secret: SECRET, redis: lazy }), { message: /^Invalid option redis: names database 99/ }, 'a client not connected yet too')
+
     const down = `redis://127.0.0.1:${await freePort()}/99`
     t.equal(await registered({ secret: SECRET, redis: down, storeTimeout: 500 }), undefined, 'a Redis that does not answer cannot be checked: the app starts')
+  })
+
+  t.test('the database check leaves a client the app switched with select() on the database it switched to', async (t) => {
+    const client = new Redis(redis.port, '127.0.0.1', { db: 2 })
+    t.teardown(() => client.quit())
+    await client.select(5)
+    const app = Fastify()
+    await app.register(tokenSessions, { secret: SECRET, redis: client }).ready()
+    await app.close()
+    t.match(String(await client.call('CLIENT', 'INFO')), / db=5 /, 'the connection is still on database 5')
+    const store = new RedisStore({ client })
+    await store.checkSetup()
+    t.match(String(await client.call('CLIENT', 'INFO')), / db=5 /, 'RedisStore.checkSetup too')
   })
 
   t.test('a MemoryStore is used only when chosen, and then with a warning in any environment', async (t) => {

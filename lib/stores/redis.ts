@@ -461,21 +461,31 @@ export class RedisStore implements SessionStore {
   }
 
   /**
-   * Fails with `FTS_INVALID_OPTION` when Redis answers but has no database of the number the
-   * client asks for (the URL's path, or the client's `db`): ioredis only reports its SELECT's
-   * error and goes on in database 0, among whatever else lives there. Resolves when the
-   * database exists, when there is nothing to check (database 0, a Cluster), or when Redis
-   * does not answer (checked again by nothing: the app starts, and ioredis reports the
-   * SELECT's error on each connect).
+   * Fails with `FTS_INVALID_OPTION` when Redis refuses the database the client asks for
+   * (the URL's path, or the client's `db`): ioredis only reports its SELECT's error and goes
+   * on in database 0, among whatever else lives there. Resolves when the database exists,
+   * when there is nothing to check (database 0, a Cluster, a connection the app has switched
+   * to another database), or when Redis does not answer (checked again by nothing: the app
+   * starts, and ioredis reports the SELECT's error on each connect).
    */
   async checkSetup (): Promise<void> {
-    // A Cluster has no databases, nor a db option: NaN, as not above 0.
-    const db = Number((this.#redis.options as { db?: unknown }).db)
-    if (this.#cluster || !(db > 0)) return
+    const redis = this.#redis as unknown as { options: { db?: unknown }, condition?: { select?: unknown } }
+    // A Cluster has no databases, nor a db option. ioredis selects on connect only a db
+    // that is truthy (not 0, nor NaN): the same test here.
+    const db = redis.options.db
+    if (this.#cluster || typeof db !== 'number' || !db) return
+    // A client passed in may have been switched with select() since: SELECT db would move
+    // it back behind ioredis's back (its tracking sees a lowercase `select` only). So the
+    // check runs only on the database the connection uses (ioredis's `condition`, set when
+    // it connects, absent before), where a SELECT changes nothing.
+    const current = redis.condition?.select ?? db
+    if (current !== db) return
     try {
       await this.#redis.call('SELECT', String(db))
     } catch (err) {
-      if (!/DB index is out of range/i.test((err as Error).message)) return
+      // A connection error is not Redis's answer. `name`, not `instanceof`: the client may
+      // come from another copy of ioredis.
+      if ((err as Error).name !== 'ReplyError') return
       fail(this.#source, `names database ${db}, which this Redis does not have (see its "databases" setting; databases count from 0)`)
     }
   }
