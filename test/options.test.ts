@@ -1,4 +1,5 @@
 import { createSecretKey, generateKeyPairSync, randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance, type FastifyPluginCallback } from 'fastify'
@@ -147,6 +148,33 @@ t.test('an uppercase scheme means what it says: REDISS:// turns TLS on, REDIS://
   t.notOk(client.options.tls, 'REDIS://: no TLS')
   t.equal(client.options.db, 3, 'and the rest of the URL as given')
   t.equal(await client.ping(), 'PONG', 'it connects')
+})
+
+t.test('every message docs/troubleshooting.md quotes under FTS_INVALID_OPTION is one registration gives', async (t) => {
+  const redis = await startRedis(t)
+  const page = readFileSync(new URL('../docs/troubleshooting.md', import.meta.url), 'utf8')
+  const section = page.slice(page.indexOf('## FTS_INVALID_OPTION'), page.indexOf('\n## ', page.indexOf('## FTS_INVALID_OPTION') + 1))
+  // Quotes that begin the message, or its end after "…"; <name> and N stand for a name and a number.
+  const quotes = [...section.replaceAll(/\s*\n\s*/g, ' ').matchAll(/`((?:Invalid option |… )[^`]+)`/g)].map((match) => match[1] as string)
+    .filter((quote) => !quote.includes('<what is wrong>'))
+  t.ok(quotes.length >= 8, `${quotes.length} messages quoted`)
+  const taken = Fastify()
+  taken.decorate('authenticate', async () => {})
+  const cases: Array<[Record<string, unknown>, FastifyInstance?]> = [
+    [{ secret: SECRET }], [{}], [{ secret: SECRET, redis: 'redis://127.0.0.1:abc' }], [{ secret: SECRET, redis: 'redis://127.0.0.1:1/abc' }],
+    [{ secret: SECRET, redis: `${redis.url}/99` }], [{ secret: SECRET, store: MEMORY, accessTokenTtl: 900_000 }],
+    [{ secret: SECRET, store: MEMORY, accessTokenTtl: 3600, refreshTokenTtl: 1800 }], [{ secret: SECRET, store: MEMORY }, taken]
+  ]
+  const messages: string[] = []
+  for (const [options, app = Fastify()] of cases) {
+    messages.push(await app.register(tokenSessions, options as TokenSessionsOptions).ready().then(() => '', (err: Error) => err.message))
+    await app.close()
+  }
+  for (const quote of quotes) {
+    const pattern = quote.replaceAll(/[.*+?^${}()|[\]\\]/g, '\\$&').replaceAll('…', '.*').replaceAll(/<[^>]+>/g, '\\S+').replaceAll(/\bN\b/g, '\\d+')
+    const shape = new RegExp(quote.startsWith('…') ? pattern : `^${pattern}`)
+    t.ok(messages.some((message) => shape.test(message)), `"${quote}" is a message given`)
+  }
 })
 
 t.test('lifetime errors say seconds and blame the lifetime that is wrong', async (t) => {

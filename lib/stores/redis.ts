@@ -236,9 +236,14 @@ interface UserKeys {
  * import { Redis } from 'ioredis'
  * import tokenSessions, { RedisStore, loggable } from 'fastify-token-sessions'
  * const redis = new Redis({ commandTimeout: 1000 })
- * // Without a listener, ioredis prints each connection error (every reconnect of an outage) to stderr.
- * redis.on('error', (err) => app.log.warn({ err: loggable(err) }, 'Redis connection error'))
- * await app.register(tokenSessions, { secret, store: new RedisStore({ client: redis }) })
+ * // ioredis reports every reconnect attempt of an outage (to stderr, without a listener): one line per 10 s.
+ * let quietUntil = 0
+ * const onClientError = (err: Error): void => {
+ *   if (Date.now() < quietUntil) return
+ *   quietUntil = Date.now() + 10_000
+ *   app.log.warn({ err: loggable(err) }, 'Redis connection error (others within 10 s not logged)')
+ * }
+ * await app.register(tokenSessions, { secret, store: new RedisStore({ client: redis, onClientError }) })
  * ```
  */
 export class RedisStore implements SessionStore {
