@@ -26,6 +26,18 @@ t.test('a standalone ioredis 5 client', async (t) => {
     await app.close()
     t.equal(await client.ping(), 'PONG', 'not closed by the plugin')
   })
+
+  t.test('its database is checked at start-up as an ioredis 6 client\'s is, and one switched with select() is left there', async (t) => {
+    const missing = new Redis(redis.port, '127.0.0.1', { db: 2147483648 })
+    missing.on('error', () => {})
+    t.teardown(() => missing.disconnect())
+    await t.rejects(new RedisStore({ client: missing }).checkSetup(), { code: 'FTS_INVALID_OPTION', message: /^Invalid option client: names database 2147483648/ })
+    const switched = new Redis(redis.port, '127.0.0.1', { db: 2 })
+    t.teardown(() => switched.quit())
+    await switched.select(5)
+    await new RedisStore({ client: switched }).checkSetup()
+    t.match(String(await switched.call('CLIENT', 'INFO')), / db=5 /, 'still on database 5')
+  })
 })
 
 t.test('an ioredis 5 Cluster client is recognised as a Cluster', async (t) => {

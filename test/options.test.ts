@@ -1,4 +1,5 @@
 import { createSecretKey, generateKeyPairSync, randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance, type FastifyPluginCallback } from 'fastify'
@@ -126,6 +127,66 @@ t.test('a bad redis URL fails naming redis, and never quotes the URL (it may hol
   }
   t.throws(() => new RedisStore({ url: 'redis://:hunter2@127.0.0.1:abc' }), { code: 'FTS_INVALID_OPTION', message: /^Invalid option url: / }, 'RedisStore names its own option')
   t.ok(resolveOptions({ secret: SECRET, redis: 'rediss://user:p%40ss@127.0.0.1:6380/3' }, {}), 'a TLS URL with a user, an escaped password and a database')
+})
+
+t.test('a database number Redis cannot have is refused at registration, in the path or as ?db= (ioredis reads both)', async (t) => {
+  const urls = [
+    'redis://:hunter2@127.0.0.1:1/2147483648', 'redis://:hunter2@127.0.0.1:1/99999999999999999999',
+    'redis://:hunter2@127.0.0.1:1?db=abc', 'redis://:hunter2@127.0.0.1:1/?db=', 'redis://:hunter2@127.0.0.1:1?db=-1',
+    'redis://:hunter2@127.0.0.1:1?db=2147483648', 'redis://:hunter2@127.0.0.1:1/2?db=x'
+  ]
+  for (const url of urls) {
+    const error = await registered({ secret: SECRET, redis: url })
+    t.match(error, { code: 'FTS_INVALID_OPTION', message: /^Invalid option redis: must name a database by a whole number from 0 to 2147483647/ }, `${url.replace('hunter2', '…')}: refused`)
+    t.notMatch(`${String(error?.message)} ${String(error?.stack)}`, /hunter2/, 'the password appears nowhere')
+  }
+  t.throws(() => new RedisStore({ url: 'redis://127.0.0.1:1?db=abc' }), { code: 'FTS_INVALID_OPTION', message: /^Invalid option url: / }, 'RedisStore names its own option')
+  for (const url of ['redis://127.0.0.1:1/2147483647', 'redis://127.0.0.1:1?db=2', 'redis://127.0.0.1:1/0']) {
+    t.ok(resolveOptions({ secret: SECRET, redis: url }, {}), `${url}: accepted`)
+  }
+})
+
+t.test('an uppercase scheme means what it says: REDISS:// turns TLS on, REDIS:// connects in plain', async (t) => {
+  const redis = await startRedis(t)
+  const tls = new RedisStore({ url: `REDISS://127.0.0.1:${redis.port}` })
+  t.teardown(() => tls.close())
+  t.ok((tls.client as Redis).options.tls, 'REDISS://: the store\'s client uses TLS')
+  const resolved = resolveOptions({ secret: SECRET, redis: `ReDiSs://127.0.0.1:${redis.port}/2` }, {}).store
+  t.match(resolved, { kind: 'redis', options: { url: `rediss://127.0.0.1:${redis.port}/2` } }, 'the plugin hands on the URL with its scheme in lowercase, the rest as given')
+  const app = Fastify()
+  await app.register(tokenSessions, { secret: SECRET, redis: `REDIS://127.0.0.1:${redis.port}/3` }).ready()
+  t.teardown(() => app.close())
+  const client = (app.tokenSessions.store as RedisStore).client as Redis
+  t.notOk(client.options.tls, 'REDIS://: no TLS')
+  t.equal(client.options.db, 3, 'and the rest of the URL as given')
+  t.equal(await client.ping(), 'PONG', 'it connects')
+})
+
+t.test('every message docs/troubleshooting.md quotes under FTS_INVALID_OPTION is one registration gives', async (t) => {
+  const redis = await startRedis(t)
+  const page = readFileSync(new URL('../docs/troubleshooting.md', import.meta.url), 'utf8')
+  const section = page.slice(page.indexOf('## FTS_INVALID_OPTION'), page.indexOf('\n## ', page.indexOf('## FTS_INVALID_OPTION') + 1))
+  // Quotes that begin the message, or its end after "…"; <name> and N stand for a name and a number.
+  const quotes = [...section.replaceAll(/\s*\n\s*/g, ' ').matchAll(/`((?:Invalid option |… )[^`]+)`/g)].map((match) => match[1] as string)
+    .filter((quote) => !quote.includes('<what is wrong>'))
+  t.ok(quotes.length >= 8, `${quotes.length} messages quoted`)
+  const taken = Fastify()
+  taken.decorate('authenticate', async () => {})
+  const cases: Array<[Record<string, unknown>, FastifyInstance?]> = [
+    [{ secret: SECRET }], [{}], [{ secret: SECRET, redis: 'redis://127.0.0.1:abc' }], [{ secret: SECRET, redis: 'redis://127.0.0.1:1/abc' }],
+    [{ secret: SECRET, redis: `${redis.url}/99` }], [{ secret: SECRET, store: MEMORY, accessTokenTtl: 900_000 }],
+    [{ secret: SECRET, store: MEMORY, accessTokenTtl: 3600, refreshTokenTtl: 1800 }], [{ secret: SECRET, store: MEMORY }, taken]
+  ]
+  const messages: string[] = []
+  for (const [options, app = Fastify()] of cases) {
+    messages.push(await app.register(tokenSessions, options as TokenSessionsOptions).ready().then(() => '', (err: Error) => err.message))
+    await app.close()
+  }
+  for (const quote of quotes) {
+    const pattern = quote.replaceAll(/[.*+?^${}()|[\]\\]/g, '\\$&').replaceAll('…', '.*').replaceAll(/<[^>]+>/g, '\\S+').replaceAll(/\bN\b/g, '\\d+')
+    const shape = new RegExp(quote.startsWith('…') ? pattern : `^${pattern}`)
+    t.ok(messages.some((message) => shape.test(message)), `"${quote}" is a message given`)
+  }
 })
 
 t.test('lifetime errors say seconds and blame the lifetime that is wrong', async (t) => {
@@ -321,8 +382,38 @@ t.test('store ownership', async (t) => {
     t.ok((await inspect.keys('*{in-db-1}*')).length > 0, 'the session is in database 1')
     await inspect.select(0)
 
+    const beyond: Array<[number, string]> = [
+      [2147483648, 'which Redis refuses as "value is out of range", not "DB index is out of range"'],
+      [1e20, 'which Redis refuses as "value is not an integer or out of range"'],
+      [-1, 'negative, which ioredis selects all the same']
+    ]
+    for (const [db, why] of beyond) {
+      const client = new Redis(redis.port, '127.0.0.1', { db })
+      client.on('error', () => {})
+      t.teardown(() => client.disconnect())
+      t.match(await registered({ secret: SECRET, redis: client }), { code: 'FTS_INVALID_OPTION', message: `Invalid option redis: names database ${db}, which this Redis does not have` },
+        `a client's db ${db}, ${why}`)
+    }
+    const lazy = new Redis(redis.port, '127.0.0.1', { db: 99, lazyConnect: true })
+    lazy.on('error', () => {})
+    t.teardown(() => lazy.disconnect())
+    t.match(await registered({ secret: SECRET, redis: lazy }), { message: /^Invalid option redis: names database 99/ }, 'a client not connected yet too')
+
     const down = `redis://127.0.0.1:${await freePort()}/99`
     t.equal(await registered({ secret: SECRET, redis: down, storeTimeout: 500 }), undefined, 'a Redis that does not answer cannot be checked: the app starts')
+  })
+
+  t.test('the database check leaves a client the app switched with select() on the database it switched to', async (t) => {
+    const client = new Redis(redis.port, '127.0.0.1', { db: 2 })
+    t.teardown(() => client.quit())
+    await client.select(5)
+    const app = Fastify()
+    await app.register(tokenSessions, { secret: SECRET, redis: client }).ready()
+    await app.close()
+    t.match(String(await client.call('CLIENT', 'INFO')), / db=5 /, 'the connection is still on database 5')
+    const store = new RedisStore({ client })
+    await store.checkSetup()
+    t.match(String(await client.call('CLIENT', 'INFO')), / db=5 /, 'RedisStore.checkSetup too')
   })
 
   t.test('a MemoryStore is used only when chosen, and then with a warning in any environment', async (t) => {

@@ -236,9 +236,14 @@ interface UserKeys {
  * import { Redis } from 'ioredis'
  * import tokenSessions, { RedisStore, loggable } from 'fastify-token-sessions'
  * const redis = new Redis({ commandTimeout: 1000 })
- * // Without a listener, ioredis prints each connection error (every reconnect of an outage) to stderr.
- * redis.on('error', (err) => app.log.warn({ err: loggable(err) }, 'Redis connection error'))
- * await app.register(tokenSessions, { secret, store: new RedisStore({ client: redis }) })
+ * // ioredis reports every reconnect attempt of an outage (to stderr, without a listener): one line per 10 s.
+ * let quietUntil = 0
+ * const onClientError = (err: Error): void => {
+ *   if (Date.now() < quietUntil) return
+ *   quietUntil = Date.now() + 10_000
+ *   app.log.warn({ err: loggable(err) }, 'Redis connection error (others within 10 s not logged)')
+ * }
+ * await app.register(tokenSessions, { secret, store: new RedisStore({ client: redis, onClientError }) })
  * ```
  */
 export class RedisStore implements SessionStore {
@@ -461,21 +466,31 @@ export class RedisStore implements SessionStore {
   }
 
   /**
-   * Fails with `FTS_INVALID_OPTION` when Redis answers but has no database of the number the
-   * client asks for (the URL's path, or the client's `db`): ioredis only reports its SELECT's
-   * error and goes on in database 0, among whatever else lives there. Resolves when the
-   * database exists, when there is nothing to check (database 0, a Cluster), or when Redis
-   * does not answer (checked again by nothing: the app starts, and ioredis reports the
-   * SELECT's error on each connect).
+   * Fails with `FTS_INVALID_OPTION` when Redis refuses the database the client asks for
+   * (the URL's path, or the client's `db`): ioredis only reports its SELECT's error and goes
+   * on in database 0, among whatever else lives there. Resolves when the database exists,
+   * when there is nothing to check (database 0, a Cluster, a connection the app has switched
+   * to another database), or when Redis does not answer (checked again by nothing: the app
+   * starts, and ioredis reports the SELECT's error on each connect).
    */
   async checkSetup (): Promise<void> {
-    // A Cluster has no databases, nor a db option: NaN, as not above 0.
-    const db = Number((this.#redis.options as { db?: unknown }).db)
-    if (this.#cluster || !(db > 0)) return
+    const redis = this.#redis as unknown as { options: { db?: unknown }, condition?: { select?: unknown } }
+    // A Cluster has no databases, nor a db option. ioredis selects on connect only a db
+    // that is truthy (not 0, nor NaN): the same test here.
+    const db = redis.options.db
+    if (this.#cluster || typeof db !== 'number' || !db) return
+    // A client passed in may have been switched with select() since: SELECT db would move
+    // it back behind ioredis's back (its tracking sees a lowercase `select` only). So the
+    // check runs only on the database the connection uses (ioredis's `condition`, set when
+    // it connects, absent before), where a SELECT changes nothing.
+    const current = redis.condition?.select ?? db
+    if (current !== db) return
     try {
       await this.#redis.call('SELECT', String(db))
     } catch (err) {
-      if (!/DB index is out of range/i.test((err as Error).message)) return
+      // A connection error is not Redis's answer. `name`, not `instanceof`: the client may
+      // come from another copy of ioredis.
+      if ((err as Error).name !== 'ReplyError') return
       fail(this.#source, `names database ${db}, which this Redis does not have (see its "databases" setting; databases count from 0)`)
     }
   }
@@ -523,11 +538,16 @@ export function redisStoreOptions (redis: unknown, keyPrefix: unknown): RedisSto
 /** The shape of a URL ioredis takes, as errors describe it (never the URL given: it may hold a password). */
 const URL_SHAPE = 'redis://[[user]:password@]host[:port][/database], or rediss:// for TLS'
 
+/** The highest database number Redis takes: SELECT reads a signed 32-bit index. */
+const MAX_DATABASE = 2 ** 31 - 1
+
 /**
- * A `redis://` or `rediss://` URL that ioredis can take, whose database, if it names one,
- * is a number. Checked with the WHATWG parser, stricter than the one ioredis 5 uses
- * (`url.parse`, which takes `host:abc` as a path): a bad URL would fail with Node's own
- * error that names no option, or connect to a port or database the URL did not mean.
+ * A `redis://` or `rediss://` URL that ioredis can take, whose database, if it names one
+ * (in its path, or as `?db=` when the path has none), is a whole number from 0 to 2^31 − 1.
+ * ioredis parses a URL with the WHATWG parser too, but a bad one fails with Node's own
+ * error, which names no option, and a database such as `abc` or `1x` becomes NaN or 1 by
+ * parseInt. The scheme comes back in lowercase: ioredis turns TLS on only for a URL that
+ * starts with `rediss://` exactly, so `REDISS://` would connect without TLS.
  * The errors never quote the URL: it may hold a password.
  */
 function checkedUrl (url: unknown, option: string): string {
@@ -541,8 +561,13 @@ function checkedUrl (url: unknown, option: string): string {
   } catch {
     return fail(option, `is not a valid URL (is the port a number from 1 to 65535? are the password's special characters percent-encoded, % as %25?): ${URL_SHAPE}`)
   }
-  if (!/^\/?(\d+\/?)?$/.test(parsed.pathname)) fail(option, `must name a database by its number, or none (database 0): ${URL_SHAPE}`)
-  return url
+  const path = /^\/?(?:(\d+)\/?)?$/.exec(parsed.pathname)
+  const databases = [path?.[1], ...parsed.searchParams.getAll('db')].filter((db) => db !== undefined)
+  if (path === null || !databases.every((db) => /^\d+$/.test(db) && Number(db) <= MAX_DATABASE)) {
+    fail(option, `must name a database by a whole number from 0 to ${MAX_DATABASE} (its path, or ?db=), or none (database 0): ${URL_SHAPE}`)
+  }
+  // The WHATWG parser gives the scheme in lowercase, followed by ':'.
+  return parsed.protocol + url.slice(parsed.protocol.length)
 }
 
 /** An ioredis client of any copy and version: it defines commands and says whether it is a Cluster. */
