@@ -3,8 +3,8 @@
 // tab, an account that cannot be loaded at first, and what the page must never do (expose
 // a token to scripts, break its CSP). The other ways a session ends are in
 // browser-session-end.test.ts, a store outage and the rate limit in browser-outage.test.ts,
-// the browser client's own cases (many tabs, lost answers, frozen tabs) in
-// browser-client.test.ts.
+// the browser client's own cases (many tabs, lost answers, frozen tabs) in the
+// browser-client-*.test.ts files.
 import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'

@@ -1,7 +1,7 @@
 // The browser client's state machine, in Node on a fake clock and fake browser globals,
 // against a scripted server (./helpers/fake-browser.ts). The same client against the real
-// plugin, in real Chromium tabs, is in browser-client.test.ts; its codes against the
-// plugin's, in client-codes.test.ts.
+// plugin, in real Chromium tabs, is in the browser-client-*.test.ts files; its codes against
+// the plugin's, in client-codes.test.ts.
 import t, { type Test } from 'tap'
 import { createSessionClient, type SessionClientOptions, type SessionEndReason } from '../client/index.js'
 import { installFakeBrowser, settle, type FakeBrowser } from './helpers/fake-browser.js'

@@ -120,8 +120,8 @@ const JS_OPTIONS: ts.CompilerOptions = { ...COMPILER_OPTIONS, noImplicitAny: fal
 
 /**
  * Declaration files that only the package's sources load, never its published types (which
- * `test/consumers.test.ts` checks without `skipLibCheck`): cluster-key-slot's has an error
- * of its own under nodenext (TS2309), which no adopter's program meets.
+ * the `test/consumers-*.test.ts` files check without `skipLibCheck`): cluster-key-slot's has
+ * an error of its own under nodenext (TS2309), which no adopter's program meets.
  */
 const SOURCES_ONLY = [`${join('node_modules', 'cluster-key-slot')}/`]
 
