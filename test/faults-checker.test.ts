@@ -129,6 +129,8 @@ t.test('(d) a session a 200 left keeps working until something ends it', async (
     t.same(result.counts['session-survives'], { violations: 0, excused: 1 })
     const before = [{ start: 0, end: 50, why: 'a restart before the write' }]
     t.equal(check(history([base()[0], refresh, lost, ...okAfter()]), { ...OPTIONS, excusedLosses: before }).counts['session-survives'].violations, 1)
+    const after = [{ start: 0, end: 4600, why: 'a restart after the refusal was seen' }]
+    t.equal(check(history([base()[0], refresh, lost, ...okAfter()]), { ...OPTIONS, excusedLosses: after }).counts['session-survives'].violations, 1)
   })
 })
 
