@@ -16,9 +16,10 @@
 //    revocation's end + that bound + the instance's event-loop lag around then must be
 //    refused.
 // d. session-survives: a refresh (or login) answered 200 leaves a working session unless
-//    something ended it; the only excused losses are those of docs/operations.md "What
-//    survives a Redis failure" (a restart without persistence, an asynchronous replica
-//    promoted), passed as `excusedLosses` windows and reported as excused with their reason.
+//    something ended it; the only excused losses are those Redis itself causes, as
+//    docs/operations.md "The Redis it needs" says of persistence (a restart without
+//    persistence, an asynchronous replica promoted), passed as `excusedLosses` windows and
+//    reported as excused with their reason.
 // e. no-5xx: "never hang and never 500": a 5xx is a 503 with `Retry-After` (docs/operations.md).
 // f. recovery: "A Redis outage never becomes an outage of every authenticated route": once
 //    the last fault has ended, every instance answers again (2xx or an expected 401) within
