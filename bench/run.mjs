@@ -71,7 +71,8 @@ async function redisCpu (client) {
  * One autocannon run of `seconds` over `connections` (CONNECTIONS unless the side names its
  * own). `side` is `{ name, request }` or `{ name, prepare }`, where
  * `prepare(seconds, connections)` is awaited before the run and returns the request (so a
- * run can be fed a pool of tokens sized to it). Returns req/s, p99, the latency of every
+ * run can be fed a pool of tokens sized to it); a `prepare.record(rps)` it may have is told
+ * each measured run's rate. Returns req/s, p99, the latency of every
  * 2xx answer (ms, as measured by autocannon to the microsecond: its own percentiles are
  * whole milliseconds), and the CPU time the server process and Redis spent on the run: on
  * a busy machine throughput wanders, the work done per request much less.
@@ -86,7 +87,7 @@ async function run (server, side, seconds, warmUp = false) {
   const result = await running
   const after = { server: await server.cpu(), redis: await redisCpu(inspect) }
   // A warm-up (a cold server, first key imports) says little of the rate to come.
-  if (!warmUp) side.prepare?.record(result.requests.average)
+  if (!warmUp) side.prepare?.record?.(result.requests.average)
   latencies.sort((x, y) => x - y)
   return {
     rps: result.requests.average,
@@ -218,12 +219,8 @@ const issuers = {
 async function mint (redisUrl, kind, count) {
   const issuer = await buildApp(redisUrl)
   try {
-    const bodies = []
-    for (let done = 0; done < count; done += 500) {
-      const batch = Array.from({ length: Math.min(500, count - done) }, () => issuers[kind](issuer, user()))
-      for (const tokens of await Promise.all(batch)) bodies.push(JSON.stringify({ refreshToken: tokens.refreshToken }))
-    }
-    return bodies
+    const minted = await batched(count, () => issuers[kind](issuer, user()))
+    return minted.map((tokens) => JSON.stringify({ refreshToken: tokens.refreshToken }))
   } finally {
     await issuer.app.close()
   }
@@ -242,16 +239,13 @@ function pooled (redisUrl, kind, method, path, ceilingRps, exhausted) {
   }, ceilingRps, exhausted)
 }
 
-/**
- * Access tokens of `count` sessions of their own, each live (over USERS users).
- */
-async function liveAccessTokens (tokenSessions, count) {
-  const tokens = []
+/** `count` results of `make()`, made 500 at a time (so many in flight at once would only queue). */
+async function batched (count, make) {
+  const results = []
   for (let done = 0; done < count; done += 500) {
-    const batch = Array.from({ length: Math.min(500, count - done) }, () => tokenSessions.issue(user()))
-    for (const issued of await Promise.all(batch)) tokens.push(issued.accessToken)
+    results.push(...await Promise.all(Array.from({ length: Math.min(500, count - done) }, make)))
   }
-  return tokens
+  return results
 }
 
 /**
@@ -262,14 +256,11 @@ async function liveAccessTokens (tokenSessions, count) {
  */
 function cycling (path, tokens) {
   let next = 0
-  const prepare = async () => ({
+  return async () => ({
     method: 'GET',
     path,
     setupRequest: (built) => ({ ...built, headers: { ...built.headers, authorization: `Bearer ${tokens[next++ % tokens.length]}` } })
   })
-  // The pool is cycled, not spent: no rate to size it by.
-  prepare.record = () => {}
-  return prepare
 }
 
 /**
@@ -739,7 +730,7 @@ try {
   const ourToken = (await issuer.tokenSessions.issue('u1')).accessToken
   const boundToken = (await boundLogin(issuer.app, 'u1')).accessToken
   const revokedToken = await revokeSessions(issuer.tokenSessions, REVOKED_SESSIONS)
-  const manySessions = await liveAccessTokens(issuer.tokenSessions, LOOKUP_SESSIONS)
+  const manySessions = (await batched(LOOKUP_SESSIONS, () => issuer.tokenSessions.issue(user()))).map((issued) => issued.accessToken)
   await issuer.app.close()
   await untilRejected(server.url, revokedToken)
   const bearerRequest = { method: 'GET', path: '/me', headers: { authorization: `Bearer ${ourToken}` } }

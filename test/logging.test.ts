@@ -36,19 +36,27 @@ t.test('logs at debug level never hold a token, a token id or a cookie value', a
   for (const secret of secrets) t.notOk(logs.text.includes(secret), 'no secret in the logs')
 })
 
+/**
+ * Makes a session's hash a string: Redis still answers, and the session's next rotation
+ * fails with WRONGTYPE, a store failure without a connection error. Its session id.
+ */
+async function breakSession (inspect: Redis, userId: string, refreshToken: string): Promise<string> {
+  const { sid } = payloadOf(refreshToken) as { sid: string }
+  const [key] = await inspect.keys(`*{${userId}}:s:${sid}`)
+  await inspect.del(key as string)
+  await inspect.set(key as string, 'not a hash')
+  return sid
+}
+
 t.test('a Redis reply error is logged once, by the error handler, with its message, never the command\'s arguments', async (t) => {
   const redis = await startRedis(t)
   const logs = new LogCapture()
   const app = await buildApp(t, { redis: redis.url }, { logs })
   const tokens = await login(app, 'logged-args')
-  const { sid } = payloadOf(tokens.refreshToken) as { sid: string }
   const inspect = redis.client()
   t.teardown(() => inspect.quit())
-  // A session key of the wrong type: the rotation script fails with WRONGTYPE, and ioredis's
-  // error carries the script's keys and arguments (user id, session id, token hashes).
-  const [key] = await inspect.keys(`*{logged-args}:s:${sid}`)
-  await inspect.del(key as string)
-  await inspect.set(key as string, 'not a hash')
+  // ioredis's WRONGTYPE error carries the script's keys and arguments (user id, session id, token hashes).
+  const sid = await breakSession(inspect, 'logged-args', tokens.refreshToken)
   const response = await refresh(app, tokens.refreshToken)
   t.equal(response.statusCode, 503)
   const logged = logs.entries().filter((entry) => entry.level === 50)
@@ -73,10 +81,7 @@ t.test('a store outage is logged by the plugin, once in 10 s, even where the app
   const sessions = []
   for (const user of ['outage-a', 'outage-b', 'outage-c']) {
     const tokens = await login(app, user)
-    const { sid } = payloadOf(tokens.refreshToken) as { sid: string }
-    const [key] = await inspect.keys(`*{${user}}:s:${sid}`)
-    await inspect.del(key as string)
-    await inspect.set(key as string, 'not a hash')
+    await breakSession(inspect, user, tokens.refreshToken)
     sessions.push(tokens.refreshToken)
   }
   for (const token of sessions) t.equal((await refresh(app, token)).statusCode, 503)
