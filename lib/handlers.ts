@@ -111,7 +111,13 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
     logoutAll: guard(context, logoutAll),
     issueTokens: guard(context, issueTokens),
     listSessions: guard(context, listSessions),
-    revokeSession: guard(context, revokeSession)
+    revokeSession: guard(context, revokeSession),
+    // The app's own routes call the store too (`app.tokenSessions.revokeAllSessions` in a
+    // password change): their 503 carries Retry-After and counts in the outage's line.
+    onError: (_request: FastifyRequest, reply: FastifyReply, error: unknown, done: () => void): void => {
+      storeFailed(context, reply, error)
+      done()
+    }
   }
 }
 
@@ -121,7 +127,7 @@ export type Handlers = ReturnType<typeof createHandlers>
 /**
  * A handler with its failures made ready for the wire, in one place: a 401 carries the
  * Bearer challenge (and clears the cookies when its handler asked for that), a store
- * failure carries `Retry-After`. The error goes on to the app's error handler, which logs
+ * failure carries `Retry-After` (see {@link storeFailed}). The error goes on to the app's error handler, which logs
  * it (Fastify's own logs a 5xx with its cause's message and stack, never a Redis
  * command's arguments): logged here too, every outage's 503 would be logged twice. The
  * outage itself is logged here, rate-bound (see `Context.outage`).
@@ -182,11 +188,15 @@ function failed (context: Context, request: MarkedRequest, reply: FastifyReply, 
     if (request[CLEAR_ON_401] === true) context.transport.clear(reply)
   }
   context.dpop.offerNonce(request, reply)
-  if (error instanceof StoreUnavailableError) {
-    reply.header('retry-after', String(context.retryAfter))
-    context.outage(error)
-  }
+  storeFailed(context, reply, error)
   return error
+}
+
+/** A store failure's answer carries `Retry-After`, and the outage is logged, once per answer. */
+function storeFailed (context: Context, reply: FastifyReply, error: unknown): void {
+  if (!(error instanceof StoreUnavailableError) || reply.hasHeader('retry-after')) return
+  reply.header('retry-after', String(context.retryAfter))
+  context.outage(error)
 }
 
 /** The HTTP status an error carries, if it is one of ours or Fastify's. */

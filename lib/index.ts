@@ -251,6 +251,7 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
   // Declared, so that every request object has the slot from the start (one shape for all).
   if (!fastify.hasRequestDecorator(ARRIVED)) fastify.decorateRequest(ARRIVED, undefined)
   fastify.addHook('onRequest', userUndeclared ? noteArrivalNullUser : noteArrival)
+  fastify.addHook('onError', handlers.onError)
   if (options.routes !== null) {
     registerRoutes(fastify, options.routes, handlers, api)
     registerOAuthRoutes(fastify, options.routes, sessions, dpop, options.retryAfter)

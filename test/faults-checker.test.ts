@@ -100,6 +100,13 @@ t.test('(c) an acknowledged revocation holds on every instance past the bound', 
     const oldOk = op('authenticate', 'b', 1200, 1205, { sessionId: 's1', accessTokenId: 'a0' }, { status: 200 })
     t.same(names(check(history([base()[0], revokeAll, later, newOk, oldOk, ...okAfter()]), OPTIONS)), [{ invariant: 'revocation-bound', operations: [revokeAll.id, oldOk.id] }])
   })
+  t.test('a revoke-all that spares a session (a password change) holds it to nothing', async (t) => {
+    const spare = op('revoke-all', 'c', 1000, 1020, { userId: 'u1', sessionId: 's1', exceptSessionId: 's1' }, { status: 204 })
+    const ok = op('authenticate', 'b', 1200, 1205, { sessionId: 's1', accessTokenId: 'a0' }, { status: 200 })
+    t.same(check(history([base()[0], spare, ok, ...okAfter()]), OPTIONS).violations, [])
+    const spareOther = op('revoke-all', 'c', 1000, 1020, { userId: 'u1', sessionId: 's9', exceptSessionId: 's9' }, { status: 204 })
+    t.same(names(check(history([base()[0], spareOther, ok, ...okAfter()]), OPTIONS)), [{ invariant: 'revocation-bound', operations: [spareOther.id, ok.id] }])
+  })
 })
 
 t.test('(d) a session a 200 left keeps working until something ends it', async (t) => {
@@ -109,11 +116,24 @@ t.test('(d) a session a 200 left keeps working until something ends it', async (
     t.same(names(check(history([base()[0], refresh, lost, ...okAfter()]), OPTIONS)), [{ invariant: 'session-survives', operations: [refresh.id, lost.id] }])
   })
   t.test('refused after a logout, after expiry, or with 503: fine', async (t) => {
-    const logout = op('logout', 'c', 4000, 4600, { sessionId: 's1', refreshTokenId: 'r1' }, { error: 'timeout' })
+    const logout = op('logout', 'c', 4000, 4600, { sessionId: 's1', refreshTokenId: 'r1' }, { error: 'connection' })
     const expired = op('refresh', 'b', 4500, 4510, { sessionId: 's1', refreshTokenId: 'r1' }, { status: 401, code: 'FTS_TOKEN_EXPIRED' })
     const busy = op('authenticate', 'b', 4500, 4510, { sessionId: 's1', accessTokenId: 'a1' }, { status: 503, retryAfter: 1 })
     t.same(check(history([base()[0], refresh, logout, lost, ...okAfter()]), OPTIONS).violations, [])
     t.same(check(history([base()[0], refresh, expired, busy, ...okAfter()]), OPTIONS).violations, [])
+  })
+  t.test('refused after a revoke-all that overlapped its login (its stamp may postdate the login): fine', async (t) => {
+    const login = op('login', 'a', 1000, 1020, { userId: 'u1' }, { status: 200, newTokens: { sessionId: 's2', accessTokenId: 'b0', refreshTokenId: 'q0' } })
+    const revokeAll = op('revoke-all', 'c', 1010, 1015, { userId: 'u1', sessionId: 's1', exceptSessionId: 's1' }, { status: 204 })
+    const refused = op('authenticate', 'b', 1100, 1105, { sessionId: 's2', accessTokenId: 'b0' }, { status: 401, code: 'FTS_SESSION_REVOKED' })
+    t.same(check(history([base()[0], login, revokeAll, refused, ...okAfter()]), OPTIONS).violations, [])
+    const before = op('revoke-all', 'c', 900, 950, { userId: 'u1', sessionId: 's1', exceptSessionId: 's1' }, { status: 204 })
+    t.equal(check(history([base()[0], login, before, refused, ...okAfter()]), OPTIONS).counts['session-survives'].violations, 1)
+  })
+  t.test('a reuse answer after a refresh of the same token answered 503 (it may have run): fine', async (t) => {
+    const timedOut = op('refresh', 'c', 200, 1210, { sessionId: 's1', refreshTokenId: 'r1' }, { status: 503, retryAfter: 1 })
+    const reused = op('refresh', 'b', 1500, 1510, { sessionId: 's1', refreshTokenId: 'r1' }, { status: 401, code: 'FTS_TOKEN_REUSED' })
+    t.same(check(history([base()[0], refresh, timedOut, reused, ...okAfter()]), OPTIONS).violations, [])
   })
   t.test('a reuse answer after a racing refresh of the same token: fine', async (t) => {
     const racer = op('refresh', 'c', 200, 210, { sessionId: 's1', refreshTokenId: 'r1' }, { error: 'connection' })
@@ -143,11 +163,19 @@ t.test('(e) the only 5xx is a 503 with Retry-After', async (t) => {
   t.match(result.violations[0]?.message, /without Retry-After/)
 })
 
+t.test('(g) every request is answered', async (t) => {
+  const hung = op('refresh', 'a', 200, 5200, { sessionId: 's1', refreshTokenId: 'r0' }, { error: 'timeout' })
+  const killed = op('refresh', 'b', 200, 201, { sessionId: 's1', refreshTokenId: 'r0' }, { error: 'connection' })
+  const result = check(history([...base(), hung, killed]), OPTIONS)
+  t.same(names(result), [{ invariant: 'no-hang', operations: [hung.id] }])
+  t.match(result.violations[0]?.message, /no answer in 5000 ms/)
+})
+
 t.test('(f) every instance answers again after the faults', async (t) => {
   const ops = base()
   const stuck = [
     op('authenticate', 'c', 4600, 4610, { sessionId: 's1', accessTokenId: 'a0' }, { status: 503, retryAfter: 1 }),
-    op('authenticate', 'c', 4700, 5700, { sessionId: 's1', accessTokenId: 'a0' }, { error: 'timeout' })
+    op('authenticate', 'c', 4700, 5700, { sessionId: 's1', accessTokenId: 'a0' }, { error: 'connection' })
   ]
   const aAndB = ops.filter((o) => o.instance !== 'c' || o.kind === 'login')
   t.same(names(check(history([...aAndB, ...stuck]), OPTIONS)), [{ invariant: 'recovery', operations: stuck.map((o) => o.id) }])

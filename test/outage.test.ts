@@ -55,6 +55,30 @@ t.test('Redis killed mid-test: 503 with Retry-After, and recovery after a restar
   t.equal((await refresh(app, fresh.refreshToken)).statusCode, 200, 'and so does refresh')
 })
 
+t.test("the app's own routes that call the store answer 503 with Retry-After too", async (t) => {
+  const redis = await startRedis(t)
+  const app = await buildApp(t, { redis: redis.url, storeTimeout: 500 }, {
+    setup: (app) => {
+      // A password change, an admin's "end that session", a devices page: app code calling the API.
+      app.post('/password', { onRequest: app.authenticate }, async (request, reply) => {
+        await app.tokenSessions.revokeAllSessions(request.user.id, { except: request.user.sessionId, reason: 'password-change', request })
+        return await reply.code(204).send()
+      })
+      app.delete('/sessions/current', { onRequest: app.authenticate }, async (request, reply) => {
+        await app.tokenSessions.revokeSession(request.user.id, request.user.sessionId, { request })
+        return await reply.code(204).send()
+      })
+      app.get('/devices', { onRequest: app.authenticate }, async (request) => await app.tokenSessions.listSessions(request.user.id))
+    }
+  })
+  const tokens = await login(app, 'app-routes')
+  const headers = { authorization: `Bearer ${tokens.accessToken}` }
+  await redis.stop()
+  assertUnavailable(t, await app.inject({ method: 'POST', url: '/password', headers }), 'revokeAllSessions')
+  assertUnavailable(t, await app.inject({ method: 'DELETE', url: '/sessions/current', headers }), 'revokeSession')
+  assertUnavailable(t, await app.inject({ method: 'GET', url: '/devices', headers }), 'listSessions')
+})
+
 t.test('an injected client without timeouts still cannot hang a request', async (t) => {
   const redis = await startRedis(t)
   const client = redis.client()

@@ -21,6 +21,9 @@
 //    persistence, an asynchronous replica promoted), passed as `excusedLosses` windows and
 //    reported as excused with their reason.
 // e. no-5xx: "never hang and never 500": a 5xx is a 503 with `Retry-After` (docs/operations.md).
+// g. no-hang: "never hang": every request sent to a running instance is answered (the
+//    harness gives up after 5 s, 5 times `storeTimeout`; a killed instance's connections
+//    fail at once instead).
 // f. recovery: "A Redis outage never becomes an outage of every authenticated route": once
 //    the last fault has ended, every instance answers again (2xx or an expected 401) within
 //    `recoveryMs`, without a restart.
@@ -30,7 +33,7 @@ import { codeOf, issuedBy, statusOf } from './history.mjs'
 /** @typedef {import('./history.mjs').Operation} Operation */
 
 /**
- * @typedef {'single-successor'|'reuse-ends-session'|'revocation-bound'|'session-survives'|'no-5xx'|'recovery'} Invariant
+ * @typedef {'single-successor'|'reuse-ends-session'|'revocation-bound'|'session-survives'|'no-5xx'|'no-hang'|'recovery'} Invariant
  */
 
 /**
@@ -64,7 +67,7 @@ import { codeOf, issuedBy, statusOf } from './history.mjs'
  */
 
 /** @type {Invariant[]} */
-export const INVARIANTS = ['single-successor', 'reuse-ends-session', 'revocation-bound', 'session-survives', 'no-5xx', 'recovery']
+export const INVARIANTS = ['single-successor', 'reuse-ends-session', 'revocation-bound', 'session-survives', 'no-5xx', 'no-hang', 'recovery']
 
 export const DEFAULT_RECOVERY_MS = 10_000
 
@@ -83,10 +86,11 @@ export function check (history, options) {
   /** @type {Finding[]} */
   const findings = [
     ...singleSuccessor(history, options),
-    ...reuseEndsSession(history, options),
+    ...reuseEndsSession(history, options, sessions),
     ...revocationBound(history, options, sessions),
     ...sessionSurvives(history, options, sessions),
     ...no5xx(history),
+    ...noHang(history),
     ...recovery(history, options)
   ]
   const violations = findings.filter((f) => f.why === undefined)
@@ -102,10 +106,28 @@ export function check (history, options) {
 }
 
 /**
+ * The history indexed once, so that each invariant looks up what concerns it (a run
+ * records tens of thousands of operations).
  * @typedef {object} SessionIndex
  * @property {Map<string, string>} userOf session id → user id (from the logins)
  * @property {Map<string, Operation>} loginOf session id → the login that created it
+ * @property {Map<string, string[]>} sessionsOfUser user id → the sessions its logins created
+ * @property {Map<string, Operation[]>} usesOf session id → the authenticate and refresh operations that presented its tokens
+ * @property {Map<string, Operation[]>} byToken access-token id or refresh-token id → the operations that presented it
+ * @property {Map<string, Operation[]>} endersOf session id → the operations that may have ended it (see {@link mayHaveEnded})
  */
+
+/**
+ * @template V
+ * @param {Map<string, V[]>} map
+ * @param {string} key
+ * @param {V} value
+ */
+function push (map, key, value) {
+  const list = map.get(key)
+  if (list === undefined) map.set(key, [value])
+  else list.push(value)
+}
 
 /**
  * @param {Operation[]} operations
@@ -113,14 +135,37 @@ export function check (history, options) {
  */
 function indexSessions (operations) {
   /** @type {SessionIndex} */
-  const index = { userOf: new Map(), loginOf: new Map() }
+  const index = { userOf: new Map(), loginOf: new Map(), sessionsOfUser: new Map(), usesOf: new Map(), byToken: new Map(), endersOf: new Map() }
   for (const op of operations) {
     const issued = issuedBy(op.answer)
-    if (op.kind !== 'login' || issued === undefined || op.request.userId === undefined) continue
-    index.userOf.set(issued.sessionId, op.request.userId)
-    index.loginOf.set(issued.sessionId, op)
+    if (op.kind === 'login' && issued !== undefined && op.request.userId !== undefined) {
+      index.userOf.set(issued.sessionId, op.request.userId)
+      index.loginOf.set(issued.sessionId, op)
+      push(index.sessionsOfUser, op.request.userId, issued.sessionId)
+    }
+    const session = sessionOf(op)
+    if ((op.kind === 'authenticate' || op.kind === 'refresh') && session !== undefined) push(index.usesOf, session, op)
+    const token = op.kind === 'authenticate' ? op.request.accessTokenId : op.kind === 'refresh' ? op.request.refreshTokenId : undefined
+    if (token !== undefined) push(index.byToken, token, op)
+  }
+  for (const op of operations) {
+    if (isRevocation(op) && mayHaveTakenEffect(op)) {
+      for (const session of endedBy(op, index, true)) push(index.endersOf, session, op)
+    }
+    const session = sessionOf(op)
+    if (codeOf(op.answer) === REUSED && session !== undefined) push(index.endersOf, session, op)
   }
   return index
+}
+
+/**
+ * Whether an operation may have taken effect: answered 2xx, not answered, or a 503 (the
+ * store's answer came after `storeTimeout`: it may have run).
+ * @param {Operation} op
+ */
+function mayHaveTakenEffect (op) {
+  const status = statusOf(op.answer)
+  return status === undefined || status === 503 || (status >= 200 && status < 300)
 }
 
 /**
@@ -203,52 +248,72 @@ function singleSuccessor (history, options) {
  * the lag of the instance that accepted).
  * @param {History} history
  * @param {CheckOptions} options
+ * @param {SessionIndex} sessions
  * @param {Invariant} invariant
  * @param {Operation} ack the operation whose answer ended the session
  * @param {Set<string>} ended the sessions it ended
  * @param {string} what
  * @returns {Finding[]}
  */
-function acceptedAfter (history, options, invariant, ack, ended, what) {
+function acceptedAfter (history, options, sessions, invariant, ack, ended, what) {
   /** @type {Finding[]} */
   const findings = []
-  for (const op of history.operations) {
-    const session = sessionOf(op)
-    if ((op.kind !== 'authenticate' && op.kind !== 'refresh') || session === undefined || !ended.has(session)) continue
-    if (statusOf(op.answer) !== 200) continue
-    const lag = lagAround(history, op.instance, ack.end, op.end)
-    const deadline = ack.end + options.revocationBoundMs + lag
-    if (op.start <= deadline) continue
-    const late = op.start - ack.end
-    /** @type {Finding} */
-    const finding = { invariant, message: `${op.kind} on ${op.instance} accepted session ${session} ${late} ms after ${what} (bound ${options.revocationBoundMs} ms + lag ${lag} ms)`, operations: [ack.id, op.id] }
-    const excuse = excuseFor(options, ack, op)
-    if (excuse !== undefined) finding.why = excuse.why
-    findings.push(finding)
+  for (const session of ended) {
+    for (const op of sessions.usesOf.get(session) ?? []) {
+      if (statusOf(op.answer) === 200) findings.push(...lateAcceptance(history, options, invariant, ack, op, session, what))
+    }
   }
   return findings
+}
+
+/**
+ * `op` accepted `session`'s tokens after `ack` ended it: a finding if it started past the
+ * bound (plus the accepting instance's lag meanwhile).
+ * @param {History} history
+ * @param {CheckOptions} options
+ * @param {Invariant} invariant
+ * @param {Operation} ack
+ * @param {Operation} op
+ * @param {string} session
+ * @param {string} what
+ * @returns {Finding[]}
+ */
+function lateAcceptance (history, options, invariant, ack, op, session, what) {
+  if (op.start <= ack.end + options.revocationBoundMs) return []
+  const lag = lagAround(history, op.instance, ack.end, op.end)
+  if (op.start <= ack.end + options.revocationBoundMs + lag) return []
+  const late = op.start - ack.end
+  /** @type {Finding} */
+  const finding = { invariant, message: `${op.kind} on ${op.instance} accepted session ${session} ${late} ms after ${what} (bound ${options.revocationBoundMs} ms + lag ${lag} ms)`, operations: [ack.id, op.id] }
+  const excuse = excuseFor(options, ack, op)
+  if (excuse !== undefined) finding.why = excuse.why
+  return [finding]
 }
 
 /**
  * (b) A reuse answer (401 FTS_TOKEN_REUSED) ends the session everywhere.
  * @param {History} history
  * @param {CheckOptions} options
+ * @param {SessionIndex} sessions
  * @returns {Finding[]}
  */
-function reuseEndsSession (history, options) {
+function reuseEndsSession (history, options, sessions) {
   return history.operations
     .filter((op) => codeOf(op.answer) === REUSED && statusOf(op.answer) === 401 && sessionOf(op) !== undefined)
-    .flatMap((op) => acceptedAfter(history, options, 'reuse-ends-session', op, new Set([String(sessionOf(op))]), `the reuse answer ${op.id}`))
+    .flatMap((op) => acceptedAfter(history, options, sessions, 'reuse-ends-session', op, new Set([String(sessionOf(op))]), `the reuse answer ${op.id}`))
 }
 
 /**
  * The sessions an acknowledged revocation ended: the one named, or every session of the
- * user whose login had answered before the revocation was sent.
+ * user whose login had answered before the revocation was sent, but the one it spares.
+ * With `possibly`, also the sessions whose login overlapped it (a login whose request
+ * reached Redis before the revocation's stamp is over too).
  * @param {Operation} op
  * @param {SessionIndex} sessions
+ * @param {boolean} [possibly]
  * @returns {Set<string>}
  */
-function endedBy (op, sessions) {
+function endedBy (op, sessions, possibly = false) {
   if (op.kind === 'logout' || op.kind === 'revoke-session') {
     const session = sessionOf(op)
     return new Set(session === undefined ? [] : [session])
@@ -257,9 +322,10 @@ function endedBy (op, sessions) {
   const user = op.request.userId ?? (session === undefined ? undefined : sessions.userOf.get(session))
   /** @type {Set<string>} */
   const ended = new Set()
-  for (const [id, owner] of sessions.userOf) {
+  for (const id of user === undefined ? [] : sessions.sessionsOfUser.get(user) ?? []) {
     const login = sessions.loginOf.get(id)
-    if (owner === user && login !== undefined && login.end < op.start) ended.add(id)
+    if (id === op.request.exceptSessionId || login === undefined) continue
+    if (possibly ? login.start < op.end : login.end < op.start) ended.add(id)
   }
   return ended
 }
@@ -279,27 +345,23 @@ function isRevocation (op) {
 function revocationBound (history, options, sessions) {
   return history.operations
     .filter((op) => isRevocation(op) && is2xx(op))
-    .flatMap((op) => acceptedAfter(history, options, 'revocation-bound', op, endedBy(op, sessions), `the acknowledged ${op.kind} ${op.id}`))
+    .flatMap((op) => acceptedAfter(history, options, sessions, 'revocation-bound', op, endedBy(op, sessions), `the acknowledged ${op.kind} ${op.id}`))
 }
 
 /**
  * Whether something that started before `observed` ended (could have ended) the session:
- * a revocation not refused, a reuse answer, or, for a refresh refused as reuse, another
- * refresh of the same token that was not refused.
- * @param {History} history
+ * a revocation that may have taken effect, a reuse answer, or, for a refresh refused as
+ * reuse, another refresh of the same token that may have taken effect.
  * @param {Operation} observed
  * @param {string} session
  * @param {SessionIndex} sessions
  */
-function endedBefore (history, observed, session, sessions) {
-  return history.operations.some((op) => {
-    if (op === observed || op.start >= observed.end) return false
-    const mayHaveTakenEffect = is2xx(op) || statusOf(op.answer) === undefined
-    if (isRevocation(op) && mayHaveTakenEffect && endedBy(op, sessions).has(session)) return true
-    if (codeOf(op.answer) === REUSED && sessionOf(op) === session) return true
-    return codeOf(observed.answer) === REUSED && op.kind === 'refresh' && mayHaveTakenEffect &&
-      op.request.refreshTokenId !== undefined && op.request.refreshTokenId === observed.request.refreshTokenId
-  })
+function endedBefore (observed, session, sessions) {
+  const before = (/** @type {Operation} */ op) => op !== observed && op.start < observed.end
+  if ((sessions.endersOf.get(session) ?? []).some(before)) return true
+  const presented = observed.request.refreshTokenId
+  if (codeOf(observed.answer) !== REUSED || presented === undefined) return false
+  return (sessions.byToken.get(presented) ?? []).some((op) => before(op) && op.kind === 'refresh' && mayHaveTakenEffect(op))
 }
 
 /**
@@ -315,13 +377,15 @@ function sessionSurvives (history, options, sessions) {
   for (const issuer of history.operations) {
     const issued = issuedBy(issuer.answer)
     if ((issuer.kind !== 'refresh' && issuer.kind !== 'login') || statusOf(issuer.answer) !== 200 || issued === undefined) continue
-    for (const op of history.operations) {
-      const uses = (op.kind === 'authenticate' && op.request.accessTokenId === issued.accessTokenId) ||
-        (op.kind === 'refresh' && op.request.refreshTokenId === issued.refreshTokenId)
-      if (!uses || op.start < issuer.end || statusOf(op.answer) !== 401) continue
+    const uses = [
+      ...(sessions.byToken.get(issued.accessTokenId) ?? []).filter((op) => op.kind === 'authenticate'),
+      ...(sessions.byToken.get(issued.refreshTokenId) ?? []).filter((op) => op.kind === 'refresh')
+    ]
+    for (const op of uses) {
+      if (op.start < issuer.end || statusOf(op.answer) !== 401) continue
       const code = codeOf(op.answer)
       if (code !== undefined && EXPIRY_CODES.has(code)) continue
-      if (endedBefore(history, op, issued.sessionId, sessions)) continue
+      if (endedBefore(op, issued.sessionId, sessions)) continue
       /** @type {Finding} */
       const finding = { invariant: 'session-survives', message: `${op.kind} on ${op.instance} refused (401 ${code ?? ''}) the tokens ${issuer.id} issued for session ${issued.sessionId}, which nothing had ended`, operations: [issuer.id, op.id] }
       const excuse = excuseFor(options, issuer, op)
@@ -347,6 +411,17 @@ function no5xx (history) {
     findings.push({ invariant: 'no-5xx', message: `${op.kind} on ${op.instance} answered ${status}${status === 503 ? ' without Retry-After' : ''}`, operations: [op.id] })
   }
   return findings
+}
+
+/**
+ * (g) Every request is answered: none timed out.
+ * @param {History} history
+ * @returns {Finding[]}
+ */
+function noHang (history) {
+  return history.operations
+    .filter((op) => 'error' in op.answer && op.answer.error === 'timeout')
+    .map((op) => ({ invariant: /** @type {Invariant} */ ('no-hang'), message: `${op.kind} on ${op.instance} got no answer in ${Math.round(op.end - op.start)} ms`, operations: [op.id] }))
 }
 
 /**

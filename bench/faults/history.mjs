@@ -19,6 +19,7 @@
  * @property {string} [refreshTokenId]
  * @property {string} [sessionId]
  * @property {string} [userId]
+ * @property {string} [exceptSessionId] the session a revoke-all spares (the caller's, as a password change does)
  */
 
 /**
