@@ -121,7 +121,8 @@ export class Sessions {
     const jti = newRefreshId()
     const agent = this.#agentOf(request)
     const authenticatedAt = this.#checkedAt(sub, options.authenticatedAt, request)
-    const outcome = await this.#call(() => this.store.create({
+    const outcome = await this.#write((deadline) => this.store.create({
+      deadline,
       userId: sub,
       sessionId: sid,
       tokenHash: hashId(jti),
@@ -161,7 +162,8 @@ export class Sessions {
     const successor = successorId(this.#options.keys, jti)
     const agent = this.#agentOf(request)
     const proof = checked === undefined ? undefined : this.#proofRecord(checked)
-    const outcome = await this.#call(() => this.store.rotate({
+    const outcome = await this.#write((deadline) => this.store.rotate({
+      deadline,
       userId: sub,
       sessionId: sid,
       presentedHash: hashId(jti),
@@ -252,8 +254,8 @@ export class Sessions {
     // Already over here: no store work, however often an ended session's tokens come back.
     if (this.#revocations.knowsEnded(sub, sessionId, session.startedAt)) return false
     const presented = this.#presented(session, request)
-    const outcome = await this.#call(() => this.store.revoke({
-      userId: sub, sessionId, rememberMs: this.#options.rememberMs, ...(presented === undefined ? {} : { presented })
+    const outcome = await this.#write((deadline) => this.store.revoke({
+      deadline, userId: sub, sessionId, rememberMs: this.#options.rememberMs, ...(presented === undefined ? {} : { presented })
     }))
     if (outcome === 'missing') return false
     if (outcome === 'reused') return await this.#reused(sub, sessionId, request)
@@ -273,7 +275,8 @@ export class Sessions {
     const { except, caller } = options
     if (caller !== undefined && this.#revocations.knowsEnded(sub, caller.sessionId, caller.startedAt)) return false
     const presented = caller === undefined ? undefined : this.#presented(caller, request)
-    const outcome = await this.#call(() => this.store.revokeAll(sub, {
+    const outcome = await this.#write((deadline) => this.store.revokeAll(sub, {
+      deadline,
       rememberMs: this.#options.rememberMs,
       ...(except === undefined ? {} : { except }),
       ...(caller === undefined ? {} : { ifLive: caller.sessionId }),
@@ -385,6 +388,17 @@ export class Sessions {
     if (ip && request !== undefined) client.ip = request.ip
     if (label !== undefined) client.label = label.slice(0, MAX_LABEL)
     return client
+  }
+
+  /**
+   * Runs one store write within `storeTimeout`, telling the store its deadline on the
+   * store's clock: a write that reaches the store past it changes nothing (`late`), since
+   * its request has had its 503 by then, and one that comes back `late` is a 503 too.
+   */
+  async #write<T> (write: (deadline: number) => Promise<T>): Promise<Exclude<T, 'late' | { status: 'late' }>> {
+    const outcome = await this.#call(() => write(this.#clock.now() + this.#options.storeTimeout))
+    if (outcome === 'late' || (outcome as { status?: unknown }).status === 'late') throw new StoreUnavailableError()
+    return outcome as Exclude<T, 'late' | { status: 'late' }>
   }
 
   /**

@@ -89,6 +89,11 @@ t.test('a store outage is logged by the plugin, once in 10 s, even where the app
   t.equal(about.length, 1, 'one line for three 503s within 10 s')
   t.match(about[0], { level: 40, answeredSince: 0, err: { message: /WRONGTYPE/ } }, 'a warning, with the cause')
   t.notOk(logs.text.includes('outage-a'), 'no user id in it')
+  // The next line, 10 s on, counts each 503 since the first once.
+  await sleep(10_050)
+  t.equal((await refresh(app, sessions[0] ?? '')).statusCode, 503)
+  const next = logs.entries().filter((entry) => String(entry.msg).startsWith('session store unavailable'))
+  t.match(next[1], { answeredSince: 2 }, 'two 503s answered since the first line, each counted once')
 })
 
 t.test('loggable: what the logs keep of an error', async (t) => {

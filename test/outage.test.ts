@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import type { LightMyRequestResponse } from 'fastify'
-import { MemoryStore, type SessionStore } from '../lib/index.js'
+import { MemoryStore, type SessionStore, type SessionUser } from '../lib/index.js'
 import { LogCapture, buildApp, login, refresh } from './helpers/app.js'
 import { startRedis } from './helpers/redis.mjs'
 
@@ -61,14 +61,16 @@ t.test("the app's own routes that call the store answer 503 with Retry-After too
     setup: (app) => {
       // A password change, an admin's "end that session", a devices page: app code calling the API.
       app.post('/password', { onRequest: app.authenticate }, async (request, reply) => {
-        await app.tokenSessions.revokeAllSessions(request.user.id, { except: request.user.sessionId, reason: 'password-change', request })
+        const user = request.user as SessionUser
+        await app.tokenSessions.revokeAllSessions(user.id, { except: user.sessionId, reason: 'password-change', request })
         return await reply.code(204).send()
       })
       app.delete('/sessions/current', { onRequest: app.authenticate }, async (request, reply) => {
-        await app.tokenSessions.revokeSession(request.user.id, request.user.sessionId, { request })
+        const user = request.user as SessionUser
+        await app.tokenSessions.revokeSession(user.id, user.sessionId, { request })
         return await reply.code(204).send()
       })
-      app.get('/devices', { onRequest: app.authenticate }, async (request) => await app.tokenSessions.listSessions(request.user.id))
+      app.get('/devices', { onRequest: app.authenticate }, async (request) => await app.tokenSessions.listSessions((request.user as SessionUser).id))
     }
   })
   const tokens = await login(app, 'app-routes')
@@ -77,6 +79,19 @@ t.test("the app's own routes that call the store answer 503 with Retry-After too
   assertUnavailable(t, await app.inject({ method: 'POST', url: '/password', headers }), 'revokeAllSessions')
   assertUnavailable(t, await app.inject({ method: 'DELETE', url: '/sessions/current', headers }), 'revokeSession')
   assertUnavailable(t, await app.inject({ method: 'GET', url: '/devices', headers }), 'listSessions')
+})
+
+t.test('a store that finds a rotation late (past storeTimeout by its clock) answers 503, and the retry rotates', async (t) => {
+  let ahead = 0
+  const store = new MemoryStore({ now: () => Date.now() + ahead })
+  t.teardown(() => store.close())
+  const app = await buildApp(t, { store, storeTimeout: 500 })
+  const tokens = await login(app, 'late')
+  // The store's clock jumps past the request's deadline after the plugin measured it.
+  ahead = 600
+  assertUnavailable(t, await refresh(app, tokens.refreshToken), 'refresh')
+  ahead = 0
+  t.equal((await refresh(app, tokens.refreshToken)).statusCode, 200, 'nothing had changed: the same token rotates')
 })
 
 t.test('an injected client without timeouts still cannot hang a request', async (t) => {

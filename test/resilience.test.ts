@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
 import { RedisStore } from '../lib/index.js'
 import { hashId } from '../lib/tokens.js'
@@ -7,6 +7,7 @@ import { LogCapture, buildApp, login, refresh, untilUp } from './helpers/app.js'
 import { payloadOf } from './helpers/jwt.js'
 import { startRedis } from './helpers/redis.mjs'
 import { startSentinel } from './helpers/topology.js'
+import { FaultProxy } from '../bench/faults/proxy.mjs'
 
 t.test('Sentinel: refresh answers 503 during a failover, then works without a restart', async (t) => {
   const { primary, sentinels } = await startSentinel(t)
@@ -72,6 +73,51 @@ t.test('CLIENT PAUSE longer than the timeout: 503, and a retry never leaves two 
   const stored = await inspect.hmget(key ?? '', 'c', 'p')
   t.same(stored, [hashId(String(payloadOf(retry.json().refreshToken).jti)), hashId(String(payloadOf(first.refreshToken).jti))],
     'one chain: the current token is the one handed out, the previous one only within the grace window')
+})
+
+/** Two instances on one Redis, `a`'s link to it through a proxy that can be slowed down. */
+async function twoInstancesOneSlow (t: Test) {
+  const redis = await startRedis(t)
+  const slowLink = await FaultProxy.start(redis.port)
+  t.teardown(() => slowLink.close())
+  const a = await buildApp(t, { redis: `redis://127.0.0.1:${slowLink.port}`, storeTimeout: 300 })
+  const b = await buildApp(t, { redis: redis.url, storeTimeout: 300 })
+  return { a, b, slowLink }
+}
+
+t.test('a refresh that reaches Redis after its 503 changes nothing: a late replay is not taken for theft', async (t) => {
+  // Found by the fault-injection harness (a Sentinel failover): instance a's refresh with
+  // the previous token (a replay within the grace window) timed out and was answered 503;
+  // its command reached Redis seconds later, after the client had refreshed again through
+  // instance b, and was judged reuse: the session ended as stolen. Here a's link to Redis
+  // is slow instead.
+  const { a, b, slowLink } = await twoInstancesOneSlow(t)
+  const first = await login(b, 'late')
+  const second = (await refresh(b, first.refreshToken)).json()
+  slowLink.setLatency(800)
+  const replay = await refresh(a, first.refreshToken)
+  t.equal(replay.statusCode, 503, 'the slow instance answers 503 within storeTimeout')
+  const third = await refresh(b, second.refreshToken)
+  t.equal(third.statusCode, 200, 'the client refreshes again through another instance')
+  // Let the late command reach Redis and run.
+  await sleep(2000)
+  slowLink.setLatency(0)
+  const fourth = await refresh(b, third.json().refreshToken)
+  t.equal(fourth.statusCode, 200, 'the session lives: the late replay did nothing')
+})
+
+t.test('a revoke-all that reaches Redis after its 503 does not end the sessions started since', async (t) => {
+  // Found by the fault-injection harness (Redis stopped with SIGSTOP): a password change's
+  // revoke-all answered 503, ran when Redis resumed, and ended the session the user had
+  // started meanwhile.
+  const { a, b, slowLink } = await twoInstancesOneSlow(t)
+  await login(b, 'late-all')
+  slowLink.setLatency(800)
+  await t.rejects(a.tokenSessions.revokeAllSessions('late-all'), { code: 'FTS_STORE_UNAVAILABLE' }, 'the slow instance gives up within storeTimeout')
+  const since = await login(b, 'late-all')
+  await sleep(2000)
+  slowLink.setLatency(0)
+  t.equal((await refresh(b, since.refreshToken)).statusCode, 200, 'the session started since lives: the late revoke-all did nothing')
 })
 
 t.test('Redis killed under load and restarted: no 500, no unhandled rejection, recovery without restart', async (t) => {

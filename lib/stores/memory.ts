@@ -1,5 +1,5 @@
 import type {
-  ClientInfo, CreateOutcome, NewSession, PageRequest, PresentedToken, Revocation, RevocationFeed, RevocationListener, RevokeAllOptions, RevokeAllOutcome,
+  ClientInfo, CreateOutcome, Deadline, NewSession, PageRequest, PresentedToken, Revocation, RevocationFeed, RevocationListener, RevokeAllOptions, RevokeAllOutcome,
   RevokeRequest, RotateOutcome, RotateRequest, SessionInfo, SessionPage, SessionStore
 } from './store.js'
 
@@ -90,6 +90,7 @@ export class MemoryStore implements SessionStore {
 
   async create (session: NewSession): Promise<CreateOutcome> {
     const now = this.#now()
+    if (late(session, now)) return { status: 'late' }
     const { userId } = session
     const stamp = this.#stampOf(userId, now)
     if (stamp !== undefined && session.authenticatedAt !== undefined && stamp.at > session.authenticatedAt) return { status: 'stale' }
@@ -116,6 +117,7 @@ export class MemoryStore implements SessionStore {
     const now = this.#now()
     const session = this.#live(request.userId, request.sessionId, now)
     if (session === undefined) return { status: 'missing' }
+    if (late(request, now)) return { status: 'late' }
     const { startedAt } = session
     const current = session.current === request.presentedHash
     if (!current && judge(session, { hash: request.presentedHash, graceMs: request.graceMs, ...agentOf(request) }, now) !== 'replay') {
@@ -144,8 +146,9 @@ export class MemoryStore implements SessionStore {
     return { status: 'replayed', ttlMs: session.expiresAt - now, startedAt }
   }
 
-  async revoke (request: RevokeRequest): Promise<'revoked' | 'missing' | 'reused'> {
+  async revoke (request: RevokeRequest): Promise<'revoked' | 'missing' | 'reused' | 'late'> {
     const now = this.#now()
+    if (late(request, now)) return 'late'
     const session = this.#live(request.userId, request.sessionId, now)
     const seen = session === undefined || request.presented === undefined ? undefined : presentedAs(session, request.presented, now)
     if (seen === 'unproven') return 'missing'
@@ -157,6 +160,7 @@ export class MemoryStore implements SessionStore {
 
   async revokeAll (userId: string, options: RevokeAllOptions): Promise<RevokeAllOutcome> {
     const now = this.#now()
+    if (late(options, now)) return { status: 'late' }
     if (options.ifLive !== undefined) {
       const guard = this.#live(userId, options.ifLive, now)
       const seen = guard === undefined || options.presented === undefined ? undefined : presentedAs(guard, options.presented, now)
@@ -302,6 +306,11 @@ export class MemoryStore implements SessionStore {
 }
 
 /** The agent of a rotation, when replays are checked by agent. */
+/** Past its deadline the write's request was answered 503: it must change nothing (see {@link Deadline}). */
+function late (request: Deadline, now: number): boolean {
+  return request.deadline !== undefined && now > request.deadline
+}
+
 function agentOf (request: RotateRequest): { agent?: string } {
   return request.agent === undefined ? {} : { agent: request.agent }
 }

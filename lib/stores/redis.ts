@@ -48,20 +48,20 @@ interface Scripts {
   tokenSessionsCreate (
     session: string, index: string, stamp: string, revoked: string, sessionId: string, hash: string, ttlMs: number, maxTtlMs: number,
     userAgent: string, userAgentRest: string, ip: string, label: string, agent: string, authenticatedAt: number | '', maxSessions: number,
-    sessionPrefix: string, channel: string, rememberMs: number, boundKey: string
+    sessionPrefix: string, channel: string, rememberMs: number, boundKey: string, deadline: number | ''
   ): Promise<Array<number | string>>
   tokenSessionsRotate (
     session: string, index: string, revoked: string, proofKey: string, sessionId: string, presented: string, successor: string, ttlMs: number, graceMs: number,
-    channel: string, rememberMs: number, agent: string, maxTtlMs: number, proofJkt: string, proofTtlMs: number | ''
+    channel: string, rememberMs: number, agent: string, maxTtlMs: number, proofJkt: string, proofTtlMs: number | '', deadline: number | ''
   ): Promise<[number, number?, number?]>
   tokenSessionsRevoke (
     session: string, index: string, revoked: string, sessionId: string, channel: string, rememberMs: number, presented: string, graceMs: number, agent: string,
-    proofJkt: string
+    proofJkt: string, deadline: number | ''
   ): Promise<number>
   tokenSessionsRevokeAll (
     index: string, guard: string, spared: string, stamp: string, revoked: string, userId: string, guardId: string, sparedId: string,
-    channel: string, rememberMs: number, presented: string, graceMs: number, agent: string, proofJkt: string
-  ): Promise<[number, string] | -1 | -2>
+    channel: string, rememberMs: number, presented: string, graceMs: number, agent: string, proofJkt: string, deadline: number | ''
+  ): Promise<[number, string] | -1 | -2 | -3>
   tokenSessionsList (index: string, sessionPrefix: string, cursor: number | '', limit: number): Promise<[string, ...string[][]]>
   tokenSessionsLive (session: string, index: string, sessionId: string): Promise<number>
 }
@@ -175,8 +175,8 @@ const SCRIPTS = {
   tokenSessionsHeartbeat: { numberOfKeys: 1, lua: lua('heartbeat') }
 } as const
 
-const ROTATE_STATUS = ['missing', 'rotated', 'replayed', 'reused', 'unbound', 'wrong-key', 'proof-replayed'] as const
-const REVOKE_STATUS = ['missing', 'revoked', 'reused'] as const
+const ROTATE_STATUS = ['missing', 'rotated', 'replayed', 'reused', 'unbound', 'wrong-key', 'proof-replayed', 'late'] as const
+const REVOKE_STATUS = ['missing', 'revoked', 'reused', 'late'] as const
 
 /**
  * A user id inside a hash tag: `{` and `}` would end the tag early (and `%` is escaped
@@ -354,11 +354,13 @@ export class RedisStore implements SessionStore {
     const reply = await this.#redis.tokenSessionsCreate(
       keys.session, keys.index, keys.stamp, keys.revoked, sessionId, session.tokenHash, session.ttlMs, session.maxTtlMs,
       userAgent.slice(0, LISTPACK_VALUE), userAgent.slice(LISTPACK_VALUE), client.ip ?? '', client.label ?? '', session.agent ?? '',
-      session.authenticatedAt ?? '', session.maxSessions, keys.sessionPrefix, this.#channel, session.rememberMs, session.boundKey ?? ''
+      session.authenticatedAt ?? '', session.maxSessions, keys.sessionPrefix, this.#channel, session.rememberMs, session.boundKey ?? '',
+      session.deadline ?? ''
     )
     await this.#acknowledged()
     const [ttlMs, startedAt, ...ended] = reply
     if (ttlMs === -1) return { status: 'stale' }
+    if (ttlMs === -2) return { status: 'late' }
     return { status: 'created', ttlMs: ttlMs as number, startedAt: startedAt as number, ended: ended as string[] }
   }
 
@@ -369,22 +371,22 @@ export class RedisStore implements SessionStore {
     const [code, ttlMs, startedAt] = await this.#redis.tokenSessionsRotate(
       keys.session, keys.index, keys.revoked, proof === undefined ? keys.index : `${keys.user}:dp:${proof.id}`, sessionId,
       request.presentedHash, request.successorHash, request.ttlMs, request.graceMs, this.#channel, request.rememberMs, request.agent ?? '',
-      request.maxTtlMs, proof?.key ?? '', proof?.ttlMs ?? ''
+      request.maxTtlMs, proof?.key ?? '', proof?.ttlMs ?? '', request.deadline ?? ''
     )
-    const status = ROTATE_STATUS[code as 0 | 1 | 2 | 3 | 4 | 5 | 6]
+    const status = ROTATE_STATUS[code as 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7]
     await this.#acknowledged()
     return status === 'rotated' || status === 'replayed' ? { status, ttlMs: ttlMs as number, startedAt: startedAt as number } : { status }
   }
 
-  async revoke (request: RevokeRequest): Promise<'revoked' | 'missing' | 'reused'> {
+  async revoke (request: RevokeRequest): Promise<'revoked' | 'missing' | 'reused' | 'late'> {
     const { sessionId, presented } = request
     const keys = this.#keys(request.userId, sessionId)
     const code = await this.#redis.tokenSessionsRevoke(
       keys.session, keys.index, keys.revoked, sessionId, this.#channel, request.rememberMs,
-      presented?.hash ?? '', presented?.graceMs ?? 0, presented?.agent ?? '', presented?.proofKey ?? ''
+      presented?.hash ?? '', presented?.graceMs ?? 0, presented?.agent ?? '', presented?.proofKey ?? '', request.deadline ?? ''
     )
     await this.#acknowledged()
-    return REVOKE_STATUS[code as 0 | 1 | 2]
+    return REVOKE_STATUS[code as 0 | 1 | 2 | 3]
   }
 
   async revokeAll (userId: string, options: RevokeAllOptions): Promise<RevokeAllOutcome> {
@@ -392,11 +394,13 @@ export class RedisStore implements SessionStore {
     const keys = this.#keys(userId, ifLive)
     const reply = await this.#redis.tokenSessionsRevokeAll(
       keys.index, keys.session, this.#keys(userId, except).session, keys.stamp, keys.revoked, userId, ifLive, except,
-      this.#channel, options.rememberMs, presented?.hash ?? '', presented?.graceMs ?? 0, presented?.agent ?? '', presented?.proofKey ?? ''
+      this.#channel, options.rememberMs, presented?.hash ?? '', presented?.graceMs ?? 0, presented?.agent ?? '', presented?.proofKey ?? '',
+      options.deadline ?? ''
     )
     await this.#acknowledged()
     if (reply === -1) return { status: 'missing' }
     if (reply === -2) return { status: 'reused' }
+    if (reply === -3) return { status: 'late' }
     const [startedBefore, spared] = reply
     return spared === '' ? { status: 'revoked', startedBefore } : { status: 'revoked', startedBefore, spared }
   }

@@ -32,7 +32,7 @@ export interface SessionStore {
    * refresh token is reuse: the session is revoked all the same, and the outcome says so;
    * a bound session's own token without a proof by its key changes nothing (`missing`).
    */
-  revoke (request: RevokeRequest): Promise<'revoked' | 'missing' | 'reused'>
+  revoke (request: RevokeRequest): Promise<'revoked' | 'missing' | 'reused' | 'late'>
   /**
    * Ends every session of a user (but `except`) at once, by one stamp: each session that
    * started before it is over. With `ifLive`, does so only while that session is live
@@ -125,7 +125,7 @@ export interface RevocationFeed {
  * })
  * ```
  */
-export interface NewSession {
+export interface NewSession extends Deadline {
   userId: string
   sessionId: string
   /** Hash of the first refresh token's id. */
@@ -172,6 +172,7 @@ export interface NewSession {
 export type CreateOutcome =
   | { status: 'created', ttlMs: number, startedAt: number, ended: string[] }
   | { status: 'stale' }
+  | { status: 'late' }
 
 /** The longest user agent a session keeps, in characters. */
 export const MAX_USER_AGENT = 128
@@ -219,7 +220,7 @@ export interface SessionInfo extends ClientInfo {
  * const outcome = await store.rotate({ userId, sessionId, presentedHash, successorHash, ttlMs, graceMs: 10_000, rememberMs: 900_000 })
  * ```
  */
-export interface RotateRequest {
+export interface RotateRequest extends Deadline {
   userId: string
   sessionId: string
   presentedHash: string
@@ -240,6 +241,18 @@ export interface RotateRequest {
    * a superseded token is reuse whatever proof comes with it.
    */
   proof?: { key: string, id: string, ttlMs: number }
+}
+
+/**
+ * A write's deadline. Past it, on the store's clock, the request that sent the write has
+ * been answered 503, and the write must change nothing (its outcome is `late`): a client
+ * told to retry must find what it left, not a session rotated, ended as reuse or revoked
+ * by a command that arrived late (held in a stopped server's socket, on a slow link, or
+ * resent by the client library after a reconnect). A store that cannot tell may ignore it.
+ */
+export interface Deadline {
+  /** Ms since the epoch, store clock; none: no deadline. */
+  deadline?: number
 }
 
 /**
@@ -276,7 +289,7 @@ export interface PresentedToken {
  * await store.revoke({ userId: 'u1', sessionId: 's1', rememberMs: 900_000 })
  * ```
  */
-export interface RevokeRequest {
+export interface RevokeRequest extends Deadline {
   userId: string
   sessionId: string
   /** How long to remember the revocation (the access tokens' lifetime). */
@@ -357,6 +370,7 @@ export interface RevocationListener {
 export type RotateOutcome =
   | { status: 'rotated' | 'replayed', ttlMs: number, startedAt: number }
   | { status: 'missing' | 'reused' | 'unbound' | 'wrong-key' | 'proof-replayed' }
+  | { status: 'late' }
 
 /**
  * Options of {@link SessionStore.revokeAll}.
@@ -366,7 +380,7 @@ export type RotateOutcome =
  * await store.revokeAll(userId, { rememberMs: 900_000, except: currentSessionId })
  * ```
  */
-export interface RevokeAllOptions {
+export interface RevokeAllOptions extends Deadline {
   /** How long to remember the revocation (the access tokens' lifetime). */
   rememberMs: number
   /** Revoke only while this session of the same user is still live. */
@@ -392,6 +406,7 @@ export interface RevokeAllOptions {
 export type RevokeAllOutcome =
   | { status: 'revoked', startedBefore: number, spared?: string }
   | { status: 'missing' | 'reused' }
+  | { status: 'late' }
 
 /**
  * Which page of a user's sessions to list: after `cursor` (the `startedAt` of the last

@@ -62,6 +62,27 @@ export function storeContract (t: Test, makeStore: () => Promise<SessionStore>):
     t.same(await store.rotate(rotation(u, 's1', 'h2', 'h3')), { status: 'missing' }, 'reuse deleted the session: the newest token is dead too')
   })
 
+  t.test('a rotation that arrives past its deadline is late and changes nothing, not even as reuse', async (t) => {
+    const u = userId('late')
+    const { startedAt } = await create(session(u, 's1', { tokenHash: 'h0' }))
+    const now = await store.time()
+    t.same(await store.rotate(rotation(u, 's1', 'h0', 'h1', { deadline: now - 1 })), { status: 'late' }, 'the current token, late')
+    t.same(await store.rotate(rotation(u, 's1', 'h0', 'h1', { deadline: now + MINUTE })), { status: 'rotated', ttlMs: MINUTE, startedAt }, 'the session was left as it was')
+    t.same(await store.rotate(rotation(u, 's1', 'h0', 'h9', { deadline: now - 1 })), { status: 'late' }, 'a superseded token, late: not reuse')
+    t.same(await store.rotate(rotation(u, 's1', 'h1', 'h2')), { status: 'rotated', ttlMs: MINUTE, startedAt }, 'the session lives on')
+  })
+
+  t.test('every write that arrives past its deadline is late and changes nothing', async (t) => {
+    const u = userId('late-writes')
+    await create(session(u, 's1', { tokenHash: 'h0' }))
+    const past = await store.time() - 1
+    t.same(await store.create({ ...session(u, 's2', { tokenHash: 'x0' }), deadline: past }), { status: 'late' }, 'a login')
+    t.same(await store.revoke({ userId: u, sessionId: 's1', rememberMs: REMEMBER, deadline: past }), 'late', 'a logout')
+    t.same(await store.revokeAll(u, { rememberMs: REMEMBER, deadline: past }), { status: 'late' }, 'a logout of every session')
+    t.same(await listed(u), ['s1'], 'no session was created or ended')
+    t.equal(await store.isLive(u, 's1'), true)
+  })
+
   t.test('a session bound to a DPoP key rotates only with a proof by that key, and each proof once', async (t) => {
     const u = userId('bound')
     await create(session(u, 's1', { tokenHash: 'h0', boundKey: 'key-a' }))

@@ -15,9 +15,15 @@ local sessionPrefix = ARGV[12]
 local channel = ARGV[13]
 local remember = tonumber(ARGV[14])
 local boundKey = ARGV[15]         -- the DPoP key's thumbprint ('' for none)
+local deadline = ARGV[16]         -- ms, Redis clock ('' for none)
 -- Returns {ttl, start, ended id, ...}, or {-1} when a revocation of every session of the
--- user came after the credentials were checked (a login racing a password change).
+-- user came after the credentials were checked (a login racing a password change), {-2}
+-- too late.
 --@include now
+-- Past its deadline its request was answered 503: change nothing (see rotate.lua).
+if deadline ~= '' and now > tonumber(deadline) then
+  return {-2}
+end
 --@include ordered
 local at = stamp_time(stamp)
 if at and checked and at > checked then

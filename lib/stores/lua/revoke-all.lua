@@ -13,14 +13,19 @@ local presented = ARGV[6]         -- the guard's presented refresh token hash ('
 local graceMs = tonumber(ARGV[7])
 local agent = ARGV[8]             -- '' for none
 local proofJkt = ARGV[9]          -- the key thumbprint of the DPoP proof that came with it ('' for none)
+local deadline = ARGV[10]         -- ms, Redis clock ('' for none)
 -- Returns {the stamp's time, the spared session id ('' when none was live)}: every session
 -- that started before that time is over but the spared one; -1 if the guard session is not
 -- live, or is bound to a key the presented token came without a proof by; -2 if the
--- presented token was superseded (reuse: the guard session alone is revoked).
+-- presented token was superseded (reuse: the guard session alone is revoked); -3 too late.
 -- One stamp, whatever the number of sessions: the index is dropped at once (UNLINK frees a
 -- large one in the background), the session hashes expire on their own, and every reader
 -- takes a session for live only while its start is in the index.
 --@include now
+-- Past its deadline its request was answered 503: change nothing (see rotate.lua).
+if deadline ~= '' and now > tonumber(deadline) then
+  return -3
+end
 --@include announce
 --@include started
 if guardId ~= '' then

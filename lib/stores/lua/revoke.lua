@@ -9,11 +9,17 @@ local presented = ARGV[4]         -- the presented refresh token's hash ('' when
 local graceMs = tonumber(ARGV[5])
 local agent = ARGV[6]             -- '' for none
 local proofJkt = ARGV[7]          -- the key thumbprint of the DPoP proof that came with it ('' for none)
--- Returns 1 revoked, 0 not live, 2 reused (the presented token was superseded: revoked too).
+local deadline = ARGV[8]          -- ms, Redis clock ('' for none)
+-- Returns 1 revoked, 0 not live, 2 reused (the presented token was superseded: revoked too),
+-- 3 too late.
 -- A bound session's own token without a proof by its key is 0 too, and changes nothing.
 --@include started
 local live = started(index, session, sessionId)
 --@include now
+-- Past its deadline its request was answered 503: change nothing (see rotate.lua).
+if deadline ~= '' and now > tonumber(deadline) then
+  return 3
+end
 local outcome = 0
 if live then
   outcome = 1

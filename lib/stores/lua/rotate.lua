@@ -14,9 +14,10 @@ local agent = ARGV[8]             -- '' when replays are not checked by agent
 local maxTtlMs = tonumber(ARGV[9])
 local proofJkt = ARGV[10]         -- the DPoP proof's key thumbprint, '' for no proof
 local proofTtl = ARGV[11]         -- ms to remember the proof's id
+local deadline = ARGV[12]         -- ms, Redis clock: past it the request was answered 503; '' for none
 -- Returns {1, ttl, start} rotated, {2, ttl, start} replayed within grace, {0} missing,
 -- {3} reused, {4} a proof for an unbound session, {5} a bound session without a proof by
--- its key, {6} a proof id seen before. 4 to 6 change nothing.
+-- its key, {6} a proof id seen before, {7} too late. 4 to 7 change nothing.
 -- Every refresh runs this: the hot path (rotated) calls nothing it does not need, and the
 -- helpers of the theft path are defined in that branch only.
 local s = redis.call('HMGET', session, 'c', 'p', 'r', 'g', 'j')
@@ -31,6 +32,12 @@ if not start then
 end
 start = -tonumber(start)
 --@include now
+-- Past its deadline its request was answered 503: the client retries, and must find the
+-- session as it left it (a replay judged now, after later rotations, would be taken for
+-- theft). Every write script checks its deadline so.
+if deadline ~= '' and now > tonumber(deadline) then
+  return {7}
+end
 local current = s[1] == presented
 if not current then
   --@include judge
