@@ -135,6 +135,14 @@ t.test('(d) a session a 200 left keeps working until something ends it', async (
     const reused = op('refresh', 'b', 1500, 1510, { sessionId: 's1', refreshTokenId: 'r1' }, { status: 401, code: 'FTS_TOKEN_REUSED' })
     t.same(check(history([base()[0], refresh, timedOut, reused, ...okAfter()]), OPTIONS).violations, [])
   })
+  t.test('refused after a refresh of an already rotated token answered 503 (it may have been judged reuse): fine', async (t) => {
+    const stale = op('refresh', 'c', 200, 1210, { sessionId: 's1', refreshTokenId: 'r0' }, { status: 503, retryAfter: 1 })
+    t.same(check(history([base()[0], refresh, stale, lost, ...okAfter()]), OPTIONS).violations, [])
+    const current = op('refresh', 'c', 200, 1210, { sessionId: 's1', refreshTokenId: 'r1' }, { status: 503, retryAfter: 1 })
+    const earlier = op('refresh', 'c', 50, 90, { sessionId: 's1', refreshTokenId: 'r0' }, { status: 503, retryAfter: 1 })
+    t.equal(check(history([base()[0], refresh, current, lost, ...okAfter()]), OPTIONS).counts['session-survives'].violations, 1, 'not the current token')
+    t.equal(check(history([base()[0], earlier, refresh, lost, ...okAfter()]), OPTIONS).counts['session-survives'].violations, 1, 'not before the token was rotated')
+  })
   t.test('a reuse answer after a racing refresh of the same token: fine', async (t) => {
     const racer = op('refresh', 'c', 200, 210, { sessionId: 's1', refreshTokenId: 'r1' }, { error: 'connection' })
     const reused = op('refresh', 'b', 1500, 1510, { sessionId: 's1', refreshTokenId: 'r1' }, { status: 401, code: 'FTS_TOKEN_REUSED' })

@@ -153,9 +153,23 @@ function indexSessions (operations) {
       for (const session of endedBy(op, index, true)) push(index.endersOf, session, op)
     }
     const session = sessionOf(op)
-    if (codeOf(op.answer) === REUSED && session !== undefined) push(index.endersOf, session, op)
+    if (session === undefined) continue
+    if (codeOf(op.answer) === REUSED || mayHaveBeenReuse(op, index)) push(index.endersOf, session, op)
   }
   return index
+}
+
+/**
+ * Whether a refresh whose outcome is unknown (no answer, or 503) presented a token that an
+ * earlier refresh may already have rotated: the store may have judged it reuse, and ended
+ * the session, without the client learning it.
+ * @param {Operation} op
+ * @param {SessionIndex} index
+ */
+function mayHaveBeenReuse (op, index) {
+  const presented = op.request.refreshTokenId
+  if (op.kind !== 'refresh' || is2xx(op) || !mayHaveTakenEffect(op) || presented === undefined) return false
+  return (index.byToken.get(presented) ?? []).some((other) => other !== op && other.kind === 'refresh' && other.start < op.start && mayHaveTakenEffect(other))
 }
 
 /**
