@@ -13,8 +13,10 @@
 // Options: `--seed <n>` (default 1), `--duration <s>` (a long run), `--only <a,b>` (these
 // scenarios), `--plugin <dist/index.js of a build>` (the harness's self-tests run a
 // deliberately broken build), `--clients <n>` (default 12), `--histories <dir>` (keep
-// each scenario's history as JSON).
-import { mkdirSync, writeFileSync } from 'node:fs'
+// each scenario's history as JSON; without it, the history of a scenario with a violation
+// is kept in a temporary folder, named on stderr).
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { check, INVARIANTS } from './checker.mjs'
@@ -161,6 +163,14 @@ function report (byFault, meta) {
   return lines.join('\n') + '\n'
 }
 
+/** @type {string | undefined} */
+let kept
+/** A folder of its own for the histories of findings, made on first use. */
+function keptDir () {
+  kept ??= mkdtempSync(join(tmpdir(), 'fts-faults-'))
+  return kept
+}
+
 async function main () {
   const { values } = parseArgs({
     options: {
@@ -198,7 +208,13 @@ async function main () {
       if (result.result.violations.length + result.result.excused.length > 0) entry.results.push(result)
       else entry.results.push({ ...result, history: { ...result.history, operations: [] } })
       byFault.set(scenario.name, entry)
-      if (values.histories !== undefined) writeFileSync(join(values.histories, `${scenario.name}-${seed + round}.json`), JSON.stringify(result.history))
+      // A finding's history is kept whatever was asked: a long run's rare one must be explainable.
+      const keep = values.histories ?? (result.result.violations.length > 0 ? keptDir() : undefined)
+      if (keep !== undefined) {
+        const file = join(keep, `${scenario.name}-${seed + round}.json`)
+        writeFileSync(file, JSON.stringify(result.history))
+        if (values.histories === undefined) process.stderr.write(`history of ${scenario.name} (seed ${seed + round}) kept in ${file}\n`)
+      }
       process.stderr.write(`[${Math.round((performance.now() - t0) / 1000)} s] ${scenario.name} (seed ${seed + round}): ${result.operations} operations\n`)
     }
     if (duration !== undefined && performance.now() - t0 > duration * 1000) break
