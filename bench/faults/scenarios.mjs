@@ -43,12 +43,20 @@ async function blackHoleSubscribers (ctx) {
   ctx.topology.proxy.heal()
 }
 
-/** @param {FaultContext} ctx */
-async function killConnections (ctx, /** @type {'pubsub' | 'normal'} */ type) {
+/**
+ * A fault three times, a second apart.
+ * @param {() => unknown} fault
+ */
+async function thrice (fault) {
   for (let i = 0; i < 3; i++) {
-    await ctx.topology.clientKill(type)
+    await fault()
     await sleep(1000)
   }
+}
+
+/** @param {FaultContext} ctx */
+async function killConnections (ctx, /** @type {'pubsub' | 'normal'} */ type) {
+  await thrice(() => ctx.topology.clientKill(type))
 }
 
 /** @param {FaultContext} ctx */
@@ -81,10 +89,7 @@ async function latencySpike (ctx) {
 
 /** @param {FaultContext} ctx */
 async function cutConnections (ctx) {
-  for (let i = 0; i < 3; i++) {
-    ctx.topology.proxy.cut()
-    await sleep(1000)
-  }
+  await thrice(() => ctx.topology.proxy.cut())
 }
 
 /** @param {FaultContext} ctx */
