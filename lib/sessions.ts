@@ -1,4 +1,4 @@
-import { hash } from 'node:crypto'
+import { hash, randomBytes } from 'node:crypto'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { Emit } from './audit.js'
 import type { StoreClock } from './clock.js'
@@ -94,6 +94,9 @@ export class Sessions {
   readonly #revocations: RevocationList
   readonly #clock: StoreClock
   readonly #deadlines: Deadlines
+  /** The prefix of this instance's write ids, random, and how many writes it has made. */
+  readonly #writeIds = randomBytes(12).toString('base64url') + '.'
+  #writes = 0
 
   constructor (
     options: ResolvedOptions, codec: TokenCodec, store: SessionStore, revocations: RevocationList, clock: StoreClock, emit: Emit, log: FastifyBaseLogger
@@ -162,8 +165,9 @@ export class Sessions {
     const successor = successorId(this.#options.keys, jti)
     const agent = this.#agentOf(request)
     const proof = checked === undefined ? undefined : this.#proofRecord(checked)
-    const outcome = await this.#write((deadline) => this.store.rotate({
+    const outcome = await this.#write((deadline, writeId) => this.store.rotate({
       deadline,
+      writeId,
       userId: sub,
       sessionId: sid,
       presentedHash: hashId(jti),
@@ -254,8 +258,13 @@ export class Sessions {
     // Already over here: no store work, however often an ended session's tokens come back.
     if (this.#revocations.knowsEnded(sub, sessionId, session.startedAt)) return false
     const presented = this.#presented(session, request)
-    const outcome = await this.#write((deadline) => this.store.revoke({
-      deadline, userId: sub, sessionId, rememberMs: this.#options.rememberMs, ...(presented === undefined ? {} : { presented })
+    const outcome = await this.#write((deadline, writeId) => this.store.revoke({
+      deadline,
+      writeId,
+      userId: sub,
+      sessionId,
+      rememberMs: this.#options.rememberMs,
+      ...(presented === undefined ? {} : { presented })
     }))
     if (outcome === 'missing') return false
     if (outcome === 'reused') return await this.#reused(sub, sessionId, request)
@@ -275,8 +284,9 @@ export class Sessions {
     const { except, caller } = options
     if (caller !== undefined && this.#revocations.knowsEnded(sub, caller.sessionId, caller.startedAt)) return false
     const presented = caller === undefined ? undefined : this.#presented(caller, request)
-    const outcome = await this.#write((deadline) => this.store.revokeAll(sub, {
+    const outcome = await this.#write((deadline, writeId) => this.store.revokeAll(sub, {
       deadline,
+      writeId,
       rememberMs: this.#options.rememberMs,
       ...(except === undefined ? {} : { except }),
       ...(caller === undefined ? {} : { ifLive: caller.sessionId }),
@@ -392,13 +402,14 @@ export class Sessions {
 
   /**
    * Runs one store write within `storeTimeout`, telling the store its deadline on the
-   * store's clock: a write that reaches the store past it changes nothing (`late`), since
-   * its request has had its 503 by then, and one that comes back `late` is a 503 too.
+   * store's clock and an id unique to it: a write that reaches the store past its deadline
+   * changes nothing (`late`), since its request has had its 503 by then, and one that comes
+   * back `late` is a 503 too; the same write delivered twice (a resend after a lost
+   * connection) answers as it first did. Chained on `#call`'s promise: no async frame.
    */
-  async #write<T> (write: (deadline: number) => Promise<T>): Promise<Exclude<T, 'late' | { status: 'late' }>> {
-    const outcome = await this.#call(() => write(this.#clock.now() + this.#options.storeTimeout))
-    if (outcome === 'late' || (outcome as { status?: unknown }).status === 'late') throw new StoreUnavailableError()
-    return outcome as Exclude<T, 'late' | { status: 'late' }>
+  #write<T> (write: (deadline: number, writeId: string) => Promise<T>): Promise<Exclude<T, 'late' | { status: 'late' }>> {
+    const writeId = this.#writeIds + (this.#writes++).toString(36)
+    return this.#call(() => write(this.#clock.now() + this.#options.storeTimeout, writeId)).then(settled)
   }
 
   /**
@@ -487,4 +498,10 @@ function narrowed (granted: string | undefined, asked: string | undefined): stri
   const allowed = new Set(granted?.split(' '))
   if (!SCOPE.test(asked) || asked.split(' ').some((token) => !allowed.has(token))) throw new ScopeInvalidError()
   return asked
+}
+
+/** A write's outcome, but `late` (its request has had its 503): a 503 too. */
+function settled<T> (outcome: T): Exclude<T, 'late' | { status: 'late' }> {
+  if (outcome === 'late' || (outcome as { status?: unknown }).status === 'late') throw new StoreUnavailableError()
+  return outcome as Exclude<T, 'late' | { status: 'late' }>
 }

@@ -14,7 +14,10 @@ t.test('logout', async (t) => {
     const response = await app.inject({ method: 'POST', url: '/auth/logout', payload: { refreshToken: tokens.refreshToken } })
     t.equal(response.statusCode, 204)
     t.equal(response.body, '')
-    t.same(await inspect.keys('*{out-body}*'), [], 'revoked by deleting its keys')
+    const left = await inspect.keys('*{out-body}*')
+    t.equal(left.length, 1, 'revoked by deleting its keys')
+    t.match(left[0], /^tsess:\{out-body\}:w:[\w.-]+$/, 'but the logout\'s outcome, for a resend of it')
+    t.ok(await inspect.pttl(left[0] as string) <= 1000, 'kept until the logout\'s deadline')
     const after = await refresh(app, tokens.refreshToken)
     t.equal(after.statusCode, 401)
     t.equal(after.json().code, 'FTS_SESSION_REVOKED')
@@ -39,7 +42,7 @@ t.test('logout', async (t) => {
     t.match(cleared.get('refresh_token'), { value: '', path: '/auth', httpOnly: true })
     t.match(cleared.get('session_binding'), { value: '', path: '/', httpOnly: true })
     t.ok((cleared.get('refresh_token')?.expires?.getTime() ?? Infinity) < Date.now(), 'expired in the past')
-    t.same(await inspect.keys('*{out-cookie}*'), [])
+    t.same((await inspect.keys('*{out-cookie}*')).filter((key) => !key.includes(':w:')), [], 'the session\'s keys are gone (the logout\'s outcome aside)')
   })
 
   t.test('with only an access token (Bearer): the session it names is revoked', async (t) => {
@@ -84,7 +87,8 @@ t.test('logout-all', async (t) => {
     const response = await app.inject({ method: 'POST', url: '/auth/logout-all', headers: { authorization: `Bearer ${sessions[0]?.accessToken}` } })
     t.equal(response.statusCode, 204)
     for (const session of sessions) t.equal((await refresh(app, session.refreshToken)).statusCode, 401)
-    t.same(await inspect.keys('*{all-1}*'), ['tsess:{all-1}:st'], 'only the stamp is left (the refreshes swept the stale session hashes)')
+    t.same((await inspect.keys('*{all-1}*')).map((key) => key.replace(/:w:[\w.-]+$/, ':w:<write>')).sort(), ['tsess:{all-1}:st', 'tsess:{all-1}:w:<write>'],
+      'only the stamp is left (the refreshes swept the stale session hashes), and the outcome of the logout-all for a resend of it')
     t.equal((await refresh(app, bystander.refreshToken)).statusCode, 200)
   })
 

@@ -92,13 +92,18 @@ t.test('what Redis holds', async (t) => {
   const buckets = new RevocationBuckets('tsess:', STANDALONE_BUCKETS)
   const bucket = buckets.of('tsess:{u4}')
   const heartbeat = buckets.inSlot(0, 'heartbeat')
-  t.same(keys.map((k) => k.key).sort().map((k) => k.replace(/:s:[\w-]{22}$/, ':s:<sid>')),
-    [bucket, heartbeat, 'tsess:{u1}:idx', 'tsess:{u1}:s:<sid>', 'tsess:{u2}:idx', 'tsess:{u2}:s:<sid>', 'tsess:{u3}:idx', 'tsess:{u3}:s:<sid>'].sort(),
-    'one hash and one index per user, each hash-tagged by user id; logout left only its revocation, in the bucket of the user\'s slot; the feed\'s heartbeat key')
+  t.same(keys.map((k) => k.key.replace(/:s:[\w-]{22}$/, ':s:<sid>').replace(/:w:[\w.-]+$/, ':w:<write>')).sort(),
+    [bucket, heartbeat, 'tsess:{u1}:idx', 'tsess:{u1}:s:<sid>', 'tsess:{u2}:idx', 'tsess:{u2}:s:<sid>', 'tsess:{u3}:idx', 'tsess:{u3}:s:<sid>', 'tsess:{u4}:w:<write>'].sort(),
+    'one hash and one index per user, each hash-tagged by user id; logout left only its revocation, in the bucket of the user\'s slot, and its outcome for a resend; the feed\'s heartbeat key')
   for (const { key, pttl, content } of keys) {
     for (const secret of secrets) t.notOk(content.includes(secret), `${key} holds no token or token id`)
     if (key === heartbeat) {
       t.ok(pttl > 0 && pttl <= 1000, `the heartbeat key lives as long as a heartbeat may take (${pttl} ms)`)
+      continue
+    }
+    if (key.startsWith('tsess:{u4}:w:')) {
+      t.ok(pttl > 0 && pttl <= 1000, `the logout's outcome is kept until its deadline, for a resend of it (${pttl} ms)`)
+      t.equal(content, '"1"', 'the outcome alone: revoked')
       continue
     }
     if (key === bucket) {

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
 import { Redis } from 'ioredis'
-import { RedisStore } from '../lib/index.js'
+import { RedisStore, type TokenSessionsOptions } from '../lib/index.js'
 import { hashId } from '../lib/tokens.js'
 import { LogCapture, buildApp, login, refresh, untilUp } from './helpers/app.js'
 import { payloadOf } from './helpers/jwt.js'
@@ -118,6 +118,64 @@ t.test('a revoke-all that reaches Redis after its 503 does not end the sessions 
   await sleep(2000)
   slowLink.setLatency(0)
   t.equal((await refresh(b, since.refreshToken)).statusCode, 200, 'the session started since lives: the late revoke-all did nothing')
+})
+
+/**
+ * An app whose link to Redis a test can cut while a command's answer is on its way back:
+ * `lose(send)` sends a request whose one command reaches Redis at 300 ms, cuts the link at
+ * 450 ms, before its answer would arrive (600 ms), and resolves to the app's answer, which
+ * comes from the command ioredis resends once it has reconnected.
+ */
+async function answerLostToACut (t: Test, options: Partial<TokenSessionsOptions> = {}) {
+  const redis = await startRedis(t)
+  const link = await FaultProxy.start(redis.port)
+  t.teardown(() => link.close())
+  const app = await buildApp(t, { redis: `redis://127.0.0.1:${link.port}`, storeTimeout: 3000, ...options })
+  const lose = async <T> (send: () => Promise<T>): Promise<T> => {
+    link.setLatency(300)
+    const answer = send()
+    await sleep(450)
+    link.setLatency(0)
+    link.cut()
+    return await answer
+  }
+  return { app, lose }
+}
+
+t.test('a logout-all whose answer a cut connection lost, resent by the client library, answers as it first ran', async (t) => {
+  // Found by the fault-injection harness (connections cut): Redis ran the revoke-all script,
+  // the connection broke before its answer came back, ioredis resent the script on the new
+  // connection, and the second run found the caller's session over: a logout-all that had
+  // ended every session answered 401 FTS_SESSION_REVOKED.
+  const { app, lose } = await answerLostToACut(t)
+  const logoutAll = async (accessToken: string) => await app.inject({ method: 'POST', url: '/auth/logout-all', headers: { authorization: `Bearer ${accessToken}` } })
+  // Once, so that the script is loaded and the command below is the script alone.
+  t.equal((await logoutAll((await login(app, 'resent-warm-up')).accessToken)).statusCode, 204)
+  const caller = await login(app, 'resent')
+  const other = await login(app, 'resent')
+  const response = await lose(async () => await logoutAll(caller.accessToken))
+  t.equal(response.statusCode, 204, 'the answer of the run that ended the sessions')
+  t.equal((await refresh(app, other.refreshToken)).statusCode, 401, 'every session is over')
+})
+
+t.test('a strict refresh whose answer a cut connection lost is not taken for reuse when it is resent', async (t) => {
+  const { app, lose } = await answerLostToACut(t, { reuseGrace: 0 })
+  await refresh(app, (await login(app, 'resent-warm-up')).refreshToken)
+  const tokens = await login(app, 'resent-refresh')
+  const response = await lose(async () => await refresh(app, tokens.refreshToken))
+  t.equal(response.statusCode, 200, 'rotated once, not ended as stolen')
+  t.equal((await refresh(app, response.json().refreshToken)).statusCode, 200, 'the session lives on its new token')
+})
+
+t.test('a logout whose answer a cut connection lost still tells the audit hooks, once', async (t) => {
+  const logouts: string[] = []
+  const { app, lose } = await answerLostToACut(t, { onLogout: (event) => { logouts.push(event.sessionId ?? '') } })
+  const logout = async (refreshToken: string) => await app.inject({ method: 'POST', url: '/auth/logout', payload: { refreshToken } })
+  await logout((await login(app, 'resent-warm-up')).refreshToken)
+  const tokens = await login(app, 'resent-logout')
+  t.equal((await lose(async () => await logout(tokens.refreshToken))).statusCode, 204)
+  t.same(logouts.length, 2, 'one onLogout for each logout, the one whose answer was lost included')
+  t.equal((await refresh(app, tokens.refreshToken)).statusCode, 401, 'the session is over')
 })
 
 t.test('Redis killed under load and restarted: no 500, no unhandled rejection, recovery without restart', async (t) => {

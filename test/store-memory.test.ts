@@ -60,3 +60,25 @@ t.test('MemoryStore sweeps expired sessions out of memory', async (t) => {
   await new Promise((resolve) => setTimeout(resolve, 50))
   t.equal(await store.revoke({ userId: 'v', sessionId: 's1', rememberMs: REMEMBER }), 'missing')
 })
+
+t.test('MemoryStore keeps a revocation\'s outcome for its delivery again a minute when it has no deadline, then sweeps it out', async (t) => {
+  let now = 1_000_000
+  const fields = { ttlMs: 60_000, maxTtlMs: 3_600_000, client: {}, maxSessions: 100, rememberMs: REMEMBER }
+  const logout = { userId: 'u', sessionId: 's1', rememberMs: REMEMBER, writeId: 'w1' }
+  const kept = new MemoryStore({ now: () => now, sweepInterval: 3_600_000 })
+  t.teardown(() => kept.close())
+  await kept.create({ userId: 'u', sessionId: 's1', tokenHash: 'a', ...fields })
+  t.equal(await kept.revoke(logout), 'revoked')
+  now += 59_000
+  t.equal(await kept.revoke(logout), 'revoked', 'delivered again within the minute')
+  now += 2_000
+  t.equal(await kept.revoke(logout), 'missing', 'after it, a new request')
+  const swept = new MemoryStore({ now: () => now, sweepInterval: 10 })
+  t.teardown(() => swept.close())
+  await swept.create({ userId: 'u', sessionId: 's1', tokenHash: 'a', ...fields })
+  t.equal(await swept.revoke(logout), 'revoked')
+  now += 61_000
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  now -= 61_000
+  t.equal(await swept.revoke(logout), 'missing', 'the sweep dropped the kept outcome itself, not just hid it')
+})

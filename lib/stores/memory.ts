@@ -15,6 +15,8 @@ interface MemorySession {
   agent: string | undefined
   /** The thumbprint of the DPoP key it is bound to. */
   boundKey: string | undefined
+  /** The write id of its last rotation (see {@link Deadline.writeId}). */
+  writeId: string | undefined
 }
 
 /** A user's latest revocation of all sessions, and until when it is remembered. */
@@ -66,6 +68,8 @@ export class MemoryStore implements SessionStore {
   readonly #proofs = new Map<string, number>()
   /** DPoP proof ids seen by `authenticate` (`rememberProof`), by key and id, oldest first, until each goes stale. */
   readonly #resourceProofs = new Map<string, number>()
+  /** Revocations' outcomes by write id, for a delivery of the same write again, until its deadline. */
+  readonly #outcomes = new Map<string, { outcome: unknown, until: number }>()
   readonly #listeners = new Set<RevocationListener>()
   readonly #now: () => number
   readonly #sweeper: NodeJS.Timeout
@@ -105,7 +109,8 @@ export class MemoryStore implements SessionStore {
       expiresAt: now + ttlMs,
       client: { ...session.client },
       agent: session.agent,
-      boundKey: session.boundKey
+      boundKey: session.boundKey,
+      writeId: undefined
     })
     const ended = this.#overCap(userId, session.sessionId, session.maxSessions, now)
     for (const sessionId of ended) this.#delete(userId, sessionId)
@@ -120,6 +125,10 @@ export class MemoryStore implements SessionStore {
     if (late(request, now)) return { status: 'late' }
     const { startedAt } = session
     const current = session.current === request.presentedHash
+    // This very rotation delivered again answers as it first did (as rotate.lua).
+    if (!current && request.writeId !== undefined && session.writeId === request.writeId && session.previous === request.presentedHash) {
+      return { status: 'rotated', ttlMs: session.expiresAt - now, startedAt }
+    }
     if (!current && judge(session, { hash: request.presentedHash, graceMs: request.graceMs, ...agentOf(request) }, now) !== 'replay') {
       this.#delete(request.userId, request.sessionId)
       this.#announce([{ sessionId: request.sessionId, until: now + request.rememberMs }])
@@ -140,6 +149,7 @@ export class MemoryStore implements SessionStore {
       session.current = request.successorHash
       session.rotatedAt = now
       session.expiresAt = now + ttlMs
+      session.writeId = request.writeId
       if (request.agent !== undefined) session.agent = request.agent
       return { status: 'rotated', ttlMs, startedAt }
     }
@@ -150,24 +160,30 @@ export class MemoryStore implements SessionStore {
     const now = this.#now()
     if (late(request, now)) return 'late'
     const session = this.#live(request.userId, request.sessionId, now)
+    if (session === undefined) {
+      const first = this.#firstOutcome(request, now)
+      if (first !== undefined) return first as 'revoked' | 'reused'
+    }
     const seen = session === undefined || request.presented === undefined ? undefined : presentedAs(session, request.presented, now)
     if (seen === 'unproven') return 'missing'
     this.#delete(request.userId, request.sessionId)
     if (session === undefined) return 'missing'
     this.#announce([{ sessionId: request.sessionId, until: now + request.rememberMs }])
-    return seen === 'superseded' ? 'reused' : 'revoked'
+    return this.#keepOutcome(request, now, seen === 'superseded' ? 'reused' : 'revoked')
   }
 
   async revokeAll (userId: string, options: RevokeAllOptions): Promise<RevokeAllOutcome> {
     const now = this.#now()
     if (late(options, now)) return { status: 'late' }
+    const first = this.#firstOutcome(options, now)
+    if (first !== undefined) return first as RevokeAllOutcome
     if (options.ifLive !== undefined) {
       const guard = this.#live(userId, options.ifLive, now)
       const seen = guard === undefined || options.presented === undefined ? undefined : presentedAs(guard, options.presented, now)
       if (guard === undefined || seen === 'unproven') return { status: 'missing' }
       if (seen === 'superseded') {
         await this.revoke({ userId, sessionId: options.ifLive, rememberMs: options.rememberMs })
-        return { status: 'reused' }
+        return this.#keepOutcome(options, now, { status: 'reused' })
       }
     }
     const at = this.#afterAll(userId, now)
@@ -180,11 +196,26 @@ export class MemoryStore implements SessionStore {
     this.#stamps.set(userId, { at, until })
     if (spared === undefined) {
       this.#announce([{ userId, startedBefore: at, until }])
-      return { status: 'revoked', startedBefore: at }
+      return this.#keepOutcome(options, now, { status: 'revoked', startedBefore: at })
     }
     const except = options.except as string
     this.#announce([{ userId, startedBefore: at, except, until }])
-    return { status: 'revoked', startedBefore: at, spared: except }
+    return this.#keepOutcome(options, now, { status: 'revoked', startedBefore: at, spared: except })
+  }
+
+  /** The outcome a write with this id had, if it was delivered before (as revoke.lua and revoke-all.lua keep it). */
+  #firstOutcome (write: Deadline, now: number): unknown {
+    if (write.writeId === undefined) return undefined
+    const first = this.#outcomes.get(write.writeId)
+    return first !== undefined && first.until > now ? first.outcome : undefined
+  }
+
+  /** Keeps a write's outcome, for a delivery of it again, until its deadline (a minute without one). */
+  #keepOutcome<T> (write: Deadline, now: number, outcome: T): T {
+    if (write.writeId !== undefined) {
+      this.#outcomes.set(write.writeId, { outcome, until: write.deadline === undefined ? now + 60_000 : write.deadline + 1 })
+    }
+    return outcome
   }
 
   async rememberProof (key: string, id: string, ttlMs: number): Promise<boolean> {
@@ -288,6 +319,9 @@ export class MemoryStore implements SessionStore {
 
   #sweep (): void {
     const now = this.#now()
+    for (const [writeId, { until }] of this.#outcomes) {
+      if (until <= now) this.#outcomes.delete(writeId)
+    }
     for (const [key, revocation] of this.#revoked) {
       if (revocation.until <= now) this.#revoked.delete(key)
     }
@@ -305,12 +339,12 @@ export class MemoryStore implements SessionStore {
   }
 }
 
-/** The agent of a rotation, when replays are checked by agent. */
 /** Past its deadline the write's request was answered 503: it must change nothing (see {@link Deadline}). */
 function late (request: Deadline, now: number): boolean {
   return request.deadline !== undefined && now > request.deadline
 }
 
+/** The agent of a rotation, when replays are checked by agent. */
 function agentOf (request: RotateRequest): { agent?: string } {
   return request.agent === undefined ? {} : { agent: request.agent }
 }

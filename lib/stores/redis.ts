@@ -6,7 +6,7 @@ import { DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT } from './feed-he
 import { RedisRevocationFeed } from './redis-feed.js'
 import { MAX_USER_AGENT } from './store.js'
 import type {
-  CreateOutcome, NewSession, PageRequest, RevocationFeed, RevokeAllOptions, RevokeAllOutcome, RevokeRequest, RotateOutcome,
+  CreateOutcome, Deadline, NewSession, PageRequest, RevocationFeed, RevokeAllOptions, RevokeAllOutcome, RevokeRequest, RotateOutcome,
   RotateRequest, SessionPage, SessionStore
 } from './store.js'
 
@@ -52,15 +52,15 @@ interface Scripts {
   ): Promise<Array<number | string>>
   tokenSessionsRotate (
     session: string, index: string, revoked: string, proofKey: string, sessionId: string, presented: string, successor: string, ttlMs: number, graceMs: number,
-    channel: string, rememberMs: number, agent: string, maxTtlMs: number, proofJkt: string, proofTtlMs: number | '', deadline: number | ''
+    channel: string, rememberMs: number, agent: string, maxTtlMs: number, proofJkt: string, proofTtlMs: number | '', deadline: number | '', writeId: string
   ): Promise<[number, number?, number?]>
   tokenSessionsRevoke (
-    session: string, index: string, revoked: string, sessionId: string, channel: string, rememberMs: number, presented: string, graceMs: number, agent: string,
-    proofJkt: string, deadline: number | ''
+    session: string, index: string, revoked: string, first: string, sessionId: string, channel: string, rememberMs: number, presented: string, graceMs: number,
+    agent: string, proofJkt: string, deadline: number | '', writeId: string
   ): Promise<number>
   tokenSessionsRevokeAll (
-    index: string, guard: string, spared: string, stamp: string, revoked: string, userId: string, guardId: string, sparedId: string,
-    channel: string, rememberMs: number, presented: string, graceMs: number, agent: string, proofJkt: string, deadline: number | ''
+    index: string, guard: string, spared: string, stamp: string, revoked: string, first: string, userId: string, guardId: string, sparedId: string,
+    channel: string, rememberMs: number, presented: string, graceMs: number, agent: string, proofJkt: string, deadline: number | '', writeId: string
   ): Promise<[number, string] | -1 | -2 | -3>
   tokenSessionsList (index: string, sessionPrefix: string, cursor: number | '', limit: number): Promise<[string, ...string[][]]>
   tokenSessionsLive (session: string, index: string, sessionId: string): Promise<number>
@@ -155,7 +155,7 @@ function lua (name: string): string {
 
 /**
  * A script's source with each `--@include <part>` line replaced by that part (now.lua,
- * started.lua, ordered.lua, prune.lua, judge.lua, announce.lua). A script includes only the parts it uses, where it
+ * started.lua, ordered.lua, prune.lua, judge.lua, announce.lua, resend.lua). A script includes only the parts it uses, where it
  * uses them: a helper defined at the top would be made anew, as a closure, on every call,
  * and rotate, which runs on every refresh, needs its helpers only when it detects a replay
  * or theft. Line ends may be CRLF (a checkout on Windows); the line may be indented.
@@ -167,8 +167,8 @@ export function inlineIncludes (source: string, part: (name: string) => string):
 const SCRIPTS = {
   tokenSessionsCreate: { numberOfKeys: 4, lua: lua('create') },
   tokenSessionsRotate: { numberOfKeys: 4, lua: lua('rotate') },
-  tokenSessionsRevoke: { numberOfKeys: 3, lua: lua('revoke') },
-  tokenSessionsRevokeAll: { numberOfKeys: 5, lua: lua('revoke-all') },
+  tokenSessionsRevoke: { numberOfKeys: 4, lua: lua('revoke') },
+  tokenSessionsRevokeAll: { numberOfKeys: 6, lua: lua('revoke-all') },
   tokenSessionsList: { numberOfKeys: 1, lua: lua('list') },
   tokenSessionsLive: { numberOfKeys: 2, lua: lua('live') },
   tokenSessionsRevocations: { numberOfKeys: 1, lua: lua('revocations') },
@@ -184,6 +184,15 @@ const REVOKE_STATUS = ['missing', 'revoked', 'reused', 'late'] as const
  */
 function tagOf (userId: string): string {
   return '{' + userId.replace(/[%{}]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase()) + '}'
+}
+
+/**
+ * Where a revocation keeps its outcome for a resent delivery of it (see
+ * {@link Deadline.writeId}), under the user's hash tag; without a write id, a key the
+ * script never touches.
+ */
+function writeKey (keys: UserKeys, write: Deadline): string {
+  return write.writeId === undefined ? keys.index : `${keys.user}:w:${write.writeId}`
 }
 
 /** Every key one operation on a user may touch, built from one user prefix. */
@@ -371,7 +380,7 @@ export class RedisStore implements SessionStore {
     const [code, ttlMs, startedAt] = await this.#redis.tokenSessionsRotate(
       keys.session, keys.index, keys.revoked, proof === undefined ? keys.index : `${keys.user}:dp:${proof.id}`, sessionId,
       request.presentedHash, request.successorHash, request.ttlMs, request.graceMs, this.#channel, request.rememberMs, request.agent ?? '',
-      request.maxTtlMs, proof?.key ?? '', proof?.ttlMs ?? '', request.deadline ?? ''
+      request.maxTtlMs, proof?.key ?? '', proof?.ttlMs ?? '', request.deadline ?? '', request.writeId ?? ''
     )
     const status = ROTATE_STATUS[code as 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7]
     await this.#acknowledged()
@@ -382,8 +391,8 @@ export class RedisStore implements SessionStore {
     const { sessionId, presented } = request
     const keys = this.#keys(request.userId, sessionId)
     const code = await this.#redis.tokenSessionsRevoke(
-      keys.session, keys.index, keys.revoked, sessionId, this.#channel, request.rememberMs,
-      presented?.hash ?? '', presented?.graceMs ?? 0, presented?.agent ?? '', presented?.proofKey ?? '', request.deadline ?? ''
+      keys.session, keys.index, keys.revoked, writeKey(keys, request), sessionId, this.#channel, request.rememberMs,
+      presented?.hash ?? '', presented?.graceMs ?? 0, presented?.agent ?? '', presented?.proofKey ?? '', request.deadline ?? '', request.writeId ?? ''
     )
     await this.#acknowledged()
     return REVOKE_STATUS[code as 0 | 1 | 2 | 3]
@@ -393,9 +402,9 @@ export class RedisStore implements SessionStore {
     const { ifLive = '', except = '', presented } = options
     const keys = this.#keys(userId, ifLive)
     const reply = await this.#redis.tokenSessionsRevokeAll(
-      keys.index, keys.session, this.#keys(userId, except).session, keys.stamp, keys.revoked, userId, ifLive, except,
+      keys.index, keys.session, this.#keys(userId, except).session, keys.stamp, keys.revoked, writeKey(keys, options), userId, ifLive, except,
       this.#channel, options.rememberMs, presented?.hash ?? '', presented?.graceMs ?? 0, presented?.agent ?? '', presented?.proofKey ?? '',
-      options.deadline ?? ''
+      options.deadline ?? '', options.writeId ?? ''
     )
     await this.#acknowledged()
     if (reply === -1) return { status: 'missing' }

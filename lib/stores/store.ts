@@ -253,6 +253,16 @@ export interface RotateRequest extends Deadline {
 export interface Deadline {
   /** Ms since the epoch, store clock; none: no deadline. */
   deadline?: number
+  /**
+   * An id unique to this one write. A client library may deliver a write twice: ioredis
+   * resends the commands whose answers a broken connection lost, and Redis may have run
+   * them already. A rotation, a revocation or a revocation of every session delivered
+   * again with the same id, before its deadline, answers as it first did and changes
+   * nothing more: without it, a rotation run twice would be taken for reuse (with no
+   * grace window) and a logout-all run twice would answer that the caller's session is
+   * over. None: a second delivery is judged as a new request.
+   */
+  writeId?: string
 }
 
 /**

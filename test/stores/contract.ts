@@ -83,6 +83,68 @@ export function storeContract (t: Test, makeStore: () => Promise<SessionStore>):
     t.equal(await store.isLive(u, 's1'), true)
   })
 
+  t.test('a rotation delivered twice answers as it first did, even strict; another request with the old token is reuse', async (t) => {
+    const u = userId('resent-rotation')
+    const { startedAt } = await create(session(u, 's1', { tokenHash: 'h0' }))
+    const deadline = await store.time() + MINUTE
+    const first = await store.rotate(rotation(u, 's1', 'h0', 'h1', { deadline, writeId: 'w1' }))
+    t.same(first, { status: 'rotated', ttlMs: MINUTE, startedAt })
+    const again = await store.rotate(rotation(u, 's1', 'h0', 'h1', { deadline, writeId: 'w1' }))
+    t.equal(again.status, 'rotated', 'the same write again: rotated, not reuse')
+    t.ok(again.status === 'rotated' && again.startedAt === startedAt && again.ttlMs <= MINUTE && again.ttlMs > MINUTE - 5_000, 'with the session\'s start and remaining life')
+    t.same(await store.rotate(rotation(u, 's1', 'h1', 'h2', { deadline, writeId: 'w2' })), { status: 'rotated', ttlMs: MINUTE, startedAt }, 'its successor is the current token')
+    t.same(await store.rotate(rotation(u, 's1', 'h1', 'h2', { deadline, writeId: 'w3' })), { status: 'reused' }, 'the old token in another request: reuse')
+  })
+
+  t.test('a write id is only the write it names: the previous rotation\'s id with an older token is reuse', async (t) => {
+    const u = userId('resent-old')
+    await create(session(u, 's1', { tokenHash: 'h0' }))
+    const deadline = await store.time() + MINUTE
+    await store.rotate(rotation(u, 's1', 'h0', 'h1', { deadline, writeId: 'w1' }))
+    await store.rotate(rotation(u, 's1', 'h1', 'h2', { deadline, writeId: 'w2' }))
+    t.same(await store.rotate(rotation(u, 's1', 'h0', 'h1', { deadline, writeId: 'w1' })), { status: 'reused' }, 'a token two rotations old')
+  })
+
+  t.test('a revocation delivered twice answers as it first did; another request finds the session over', async (t) => {
+    const u = userId('resent-revoke')
+    await create(session(u, 's1', { tokenHash: 'a' }))
+    await create(session(u, 's2', { tokenHash: 'b' }))
+    await store.rotate(rotation(u, 's2', 'b', 'b2'))
+    const deadline = await store.time() + MINUTE
+    const logout = { userId: u, sessionId: 's1', rememberMs: REMEMBER, deadline, writeId: 'r1' }
+    t.equal(await store.revoke(logout), 'revoked')
+    t.equal(await store.revoke(logout), 'revoked', 'the same write again')
+    t.equal(await store.revoke({ ...logout, writeId: 'r2' }), 'missing', 'another request')
+    const reuse = { userId: u, sessionId: 's2', rememberMs: REMEMBER, deadline, writeId: 'r3', presented: { hash: 'b', graceMs: 0 } }
+    t.equal(await store.revoke(reuse), 'reused')
+    t.equal(await store.revoke(reuse), 'reused', 'reuse, delivered again')
+  })
+
+  t.test('a logout of every session delivered twice answers as it first did, and ends nothing started since', async (t) => {
+    const u = userId('resent-revoke-all')
+    await create(session(u, 's1', { tokenHash: 'a' }))
+    await create(session(u, 's2', { tokenHash: 'b' }))
+    const deadline = await store.time() + MINUTE
+    const logoutAll = { rememberMs: REMEMBER, ifLive: 's1', presented: { hash: 'a', graceMs: 0 }, deadline, writeId: 'a1' }
+    const first = await store.revokeAll(u, logoutAll)
+    t.equal(first.status, 'revoked')
+    t.same(await listed(u), [])
+    await create(session(u, 's3', { tokenHash: 'c' }))
+    t.same(await store.revokeAll(u, logoutAll), first, 'the same write again: the first answer, not the caller\'s session over')
+    t.same(await listed(u), ['s3'], 'the session started since lives')
+    t.same(await store.revokeAll(u, { ...logoutAll, writeId: 'a2' }), { status: 'missing' }, 'another request: the caller\'s session is over')
+    const passwordChange = { rememberMs: REMEMBER, except: 's3', deadline, writeId: 'a3' }
+    const changed = await store.revokeAll(u, passwordChange)
+    t.same(changed.status === 'revoked' && changed.spared, 's3')
+    await create(session(u, 's4', { tokenHash: 'd' }))
+    t.same(await store.revokeAll(u, passwordChange), changed, 'sparing one, delivered again')
+    t.same((await listed(u)).sort(), ['s3', 's4'], 'the session started since lives')
+    await store.rotate(rotation(u, 's4', 'd', 'd2'))
+    const reuse = { rememberMs: REMEMBER, ifLive: 's4', presented: { hash: 'd', graceMs: 0 }, deadline, writeId: 'a4' }
+    t.same(await store.revokeAll(u, reuse), { status: 'reused' })
+    t.same(await store.revokeAll(u, reuse), { status: 'reused' }, 'reuse, delivered again')
+  })
+
   t.test('a session bound to a DPoP key rotates only with a proof by that key, and each proof once', async (t) => {
     const u = userId('bound')
     await create(session(u, 's1', { tokenHash: 'h0', boundKey: 'key-a' }))

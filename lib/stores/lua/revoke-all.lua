@@ -4,6 +4,7 @@ local guard = KEYS[2]             -- the session that must be live ('' id for no
 local spare = KEYS[3]             -- the session to spare
 local stamp = KEYS[4]
 local revoked = KEYS[5]
+local first = KEYS[6]             -- this request's outcome, kept until its deadline (with a write id)
 local userId = ARGV[1]
 local guardId = ARGV[2]
 local spareId = ARGV[3]           -- '' for none
@@ -14,6 +15,7 @@ local graceMs = tonumber(ARGV[7])
 local agent = ARGV[8]             -- '' for none
 local proofJkt = ARGV[9]          -- the key thumbprint of the DPoP proof that came with it ('' for none)
 local deadline = ARGV[10]         -- ms, Redis clock ('' for none)
+local writeId = ARGV[11]          -- unique to this request ('' for none)
 -- Returns {the stamp's time, the spared session id ('' when none was live)}: every session
 -- that started before that time is over but the spared one; -1 if the guard session is not
 -- live, or is bound to a key the presented token came without a proof by; -2 if the
@@ -26,6 +28,20 @@ local deadline = ARGV[10]         -- ms, Redis clock ('' for none)
 if deadline ~= '' and now > tonumber(deadline) then
   return -3
 end
+if writeId ~= '' then
+  -- This very request, delivered again (a client library resends a command whose answer
+  -- a broken connection lost), answers as it first did: run again, it would find the
+  -- caller's session over, or end the sessions started since.
+  local answer = redis.call('GET', first)
+  if answer then
+    if answer == '-2' then
+      return -2
+    end
+    local at, spared = string.match(answer, '^(%d+) (.*)$')
+    return {tonumber(at), spared}
+  end
+end
+--@include resend
 --@include announce
 --@include started
 if guardId ~= '' then
@@ -39,6 +55,9 @@ if guardId ~= '' then
       redis.call('DEL', guard)
       redis.call('ZREM', index, guardId, '.' .. guardId)
       announce(revoked, channel, {guardId}, now, remember)
+      if writeId ~= '' then
+        redis.call('SET', first, '-2', 'PX', resend_window(deadline, now))
+      end
       return -2
     end
     -- Reuse first, whatever proof came; then a bound session's key, as on refresh.
@@ -74,4 +93,7 @@ redis.call('SET', stamp, member, 'PX', at + remember - now)
 redis.call('ZADD', revoked, at + remember, member)
 forget_expired(revoked, now, at + remember - now)
 redis.call('PUBLISH', channel, (at + remember) .. ' ' .. member)
+if writeId ~= '' then
+  redis.call('SET', first, at .. ' ' .. spared, 'PX', resend_window(deadline, now))
+end
 return {at, spared}

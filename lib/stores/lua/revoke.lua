@@ -2,6 +2,7 @@
 local session = KEYS[1]
 local index = KEYS[2]
 local revoked = KEYS[3]
+local first = KEYS[4]             -- this request's outcome, kept until its deadline (with a write id)
 local sessionId = ARGV[1]
 local channel = ARGV[2]
 local remember = tonumber(ARGV[3])
@@ -10,6 +11,7 @@ local graceMs = tonumber(ARGV[5])
 local agent = ARGV[6]             -- '' for none
 local proofJkt = ARGV[7]          -- the key thumbprint of the DPoP proof that came with it ('' for none)
 local deadline = ARGV[8]          -- ms, Redis clock ('' for none)
+local writeId = ARGV[9]           -- unique to this request ('' for none)
 -- Returns 1 revoked, 0 not live, 2 reused (the presented token was superseded: revoked too),
 -- 3 too late.
 -- A bound session's own token without a proof by its key is 0 too, and changes nothing.
@@ -19,6 +21,14 @@ local live = started(index, session, sessionId)
 -- Past its deadline its request was answered 503: change nothing (see rotate.lua).
 if deadline ~= '' and now > tonumber(deadline) then
   return 3
+end
+if not live and writeId ~= '' then
+  -- This very revocation, delivered again (a client library resends a command whose
+  -- answer a broken connection lost), answers as it first did.
+  local answer = redis.call('GET', first)
+  if answer then
+    return tonumber(answer)
+  end
 end
 local outcome = 0
 if live then
@@ -45,5 +55,9 @@ end
 if live then
   --@include announce
   announce(revoked, channel, {sessionId}, now, remember)
+  if writeId ~= '' then
+    --@include resend
+    redis.call('SET', first, outcome, 'PX', resend_window(deadline, now))
+  end
 end
 return outcome

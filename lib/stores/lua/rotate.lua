@@ -15,12 +15,13 @@ local maxTtlMs = tonumber(ARGV[9])
 local proofJkt = ARGV[10]         -- the DPoP proof's key thumbprint, '' for no proof
 local proofTtl = ARGV[11]         -- ms to remember the proof's id
 local deadline = ARGV[12]         -- ms, Redis clock: past it the request was answered 503; '' for none
+local writeId = ARGV[13]          -- unique to this request ('' for none): a resent rotation answers as it first did
 -- Returns {1, ttl, start} rotated, {2, ttl, start} replayed within grace, {0} missing,
 -- {3} reused, {4} a proof for an unbound session, {5} a bound session without a proof by
 -- its key, {6} a proof id seen before, {7} too late. 4 to 7 change nothing.
 -- Every refresh runs this: the hot path (rotated) calls nothing it does not need, and the
 -- helpers of the theft path are defined in that branch only.
-local s = redis.call('HMGET', session, 'c', 'p', 'r', 'g', 'j')
+local s = redis.call('HMGET', session, 'c', 'p', 'r', 'g', 'j', 'w')
 -- Live while its hash and its start in the index both are (as started.lua says), read here
 -- with the fields the rotation needs anyway, in one HMGET.
 local start = s[1] and redis.call('ZSCORE', index, '.' .. sessionId)
@@ -40,6 +41,11 @@ if deadline ~= '' and now > tonumber(deadline) then
 end
 local current = s[1] == presented
 if not current then
+  if writeId ~= '' and s[6] == writeId and s[2] == presented then
+    -- This very rotation, delivered again (a client library resends a command whose
+    -- answer a broken connection lost): the answer it first had, and nothing changes.
+    return {1, redis.call('PTTL', session), start}
+  end
   --@include judge
   if judge(s, presented, graceMs, agent, now) ~= 'replay' then
     -- A token rotated before the grace window came back: treat it as stolen, whatever
@@ -69,9 +75,9 @@ end
 -- Idle timeout slides with each rotation; the absolute lifetime never moves.
 local ttl = math.max(1, math.min(ttlMs, start + maxTtlMs - now))
 if agent == '' then
-  redis.call('HSET', session, 'c', successor, 'p', presented, 'r', now)
+  redis.call('HSET', session, 'c', successor, 'p', presented, 'r', now, 'w', writeId)
 else
-  redis.call('HSET', session, 'c', successor, 'p', presented, 'r', now, 'g', agent)
+  redis.call('HSET', session, 'c', successor, 'p', presented, 'r', now, 'w', writeId, 'g', agent)
 end
 redis.call('PEXPIRE', session, ttl)
 redis.call('ZADD', index, now + ttl, sessionId)
