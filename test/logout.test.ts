@@ -17,7 +17,7 @@ t.test('logout', async (t) => {
     const left = await inspect.keys('*{out-body}*')
     t.equal(left.length, 1, 'revoked by deleting its keys')
     t.match(left[0], /^tsess:\{out-body\}:w:[\w.-]+$/, 'but the logout\'s outcome, for a resend of it')
-    t.ok(await inspect.pttl(left[0] as string) <= 1000, 'kept until the logout\'s deadline')
+    t.ok(await inspect.pttl(left[0] as string) <= 1100, 'kept until the logout\'s deadline (storeTimeout, and the instance\'s estimate of the Redis clock)')
     const after = await refresh(app, tokens.refreshToken)
     t.equal(after.statusCode, 401)
     t.equal(after.json().code, 'FTS_SESSION_REVOKED')

@@ -122,24 +122,38 @@ t.test('a revoke-all that reaches Redis after its 503 does not end the sessions 
 
 /**
  * An app whose link to Redis a test can cut while a command's answer is on its way back:
- * `lose(send)` sends a request whose one command reaches Redis at 300 ms, cuts the link at
- * 450 ms, before its answer would arrive (600 ms), and resolves to the app's answer, which
- * comes from the command ioredis resends once it has reconnected.
+ * `lose(send, ran)` sends a request over a link that delays everything 300 ms, waits until
+ * `ran` sees on a direct connection that Redis has run its command, cuts the link before
+ * the answer arrives, and resolves to the app's answer, which comes from the command
+ * ioredis resends once it has reconnected, run a second time (over a second later).
  */
 async function answerLostToACut (t: Test, options: Partial<TokenSessionsOptions> = {}) {
   const redis = await startRedis(t)
+  const inspect = redis.client()
+  t.teardown(() => inspect.quit())
   const link = await FaultProxy.start(redis.port)
   t.teardown(() => link.close())
   const app = await buildApp(t, { redis: `redis://127.0.0.1:${link.port}`, storeTimeout: 3000, ...options })
-  const lose = async <T> (send: () => Promise<T>): Promise<T> => {
+  const lose = async <T> (send: () => Promise<T>, ran: (redis: Redis) => Promise<boolean>): Promise<T> => {
     link.setLatency(300)
     const answer = send()
-    await sleep(450)
-    link.setLatency(0)
+    const sent = Date.now()
+    while (!await ran(inspect)) {
+      if (Date.now() - sent > 2000) throw new Error('the command did not run')
+      await sleep(5)
+    }
     link.cut()
-    return await answer
+    // The new connection is as slow: the resend runs over a second after the first run.
+    const response = await answer
+    link.setLatency(0)
+    return response
   }
   return { app, lose }
+}
+
+/** The one session key of a user, on a direct connection. */
+async function sessionKey (redis: Redis, userId: string): Promise<string | undefined> {
+  return (await redis.keys(`tsess:{${userId}}:s:*`))[0]
 }
 
 t.test('a logout-all whose answer a cut connection lost, resent by the client library, answers as it first ran', async (t) => {
@@ -153,7 +167,7 @@ t.test('a logout-all whose answer a cut connection lost, resent by the client li
   t.equal((await logoutAll((await login(app, 'resent-warm-up')).accessToken)).statusCode, 204)
   const caller = await login(app, 'resent')
   const other = await login(app, 'resent')
-  const response = await lose(async () => await logoutAll(caller.accessToken))
+  const response = await lose(async () => await logoutAll(caller.accessToken), async (redis) => await redis.exists('tsess:{resent}:st') === 1)
   t.equal(response.statusCode, 204, 'the answer of the run that ended the sessions')
   t.equal((await refresh(app, other.refreshToken)).statusCode, 401, 'every session is over')
 })
@@ -162,9 +176,23 @@ t.test('a strict refresh whose answer a cut connection lost is not taken for reu
   const { app, lose } = await answerLostToACut(t, { reuseGrace: 0 })
   await refresh(app, (await login(app, 'resent-warm-up')).refreshToken)
   const tokens = await login(app, 'resent-refresh')
-  const response = await lose(async () => await refresh(app, tokens.refreshToken))
+  const rotated = async (redis: Redis): Promise<boolean> => await redis.hexists(await sessionKey(redis, 'resent-refresh') ?? '', 'p') === 1
+  const response = await lose(async () => await refresh(app, tokens.refreshToken), rotated)
   t.equal(response.statusCode, 200, 'rotated once, not ended as stolen')
   t.equal((await refresh(app, response.json().refreshToken)).statusCode, 200, 'the session lives on its new token')
+})
+
+t.test('a refresh replayed at the end of the grace window, whose answer a cut connection lost, is not taken for reuse when it is resent', async (t) => {
+  const { app, lose } = await answerLostToACut(t, { reuseGrace: 1 })
+  const tokens = await login(app, 'resent-replay')
+  const next = (await refresh(app, tokens.refreshToken)).json()
+  await sleep(500)
+  // The replay runs within the second of grace; its resend, after the cut, past it.
+  const replayKept = async (redis: Redis): Promise<boolean> => (await redis.keys('tsess:{resent-replay}:w:*')).length === 1
+  const response = await lose(async () => await refresh(app, tokens.refreshToken), replayKept)
+  t.equal(response.statusCode, 200, 'the replay\'s answer')
+  t.equal(payloadOf(response.json().refreshToken).jti, payloadOf(next.refreshToken).jti, 'the one shared successor')
+  t.equal((await refresh(app, next.refreshToken)).statusCode, 200, 'the session lives')
 })
 
 t.test('a logout whose answer a cut connection lost still tells the audit hooks, once', async (t) => {
@@ -173,7 +201,8 @@ t.test('a logout whose answer a cut connection lost still tells the audit hooks,
   const logout = async (refreshToken: string) => await app.inject({ method: 'POST', url: '/auth/logout', payload: { refreshToken } })
   await logout((await login(app, 'resent-warm-up')).refreshToken)
   const tokens = await login(app, 'resent-logout')
-  t.equal((await lose(async () => await logout(tokens.refreshToken))).statusCode, 204)
+  const ended = async (redis: Redis): Promise<boolean> => await sessionKey(redis, 'resent-logout') === undefined
+  t.equal((await lose(async () => await logout(tokens.refreshToken), ended)).statusCode, 204)
   t.same(logouts.length, 2, 'one onLogout for each logout, the one whose answer was lost included')
   t.equal((await refresh(app, tokens.refreshToken)).statusCode, 401, 'the session is over')
 })

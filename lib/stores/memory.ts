@@ -121,18 +121,21 @@ export class MemoryStore implements SessionStore {
   async rotate (request: RotateRequest): Promise<RotateOutcome> {
     const now = this.#now()
     const session = this.#live(request.userId, request.sessionId, now)
-    if (session === undefined) return { status: 'missing' }
+    // The same request delivered again answers as it first did (as rotate.lua): a rotation
+    // by the write id it left in the session, a replay or a reuse by the outcome it kept.
+    const first = this.#firstOutcome(request, now)
+    if (session === undefined) return { status: first === 'reused' ? 'reused' : 'missing' }
     if (late(request, now)) return { status: 'late' }
     const { startedAt } = session
     const current = session.current === request.presentedHash
-    // This very rotation delivered again answers as it first did (as rotate.lua).
-    if (!current && request.writeId !== undefined && session.writeId === request.writeId && session.previous === request.presentedHash) {
+    if (!current && writeIdOf(request) !== undefined && session.writeId === request.writeId && session.previous === request.presentedHash) {
       return { status: 'rotated', ttlMs: session.expiresAt - now, startedAt }
     }
+    if (!current && first === 'replayed') return { status: 'replayed', ttlMs: session.expiresAt - now, startedAt }
     if (!current && judge(session, { hash: request.presentedHash, graceMs: request.graceMs, ...agentOf(request) }, now) !== 'replay') {
       this.#delete(request.userId, request.sessionId)
       this.#announce([{ sessionId: request.sessionId, until: now + request.rememberMs }])
-      return { status: 'reused' }
+      return { status: this.#keepOutcome(request, now, 'reused') }
     }
     const { proof } = request
     if (session.boundKey !== undefined || proof !== undefined) {
@@ -153,7 +156,7 @@ export class MemoryStore implements SessionStore {
       if (request.agent !== undefined) session.agent = request.agent
       return { status: 'rotated', ttlMs, startedAt }
     }
-    return { status: 'replayed', ttlMs: session.expiresAt - now, startedAt }
+    return { status: this.#keepOutcome(request, now, 'replayed'), ttlMs: session.expiresAt - now, startedAt }
   }
 
   async revoke (request: RevokeRequest): Promise<'revoked' | 'missing' | 'reused' | 'late'> {
@@ -205,15 +208,17 @@ export class MemoryStore implements SessionStore {
 
   /** The outcome a write with this id had, if it was delivered before (as revoke.lua and revoke-all.lua keep it). */
   #firstOutcome (write: Deadline, now: number): unknown {
-    if (write.writeId === undefined) return undefined
-    const first = this.#outcomes.get(write.writeId)
+    const writeId = writeIdOf(write)
+    if (writeId === undefined) return undefined
+    const first = this.#outcomes.get(writeId)
     return first !== undefined && first.until > now ? first.outcome : undefined
   }
 
   /** Keeps a write's outcome, for a delivery of it again, until its deadline (a minute without one). */
   #keepOutcome<T> (write: Deadline, now: number, outcome: T): T {
-    if (write.writeId !== undefined) {
-      this.#outcomes.set(write.writeId, { outcome, until: write.deadline === undefined ? now + 60_000 : write.deadline + 1 })
+    const writeId = writeIdOf(write)
+    if (writeId !== undefined) {
+      this.#outcomes.set(writeId, { outcome, until: write.deadline === undefined ? now + 60_000 : write.deadline + 1 })
     }
     return outcome
   }
@@ -342,6 +347,11 @@ export class MemoryStore implements SessionStore {
 /** Past its deadline the write's request was answered 503: it must change nothing (see {@link Deadline}). */
 function late (request: Deadline, now: number): boolean {
   return request.deadline !== undefined && now > request.deadline
+}
+
+/** A write's id; an empty one is none, as in the Redis store's scripts. */
+function writeIdOf (write: Deadline): string | undefined {
+  return write.writeId === '' ? undefined : write.writeId
 }
 
 /** The agent of a rotation, when replays are checked by agent. */

@@ -51,7 +51,7 @@ interface Scripts {
     sessionPrefix: string, channel: string, rememberMs: number, boundKey: string, deadline: number | ''
   ): Promise<Array<number | string>>
   tokenSessionsRotate (
-    session: string, index: string, revoked: string, proofKey: string, sessionId: string, presented: string, successor: string, ttlMs: number, graceMs: number,
+    session: string, index: string, revoked: string, proofKey: string, first: string, sessionId: string, presented: string, successor: string, ttlMs: number, graceMs: number,
     channel: string, rememberMs: number, agent: string, maxTtlMs: number, proofJkt: string, proofTtlMs: number | '', deadline: number | '', writeId: string
   ): Promise<[number, number?, number?]>
   tokenSessionsRevoke (
@@ -166,7 +166,7 @@ export function inlineIncludes (source: string, part: (name: string) => string):
 
 const SCRIPTS = {
   tokenSessionsCreate: { numberOfKeys: 4, lua: lua('create') },
-  tokenSessionsRotate: { numberOfKeys: 4, lua: lua('rotate') },
+  tokenSessionsRotate: { numberOfKeys: 5, lua: lua('rotate') },
   tokenSessionsRevoke: { numberOfKeys: 4, lua: lua('revoke') },
   tokenSessionsRevokeAll: { numberOfKeys: 6, lua: lua('revoke-all') },
   tokenSessionsList: { numberOfKeys: 1, lua: lua('list') },
@@ -187,7 +187,7 @@ function tagOf (userId: string): string {
 }
 
 /**
- * Where a revocation keeps its outcome for a resent delivery of it (see
+ * Where a write keeps its outcome for a resent delivery of it (see
  * {@link Deadline.writeId}), under the user's hash tag; without a write id, a key the
  * script never touches.
  */
@@ -378,7 +378,7 @@ export class RedisStore implements SessionStore {
     const keys = this.#keys(request.userId, sessionId)
     const { proof } = request
     const [code, ttlMs, startedAt] = await this.#redis.tokenSessionsRotate(
-      keys.session, keys.index, keys.revoked, proof === undefined ? keys.index : `${keys.user}:dp:${proof.id}`, sessionId,
+      keys.session, keys.index, keys.revoked, proof === undefined ? keys.index : `${keys.user}:dp:${proof.id}`, writeKey(keys, request), sessionId,
       request.presentedHash, request.successorHash, request.ttlMs, request.graceMs, this.#channel, request.rememberMs, request.agent ?? '',
       request.maxTtlMs, proof?.key ?? '', proof?.ttlMs ?? '', request.deadline ?? '', request.writeId ?? ''
     )

@@ -96,6 +96,13 @@ export function storeContract (t: Test, makeStore: () => Promise<SessionStore>):
     t.same(await store.rotate(rotation(u, 's1', 'h1', 'h2', { deadline, writeId: 'w3' })), { status: 'reused' }, 'the old token in another request: reuse')
   })
 
+  t.test('an empty write id is none: a strict rotation delivered twice is reuse', async (t) => {
+    const u = userId('no-write-id')
+    await create(session(u, 's1', { tokenHash: 'h0' }))
+    t.equal((await store.rotate(rotation(u, 's1', 'h0', 'h1', { writeId: '' }))).status, 'rotated')
+    t.same(await store.rotate(rotation(u, 's1', 'h0', 'h1', { writeId: '' })), { status: 'reused' })
+  })
+
   t.test('a write id is only the write it names: the previous rotation\'s id with an older token is reuse', async (t) => {
     const u = userId('resent-old')
     await create(session(u, 's1', { tokenHash: 'h0' }))
@@ -103,6 +110,22 @@ export function storeContract (t: Test, makeStore: () => Promise<SessionStore>):
     await store.rotate(rotation(u, 's1', 'h0', 'h1', { deadline, writeId: 'w1' }))
     await store.rotate(rotation(u, 's1', 'h1', 'h2', { deadline, writeId: 'w2' }))
     t.same(await store.rotate(rotation(u, 's1', 'h0', 'h1', { deadline, writeId: 'w1' })), { status: 'reused' }, 'a token two rotations old')
+  })
+
+  t.test('a replay and a reuse delivered twice answer as they first did, even past the grace window and with a proof', async (t) => {
+    const u = userId('resent-replay')
+    const { startedAt } = await create(session(u, 's1', { tokenHash: 'h0', boundKey: 'k' }))
+    const deadline = await store.time() + MINUTE
+    const proof = (id: string): NonNullable<RotateRequest['proof']> => ({ key: 'k', id, ttlMs: MINUTE })
+    t.equal((await store.rotate(rotation(u, 's1', 'h0', 'h1', { deadline, writeId: 'w1', proof: proof('p1') }))).status, 'rotated')
+    const replay = rotation(u, 's1', 'h0', 'h1', { deadline, writeId: 'w2', graceMs: 300, proof: proof('p2') })
+    t.match(await store.rotate(replay), { status: 'replayed', startedAt }, 'a replay within grace')
+    await new Promise((resolve) => setTimeout(resolve, 400))
+    t.match(await store.rotate(replay), { status: 'replayed', startedAt }, 'delivered again past the window, its proof id already seen: replayed still')
+    const reuse = rotation(u, 's1', 'h0', 'h1', { deadline, writeId: 'w3', graceMs: 300, proof: proof('p3') })
+    t.same(await store.rotate(reuse), { status: 'reused' }, 'another request past the window: reuse')
+    t.same(await store.rotate(reuse), { status: 'reused' }, 'reuse, delivered again: reuse still, not a missing session')
+    t.same(await store.rotate({ ...reuse, writeId: 'w4' }), { status: 'missing' }, 'another request: the session is over')
   })
 
   t.test('a revocation delivered twice answers as it first did; another request finds the session over', async (t) => {
