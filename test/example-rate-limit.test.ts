@@ -1,42 +1,14 @@
 import t from 'tap'
 import type { Test } from 'tap'
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { MemoryStore } from 'fastify-token-sessions'
 import { loadConfig } from '../example-app/src/config.js'
-import { PASSWORD, appStarter, assertError, call, loginNative, refreshNative, register, type Call } from './helpers/example-app.js'
+import { PASSWORD, appStarter, assertError, call, callFrom, loginNative, refreshNative, register, type Call } from './helpers/example-app.js'
 import { freePort, startRedis } from './helpers/redis.mjs'
 
 // The example app's rate limits on login, registration, refresh and the routes that end sessions.
 const redis = await startRedis(t)
 const startApp = appStarter(redis)
-
-/**
- * One request from another loopback address (all of 127/8 is local on Linux): a second
- * client with its own IP, over real HTTP, without trusting any forwarding header.
- */
-async function callFrom (
-  localAddress: string, base: string, method: string, path: string,
-  options: { json?: unknown, headers?: Record<string, string> } = {}
-): Promise<{ status: number, headers: IncomingHttpHeaders, body: any }> {
-  const target = new URL(path, base)
-  const payload = options.json === undefined ? undefined : JSON.stringify(options.json)
-  const headers: Record<string, string> = { ...options.headers }
-  if (payload !== undefined) headers['content-type'] = 'application/json'
-  return await new Promise((resolve, reject) => {
-    const request = httpRequest({ host: target.hostname, port: target.port, path: target.pathname, method, headers, localAddress }, (response) => {
-      let text = ''
-      response.setEncoding('utf8')
-      response.on('data', (chunk: string) => { text += chunk })
-      response.on('end', () => {
-        const isJson = (response.headers['content-type'] ?? '').startsWith('application/json')
-        resolve({ status: response.statusCode ?? 0, headers: response.headers, body: isJson ? JSON.parse(text) : text })
-      })
-    })
-    request.on('error', reject)
-    request.end(payload)
-  })
-}
 
 /** A 429 in the app's error shape, with the limiter's headers. */
 function assertLimited (t: Test, response: Call, limit: number, label: string): void {

@@ -8,6 +8,7 @@ import { registerHealth } from './health.js'
 import { LocalLimit, perMinute, registerRateLimits } from './rate-limits.js'
 import { authRoutes } from './routes.js'
 import { chooseStore, type StoreChoice, type StoreOptions } from './store.js'
+import { MemoryLoginGate, RedisLoginGate, type LoginGate } from './login-gate.js'
 import { MemoryFailureGate, RedisFailureGate } from './throttle.js'
 import { MemoryUserRecords, RedisUserRecords, Users } from './users.js'
 import { registerSecurityHeaders, registerWebPage } from './web.js'
@@ -104,13 +105,21 @@ function proxyTrust (setting: Config['trustProxy']): boolean | string | ((addres
 }
 
 /**
- * Users and the password-change back-off live where the sessions do: in Redis (shared by
- * every instance, kept across restarts) or, without Redis, in this process's memory.
+ * Users, the login gate and the password-change back-off live where the sessions do: in
+ * Redis (shared by every instance, kept across restarts) or, without Redis, in this
+ * process's memory.
  */
-function accounts (config: Config, store: StoreChoice): { users: Users, passwordFailures: MemoryFailureGate | RedisFailureGate } {
+function accounts (config: Config, store: StoreChoice): { users: Users, passwordFailures: MemoryFailureGate | RedisFailureGate, loginGate: LoginGate } {
   const prefix = config.keyPrefix ?? ''
-  if (store.redis === undefined) return { users: new Users(new MemoryUserRecords()), passwordFailures: new MemoryFailureGate() }
-  return { users: new Users(new RedisUserRecords(store.redis, prefix)), passwordFailures: new RedisFailureGate(store.redis, prefix) }
+  const budgets = { shared: config.rateLimitLogin, fresh: config.rateLimitLoginNewNetworks }
+  if (store.redis === undefined) {
+    return { users: new Users(new MemoryUserRecords()), passwordFailures: new MemoryFailureGate(), loginGate: new MemoryLoginGate(budgets) }
+  }
+  return {
+    users: new Users(new RedisUserRecords(store.redis, prefix)),
+    passwordFailures: new RedisFailureGate(store.redis, prefix),
+    loginGate: new RedisLoginGate(store.redis, prefix, budgets)
+  }
 }
 
 /**

@@ -10,9 +10,14 @@ import {
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 /** Size of the secret generated for development. */
 const GENERATED_SECRET_BYTES = 48
-/** Logins per client IP per minute: a person mistyping a password never needs more. */
+/** Logins per client network per minute, and password checks per account: a person mistyping a password never needs more. */
 const DEFAULT_RATE_LIMIT_LOGIN = 10
-/** Refreshes per client IP per minute: several tabs, and a NAT full of users, fit under it. */
+/**
+ * Password checks per account per minute from networks new to it, once RATE_LIMIT_LOGIN's
+ * are spent: looser, so that an attack from many networks leaves room for the owner.
+ */
+const DEFAULT_RATE_LIMIT_LOGIN_NEW_NETWORKS = 30
+/** Refreshes per client network per minute: several tabs, and a NAT full of users, fit under it. */
 const DEFAULT_RATE_LIMIT_REFRESH = 60
 /** Far above any honest client, and still a whole number Redis counts exactly. */
 const MAX_RATE_LIMIT = 1_000_000
@@ -44,12 +49,18 @@ export interface Config {
   readonly keyPrefix: string | undefined
   readonly logLevel: LogLevel
   /**
-   * Requests to `POST /auth/login` one client IP may make per minute (`RATE_LIMIT_LOGIN`);
-   * the same number, counted separately, for `POST /auth/register`.
+   * Requests to `POST /auth/login` one client network may make per minute
+   * (`RATE_LIMIT_LOGIN`); the same number, counted separately, for `POST /auth/register`;
+   * and the password checks against one account per minute, from whatever networks.
    */
   readonly rateLimitLogin: number
   /**
-   * Requests to `POST /auth/refresh` one client IP may make per minute (`RATE_LIMIT_REFRESH`);
+   * Password checks against one account per minute from networks that have not failed
+   * against it, once `RATE_LIMIT_LOGIN`'s are spent (`RATE_LIMIT_LOGIN_NEW_NETWORKS`).
+   */
+  readonly rateLimitLoginNewNetworks: number
+  /**
+   * Requests to `POST /auth/refresh` one client network may make per minute (`RATE_LIMIT_REFRESH`);
    * the same number, counted separately, for the routes that end sessions (`POST /auth/logout`,
    * `/auth/logout-all` and `/auth/revoke`).
    */
@@ -59,7 +70,7 @@ export interface Config {
   /**
    * Which proxies' `X-Forwarded-For` to believe for the client's IP (`TRUST_PROXY`): off
    * (the default: behind no proxy, a client could claim any IP), `true` (every hop), a
-   * number of hops, or addresses and CIDR ranges. Rate limits count per client IP, so behind
+   * number of hops, or addresses and CIDR ranges. Rate limits count per client network, so behind
    * a proxy without it every client shares the proxy's one limit.
    */
   readonly trustProxy: boolean | number | string
@@ -85,10 +96,15 @@ export class ConfigError extends Error {
  * Reads the app's settings from the environment. Throws a {@link ConfigError} for any
  * bad value rather than falling back to a default, so a typo fails at start-up.
  *
- * Rate limits, per client IP and per minute:
+ * Rate limits, per client network (an IPv4 address, an IPv6 /64) and per minute:
  * - `RATE_LIMIT_LOGIN` (default 10): `POST /auth/login`, against password guessing, and
  *   `POST /auth/register` (each attempt costs a password hash), counted in Redis when the
- *   sessions are (so every instance counts together) and in memory otherwise.
+ *   sessions are (so every instance counts together) and in memory otherwise. It is also
+ *   the number of password checks per minute against one account from any networks
+ *   together, counted before the password is checked; once they are spent, a network that
+ *   has failed against the account gets 429 until the minute ends, and
+ * - `RATE_LIMIT_LOGIN_NEW_NETWORKS` (default 30) more checks per minute are left for
+ *   networks that have not, so that the owner, elsewhere, still logs in.
  * - `RATE_LIMIT_REFRESH` (default 60): `POST /auth/refresh` and `/auth/token`, against token
  *   guessing and a Redis round trip per request; the same number, counted apart, for
  *   `POST /auth/logout`, `/auth/logout-all` and `/auth/revoke`. Counted in each instance's
@@ -133,6 +149,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     keyPrefix: keyPrefix(env),
     logLevel: logLevel(env),
     rateLimitLogin: wholeNumber(env, 'RATE_LIMIT_LOGIN', DEFAULT_RATE_LIMIT_LOGIN, 1, MAX_RATE_LIMIT),
+    rateLimitLoginNewNetworks: wholeNumber(env, 'RATE_LIMIT_LOGIN_NEW_NETWORKS', DEFAULT_RATE_LIMIT_LOGIN_NEW_NETWORKS, 1, MAX_RATE_LIMIT),
     rateLimitRefresh: wholeNumber(env, 'RATE_LIMIT_REFRESH', DEFAULT_RATE_LIMIT_REFRESH, 1, MAX_RATE_LIMIT),
     maxSessionsPerUser: wholeNumber(env, 'MAX_SESSIONS_PER_USER', DEFAULT_MAX_SESSIONS_PER_USER, 1, MAX_SESSIONS_PER_USER),
     trustProxy: trustProxy(env),

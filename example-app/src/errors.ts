@@ -15,8 +15,9 @@ import { errors, loggable } from 'fastify-token-sessions'
  * | `INVALID_CREDENTIALS` | 401    | wrong password or unknown user (same answer)           |
  * | `NOT_FOUND`           | 404    | no such route                                          |
  * | `USERNAME_TAKEN`      | 409    | registration with an existing username                 |
- * | `RATE_LIMITED`        | 429    | too many logins, refreshes or logouts from one IP;     |
- * |                       |        | Retry-After                                            |
+ * | `RATE_LIMITED`        | 429    | too many requests from one network (an IPv4       |
+ * |                       |        | address, an IPv6 /64) or password checks against one   |
+ * |                       |        | account; Retry-After                                   |
  * | `REQUEST_REJECTED`    | 4xx    | any other client error that comes without a known code |
  * | `INTERNAL_ERROR`      | 500    | a bug; details are in the log, not the answer          |
  *
@@ -32,8 +33,17 @@ export const InvalidCredentialsError = createError('INVALID_CREDENTIALS', 'Inval
 export const NotFoundError = createError('NOT_FOUND', 'Route not found', 404)
 /** The username is already registered. */
 export const UsernameTakenError = createError('USERNAME_TAKEN', 'The username is taken', 409)
-/** Too many requests from one client IP; @fastify/rate-limit sets `Retry-After`. */
+/** Too many requests from one client network, or against one account; with `Retry-After`. */
 export const RateLimitedError = createError('RATE_LIMITED', 'Too many requests; retry later', 429)
+
+/**
+ * The 429 of a limit the app counts itself: sets `Retry-After` (whole seconds, at least 1)
+ * and returns the error to throw. @fastify/rate-limit sets its own.
+ */
+export function rateLimited (reply: FastifyReply, waitMs: number): FastifyError {
+  reply.header('retry-after', String(Math.max(1, Math.ceil(waitMs / 1000))))
+  return new RateLimitedError()
+}
 
 /** The JSON body of every error response. */
 export interface ErrorBody {

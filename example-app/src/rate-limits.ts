@@ -2,7 +2,8 @@ import type { FastifyInstance } from 'fastify'
 import rateLimit, { type RateLimitOptions } from '@fastify/rate-limit'
 import type { Redis } from 'ioredis'
 import type { Config } from './config.js'
-import { RateLimitedError } from './errors.js'
+import { RateLimitedError, rateLimited } from './errors.js'
+import { networkOf } from './networks.js'
 
 /** The window of the rate limits: RATE_LIMIT_LOGIN and RATE_LIMIT_REFRESH are per minute. */
 const RATE_LIMIT_WINDOW_MS = 60_000
@@ -16,7 +17,7 @@ declare module 'fastify' {
   }
 }
 
-/** A limit of `max` requests per client IP per minute, for a route's `config.rateLimit`. */
+/** A limit of `max` requests per client network per minute, for a route's `config.rateLimit`. */
 export function perMinute (max: number): RateLimitOptions {
   return { max, timeWindow: RATE_LIMIT_WINDOW_MS }
 }
@@ -25,8 +26,10 @@ export function perMinute (max: number): RateLimitOptions {
  * Rate limits on the routes anyone can hammer without an account: login (password
  * guessing), registration (a password hash each) and the password change (see routes.ts),
  * each route naming its limit in `config.rateLimit` (`global: false`: no other route is
- * limited). Counted per client IP (`request.ip`; behind a proxy, set `TRUST_PROXY`, or every
- * client shares the proxy's IP and limit), in the sessions' Redis through our client, so
+ * limited). Counted per client network (see {@link networkOf}: an IPv4 address, an IPv6 /64,
+ * so that an attacker with a block of IPv6 addresses is one client) of `request.ip` (behind
+ * a proxy, set `TRUST_PROXY`, or every client shares the proxy's IP and limit), in the
+ * sessions' Redis through our client, so
  * that every instance counts together, or in memory when sessions are. When Redis cannot
  * count, the request fails closed with a 503 (see errors.ts): those routes need Redis anyway.
  *
@@ -38,6 +41,9 @@ export async function registerRateLimits (app: FastifyInstance, config: Config, 
     global: false,
     ...(redis === undefined ? {} : { redis, nameSpace: (config.keyPrefix ?? '') + RATE_LIMIT_NAMESPACE }),
     skipOnError: false,
+    // Its default key is the client's network as networkOf has it: an IPv6 client by its
+    // /64, an IPv4-mapped address as its IPv4 address. Said here so that it stays so.
+    ipv6Subnet: 64,
     // The app's error shape and a stable code; the limiter sets Retry-After itself.
     errorResponseBuilder: () => new RateLimitedError()
   })
@@ -45,15 +51,13 @@ export async function registerRateLimits (app: FastifyInstance, config: Config, 
   app.addHook('onRequest', (request, reply, done) => {
     const limit = request.routeOptions.config.localRateLimit
     if (limit === undefined) return done()
-    const wait = limit.hit(request.ip)
-    if (wait === 0) return done()
-    reply.header('retry-after', String(Math.ceil(wait / 1000)))
-    done(new RateLimitedError())
+    const wait = limit.hit(networkOf(request.ip))
+    done(wait === 0 ? undefined : rateLimited(reply, wait))
   })
 }
 
 /**
- * A per-client-IP limit counted in this process's memory: no Redis round trip, for the
+ * A per-client-network limit counted in this process's memory: no Redis round trip, for the
  * refresh route, whose honest requests must cost what the plugin's rotation costs (one
  * round trip), and for logout, logout-all and revocation, which cost one script as well. A
  * forged or tampered token never reaches Redis (its signature fails first), so what these
@@ -65,7 +69,7 @@ export async function registerRateLimits (app: FastifyInstance, config: Config, 
 export class LocalLimit {
   /**
    * The most clients counted apart in one window; beyond it (a flood of distinct
-   * addresses, IPv6 rotation) the newcomers share one count, so memory stays bounded
+   * IPv4 addresses or IPv6 /64s) the newcomers share one count, so memory stays bounded
    * and the flood is limited as one client.
    */
   static readonly MAX_CLIENTS = 100_000

@@ -1,10 +1,12 @@
 import type { FastifyInstance } from 'fastify'
 import type { RateLimitOptions } from '@fastify/rate-limit'
 import { tokenResponse } from 'fastify-token-sessions'
-import { InvalidCredentialsError, RateLimitedError, UsernameTakenError } from './errors.js'
+import { InvalidCredentialsError, UsernameTakenError, rateLimited } from './errors.js'
+import type { LoginGate } from './login-gate.js'
+import { networkOf } from './networks.js'
 import { changePasswordSchema, loginSchema, meSchema, registerSchema, type Credentials, type PasswordChangeBody } from './schemas.js'
 import type { FailureGate } from './throttle.js'
-import type { Users } from './users.js'
+import { nameKey, type Users } from './users.js'
 
 declare module 'fastify-token-sessions' {
   interface SessionUser {
@@ -18,13 +20,17 @@ export interface AccountServices {
   users: Users
   /** Wrong current passwords, per user: the password-change oracle's back-off. */
   passwordFailures: FailureGate
-  /** Per client IP, for every route anyone can hammer. */
+  /** Password checks per account at login, whatever the networks they come from. */
+  loginGate: LoginGate
+  /** Per client network, for every route anyone can hammer. */
   perIp: RateLimitOptions
 }
 
 /** The app's own routes: registration, login, password change and `/me`. */
-export function authRoutes (app: FastifyInstance, { users, passwordFailures, perIp }: AccountServices): void {
-  // Limited as login is: each attempt costs a password hash, and a 409 tells whether a name exists.
+export function authRoutes (app: FastifyInstance, { users, passwordFailures, loginGate, perIp }: AccountServices): void {
+  // Limited per network as login is: each attempt costs a password hash. Its 409 tells
+  // whether a name exists, and stays so (see docs/example-app.md): a person choosing a
+  // name must learn that it is taken, and the limit bounds how fast names can be tried.
   app.post<{ Body: Credentials }>('/auth/register', { schema: registerSchema, config: { rateLimit: perIp } }, async (request, reply) => {
     const user = await users.register(request.body.username, request.body.password)
     if (user === undefined) throw new UsernameTakenError()
@@ -35,22 +41,25 @@ export function authRoutes (app: FastifyInstance, { users, passwordFailures, per
   // The session starts only if no password change ended the user's sessions after this
   // request arrived (the plugin's default authenticatedAt): a login that checked the old
   // password while a change was under way fails instead of outliving it.
+  // Before the password is checked, the attempt is counted against the account (see
+  // LoginGate): guesses spread over many networks share one budget, and a refused one costs
+  // no password check. The per-network limit (perIp) has counted it already.
   app.post<{ Body: Credentials }>('/auth/login', { schema: loginSchema, config: { rateLimit: perIp } }, async (request, reply) => {
+    const pass = await loginGate.attempt(nameKey(request.body.username), networkOf(request.ip))
+    if (typeof pass === 'number') throw rateLimited(reply, pass)
     const user = await users.verify(request.body.username, request.body.password)
     if (user === undefined) throw new InvalidCredentialsError()
+    await loginGate.succeeded(pass)
     return tokenResponse(await reply.issueTokens(user.id, { claims: { username: user.username } }))
   })
 
   // An access token is enough to try passwords here, so the attempts are limited per client
-  // IP and, with a growing wait after a few failures, per user, on every instance at once.
+  // network and, with a growing wait after a few failures, per user, on every instance at once.
   const changePassword = { onRequest: app.authenticate, schema: changePasswordSchema, config: { rateLimit: perIp } }
   app.post<{ Body: PasswordChangeBody }>('/auth/change-password', changePassword, async (request, reply) => {
     const { id, sessionId } = request.user
     const wait = await passwordFailures.attempt(id)
-    if (wait > 0) {
-      reply.header('retry-after', String(Math.ceil(wait / 1000)))
-      throw new RateLimitedError()
-    }
+    if (wait > 0) throw rateLimited(reply, wait)
     // Every other session ends before the password changes and once more after: a login
     // that read the old password in between arrived before the second end, so the plugin
     // refuses it (FTS_CREDENTIALS_STALE) rather than let it outlive the change.

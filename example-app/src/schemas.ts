@@ -16,7 +16,7 @@ export interface PasswordChangeBody {
 /** The documented error answers the app's routes share. */
 const BAD_INPUT = errorResponseSchema('FST_ERR_VALIDATION (a field breaks its rule), FST_ERR_CTP_* (not JSON, too large)')
 const UNAUTHENTICATED = errorResponseSchema('FTS_TOKEN_MISSING, FTS_TOKEN_INVALID, FTS_TOKEN_EXPIRED or FTS_SESSION_REVOKED')
-const RATE_LIMITED = errorResponseSchema('RATE_LIMITED: too many requests from this IP; see Retry-After')
+const RATE_LIMITED = errorResponseSchema('RATE_LIMITED: too many requests from this network (an IPv4 address, an IPv6 /64); see Retry-After')
 const STORE_DOWN = errorResponseSchema('FTS_STORE_UNAVAILABLE: Redis did not answer; see Retry-After')
 
 /** The rule a new password must meet (at registration and on a change). */
@@ -65,7 +65,7 @@ export const loginSchema = {
     200: tokenResponseSchema,
     400: BAD_INPUT,
     401: errorResponseSchema('INVALID_CREDENTIALS: wrong password or unknown user (one answer for both)'),
-    429: RATE_LIMITED,
+    429: errorResponseSchema('RATE_LIMITED: too many requests from this network, or the password checks against this account in this minute are used up; see Retry-After'),
     503: STORE_DOWN
   }
 } as const
@@ -89,7 +89,7 @@ export const changePasswordSchema = {
     400: BAD_INPUT,
     401: errorResponseSchema('INVALID_CREDENTIALS (wrong current password), or a token error'),
     403: errorResponseSchema('FTS_CSRF_REJECTED: the access cookie without the anti-CSRF header'),
-    429: errorResponseSchema('RATE_LIMITED: too many attempts from this IP, or too many wrong passwords for this user; see Retry-After'),
+    429: errorResponseSchema('RATE_LIMITED: too many attempts from this network, or too many wrong passwords for this user; see Retry-After'),
     503: STORE_DOWN
   }
 } as const

@@ -52,8 +52,11 @@ export interface UserRecords {
   swapHash (id: string, expected: string, next: string): Promise<boolean>
 }
 
-/** The key of a username: names are unique whatever their case. */
-function nameKey (username: string): string {
+/**
+ * The key of a username: names are unique whatever their case. The login gate counts
+ * attempts by it too, so that `Alice` and `alice` share one budget.
+ */
+export function nameKey (username: string): string {
   return username.toLowerCase()
 }
 

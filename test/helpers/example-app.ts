@@ -3,6 +3,7 @@
 // cookies, log lines).
 import type { Test } from 'tap'
 import type { AddressInfo } from 'node:net'
+import { request as httpRequest } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../example-app/src/app.js'
 import { loadConfig } from '../../example-app/src/config.js'
@@ -91,10 +92,43 @@ export async function call (
     headers['content-type'] = 'application/json'
     body = JSON.stringify(options.json)
   }
-  const response = await fetch(base + path, { method, headers, ...(body === undefined ? {} : { body }) })
+  return await answerOf(await fetch(base + path, { method, headers, ...(body === undefined ? {} : { body }) }))
+}
+
+async function answerOf (response: Response): Promise<Call> {
   const text = await response.text()
   const isJson = (response.headers.get('content-type') ?? '').startsWith('application/json')
   return { status: response.status, headers: response.headers, body: isJson ? JSON.parse(text) : text, cookies: cookiesOf(response) }
+}
+
+/**
+ * {@link call} from another loopback address (all of 127/8 is local on Linux): another
+ * client with its own IP, over real HTTP, without trusting any forwarding header.
+ */
+export async function callFrom (
+  localAddress: string, base: string, method: string, path: string,
+  options: { json?: unknown, headers?: Record<string, string> } = {}
+): Promise<Call> {
+  const target = new URL(path, base)
+  const payload = options.json === undefined ? undefined : JSON.stringify(options.json)
+  const headers: Record<string, string> = { ...options.headers }
+  if (payload !== undefined) headers['content-type'] = 'application/json'
+  const response = await new Promise<Response>((resolve, reject) => {
+    const request = httpRequest({ host: target.hostname, port: target.port, path: target.pathname, method, headers, localAddress }, (answer) => {
+      const chunks: Buffer[] = []
+      answer.on('data', (chunk: Buffer) => chunks.push(chunk))
+      answer.on('end', () => {
+        const pairs: Array<[string, string]> = []
+        for (let i = 0; i < answer.rawHeaders.length; i += 2) pairs.push([answer.rawHeaders[i] as string, answer.rawHeaders[i + 1] as string])
+        const status = answer.statusCode ?? 0
+        // A Response of a null-body status (204, 304) may not be given one, even empty.
+        resolve(new Response([204, 205, 304].includes(status) ? null : Buffer.concat(chunks), { status, headers: pairs }))
+      })
+    })
+    request.on('error', reject)
+    request.end(payload)
+  })
+  return await answerOf(response)
 }
 
 /** Every error has the same four fields and a stable code. */
