@@ -13,6 +13,7 @@ import {
   audits, browserSuite, clickAndSettle, clickFor, LONG_TTL, messageOf, newDevice, openPage, PASSWORD, registerUser, shownExpiry,
   submitLogin, waitForMessage, waitForState, watchPage, watchRefreshes, watchStatuses, type BrowserSuite
 } from './helpers/browser.js'
+import { freePort } from './helpers/redis.mjs'
 
 /** Short enough to wait out; the tests that wait use it. */
 const SHORT_TTL = { ACCESS_TOKEN_TTL: '4' }
@@ -170,6 +171,21 @@ function run ({ browser, startStrictApp: startApp }: BrowserSuite): void {
     t.notOk(stored.includes(accessToken), 'the page keeps no token in storage')
     t.notOk(stored.includes(cookies.get('refresh_token')?.value ?? 'missing'), 'nor the refresh token')
     t.notOk((await page.content()).includes(accessToken), 'nor in the document')
+  })
+
+  t.test('the page says so when the server keeps sessions in memory (no Redis), and only then', async (t) => {
+    const inMemory = await startApp(t, { REDIS_URL: `redis://127.0.0.1:${await freePort()}` })
+    const withRedis = await startApp(t, {})
+    const page = await (await newDevice(t, browser)).newPage()
+    await openPage(page, inMemory.url, 'signed-out')
+    await page.getByTestId('in-memory').waitFor({ state: 'visible', timeout: 5000 })
+    t.match(await page.getByTestId('in-memory').innerText(), /memory only/, 'without Redis: the notice shows')
+    // The page reads readiness as it opens: wait for that answer, and a moment after it.
+    const answered = page.waitForResponse((response) => response.url().endsWith('/health/ready'))
+    await openPage(page, withRedis.url, 'signed-out')
+    t.equal((await (await answered).json()).storage, 'redis')
+    await page.waitForTimeout(200)
+    t.equal(await page.getByTestId('in-memory').isVisible(), false, 'with Redis: no notice')
   })
 
   t.test('a screenshot of the logged-in page', async (t) => {

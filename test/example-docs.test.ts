@@ -1,4 +1,5 @@
 import t from 'tap'
+import { loadConfig } from '../example-app/src/config.js'
 import { appStarter, assertError, call } from './helpers/example-app.js'
 import { startRedis } from './helpers/redis.mjs'
 
@@ -71,4 +72,19 @@ t.test('the page and the API carry security headers', async (t) => {
   t.equal(api.status, 401)
   t.equal(api.headers.get('x-content-type-options'), 'nosniff', 'API answers carry the headers too')
   t.equal(api.headers.get('x-frame-options'), 'DENY')
+})
+
+t.test('DOCS: the documentation is served without authentication, so off in production unless asked for', async (t) => {
+  const paths = ['/docs/', '/docs/json']
+  const statuses = async (url: string): Promise<number[]> => await Promise.all(paths.map(async (path) => (await call(url, 'GET', path)).status))
+  const production = await startApp(t, { NODE_ENV: 'production' })
+  t.same(await statuses(production.url), [404, 404], 'production: off')
+  assertError(t, await call(production.url, 'GET', '/docs/json'), 404, 'NOT_FOUND', 'production: an unknown route, as any other')
+  t.equal((await call(production.url, 'POST', '/auth/login', { json: { username: 'x' } })).status, 400, 'the API\'s schemas still validate without the docs')
+  t.same(await statuses((await startApp(t, { NODE_ENV: 'production', DOCS: 'true' })).url), [200, 200], 'production with DOCS=true: on')
+  t.same(await statuses((await startApp(t, { DOCS: 'false' })).url), [404, 404], 'DOCS=false: off anywhere')
+  t.same(await statuses((await startApp(t, {})).url), [200, 200], 'outside production: on by default')
+  t.match(loadConfig({}), { docs: true })
+  t.match(loadConfig({ NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(32) }), { docs: false })
+  t.throws(() => loadConfig({ DOCS: 'yes' }), { name: 'ConfigError', message: /^DOCS must be true or false/ })
 })

@@ -10,7 +10,7 @@ import {
   NEW_PASSWORD, PASSWORD, appStarter, assertError, bearer, call, loginNative, refreshNative, register
 } from './helpers/example-app.js'
 import { listeningUrl } from './helpers/packed.js'
-import { startRedis } from './helpers/redis.mjs'
+import { freePort, startRedis } from './helpers/redis.mjs'
 import { startCluster } from './helpers/topology.js'
 import { Cluster } from 'ioredis'
 import { RedisFailureGate } from '../example-app/src/throttle.js'
@@ -229,7 +229,7 @@ t.test('/health and /health/ready', async (t) => {
   t.same(live.body, { status: 'ok' })
   const ready = await call(url, 'GET', '/health/ready')
   t.equal(ready.status, 200)
-  t.match(ready.body, { status: 'ready', store: 'up', revocationFeed: 'up' })
+  t.same(ready.body, { status: 'ready', store: 'up', revocationFeed: 'up', storage: 'redis' })
   await outage.stop()
   t.equal((await call(url, 'GET', '/health')).status, 200, 'alive without Redis')
   let notReady = await call(url, 'GET', '/health/ready')
@@ -238,7 +238,7 @@ t.test('/health and /health/ready', async (t) => {
     notReady = await call(url, 'GET', '/health/ready')
   }
   t.equal(notReady.status, 503, 'not ready without Redis')
-  t.match(notReady.body, { status: 'unavailable', store: 'down' })
+  t.match(notReady.body, { status: 'unavailable', store: 'down', storage: 'redis' })
   await outage.start()
   let back = notReady
   for (let i = 0; i < 60 && back.status !== 200; i++) {
@@ -246,4 +246,21 @@ t.test('/health and /health/ready', async (t) => {
     back = await call(url, 'GET', '/health/ready')
   }
   t.equal(back.status, 200, 'ready again when Redis is back')
+})
+
+t.test('without Redis, /health/ready and the start-up log say that sessions live in memory', async (t) => {
+  const closed = await freePort()
+  const { url, logs } = await startApp(t, { REDIS_URL: `redis://127.0.0.1:${closed}` })
+  const ready = await call(url, 'GET', '/health/ready')
+  t.equal(ready.status, 200, 'the process works: ready')
+  t.same(ready.body, { status: 'ready', store: 'up', revocationFeed: 'up', storage: 'memory' }, 'and says where sessions are')
+  const warning = logs.entries().find((entry) => String(entry.msg).includes('IN MEMORY'))
+  t.equal(warning?.level, 40, 'the log warns')
+  t.notOk(logs.entries().some((entry) => String(entry.msg).startsWith('sessions are stored in Redis')), 'and claims no Redis')
+})
+
+t.test('with Redis, the start-up line names it (host and port: a URL may hold a password)', async (t) => {
+  const { logs } = await startApp(t)
+  const line = logs.entries().find((entry) => String(entry.msg).startsWith('sessions are stored in Redis'))
+  t.equal(line?.msg, `sessions are stored in Redis at 127.0.0.1:${redis.port}`)
 })

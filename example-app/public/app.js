@@ -501,8 +501,22 @@ function bind () {
   setInterval(renderRemaining, 1000)
 }
 
+/**
+ * Says so on the page when the server keeps sessions in its memory (no Redis): the log
+ * says it too, but the person trying the app reads the page. Nothing is said if readiness
+ * cannot be read.
+ */
+async function showStorage () {
+  try {
+    const response = await fetch('/health/ready', { cache: 'no-store', signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
+    const { storage } = await response.json()
+    $('in-memory').hidden = storage !== 'memory'
+  } catch {}
+}
+
 async function start () {
   bind()
+  showStorage()
   if (!session.active) {
     showSignedOut()
     return

@@ -84,12 +84,13 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   app.addHook('onClose', store.close)
   try {
     await registerSecurityHeaders(app)
-    await registerDocs(app)
+    // Unauthenticated, so off in production unless asked for (DOCS=true).
+    if (config.docs) await registerDocs(app)
     // Before the plugin: @fastify/rate-limit reads each route's config as the route is added.
     await registerRateLimits(app, config, store.redis)
     await app.register(tokenSessions, pluginOptions(config, store.options, app.log))
     authRoutes(app, { ...accounts(config, store), perIp: perMinute(config.rateLimitLogin) })
-    registerHealth(app)
+    registerHealth(app, store.kind)
     registerWebPage(app)
     await app.ready()
   } catch (error) {

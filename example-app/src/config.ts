@@ -74,6 +74,12 @@ export interface Config {
    * a proxy without it every client shares the proxy's one limit.
    */
   readonly trustProxy: boolean | number | string
+  /**
+   * Whether `/docs` (Swagger UI) and `/docs/json` (the OpenAPI document) are served (`DOCS`:
+   * `true` or `false`): on by default outside production, off in production unless
+   * `DOCS=true`, as they are served without authentication.
+   */
+  readonly docs: boolean
   /** Whether DPoP proofs must carry a server nonce (`DPOP_NONCES`: `true` or `false`, default false). */
   readonly dpopNonces: boolean
   /**
@@ -115,6 +121,9 @@ export class ConfigError extends Error {
  * `MAX_SESSIONS_PER_USER` (default 100, from 1 to 1000000): a login beyond it ends the
  * user's least recently used session.
  *
+ * `DOCS` (`true` or `false`; unset: on outside production, off in production): serve the API's
+ * documentation at `/docs` and `/docs/json`, without authentication.
+ *
  * `REVOCATION_OUTAGE_POLICY` (unset: the plugin's default): what `authenticate` does while
  * the revocation feed is down, `check-store` (ask Redis whether the session is live),
  * `accept` (trust unexpired access tokens) or `reject` (503 once the feed has been down a
@@ -153,6 +162,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     rateLimitRefresh: wholeNumber(env, 'RATE_LIMIT_REFRESH', DEFAULT_RATE_LIMIT_REFRESH, 1, MAX_RATE_LIMIT),
     maxSessionsPerUser: wholeNumber(env, 'MAX_SESSIONS_PER_USER', DEFAULT_MAX_SESSIONS_PER_USER, 1, MAX_SESSIONS_PER_USER),
     trustProxy: trustProxy(env),
+    docs: text(env, 'DOCS') === undefined ? !production : flag(env, 'DOCS'),
     dpopNonces: flag(env, 'DPOP_NONCES'),
     revocationOutagePolicy: outagePolicy(env)
   })

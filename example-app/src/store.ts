@@ -15,8 +15,13 @@ export class StartupError extends Error {
 
 export type StoreOptions = Pick<TokenSessionsOptions, 'redis' | 'store'>
 
+/** Where sessions, users and the limits' counts live. */
+export type StorageKind = 'redis' | 'memory'
+
 /** Where sessions live, and how to release it when the app closes. */
 export interface StoreChoice {
+  /** Redis, or this process's memory (development only: lost on restart, not shared). */
+  kind: StorageKind
   options: StoreOptions
   /** Our Redis client when sessions live in Redis: the rate limits count there too. */
   redis: Redis | undefined
@@ -36,8 +41,8 @@ export interface StoreChoice {
 export async function chooseStore (config: Config, log: FastifyBaseLogger): Promise<StoreChoice> {
   const client = await connectRedis(config.redisUrl, log)
   if (client !== undefined) {
-    log.info({ redis: hostOf(config.redisUrl) }, 'sessions are stored in Redis')
-    return { options: { redis: client }, redis: client, close: async () => { await client.quit().catch(() => client.disconnect()) } }
+    log.info({ redis: hostOf(config.redisUrl) }, `sessions are stored in Redis at ${hostOf(config.redisUrl)}`)
+    return { kind: 'redis', options: { redis: client }, redis: client, close: async () => { await client.quit().catch(() => client.disconnect()) } }
   }
   if (config.production) {
     throw new StartupError(`Redis at ${hostOf(config.redisUrl)} (REDIS_URL) is not reachable; refusing to start in production without a shared session store`)
@@ -45,7 +50,7 @@ export async function chooseStore (config: Config, log: FastifyBaseLogger): Prom
   log.warn({ redis: hostOf(config.redisUrl) },
     '!!! Redis is not reachable: sessions are kept IN MEMORY, lost on restart and not shared between instances. Development only !!!')
   const store = new MemoryStore()
-  return { options: { store }, redis: undefined, close: async () => { await store.close() } }
+  return { kind: 'memory', options: { store }, redis: undefined, close: async () => { await store.close() } }
 }
 
 /** A ready client, or undefined (and nothing left running) when Redis does not answer in time. */
