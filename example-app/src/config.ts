@@ -80,6 +80,12 @@ export interface Config {
    * `DOCS=true`, as they are served without authentication.
    */
   readonly docs: boolean
+  /**
+   * The OAuth clients a login may name in `client_id` (`NATIVE_CLIENT_IDS`, comma-separated;
+   * none by default): the session is issued to that client, whose OAuth library then
+   * refreshes it at `/auth/token` with the same `client_id`.
+   */
+  readonly nativeClientIds: readonly string[]
   /** Whether DPoP proofs must carry a server nonce (`DPOP_NONCES`: `true` or `false`, default false). */
   readonly dpopNonces: boolean
   /**
@@ -120,6 +126,9 @@ export class ConfigError extends Error {
  *
  * `MAX_SESSIONS_PER_USER` (default 100, from 1 to 1000000): a login beyond it ends the
  * user's least recently used session.
+ *
+ * `NATIVE_CLIENT_IDS` (comma-separated, none by default): the OAuth client ids a login may
+ * name in its `client_id` (RFC 6749's unreserved characters, 1 to 128 of them each).
  *
  * `DOCS` (`true` or `false`; unset: on outside production, off in production): serve the API's
  * documentation at `/docs` and `/docs/json`, without authentication.
@@ -163,6 +172,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     maxSessionsPerUser: wholeNumber(env, 'MAX_SESSIONS_PER_USER', DEFAULT_MAX_SESSIONS_PER_USER, 1, MAX_SESSIONS_PER_USER),
     trustProxy: trustProxy(env),
     docs: text(env, 'DOCS') === undefined ? !production : flag(env, 'DOCS'),
+    nativeClientIds: nativeClientIds(env),
     dpopNonces: flag(env, 'DPOP_NONCES'),
     revocationOutagePolicy: outagePolicy(env)
   })
@@ -233,6 +243,18 @@ function keyPrefix (env: NodeJS.ProcessEnv): string | undefined {
     throw new ConfigError('KEY_PREFIX must not contain "{" or "}" (they would break the per-user Redis Cluster hash tag)')
   }
   return value
+}
+
+/** An OAuth client id as this app accepts one: RFC 3986's unreserved characters. */
+const CLIENT_ID = /^[A-Za-z0-9._~-]{1,128}$/
+
+function nativeClientIds (env: NodeJS.ProcessEnv): readonly string[] {
+  const ids = (text(env, 'NATIVE_CLIENT_IDS') ?? '').split(',').map((id) => id.trim()).filter((id) => id !== '')
+  const bad = ids.find((id) => !CLIENT_ID.test(id))
+  if (bad !== undefined) {
+    throw new ConfigError(`NATIVE_CLIENT_IDS must be client ids separated by commas, each 1 to 128 of A-Z a-z 0-9 . _ ~ -, got ${JSON.stringify(bad)}`)
+  }
+  return Object.freeze([...new Set(ids)])
 }
 
 /** Proxy addresses and ranges: IPv4 or IPv6, with an optional prefix length. */

@@ -12,6 +12,7 @@ import { errors, loggable } from 'fastify-token-sessions'
  *
  * | code                  | status | when                                                   |
  * |-----------------------|--------|--------------------------------------------------------|
+ * | `UNKNOWN_CLIENT`      | 400    | a login names a `client_id` not on NATIVE_CLIENT_IDS   |
  * | `INVALID_CREDENTIALS` | 401    | wrong password or unknown user (same answer)           |
  * | `NOT_FOUND`           | 404    | no such route                                          |
  * | `USERNAME_TAKEN`      | 409    | registration with an existing username                 |
@@ -27,6 +28,8 @@ import { errors, loggable } from 'fastify-token-sessions'
  * // 409 { statusCode: 409, code: 'USERNAME_TAKEN', error: 'Conflict', message: 'The username is taken' }
  * ```
  */
+/** A login names an OAuth client this app does not know (`NATIVE_CLIENT_IDS`). */
+export const UnknownClientError = createError('UNKNOWN_CLIENT', 'The client_id is not a client of this app', 400)
 /** Wrong password or unknown user: one answer, so it does not reveal which usernames exist. */
 export const InvalidCredentialsError = createError('INVALID_CREDENTIALS', 'Invalid username or password', 401)
 /** No route matches. */
@@ -53,7 +56,7 @@ export interface ErrorBody {
   message: string
 }
 
-const APP_CODES = new Set(['INVALID_CREDENTIALS', 'NOT_FOUND', 'USERNAME_TAKEN', 'RATE_LIMITED'])
+const APP_CODES = new Set(['UNKNOWN_CLIENT', 'INVALID_CREDENTIALS', 'NOT_FOUND', 'USERNAME_TAKEN', 'RATE_LIMITED'])
 /** Fastify's own errors: their code is kept, their message may quote the body (a password). */
 const FASTIFY_CODE = /^FST_ERR_/
 /** Fixed messages, by status, for errors whose own message is not shown. */

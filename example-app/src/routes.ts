@@ -1,10 +1,10 @@
 import type { FastifyInstance } from 'fastify'
 import type { RateLimitOptions } from '@fastify/rate-limit'
 import { tokenResponse } from 'fastify-token-sessions'
-import { InvalidCredentialsError, UsernameTakenError, rateLimited } from './errors.js'
+import { InvalidCredentialsError, UnknownClientError, UsernameTakenError, rateLimited } from './errors.js'
 import type { LoginGate } from './login-gate.js'
 import { networkOf } from './networks.js'
-import { changePasswordSchema, loginSchema, meSchema, registerSchema, type Credentials, type PasswordChangeBody } from './schemas.js'
+import { changePasswordSchema, loginSchema, meSchema, registerSchema, type Credentials, type LoginBody, type PasswordChangeBody } from './schemas.js'
 import type { FailureGate } from './throttle.js'
 import { nameKey, type Users } from './users.js'
 
@@ -24,10 +24,12 @@ export interface AccountServices {
   loginGate: LoginGate
   /** Per client network, for every route anyone can hammer. */
   perIp: RateLimitOptions
+  /** The OAuth clients a login may name (`NATIVE_CLIENT_IDS`). */
+  nativeClients: ReadonlySet<string>
 }
 
 /** The app's own routes: registration, login, password change and `/me`. */
-export function authRoutes (app: FastifyInstance, { users, passwordFailures, loginGate, perIp }: AccountServices): void {
+export function authRoutes (app: FastifyInstance, { users, passwordFailures, loginGate, perIp, nativeClients }: AccountServices): void {
   // Limited per network as login is: each attempt costs a password hash. Its 409 tells
   // whether a name exists, and stays so (see docs/example-app.md): a person choosing a
   // name must learn that it is taken, and the limit bounds how fast names can be tried.
@@ -44,13 +46,18 @@ export function authRoutes (app: FastifyInstance, { users, passwordFailures, log
   // Before the password is checked, the attempt is counted against the account (see
   // LoginGate): guesses spread over many networks share one budget, and a refused one costs
   // no password check. The per-network limit (perIp) has counted it already.
-  app.post<{ Body: Credentials }>('/auth/login', { schema: loginSchema, config: { rateLimit: perIp } }, async (request, reply) => {
+  // A native client names itself (client_id) so that the session is issued to it: OAuth
+  // libraries always send their client_id when they refresh, and a session issued to no
+  // client refuses every one. An unknown one is refused first, costing no password check.
+  app.post<{ Body: LoginBody }>('/auth/login', { schema: loginSchema, config: { rateLimit: perIp } }, async (request, reply) => {
+    const clientId = request.body.client_id
+    if (clientId !== undefined && !nativeClients.has(clientId)) throw new UnknownClientError()
     const pass = await loginGate.attempt(nameKey(request.body.username), networkOf(request.ip))
     if (typeof pass === 'number') throw rateLimited(reply, pass)
     const user = await users.verify(request.body.username, request.body.password)
     if (user === undefined) throw new InvalidCredentialsError()
     await loginGate.succeeded(pass)
-    return tokenResponse(await reply.issueTokens(user.id, { claims: { username: user.username } }))
+    return tokenResponse(await reply.issueTokens(user.id, { claims: { username: user.username }, ...(clientId === undefined ? {} : { clientId }) }))
   })
 
   // An access token is enough to try passwords here, so the attempts are limited per client

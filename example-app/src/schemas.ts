@@ -7,6 +7,11 @@ export interface Credentials {
   password: string
 }
 
+/** A body of a login: a native client's OAuth library refreshes with the `client_id` named here. */
+export interface LoginBody extends Credentials {
+  client_id?: string
+}
+
 /** A body of a password change. */
 export interface PasswordChangeBody {
   currentPassword: string
@@ -58,12 +63,13 @@ export const loginSchema = {
     additionalProperties: false,
     properties: {
       username: { type: 'string', minLength: 1, maxLength: 64 },
-      password: { type: 'string', minLength: 1, maxLength: 256 }
+      password: { type: 'string', minLength: 1, maxLength: 256 },
+      client_id: { type: 'string', minLength: 1, maxLength: 128, description: 'A native client on NATIVE_CLIENT_IDS: the session is issued to it (its OAuth library refreshes at /auth/token with the same client_id)' }
     }
   },
   response: {
     200: tokenResponseSchema,
-    400: BAD_INPUT,
+    400: errorResponseSchema('UNKNOWN_CLIENT (a client_id not on NATIVE_CLIENT_IDS), FST_ERR_VALIDATION (a field breaks its rule), FST_ERR_CTP_* (not JSON, too large)'),
     401: errorResponseSchema('INVALID_CREDENTIALS: wrong password or unknown user (one answer for both)'),
     429: errorResponseSchema('RATE_LIMITED: too many requests from this network, or the password checks against this account in this minute are used up; see Retry-After'),
     503: STORE_DOWN
