@@ -14,7 +14,9 @@ import { startRedis } from './helpers/redis.mjs'
 
 const redis = await startRedis(t)
 const startApp = appStarter(redis)
-const CLIENTS = { NATIVE_CLIENT_IDS: 'my-native-app, other-app' }
+/** The longest client id the plugin takes (100 characters). */
+const LONGEST = 'c'.repeat(100)
+const CLIENTS = { NATIVE_CLIENT_IDS: `my-native-app, other-app, ${LONGEST}` }
 
 /** A form posted to one of the plugin's OAuth routes. */
 async function form (base: string, path: string, fields: Record<string, string>, headers: Record<string, string> = {}): Promise<Call> {
@@ -29,7 +31,7 @@ t.test('NATIVE_CLIENT_IDS: comma-separated client ids, none by default', async (
   t.same(loadConfig({}).nativeClientIds, [], 'none by default')
   t.same(loadConfig({ NATIVE_CLIENT_IDS: '' }).nativeClientIds, [], 'empty is none')
   t.same(loadConfig({ NATIVE_CLIENT_IDS: ' my-app , com.example.app_2~x ,my-app' }).nativeClientIds, ['my-app', 'com.example.app_2~x'], 'trimmed, once each')
-  for (const bad of ['my app', 'a,b c', 'ünicode', 'a'.repeat(129), 'x/y']) {
+  for (const bad of ['my app', 'a,b c', 'ünicode', 'a'.repeat(101), 'x/y']) {
     t.throws(() => loadConfig({ NATIVE_CLIENT_IDS: bad }), { name: 'ConfigError', message: /^NATIVE_CLIENT_IDS must be client ids separated by commas/ }, JSON.stringify(bad))
   }
 })
@@ -50,6 +52,10 @@ t.test('a login names its client: the session is issued to it, and an unknown on
   const own = await form(url, '/auth/token', { grant_type: 'refresh_token', refresh_token: issued.body.refreshToken, client_id: 'my-native-app' })
   t.equal(own.status, 200, 'its own client refreshes it, as an OAuth library does')
   t.match(own.body, { token_type: 'Bearer', refresh_token: String })
+
+  const longest = await login(url, { username: 'alice', password: PASSWORD, client_id: LONGEST })
+  t.equal(longest.status, 200, 'the longest client id NATIVE_CLIENT_IDS takes is one the plugin issues to')
+  assertError(t, await login(url, { username: 'alice', password: PASSWORD, client_id: LONGEST + 'c' }), 400, 'FST_ERR_VALIDATION', 'a longer client_id is malformed')
 
   const plain = await login(url, { username: 'alice', password: PASSWORD })
   t.equal(plain.status, 200, 'without client_id, a login as before')

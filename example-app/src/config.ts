@@ -128,7 +128,8 @@ export class ConfigError extends Error {
  * user's least recently used session.
  *
  * `NATIVE_CLIENT_IDS` (comma-separated, none by default): the OAuth client ids a login may
- * name in its `client_id` (RFC 6749's unreserved characters, 1 to 128 of them each).
+ * name in its `client_id` (RFC 6749's unreserved characters, 1 to 100 of them each: the plugin's
+ * limit for a `clientId`).
  *
  * `DOCS` (`true` or `false`; unset: on outside production, off in production): serve the API's
  * documentation at `/docs` and `/docs/json`, without authentication.
@@ -246,13 +247,13 @@ function keyPrefix (env: NodeJS.ProcessEnv): string | undefined {
 }
 
 /** An OAuth client id as this app accepts one: RFC 3986's unreserved characters. */
-const CLIENT_ID = /^[A-Za-z0-9._~-]{1,128}$/
+const CLIENT_ID = /^[A-Za-z0-9._~-]{1,100}$/
 
 function nativeClientIds (env: NodeJS.ProcessEnv): readonly string[] {
   const ids = (text(env, 'NATIVE_CLIENT_IDS') ?? '').split(',').map((id) => id.trim()).filter((id) => id !== '')
   const bad = ids.find((id) => !CLIENT_ID.test(id))
   if (bad !== undefined) {
-    throw new ConfigError(`NATIVE_CLIENT_IDS must be client ids separated by commas, each 1 to 128 of A-Z a-z 0-9 . _ ~ -, got ${JSON.stringify(bad)}`)
+    throw new ConfigError(`NATIVE_CLIENT_IDS must be client ids separated by commas, each 1 to 100 of A-Z a-z 0-9 . _ ~ -, got ${JSON.stringify(bad)}`)
   }
   return Object.freeze([...new Set(ids)])
 }

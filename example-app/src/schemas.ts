@@ -64,7 +64,7 @@ export const loginSchema = {
     properties: {
       username: { type: 'string', minLength: 1, maxLength: 64 },
       password: { type: 'string', minLength: 1, maxLength: 256 },
-      client_id: { type: 'string', minLength: 1, maxLength: 128, description: 'A native client on NATIVE_CLIENT_IDS: the session is issued to it (its OAuth library refreshes at /auth/token with the same client_id)' }
+      client_id: { type: 'string', minLength: 1, maxLength: 100, description: 'A native client on NATIVE_CLIENT_IDS: the session is issued to it (its OAuth library refreshes at /auth/token with the same client_id)' }
     }
   },
   response: {
