@@ -4,7 +4,7 @@
 // nothing here: a checkout, a copy or an editor's save may change it without its content,
 // or keep it while changing the content.
 //
-//   node scripts/build-stamp.mjs          writes the stamp (the build's last step)
+// The build's last step, `node scripts/stamp-build.mjs`, writes the stamp.
 import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -53,5 +53,3 @@ export function buildIsCurrent (root = ROOT) {
 export function writeStamp (root = ROOT) {
   writeFileSync(join(root, STAMP), inputsDigest(root) + '\n')
 }
-
-if (process.argv[1] === fileURLToPath(import.meta.url)) writeStamp()
