@@ -59,6 +59,14 @@ export const UnsupportedMediaTypeError = define('FTS_UNSUPPORTED_MEDIA_TYPE', 'T
 /** The session store did not answer in time. */
 export const StoreUnavailableError = define('FTS_STORE_UNAVAILABLE', 'The session store is unavailable; retry later', 503)
 
+/**
+ * The app's `claims` hook failed, did not answer within `storeTimeout`, or answered claims
+ * it may not give (a reserved name, over the size cap): the refresh or login changed
+ * nothing, and may be retried (with the same refresh token) after `Retry-After`. The cause
+ * is logged.
+ */
+export const ClaimsUnavailableError = define('FTS_CLAIMS_UNAVAILABLE', 'The session\'s claims could not be computed; retry later', 503)
+
 /** A plugin option is missing or has a bad value; thrown at registration. */
 export const InvalidOptionError = define<'FTS_INVALID_OPTION', 500, [option: string, fix: string]>('FTS_INVALID_OPTION', 'Invalid option %s: %s', 500)
 

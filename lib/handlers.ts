@@ -2,7 +2,7 @@ import type { FastifyBaseLogger, FastifyReply, FastifyRequest, HookHandlerDoneFu
 import type { DpopVerifier, Proof } from './dpop.js'
 import { provenSession, tokenSession, type TokenSession } from './ending.js'
 import {
-  BadRequestError, CookieConflictError, DpopAccessNonceRequiredError, DpopAccessProofInvalidError, SessionNotFoundError, SessionRevokedError, StoreUnavailableError,
+  BadRequestError, ClaimsUnavailableError, CookieConflictError, DpopAccessNonceRequiredError, DpopAccessProofInvalidError, SessionNotFoundError, SessionRevokedError, StoreUnavailableError,
   TokenInvalidError, TokenMissingError
 } from './errors.js'
 import { loggable, rateBound } from './log.js'
@@ -192,11 +192,15 @@ function failed (context: Context, request: MarkedRequest, reply: FastifyReply, 
   return error
 }
 
-/** A store failure's answer carries `Retry-After`, and the outage is logged, once per answer. */
+/**
+ * A store failure's answer carries `Retry-After`, and the outage is logged, once per
+ * answer; so does the claims hook's failure, which is the app's to log, not an outage.
+ */
 function storeFailed (context: Context, reply: FastifyReply, error: unknown): void {
-  if (!(error instanceof StoreUnavailableError) || reply.hasHeader('retry-after')) return
+  const store = error instanceof StoreUnavailableError
+  if (!(store || error instanceof ClaimsUnavailableError) || reply.hasHeader('retry-after')) return
   reply.header('retry-after', String(context.retryAfter))
-  context.outage(error)
+  if (store) context.outage(error)
 }
 
 /** The HTTP status an error carries, if it is one of ours or Fastify's. */

@@ -304,14 +304,15 @@ export type {
  * ```
  */
 export * as errors from './errors.js'
-export { ACCESS_TOKEN_TYPE, PLAIN_ACCESS_TOKEN_TYPE, REFRESH_TOKEN_TYPE } from './tokens.js'
+export { ACCESS_TOKEN_TYPE, PLAIN_ACCESS_TOKEN_TYPE, REFRESH_TOKEN_TYPE, MAX_CLAIMS_BYTES } from './tokens.js'
+export type { SessionEnd } from './claims.js'
 export {
   DEFAULT_ACCESS_TOKEN_TTL, DEFAULT_REFRESH_TOKEN_TTL, DEFAULT_REUSE_GRACE, MAX_REUSE_GRACE, DEFAULT_SESSION_MAX_LIFETIME, MAX_TOKEN_TTL, MAX_ACCESS_TOKEN_TTL,
   MIN_SECRET_BYTES, DEFAULT_MAX_SESSIONS_PER_USER, MAX_SESSIONS_PER_USER
 } from './options.js'
 export { ALGORITHMS, type AccessTokenKey, type Algorithm } from './keys.js'
 export type {
-  AuditEvent, AuditHook, AuditHookName, AuditHooks, Claims, ClientInfoOptions, CookieOptions, DecoratorName, DecoratorNames, DecoratorOptions,
+  AuditEvent, AuditHook, AuditHookName, AuditHooks, Claims, ClaimsContext, ClaimsHook, ClientInfoOptions, CookieOptions, DecoratorName, DecoratorNames, DecoratorOptions,
   DefaultDecoratorNames, Health, InstanceDecorators, IssueArguments, IssueOptions, IssueSettings, IssueTokens, ReplyDecorators, RequestDecorators,
   OutagePolicy, RevokeOptions, SessionFields,
   RouteOptions, RoutesOptions, SessionListPage, SessionListResponse, SessionUser, TokenResponse, TokenSessionsApi, TokenSessionsOptions, TokenSet,

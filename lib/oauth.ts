@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { DpopVerifier } from './dpop.js'
 import { provenSession, tokenSession, type TokenSession } from './ending.js'
-import { StoreUnavailableError } from './errors.js'
+import { ClaimsUnavailableError, StoreUnavailableError } from './errors.js'
 import { loggable } from './log.js'
 import type { ResolvedRoutes } from './options.js'
 import { ROUTE_BODY_LIMIT, describeOnly, revokeEndpointSchema, tokenEndpointSchema } from './schemas.js'
@@ -105,8 +105,8 @@ export function registerOAuthRoutes (fastify: FastifyInstance, routes: ResolvedR
       dpop.offerNonce(request, reply)
       if (error instanceof OAuthError) return await answerError(reply, error)
       const code = (error as { code?: unknown }).code
-      if (error instanceof StoreUnavailableError) {
-        request.log.error({ err: loggable(error.cause) }, 'session store unavailable')
+      if (error instanceof StoreUnavailableError || error instanceof ClaimsUnavailableError) {
+        request.log.error({ err: loggable(error.cause) }, error instanceof StoreUnavailableError ? 'session store unavailable' : 'claims hook failed')
         reply.code(503).header('retry-after', String(retryAfter))
         return await answerError(reply, new OAuthError('temporarily_unavailable', `${error.message} (${error.code})`))
       }

@@ -6,7 +6,7 @@ import { refuseKeyMaterial, resolveAccessKeys, secretWeakness } from './keys.js'
 import { deriveKeys, type TokenKeys } from './tokens.js'
 import type { ResolvedDpop } from './dpop.js'
 import { domainMatches } from './transport.js'
-import type { AuditHooks, DefaultDecoratorNames, OutagePolicy, RouteOptions, TokenSessionsOptions } from './types.js'
+import type { AuditHooks, ClaimsHook, DefaultDecoratorNames, OutagePolicy, RouteOptions, TokenSessionsOptions } from './types.js'
 
 /** Access-token lifetime: 15 minutes. */
 export const DEFAULT_ACCESS_TOKEN_TTL = 15 * 60
@@ -83,6 +83,8 @@ export interface ResolvedOptions {
   readonly clientId: string | undefined
   readonly dpop: ResolvedDpop
   readonly hooks: Readonly<AuditHooks>
+  /** The app's claims hook, if it gave one. */
+  readonly claims: ClaimsHook | undefined
   /** How long instances remember a revocation: the access tokens' lifetime and a margin. */
   readonly rememberMs: number
   readonly revocationFeed: {
@@ -132,7 +134,7 @@ const HOOKS = ['onLogin', 'onRefresh', 'onLogout', 'onSessionRevoked', 'onReuseD
 const KNOWN_OPTIONS = new Set<string>([
   'secret', 'accessTokenSecret', 'refreshTokenSecret', 'accessTokenKeys', 'activeKid', 'accessTokenTtl', 'refreshTokenTtl', 'sessionMaxLifetime',
   'clientInfo', 'reuseGrace', 'store', 'redis', 'keyPrefix', 'storeTimeout', 'retryAfter', 'cookies', 'csrfHeader',
-  'routes', 'decorators', 'issuer', 'audience', 'clientId', 'revocationFeed', 'maxSessionsPerUser', 'replayRequiresSameUserAgent', 'publicOrigin', 'allowedOrigins', 'dpop', ...HOOKS,
+  'routes', 'decorators', 'issuer', 'audience', 'clientId', 'revocationFeed', 'maxSessionsPerUser', 'replayRequiresSameUserAgent', 'publicOrigin', 'allowedOrigins', 'dpop', 'claims', ...HOOKS,
   // Fastify hands these register() options to every plugin.
   'prefix', 'logLevel', 'logSerializers'
 ])
@@ -188,6 +190,7 @@ export function resolveOptions (options: TokenSessionsOptions, env: NodeJS.Proce
     clientId: text(options.clientId, 'clientId'),
     dpop: resolveDpop(options.dpop, options.store),
     hooks: resolveHooks(options),
+    claims: resolveClaimsHook(options.claims),
     rememberMs: accessTokenTtl * 1000 + REVOCATION_MARGIN_MS,
     revocationFeed: resolveRevocationFeed(options.revocationFeed),
     decorators: resolveDecorators(options.decorators),
@@ -290,6 +293,11 @@ function resolveRevocationFeed (feed: TokenSessionsOptions['revocationFeed']): R
   const knownAliveMs = integer(given.knownAlive, 'revocationFeed.knownAlive', 0, 0, MAX_KNOWN_ALIVE, 'milliseconds')
   const maxLookups = integer(given.maxLookups, 'revocationFeed.maxLookups', DEFAULT_MAX_LOOKUPS, 1, 1_000_000, 'lookups')
   return Object.freeze({ maxOutageMs: maxOutage * 1000, onOutage, knownAliveMs, maxLookups })
+}
+
+function resolveClaimsHook (hook: TokenSessionsOptions['claims']): ClaimsHook | undefined {
+  if (hook !== undefined && typeof hook !== 'function') fail('claims', 'must be a function (userId, { sessionId, event, request, endSession }) => claims')
+  return hook
 }
 
 function resolveHooks (options: TokenSessionsOptions): Readonly<AuditHooks> {

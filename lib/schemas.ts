@@ -107,7 +107,7 @@ export const refreshSchema = {
     403: CSRF,
     413: TOO_LARGE,
     415: UNSUPPORTED,
-    503: STORE_DOWN
+    503: errorResponseSchema('FTS_STORE_UNAVAILABLE (the session store did not answer in time) or FTS_CLAIMS_UNAVAILABLE (the app\'s claims hook failed); the token is not spent: retry after Retry-After seconds')
   }
 }
 
@@ -267,7 +267,7 @@ export const tokenEndpointSchema = {
     },
     400: oauthError('invalid_request, invalid_grant, unsupported_grant_type, invalid_scope, invalid_dpop_proof or use_dpop_nonce (with DPoP-Nonce)'),
     413: OAUTH_TOO_LARGE,
-    503: oauthError('temporarily_unavailable: the session store did not answer in time; retry after Retry-After seconds')
+    503: oauthError('temporarily_unavailable: the session store did not answer in time, or the app\'s claims hook failed; the token is not spent: retry after Retry-After seconds')
   }
 }
 

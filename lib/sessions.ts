@@ -1,6 +1,7 @@
 import { hash, randomBytes } from 'node:crypto'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { Emit } from './audit.js'
+import { askClaims, SessionEnd } from './claims.js'
 import type { StoreClock } from './clock.js'
 import type { Proof } from './dpop.js'
 import {
@@ -68,6 +69,8 @@ interface SignInput {
   binding: Binding | undefined
 }
 
+/** The claims of a refresh token when the claims hook gives them at each refresh. */
+const NO_CLAIMS: ClaimValues = Object.freeze({})
 /** The longest label a session keeps, and the longest client id. */
 const MAX_LABEL = 100
 /** The longest scope a session may be granted: it travels in every token. */
@@ -118,10 +121,15 @@ export class Sessions {
    */
   async issue (userId: unknown, options: IssueRequest, request?: FastifyRequest, binding?: Binding): Promise<IssuedTokens> {
     const sub = checkUserId(userId)
-    const claims = checkClaims(options.claims)
     const grant = this.#grantOf(options)
     const sid = newSessionId()
     const jti = newRefreshId()
+    const hook = this.#options.claims
+    // Asked before the store is touched: a hook that fails or ends the session starts none.
+    const claims = options.claims !== undefined || hook === undefined
+      ? checkClaims(options.claims)
+      : await askClaims(hook, this.#options.storeTimeout, sub, sid, 'login', request)
+    if (claims instanceof SessionEnd) throw new SessionRevokedError()
     const agent = this.#agentOf(request)
     const authenticatedAt = this.#checkedAt(sub, options.authenticatedAt, request)
     const outcome = await this.#write((deadline) => this.store.create({
@@ -165,6 +173,7 @@ export class Sessions {
     const successor = successorId(this.#options.keys, jti)
     const agent = this.#agentOf(request)
     const proof = checked === undefined ? undefined : this.#proofRecord(checked)
+    const current = await this.#currentClaims(sub, sid, claims, request)
     const outcome = await this.#write((deadline, writeId) => this.store.rotate({
       deadline,
       writeId,
@@ -183,7 +192,7 @@ export class Sessions {
       case 'rotated':
       case 'replayed': {
         const grant = { clientId, scope }
-        const tokens = this.#sign({ sub, sid, jti: successor, startedAt: outcome.startedAt, ttlMs: outcome.ttlMs, endsAt, claims, grant, accessScope, binding })
+        const tokens = this.#sign({ sub, sid, jti: successor, startedAt: outcome.startedAt, ttlMs: outcome.ttlMs, endsAt, claims: current, grant, accessScope, binding })
         // The token endpoint answers the access token's scope.
         if (accessScope !== undefined) tokens.scope = accessScope
         await this.#emit('onRefresh', { userId: sub, sessionId: sid, reason: 'refresh', replay: outcome.status === 'replayed' }, request)
@@ -198,6 +207,21 @@ export class Sessions {
       default:
         throw new SessionRevokedError()
     }
+  }
+
+  /**
+   * The claims of a refresh's new tokens: the refresh token's own, or without them what the
+   * app's claims hook says now, asked before the rotation so that a hook that fails spends
+   * nothing. A hook that ends the session has it revoked (on every instance, through the
+   * store's feed) and the refresh refused.
+   */
+  async #currentClaims (sub: string, sid: string, signed: ClaimValues, request: FastifyRequest | undefined): Promise<ClaimValues> {
+    const hook = this.#options.claims
+    if (hook === undefined) return signed
+    const current = await askClaims(hook, this.#options.storeTimeout, sub, sid, 'refresh', request)
+    if (!(current instanceof SessionEnd)) return current
+    await this.revoke({ userId: sub, sessionId: sid }, current.reason, request)
+    throw new SessionRevokedError()
   }
 
   /**
@@ -351,7 +375,8 @@ export class Sessions {
     const jkt = binding?.bindAccess === true ? binding.proof.jkt : undefined
     return {
       accessToken: this.#codec.signAccess({ sub, sid, startedAt, ttlSeconds: expiresIn, claims, grant: { clientId: grant.clientId, scope: accessScope }, jkt }),
-      refreshToken: this.#codec.signRefresh({ sub, sid, jti, ttlSeconds: refreshExpiresIn, endsAt, claims, grant }),
+      // With a claims hook, each refresh asks it: the refresh token need not carry them.
+      refreshToken: this.#codec.signRefresh({ sub, sid, jti, ttlSeconds: refreshExpiresIn, endsAt, claims: this.#options.claims === undefined ? claims : NO_CLAIMS, grant }),
       tokenType: jkt === undefined ? 'Bearer' : 'DPoP',
       expiresIn,
       refreshExpiresIn,

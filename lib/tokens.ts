@@ -55,7 +55,7 @@ export const REFRESH_TOKEN_TYPE = 'rt+jwt'
 /** Claims this plugin writes itself; an app's own claims may not use these names. */
 export const RESERVED_CLAIMS: ReadonlySet<string> = new Set([
   'sub', 'sid', 'sst', 'jti', 'iat', 'exp', 'nbf', 'iss', 'aud', 'typ', 'clm', 'mx', 'client_id', 'cid', 'cnf', 'scope', 'scp',
-  'id', 'sessionId', 'sessionStartedAt', 'expiresAt'
+  'auth_time', 'acr', 'amr', 'id', 'sessionId', 'sessionStartedAt', 'expiresAt'
 ])
 
 /**
@@ -414,7 +414,20 @@ export function checkUserId (userId: unknown): string {
   return id
 }
 
-/** Checks the app's own claims once, at login; they then travel inside the tokens. */
+/**
+ * The most the app's claims may take, as JSON, in bytes. With the plugin's own claims at
+ * their longest (a user id of 256 characters, a client id of 100, `iss` and `aud` of 100
+ * each, a DPoP key, a `jti`, `auth_time`, `acr` and `amr`) and a 4096-bit RSA signature, an
+ * access token then still fits the 4,096 bytes browsers keep of a cookie, with a scope of
+ * up to 300 characters (test/claims.test.ts signs that token).
+ */
+export const MAX_CLAIMS_BYTES = 1024
+
+/**
+ * Checks the app's own claims (at login, and each answer of the `claims` hook): a plain
+ * object, no reserved name, at most {@link MAX_CLAIMS_BYTES} as JSON. They then travel
+ * inside the tokens.
+ */
 export function checkClaims (claims: unknown): ClaimValues {
   if (claims === undefined) return {}
   if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) {
@@ -422,6 +435,15 @@ export function checkClaims (claims: unknown): ClaimValues {
   }
   for (const name of Object.keys(claims)) {
     if (RESERVED_CLAIMS.has(name)) throw new TypeError(`fastify-token-sessions: the claim name "${name}" is reserved`)
+  }
+  let json: string | undefined
+  try {
+    json = JSON.stringify(claims)
+  } catch {
+    throw new TypeError('fastify-token-sessions: claims must be JSON (no BigInt, no cycle)')
+  }
+  if (Buffer.byteLength(json) > MAX_CLAIMS_BYTES) {
+    throw new TypeError(`fastify-token-sessions: claims take at most ${MAX_CLAIMS_BYTES} bytes as JSON (a token must fit a cookie); these take ${Buffer.byteLength(json)}`)
   }
   return claims as ClaimValues
 }

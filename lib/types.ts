@@ -1,5 +1,6 @@
 import type { JsonWebKey } from 'node:crypto'
 import type { FastifyContextConfig, FastifyRequest, onRequestAsyncHookHandler, RouteHandlerMethod } from 'fastify'
+import type { SessionEnd } from './claims.js'
 import type { AccessTokenKey } from './keys.js'
 import type { RedisClient } from './stores/redis.js'
 import type { SessionInfo, SessionStore } from './stores/store.js'
@@ -472,7 +473,55 @@ export interface TokenSessionsOptions extends AuditHooks {
    * requests answer 503.
    */
   dpop?: { proofLifetime?: number, nonces?: boolean, nonceLifetime?: number, sharedReplayCheck?: boolean }
+  /**
+   * Claims that follow the user: called at every refresh (`<prefix>/refresh`,
+   * `<prefix>/token`, `tokenSessions.refresh()`), and at a login given no claims, before
+   * the store is touched; what it returns **replaces** the app's claims in the new tokens.
+   * So claims are at most one access-token lifetime stale. A hook that throws, or does not
+   * answer within `storeTimeout`, makes the refresh a 503 `FTS_CLAIMS_UNAVAILABLE` that
+   * spent nothing (the client retries with the same token): never a refresh with stale
+   * claims. `context.endSession(reason)` ends the session instead (a user disabled or
+   * deleted): the refresh answers 401 `FTS_SESSION_REVOKED`, and the session is revoked on
+   * every instance, the audit hooks seeing `reason`. See {@link ClaimsHook}.
+   */
+  claims?: ClaimsHook
 }
+
+/**
+ * What the `claims` hook is told.
+ */
+export interface ClaimsContext {
+  /** The session the new tokens are for. */
+  sessionId: string
+  /** A login given no claims, or a refresh (a grace replay included). */
+  event: 'login' | 'refresh'
+  /** The request, if one asked (not for `tokenSessions.refresh()` or `issue()` called without one). */
+  request: FastifyRequest | undefined
+  /**
+   * Ends the session instead of giving claims: return what it returns. `reason` (1 to 64
+   * printable ASCII characters, default `'claims'`) is what the audit hooks see.
+   */
+  endSession: (reason?: string) => SessionEnd
+}
+
+/**
+ * The `claims` option: the claims of a session's next tokens, from what the app knows of
+ * the user now, typed by {@link SessionUser}'s own fields. The same rules as a login's
+ * claims apply (no reserved name, at most 1,024 bytes as JSON).
+ *
+ * @example
+ * ```ts
+ * await app.register(tokenSessions, {
+ *   secret,
+ *   claims: async (userId, { endSession }) => {
+ *     const user = await db.users.find(userId)
+ *     if (user === undefined || user.disabled) return endSession('user-disabled')
+ *     return { role: user.role }
+ *   }
+ * })
+ * ```
+ */
+export type ClaimsHook = (userId: string, context: ClaimsContext) => Claims | SessionEnd | Promise<Claims | SessionEnd>
 
 /**
  * What `fastify.tokenSessions` offers app code: sessions without HTTP plumbing.

@@ -146,6 +146,12 @@ t.test('login, refresh and logout are one Redis round trip each', async (t) => {
   oneScript(t, await roundTrips(inspect, async () => await app.inject({ method: 'POST', url: '/auth/logout', payload: { refreshToken: tokens.refreshToken } })), 'logout')
   oneScript(t, await roundTrips(inspect, async () => await app.inject({ method: 'POST', url: '/auth/logout-all', headers: { authorization: `Bearer ${other.accessToken}` } })), 'logout-all')
   t.same(await roundTrips(inspect, async () => await app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${tokens.accessToken}` } })), [], 'authenticate reads nothing')
+
+  // The claims hook is the app's: it adds no store work of the plugin's own.
+  const withClaims = await buildApp(t, { redis: redis.url, claims: async () => ({ role: 'member' }) })
+  const asked = await login(withClaims, 'trips')
+  oneScript(t, await roundTrips(inspect, async () => await login(withClaims, 'trips')), 'login with a claims hook')
+  oneScript(t, await roundTrips(inspect, async () => await refresh(withClaims, asked.refreshToken)), 'refresh with a claims hook')
 })
 
 /** What oauth4webapi's DPoP handle does beside what its typings show: it signs a proof for any request. */
