@@ -13,7 +13,7 @@ import { MAX_USER_AGENT, type ClientInfo, type PresentedToken, type SessionPage,
 import {
   checkClaims, checkUserId, hashId, isSessionId, newRefreshId, newSessionId, successorId, type Grant, type TokenCodec
 } from './tokens.js'
-import type { ClaimValues, IssueRequest, SessionUser, TokenSet } from './types.js'
+import type { ClaimsHook, ClaimValues, IssueRequest, SessionUser, TokenSet } from './types.js'
 
 /** A token set before the HTTP layer decides how it travels, and the access token's scope. */
 export type IssuedTokens = Omit<TokenSet, 'transport'> & { scope?: string }
@@ -173,7 +173,8 @@ export class Sessions {
     const successor = successorId(this.#options.keys, jti)
     const agent = this.#agentOf(request)
     const proof = checked === undefined ? undefined : this.#proofRecord(checked)
-    const current = await this.#currentClaims(sub, sid, claims, request)
+    // Without a claims hook, no extra await: the refresh is as it was.
+    const current = this.#options.claims === undefined ? claims : await this.#currentClaims(sub, sid, request)
     const outcome = await this.#write((deadline, writeId) => this.store.rotate({
       deadline,
       writeId,
@@ -210,15 +211,12 @@ export class Sessions {
   }
 
   /**
-   * The claims of a refresh's new tokens: the refresh token's own, or without them what the
-   * app's claims hook says now, asked before the rotation so that a hook that fails spends
-   * nothing. A hook that ends the session has it revoked (on every instance, through the
+   * The claims of a refresh's new tokens when the app gave a claims hook: what it says now,
+   * asked before the rotation so that a hook that fails spends nothing. A hook that ends the session has it revoked (on every instance, through the
    * store's feed) and the refresh refused.
    */
-  async #currentClaims (sub: string, sid: string, signed: ClaimValues, request: FastifyRequest | undefined): Promise<ClaimValues> {
-    const hook = this.#options.claims
-    if (hook === undefined) return signed
-    const current = await askClaims(hook, this.#options.storeTimeout, sub, sid, 'refresh', request)
+  async #currentClaims (sub: string, sid: string, request: FastifyRequest | undefined): Promise<ClaimValues> {
+    const current = await askClaims(this.#options.claims as ClaimsHook, this.#options.storeTimeout, sub, sid, 'refresh', request)
     if (!(current instanceof SessionEnd)) return current
     await this.revoke({ userId: sub, sessionId: sid }, current.reason, request)
     throw new SessionRevokedError()
