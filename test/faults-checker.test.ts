@@ -107,6 +107,17 @@ t.test('(c) an acknowledged revocation holds on every instance past the bound', 
     const spareOther = op('revoke-all', 'c', 1000, 1020, { userId: 'u1', sessionId: 's9', exceptSessionId: 's9' }, { status: 204 })
     t.same(names(check(history([base()[0], spareOther, ok, ...okAfter()]), OPTIONS)), [{ invariant: 'revocation-bound', operations: [spareOther.id, ok.id] }])
   })
+  t.test('a revocation after Redis forgot the session (its login was lost): excused, with the reason', async (t) => {
+    // Redis lost everything at 500; the logout at 1000 finds no session to revoke.
+    const forgot = [{ start: 0, end: 500, why: 'Redis restarted without persistence' }]
+    const result = check(history([base()[0], logout, late, ...okAfter()]), { ...OPTIONS, excusedLosses: forgot })
+    t.same(result.violations, [])
+    t.same(result.excused.map((e) => [e.invariant, e.operations, e.why]), [['revocation-bound', [logout.id, late.id], 'Redis restarted without persistence']])
+    // A loss before the login: the store knew the session when the logout came.
+    const earlier = [{ start: 0, end: 5, why: 'a loss before the login answered' }]
+    const login = op('login', 'a', 8, 10, { userId: 'u1' }, { status: 200, newTokens: { sessionId: 's1', accessTokenId: 'a0', refreshTokenId: 'r0' } })
+    t.equal(check(history([login, logout, late, ...okAfter()]), { ...OPTIONS, excusedLosses: earlier }).counts['revocation-bound'].violations, 1)
+  })
 })
 
 t.test('(d) a session a 200 left keeps working until something ends it', async (t) => {

@@ -274,7 +274,7 @@ function acceptedAfter (history, options, sessions, invariant, ack, ended, what)
   const findings = []
   for (const session of ended) {
     for (const op of sessions.usesOf.get(session) ?? []) {
-      if (statusOf(op.answer) === 200) findings.push(...lateAcceptance(history, options, invariant, ack, op, session, what))
+      if (statusOf(op.answer) === 200) findings.push(...lateAcceptance(history, options, sessions, invariant, ack, op, session, what))
     }
   }
   return findings
@@ -282,9 +282,12 @@ function acceptedAfter (history, options, sessions, invariant, ack, ended, what)
 
 /**
  * `op` accepted `session`'s tokens after `ack` ended it: a finding if it started past the
- * bound (plus the accepting instance's lag meanwhile).
+ * bound (plus the accepting instance's lag meanwhile). Excused when Redis lost the
+ * revocation, or lost the session itself (its login) before the revocation came: a store
+ * that has forgotten a session has nothing to revoke, and no instance hears of it.
  * @param {History} history
  * @param {CheckOptions} options
+ * @param {SessionIndex} sessions
  * @param {Invariant} invariant
  * @param {Operation} ack
  * @param {Operation} op
@@ -292,14 +295,15 @@ function acceptedAfter (history, options, sessions, invariant, ack, ended, what)
  * @param {string} what
  * @returns {Finding[]}
  */
-function lateAcceptance (history, options, invariant, ack, op, session, what) {
+function lateAcceptance (history, options, sessions, invariant, ack, op, session, what) {
   if (op.start <= ack.end + options.revocationBoundMs) return []
   const lag = lagAround(history, op.instance, ack.end, op.end)
   if (op.start <= ack.end + options.revocationBoundMs + lag) return []
   const late = op.start - ack.end
   /** @type {Finding} */
   const finding = { invariant, message: `${op.kind} on ${op.instance} accepted session ${session} ${late} ms after ${what} (bound ${options.revocationBoundMs} ms + lag ${lag} ms)`, operations: [ack.id, op.id] }
-  const excuse = excuseFor(options, ack, op)
+  const login = sessions.loginOf.get(session)
+  const excuse = excuseFor(options, ack, op) ?? (login === undefined ? undefined : excuseFor(options, login, op))
   if (excuse !== undefined) finding.why = excuse.why
   return [finding]
 }

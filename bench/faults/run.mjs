@@ -227,7 +227,10 @@ async function main () {
     console.log(`${fault}: ${entry.operations} operations, ${found} violations${excused === 0 ? '' : ` (${excused} losses excused: Redis lost acknowledged writes)`}`)
   }
   console.log(`total: ${total} violations`)
-  if (values.report !== 'none') writeFileSync(values.report, report(byFault, { seed, duration, started: started.toISOString().slice(0, 10), seconds: (performance.now() - t0) / 1000 }))
+  const written = report(byFault, { seed, duration, started: started.toISOString().slice(0, 10), seconds: (performance.now() - t0) / 1000 })
+  if (values.report !== 'none') writeFileSync(values.report, written)
+  // A run that fails says why where it ran (a CI log keeps no report file).
+  if (total > 0) console.log(`\n${written}`)
   process.exitCode = total === 0 ? 0 : 1
 }
 
