@@ -48,5 +48,12 @@ export const REFRESH_END_CODES: Readonly<Record<string, SessionEndReason>> = {
 /** The 403 of the refresh route that ends the session as `refused`: the plugin's own refusal. */
 export const REFUSED_CODE = 'FTS_CSRF_REJECTED'
 
+/**
+ * The 401 of a route that needs a more recent or stronger login than the session's (RFC
+ * 9470 step-up): a refresh cannot satisfy it (it never renews the time of the login), so
+ * the client asks the app to re-authenticate (`onStepUp`) and sends the request again.
+ */
+export const STEP_UP_CODE = 'FTS_STEP_UP_REQUIRED'
+
 /** The answers a client may retry after the wait their Retry-After names. */
 export const RETRY_STATUSES: readonly number[] = [429, 503]

@@ -2,11 +2,11 @@
 // The tokens live in httpOnly cookies this code never sees; it learns what the server
 // thinks from the plugin's error codes (./codes.ts) and keeps the tabs of one origin in
 // step (./tabs.ts).
-import { REFUSED_CODE, RENEWABLE_CODES, REFRESH_END_CODES, RETRY_STATUSES, SESSION_END_CODES, type SessionEndReason } from './codes.js'
+import { REFUSED_CODE, RENEWABLE_CODES, REFRESH_END_CODES, RETRY_STATUSES, SESSION_END_CODES, STEP_UP_CODE, type SessionEndReason } from './codes.js'
 import type { DpopProver } from './dpop.js'
 import { TIMED_OUT, Tabs, WAITED, type SharedState } from './tabs.js'
 
-export { RENEWABLE_CODES, REFRESH_END_CODES, RETRY_STATUSES, SESSION_END_CODES, type SessionEndReason }
+export { RENEWABLE_CODES, REFRESH_END_CODES, RETRY_STATUSES, SESSION_END_CODES, STEP_UP_CODE, type SessionEndReason }
 
 /** How a session's end reached this tab. */
 export interface SessionEndDetail {
@@ -24,6 +24,14 @@ export interface RefreshDetail {
   otherTab: boolean
   /** Whether the change was a login (`started()` in another tab), not a refresh. */
   started: boolean
+}
+
+/** What `onStepUp` hears: what the route asks for, from its `WWW-Authenticate` challenge. */
+export interface StepUpDetail {
+  /** The most seconds since the login the route accepts (`max_age`), when it says. */
+  maxAge: number | undefined
+  /** The classes of authentication the route accepts (`acr_values`), any one of them; empty when it names none. */
+  acrValues: string[]
 }
 
 export interface SessionClientOptions {
@@ -67,6 +75,16 @@ export interface SessionClientOptions {
   onSessionEnd?: (reason: SessionEndReason, detail: SessionEndDetail) => void
   /** Called after each refresh, this tab's or another's, and after a login in another tab. */
   onRefresh?: (detail: RefreshDetail) => void
+  /**
+   * Called when a route needs a more recent or stronger login than the session's (401
+   * `FTS_STEP_UP_REQUIRED`): show the app's re-authentication form, send it (e.g. to the
+   * example app's `/auth/reauthenticate`) and resolve with the answer's body (`{ expiresIn }`);
+   * the request is then sent again, once. Resolve `false` when the user gives up: the
+   * request's 401 is handed back. One call for the page and for all tabs: a tab whose
+   * request fell short while another tab re-authenticated sends it again without asking.
+   * Without it, the 401 is handed back untouched. A refresh is never tried for it.
+   */
+  onStepUp?: (detail: StepUpDetail) => Promise<{ expiresIn?: unknown } | false>
 }
 
 /** A request's answer, as `recover` needs it (from fetch, axios, ky or another client). */
@@ -85,6 +103,8 @@ export interface Outcome {
   attempt: number
   /** False when the body cannot be sent again (a stream): the request is never retried. Default true. */
   replayable?: boolean
+  /** The answer's `WWW-Authenticate` header: what a step-up asks for. */
+  challenge?: string | null | undefined
 }
 
 export interface SessionClient {
@@ -145,6 +165,8 @@ const PAUSE_MS = 5_000
  * queued while this one slept, arrive first, and tabs waking together do not all try.
  */
 const SETTLE_MS = 500
+/** How long a tab waits for another tab's re-authentication (a user typing a password). */
+const STEP_UP_WAIT_MS = 600_000
 /** A timer longer than this fires at once (setTimeout takes a signed 32-bit delay). */
 const MAX_TIMER_MS = 2 ** 31 - 1
 
@@ -214,6 +236,9 @@ export function createSessionClient (options: SessionClientOptions): SessionClie
   /** Whether the console was told of a refused refresh. */
   let warned = false
   let inflight: Promise<Renewal> | undefined
+  let stepping: Promise<boolean> | undefined
+  /** The generation a step-up made here: a request sent with it that still falls short is not stepped up again. */
+  let steppedAt = -1
   let timer: ReturnType<typeof setTimeout> | undefined
   let notBefore = 0
   /** When the proactive timer is due (ms since the epoch). */
@@ -376,11 +401,44 @@ export function createSessionClient (options: SessionClientOptions): SessionClie
     schedule()
   }
 
+  /**
+   * A step-up's 401: sent again after the app's re-authentication (one for the page, and
+   * for all tabs), or after one another tab made since the request was sent.
+   */
+  async function stepUp (outcome: Outcome, replayable: boolean): Promise<boolean> {
+    const { generation, challenge = '' } = outcome
+    const ask = options.onStepUp
+    // The retry of a request this step-up was for: it still falls short (another class).
+    if (!ask || !replayable || outcome.attempt > 2 || (outcome.attempt > 0 && generation === steppedAt)) return false
+    if (state.s > generation) return true
+    stepping ??= (async () => {
+      try {
+        const result = await tabs.exclusive(async () => {
+          sync()
+          if (state.s > generation) return true
+          const age = /max_age="?(\d+)/.exec(challenge ?? '')?.[1]
+          const answer = await ask({ maxAge: age === undefined ? undefined : Number(age), acrValues: /acr_values="([^"]*)"/.exec(challenge ?? '')?.[1]?.split(' ') ?? [] })
+          if (answer === false) return false
+          change(true, answer.expiresIn)
+          steppedAt = state.s
+          return true
+        }, STEP_UP_WAIT_MS, 'step-up')
+        if (result !== WAITED) return result === true
+        sync()
+        return state.s > generation
+      } finally {
+        stepping = undefined
+      }
+    })()
+    return await stepping
+  }
+
   /** `recover`, answering the refresh's failure (a Response) for `fetch` to hand back instead. */
   async function decide (outcome: Outcome): Promise<Renewal> {
     const { status, code = '', attempt } = outcome
     const replayable = outcome.replayable !== false
     if (status === 401) {
+      if (code === STEP_UP_CODE) return await stepUp(outcome, replayable)
       const reason = SESSION_END_CODES[code]
       if (reason !== undefined) {
         if (state.a) change(false, undefined, reason, code)
@@ -416,7 +474,7 @@ export function createSessionClient (options: SessionClientOptions): SessionClie
       const generation = state.s
       const response = await send(request?.clone() ?? input, ready)
       const code = response.status === 401 ? await codeOf(response) : undefined
-      const next = await decide({ method, status: response.status, code, retryAfter: response.headers.get('retry-after'), generation, attempt: count, replayable })
+      const next = await decide({ method, status: response.status, code, retryAfter: response.headers.get('retry-after'), challenge: response.headers.get('www-authenticate'), generation, attempt: count, replayable })
       // A refresh that could not be made (a 503 that outlasted its retries): its answer
       // says why, and the session goes on.
       if (next === true) return await attempt(count + 1)

@@ -63,14 +63,14 @@ function parse (text: string | null | undefined): SharedState | undefined {
  */
 export class Tabs {
   readonly #key: string
-  readonly #lock: string
+  readonly #name: string
   readonly #channel: Channel | undefined
   readonly #onStorage: (event: { key?: string | null, newValue?: string | null }) => void
   #warned = false
 
   constructor (name: string, onNote: (state: SharedState) => void) {
     this.#key = `${name}:session`
-    this.#lock = `${name}:refresh`
+    this.#name = name
     const Broadcast = globals.BroadcastChannel
     this.#channel = Broadcast === undefined ? undefined : new Broadcast(name)
     if (this.#channel !== undefined) {
@@ -106,16 +106,17 @@ export class Tabs {
   }
 
   /**
-   * Runs `task` while no other tab runs its own. When another tab holds the lock, this tab
-   * does not queue a task behind it: it waits until the lock is free (that tab most likely
-   * refreshed the very session this one wanted to) and answers WAITED, or TIMED_OUT after
-   * `timeoutMs` (a holder that hangs, or a frozen tab). A lock is never stolen: stealing
-   * makes two holders, and tabs that steal from each other loop.
+   * Runs `task` while no other tab runs its own under the lock `lock` (`refresh`, or
+   * `step-up`). When another tab holds the lock, this tab does not queue a task behind it:
+   * it waits until the lock is free (that tab most likely refreshed, or stepped up, the very
+   * session this one wanted to) and answers WAITED, or TIMED_OUT after `timeoutMs` (a holder
+   * that hangs, or a frozen tab). A lock is never stolen: stealing makes two holders, and
+   * tabs that steal from each other loop.
    *
    * Without Web Locks (an insecure context, an old browser) `task` runs at once; tabs
    * racing then rely on the server's reuse grace window (see docs/browsers.md).
    */
-  async exclusive<T> (task: () => Promise<T>, timeoutMs: number): Promise<T | typeof WAITED | typeof TIMED_OUT> {
+  async exclusive<T> (task: () => Promise<T>, timeoutMs: number, lock = 'refresh'): Promise<T | typeof WAITED | typeof TIMED_OUT> {
     const locks = globals.navigator?.locks
     if (locks === undefined) {
       if (!this.#warned) {
@@ -125,10 +126,11 @@ export class Tabs {
       return await task()
     }
     const held = {}
-    const result = await locks.request(this.#lock, { ifAvailable: true }, (lock) => lock === null ? held : task())
+    const name = `${this.#name}:${lock}`
+    const result = await locks.request(name, { ifAvailable: true }, (lock) => lock === null ? held : task())
     if (result !== held) return result as T
     try {
-      await locks.request(this.#lock, { signal: AbortSignal.timeout(timeoutMs) }, () => undefined)
+      await locks.request(name, { signal: AbortSignal.timeout(timeoutMs) }, () => undefined)
       return WAITED
     } catch {
       return TIMED_OUT

@@ -32,6 +32,13 @@ export const SessionExpiredError = define('FTS_SESSION_EXPIRED', 'The session re
 /** A refresh token that was already rotated came back: the session has been revoked. */
 export const TokenReusedError = define('FTS_TOKEN_REUSED', 'The refresh token was already used; the session has been revoked', 401)
 
+/**
+ * The route requires a more recent or a stronger authentication than the session's last
+ * (`authenticate.require`, RFC 9470): the user proves who they are again, and the app
+ * steps the session up. A refresh cannot satisfy it. The challenge says what is needed.
+ */
+export const StepUpRequiredError = define('FTS_STEP_UP_REQUIRED', 'A more recent or stronger authentication is required', 401)
+
 /** The session to end does not exist or is not the caller's. */
 export const SessionNotFoundError = define('FTS_SESSION_NOT_FOUND', 'No such session', 404)
 

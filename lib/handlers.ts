@@ -2,8 +2,8 @@ import type { FastifyBaseLogger, FastifyReply, FastifyRequest, HookHandlerDoneFu
 import type { DpopVerifier, Proof } from './dpop.js'
 import { provenSession, tokenSession, type TokenSession } from './ending.js'
 import {
-  BadRequestError, ClaimsUnavailableError, CookieConflictError, DpopAccessNonceRequiredError, DpopAccessProofInvalidError, SessionNotFoundError, SessionRevokedError, StoreUnavailableError,
-  TokenInvalidError, TokenMissingError
+  BadRequestError, ClaimsUnavailableError, CookieConflictError, DpopAccessNonceRequiredError, DpopAccessProofInvalidError, SessionNotFoundError, SessionRevokedError, StepUpRequiredError,
+  StoreUnavailableError, TokenInvalidError, TokenMissingError
 } from './errors.js'
 import { loggable, rateBound } from './log.js'
 import type { ResolvedOptions } from './options.js'
@@ -11,8 +11,9 @@ import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './schemas.js'
 import type { SessionRef, Sessions } from './sessions.js'
 import type { LiveCheck } from './live-check.js'
 import type { RevocationList } from './revocations.js'
+import { requirementOf, shortfall, type Requirement } from './step-up.js'
 import { Transport, checkedLength, tokenResponse, type CarriedToken } from './transport.js'
-import type { IssueRequest, SessionListPage, SessionListResponse, SessionUser, TokenResponse, TokenSet } from './types.js'
+import type { IssueRequest, SessionListPage, SessionListResponse, SessionUser, StepUpOptions, StepUpRequirement, TokenResponse, TokenSet } from './types.js'
 
 /** When a request arrived (ms, this instance's clock), for `issueTokens`' default `authenticatedAt`. */
 export const ARRIVED = Symbol('fastify-token-sessions.arrived')
@@ -22,7 +23,9 @@ const CLEAR_ON_401 = Symbol('fastify-token-sessions.clearOn401')
 const DPOP_SCHEME = Symbol('fastify-token-sessions.dpopScheme')
 /** Set by `authenticate` on a DPoP-bound request: the proof it accepted, which `dpop.sharedReplayCheck` asks the store about. */
 const SHARED_PROOF = Symbol('fastify-token-sessions.sharedProof')
-type MarkedRequest = FastifyRequest & { [ARRIVED]?: number, [CLEAR_ON_401]?: boolean, [DPOP_SCHEME]?: boolean, [SHARED_PROOF]?: Proof }
+/** Set on a request that falls short of its route's step-up requirement: its challenge's parameters. */
+const STEP_UP = Symbol('fastify-token-sessions.stepUp')
+type MarkedRequest = FastifyRequest & { [ARRIVED]?: number, [CLEAR_ON_401]?: boolean, [DPOP_SCHEME]?: boolean, [SHARED_PROOF]?: Proof, [STEP_UP]?: string }
 
 /** The `error` of a DPoP challenge (RFC 9449 §7.1) for each code of a 401 of `authenticate`. */
 const DPOP_CHALLENGES: Record<string, string> = { FTS_DPOP_PROOF_INVALID: 'invalid_dpop_proof', FTS_DPOP_NONCE_REQUIRED: 'use_dpop_nonce' }
@@ -103,13 +106,17 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
   }
   // The decorators (authenticate, authenticateStrict, refresh, issueTokens) are documented
   // where they are typed, in types.ts; the routes in docs/sessions.md.
+  const authenticateHook = hookGuard(context, authenticate)
   return {
-    authenticate: hookGuard(context, authenticate),
+    authenticate: Object.assign(authenticateHook, {
+      require: (requirement: StepUpRequirement) => requireHook(context, authenticateHook, requirementOf(requirement))
+    }),
     authenticateStrict: guard(context, authenticateStrict),
     refresh: guard(context, refresh),
     logout: guard(context, logout),
     logoutAll: guard(context, logoutAll),
     issueTokens: guard(context, issueTokens),
+    stepUp: guard(context, stepUp),
     listSessions: guard(context, listSessions),
     revokeSession: guard(context, revokeSession),
     // The app's own routes call the store too (`app.tokenSessions.revokeAllSessions` in a
@@ -179,11 +186,12 @@ function hookGuard (
 
 function failed (context: Context, request: MarkedRequest, reply: FastifyReply, error: unknown): unknown {
   if (statusOf(error) === 401) {
+    const stepUp = request[STEP_UP]
     if (request[DPOP_SCHEME] === true) {
-      const challenge = DPOP_CHALLENGES[(error as { code: string }).code] ?? 'invalid_token'
-      reply.header('www-authenticate', `DPoP error="${challenge}", algs="${context.dpop.algorithms}"`)
+      const challenge = stepUp ?? `error="${DPOP_CHALLENGES[(error as { code: string }).code] ?? 'invalid_token'}"`
+      reply.header('www-authenticate', `DPoP ${challenge}, algs="${context.dpop.algorithms}"`)
     } else {
-      reply.header('www-authenticate', 'Bearer error="invalid_token"')
+      reply.header('www-authenticate', stepUp === undefined ? 'Bearer error="invalid_token"' : `Bearer ${stepUp}`)
     }
     if (request[CLEAR_ON_401] === true) context.transport.clear(reply)
   }
@@ -225,6 +233,24 @@ function authenticate (context: Context, request: FastifyRequest, reply: Fastify
     return undefined
   }
   return checked.then(() => { slots[context.userKey] = user })
+}
+
+/**
+ * `authenticate`, then the route's step-up requirement: a user whose last authentication
+ * falls short gets 401 `FTS_STEP_UP_REQUIRED` with the `insufficient_user_authentication`
+ * challenge (RFC 9470 §3), under the scheme the token came with.
+ */
+function requireHook (
+  context: Context, authenticateHook: (request: FastifyRequest, reply: FastifyReply) => Promise<void> | undefined, requirement: Requirement
+): (request: FastifyRequest, reply: FastifyReply) => Promise<void> {
+  return async function stepUpRequired (request, reply) {
+    await authenticateHook(request, reply)
+    const description = shortfall(userOf(context, request), requirement, context.sessions.now())
+    if (description === undefined) return
+    const marked = request as MarkedRequest
+    marked[STEP_UP] = `error="insufficient_user_authentication", error_description="${description}"${requirement.params}`
+    throw failed(context, marked, reply, new StepUpRequiredError())
+  }
 }
 
 async function authenticateStrict (context: Context, request: FastifyRequest, reply: FastifyReply): Promise<void> {
@@ -351,6 +377,25 @@ async function issueTokens (
   const tokens = await sessions.issue(userId, { ...issueOptions, authenticatedAt }, request, proof === undefined ? undefined : { proof, bindAccess: chosen === 'body' })
   dpop.offerNonce(request, reply)
   return transport.deliver(reply, { ...tokens, transport: chosen })
+}
+
+/**
+ * Steps the caller's session up after the app checked the credentials again: the request
+ * was authenticated (`authenticate` set its user), and its access token says the grant and
+ * the DPoP key the new tokens keep. Delivered as `issueTokens` delivers a login's.
+ */
+async function stepUp ({ sessions, transport, userKey }: Context, request: MarkedRequest, reply: FastifyReply, options: StepUpOptions = {}): Promise<TokenSet> {
+  const user = (request as unknown as Partial<UserSlots>)[userKey]
+  const token = transport.bearer(request) ?? transport.dpopBound(request) ?? transport.accessCookie(request)?.token
+  if (user === undefined || user === null || token === undefined) {
+    throw new TypeError('fastify-token-sessions: stepUp needs an authenticated request: run authenticate first (onRequest)')
+  }
+  const access = sessions.verifyAccessAnyKey(checkedLength(token), false)
+  if (access.user.sessionId !== user.sessionId) throw new TokenInvalidError()
+  // By default the credentials were checked after the request arrived.
+  const authenticatedAt = options.authenticatedAt ?? request[ARRIVED] ?? Date.now()
+  const tokens = await sessions.stepUp(user, access, { ...options, authenticatedAt }, request)
+  return transport.deliver(reply, { ...tokens, transport: transport.chosenFor(request, access.jkt === undefined ? undefined : 'body') })
 }
 
 /** The caller's live sessions, a page at a time, its own flagged `current`. */

@@ -18,7 +18,7 @@ import { RedisStore } from './stores/redis.js'
 import type { SessionStore } from './stores/store.js'
 import { checkUserId, createTokenCodec } from './tokens.js'
 import { fail } from './invalid-option.js'
-import type { DefaultDecoratorNames, IssueRequest, TokenSessionsApi, TokenSessionsOptions } from './types.js'
+import type { DefaultDecoratorNames, IssueRequest, StepUpOptions, TokenSessionsApi, TokenSessionsOptions } from './types.js'
 
 /**
  * Builds the store from the options. Returns whether the plugin owns it (and so closes
@@ -123,6 +123,8 @@ function registerRoutes (fastify: FastifyInstance, routes: ResolvedRoutes, handl
 
 /** `reply.issueTokens` as the plugin declares it. */
 type ReplyIssue = (this: FastifyReply, userId: string | number, issueOptions?: IssueRequest) => unknown
+/** `reply.stepUp` as the plugin declares it. */
+type ReplyStepUp = (this: FastifyReply, stepUpOptions?: StepUpOptions) => unknown
 
 /** Where the `decorators` option is documented, for the errors that send the reader there. */
 const DECORATORS_DOCS = 'docs/options.md#decorators'
@@ -140,6 +142,7 @@ const OTHER_NAMES: Readonly<Record<keyof DefaultDecoratorNames, string>> = {
   authenticateStrict: 'authenticateSessionStrict',
   refresh: 'refreshSession',
   issueTokens: 'issueSessionTokens',
+  stepUp: 'stepUpSession',
   tokenSessions: 'sessionTokens'
 }
 
@@ -151,11 +154,12 @@ const OTHER_NAMES: Readonly<Record<keyof DefaultDecoratorNames, string>> = {
  * declared here, their clash caught. Answers whether `request.user` is left undeclared,
  * for the plugin's hook to set null.
  */
-function claimDecorators (fastify: FastifyInstance, names: ResolvedOptions['decorators'], issueTokens: ReplyIssue): boolean {
+function claimDecorators (fastify: FastifyInstance, names: ResolvedOptions['decorators'], issueTokens: ReplyIssue, stepUp: ReplyStepUp): boolean {
   for (const key of ['tokenSessions', 'authenticate', 'authenticateStrict', 'refresh'] as const) {
     if (Object.hasOwn(fastify, names[key])) taken(key, names[key])
   }
   declare('issueTokens', names.issueTokens, () => fastify.decorateReply(names.issueTokens, issueTokens))
+  declare('stepUp', names.stepUp, () => fastify.decorateReply(names.stepUp, stepUp))
   // `request.user` is shared with the app and @fastify/jwt, which may declare it before or
   // after the plugin: declared here, a later declaration would throw, and from a plugin
   // that is not async (@fastify/jwt) the error escapes Fastify's loader and ends the
@@ -181,6 +185,8 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
   // Called by requests only, once `handlers` below exists.
   const userUndeclared = claimDecorators(fastify, names, function issueTokens (this: FastifyReply, userId: string | number, issueOptions?: IssueRequest) {
     return handlers.issueTokens(this.request, this, userId, issueOptions)
+  }, function stepUp (this: FastifyReply, stepUpOptions?: StepUpOptions) {
+    return handlers.stepUp(this.request, this, stepUpOptions)
   })
   // The plugin reads its cookies from the Cookie header itself and needs @fastify/cookie only
   // to set them: registered here, it parses no request's cookies (`hook: false`), which
@@ -314,7 +320,7 @@ export { ALGORITHMS, type AccessTokenKey, type Algorithm } from './keys.js'
 export type {
   AuditEvent, AuditHook, AuditHookName, AuditHooks, Claims, ClaimsContext, ClaimsHook, ClientInfoOptions, CookieOptions, DecoratorName, DecoratorNames, DecoratorOptions,
   DefaultDecoratorNames, Health, InstanceDecorators, IssueArguments, IssueOptions, IssueSettings, IssueTokens, ReplyDecorators, RequestDecorators,
-  OutagePolicy, RevokeOptions, SessionFields,
+  OutagePolicy, RevokeOptions, SessionFields, StepUp, StepUpOptions, StepUpRequirement,
   RouteOptions, RoutesOptions, SessionListPage, SessionListResponse, SessionUser, TokenResponse, TokenSessionsApi, TokenSessionsOptions, TokenSet,
   TokenTransport
 } from './types.js'

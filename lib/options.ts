@@ -140,7 +140,7 @@ const KNOWN_OPTIONS = new Set<string>([
 ])
 const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
-const STORE_METHODS = ['create', 'rotate', 'revoke', 'revokeAll', 'list', 'isLive', 'time', 'ping', 'close'] as const
+const STORE_METHODS = ['create', 'rotate', 'stepUp', 'revoke', 'revokeAll', 'list', 'isLive', 'time', 'ping', 'close'] as const
 const FEED_METHODS = ['revocations', 'watch'] as const
 /** A web origin: scheme, host and optional port, nothing else. */
 const ORIGIN = /^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$|^https?:\/\/\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/
@@ -243,7 +243,7 @@ function weakSecrets (options: TokenSessionsOptions): ResolvedOptions['weakSecre
 }
 
 const DEFAULT_DECORATORS: Readonly<DefaultDecoratorNames> = Object.freeze({
-  user: 'user', authenticate: 'authenticate', authenticateStrict: 'authenticateStrict', refresh: 'refresh', issueTokens: 'issueTokens', tokenSessions: 'tokenSessions'
+  user: 'user', authenticate: 'authenticate', authenticateStrict: 'authenticateStrict', refresh: 'refresh', issueTokens: 'issueTokens', stepUp: 'stepUp', tokenSessions: 'tokenSessions'
 })
 /** A name Fastify can decorate with and code can reach as `app.name`. */
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/

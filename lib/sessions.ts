@@ -11,7 +11,7 @@ import type { ResolvedOptions } from './options.js'
 import type { RevocationList } from './revocations.js'
 import { MAX_USER_AGENT, type ClientInfo, type PresentedToken, type SessionPage, type SessionStore } from './stores/store.js'
 import {
-  checkClaims, checkUserId, hashId, isSessionId, newRefreshId, newSessionId, successorId, type Grant, type TokenCodec
+  checkClaims, checkUserId, hashId, isSessionId, newRefreshId, newSessionId, successorId, type Authentication, type Grant, type TokenCodec
 } from './tokens.js'
 import type { ClaimsHook, ClaimValues, IssueRequest, SessionUser, TokenSet } from './types.js'
 
@@ -66,7 +66,9 @@ interface SignInput {
   grant: Grant
   /** The access token's scope: the session's, or a narrower one a refresh asked for. */
   accessScope: string | undefined
-  binding: Binding | undefined
+  /** The DPoP key the access token is bound to, if any. */
+  accessKey: string | undefined
+  auth: Authentication
 }
 
 /** The claims of a refresh token when the claims hook gives them at each refresh. */
@@ -122,6 +124,7 @@ export class Sessions {
   async issue (userId: unknown, options: IssueRequest, request?: FastifyRequest, binding?: Binding): Promise<IssuedTokens> {
     const sub = checkUserId(userId)
     const grant = this.#grantOf(options)
+    const method = authenticationOf(options)
     const sid = newSessionId()
     const jti = newRefreshId()
     const hook = this.#options.claims
@@ -149,7 +152,9 @@ export class Sessions {
     if (outcome.status === 'stale') throw new CredentialsStaleError()
     // The absolute end counts from the session's start, as the store counts it.
     const endsAt = Math.floor(outcome.startedAt / 1000) + this.#options.sessionMaxLifetime
-    const tokens = this.#sign({ sub, sid, jti, startedAt: outcome.startedAt, ttlMs: outcome.ttlMs, endsAt, claims, grant, accessScope: grant.scope, binding })
+    // auth_time: when the credentials were checked, else the session's start.
+    const auth = { ...method, time: Math.floor((authenticatedAt ?? outcome.startedAt) / 1000) }
+    const tokens = this.#sign({ sub, sid, jti, startedAt: outcome.startedAt, ttlMs: outcome.ttlMs, endsAt, claims, grant, accessScope: grant.scope, accessKey: accessKeyOf(binding), auth })
     await this.#ended(sub, outcome.ended, 'limit', request)
     await this.#emit('onLogin', { userId: sub, sessionId: sid, reason: 'login' }, request)
     return tokens
@@ -164,7 +169,7 @@ export class Sessions {
    * proof. A refused refresh leaves the token unspent.
    */
   async rotate (refreshToken: string, request?: FastifyRequest, boundTo?: string, asked: RefreshRequest = {}): Promise<IssuedTokens> {
-    const { sub, sid, jti, endsAt, claims, clientId, scope } = this.#codec.verifyRefresh(refreshToken)
+    const { sub, sid, jti, endsAt, claims, clientId, scope, auth } = this.#codec.verifyRefresh(refreshToken)
     if (boundTo !== undefined && boundTo !== sid) throw new TokenInvalidError()
     if (asked.clientId !== undefined && asked.clientId !== clientId) throw new ClientMismatchError()
     const accessScope = narrowed(scope, asked.scope)
@@ -193,7 +198,9 @@ export class Sessions {
       case 'rotated':
       case 'replayed': {
         const grant = { clientId, scope }
-        const tokens = this.#sign({ sub, sid, jti: successor, startedAt: outcome.startedAt, ttlMs: outcome.ttlMs, endsAt, claims: current, grant, accessScope, binding })
+        // A session from before auth_time existed: its start is when the user last proved who they were.
+        const last = { ...auth, time: auth.time ?? Math.floor(outcome.startedAt / 1000) }
+        const tokens = this.#sign({ sub, sid, jti: successor, startedAt: outcome.startedAt, ttlMs: outcome.ttlMs, endsAt, claims: current, grant, accessScope, accessKey: accessKeyOf(binding), auth: last })
         // The token endpoint answers the access token's scope.
         if (accessScope !== undefined) tokens.scope = accessScope
         await this.#emit('onRefresh', { userId: sub, sessionId: sid, reason: 'refresh', replay: outcome.status === 'replayed' }, request)
@@ -208,6 +215,40 @@ export class Sessions {
       default:
         throw new SessionRevokedError()
     }
+  }
+
+  /**
+   * Steps the caller's session up after the app checked the credentials again (RFC 9470):
+   * `auth_time` (and `acr`/`amr`, as this authentication gives them) raised, a new token
+   * pair for the same session, in one store round trip. The refresh token it replaces is
+   * superseded with no grace window: presented afterwards, it is reuse. `access` is what
+   * the request's access token said of its grant and key: the new tokens keep them.
+   */
+  async stepUp (
+    user: SessionUser, access: { clientId: string | undefined, scope: string | undefined, jkt: string | undefined },
+    options: { acr?: unknown, amr?: unknown, authenticatedAt?: number }, request?: FastifyRequest
+  ): Promise<IssuedTokens> {
+    const { id: sub, sessionId: sid } = user
+    const method = authenticationOf(options)
+    const checked = options.authenticatedAt === undefined ? this.#clock.now() : options.authenticatedAt + this.#clock.offsetMs
+    const claims = this.#options.claims === undefined ? appClaims(user) : await this.#currentClaims(sub, sid, request)
+    const jti = newRefreshId()
+    const outcome = await this.#write((deadline, writeId) => this.store.stepUp({
+      deadline,
+      writeId,
+      userId: sub,
+      sessionId: sid,
+      successorHash: hashId(jti),
+      ttlMs: this.#options.refreshTokenTtl * 1000,
+      maxTtlMs: this.#options.sessionMaxLifetime * 1000
+    }))
+    if (outcome.status === 'missing') throw new SessionRevokedError()
+    const endsAt = Math.floor(outcome.startedAt / 1000) + this.#options.sessionMaxLifetime
+    const grant = { clientId: access.clientId, scope: access.scope }
+    const auth = { ...method, time: Math.floor(checked / 1000) }
+    const tokens = this.#sign({ sub, sid, jti, startedAt: outcome.startedAt, ttlMs: outcome.ttlMs, endsAt, claims, grant, accessScope: grant.scope, accessKey: access.jkt, auth })
+    await this.#emit('onRefresh', { userId: sub, sessionId: sid, reason: 'step-up' }, request)
+    return tokens
   }
 
   /**
@@ -233,6 +274,11 @@ export class Sessions {
   /** Verifies an access token bound to whatever key it names (see {@link TokenCodec.verifyAccessAnyKey}); no store access. */
   verifyAccessAnyKey (accessToken: string, bound: boolean): ReturnType<TokenCodec['verifyAccessAnyKey']> {
     return this.#codec.verifyAccessAnyKey(accessToken, bound)
+  }
+
+  /** The store's clock, in ms: the clock every token's times are on. */
+  now (): number {
+    return this.#clock.now()
   }
 
   /** Whether a session is live, asking the store. */
@@ -367,14 +413,13 @@ export class Sessions {
   }
 
   #sign (input: SignInput): IssuedTokens {
-    const { sub, sid, jti, startedAt, endsAt, claims, grant, accessScope, binding } = input
+    const { sub, sid, jti, startedAt, endsAt, claims, grant, accessScope, accessKey: jkt, auth } = input
     const refreshExpiresIn = Math.ceil(input.ttlMs / 1000)
     const expiresIn = Math.min(this.#options.accessTokenTtl, refreshExpiresIn)
-    const jkt = binding?.bindAccess === true ? binding.proof.jkt : undefined
     return {
-      accessToken: this.#codec.signAccess({ sub, sid, startedAt, ttlSeconds: expiresIn, claims, grant: { clientId: grant.clientId, scope: accessScope }, jkt }),
+      accessToken: this.#codec.signAccess({ sub, sid, startedAt, ttlSeconds: expiresIn, claims, grant: { clientId: grant.clientId, scope: accessScope }, auth, jkt }),
       // With a claims hook, each refresh asks it: the refresh token need not carry them.
-      refreshToken: this.#codec.signRefresh({ sub, sid, jti, ttlSeconds: refreshExpiresIn, endsAt, claims: this.#options.claims === undefined ? claims : NO_CLAIMS, grant }),
+      refreshToken: this.#codec.signRefresh({ sub, sid, jti, ttlSeconds: refreshExpiresIn, endsAt, claims: this.#options.claims === undefined ? claims : NO_CLAIMS, grant, auth }),
       tokenType: jkt === undefined ? 'Bearer' : 'DPoP',
       expiresIn,
       refreshExpiresIn,
@@ -521,6 +566,40 @@ function narrowed (granted: string | undefined, asked: string | undefined): stri
   const allowed = new Set(granted?.split(' '))
   if (!SCOPE.test(asked) || asked.split(' ').some((token) => !allowed.has(token))) throw new ScopeInvalidError()
   return asked
+}
+
+/** The key a new access token is bound to: the proof's, when the access token is bound too. */
+function accessKeyOf (binding: Binding | undefined): string | undefined {
+  return binding?.bindAccess === true ? binding.proof.jkt : undefined
+}
+
+/** The fields of `request.user` the plugin sets itself: the rest are the app's claims. */
+const SESSION_FIELDS: ReadonlySet<string> = new Set(['id', 'sessionId', 'sessionStartedAt', 'expiresAt', 'authenticatedAt', 'acr', 'amr'])
+
+/** The app's claims of an authenticated user, as its access token carried them. */
+function appClaims (user: SessionUser): ClaimValues {
+  const claims: ClaimValues = {}
+  for (const [name, value] of Object.entries(user)) {
+    if (!SESSION_FIELDS.has(name)) claims[name] = value
+  }
+  return claims
+}
+
+/** An `acr`: printable ASCII but space (acr_values separates by it), `"` and `\` (a challenge quotes it). */
+export const ACR = /^[\x21\x23-\x5b\x5d-\x7e]{1,64}$/
+/** An `amr` method name (RFC 8176's are short words: pwd, otp, hwk, mfa, ...). */
+const AMR = /^[A-Za-z0-9_-]{1,32}$/
+
+/** The `acr` and `amr` a login or a re-authentication gives, checked: a bad one is a bug in the app. */
+export function authenticationOf (given: { acr?: unknown, amr?: unknown }): Omit<Authentication, 'time'> {
+  const { acr, amr } = given
+  if (acr !== undefined && !(typeof acr === 'string' && ACR.test(acr))) {
+    throw new TypeError('fastify-token-sessions: acr must be 1 to 64 printable ASCII characters but space, " and \\')
+  }
+  if (amr !== undefined && !(Array.isArray(amr) && amr.length >= 1 && amr.length <= 10 && amr.every((method) => typeof method === 'string' && AMR.test(method)))) {
+    throw new TypeError('fastify-token-sessions: amr must be 1 to 10 method names of 1 to 32 letters, digits, _ or -')
+  }
+  return { acr: acr as string | undefined, amr: amr === undefined ? undefined : Object.freeze([...amr as string[]]) }
 }
 
 /** A write's outcome, but `late` (its request has had its 503): a 503 too. */

@@ -55,7 +55,7 @@ export const REFRESH_TOKEN_TYPE = 'rt+jwt'
 /** Claims this plugin writes itself; an app's own claims may not use these names. */
 export const RESERVED_CLAIMS: ReadonlySet<string> = new Set([
   'sub', 'sid', 'sst', 'jti', 'iat', 'exp', 'nbf', 'iss', 'aud', 'typ', 'clm', 'mx', 'client_id', 'cid', 'cnf', 'scope', 'scp',
-  'auth_time', 'acr', 'amr', 'id', 'sessionId', 'sessionStartedAt', 'expiresAt'
+  'auth_time', 'acr', 'amr', 'id', 'sessionId', 'sessionStartedAt', 'expiresAt', 'authenticatedAt'
 ])
 
 /**
@@ -89,6 +89,22 @@ export interface RefreshClaims {
   clientId: string | undefined
   /** The scope granted at login (`scp`), space-separated, if any. */
   scope: string | undefined
+  /** The user's last authentication, as far as the token says (none before step-up existed). */
+  auth: PastAuthentication
+}
+
+/** What a refresh token says of the last authentication: no time in one from before step-up. */
+export type PastAuthentication = Omit<Authentication, 'time'> & { time: number | undefined }
+
+/**
+ * When and how the user last proved who they are (RFC 9470): `auth_time`, and the `acr`
+ * and `amr` the app gave at login or re-authentication. A refresh never renews it.
+ */
+export interface Authentication {
+  /** `auth_time`: seconds since the epoch, store clock. */
+  time: number
+  acr?: string | undefined
+  amr?: readonly string[] | undefined
 }
 
 /** What a session's tokens say beside the user and the app's claims. */
@@ -152,8 +168,8 @@ export function hashId (refreshId: string): string {
 export interface TokenCodec {
   /** `startedAt`: when the session started (ms, store clock), carried as `sst`. */
   /** With `jkt`, the token is bound to that DPoP key (`cnf.jkt`, RFC 9449 §6.1). */
-  signAccess (input: { sub: string, sid: string, startedAt: number, ttlSeconds: number, claims: ClaimValues, grant: Grant, jkt?: string | undefined }): string
-  signRefresh (input: { sub: string, sid: string, jti: string, ttlSeconds: number, endsAt: number, claims: ClaimValues, grant: Grant }): string
+  signAccess (input: { sub: string, sid: string, startedAt: number, ttlSeconds: number, claims: ClaimValues, grant: Grant, auth: Authentication, jkt?: string | undefined }): string
+  signRefresh (input: { sub: string, sid: string, jti: string, ttlSeconds: number, endsAt: number, claims: ClaimValues, grant: Grant, auth: Authentication }): string
   /**
    * The user of a valid access token: its own claims, then `id`, `sessionId`,
    * `sessionStartedAt` and `expiresAt`. Throws a 401 error for any token that is not a
@@ -167,7 +183,7 @@ export interface TokenCodec {
    * the key's thumbprint and its client. For a DPoP request, whose proof is checked against
    * that key next, and for ending a session, which checks the proof itself.
    */
-  verifyAccessAnyKey (token: string, bound: boolean): { user: SessionUser, jkt: string | undefined, clientId: string | undefined }
+  verifyAccessAnyKey (token: string, bound: boolean): { user: SessionUser, jkt: string | undefined, clientId: string | undefined, scope: string | undefined }
   /** Throws a 401 error for any token that is not a valid refresh token. */
   verifyRefresh (token: string): RefreshClaims
 }
@@ -247,18 +263,20 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
 
   const { now, accessTokenTtl, refreshTokenTtl } = options
   return {
-    signAccess ({ sub, sid, startedAt, ttlSeconds, claims, grant, jkt }) {
+    signAccess ({ sub, sid, startedAt, ttlSeconds, claims, grant, auth, jkt }) {
       const iat = Math.floor(now() / 1000)
       const payload: Record<string, unknown> = { ...claims, sub, sid, sst: startedAt, iat, exp: iat + ttlSeconds }
+      writeAuthentication(payload, auth)
       if (grant.clientId !== undefined) payload.client_id = grant.clientId
       if (grant.scope !== undefined) payload.scope = grant.scope
       if (jkt !== undefined) payload.cnf = { jkt }
       if (profile) payload.jti = randomBytes(16).toString('base64url')
       return signer.sign(payload)
     },
-    signRefresh ({ sub, sid, jti, ttlSeconds, endsAt, claims, grant }) {
+    signRefresh ({ sub, sid, jti, ttlSeconds, endsAt, claims, grant, auth }) {
       const iat = Math.floor(now() / 1000)
       const payload: Record<string, unknown> = { sub, sid, jti, iat, exp: Math.min(iat + ttlSeconds, endsAt), mx: endsAt }
+      writeAuthentication(payload, auth)
       if (Object.keys(claims).length > 0) payload.clm = claims
       if (grant.clientId !== undefined) payload.cid = grant.clientId
       if (grant.scope !== undefined) payload.scp = grant.scope
@@ -274,11 +292,12 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
       const payload = accessPayload(accessByKid, token)
       const jkt = keyOf(payload)
       if (bound && typeof jkt !== 'string') throw new TokenInvalidError()
-      const { client_id: clientId } = payload
+      const { client_id: clientId, scope } = payload
       return {
         user: accessUser(payload, now(), accessTokenTtl),
         jkt: typeof jkt === 'string' ? jkt : undefined,
-        clientId: typeof clientId === 'string' ? clientId : undefined
+        clientId: typeof clientId === 'string' ? clientId : undefined,
+        scope: typeof scope === 'string' ? scope : undefined
       }
     },
     verifyRefresh (token) {
@@ -292,7 +311,7 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
       if (expired(payload, now(), refreshTokenTtl)) throw payload.exp === mx ? new SessionExpiredError() : new TokenExpiredError()
       if (clm !== undefined && (clm === null || typeof clm !== 'object' || Array.isArray(clm))) throw new TokenInvalidError()
       if ((cid !== undefined && typeof cid !== 'string') || (scp !== undefined && typeof scp !== 'string')) throw new TokenInvalidError()
-      return { sub: payload.sub, sid: payload.sid, jti, endsAt: mx, claims: (clm ?? {}) as ClaimValues, clientId: cid, scope: scp }
+      return { sub: payload.sub, sid: payload.sid, jti, endsAt: mx, claims: (clm ?? {}) as ClaimValues, clientId: cid, scope: scp, auth: readAuthentication(payload) }
     }
   }
 }
@@ -325,6 +344,11 @@ function accessUser (payload: Record<string, unknown> & { sub: string, sid: stri
   user.sessionId = payload.sid
   user.sessionStartedAt = payload.sst
   user.expiresAt = (payload.exp as number) * 1000
+  // A token from before step-up existed has no auth_time: the session's start stands for it.
+  const { auth_time: authTime, acr, amr } = payload
+  user.authenticatedAt = typeof authTime === 'number' ? authTime * 1000 : payload.sst
+  if (acr !== undefined) user.acr = acr
+  if (amr !== undefined) user.amr = amr
   return user as unknown as SessionUser
 }
 
@@ -344,6 +368,22 @@ function accessKeyOf (keys: Map<string, KeyCodec>, token: string): KeyCodec {
   const codec = keys.get(kid ?? '')
   if (codec === undefined) throw new TokenInvalidError()
   return codec
+}
+
+/** Writes `auth_time`, and `acr` and `amr` when there are, into a payload. */
+function writeAuthentication (payload: Record<string, unknown>, auth: Authentication): void {
+  payload.auth_time = auth.time
+  if (auth.acr !== undefined) payload.acr = auth.acr
+  if (auth.amr !== undefined) payload.amr = auth.amr
+}
+
+/** What a verified refresh token says of the user's last authentication; a bad shape is an invalid token. */
+function readAuthentication (payload: Record<string, unknown>): PastAuthentication {
+  const { auth_time: time, acr, amr } = payload
+  if (time !== undefined && !(typeof time === 'number' && Number.isSafeInteger(time) && time >= 0)) throw new TokenInvalidError()
+  if (acr !== undefined && typeof acr !== 'string') throw new TokenInvalidError()
+  if (amr !== undefined && !(Array.isArray(amr) && amr.every((method) => typeof method === 'string'))) throw new TokenInvalidError()
+  return { time: time as number | undefined, acr, amr: amr as string[] | undefined }
 }
 
 /** Whether a value has the shape of the session ids {@link newSessionId} makes. */

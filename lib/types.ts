@@ -29,6 +29,15 @@ export interface SessionUser {
   sessionStartedAt: number
   /** When the access token expires, in milliseconds since the epoch (its `exp`). */
   expiresAt: number
+  /**
+   * When the user last proved who they are, in milliseconds since the epoch (the token's
+   * `auth_time`, RFC 9470): at login, or at a re-authentication; a refresh never renews it.
+   */
+  authenticatedAt: number
+  /** The authentication context class the app gave at login or re-authentication (`acr`), if any. */
+  acr?: string
+  /** The authentication methods the app gave at login or re-authentication (`amr`), if any. */
+  amr?: string[]
 }
 
 /**
@@ -66,7 +75,7 @@ export interface TokenSet {
 export type TokenTransport = 'cookie' | 'body'
 
 /** The fields of {@link SessionUser} that the plugin sets itself, from the token. */
-export type SessionFields = 'id' | 'sessionId' | 'sessionStartedAt' | 'expiresAt'
+export type SessionFields = 'id' | 'sessionId' | 'sessionStartedAt' | 'expiresAt' | 'authenticatedAt' | 'acr' | 'amr'
 
 /**
  * The app's own claims, copied into every access token of the session: the fields the app
@@ -124,9 +133,23 @@ export interface IssueSettings {
    * When the app checked the credentials, in milliseconds since the epoch. If every
    * session of the user is revoked after it (a password change, logout everywhere), the
    * login fails with `FTS_CREDENTIALS_STALE` instead of starting a session that outlives
-   * the change. `reply.issueTokens` defaults to when the request arrived.
+   * the change. `reply.issueTokens` defaults to when the request arrived. It is also the
+   * tokens' `auth_time` (`request.user.authenticatedAt`): for a login through an identity
+   * provider, give the provider's `auth_time`, so that its long single sign-on session
+   * never passes for a recent login. Without it (`tokenSessions.issue`), the session's start.
    */
   authenticatedAt?: number
+  /**
+   * The authentication context class of this login (`acr`, RFC 9470), e.g. `'mfa'`: 1 to 64
+   * printable ASCII characters but space, `"` and `\`. Access tokens carry it until a
+   * re-authentication says otherwise; routes may require it (`authenticate.require`).
+   */
+  acr?: string
+  /**
+   * The authentication methods of this login (`amr`, RFC 8176), e.g. `['pwd', 'otp']`: 1 to
+   * 10 names of 1 to 32 letters, digits, `_` or `-`.
+   */
+  amr?: string[]
   /**
    * The OAuth client the session is issued to (default: the `clientId` option). Its tokens
    * carry it (`client_id`), and the token and revocation endpoints refuse them to any other
@@ -642,6 +665,7 @@ export interface DefaultDecoratorNames {
   refresh: 'refresh'
   /** The reply decorator. */
   issueTokens: 'issueTokens'
+  stepUp: 'stepUp'
   tokenSessions: 'tokenSessions'
 }
 
@@ -679,6 +703,36 @@ export type DecoratorOptions =
 /** `reply.issueTokens`. */
 export type IssueTokens = (userId: string | number, ...options: IssueArguments) => Promise<TokenSet>
 
+/**
+ * What a route requires of the user's last authentication (`authenticate.require`), one or
+ * both: `maxAge`, the most seconds since it (`auth_time`); `acr`, the authentication
+ * context classes that satisfy it (any one of them).
+ */
+export interface StepUpRequirement {
+  maxAge?: number
+  acr?: string | string[]
+}
+
+/**
+ * Options of `reply.stepUp`: how the user just proved who they are again.
+ *
+ * @example
+ * ```ts
+ * await reply.stepUp({ acr: 'mfa', amr: ['pwd', 'otp'] })
+ * ```
+ */
+export interface StepUpOptions {
+  /** When the app checked the credentials (ms since the epoch); default: when the request arrived. */
+  authenticatedAt?: number
+  /** The authentication context class of this authentication (none: the session's `acr` is dropped). */
+  acr?: string
+  /** The authentication methods of this authentication (none: the session's `amr` is dropped). */
+  amr?: string[]
+}
+
+/** `reply.stepUp`. */
+export type StepUp = (options?: StepUpOptions) => Promise<TokenSet>
+
 /** The instance decorators, under their names. */
 export type InstanceDecorators =
   & {
@@ -686,7 +740,19 @@ export type InstanceDecorators =
      * A hook (`onRequest` or `preHandler`) that verifies the access token from
      * `Authorization: Bearer` or the access cookie and sets the user on the request.
      */
-    [K in DecoratorName<'authenticate'>]: onRequestAsyncHookHandler
+    [K in DecoratorName<'authenticate'>]: onRequestAsyncHookHandler & {
+      /**
+       * `authenticate`, then the route's requirement of the user's last authentication
+       * (RFC 9470): a request that falls short gets 401 `FTS_STEP_UP_REQUIRED` with an
+       * `insufficient_user_authentication` challenge, before the route's own checks.
+       *
+       * @example
+       * ```ts
+       * app.post('/account/password', { onRequest: app.authenticate.require({ maxAge: 300 }) }, changePassword)
+       * ```
+       */
+      require: (requirement: StepUpRequirement) => onRequestAsyncHookHandler
+    }
   }
   & {
     /**
@@ -715,6 +781,14 @@ export type ReplyDecorators = {
    * sets the token cookies (unless the transport is `body`) and returns the tokens.
    */
   [K in DecoratorName<'issueTokens'>]: IssueTokens
+} & {
+  /**
+   * Steps the caller's session up once the app has checked the credentials again (RFC
+   * 9470): the same session, its `auth_time` now (and `acr`/`amr` as given), a new token
+   * pair delivered as a login's; the refresh token it replaces is reuse if presented again,
+   * even within `reuseGrace`. On a route that runs `authenticate`.
+   */
+  [K in DecoratorName<'stepUp'>]: StepUp
 }
 
 // The members come from the decorators' names, the app's or the defaults.

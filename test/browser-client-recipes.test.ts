@@ -1,7 +1,8 @@
 // The browser client recipes of docs/browsers.md, as written, in a real Chromium page
 // against the example app on a private Redis: the fetch recipe, and the axios recipe with
-// the real axios.
+// the real axios. Each also steps up for a password change that needs a recent login.
 import { readFileSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { transform } from 'esbuild'
 import t from 'tap'
@@ -26,7 +27,7 @@ function run ({ browser, startApp }: BrowserSuite): void {
 
     for (const [name, recipe] of [['fetch', fetchRecipe], ['axios', axiosRecipe]] as const) {
       await t.test(name, async (t) => {
-        const running = await startApp(t, { ...LONG_TTL, REFRESH_REUSE_GRACE: '0' })
+        const running = await startApp(t, { ...LONG_TTL, REFRESH_REUSE_GRACE: '0', STEP_UP_MAX_AGE: '1' })
         await registerUser(running.url, `recipe-${name}`, PASSWORD)
         const context = await newDevice(t, browser)
         // A page of the app's origin that runs the recipe as a module, bare imports mapped.
@@ -37,7 +38,8 @@ function run ({ browser, startApp }: BrowserSuite): void {
           await route.fulfill({
             contentType: 'text/html',
             body: `<!doctype html><script type="importmap">{"imports":{"axios":"/recipe/axios.js","fastify-token-sessions/client":"/client/index.js"}}</script>
-              <script>window.ended = []; window.showLoginForm = (reason) => window.ended.push(reason); window.showExpiry = () => {}</script>
+              <script>window.ended = []; window.showLoginForm = (reason) => window.ended.push(reason); window.showExpiry = () => {}
+                window.asked = []; window.askPassword = async (maxAge) => { window.asked.push(maxAge); return ${JSON.stringify(PASSWORD)} }</script>
               <script type="module">import * as recipe from '/recipe/recipe.js'; window.recipe = recipe; document.title = 'ready'</script>`
           })
         })
@@ -60,6 +62,21 @@ function run ({ browser, startApp }: BrowserSuite): void {
         t.equal(second?.username, `recipe-${name}`, 'and so does the call beside it')
         t.same(meCalls, [401, 401, 200, 200], 'both calls failed once, then went through')
         t.same(refreshes, [200], 'sharing one refresh')
+        t.same(await page.evaluate('window.ended'), [], 'the session goes on')
+
+        // The login is now older than STEP_UP_MAX_AGE (1 s): the password change asks for a
+        // step-up, the recipe's onStepUp re-authenticates, and the change goes through.
+        await sleep(2100)
+        const changes = watchStatuses(page, '/auth/change-password', 'POST')
+        const reauthentications = watchStatuses(page, '/auth/reauthenticate', 'POST')
+        const change = JSON.stringify({ currentPassword: PASSWORD, newPassword: `${PASSWORD} changed` })
+        const changed = name === 'fetch'
+          ? await page.evaluate(`recipe.session.fetch('/auth/change-password', { method: 'POST', headers: { 'content-type': 'application/json' }, body: ${JSON.stringify(change)} }).then((r) => r.status)`)
+          : await page.evaluate(`recipe.api.post('/auth/change-password', ${change}).then((r) => r.status)`)
+        t.equal(changed, 204, 'the password change went through')
+        t.same(changes, [401, 204], 'refused for the old login, then sent again')
+        t.same(reauthentications, [200], 'after one re-authentication')
+        t.same(await page.evaluate('window.asked'), [1], 'onStepUp asked, with the route\'s max_age')
         t.same(await page.evaluate('window.ended'), [], 'the session goes on')
         if (name === 'fetch') {
           t.equal(await page.evaluate('recipe.logOut().then((r) => r.status)'), 204, 'logged out')

@@ -6,7 +6,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import t, { type Test } from 'tap'
-import { REFRESH_END_CODES, REFUSED_CODE, RENEWABLE_CODES, RETRY_STATUSES, SESSION_END_CODES, type SessionEndReason } from '../client/codes.js'
+import { REFRESH_END_CODES, REFUSED_CODE, RENEWABLE_CODES, RETRY_STATUSES, SESSION_END_CODES, STEP_UP_CODE, type SessionEndReason } from '../client/codes.js'
 import * as errors from '../lib/errors.js'
 import type { TokenSessionsOptions } from '../lib/index.js'
 import { buildApp, cookieHeader, cookiesOf } from './helpers/app.js'
@@ -22,8 +22,9 @@ const PLUGIN_ERRORS = new Map(Object.values(errors).map((Constructor) => {
 }))
 
 /** What the client makes of a 401 on a request (not the refresh). */
-function onRequest (code: string): 'refresh' | SessionEndReason | 'pass' {
+function onRequest (code: string): 'refresh' | 'step-up' | SessionEndReason | 'pass' {
   if (RENEWABLE_CODES.includes(code)) return 'refresh'
+  if (code === STEP_UP_CODE) return 'step-up'
   return SESSION_END_CODES[code] ?? 'pass'
 }
 
@@ -33,7 +34,7 @@ function onRefresh (code: string): SessionEndReason | undefined {
 }
 
 t.test('every code the client acts on is the plugin\'s, with the status it expects', async (t) => {
-  for (const code of [...RENEWABLE_CODES, ...Object.keys(SESSION_END_CODES), ...Object.keys(REFRESH_END_CODES)]) {
+  for (const code of [...RENEWABLE_CODES, ...Object.keys(SESSION_END_CODES), ...Object.keys(REFRESH_END_CODES), STEP_UP_CODE]) {
     t.equal(PLUGIN_ERRORS.get(code), 401, code)
   }
   t.ok(RETRY_STATUSES.includes(PLUGIN_ERRORS.get('FTS_STORE_UNAVAILABLE') as number), 'the store\'s 503 is retried')
@@ -49,7 +50,8 @@ t.test('every 401 the plugin sends is one the client knows (a new one fails here
   for (const [code, status] of PLUGIN_ERRORS) {
     if (status !== 401 || loginOnly.has(code) || boundAccessOnly.has(code)) continue
     t.not(onRequest(code), 'pass', `${code} on a request`)
-    t.not(onRefresh(code), undefined, `${code} on the refresh`)
+    // A route's requirement (authenticate.require): the refresh route never sends it.
+    if (code !== STEP_UP_CODE) t.not(onRefresh(code), undefined, `${code} on the refresh`)
   }
 })
 
@@ -145,4 +147,19 @@ t.test('the plugin\'s answers, situation by situation, as the client reads them'
     t.match(response.headers['retry-after'], /^\d+$/)
     await own.start()
   })
+})
+
+t.test('a route that needs a stronger login answers the step-up code, which a refresh does not cure', async (t) => {
+  const app = await buildApp(t, { redis: redis.url, keyPrefix: `codes${Math.random()}:` }, {
+    setup: (app) => app.get('/strong', { onRequest: app.authenticate.require({ acr: 'mfa' }) }, async () => 'ok')
+  })
+  const login = await app.inject({ method: 'POST', url: '/auth/login', payload: { userId: 'u1' } })
+  const response = await app.inject({ url: '/strong', headers: { cookie: cookieHeader(login) } })
+  t.equal(response.statusCode, 401)
+  t.equal(codeOf(response), STEP_UP_CODE)
+  t.equal(onRequest(codeOf(response)), 'step-up')
+  const renewed = await app.inject({ method: 'POST', url: '/auth/refresh', headers: { cookie: cookieHeader(login), ...CSRF } })
+  t.equal(renewed.statusCode, 200)
+  const again = await app.inject({ url: '/strong', headers: { cookie: cookieHeader(renewed) } })
+  t.equal(codeOf(again), STEP_UP_CODE, 'after a refresh: still short')
 })

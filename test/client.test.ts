@@ -789,3 +789,135 @@ t.test('a DPoP proof refused on the refresh is the caller\'s answer: the session
   t.equal(server.refreshes, 1, 'not retried')
   t.same(ends, [], 'no session end: another tab\'s key may still be good')
 })
+
+/** The 401 of a route that needs a more recent login, with its RFC 9470 challenge. */
+const stepUpNeeded = (challenge = 'Bearer error="insufficient_user_authentication", error_description="A login at most 300 seconds old is required", max_age=300, acr_values="mfa hwk"'): Response =>
+  failure(401, 'FTS_STEP_UP_REQUIRED', { 'www-authenticate': challenge })
+
+/** A server whose `/change` needs a step-up until `stepped`; `onStepUp` steps up and counts. */
+function stepUpServer (t: Test, options: Partial<SessionClientOptions> & { answer?: () => { expiresIn?: unknown } | false } = {}): Setup & { asked: Array<{ maxAge: number | undefined, acrValues: string[] }>, state: { stepped: boolean } } {
+  const asked: Array<{ maxAge: number | undefined, acrValues: string[] }> = []
+  const state = { stepped: false }
+  const { answer = () => { state.stepped = true; return { expiresIn: 600 } }, ...rest } = options
+  const setUp = setup(t, {
+    onStepUp: async (detail) => {
+      asked.push(detail)
+      await settle(5)
+      return answer()
+    },
+    ...rest
+  })
+  setUp.server.onApi = (request) => request.path === '/change' && !state.stepped ? stepUpNeeded() : undefined
+  return { ...setUp, asked, state }
+}
+
+t.test('step-up: no refresh; onStepUp hears what the route asks, then the request is sent again, once', async (t) => {
+  const { server, client, asked, browser, refreshed } = stepUpServer(t)
+  const generation = client.generation
+  const response = await client.fetch('/change', { method: 'POST', body: '{}' })
+  t.equal(response.status, 200)
+  t.same(asked, [{ maxAge: 300, acrValues: ['mfa', 'hwk'] }], 'max_age and acr_values, from the challenge')
+  t.equal(server.refreshes, 0, 'a refresh cannot satisfy it: none is made')
+  t.equal(server.sentTo('/change').length, 2)
+  t.equal(server.sentTo('/change')[1]?.body, '{}', 'the same body again')
+  t.equal(client.generation, generation + 1, 'the re-authentication is a change every tab hears')
+  t.equal(client.expiresAt, browser.clock.now + 600_000, 'with the new access token\'s expiry')
+  t.equal(refreshed.length, 0, 'not reported as a refresh')
+  t.equal(client.active, true)
+})
+
+t.test('step-up: a user who gives up gets the 401 back; nothing else happens', async (t) => {
+  const { server, client, asked, ends } = stepUpServer(t, { answer: () => false })
+  const generation = client.generation
+  const response = await client.fetch('/change', { method: 'POST' })
+  t.equal(response.status, 401)
+  t.equal((await response.json()).code, 'FTS_STEP_UP_REQUIRED', 'the caller reads the answer')
+  t.equal(asked.length, 1)
+  t.equal(server.sentTo('/change').length, 1, 'not sent again')
+  t.equal(server.refreshes, 0)
+  t.equal(client.generation, generation)
+  t.same(ends, [], 'the session goes on')
+})
+
+t.test('step-up: a retry that still falls short (another class asked) is handed back, not asked again', async (t) => {
+  const { server, client, asked } = stepUpServer(t, { answer: () => ({ expiresIn: 600 }) })
+  const response = await client.fetch('/change', { method: 'POST' })
+  t.equal(response.status, 401)
+  t.equal(asked.length, 1, 'asked once')
+  t.equal(server.sentTo('/change').length, 2, 'sent again once')
+  // A later request (its login got old again): asked again.
+  t.equal((await client.fetch('/change', { method: 'POST' })).status, 401)
+  t.equal(asked.length, 2)
+})
+
+t.test('step-up: requests falling short at once share one re-authentication', async (t) => {
+  const { server, client, asked } = stepUpServer(t)
+  const responses = await Promise.all(Array.from({ length: 5 }, async () => await client.fetch('/change', { method: 'POST' })))
+  t.same(responses.map((r) => r.status), Array(5).fill(200))
+  t.equal(asked.length, 1)
+  t.equal(server.sentTo('/change').length, 10)
+})
+
+t.test('step-up: an expired access token is refreshed first, then the route asks for the step-up', async (t) => {
+  const { server, client, asked } = stepUpServer(t)
+  server.accessExpired = true
+  const onApi = server.onApi
+  server.onApi = (request) => server.accessExpired ? undefined : onApi(request)
+  t.equal((await client.fetch('/change', { method: 'POST' })).status, 200)
+  t.equal(server.refreshes, 1)
+  t.equal(asked.length, 1)
+  t.equal(server.sentTo('/change').length, 3, 'expired, then step-up, then through')
+})
+
+t.test('step-up: while another tab re-authenticates, this one waits and sends its request again without asking', async (t) => {
+  const name = `step-${Math.random()}`
+  const { browser, server, client, asked, state } = stepUpServer(t, { name })
+  let release = (): void => {}
+  const held = browser.locks.request(`${name}:step-up`, {}, async () => await new Promise<void>((resolve) => { release = resolve }))
+  const pending = client.fetch('/change', { method: 'POST' })
+  await settle(20)
+  t.equal(server.sentTo('/change').length, 1, 'waiting')
+  // The other tab's user re-authenticated: its note arrives, and it lets go of the lock.
+  state.stepped = true
+  const other = new BroadcastChannel(name)
+  t.teardown(() => other.close())
+  other.postMessage({ s: client.generation + 1, a: true, e: browser.clock.now + 600_000, l: 600_000 })
+  await settle(20)
+  release()
+  await held
+  t.equal((await pending).status, 200)
+  t.equal(asked.length, 0, 'this tab did not ask')
+  t.equal(server.sentTo('/change').length, 2)
+})
+
+t.test('step-up: a request sent before another tab\'s re-authentication is sent again without asking', async (t) => {
+  const name = `stepped-${Math.random()}`
+  const { browser, client, asked } = stepUpServer(t, { name })
+  const generation = client.generation
+  const other = new BroadcastChannel(name)
+  t.teardown(() => other.close())
+  other.postMessage({ s: generation + 1, a: true, e: browser.clock.now + 600_000, l: 600_000 })
+  await settle(20)
+  t.equal(await client.recover({ method: 'POST', status: 401, code: 'FTS_STEP_UP_REQUIRED', generation, attempt: 0 }), true)
+  t.equal(asked.length, 0)
+})
+
+t.test('step-up without onStepUp, or with a body that cannot be sent again: the 401 is the caller\'s', async (t) => {
+  const { server, client } = setup(t)
+  server.onApi = (request) => request.path === '/change' ? stepUpNeeded() : undefined
+  t.equal((await client.fetch('/change', { method: 'POST' })).status, 401)
+  t.equal(server.refreshes, 0, 'no refresh either')
+  t.equal(server.sentTo('/change').length, 1)
+  const { client: asking, asked } = stepUpServer(t)
+  const stream = new ReadableStream({ start: (controller) => { controller.enqueue(new Uint8Array([1])); controller.close() } })
+  t.equal((await asking.fetch('/change', { method: 'POST', body: stream, duplex: 'half' } as RequestInit)).status, 401)
+  t.equal(asked.length, 0, 'not asked for a request that cannot be retried')
+})
+
+t.test('step-up through recover(): the challenge is read from the outcome', async (t) => {
+  const { client, asked } = stepUpServer(t)
+  const generation = client.generation
+  t.equal(await client.recover({ method: 'POST', status: 401, code: 'FTS_STEP_UP_REQUIRED', challenge: 'DPoP error="insufficient_user_authentication", max_age="60"', generation, attempt: 0 }), true)
+  t.same(asked, [{ maxAge: 60, acrValues: [] }])
+  t.equal(await client.recover({ method: 'POST', status: 401, code: 'FTS_STEP_UP_REQUIRED', generation: client.generation, attempt: 1 }), false, 'the retry fell short: handed back')
+})

@@ -172,7 +172,7 @@ t.test('a store of one\'s own needs rememberProof for the option, and only for i
     return await app.register(tokenSessions, { secret: SECRET, ...options }).ready().then(() => undefined, (error: Error) => error)
   }
   const memory = memoryStore(t)
-  const methods = ['create', 'rotate', 'revoke', 'revokeAll', 'list', 'isLive', 'time', 'ping', 'close'] as const
+  const methods = ['create', 'rotate', 'stepUp', 'revoke', 'revokeAll', 'list', 'isLive', 'time', 'ping', 'close'] as const
   const without = { ...Object.fromEntries(methods.map((name) => [name, memory[name].bind(memory)])), revocationFeed: memory.revocationFeed } as unknown as SessionStore
   t.equal(await register({ store: without }), undefined, 'without the option, a store needs no rememberProof')
   const refused = await register({ store: without, dpop: { sharedReplayCheck: true } })

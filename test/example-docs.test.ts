@@ -15,7 +15,7 @@ t.test('GET /docs: Swagger UI and an OpenAPI document of every route the app ans
     .flatMap(([path, methods]) => Object.entries(methods).map(([method, operation]) => ({ route: `${method.toUpperCase()} ${path}`, operation })))
   t.same(operations.map(({ route }) => route).sort(), [
     'DELETE /auth/sessions/{id}', 'GET /auth/sessions', 'GET /health', 'GET /health/ready', 'GET /me', 'POST /auth/change-password', 'POST /auth/login',
-    'POST /auth/logout', 'POST /auth/logout-all', 'POST /auth/refresh', 'POST /auth/register', 'POST /auth/revoke', 'POST /auth/token'
+    'POST /auth/logout', 'POST /auth/logout-all', 'POST /auth/reauthenticate', 'POST /auth/refresh', 'POST /auth/register', 'POST /auth/revoke', 'POST /auth/token'
   ], 'every API route, and neither the page nor the docs themselves')
   for (const { route, operation } of operations) t.type(operation.summary, 'string', `${route} has a summary`)
   t.ok(spec.body.components.securitySchemes.bearerAuth, 'the Bearer scheme is declared')

@@ -45,6 +45,7 @@ function feedlessStore (store: SessionStore, isLive: (userId: string, sessionId:
   return {
     create: async (session) => await store.create(session),
     rotate: async (request) => await store.rotate(request),
+    stepUp: async (request) => await store.stepUp(request),
     revoke: async (request) => await store.revoke(request),
     revokeAll: async (userId, options) => await store.revokeAll(userId, options),
     list: async (userId, page) => await store.list(userId, page),

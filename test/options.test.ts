@@ -252,7 +252,7 @@ async function registered (options: Record<string, unknown>): Promise<(Error & {
 function storeWithFeed (revocationFeed: unknown): Record<string, unknown> {
   const store = new MemoryStore()
   store.close().catch(() => {})
-  const methods = ['create', 'rotate', 'revoke', 'revokeAll', 'list', 'isLive', 'time', 'ping', 'close'] as const
+  const methods = ['create', 'rotate', 'stepUp', 'revoke', 'revokeAll', 'list', 'isLive', 'time', 'ping', 'close'] as const
   return { ...Object.fromEntries(methods.map((name) => [name, store[name].bind(store)])), revocationFeed }
 }
 

@@ -115,6 +115,7 @@ t.test('a store that never answers, or throws, is a 503 too', async (t) => {
   const hanging: SessionStore = {
     create: async () => await new Promise<never>(() => {}),
     rotate: async (request) => await memory.rotate(request),
+    stepUp: async (request) => await memory.stepUp(request),
     revoke: () => { throw new Error('synchronous bug in a custom store') },
     revokeAll: async (userId) => await memory.revokeAll(userId, { rememberMs: REMEMBER }),
     list: async (userId, page) => await memory.list(userId, page),
@@ -139,6 +140,7 @@ t.test('overlapping store calls each get their whole storeTimeout, whatever the 
   const store: SessionStore = {
     create: async (session) => await memory.create(session),
     rotate: async (request) => await memory.rotate(request),
+    stepUp: async (request) => await memory.stepUp(request),
     revoke: async (request) => await memory.revoke(request),
     revokeAll: async (userId, options) => await memory.revokeAll(userId, options),
     list: async () => await new Promise<never>(() => {}),
@@ -196,6 +198,7 @@ function bound (memory: MemoryStore): SessionStore {
   return {
     create: async (session) => await memory.create(session),
     rotate: async (request) => await memory.rotate(request),
+    stepUp: async (request) => await memory.stepUp(request),
     revoke: async (request) => await memory.revoke(request),
     revokeAll: async (userId, options) => await memory.revokeAll(userId, options),
     list: async (userId, page) => await memory.list(userId, page),

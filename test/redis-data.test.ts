@@ -152,6 +152,16 @@ t.test('login, refresh and logout are one Redis round trip each', async (t) => {
   const asked = await login(withClaims, 'trips')
   oneScript(t, await roundTrips(inspect, async () => await login(withClaims, 'trips')), 'login with a claims hook')
   oneScript(t, await roundTrips(inspect, async () => await refresh(withClaims, asked.refreshToken)), 'refresh with a claims hook')
+
+  // A step-up (reply.stepUp) raises the session's login time and rotates its pair in one script.
+  const stepping = await buildApp(t, { redis: redis.url }, {
+    setup: (app) => app.post('/reauthenticate', { onRequest: app.authenticate }, async (_request, reply) => await reply.stepUp({ amr: ['pwd'] }))
+  })
+  const old = await login(stepping, 'trips')
+  oneScript(t, await roundTrips(inspect, async () => {
+    const answer = await stepping.inject({ method: 'POST', url: '/reauthenticate', headers: { authorization: `Bearer ${old.accessToken}`, 'x-token-transport': 'body' } })
+    t.equal(answer.statusCode, 200, 'stepped up')
+  }), 'step-up')
 })
 
 /** What oauth4webapi's DPoP handle does beside what its typings show: it signs a proof for any request. */

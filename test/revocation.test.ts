@@ -98,7 +98,7 @@ t.test('two instances on one Redis: a revocation on A is seen by B at once, with
  * an announcement: what an instance knows after start comes from itself alone.
  */
 function deafStore (store: RedisStore): SessionStore {
-  const methods = ['create', 'rotate', 'revoke', 'revokeAll', 'list', 'isLive', 'time', 'ping', 'close'] as const
+  const methods = ['create', 'rotate', 'stepUp', 'revoke', 'revokeAll', 'list', 'isLive', 'time', 'ping', 'close'] as const
   const revocationFeed: RevocationFeed = {
     revocations: () => store.revocationFeed.revocations(),
     watch: async (listener) => {

@@ -34,6 +34,8 @@ const FAILED = {
   FTS_CSRF_REJECTED: 'The server refused the request as cross-site.',
   FTS_SESSION_NOT_FOUND: 'That session has already ended.',
   NETWORK: 'Could not reach the server. Check your connection and try again.',
+  // The user cancelled the password prompt of a step-up.
+  FTS_STEP_UP_REQUIRED: 'This needs you to confirm your password first.',
   INTERNAL_ERROR: 'Something went wrong on the server. Try again.'
 }
 
@@ -60,7 +62,14 @@ const view = {
   sessionsEmpty: $('sessions-empty'),
   passwordForm: $('password-form'),
   currentPassword: $('current-password'),
-  newPassword: $('new-password')
+  newPassword: $('new-password'),
+  reauthDialog: $('reauth-dialog'),
+  reauthForm: $('reauth-form'),
+  reauthHint: $('reauth-hint'),
+  reauthUsername: $('reauth-username'),
+  reauthPassword: $('reauth-password'),
+  reauthError: $('reauth-error'),
+  reauthCancel: $('reauth-cancel')
 }
 
 /** When the access token expires, in ms since the epoch (0: unknown). */
@@ -88,7 +97,10 @@ const session = createSessionClient({
     // A login in another tab: this one shows it too.
     if (started) refreshAll()
     else setExpiry(expiresAt)
-  }
+  },
+  // A route needs a more recent login (the password change): the page asks for the
+  // password, once for all tabs, and the client sends the request again.
+  onStepUp: (detail) => reauthenticate(detail)
 })
 
 // ---------------------------------------------------------------------------------------
@@ -150,6 +162,13 @@ function clearMessage () {
 /** Says what went wrong with a request that did not end the session. */
 function report (result, context = '') {
   if (result.ended === true) return
+  const text = failure(result)
+  const kind = result.code === 'FTS_STORE_UNAVAILABLE' || result.code === 'RATE_LIMITED' ? 'warning' : 'error'
+  say(context === '' ? text : `${context}: ${text}`, kind, result.code)
+}
+
+/** What went wrong with a request, in words. */
+function failure (result) {
   let text = FAILED[result.code]
   if (result.code === 'RATE_LIMITED') {
     const wait = Number.isFinite(result.retryAfter) ? ` in ${result.retryAfter} s` : ' shortly'
@@ -159,9 +178,7 @@ function report (result, context = '') {
     text = result.message.replace(/(^|, )body\//g, '$1')
     text = text.charAt(0).toUpperCase() + text.slice(1) + '.'
   }
-  text ??= result.message || `The request failed (HTTP ${result.status}).`
-  const kind = result.code === 'FTS_STORE_UNAVAILABLE' || result.code === 'RATE_LIMITED' ? 'warning' : 'error'
-  say(context === '' ? text : `${context}: ${text}`, kind, result.code)
+  return text ?? (result.message || `The request failed (HTTP ${result.status}).`)
 }
 
 function show (state) {
@@ -468,6 +485,54 @@ async function changePassword () {
   say('Your password was changed, and your other sessions have ended.', 'success', 'PASSWORD_CHANGED')
   await loadSessions()
   return true
+}
+
+/**
+ * The step-up prompt: asks for the password and sends it to /auth/reauthenticate, which
+ * makes the session's login recent again (new cookies, same session). Resolves with its
+ * answer (`{ expiresIn }`) for the client, which then sends the request again, or false
+ * when the user cancels (the request's 401 comes back, and the page says so).
+ */
+async function reauthenticate ({ maxAge }) {
+  const dialog = view.reauthDialog
+  view.reauthHint.textContent = maxAge === undefined
+    ? 'This needs a recent login. Enter your password to go on.'
+    : `This needs a login from the last ${formatDuration(maxAge)}. Enter your password to go on.`
+  view.reauthUsername.value = view.who.textContent
+  view.reauthPassword.value = ''
+  view.reauthError.textContent = ''
+  return await new Promise((resolve) => {
+    const finish = (answer) => {
+      view.reauthForm.removeEventListener('submit', submit)
+      view.reauthCancel.removeEventListener('click', cancel)
+      dialog.removeEventListener('cancel', cancel)
+      view.reauthPassword.value = ''
+      dialog.close()
+      resolve(answer)
+    }
+    const cancel = (event) => {
+      event.preventDefault()
+      finish(false)
+    }
+    const submit = (event) => {
+      event.preventDefault()
+      const button = view.reauthForm.querySelector('button[type="submit"]')
+      busy(button, async () => {
+        const result = await api('POST', '/auth/reauthenticate', { password: view.reauthPassword.value })
+        if (result.ok) return finish(result.data)
+        // The session ended meanwhile: the page has said why.
+        if (result.ended) return finish(false)
+        view.reauthError.textContent = result.code === 'INVALID_CREDENTIALS' ? 'Wrong password.' : failure(result)
+        view.reauthPassword.select()
+      })
+    }
+    view.reauthForm.addEventListener('submit', submit)
+    view.reauthCancel.addEventListener('click', cancel)
+    // Escape.
+    dialog.addEventListener('cancel', cancel)
+    dialog.showModal()
+    view.reauthPassword.focus()
+  })
 }
 
 // ---------------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     // Before the plugin: @fastify/rate-limit reads each route's config as the route is added.
     await registerRateLimits(app, config, store.redis)
     await app.register(tokenSessions, pluginOptions(config, store.options, app.log))
-    authRoutes(app, { ...accounts(config, store), perIp: perMinute(config.rateLimitLogin), nativeClients: new Set(config.nativeClientIds) })
+    authRoutes(app, { ...accounts(config, store), perIp: perMinute(config.rateLimitLogin), nativeClients: new Set(config.nativeClientIds), stepUpMaxAge: config.stepUpMaxAge })
     registerHealth(app, store.kind)
     registerWebPage(app)
     await app.ready()

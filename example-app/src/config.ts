@@ -22,6 +22,9 @@ const DEFAULT_RATE_LIMIT_REFRESH = 60
 /** Far above any honest client, and still a whole number Redis counts exactly. */
 const MAX_RATE_LIMIT = 1_000_000
 /** The plugin's outage policies; a record, so that the compiler sees every one of them named here. */
+/** Seconds a login stays recent enough for a password change (RFC 9470 step-up). */
+const DEFAULT_STEP_UP_MAX_AGE = 300
+
 const OUTAGE_POLICIES: Readonly<Record<OutagePolicy, true>> = { 'check-store': true, accept: true, reject: true }
 
 /** A pino log level. */
@@ -94,6 +97,12 @@ export interface Config {
    * leaves the plugin's default.
    */
   readonly revocationOutagePolicy: OutagePolicy | undefined
+  /**
+   * How recent, in seconds, the user's last password check must be for a password change
+   * (`STEP_UP_MAX_AGE`, default 300): an older one gets 401 `FTS_STEP_UP_REQUIRED`, and
+   * `POST /auth/reauthenticate` makes it recent again.
+   */
+  readonly stepUpMaxAge: number
 }
 
 /**
@@ -139,6 +148,9 @@ export class ConfigError extends Error {
  * `accept` (trust unexpired access tokens) or `reject` (503 once the feed has been down a
  * few seconds).
  *
+ * `STEP_UP_MAX_AGE` (default 300, from 1 to the longest token lifetime): a password change
+ * needs a login, or a re-authentication, at most this many seconds old.
+ *
  * @example
  * ```ts
  * const config = loadConfig({ NODE_ENV: 'production', JWT_SECRET: process.env.JWT_SECRET })
@@ -175,7 +187,8 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     docs: text(env, 'DOCS') === undefined ? !production : flag(env, 'DOCS'),
     nativeClientIds: nativeClientIds(env),
     dpopNonces: flag(env, 'DPOP_NONCES'),
-    revocationOutagePolicy: outagePolicy(env)
+    revocationOutagePolicy: outagePolicy(env),
+    stepUpMaxAge: wholeNumber(env, 'STEP_UP_MAX_AGE', DEFAULT_STEP_UP_MAX_AGE, 1, MAX_TOKEN_TTL)
   })
 }
 

@@ -4,7 +4,7 @@ import { tokenResponse } from 'fastify-token-sessions'
 import { InvalidCredentialsError, UnknownClientError, UsernameTakenError, rateLimited } from './errors.js'
 import type { LoginGate } from './login-gate.js'
 import { networkOf } from './networks.js'
-import { changePasswordSchema, loginSchema, meSchema, registerSchema, type Credentials, type LoginBody, type PasswordChangeBody } from './schemas.js'
+import { changePasswordSchema, loginSchema, meSchema, reauthenticateSchema, registerSchema, type Credentials, type LoginBody, type PasswordChangeBody, type ReauthenticateBody } from './schemas.js'
 import type { FailureGate } from './throttle.js'
 import { nameKey, type Users } from './users.js'
 
@@ -26,10 +26,15 @@ export interface AccountServices {
   perIp: RateLimitOptions
   /** The OAuth clients a login may name (`NATIVE_CLIENT_IDS`). */
   nativeClients: ReadonlySet<string>
+  /** How recent, in seconds, the last password check must be for a password change (`STEP_UP_MAX_AGE`). */
+  stepUpMaxAge: number
 }
 
-/** The app's own routes: registration, login, password change and `/me`. */
-export function authRoutes (app: FastifyInstance, { users, passwordFailures, loginGate, perIp, nativeClients }: AccountServices): void {
+/** The authentication method of a password check (RFC 8176), in the tokens' `amr`. */
+const PASSWORD = ['pwd']
+
+/** The app's own routes: registration, login, re-authentication, password change and `/me`. */
+export function authRoutes (app: FastifyInstance, { users, passwordFailures, loginGate, perIp, nativeClients, stepUpMaxAge }: AccountServices): void {
   // Limited per network as login is: each attempt costs a password hash. Its 409 tells
   // whether a name exists, and stays so (see docs/example-app.md): a person choosing a
   // name must learn that it is taken, and the limit bounds how fast names can be tried.
@@ -57,12 +62,30 @@ export function authRoutes (app: FastifyInstance, { users, passwordFailures, log
     const user = await users.verify(request.body.username, request.body.password)
     if (user === undefined) throw new InvalidCredentialsError()
     await loginGate.succeeded(pass)
-    return tokenResponse(await reply.issueTokens(user.id, { claims: { username: user.username }, ...(clientId === undefined ? {} : { clientId }) }))
+    return tokenResponse(await reply.issueTokens(user.id, { claims: { username: user.username }, amr: PASSWORD, ...(clientId === undefined ? {} : { clientId }) }))
+  })
+
+  // The user proves who they are again without leaving the session: the same session gets
+  // a new token pair whose auth_time is now (reply.stepUp), and the refresh token it held
+  // is dead. An access token is enough to try passwords here, so each attempt counts
+  // against the account exactly as a login's does (LoginGate), after the per-network limit.
+  // Over cookies, authenticate has required the anti-CSRF header, as for every state change.
+  const reauthenticate = { onRequest: app.authenticate, schema: reauthenticateSchema, config: { rateLimit: perIp } }
+  app.post<{ Body: ReauthenticateBody }>('/auth/reauthenticate', reauthenticate, async (request, reply) => {
+    const { id, username } = request.user
+    const pass = await loginGate.attempt(nameKey(username), networkOf(request.ip))
+    if (typeof pass === 'number') throw rateLimited(reply, pass)
+    if (await users.checkPassword(id, request.body.password) === undefined) throw new InvalidCredentialsError()
+    await loginGate.succeeded(pass)
+    return tokenResponse(await reply.stepUp({ amr: PASSWORD }))
   })
 
   // An access token is enough to try passwords here, so the attempts are limited per client
   // network and, with a growing wait after a few failures, per user, on every instance at once.
-  const changePassword = { onRequest: app.authenticate, schema: changePasswordSchema, config: { rateLimit: perIp } }
+  // It also needs a recent login (RFC 9470 step-up): an older one is refused with 401
+  // FTS_STEP_UP_REQUIRED before the current password is even looked at, so a stolen access
+  // token that outlived its login's minutes cannot change the password by guessing it.
+  const changePassword = { onRequest: app.authenticate.require({ maxAge: stepUpMaxAge }), schema: changePasswordSchema, config: { rateLimit: perIp } }
   app.post<{ Body: PasswordChangeBody }>('/auth/change-password', changePassword, async (request, reply) => {
     const { id, sessionId } = request.user
     const wait = await passwordFailures.attempt(id)

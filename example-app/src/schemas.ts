@@ -12,6 +12,11 @@ export interface LoginBody extends Credentials {
   client_id?: string
 }
 
+/** A body of a re-authentication: the current password again. */
+export interface ReauthenticateBody {
+  password: string
+}
+
 /** A body of a password change. */
 export interface PasswordChangeBody {
   currentPassword: string
@@ -76,6 +81,30 @@ export const loginSchema = {
   }
 } as const
 
+/** The password is only bounded, as at login. */
+export const reauthenticateSchema = {
+  tags: ['users'],
+  summary: 'Prove who you are again: the session\'s login becomes recent',
+  description: 'For a route that needs a recent login (401 FTS_STEP_UP_REQUIRED). The same session gets a new token pair, delivered as a login\'s (cookies, or the body with `X-Token-Transport: body`); the refresh token it replaces is dead at once, with no grace.',
+  security: AUTHENTICATED,
+  body: {
+    type: 'object',
+    required: ['password'],
+    additionalProperties: false,
+    properties: {
+      password: { type: 'string', minLength: 1, maxLength: 256 }
+    }
+  },
+  response: {
+    200: tokenResponseSchema,
+    400: BAD_INPUT,
+    401: errorResponseSchema('INVALID_CREDENTIALS (wrong password), or a token error'),
+    403: errorResponseSchema('FTS_CSRF_REJECTED: the access cookie without the anti-CSRF header'),
+    429: errorResponseSchema('RATE_LIMITED: too many requests from this network, or the password checks against this account in this minute are used up; see Retry-After'),
+    503: STORE_DOWN
+  }
+} as const
+
 /** The current password is only bounded, as at login; the new one meets today's rule. */
 export const changePasswordSchema = {
   tags: ['users'],
@@ -93,7 +122,7 @@ export const changePasswordSchema = {
   response: {
     204: { description: 'Changed; every other session of the user has ended', type: 'null' },
     400: BAD_INPUT,
-    401: errorResponseSchema('INVALID_CREDENTIALS (wrong current password), or a token error'),
+    401: errorResponseSchema('FTS_STEP_UP_REQUIRED (the login is older than STEP_UP_MAX_AGE: re-authenticate, then retry), INVALID_CREDENTIALS (wrong current password), or a token error'),
     403: errorResponseSchema('FTS_CSRF_REJECTED: the access cookie without the anti-CSRF header'),
     429: errorResponseSchema('RATE_LIMITED: too many attempts from this network, or too many wrong passwords for this user; see Retry-After'),
     503: STORE_DOWN

@@ -1,6 +1,6 @@
 import type {
   ClientInfo, CreateOutcome, Deadline, NewSession, PageRequest, PresentedToken, Revocation, RevocationFeed, RevocationListener, RevokeAllOptions, RevokeAllOutcome,
-  RevokeRequest, RotateOutcome, RotateRequest, SessionInfo, SessionPage, SessionStore
+  RevokeRequest, RotateOutcome, RotateRequest, SessionInfo, SessionPage, SessionStore, StepUpOutcome, StepUpRequest
 } from './store.js'
 
 interface MemorySession {
@@ -157,6 +157,25 @@ export class MemoryStore implements SessionStore {
       return { status: 'rotated', ttlMs, startedAt }
     }
     return { status: this.#keepOutcome(request, now, 'replayed'), ttlMs: session.expiresAt - now, startedAt }
+  }
+
+  async stepUp (request: StepUpRequest): Promise<StepUpOutcome> {
+    const now = this.#now()
+    const session = this.#live(request.userId, request.sessionId, now)
+    if (session === undefined) return { status: 'missing' }
+    if (late(request, now)) return { status: 'late' }
+    const { startedAt } = session
+    // The same request delivered again answers as it first did (as step-up.lua).
+    if (writeIdOf(request) !== undefined && session.writeId === request.writeId && session.current === request.successorHash) {
+      return { status: 'stepped-up', ttlMs: session.expiresAt - now, startedAt }
+    }
+    const ttlMs = Math.max(1, Math.min(request.ttlMs, startedAt + request.maxTtlMs - now))
+    session.current = request.successorHash
+    session.previous = undefined
+    session.rotatedAt = now
+    session.expiresAt = now + ttlMs
+    session.writeId = request.writeId
+    return { status: 'stepped-up', ttlMs, startedAt }
   }
 
   async revoke (request: RevokeRequest): Promise<'revoked' | 'missing' | 'reused' | 'late'> {

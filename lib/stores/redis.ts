@@ -7,7 +7,7 @@ import { RedisRevocationFeed } from './redis-feed.js'
 import { MAX_USER_AGENT } from './store.js'
 import type {
   CreateOutcome, Deadline, NewSession, PageRequest, RevocationFeed, RevokeAllOptions, RevokeAllOutcome, RevokeRequest, RotateOutcome,
-  RotateRequest, SessionPage, SessionStore
+  RotateRequest, SessionPage, SessionStore, StepUpOutcome, StepUpRequest
 } from './store.js'
 
 /**
@@ -53,6 +53,9 @@ interface Scripts {
   tokenSessionsRotate (
     session: string, index: string, revoked: string, proofKey: string, first: string, sessionId: string, presented: string, successor: string, ttlMs: number, graceMs: number,
     channel: string, rememberMs: number, agent: string, maxTtlMs: number, proofJkt: string, proofTtlMs: number | '', deadline: number | '', writeId: string
+  ): Promise<[number, number?, number?]>
+  tokenSessionsStepUp (
+    session: string, index: string, sessionId: string, successor: string, ttlMs: number, maxTtlMs: number, deadline: number | '', writeId: string
   ): Promise<[number, number?, number?]>
   tokenSessionsRevoke (
     session: string, index: string, revoked: string, first: string, sessionId: string, channel: string, rememberMs: number, presented: string, graceMs: number,
@@ -155,7 +158,7 @@ function lua (name: string): string {
 
 /**
  * A script's source with each `--@include <part>` line replaced by that part (now.lua,
- * started.lua, ordered.lua, prune.lua, judge.lua, announce.lua, resend.lua). A script includes only the parts it uses, where it
+ * started.lua, ordered.lua, prune.lua, judge.lua, announce.lua, resend.lua, extend.lua). A script includes only the parts it uses, where it
  * uses them: a helper defined at the top would be made anew, as a closure, on every call,
  * and rotate, which runs on every refresh, needs its helpers only when it detects a replay
  * or theft. Line ends may be CRLF (a checkout on Windows); the line may be indented.
@@ -167,6 +170,7 @@ export function inlineIncludes (source: string, part: (name: string) => string):
 const SCRIPTS = {
   tokenSessionsCreate: { numberOfKeys: 4, lua: lua('create') },
   tokenSessionsRotate: { numberOfKeys: 5, lua: lua('rotate') },
+  tokenSessionsStepUp: { numberOfKeys: 2, lua: lua('step-up') },
   tokenSessionsRevoke: { numberOfKeys: 4, lua: lua('revoke') },
   tokenSessionsRevokeAll: { numberOfKeys: 6, lua: lua('revoke-all') },
   tokenSessionsList: { numberOfKeys: 1, lua: lua('list') },
@@ -385,6 +389,17 @@ export class RedisStore implements SessionStore {
     const status = ROTATE_STATUS[code as 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7]
     await this.#acknowledged()
     return status === 'rotated' || status === 'replayed' ? { status, ttlMs: ttlMs as number, startedAt: startedAt as number } : { status }
+  }
+
+  async stepUp (request: StepUpRequest): Promise<StepUpOutcome> {
+    const { sessionId } = request
+    const keys = this.#keys(request.userId, sessionId)
+    const [code, ttlMs, startedAt] = await this.#redis.tokenSessionsStepUp(
+      keys.session, keys.index, sessionId, request.successorHash, request.ttlMs, request.maxTtlMs, request.deadline ?? '', request.writeId ?? ''
+    )
+    await this.#acknowledged()
+    if (code === 1) return { status: 'stepped-up', ttlMs: ttlMs as number, startedAt: startedAt as number }
+    return code === 7 ? { status: 'late' } : { status: 'missing' }
   }
 
   async revoke (request: RevokeRequest): Promise<'revoked' | 'missing' | 'reused' | 'late'> {

@@ -27,6 +27,12 @@ export interface SessionStore {
   /** Moves a session to its next refresh token, or detects reuse and deletes the session. */
   rotate (request: RotateRequest): Promise<RotateOutcome>
   /**
+   * Steps a live session up after a re-authentication: its refresh token is replaced by
+   * `successorHash`, and no previous token is kept (presenting the replaced one, or one
+   * still within a rotation's grace, is then reuse). The idle timeout starts again.
+   */
+  stepUp (request: StepUpRequest): Promise<StepUpOutcome>
+  /**
    * Deletes one session and, if it was live, announces the revocation (see
    * {@link RevocationFeed}) for `rememberMs`. With `presented`, a superseded
    * refresh token is reuse: the session is revoked all the same, and the outcome says so;
@@ -242,6 +248,24 @@ export interface RotateRequest extends Deadline {
    */
   proof?: { key: string, id: string, ttlMs: number }
 }
+
+/** What a store's `stepUp` receives. */
+export interface StepUpRequest extends Deadline {
+  userId: string
+  sessionId: string
+  /** The new refresh token's hash (random: not derived from the token it replaces). */
+  successorHash: string
+  /** The session's idle timeout from now (capped by its absolute lifetime). */
+  ttlMs: number
+  /** The session's absolute lifetime, from its start. */
+  maxTtlMs: number
+}
+
+/** What a store's `stepUp` found: the session stepped up (its idle timeout and start), not live, or too late. */
+export type StepUpOutcome =
+  | { status: 'stepped-up', ttlMs: number, startedAt: number }
+  | { status: 'missing' }
+  | { status: 'late' }
 
 /**
  * A write's deadline. Past it, on the store's clock, the request that sent the write has

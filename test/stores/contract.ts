@@ -62,6 +62,41 @@ export function storeContract (t: Test, makeStore: () => Promise<SessionStore>):
     t.same(await store.rotate(rotation(u, 's1', 'h2', 'h3')), { status: 'missing' }, 'reuse deleted the session: the newest token is dead too')
   })
 
+  t.test('a step-up replaces the token with no grace: the replaced one, and one still within grace, are reuse', async (t) => {
+    const u = userId('step-up')
+    const { startedAt } = await create(session(u, 's1', { tokenHash: 'h0' }))
+    t.same(await store.rotate(rotation(u, 's1', 'h0', 'h1', { graceMs: MINUTE })), { status: 'rotated', ttlMs: MINUTE, startedAt })
+    const stepUp = { userId: u, sessionId: 's1', successorHash: 'up1', ttlMs: MINUTE, maxTtlMs: 3_600_000 }
+    t.same(await store.stepUp(stepUp), { status: 'stepped-up', ttlMs: MINUTE, startedAt }, 'the same session, its start kept')
+    t.same(await listed(u), ['s1'], 'one entry in the list')
+    t.same(await store.rotate(rotation(u, 's1', 'up1', 'up2', { graceMs: MINUTE })), { status: 'rotated', ttlMs: MINUTE, startedAt }, 'the new token rotates')
+    const v = userId('step-up-grace')
+    await create(session(v, 's1', { tokenHash: 'h0' }))
+    await store.rotate(rotation(v, 's1', 'h0', 'h1', { graceMs: MINUTE }))
+    await store.stepUp({ ...stepUp, userId: v })
+    t.same(await store.rotate(rotation(v, 's1', 'h0', 'h1', { graceMs: MINUTE })), { status: 'reused' }, 'a token within a rotation\'s grace is reuse after a step-up')
+    t.same(await store.stepUp({ ...stepUp, userId: v, successorHash: 'up3' }), { status: 'missing' }, 'and the session is over')
+    const w = userId('step-up-replaced')
+    await create(session(w, 's1', { tokenHash: 'h0' }))
+    await store.stepUp({ ...stepUp, userId: w })
+    t.same(await store.rotate(rotation(w, 's1', 'h0', 'h1', { graceMs: MINUTE })), { status: 'reused' }, 'the replaced token is reuse, even within grace')
+  })
+
+  t.test('a step-up delivered twice answers as it first did; one past its deadline changes nothing', async (t) => {
+    const u = userId('step-up-resent')
+    const { startedAt } = await create(session(u, 's1', { tokenHash: 'h0' }))
+    const now = await store.time()
+    const stepUp = { userId: u, sessionId: 's1', successorHash: 'up1', ttlMs: MINUTE, maxTtlMs: 3_600_000, writeId: 'w1' }
+    t.same(await store.stepUp({ ...stepUp, deadline: now - 1 }), { status: 'late' }, 'late')
+    t.same(await store.rotate(rotation(u, 's1', 'h0', 'h1')), { status: 'rotated', ttlMs: MINUTE, startedAt }, 'a late step-up left the token as it was')
+    const first = await store.stepUp({ ...stepUp, deadline: now + MINUTE })
+    t.same(first, { status: 'stepped-up', ttlMs: MINUTE, startedAt })
+    const again = await store.stepUp({ ...stepUp, deadline: now + MINUTE })
+    t.equal(again.status, 'stepped-up', 'delivered again: the same answer')
+    t.same(await store.rotate(rotation(u, 's1', 'up1', 'up2')), { status: 'rotated', ttlMs: MINUTE, startedAt }, 'its token is current')
+    t.same(await store.stepUp({ ...stepUp, userId: userId('nobody') }), { status: 'missing' }, 'no such session')
+  })
+
   t.test('a rotation that arrives past its deadline is late and changes nothing, not even as reuse', async (t) => {
     const u = userId('late')
     const { startedAt } = await create(session(u, 's1', { tokenHash: 'h0' }))

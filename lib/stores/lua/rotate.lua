@@ -90,17 +90,11 @@ if not current then
   end
   return {2, redis.call('PTTL', session), start}
 end
--- Idle timeout slides with each rotation; the absolute lifetime never moves.
-local ttl = math.max(1, math.min(ttlMs, start + maxTtlMs - now))
 if agent == '' then
   redis.call('HSET', session, 'c', successor, 'p', presented, 'r', now, 'w', writeId)
 else
   redis.call('HSET', session, 'c', successor, 'p', presented, 'r', now, 'w', writeId, 'g', agent)
 end
-redis.call('PEXPIRE', session, ttl)
-redis.call('ZADD', index, now + ttl, sessionId)
--- The hot path only stretches the index's life; creation and listing prune it.
-if redis.call('PTTL', index) < ttl then
-  redis.call('PEXPIRE', index, ttl)
-end
-return {1, ttl, start}
+-- Idle timeout slides with each rotation; the absolute lifetime never moves.
+--@include extend
+return {1, extend(session, index, sessionId, start, ttlMs, maxTtlMs, now), start}
