@@ -124,7 +124,7 @@ export async function buildJwtBaseline () {
  * down. The same keys as the main plugin's: its tokens are live here.
  */
 function withFeedDown (store) {
-  const methods = ['create', 'rotate', 'revoke', 'revokeAll', 'list', 'isLive', 'time', 'ping']
+  const methods = ['create', 'rotate', 'stepUp', 'revoke', 'revokeAll', 'list', 'isLive', 'time', 'ping']
   const wrapped = Object.fromEntries(methods.map((name) => [name, (...args) => store[name](...args)]))
   return { ...wrapped, close: async () => {}, revocationFeed: { revocations: async () => [], watch: async () => async () => {} } }
 }
@@ -210,10 +210,10 @@ async function floorRefresh (scope, redisUrl, handles) {
   const codec = await createTokenCodec(scope, { ...options, now: () => Date.now() })
   const { accessTokenTtl, refreshTokenTtl, sessionMaxLifetime } = options
   const sign = (sub, sid, jti, startedAt, endsAt) => ({
-    accessToken: codec.signAccess({ sub, sid, startedAt, ttlSeconds: accessTokenTtl, claims: {}, grant: {} }),
+    accessToken: codec.signAccess({ sub, sid, startedAt, ttlSeconds: accessTokenTtl, claims: {}, grant: {}, auth: { time: Math.floor(startedAt / 1000) } }),
     tokenType: 'Bearer',
     expiresIn: accessTokenTtl,
-    refreshToken: codec.signRefresh({ sub, sid, jti, ttlSeconds: refreshTokenTtl, endsAt, claims: {}, grant: {} }),
+    refreshToken: codec.signRefresh({ sub, sid, jti, ttlSeconds: refreshTokenTtl, endsAt, claims: {}, grant: {}, auth: { time: Math.floor(startedAt / 1000) } }),
     refreshExpiresIn: refreshTokenTtl
   })
 

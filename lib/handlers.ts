@@ -1,4 +1,4 @@
-import type { FastifyBaseLogger, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
 import type { DpopVerifier, Proof } from './dpop.js'
 import { provenSession, tokenSession, type TokenSession } from './ending.js'
 import {
@@ -26,6 +26,14 @@ const SHARED_PROOF = Symbol('fastify-token-sessions.sharedProof')
 /** Set on a request that falls short of its route's step-up requirement: its challenge's parameters. */
 const STEP_UP = Symbol('fastify-token-sessions.stepUp')
 type MarkedRequest = FastifyRequest & { [ARRIVED]?: number, [CLEAR_ON_401]?: boolean, [DPOP_SCHEME]?: boolean, [SHARED_PROOF]?: Proof, [STEP_UP]?: string }
+
+/** Marks the routes the plugin declares itself: each has its own checks, and `protectRoutes` leaves it to them. */
+const OWN_ROUTE = Symbol('fastify-token-sessions.ownRoute')
+
+/** An `onRoute` hook of the plugin's own scopes: their routes are the plugin's (see `protectRoutes`). */
+export function markOwn (route: RouteOptions): void {
+  route.config = { ...route.config, [OWN_ROUTE]: true } as NonNullable<RouteOptions['config']>
+}
 
 /** The `error` of a DPoP challenge (RFC 9449 §7.1) for each code of a 401 of `authenticate`. */
 const DPOP_CHALLENGES: Record<string, string> = { FTS_DPOP_PROOF_INVALID: 'invalid_dpop_proof', FTS_DPOP_NONCE_REQUIRED: 'use_dpop_nonce' }
@@ -69,6 +77,8 @@ interface Context {
   readonly userKey: string
   /** Told of each store failure a request answers 503 for; logs the outage, not each one. */
   readonly outage: (error: Error) => void
+  /** Under `protectRoutes`: the requests its hook authenticated, which the route's own `authenticate` does not check again. */
+  readonly protected: WeakSet<FastifyRequest> | undefined
 }
 
 /** A request seen through its user property, whatever its name. */
@@ -102,7 +112,8 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
     // only answers): at most one every 10 s, with the number of 503s since the last.
     outage: rateBound((error, skipped) => {
       log.warn({ err: loggable(error.cause), answeredSince: skipped }, 'session store unavailable: requests that need it answer 503 with Retry-After')
-    })
+    }),
+    protected: options.protectRoutes === null ? undefined : new WeakSet<FastifyRequest>()
   }
   // The decorators (authenticate, authenticateStrict, refresh, issueTokens) are documented
   // where they are typed, in types.ts; the routes in docs/sessions.md.
@@ -112,6 +123,7 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
       require: (requirement: StepUpRequirement) => requireHook(context, authenticateHook, requirementOf(requirement))
     }),
     authenticateStrict: guard(context, authenticateStrict),
+    protect: options.protectRoutes === null ? undefined : protectHook(context, authenticateHook, options.protectRoutes.publicPrefixes),
     refresh: guard(context, refresh),
     logout: guard(context, logout),
     logoutAll: guard(context, logoutAll),
@@ -222,6 +234,8 @@ function statusOf (error: unknown): unknown {
  * session is live (the only path that waits).
  */
 function authenticate (context: Context, request: FastifyRequest, reply: FastifyReply): Promise<void> | undefined {
+  // protectRoutes' hook ran this very check on the request already.
+  if (context.protected?.has(request) === true) return undefined
   const user = authenticated(context, request, reply)
   const slots = request as unknown as UserSlots
   const marked = request as MarkedRequest
@@ -233,6 +247,34 @@ function authenticate (context: Context, request: FastifyRequest, reply: Fastify
     return undefined
   }
   return checked.then(() => { slots[context.userKey] = user })
+}
+
+/**
+ * Deny by default (`protectRoutes`), an `onRequest` hook of the whole app: every request
+ * is authenticated before the route's own hooks run, but a CORS preflight, a request that
+ * found no route (it stays a 404), a route whose config says `public: true`, one whose path
+ * is or is below a public prefix (the route's declared path, not the request's, so that
+ * `/docs/../admin` is judged as the route it reaches), and the plugin's own routes. A
+ * route that forgot its hook, or got `undefined` for it, is protected all the same.
+ */
+function protectHook (
+  context: Context, authenticateHook: (request: FastifyRequest, reply: FastifyReply, done?: HookHandlerDoneFunction) => Promise<void> | undefined, prefixes: readonly string[]
+): (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void {
+  const guarded = context.protected as WeakSet<FastifyRequest>
+  return function protectRoutes (request, reply, done) {
+    const route = request.routeOptions
+    const config = route.config as { public?: unknown, [OWN_ROUTE]?: boolean }
+    if (request.method === 'OPTIONS' || request.is404 || config.public === true || config[OWN_ROUTE] === true || publicPath(route.url, prefixes)) return done()
+    authenticateHook(request, reply, (error?: Error) => {
+      if (error === undefined) guarded.add(request)
+      done(error)
+    })
+  }
+}
+
+/** Whether a route's path is one of the public prefixes, or below one. */
+function publicPath (url: string | undefined, prefixes: readonly string[]): boolean {
+  return url !== undefined && prefixes.some((prefix) => url === prefix || url.startsWith(`${prefix}/`))
 }
 
 /**

@@ -1,11 +1,11 @@
 import fp from 'fastify-plugin'
 import fastifyCookie from '@fastify/cookie'
-import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
 import { createEmitter } from './audit.js'
 import { StoreClock } from './clock.js'
 import { BadRequestError, UnsupportedMediaTypeError } from './errors.js'
 import { DpopVerifier } from './dpop.js'
-import { ARRIVED, createHandlers, listPage, noteArrival, noteArrivalNullUser, type Handlers } from './handlers.js'
+import { ARRIVED, createHandlers, markOwn, listPage, noteArrival, noteArrivalNullUser, type Handlers } from './handlers.js'
 import { registerOAuthRoutes } from './oauth.js'
 import { rateBound } from './log.js'
 import { resolveOptions, type ResolvedOptions, type ResolvedRoutes } from './options.js'
@@ -94,8 +94,30 @@ function parseJson (_request: FastifyRequest, body: string | Buffer, done: (erro
   }
 }
 
+/** The hooks where an app authenticates: one declared `undefined` is one that was meant. */
+const AUTH_HOOKS = ['onRequest', 'preParsing', 'preValidation', 'preHandler'] as const
+
+/**
+ * Reports, at start-up, a route that declares a hook as `undefined`, as
+ * `{ onRequest: app.authenticate }` does before the plugin's registration is awaited:
+ * Fastify accepts it, and the route is open. Routes declared before the plugin loaded are
+ * not seen here (Fastify tells a hook only of later ones); `protectRoutes` covers them.
+ */
+function undefinedHooks (log: FastifyBaseLogger, protecting: boolean): (route: RouteOptions) => void {
+  return function reportUndefinedHooks (route) {
+    // The HEAD route Fastify adds beside each GET has the GET's options: one line is enough.
+    if (route.method === 'HEAD') return
+    const hooks = AUTH_HOOKS.filter((name) => Object.hasOwn(route, name) && route[name] === undefined)
+    if (hooks.length === 0) return
+    log.warn({ method: route.method, url: route.url, hooks },
+      `fastify-token-sessions: a route declares ${hooks.join(', ')} as undefined, so Fastify runs no hook there: was app.authenticate read before the plugin's registration was awaited? ` +
+      (protecting ? 'protectRoutes authenticates it all the same.' : 'The route is open; await app.register(tokenSessions, ...), or set protectRoutes.'))
+  }
+}
+
 function registerRoutes (fastify: FastifyInstance, routes: ResolvedRoutes, handlers: Handlers, api: TokenSessionsApi): void {
   fastify.register(async function tokenSessionsRoutes (scope) {
+    scope.addHook('onRoute', markOwn)
     scope.addHook('onRequest', requireJson)
     // A browser's `fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' } })`
     // sends no body; Fastify's own parser answers that with a 400, ours treats it as no body.
@@ -257,6 +279,10 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
   // Declared, so that every request object has the slot from the start (one shape for all).
   if (!fastify.hasRequestDecorator(ARRIVED)) fastify.decorateRequest(ARRIVED, undefined)
   fastify.addHook('onRequest', userUndeclared ? noteArrivalNullUser : noteArrival)
+  // A hook of the whole app, routes declared before the plugin loaded included (Fastify
+  // gives each route the app's hooks when the app is ready).
+  if (handlers.protect !== undefined) fastify.addHook('onRequest', handlers.protect)
+  fastify.addHook('onRoute', undefinedHooks(fastify.log, handlers.protect !== undefined))
   fastify.addHook('onError', handlers.onError)
   if (options.routes !== null) {
     registerRoutes(fastify, options.routes, handlers, api)

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { DpopVerifier } from './dpop.js'
 import { provenSession, tokenSession, type TokenSession } from './ending.js'
+import { markOwn } from './handlers.js'
 import { ClaimsUnavailableError, StoreUnavailableError } from './errors.js'
 import { loggable } from './log.js'
 import type { ResolvedRoutes } from './options.js'
@@ -79,6 +80,7 @@ function required (form: Map<string, string>, name: string): string {
  */
 export function registerOAuthRoutes (fastify: FastifyInstance, routes: ResolvedRoutes, sessions: Sessions, dpop: DpopVerifier, retryAfter: number): void {
   fastify.register(async function tokenSessionsOAuth (scope) {
+    scope.addHook('onRoute', markOwn)
     scope.setValidatorCompiler(describeOnly)
     scope.removeAllContentTypeParsers()
     scope.addContentTypeParser(FORM_TYPE, { parseAs: 'string' }, (_request, body, done) => { done(null, body) })

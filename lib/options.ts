@@ -85,6 +85,8 @@ export interface ResolvedOptions {
   readonly hooks: Readonly<AuditHooks>
   /** The app's claims hook, if it gave one. */
   readonly claims: ClaimsHook | undefined
+  /** Deny by default: the path prefixes left public (routes whose path is one, or below one), or null when off. */
+  readonly protectRoutes: { readonly publicPrefixes: readonly string[] } | null
   /** How long instances remember a revocation: the access tokens' lifetime and a margin. */
   readonly rememberMs: number
   readonly revocationFeed: {
@@ -134,7 +136,7 @@ const HOOKS = ['onLogin', 'onRefresh', 'onLogout', 'onSessionRevoked', 'onReuseD
 const KNOWN_OPTIONS = new Set<string>([
   'secret', 'accessTokenSecret', 'refreshTokenSecret', 'accessTokenKeys', 'activeKid', 'accessTokenTtl', 'refreshTokenTtl', 'sessionMaxLifetime',
   'clientInfo', 'reuseGrace', 'store', 'redis', 'keyPrefix', 'storeTimeout', 'retryAfter', 'cookies', 'csrfHeader',
-  'routes', 'decorators', 'issuer', 'audience', 'clientId', 'revocationFeed', 'maxSessionsPerUser', 'replayRequiresSameUserAgent', 'publicOrigin', 'allowedOrigins', 'dpop', 'claims', ...HOOKS,
+  'routes', 'decorators', 'issuer', 'audience', 'clientId', 'revocationFeed', 'maxSessionsPerUser', 'replayRequiresSameUserAgent', 'publicOrigin', 'allowedOrigins', 'dpop', 'claims', 'protectRoutes', ...HOOKS,
   // Fastify hands these register() options to every plugin.
   'prefix', 'logLevel', 'logSerializers'
 ])
@@ -191,6 +193,7 @@ export function resolveOptions (options: TokenSessionsOptions, env: NodeJS.Proce
     dpop: resolveDpop(options.dpop, options.store),
     hooks: resolveHooks(options),
     claims: resolveClaimsHook(options.claims),
+    protectRoutes: resolveProtectRoutes(options.protectRoutes),
     rememberMs: accessTokenTtl * 1000 + REVOCATION_MARGIN_MS,
     revocationFeed: resolveRevocationFeed(options.revocationFeed),
     decorators: resolveDecorators(options.decorators),
@@ -298,6 +301,27 @@ function resolveRevocationFeed (feed: TokenSessionsOptions['revocationFeed']): R
 function resolveClaimsHook (hook: TokenSessionsOptions['claims']): ClaimsHook | undefined {
   if (hook !== undefined && typeof hook !== 'function') fail('claims', 'must be a function (userId, { sessionId, event, request, endSession }) => claims')
   return hook
+}
+
+/** A path prefix left public: an absolute path of printable ASCII, `/` itself excepted. */
+const PUBLIC_PREFIX = /^\/[!-~]{1,200}$/
+
+function resolveProtectRoutes (given: TokenSessionsOptions['protectRoutes']): ResolvedOptions['protectRoutes'] {
+  if (given === undefined || given === false) return null
+  if (given === true) return Object.freeze({ publicPrefixes: Object.freeze([]) })
+  const prefixes: unknown = given?.publicPrefixes ?? []
+  if (given === null || typeof given !== 'object' || !Array.isArray(prefixes) || prefixes.length > 100) {
+    fail('protectRoutes', 'must be true, false or { publicPrefixes: [\'/docs\', ...] } (at most 100 prefixes)')
+  }
+  // Compared without a trailing slash: '/docs' and '/docs/' both leave /docs and /docs/... public.
+  const checked = prefixes.map((prefix: unknown) => {
+    const trimmed = typeof prefix === 'string' ? prefix.replace(/\/+$/, '') : ''
+    if (!PUBLIC_PREFIX.test(trimmed)) {
+      fail('protectRoutes.publicPrefixes', `each must be a path below / such as '/docs' (1 to 200 printable characters; '/' itself would leave every route public: mark routes public with config: { public: true } instead), got ${JSON.stringify(prefix)}`)
+    }
+    return trimmed
+  })
+  return Object.freeze({ publicPrefixes: Object.freeze(checked) })
 }
 
 function resolveHooks (options: TokenSessionsOptions): Readonly<AuditHooks> {

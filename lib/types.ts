@@ -457,6 +457,22 @@ export interface TokenSessionsOptions extends AuditHooks {
   /** The routes to register, or `false`/absent for none. */
   routes?: RoutesOptions | boolean
   /**
+   * Deny by default: every route of the app runs `authenticate` before its own hooks, unless
+   * its config says `public: true`, its path is (or is below) one of `publicPrefixes` (for
+   * routes another plugin declares: API docs, static files), it is the plugin's own (each
+   * has its checks), or the request is a CORS preflight (`OPTIONS`) or finds no route (404).
+   * A route whose own `authenticate` never ran (a hook forgotten, or `undefined` because the
+   * plugin's registration was not awaited) fails closed: 401. Default off.
+   *
+   * @example
+   * ```ts
+   * await app.register(tokenSessions, { secret, redis, routes: true, protectRoutes: { publicPrefixes: ['/docs'] } })
+   * app.post('/auth/login', { config: { public: true } }, login)
+   * app.get('/me', async (request) => request.user) // authenticated
+   * ```
+   */
+  protectRoutes?: boolean | { publicPrefixes?: string[] }
+  /**
    * Other names for the plugin's decorators (`user`, `authenticate`, `authenticateStrict`,
    * `refresh`, `issueTokens`, `tokenSessions`), to live beside `@fastify/jwt` or an app's
    * own; declare the same names in {@link DecoratorNames} for the types.
@@ -793,6 +809,10 @@ export type ReplyDecorators = {
 
 // The members come from the decorators' names, the app's or the defaults.
 declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Under `protectRoutes`: this route needs no authentication (a login, a health check, a public page). */
+    public?: boolean
+  }
   interface FastifyInstance extends InstanceDecorators {}
   interface FastifyRequest extends RequestDecorators {}
   interface FastifyReply extends ReplyDecorators {}

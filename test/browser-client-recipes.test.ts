@@ -27,7 +27,7 @@ function run ({ browser, startApp }: BrowserSuite): void {
 
     for (const [name, recipe] of [['fetch', fetchRecipe], ['axios', axiosRecipe]] as const) {
       await t.test(name, async (t) => {
-        const running = await startApp(t, { ...LONG_TTL, REFRESH_REUSE_GRACE: '0', STEP_UP_MAX_AGE: '1' })
+        const running = await startApp(t, { ...LONG_TTL, REFRESH_REUSE_GRACE: '0', STEP_UP_MAX_AGE: '2' })
         await registerUser(running.url, `recipe-${name}`, PASSWORD)
         const context = await newDevice(t, browser)
         // A page of the app's origin that runs the recipe as a module, bare imports mapped.
@@ -64,7 +64,7 @@ function run ({ browser, startApp }: BrowserSuite): void {
         t.same(refreshes, [200], 'sharing one refresh')
         t.same(await page.evaluate('window.ended'), [], 'the session goes on')
 
-        // The login is now older than STEP_UP_MAX_AGE (1 s): the password change asks for a
+        // The login is now older than STEP_UP_MAX_AGE (2 s): the password change asks for a
         // step-up, the recipe's onStepUp re-authenticates, and the change goes through.
         await sleep(2100)
         const changes = watchStatuses(page, '/auth/change-password', 'POST')
@@ -76,7 +76,7 @@ function run ({ browser, startApp }: BrowserSuite): void {
         t.equal(changed, 204, 'the password change went through')
         t.same(changes, [401, 204], 'refused for the old login, then sent again')
         t.same(reauthentications, [200], 'after one re-authentication')
-        t.same(await page.evaluate('window.asked'), [1], 'onStepUp asked, with the route\'s max_age')
+        t.same(await page.evaluate('window.asked'), [2], 'onStepUp asked, with the route\'s max_age')
         t.same(await page.evaluate('window.ended'), [], 'the session goes on')
         if (name === 'fetch') {
           t.equal(await page.evaluate('recipe.logOut().then((r) => r.status)'), 204, 'logged out')

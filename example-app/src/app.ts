@@ -175,6 +175,10 @@ function pluginOptions (config: Config, store: StoreOptions, log: FastifyBaseLog
     ...(config.revocationOutagePolicy === undefined ? {} : { revocationFeed: { onOutage: config.revocationOutagePolicy } }),
     // GET /auth/sessions and DELETE /auth/sessions/:id are on by default; said here to be seen.
     routes: { prefix: AUTH_PREFIX, refresh: refreshLimit, token: refreshLimit, logout: endLimit, logoutAll: endLimit, revoke: endLimit, sessions: true },
+    // Deny by default: a route is authenticated unless it says `public: true` (login,
+    // registration, health, the page and its files). /docs is registered before the plugin,
+    // in a scope of its own that the plugin's hook does not reach; listed for a reordering.
+    protectRoutes: { publicPrefixes: ['/docs'] },
     ...auditHooks(log)
   }
 }

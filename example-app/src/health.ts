@@ -40,11 +40,11 @@ const readySchema = {
  * (`storage`), so that running in memory is seen, not only logged.
  */
 export function registerHealth (app: FastifyInstance, storage: StorageKind): void {
-  app.get('/health', { schema: { ...healthSchema, summary: 'Liveness' }, logLevel: 'warn' }, async (_request, reply) => {
+  app.get('/health', { schema: { ...healthSchema, summary: 'Liveness' }, logLevel: 'warn', config: { public: true } }, async (_request, reply) => {
     reply.header('cache-control', 'no-store')
     return { status: 'ok' }
   })
-  app.get('/health/ready', { schema: readySchema, logLevel: 'warn' }, async (_request, reply) => {
+  app.get('/health/ready', { schema: readySchema, logLevel: 'warn', config: { public: true } }, async (_request, reply) => {
     const health = await app.tokenSessions.health()
     reply.header('cache-control', 'no-store')
     reply.code(health.ok ? 200 : 503)

@@ -38,7 +38,7 @@ export function authRoutes (app: FastifyInstance, { users, passwordFailures, log
   // Limited per network as login is: each attempt costs a password hash. Its 409 tells
   // whether a name exists, and stays so (see docs/example-app.md): a person choosing a
   // name must learn that it is taken, and the limit bounds how fast names can be tried.
-  app.post<{ Body: Credentials }>('/auth/register', { schema: registerSchema, config: { rateLimit: perIp } }, async (request, reply) => {
+  app.post<{ Body: Credentials }>('/auth/register', { schema: registerSchema, config: { rateLimit: perIp, public: true } }, async (request, reply) => {
     const user = await users.register(request.body.username, request.body.password)
     if (user === undefined) throw new UsernameTakenError()
     reply.code(201)
@@ -54,7 +54,7 @@ export function authRoutes (app: FastifyInstance, { users, passwordFailures, log
   // A native client names itself (client_id) so that the session is issued to it: OAuth
   // libraries always send their client_id when they refresh, and a session issued to no
   // client refuses every one. An unknown one is refused first, costing no password check.
-  app.post<{ Body: LoginBody }>('/auth/login', { schema: loginSchema, config: { rateLimit: perIp } }, async (request, reply) => {
+  app.post<{ Body: LoginBody }>('/auth/login', { schema: loginSchema, config: { rateLimit: perIp, public: true } }, async (request, reply) => {
     const clientId = request.body.client_id
     if (clientId !== undefined && !nativeClients.has(clientId)) throw new UnknownClientError()
     const pass = await loginGate.attempt(nameKey(request.body.username), networkOf(request.ip))

@@ -89,7 +89,7 @@ function serveFile (app: FastifyInstance, path: string, url: string): void {
   const type = CONTENT_TYPES[extname(path)]
   if (type === undefined) return
   const content = readFileSync(path)
-  app.get(url, { schema: { hide: true } }, async (_request, reply) => {
+  app.get(url, { schema: { hide: true }, config: { public: true } }, async (_request, reply) => {
     // Revalidated on every load: a new deployment's page is seen at once.
     reply.header('cache-control', 'no-cache').type(type)
     return content
