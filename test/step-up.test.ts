@@ -23,6 +23,12 @@ async function stepUpApp (t: Test): Promise<{ app: FastifyInstance, served: stri
       app.post<{ Body: { acr?: string, amr?: string[] } | undefined }>('/reauthenticate', { onRequest: app.authenticate }, async (request, reply) => {
         return tokenResponse(await reply.stepUp(request.body ?? {}))
       })
+      // A session ended between authenticate and the step-up (another device's logout-all).
+      app.post('/reauthenticate-ended', { onRequest: app.authenticate }, async (request, reply) => {
+        const { id, sessionId } = request.user as { id: string, sessionId: string }
+        await app.tokenSessions.revokeSession(id, sessionId)
+        return tokenResponse(await reply.stepUp({}))
+      })
       app.get('/recent', { onRequest: app.authenticate.require({ maxAge: 300 }) }, async (request) => { served.push('recent'); return request.user })
       app.get('/strong', { onRequest: app.authenticate.require({ acr: 'mfa' }) }, async () => { served.push('strong'); return {} })
       app.get('/either', { onRequest: app.authenticate.require({ maxAge: 60, acr: ['mfa', 'hwk'] }) }, async () => { served.push('either'); return {} })
@@ -215,4 +221,14 @@ t.test('a DPoP-bound session steps up with a proof, and stays bound to the same 
   const renewed = await refreshWith(await prove('/auth/refresh'))
   t.equal(renewed.status, 200, 'with a proof by the key: renewed')
   t.equal((payloadOf((await renewed.json() as { accessToken: string }).accessToken).cnf as { jkt: string }).jkt, jkt)
+})
+
+t.test('a session that ended before the step-up reached the store: 401 FTS_SESSION_REVOKED, no tokens', async (t) => {
+  const { app } = await stepUpApp(t)
+  const old = await loginAs(app, { userId: 'lou' })
+  const answer = await app.inject({ method: 'POST', url: '/reauthenticate-ended', headers: { authorization: `Bearer ${old.accessToken}`, 'x-token-transport': 'body' }, payload: {} })
+  t.equal(answer.statusCode, 401)
+  t.equal(answer.json().code, 'FTS_SESSION_REVOKED')
+  t.notOk('accessToken' in answer.json(), 'no new pair')
+  t.equal((await app.tokenSessions.listSessions('lou')).sessions.length, 0, 'and no session came back')
 })

@@ -165,10 +165,7 @@ export class MemoryStore implements SessionStore {
     if (session === undefined) return { status: 'missing' }
     if (late(request, now)) return { status: 'late' }
     const { startedAt } = session
-    // The same request delivered again answers as it first did (as step-up.lua).
-    if (writeIdOf(request) !== undefined && session.writeId === request.writeId && session.current === request.successorHash) {
-      return { status: 'stepped-up', ttlMs: session.expiresAt - now, startedAt }
-    }
+    // Delivered twice, it writes the same successor again: the same answer (as step-up.lua).
     const ttlMs = Math.max(1, Math.min(request.ttlMs, startedAt + request.maxTtlMs - now))
     session.current = request.successorHash
     session.previous = undefined

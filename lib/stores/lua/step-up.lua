@@ -10,9 +10,11 @@ local successor = ARGV[2]         -- the new token's hash: random, not derived f
 local ttlMs = tonumber(ARGV[3])
 local maxTtlMs = tonumber(ARGV[4])
 local deadline = ARGV[5]          -- ms, Redis clock: past it the request was answered 503; '' for none
-local writeId = ARGV[6]           -- unique to this request ('' for none): delivered again, it answers as it first did
+local writeId = ARGV[6]           -- unique to this request ('' for none), kept as the session's last write
 -- Returns {1, ttl, start} stepped up, {0} missing, {7} too late (changes nothing).
-local s = redis.call('HMGET', session, 'c', 'w')
+-- Delivered twice (a client library resends a command whose answer a broken connection
+-- lost), it writes the same successor again and answers as it first did: no check needed.
+local s = redis.call('HMGET', session, 'c')
 local start = s[1] and redis.call('ZSCORE', index, '.' .. sessionId)
 if not start then
   return {0}
@@ -21,10 +23,6 @@ start = -tonumber(start)
 --@include now
 if deadline ~= '' and now > tonumber(deadline) then
   return {7}
-end
--- The same request delivered again (a resend after a lost answer): as it first answered.
-if writeId ~= '' and s[2] == writeId and s[1] == successor then
-  return {1, redis.call('PTTL', session), start}
 end
 redis.call('HSET', session, 'c', successor, 'r', now, 'w', writeId)
 -- No previous token: the one replaced, and one still within a rotation's grace, are reuse.
