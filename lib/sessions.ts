@@ -591,8 +591,15 @@ export const ACR = /^[\x21\x23-\x5b\x5d-\x7e]{1,64}$/
 const AMR = /^[A-Za-z0-9_-]{1,32}$/
 
 /** The `acr` and `amr` a login or a re-authentication gives, checked: a bad one is a bug in the app. */
-export function authenticationOf (given: { acr?: unknown, amr?: unknown }): Omit<Authentication, 'time'> {
-  const { acr, amr } = given
+/** How far ahead of this instance's clock an `authenticatedAt` may be (another server's clock). */
+const MAX_AHEAD_MS = 60_000
+
+export function authenticationOf (given: { acr?: unknown, amr?: unknown, authenticatedAt?: unknown }): Omit<Authentication, 'time'> {
+  const { acr, amr, authenticatedAt } = given
+  // A time in the future would pass every maxAge for as long as it is ahead.
+  if (authenticatedAt !== undefined && !(typeof authenticatedAt === 'number' && authenticatedAt >= 0 && authenticatedAt <= Date.now() + MAX_AHEAD_MS)) {
+    throw new TypeError('fastify-token-sessions: authenticatedAt must be when the credentials were checked, in ms since the epoch, not in the future')
+  }
   if (acr !== undefined && !(typeof acr === 'string' && ACR.test(acr))) {
     throw new TypeError('fastify-token-sessions: acr must be 1 to 64 printable ASCII characters but space, " and \\')
   }

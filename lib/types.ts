@@ -137,6 +137,7 @@ export interface IssueSettings {
    * tokens' `auth_time` (`request.user.authenticatedAt`): for a login through an identity
    * provider, give the provider's `auth_time`, so that its long single sign-on session
    * never passes for a recent login. Without it (`tokenSessions.issue`), the session's start.
+   * A time more than a minute ahead of this server's clock throws a `TypeError`.
    */
   authenticatedAt?: number
   /**

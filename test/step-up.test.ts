@@ -232,3 +232,11 @@ t.test('a session that ended before the step-up reached the store: 401 FTS_SESSI
   t.notOk('accessToken' in answer.json(), 'no new pair')
   t.equal((await app.tokenSessions.listSessions('lou')).sessions.length, 0, 'and no session came back')
 })
+
+t.test('authenticatedAt must be a time that has come: a future one would pass every maxAge', async (t) => {
+  const { app } = await stepUpApp(t)
+  for (const bad of [Date.now() + 3_600_000, 'yesterday', Number.NaN, -1]) {
+    await t.rejects(app.tokenSessions.issue('max', { authenticatedAt: bad as number }), { name: 'TypeError', message: /authenticatedAt must be when the credentials were checked/ }, String(bad))
+  }
+  t.equal(payloadOf((await app.tokenSessions.issue('max', { authenticatedAt: Date.now() + 5000 })).accessToken).sub, 'max', 'a few seconds ahead (another server\'s clock): taken')
+})
