@@ -264,12 +264,21 @@ function protectHook (
   return function protectRoutes (request, reply, done) {
     const route = request.routeOptions
     const config = route.config as { public?: unknown, [OWN_ROUTE]?: boolean }
-    if (request.method === 'OPTIONS' || request.is404 || config.public === true || config[OWN_ROUTE] === true || publicPath(route.url, prefixes)) return done()
+    if (preflight(request) || request.is404 || config.public === true || config[OWN_ROUTE] === true || publicPath(route.url, prefixes)) return done()
     authenticateHook(request, reply, (error?: Error) => {
       if (error === undefined) guarded.add(request)
       done(error)
     })
   }
+}
+
+/**
+ * A CORS preflight: an OPTIONS request that reached a route declared for OPTIONS alone (as
+ * @fastify/cors declares its own). A route that also takes other methods (`app.all`) is
+ * the app's: its OPTIONS requests are authenticated like the rest.
+ */
+function preflight (request: FastifyRequest): boolean {
+  return request.method === 'OPTIONS' && request.routeOptions.method === 'OPTIONS'
 }
 
 /** Whether a route's path is one of the public prefixes, or below one. */
@@ -428,7 +437,8 @@ async function issueTokens (
  */
 async function stepUp ({ sessions, transport, userKey }: Context, request: MarkedRequest, reply: FastifyReply, options: StepUpOptions = {}): Promise<TokenSet> {
   const user = (request as unknown as Partial<UserSlots>)[userKey]
-  const token = transport.bearer(request) ?? transport.dpopBound(request) ?? transport.accessCookie(request)?.token
+  const header = transport.bearer(request) ?? transport.dpopBound(request)
+  const token = header ?? transport.accessCookie(request)?.token
   if (user === undefined || user === null || token === undefined) {
     throw new TypeError('fastify-token-sessions: stepUp needs an authenticated request: run authenticate first (onRequest)')
   }
@@ -436,8 +446,11 @@ async function stepUp ({ sessions, transport, userKey }: Context, request: Marke
   if (access.user.sessionId !== user.sessionId) throw new TokenInvalidError()
   // By default the credentials were checked after the request arrived.
   const authenticatedAt = options.authenticatedAt ?? request[ARRIVED] ?? Date.now()
-  const tokens = await sessions.stepUp(user, access, { ...options, authenticatedAt }, request)
-  return transport.deliver(reply, { ...tokens, transport: transport.chosenFor(request, access.jkt === undefined ? undefined : 'body') })
+  // The claims as the verified token carries them, not as the app may have changed request.user since.
+  const tokens = await sessions.stepUp(access.user, access, { ...options, authenticatedAt }, request)
+  // A client that sent its access token in a header holds its tokens itself: the new
+  // refresh token goes in the body (as cookies it would never reach that client).
+  return transport.deliver(reply, { ...tokens, transport: transport.chosenFor(request, header === undefined ? undefined : 'body') })
 }
 
 /** The caller's live sessions, a page at a time, its own flagged `current`. */

@@ -23,8 +23,9 @@ const MAX_ACR_VALUES = 20
 export function requirementOf (given: StepUpRequirement): Requirement {
   if (given === null || typeof given !== 'object') throw new TypeError('fastify-token-sessions: authenticate.require takes { maxAge, acr }')
   const { maxAge, acr } = given
-  if (maxAge !== undefined && !(Number.isSafeInteger(maxAge) && maxAge >= 0 && maxAge <= MAX_TOKEN_TTL)) {
-    throw new TypeError(`fastify-token-sessions: authenticate.require's maxAge must be a whole number of seconds from 0 to ${MAX_TOKEN_TTL}`)
+  // auth_time counts whole seconds: a login in the same second already looks older than 0.
+  if (maxAge !== undefined && !(Number.isSafeInteger(maxAge) && maxAge >= 1 && maxAge <= MAX_TOKEN_TTL)) {
+    throw new TypeError(`fastify-token-sessions: authenticate.require's maxAge must be a whole number of seconds from 1 to ${MAX_TOKEN_TTL}`)
   }
   const values = acr === undefined ? undefined : typeof acr === 'string' ? [acr] : acr
   if (values !== undefined && !(Array.isArray(values) && values.length >= 1 && values.length <= MAX_ACR_VALUES && values.every((value) => typeof value === 'string' && ACR.test(value)))) {

@@ -461,7 +461,8 @@ export interface TokenSessionsOptions extends AuditHooks {
    * Deny by default: every route of the app runs `authenticate` before its own hooks, unless
    * its config says `public: true`, its path is (or is below) one of `publicPrefixes` (for
    * routes another plugin declares: API docs, static files), it is the plugin's own (each
-   * has its checks), or the request is a CORS preflight (`OPTIONS`) or finds no route (404).
+   * has its checks), or the request is a CORS preflight (`OPTIONS` to a route declared for
+   * `OPTIONS` alone) or finds no route (404).
    * A route whose own `authenticate` never ran (a hook forgotten, or `undefined` because the
    * plugin's registration was not awaited) fails closed: 401. Default off.
    *

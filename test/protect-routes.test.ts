@@ -57,6 +57,7 @@ async function protectedApp (t: Test, options: Partial<TokenSessionsOptions> = {
   app.get('/docsx', async () => 'not docs')
   app.get('/static/*', async () => 'a file')
   app.options('/*', async (_request, reply) => reply.code(204).send())
+  app.all('/all', async () => ({ all: true }))
   // A plugin registered after: its routes inherit the hook.
   await app.register(async (child) => { child.get('/child', async () => ({ child: true })) })
   await app.ready()
@@ -72,7 +73,9 @@ t.test('what stays public: the marked routes, the public prefixes, preflights, 4
     t.equal(response.json().code, 'FTS_TOKEN_MISSING')
   }
   t.equal((await app.inject({ url: '/docs/../forgot' })).statusCode, 401, 'a path that climbs out of a prefix is judged by the route it reaches')
-  t.equal((await app.inject({ method: 'OPTIONS', url: '/forgot' })).statusCode, 204, 'a CORS preflight')
+  t.equal((await app.inject({ method: 'OPTIONS', url: '/forgot' })).statusCode, 204, 'a CORS preflight (a route declared for OPTIONS alone)')
+  t.equal((await app.inject({ method: 'OPTIONS', url: '/all', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } })).statusCode, 401,
+    'an OPTIONS request to a route of several methods (app.all) is the app\'s: authenticated')
   t.equal((await app.inject({ url: '/nowhere' })).statusCode, 404, 'an unknown path stays a 404')
 
   // The plugin's routes keep their own checks: a refresh needs no access token.

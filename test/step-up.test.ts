@@ -23,6 +23,11 @@ async function stepUpApp (t: Test): Promise<{ app: FastifyInstance, served: stri
       app.post<{ Body: { acr?: string, amr?: string[] } | undefined }>('/reauthenticate', { onRequest: app.authenticate }, async (request, reply) => {
         return tokenResponse(await reply.stepUp(request.body ?? {}))
       })
+      // An app that decorates request.user for this one request (a preHandler's permissions).
+      app.post('/reauthenticate-decorated', {
+        onRequest: app.authenticate,
+        preHandler: async (request) => { (request.user as unknown as Record<string, unknown>).permissions = ['all'] }
+      }, async (_request, reply) => tokenResponse(await reply.stepUp({})))
       // A session ended between authenticate and the step-up (another device's logout-all).
       app.post('/reauthenticate-ended', { onRequest: app.authenticate }, async (request, reply) => {
         const { id, sessionId } = request.user as { id: string, sessionId: string }
@@ -147,10 +152,11 @@ t.test('a DPoP-bound token gets the challenge under the DPoP scheme, and oauth4w
 
 t.test('authenticate.require refuses a requirement that makes no sense, when the route is declared', async (t) => {
   const { app } = await stepUpApp(t)
-  for (const bad of [{}, { maxAge: -1 }, { maxAge: 1.5 }, { maxAge: '300' }, { acr: '' }, { acr: [] }, { acr: ['a b'] }, { acr: 'q"' }, null]) {
+  for (const bad of [{}, { maxAge: -1 }, { maxAge: 0 }, { maxAge: 1.5 }, { maxAge: '300' }, { acr: '' }, { acr: [] }, { acr: ['a b'] }, { acr: 'q"' }, null]) {
     t.throws(() => app.authenticate.require(bad as never), TypeError, JSON.stringify(bad))
   }
-  t.type(app.authenticate.require({ maxAge: 0 }), 'function', 'maxAge 0: a login in this very second')
+  // auth_time counts whole seconds: maxAge 0 could never be met.
+  t.type(app.authenticate.require({ maxAge: 1 }), 'function', 'maxAge 1: the shortest')
 })
 
 t.test('a re-authentication steps the same session up: a new pair, the old refresh token reuse even within grace', async (t) => {
@@ -239,4 +245,15 @@ t.test('authenticatedAt must be a time that has come: a future one would pass ev
     await t.rejects(app.tokenSessions.issue('max', { authenticatedAt: bad as number }), { name: 'TypeError', message: /authenticatedAt must be when the credentials were checked/ }, String(bad))
   }
   t.equal(payloadOf((await app.tokenSessions.issue('max', { authenticatedAt: Date.now() + 5000 })).accessToken).sub, 'max', 'a few seconds ahead (another server\'s clock): taken')
+})
+
+t.test('a header-borne token steps up into the body; the claims come from the verified token, not from request.user', async (t) => {
+  const { app } = await stepUpApp(t)
+  const old = await loginAs(app, { userId: 'meg' })
+  const plain = await app.inject({ method: 'POST', url: '/reauthenticate', headers: { authorization: `Bearer ${old.accessToken}` }, payload: {} })
+  t.equal(plain.statusCode, 200)
+  t.type(plain.json().refreshToken, 'string', 'without X-Token-Transport: the new refresh token in the body, where a Bearer client can keep it')
+  const decorated = await app.inject({ method: 'POST', url: '/reauthenticate-decorated', headers: { authorization: `Bearer ${plain.json().accessToken as string}` }, payload: {} })
+  t.equal(decorated.statusCode, 200)
+  t.notOk('permissions' in payloadOf(decorated.json().accessToken), 'what the app set on request.user for one request stays out of the tokens')
 })
