@@ -152,3 +152,16 @@ t.test('protectRoutes is checked at registration', async (t) => {
     t.match(await register(bad), { code: 'FTS_INVALID_OPTION', message: /protectRoutes/ }, JSON.stringify(bad))
   }
 })
+
+t.test('with protectRoutes, the warning says the route is authenticated all the same, and it is', async (t) => {
+  const logs = new LogCapture()
+  const app = Fastify({ logger: { level: 'warn', stream: logs } })
+  t.teardown(() => app.close())
+  await app.register(tokenSessions, { secret: SECRET, store: memoryStore(t), protectRoutes: true })
+  const meant = undefined as unknown as typeof app.authenticate
+  app.get('/open', { preHandler: meant }, async () => 'open')
+  await app.ready()
+  const warnings = logs.entries().filter((entry) => /declares preHandler as undefined/.test(String(entry.msg)))
+  t.match(warnings, [{ url: '/open', msg: /protectRoutes authenticates it all the same/ }])
+  t.equal((await app.inject({ url: '/open' })).statusCode, 401, 'and it does')
+})
