@@ -424,7 +424,7 @@ async function issueTokens (
   const proof = dpop.check(request, 'grant')
   if (proof !== undefined) dpop.remember(proof, 'grant')
   // By default the credentials were checked after the request arrived.
-  const authenticatedAt = issueOptions.authenticatedAt ?? request[ARRIVED] ?? Date.now()
+  const authenticatedAt = issueOptions.authenticatedAt ?? arrivedAt(request)
   const tokens = await sessions.issue(userId, { ...issueOptions, authenticatedAt }, request, proof === undefined ? undefined : { proof, bindAccess: chosen === 'body' })
   dpop.offerNonce(request, reply)
   return transport.deliver(reply, { ...tokens, transport: chosen })
@@ -445,12 +445,17 @@ async function stepUp ({ sessions, transport, userKey }: Context, request: Marke
   const access = sessions.verifyAccessAnyKey(checkedLength(token), false)
   if (access.user.sessionId !== user.sessionId) throw new TokenInvalidError()
   // By default the credentials were checked after the request arrived.
-  const authenticatedAt = options.authenticatedAt ?? request[ARRIVED] ?? Date.now()
+  const authenticatedAt = options.authenticatedAt ?? arrivedAt(request)
   // The claims as the verified token carries them, not as the app may have changed request.user since.
   const tokens = await sessions.stepUp(access.user, access, { ...options, authenticatedAt }, request)
   // A client that sent its access token in a header holds its tokens itself: the new
   // refresh token goes in the body (as cookies it would never reach that client).
   return transport.deliver(reply, { ...tokens, transport: transport.chosenFor(request, header === undefined ? undefined : 'body') })
+}
+
+/** When the request arrived (the plugin's onRequest hook noted it), or now for one it did not see. */
+function arrivedAt (request: MarkedRequest): number {
+  return request[ARRIVED] ?? Date.now()
 }
 
 /** The caller's live sessions, a page at a time, its own flagged `current`. */

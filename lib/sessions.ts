@@ -226,11 +226,11 @@ export class Sessions {
    */
   async stepUp (
     user: SessionUser, access: { clientId: string | undefined, scope: string | undefined, jkt: string | undefined },
-    options: { acr?: unknown, amr?: unknown, authenticatedAt?: number }, request?: FastifyRequest
+    options: { acr?: unknown, amr?: unknown, authenticatedAt: number }, request?: FastifyRequest
   ): Promise<IssuedTokens> {
     const { id: sub, sessionId: sid } = user
     const method = authenticationOf(options)
-    const checked = options.authenticatedAt === undefined ? this.#clock.now() : options.authenticatedAt + this.#clock.offsetMs
+    const checked = options.authenticatedAt + this.#clock.offsetMs
     const claims = this.#options.claims === undefined ? appClaims(user) : await this.#currentClaims(sub, sid, request)
     const jti = newRefreshId()
     const outcome = await this.#write((deadline, writeId) => this.store.stepUp({

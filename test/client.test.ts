@@ -921,3 +921,19 @@ t.test('step-up through recover(): the challenge is read from the outcome', asyn
   t.same(asked, [{ maxAge: 60, acrValues: [] }])
   t.equal(await client.recover({ method: 'POST', status: 401, code: 'FTS_STEP_UP_REQUIRED', generation: client.generation, attempt: 1 }), false, 'the retry fell short: handed back')
 })
+
+t.test('step-up without a challenge (a proxy dropped the header): onStepUp hears nothing asked, and still steps up', async (t) => {
+  const { server, client, asked, state } = stepUpServer(t)
+  server.onApi = (request) => request.path === '/change' && !state.stepped ? failure(401, 'FTS_STEP_UP_REQUIRED') : undefined
+  t.equal((await client.fetch('/change', { method: 'POST' })).status, 200)
+  t.same(asked, [{ maxAge: undefined, acrValues: [] }])
+})
+
+t.test('step-up: another tab\'s note found once this tab holds the lock (its message late): sent again without asking', async (t) => {
+  const name = `late-note-${Math.random()}`
+  const { browser, client, asked } = stepUpServer(t, { name })
+  const generation = client.generation
+  browser.storage.setItem(`${name}:session`, JSON.stringify({ s: generation + 1, a: true, e: browser.clock.now + 600_000, l: 600_000 }))
+  t.equal(await client.recover({ method: 'POST', status: 401, code: 'FTS_STEP_UP_REQUIRED', generation, attempt: 0 }), true)
+  t.equal(asked.length, 0)
+})

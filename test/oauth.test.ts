@@ -314,7 +314,8 @@ t.test('DPoP-bound sessions', async (t) => {
     const dpop = DPoP(CLIENT, await newKey())
     const session = await nativeLogin(server, 'mia', dpop)
     const answers = await Promise.all(Array.from({ length: 5 }, async () => await grant(server, session.refresh_token, { dpop })))
-    t.equal(new Set(answers.map((answer) => answer.refresh_token)).size, 1, 'one chain')
+    // One successor id: the token strings differ when the race straddles a second (iat).
+    t.equal(new Set(answers.map((answer) => payloadOf(answer.refresh_token as string).jti)).size, 1, 'one chain')
     t.ok((await grant(server, answers[0]?.refresh_token as string, { dpop })).access_token)
   })
 })

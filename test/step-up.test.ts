@@ -4,7 +4,7 @@
 import t, { type Test } from 'tap'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { DPoP, WWWAuthenticateChallengeError, allowInsecureRequests, protectedResourceRequest, type CryptoKeyPair, type WWWAuthenticateChallenge } from 'oauth4webapi'
-import { tokenResponse } from '../lib/index.js'
+import { tokenResponse, type TokenSessionsOptions } from '../lib/index.js'
 import { buildApp, login, refresh } from './helpers/app.js'
 import { KEYS, craft, payloadOf } from './helpers/jwt.js'
 
@@ -12,17 +12,30 @@ const RT = { alg: 'HS256', typ: 'rt+jwt' }
 const AT = { alg: 'HS256', typ: 'JWT' }
 
 /** An app with routes that require a recent login, a strong one, or either of two classes, and a login that says how. */
-async function stepUpApp (t: Test): Promise<{ app: FastifyInstance, served: string[] }> {
+async function stepUpApp (t: Test, options: Partial<TokenSessionsOptions> = {}): Promise<{ app: FastifyInstance, served: string[] }> {
   const served: string[] = []
-  const app = await buildApp(t, {}, {
+  const app = await buildApp(t, options, {
     setup: (app) => {
       app.post<{ Body: { userId: string, acr?: string, amr?: string[], authenticatedAt?: number } }>('/login-as', async (request, reply) => {
         const { userId, ...how } = request.body
         return tokenResponse(await reply.issueTokens(userId, { ...how, transport: 'body' }))
       })
-      app.post<{ Body: { acr?: string, amr?: string[] } | undefined }>('/reauthenticate', { onRequest: app.authenticate }, async (request, reply) => {
+      app.post<{ Body: { acr?: string, amr?: string[], authenticatedAt?: number } | undefined }>('/reauthenticate', { onRequest: app.authenticate }, async (request, reply) => {
         return tokenResponse(await reply.stepUp(request.body ?? {}))
       })
+      // A route that forgot authenticate: the app's bug, said at once.
+      app.post('/reauthenticate-unauthenticated', async (_request, reply) => {
+        try {
+          return await reply.stepUp({})
+        } catch (error) {
+          return { name: (error as Error).name, message: (error as Error).message }
+        }
+      })
+      // An app that puts another session's user on the request: the token decides.
+      app.post('/reauthenticate-swapped', {
+        onRequest: app.authenticate,
+        preHandler: async (request) => { (request.user as unknown as Record<string, unknown>).sessionId = 'another-session' }
+      }, async (_request, reply) => tokenResponse(await reply.stepUp({})))
       // An app that decorates request.user for this one request (a preHandler's permissions).
       app.post('/reauthenticate-decorated', {
         onRequest: app.authenticate,
@@ -256,4 +269,34 @@ t.test('a header-borne token steps up into the body; the claims come from the ve
   const decorated = await app.inject({ method: 'POST', url: '/reauthenticate-decorated', headers: { authorization: `Bearer ${plain.json().accessToken as string}` }, payload: {} })
   t.equal(decorated.statusCode, 200)
   t.notOk('permissions' in payloadOf(decorated.json().accessToken), 'what the app set on request.user for one request stays out of the tokens')
+})
+
+t.test('reply.stepUp on a route that did not authenticate: a TypeError that says so', async (t) => {
+  const { app } = await stepUpApp(t)
+  const answer = await app.inject({ method: 'POST', url: '/reauthenticate-unauthenticated', payload: {} })
+  t.match(answer.json(), { name: 'TypeError', message: /stepUp needs an authenticated request: run authenticate first/ })
+})
+
+t.test('a step-up asks the claims hook, as a refresh does, and keeps the grant\'s scope', async (t) => {
+  let role = 'member'
+  const { app } = await stepUpApp(t, { claims: async () => ({ role }) })
+  const old = await app.tokenSessions.issue('nia', { scope: 'read write' })
+  t.equal(payloadOf(old.accessToken).role, 'member')
+  role = 'admin'
+  const answer = await app.inject({ method: 'POST', url: '/reauthenticate', headers: { authorization: `Bearer ${old.accessToken}` }, payload: {} })
+  t.equal(answer.statusCode, 200)
+  const stepped = payloadOf(answer.json().accessToken)
+  t.equal(stepped.role, 'admin', 'the claims as the hook says them now')
+  t.equal(stepped.scope, 'read write', 'the scope kept')
+})
+
+t.test('the user on the request must be the access token\'s; the time of the check may be given', async (t) => {
+  const { app } = await stepUpApp(t)
+  const old = await loginAs(app, { userId: 'oz' })
+  const swapped = await app.inject({ method: 'POST', url: '/reauthenticate-swapped', headers: { authorization: `Bearer ${old.accessToken}` }, payload: {} })
+  t.equal(swapped.statusCode, 401)
+  t.equal(swapped.json().code, 'FTS_TOKEN_INVALID', 'another session\'s user: refused, nothing stepped up')
+  const at = Date.now() - 30_000
+  const given = await app.inject({ method: 'POST', url: '/reauthenticate', headers: { authorization: `Bearer ${old.accessToken}` }, payload: { authenticatedAt: at } })
+  t.equal(payloadOf(given.json().accessToken).auth_time, Math.floor(at / 1000), 'auth_time: when the app says it checked')
 })
