@@ -406,7 +406,8 @@ export function createSessionClient (options: SessionClientOptions): SessionClie
    * for all tabs), or after one another tab made since the request was sent.
    */
   async function stepUp (outcome: Outcome, replayable: boolean): Promise<boolean> {
-    const { generation, challenge = '' } = outcome
+    const { generation } = outcome
+    const challenge = outcome.challenge ?? ''
     const ask = options.onStepUp
     // The retry of a request this step-up was for: it still falls short (another class).
     if (!ask || !replayable || outcome.attempt > 2 || (outcome.attempt > 0 && generation === steppedAt)) return false
@@ -416,8 +417,8 @@ export function createSessionClient (options: SessionClientOptions): SessionClie
         const result = await tabs.exclusive(async () => {
           sync()
           if (state.s > generation) return true
-          const age = /max_age="?(\d+)/.exec(challenge ?? '')?.[1]
-          const answer = await ask({ maxAge: age === undefined ? undefined : Number(age), acrValues: /acr_values="([^"]*)"/.exec(challenge ?? '')?.[1]?.split(' ') ?? [] })
+          const age = /max_age="?(\d+)/.exec(challenge)?.[1]
+          const answer = await ask({ maxAge: age === undefined ? undefined : Number(age), acrValues: /acr_values="([^"]*)"/.exec(challenge)?.[1]?.split(' ') ?? [] })
           if (answer === false) return false
           change(true, answer.expiresIn)
           steppedAt = state.s

@@ -11,7 +11,7 @@ import type { ResolvedOptions } from './options.js'
 import type { RevocationList } from './revocations.js'
 import { MAX_USER_AGENT, type ClientInfo, type PresentedToken, type SessionPage, type SessionStore } from './stores/store.js'
 import {
-  checkClaims, checkUserId, hashId, isSessionId, newRefreshId, newSessionId, successorId, type Authentication, type Grant, type TokenCodec
+  RESERVED_CLAIMS, checkClaims, checkUserId, hashId, isSessionId, newRefreshId, newSessionId, successorId, type Authentication, type Grant, type TokenCodec
 } from './tokens.js'
 import type { ClaimsHook, ClaimValues, IssueRequest, SessionUser, TokenSet } from './types.js'
 
@@ -573,14 +573,11 @@ function accessKeyOf (binding: Binding | undefined): string | undefined {
   return binding?.bindAccess === true ? binding.proof.jkt : undefined
 }
 
-/** The fields of `request.user` the plugin sets itself: the rest are the app's claims. */
-const SESSION_FIELDS: ReadonlySet<string> = new Set(['id', 'sessionId', 'sessionStartedAt', 'expiresAt', 'authenticatedAt', 'acr', 'amr'])
-
-/** The app's claims of an authenticated user, as its access token carried them. */
+/** The app's claims of an authenticated user, as its access token carried them: the names the plugin does not reserve. */
 function appClaims (user: SessionUser): ClaimValues {
   const claims: ClaimValues = {}
   for (const [name, value] of Object.entries(user)) {
-    if (!SESSION_FIELDS.has(name)) claims[name] = value
+    if (!RESERVED_CLAIMS.has(name)) claims[name] = value
   }
   return claims
 }

@@ -31,16 +31,17 @@ async function stepUpApp (t: Test, options: Partial<TokenSessionsOptions> = {}):
           return { name: (error as Error).name, message: (error as Error).message }
         }
       })
-      // An app that puts another session's user on the request: the token decides.
-      app.post('/reauthenticate-swapped', {
-        onRequest: app.authenticate,
-        preHandler: async (request) => { (request.user as unknown as Record<string, unknown>).sessionId = 'another-session' }
-      }, async (_request, reply) => tokenResponse(await reply.stepUp({})))
-      // An app that decorates request.user for this one request (a preHandler's permissions).
-      app.post('/reauthenticate-decorated', {
-        onRequest: app.authenticate,
-        preHandler: async (request) => { (request.user as unknown as Record<string, unknown>).permissions = ['all'] }
-      }, async (_request, reply) => tokenResponse(await reply.stepUp({})))
+      /** A step-up after the app changed request.user: the token decides, not what the app set. */
+      const changedUser = (path: string, change: Record<string, unknown>): void => {
+        app.post(path, {
+          onRequest: app.authenticate,
+          preHandler: async (request) => { Object.assign(request.user as unknown as Record<string, unknown>, change) }
+        }, async (_request, reply) => tokenResponse(await reply.stepUp({})))
+      }
+      // Another session's user put on the request.
+      changedUser('/reauthenticate-swapped', { sessionId: 'another-session' })
+      // A claim added for this one request (a preHandler's permissions).
+      changedUser('/reauthenticate-decorated', { permissions: ['all'] })
       // A session ended between authenticate and the step-up (another device's logout-all).
       app.post('/reauthenticate-ended', { onRequest: app.authenticate }, async (request, reply) => {
         const { id, sessionId } = request.user as { id: string, sessionId: string }
@@ -269,6 +270,8 @@ t.test('a header-borne token steps up into the body; the claims come from the ve
   const decorated = await app.inject({ method: 'POST', url: '/reauthenticate-decorated', headers: { authorization: `Bearer ${plain.json().accessToken as string}` }, payload: {} })
   t.equal(decorated.statusCode, 200)
   t.notOk('permissions' in payloadOf(decorated.json().accessToken), 'what the app set on request.user for one request stays out of the tokens')
+  const names = Object.keys(payloadOf(decorated.json().accessToken))
+  t.same(names.filter((name) => ['id', 'sessionId', 'sessionStartedAt', 'expiresAt', 'authenticatedAt'].includes(name)), [], 'nor do the fields the plugin puts on request.user')
 })
 
 t.test('reply.stepUp on a route that did not authenticate: a TypeError that says so', async (t) => {

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { RateLimitOptions } from '@fastify/rate-limit'
 import { tokenResponse } from 'fastify-token-sessions'
 import { InvalidCredentialsError, UnknownClientError, UsernameTakenError, rateLimited } from './errors.js'
@@ -35,6 +35,20 @@ const PASSWORD = ['pwd']
 
 /** The app's own routes: registration, login, re-authentication, password change and `/me`. */
 export function authRoutes (app: FastifyInstance, { users, passwordFailures, loginGate, perIp, nativeClients, stepUpMaxAge }: AccountServices): void {
+  /**
+   * A password check counted against the account first (see LoginGate), as every route
+   * that checks a password for a known user does: 429 without a check once its budget is
+   * spent, 401 for a wrong password, and a right one gives its count back.
+   */
+  const gatedCheck = async <T>(username: string, request: FastifyRequest, reply: FastifyReply, check: () => Promise<T | undefined>): Promise<T> => {
+    const pass = await loginGate.attempt(nameKey(username), networkOf(request.ip))
+    if (typeof pass === 'number') throw rateLimited(reply, pass)
+    const checked = await check()
+    if (checked === undefined) throw new InvalidCredentialsError()
+    await loginGate.succeeded(pass)
+    return checked
+  }
+
   // Limited per network as login is: each attempt costs a password hash. Its 409 tells
   // whether a name exists, and stays so (see docs/example-app.md): a person choosing a
   // name must learn that it is taken, and the limit bounds how fast names can be tried.
@@ -57,11 +71,8 @@ export function authRoutes (app: FastifyInstance, { users, passwordFailures, log
   app.post<{ Body: LoginBody }>('/auth/login', { schema: loginSchema, config: { rateLimit: perIp, public: true } }, async (request, reply) => {
     const clientId = request.body.client_id
     if (clientId !== undefined && !nativeClients.has(clientId)) throw new UnknownClientError()
-    const pass = await loginGate.attempt(nameKey(request.body.username), networkOf(request.ip))
-    if (typeof pass === 'number') throw rateLimited(reply, pass)
-    const user = await users.verify(request.body.username, request.body.password)
-    if (user === undefined) throw new InvalidCredentialsError()
-    await loginGate.succeeded(pass)
+    const { username, password } = request.body
+    const user = await gatedCheck(username, request, reply, async () => await users.verify(username, password))
     return tokenResponse(await reply.issueTokens(user.id, { claims: { username: user.username }, amr: PASSWORD, ...(clientId === undefined ? {} : { clientId }) }))
   })
 
@@ -73,10 +84,7 @@ export function authRoutes (app: FastifyInstance, { users, passwordFailures, log
   const reauthenticate = { onRequest: app.authenticate, schema: reauthenticateSchema, config: { rateLimit: perIp } }
   app.post<{ Body: ReauthenticateBody }>('/auth/reauthenticate', reauthenticate, async (request, reply) => {
     const { id, username } = request.user
-    const pass = await loginGate.attempt(nameKey(username), networkOf(request.ip))
-    if (typeof pass === 'number') throw rateLimited(reply, pass)
-    if (await users.checkPassword(id, request.body.password) === undefined) throw new InvalidCredentialsError()
-    await loginGate.succeeded(pass)
+    await gatedCheck(username, request, reply, async () => await users.checkPassword(id, request.body.password))
     return tokenResponse(await reply.stepUp({ amr: PASSWORD }))
   })
 
