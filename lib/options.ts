@@ -18,6 +18,11 @@ export const DEFAULT_REUSE_GRACE = 10
 export const MAX_REUSE_GRACE = 300
 /** A session's absolute lifetime: 30 days. */
 export const DEFAULT_SESSION_MAX_LIFETIME = 30 * 24 * 60 * 60
+/**
+ * The absolute lifetime of a session its user chose not to have remembered (`remember:
+ * false`): 12 hours, or `sessionMaxLifetime` when that is shorter.
+ */
+export const DEFAULT_BROWSER_SESSION_MAX_LIFETIME = 12 * 60 * 60
 /** The longest refresh-token lifetime and session lifetime allowed: one year. */
 export const MAX_TOKEN_TTL = 365 * 24 * 60 * 60
 /**
@@ -62,6 +67,8 @@ export interface ResolvedOptions {
   readonly accessTokenTtl: number
   readonly refreshTokenTtl: number
   readonly sessionMaxLifetime: number
+  /** The absolute lifetime of a session issued with `remember: false`, at most `sessionMaxLifetime`. */
+  readonly browserSessionMaxLifetime: number
   readonly clientInfo: { readonly ip: boolean, readonly userAgent: boolean }
   readonly reuseGraceMs: number
   /** The store the app passed, or the Redis store to open (its options checked by the store). */
@@ -134,7 +141,7 @@ export const OUTAGE_POLICIES: readonly OutagePolicy[] = ['check-store', 'accept'
 
 const HOOKS = ['onLogin', 'onRefresh', 'onLogout', 'onSessionRevoked', 'onReuseDetected'] as const
 const KNOWN_OPTIONS = new Set<string>([
-  'secret', 'accessTokenSecret', 'refreshTokenSecret', 'accessTokenKeys', 'activeKid', 'accessTokenTtl', 'refreshTokenTtl', 'sessionMaxLifetime',
+  'secret', 'accessTokenSecret', 'refreshTokenSecret', 'accessTokenKeys', 'activeKid', 'accessTokenTtl', 'refreshTokenTtl', 'sessionMaxLifetime', 'browserSessionMaxLifetime',
   'clientInfo', 'reuseGrace', 'store', 'redis', 'keyPrefix', 'storeTimeout', 'retryAfter', 'cookies', 'csrfHeader',
   'routes', 'decorators', 'issuer', 'audience', 'clientId', 'revocationFeed', 'maxSessionsPerUser', 'replayRequiresSameUserAgent', 'publicOrigin', 'allowedOrigins', 'dpop', 'claims', 'protectRoutes', ...HOOKS,
   // Fastify hands these register() options to every plugin.
@@ -160,6 +167,7 @@ export function resolveOptions (options: TokenSessionsOptions, env: NodeJS.Proce
   outlives(refreshTokenTtl, 'refreshTokenTtl', options.refreshTokenTtl === undefined, accessTokenTtl)
   const sessionMaxLifetime = seconds(options.sessionMaxLifetime, 'sessionMaxLifetime', DEFAULT_SESSION_MAX_LIFETIME, MAX_TOKEN_TTL)
   outlives(sessionMaxLifetime, 'sessionMaxLifetime', options.sessionMaxLifetime === undefined, accessTokenTtl)
+  const browserSessionMaxLifetime = resolveBrowserSessionMaxLifetime(options.browserSessionMaxLifetime, sessionMaxLifetime, accessTokenTtl)
   const reuseGrace = options.reuseGrace ?? DEFAULT_REUSE_GRACE
   if (typeof reuseGrace !== 'number' || !(reuseGrace >= 0 && reuseGrace <= MAX_REUSE_GRACE)) {
     fail('reuseGrace', `must be a number of seconds from 0 (strict) to ${MAX_REUSE_GRACE}`)
@@ -176,6 +184,7 @@ export function resolveOptions (options: TokenSessionsOptions, env: NodeJS.Proce
     accessTokenTtl,
     refreshTokenTtl,
     sessionMaxLifetime,
+    browserSessionMaxLifetime,
     clientInfo,
     reuseGraceMs: Math.round(reuseGrace * 1000),
     store: resolveStore(options),
@@ -223,6 +232,23 @@ function outlives (value: number, option: string, isDefault: boolean, accessToke
   if (value > accessTokenTtl) return
   if (isDefault) fail('accessTokenTtl', `is ${accessTokenTtl} seconds, not less than ${option} (${value} seconds, its default): lifetimes are in seconds`)
   fail(option, `is ${value} seconds: it must exceed accessTokenTtl (${accessTokenTtl} seconds)`)
+}
+
+/**
+ * The absolute lifetime of a session not remembered. Its default is the shorter of 12 hours
+ * and `sessionMaxLifetime`, unless access tokens live that long: then `sessionMaxLifetime`
+ * (a default must not make valid options fail).
+ */
+function resolveBrowserSessionMaxLifetime (value: unknown, sessionMaxLifetime: number, accessTokenTtl: number): number {
+  if (value === undefined) {
+    return DEFAULT_BROWSER_SESSION_MAX_LIFETIME > accessTokenTtl ? Math.min(DEFAULT_BROWSER_SESSION_MAX_LIFETIME, sessionMaxLifetime) : sessionMaxLifetime
+  }
+  const lifetime = seconds(value, 'browserSessionMaxLifetime', DEFAULT_BROWSER_SESSION_MAX_LIFETIME, MAX_TOKEN_TTL)
+  outlives(lifetime, 'browserSessionMaxLifetime', false, accessTokenTtl)
+  if (lifetime > sessionMaxLifetime) {
+    fail('browserSessionMaxLifetime', `is ${lifetime} seconds: a session not remembered cannot outlive sessionMaxLifetime (${sessionMaxLifetime} seconds)`)
+  }
+  return lifetime
 }
 
 /** The secrets (and HMAC signing keys) that meet the length minimum but look guessable: logged, not refused. */

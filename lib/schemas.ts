@@ -150,12 +150,13 @@ export const logoutAllSchema = {
 
 const SESSION = {
   type: 'object',
-  required: ['sessionId', 'createdAt', 'lastUsedAt', 'expiresAt', 'current'],
+  required: ['sessionId', 'createdAt', 'lastUsedAt', 'expiresAt', 'remembered', 'current'],
   properties: {
     sessionId: { type: 'string' },
     createdAt: { type: 'integer', description: 'ms since the epoch' },
     lastUsedAt: { type: 'integer', description: 'ms since the epoch: the last login or refresh' },
     expiresAt: { type: 'integer', description: 'ms since the epoch, unless refreshed before' },
+    remembered: { type: 'boolean', description: 'false: logged in without "remember me"; its cookies go when the browser closes' },
     userAgent: { type: 'string' },
     ip: { type: 'string' },
     label: { type: 'string' },

@@ -62,6 +62,7 @@ interface SignInput {
   startedAt: number
   ttlMs: number
   endsAt: number
+  remembered: boolean
   claims: ClaimValues
   grant: Grant
   /** The access token's scope: the session's, or a narrower one a refresh asked for. */
@@ -135,13 +136,16 @@ export class Sessions {
     if (claims instanceof SessionEnd) throw new SessionRevokedError()
     const agent = this.#agentOf(request)
     const authenticatedAt = this.#checkedAt(sub, options.authenticatedAt, request)
+    const remembered = rememberedOf(options)
+    const lifetime = this.#lifetime(remembered)
     const outcome = await this.#write((deadline) => this.store.create({
       deadline,
       userId: sub,
       sessionId: sid,
       tokenHash: hashId(jti),
       ttlMs: this.#options.refreshTokenTtl * 1000,
-      maxTtlMs: this.#options.sessionMaxLifetime * 1000,
+      maxTtlMs: lifetime * 1000,
+      ...(remembered ? {} : { remembered }),
       client: this.#clientOf(request, options.label),
       maxSessions: this.#options.maxSessionsPerUser,
       rememberMs: this.#options.rememberMs,
@@ -151,10 +155,10 @@ export class Sessions {
     }))
     if (outcome.status === 'stale') throw new CredentialsStaleError()
     // The absolute end counts from the session's start, as the store counts it.
-    const endsAt = Math.floor(outcome.startedAt / 1000) + this.#options.sessionMaxLifetime
+    const endsAt = Math.floor(outcome.startedAt / 1000) + lifetime
     // auth_time: when the credentials were checked, else the session's start.
     const auth = { ...method, time: Math.floor((authenticatedAt ?? outcome.startedAt) / 1000) }
-    const tokens = this.#sign({ sub, sid, jti, startedAt: outcome.startedAt, ttlMs: outcome.ttlMs, endsAt, claims, grant, accessScope: grant.scope, accessKey: accessKeyOf(binding), auth })
+    const tokens = this.#sign({ sub, sid, jti, startedAt: outcome.startedAt, ttlMs: outcome.ttlMs, endsAt, remembered, claims, grant, accessScope: grant.scope, accessKey: accessKeyOf(binding), auth })
     await this.#ended(sub, outcome.ended, 'limit', request)
     await this.#emit('onLogin', { userId: sub, sessionId: sid, reason: 'login' }, request)
     return tokens
@@ -169,7 +173,7 @@ export class Sessions {
    * proof. A refused refresh leaves the token unspent.
    */
   async rotate (refreshToken: string, request?: FastifyRequest, boundTo?: string, asked: RefreshRequest = {}): Promise<IssuedTokens> {
-    const { sub, sid, jti, endsAt, claims, clientId, scope, auth } = this.#codec.verifyRefresh(refreshToken)
+    const { sub, sid, jti, endsAt, remembered, claims, clientId, scope, auth } = this.#codec.verifyRefresh(refreshToken)
     if (boundTo !== undefined && boundTo !== sid) throw new TokenInvalidError()
     if (asked.clientId !== undefined && asked.clientId !== clientId) throw new ClientMismatchError()
     const accessScope = narrowed(scope, asked.scope)
@@ -188,7 +192,8 @@ export class Sessions {
       presentedHash: hashId(jti),
       successorHash: hashId(successor),
       ttlMs: this.#options.refreshTokenTtl * 1000,
-      maxTtlMs: this.#options.sessionMaxLifetime * 1000,
+      // The signed token's choice, never the request's: a rotation keeps the session's lifetime.
+      maxTtlMs: this.#lifetime(remembered) * 1000,
       graceMs: this.#options.reuseGraceMs,
       rememberMs: this.#options.rememberMs,
       ...(agent === undefined ? {} : { agent }),
@@ -200,7 +205,7 @@ export class Sessions {
         const grant = { clientId, scope }
         // A session from before auth_time existed: its start is when the user last proved who they were.
         const last = { ...auth, time: auth.time ?? Math.floor(outcome.startedAt / 1000) }
-        const tokens = this.#sign({ sub, sid, jti: successor, startedAt: outcome.startedAt, ttlMs: outcome.ttlMs, endsAt, claims: current, grant, accessScope, accessKey: accessKeyOf(binding), auth: last })
+        const tokens = this.#sign({ sub, sid, jti: successor, startedAt: outcome.startedAt, ttlMs: outcome.ttlMs, endsAt, remembered, claims: current, grant, accessScope, accessKey: accessKeyOf(binding), auth: last })
         // The token endpoint answers the access token's scope.
         if (accessScope !== undefined) tokens.scope = accessScope
         await this.#emit('onRefresh', { userId: sub, sessionId: sid, reason: 'refresh', replay: outcome.status === 'replayed' }, request)
@@ -240,13 +245,16 @@ export class Sessions {
       sessionId: sid,
       successorHash: hashId(jti),
       ttlMs: this.#options.refreshTokenTtl * 1000,
-      maxTtlMs: this.#options.sessionMaxLifetime * 1000
+      maxTtlMs: this.#options.sessionMaxLifetime * 1000,
+      browserSessionMaxTtlMs: this.#options.browserSessionMaxLifetime * 1000
     }))
     if (outcome.status === 'missing') throw new SessionRevokedError()
-    const endsAt = Math.floor(outcome.startedAt / 1000) + this.#options.sessionMaxLifetime
+    // The store kept the login's choice: the access token does not carry it.
+    const { remembered } = outcome
+    const endsAt = Math.floor(outcome.startedAt / 1000) + this.#lifetime(remembered)
     const grant = { clientId: access.clientId, scope: access.scope }
     const auth = { ...method, time: Math.floor(checked / 1000) }
-    const tokens = this.#sign({ sub, sid, jti, startedAt: outcome.startedAt, ttlMs: outcome.ttlMs, endsAt, claims, grant, accessScope: grant.scope, accessKey: access.jkt, auth })
+    const tokens = this.#sign({ sub, sid, jti, startedAt: outcome.startedAt, ttlMs: outcome.ttlMs, endsAt, remembered, claims, grant, accessScope: grant.scope, accessKey: access.jkt, auth })
     await this.#emit('onRefresh', { userId: sub, sessionId: sid, reason: 'step-up' }, request)
     return tokens
   }
@@ -413,18 +421,24 @@ export class Sessions {
   }
 
   #sign (input: SignInput): IssuedTokens {
-    const { sub, sid, jti, startedAt, endsAt, claims, grant, accessScope, accessKey: jkt, auth } = input
+    const { sub, sid, jti, startedAt, endsAt, remembered, claims, grant, accessScope, accessKey: jkt, auth } = input
     const refreshExpiresIn = Math.ceil(input.ttlMs / 1000)
     const expiresIn = Math.min(this.#options.accessTokenTtl, refreshExpiresIn)
     return {
       accessToken: this.#codec.signAccess({ sub, sid, startedAt, ttlSeconds: expiresIn, claims, grant: { clientId: grant.clientId, scope: accessScope }, auth, jkt }),
       // With a claims hook, each refresh asks it: the refresh token need not carry them.
-      refreshToken: this.#codec.signRefresh({ sub, sid, jti, ttlSeconds: refreshExpiresIn, endsAt, claims: this.#options.claims === undefined ? claims : NO_CLAIMS, grant, auth }),
+      refreshToken: this.#codec.signRefresh({ sub, sid, jti, ttlSeconds: refreshExpiresIn, endsAt, remembered, claims: this.#options.claims === undefined ? claims : NO_CLAIMS, grant, auth }),
       tokenType: jkt === undefined ? 'Bearer' : 'DPoP',
       expiresIn,
       refreshExpiresIn,
-      sessionId: sid
+      sessionId: sid,
+      remembered
     }
+  }
+
+  /** A session's absolute lifetime (seconds): shorter for one not remembered. */
+  #lifetime (remembered: boolean): number {
+    return remembered ? this.#options.sessionMaxLifetime : this.#options.browserSessionMaxLifetime
   }
 
   /** The client and scope of a new session: as the app asked, the client by default the configured one. */
@@ -587,10 +601,10 @@ export const ACR = /^[\x21\x23-\x5b\x5d-\x7e]{1,64}$/
 /** An `amr` method name (RFC 8176's are short words: pwd, otp, hwk, mfa, ...). */
 const AMR = /^[A-Za-z0-9_-]{1,32}$/
 
-/** The `acr` and `amr` a login or a re-authentication gives, checked: a bad one is a bug in the app. */
 /** How far ahead of this instance's clock an `authenticatedAt` may be (another server's clock). */
 const MAX_AHEAD_MS = 60_000
 
+/** The `acr` and `amr` a login or a re-authentication gives, checked: a bad one is a bug in the app. */
 export function authenticationOf (given: { acr?: unknown, amr?: unknown, authenticatedAt?: unknown }): Omit<Authentication, 'time'> {
   const { acr, amr, authenticatedAt } = given
   // A time in the future would pass every maxAge for as long as it is ahead.
@@ -604,6 +618,15 @@ export function authenticationOf (given: { acr?: unknown, amr?: unknown, authent
     throw new TypeError('fastify-token-sessions: amr must be 1 to 10 method names of 1 to 32 letters, digits, _ or -')
   }
   return { acr: acr as string | undefined, amr: amr === undefined ? undefined : Object.freeze([...amr as string[]]) }
+}
+
+/** A login's `remember`, checked: anything but a boolean is a bug in the app (a form's "on" included). */
+function rememberedOf (options: IssueRequest): boolean {
+  const { remember } = options
+  if (remember !== undefined && typeof remember !== 'boolean') {
+    throw new TypeError('fastify-token-sessions: remember must be a boolean (false: the session ends with the browser)')
+  }
+  return remember !== false
 }
 
 /** A write's outcome, but `late` (its request has had its 503): a 503 too. */

@@ -84,6 +84,8 @@ export interface RefreshClaims {
   jti: string
   /** When the session's absolute lifetime ends, in seconds since the epoch (`mx`). */
   endsAt: number
+  /** Whether the session is remembered: `false` when issued with `remember: false` (`rem`). */
+  remembered: boolean
   claims: ClaimValues
   /** The client the session was issued to (`cid`), if any. */
   clientId: string | undefined
@@ -169,7 +171,8 @@ export interface TokenCodec {
   /** `startedAt`: when the session started (ms, store clock), carried as `sst`. */
   /** With `jkt`, the token is bound to that DPoP key (`cnf.jkt`, RFC 9449 §6.1). */
   signAccess (input: { sub: string, sid: string, startedAt: number, ttlSeconds: number, claims: ClaimValues, grant: Grant, auth: Authentication, jkt?: string | undefined }): string
-  signRefresh (input: { sub: string, sid: string, jti: string, ttlSeconds: number, endsAt: number, claims: ClaimValues, grant: Grant, auth: Authentication }): string
+  /** `remembered: false` is carried as `rem: false`, so that every rotation keeps the choice. */
+  signRefresh (input: { sub: string, sid: string, jti: string, ttlSeconds: number, endsAt: number, remembered: boolean, claims: ClaimValues, grant: Grant, auth: Authentication }): string
   /**
    * The user of a valid access token: its own claims, then `id`, `sessionId`,
    * `sessionStartedAt` and `expiresAt`. Throws a 401 error for any token that is not a
@@ -273,9 +276,10 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
       if (profile) payload.jti = randomBytes(16).toString('base64url')
       return signer.sign(payload)
     },
-    signRefresh ({ sub, sid, jti, ttlSeconds, endsAt, claims, grant, auth }) {
+    signRefresh ({ sub, sid, jti, ttlSeconds, endsAt, remembered, claims, grant, auth }) {
       const iat = Math.floor(now() / 1000)
       const payload: Record<string, unknown> = { sub, sid, jti, iat, exp: Math.min(iat + ttlSeconds, endsAt), mx: endsAt }
+      if (!remembered) payload.rem = false
       writeAuthentication(payload, auth)
       if (Object.keys(claims).length > 0) payload.clm = claims
       if (grant.clientId !== undefined) payload.cid = grant.clientId
@@ -303,15 +307,15 @@ export async function createTokenCodec (fastify: FastifyInstance, options: Token
     verifyRefresh (token) {
       const payload = verify(refreshCodec.verify, token)
       checkSubject(payload)
-      const { jti, clm, mx, cid, scp } = payload
+      const { jti, clm, mx, cid, scp, rem } = payload
       if (typeof jti !== 'string' || !REFRESH_ID.test(jti)) throw new TokenInvalidError()
-      if (typeof mx !== 'number') throw new TokenInvalidError()
+      if (typeof mx !== 'number' || (rem !== undefined && rem !== false)) throw new TokenInvalidError()
       // signRefresh caps exp at mx, so the two are equal exactly when the cap applied:
       // then the session itself is over.
       if (expired(payload, now(), refreshTokenTtl)) throw payload.exp === mx ? new SessionExpiredError() : new TokenExpiredError()
       if (clm !== undefined && (clm === null || typeof clm !== 'object' || Array.isArray(clm))) throw new TokenInvalidError()
       if ((cid !== undefined && typeof cid !== 'string') || (scp !== undefined && typeof scp !== 'string')) throw new TokenInvalidError()
-      return { sub: payload.sub, sid: payload.sid, jti, endsAt: mx, claims: (clm ?? {}) as ClaimValues, clientId: cid, scope: scp, auth: readAuthentication(payload) }
+      return { sub: payload.sub, sid: payload.sid, jti, endsAt: mx, remembered: rem === undefined, claims: (clm ?? {}) as ClaimValues, clientId: cid, scope: scp, auth: readAuthentication(payload) }
     }
   }
 }

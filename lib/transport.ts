@@ -287,12 +287,15 @@ function attributes (cookies: ResolvedCookies, path: string, hostOnly = false): 
 
 /**
  * Sets both token cookies, each living as long as its token, and the session cookie that
- * binds them: host-only on `/`, the refresh token's lifetime, holding the session id.
+ * binds them: host-only on `/`, the refresh token's lifetime, holding the session id. A
+ * session not remembered sets all three without `Max-Age` (nor `Expires`): the browser
+ * drops them when it closes, and each token's own expiry still bounds it.
  */
 function setTokenCookies (reply: FastifyReply, cookies: ResolvedCookies, tokens: TokenSet): void {
-  reply.setCookie(cookies.accessTokenName, tokens.accessToken, { ...attributes(cookies, cookies.path), maxAge: tokens.expiresIn })
-  reply.setCookie(cookies.refreshTokenName, tokens.refreshToken, { ...attributes(cookies, cookies.refreshPath), maxAge: tokens.refreshExpiresIn })
-  reply.setCookie(cookies.bindingName, tokens.sessionId, { ...attributes(cookies, '/', true), maxAge: tokens.refreshExpiresIn })
+  const lifetime = (seconds: number): { maxAge?: number } => tokens.remembered ? { maxAge: seconds } : {}
+  reply.setCookie(cookies.accessTokenName, tokens.accessToken, { ...attributes(cookies, cookies.path), ...lifetime(tokens.expiresIn) })
+  reply.setCookie(cookies.refreshTokenName, tokens.refreshToken, { ...attributes(cookies, cookies.refreshPath), ...lifetime(tokens.refreshExpiresIn) })
+  reply.setCookie(cookies.bindingName, tokens.sessionId, { ...attributes(cookies, '/', true), ...lifetime(tokens.refreshExpiresIn) })
 }
 
 /** Clears the cookies with the Path and Domain they were set with, or the browser keeps them. */

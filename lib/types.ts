@@ -59,6 +59,8 @@ export interface TokenSet {
   /** Seconds until the refresh token expires. */
   refreshExpiresIn: number
   sessionId: string
+  /** `false`: the session was issued with `remember: false` (its cookies last as long as the browser). */
+  remembered: boolean
   /** `cookie`: both tokens were set as cookies; `body`: the client keeps them itself. */
   transport: TokenTransport
 }
@@ -129,6 +131,14 @@ export interface IssueSettings {
   transport?: TokenTransport
   /** A name for the session, shown in session lists (e.g. "Work laptop"); at most 100 characters. */
   label?: string
+  /**
+   * `false` when the user left "remember me" unticked: the session's cookies carry no
+   * `Max-Age` or `Expires`, so the browser drops them when it closes, and the session
+   * lives at most `browserSessionMaxLifetime`. The choice travels in the signed refresh
+   * token and is kept by every rotation and step-up; no later request can change it.
+   * Default `true`.
+   */
+  remember?: boolean
   /**
    * When the app checked the credentials, in milliseconds since the epoch. If every
    * session of the user is revoked after it (a password change, logout everywhere), the
@@ -403,6 +413,13 @@ export interface TokenSessionsOptions extends AuditHooks {
    * session past it, and the user logs in again. Must exceed `accessTokenTtl`.
    */
   sessionMaxLifetime?: number
+  /**
+   * The absolute lifetime in seconds of a session issued with `remember: false` (the user
+   * left "remember me" unticked): default 12 hours, or `sessionMaxLifetime` when shorter.
+   * Its cookies go when the browser closes; this bounds it on a browser that never closes.
+   * Must exceed `accessTokenTtl` and not exceed `sessionMaxLifetime`.
+   */
+  browserSessionMaxLifetime?: number
   /** What a session records of its client, or `false` for nothing (default: IP and user agent). */
   clientInfo?: ClientInfoOptions | false
   /**

@@ -298,7 +298,7 @@ t.test('GET /auth/sessions lists the caller\'s sessions and flags the current on
   t.same(sessions.map((session) => session.current), [true, false], 'current: the phone, which asked')
   t.same(sessions.map((session) => session.userAgent), ['Phone/2.0', 'Laptop/1.0'], 'each with its user agent')
   for (const session of sessions) {
-    t.same(Object.keys(session).sort(), ['createdAt', 'current', 'expiresAt', 'ip', 'lastUsedAt', 'sessionId', 'userAgent'])
+    t.same(Object.keys(session).sort(), ['createdAt', 'current', 'expiresAt', 'ip', 'lastUsedAt', 'remembered', 'sessionId', 'userAgent'])
     t.equal(session.ip, '127.0.0.1')
     const { createdAt, lastUsedAt, expiresAt } = session as Record<string, number>
     t.ok(createdAt <= lastUsedAt && lastUsedAt <= before, 'created, then last used, in the past')
@@ -437,6 +437,29 @@ t.test('SESSION_MAX_LIFETIME caps a session however often it refreshes', async (
   const list = await call(url, 'GET', '/auth/sessions', { headers: bearer(login.accessToken) })
   const [session] = list.body.sessions
   t.ok(Math.abs(session.expiresAt - session.createdAt - 1_200_000) < 5000, 'the session ends 1200 s after it started')
+})
+
+t.test('"remember me": a login without it sets session cookies, lives BROWSER_SESSION_MAX_LIFETIME at most, and the list says so', async (t) => {
+  t.equal(loadConfig({}).browserSessionMaxLifetime, undefined, 'unset: the plugin\'s default')
+  t.equal(loadConfig({ BROWSER_SESSION_MAX_LIFETIME: '3600' }).browserSessionMaxLifetime, 3600)
+  t.throws(() => loadConfig({ BROWSER_SESSION_MAX_LIFETIME: '900' }), { name: 'ConfigError', message: /^BROWSER_SESSION_MAX_LIFETIME \(900\) must be greater than ACCESS_TOKEN_TTL \(900\)/ })
+  t.throws(() => loadConfig({ SESSION_MAX_LIFETIME: '3600', BROWSER_SESSION_MAX_LIFETIME: '3601' }), { name: 'ConfigError', message: /^BROWSER_SESSION_MAX_LIFETIME \(3601\) must not exceed SESSION_MAX_LIFETIME \(3600\)/ })
+  t.throws(() => loadConfig({ BROWSER_SESSION_MAX_LIFETIME: '12h' }), { name: 'ConfigError', message: /^BROWSER_SESSION_MAX_LIFETIME must be a whole number/ })
+  const { url } = await startApp(t, { BROWSER_SESSION_MAX_LIFETIME: '3600' })
+  await register(url, 'brief')
+  const remembered = await loginWithCookies(url, 'brief')
+  const brief = await call(url, 'POST', '/auth/login', { json: { username: 'brief', password: PASSWORD, remember: false } })
+  t.equal(brief.status, 200)
+  for (const name of ['access_token', 'refresh_token', 'session_binding']) {
+    const attributes = brief.cookies.get(name)?.attributes
+    t.ok(attributes !== undefined && !attributes.has('max-age') && !attributes.has('expires'), `${name}: a session cookie`)
+    t.ok(remembered.cookies.get(name)?.attributes.has('max-age'), `${name}: persistent when remembered`)
+  }
+  const native = await call(url, 'POST', '/auth/login', { json: { username: 'brief', password: PASSWORD, remember: false }, headers: { 'x-token-transport': 'body' } })
+  t.equal(native.body.refreshExpiresIn, 3600, 'its refresh token lives no longer than the session may')
+  const list = await call(url, 'GET', '/auth/sessions', { headers: bearer(native.body.accessToken) })
+  t.same(list.body.sessions.map((session: { remembered: boolean }) => session.remembered), [false, false, true], 'newest first')
+  assertError(t, await call(url, 'POST', '/auth/login', { json: { username: 'brief', password: PASSWORD, remember: 'yes' } }), 400, 'FST_ERR_VALIDATION', 'remember is a boolean')
 })
 
 t.test('MAX_SESSIONS_PER_USER: read, checked, and a login beyond it ends the least recently used session', async (t) => {

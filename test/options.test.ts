@@ -97,6 +97,9 @@ t.test('bad options fail registration and name the option', async (t) => {
     [{ ...ok, accessTokenTtl: 3600, refreshTokenTtl: 1800 }, 'refreshTokenTtl'],
     [{ ...ok, accessTokenTtl: 86_400, refreshTokenTtl: 90_000, sessionMaxLifetime: 86_400 }, 'sessionMaxLifetime'],
     [{ ...ok, sessionMaxLifetime: 0 }, 'sessionMaxLifetime'],
+    [{ ...ok, browserSessionMaxLifetime: 900 }, 'browserSessionMaxLifetime'],
+    [{ ...ok, sessionMaxLifetime: 3600, browserSessionMaxLifetime: 3601 }, 'browserSessionMaxLifetime'],
+    [{ ...ok, browserSessionMaxLifetime: '12h' }, 'browserSessionMaxLifetime'],
     [{ ...ok, clientInfo: 'all' }, 'clientInfo'],
     [{ ...ok, clientInfo: { ip: 'no' } }, 'clientInfo.ip'],
     [{ ...ok, routes: { sessions: 1 } }, 'routes.sessions'],
@@ -199,6 +202,20 @@ t.test('lifetime errors say seconds and blame the lifetime that is wrong', async
   t.match(await lifetime({ refreshTokenTtl: 86_400_000 }), /^Invalid option refreshTokenTtl: .* 86400000 seconds is 1000\.0 days \(milliseconds given for seconds\?\)/)
   t.match(await lifetime({ sessionMaxLifetime: 400 * 86_400 * 1000 }), /^Invalid option sessionMaxLifetime: must be a whole number of seconds from 1 to 31536000$/, 'too long even in milliseconds: no guess')
   t.equal(resolveOptions({ secret: SECRET, store: MEMORY, accessTokenTtl: 86_400, refreshTokenTtl: 86_401 }, {}).accessTokenTtl, 86_400, 'a day is the longest access-token lifetime')
+})
+
+t.test('a session not remembered lives 12 hours by default, never longer than a remembered one, and a default never fails valid options', async (t) => {
+  const resolved = (options: Record<string, unknown>): number => resolveOptions({ secret: SECRET, store: MEMORY, ...options }, {}).browserSessionMaxLifetime
+  t.equal(resolved({}), 12 * 3600, '12 hours')
+  t.equal(resolved({ sessionMaxLifetime: 3600 }), 3600, 'sessionMaxLifetime when shorter')
+  t.equal(resolved({ accessTokenTtl: 86_400, refreshTokenTtl: 90_000 }), 30 * 86_400, 'access tokens of a day: the sessions\' lifetime, not a refusal')
+  t.equal(resolved({ browserSessionMaxLifetime: 7200 }), 7200, 'as given')
+  t.equal(resolved({ sessionMaxLifetime: 3600, browserSessionMaxLifetime: 3600 }), 3600, 'as long as a remembered one at most')
+  const lifetime = async (options: Record<string, unknown>): Promise<string> => String((await registered({ secret: SECRET, store: MEMORY, ...options }))?.message)
+  t.match(await lifetime({ sessionMaxLifetime: 3600, browserSessionMaxLifetime: 7200 }),
+    /^Invalid option browserSessionMaxLifetime: is 7200 seconds: a session not remembered cannot outlive sessionMaxLifetime \(3600 seconds\)/)
+  t.match(await lifetime({ browserSessionMaxLifetime: 600 }), /^Invalid option browserSessionMaxLifetime: is 600 seconds: it must exceed accessTokenTtl \(900 seconds\)/)
+  t.match(await lifetime({ browserSessionMaxLifetime: 43_200_000 }), /milliseconds given for seconds\?/)
 })
 
 t.test('a secret that meets the length minimum but looks guessable is accepted with one warning, naming the option and why', async (t) => {

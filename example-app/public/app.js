@@ -52,6 +52,7 @@ const view = {
   signedOut: $('signed-out'),
   signedIn: $('signed-in'),
   form: $('login-form'),
+  remember: $('remember'),
   username: $('username'),
   password: $('password'),
   who: $('who'),
@@ -335,8 +336,11 @@ function sessionRow (session) {
   end.setAttribute('aria-label', `${end.textContent}: ${where.join(', ')}`)
   end.addEventListener('click', () => busy(end, () => endOne(session, device)))
 
+  const remembered = document.createElement('span')
+  remembered.dataset.testid = 'remembered'
+  remembered.textContent = session.remembered === false ? 'No: ends when the browser closes' : 'Yes'
   row.append(deviceCell, cell('IP address', session.ip ?? '—'), cell('Last used', timeCell(session.lastUsedAt)),
-    cell('Signed in', timeCell(session.createdAt)), cell('', end))
+    cell('Signed in', timeCell(session.createdAt)), cell('Remembered', remembered), cell('', end))
   return row
 }
 
@@ -415,7 +419,8 @@ async function refreshAll () {
 
 async function logIn (username, password) {
   const proof = dpop === undefined ? {} : { DPoP: await dpop.proof('POST', new URL('/auth/login', document.baseURI).href) }
-  const result = await api('POST', '/auth/login', { username, password }, proof)
+  // "Remember me" unticked: the session's cookies go when the browser closes.
+  const result = await api('POST', '/auth/login', { username, password, remember: view.remember.checked }, proof)
   if (!result.ok) {
     report(result)
     return

@@ -166,6 +166,7 @@ function pluginOptions (config: Config, store: StoreOptions, log: FastifyBaseLog
     accessTokenTtl: config.accessTokenTtl,
     refreshTokenTtl: config.refreshTokenTtl,
     sessionMaxLifetime: config.sessionMaxLifetime,
+    ...(config.browserSessionMaxLifetime === undefined ? {} : { browserSessionMaxLifetime: config.browserSessionMaxLifetime }),
     maxSessionsPerUser: config.maxSessionsPerUser,
     ...(config.reuseGrace === undefined ? {} : { reuseGrace: config.reuseGrace }),
     ...store,

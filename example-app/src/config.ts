@@ -21,10 +21,10 @@ const DEFAULT_RATE_LIMIT_LOGIN_NEW_NETWORKS = 30
 const DEFAULT_RATE_LIMIT_REFRESH = 60
 /** Far above any honest client, and still a whole number Redis counts exactly. */
 const MAX_RATE_LIMIT = 1_000_000
-/** The plugin's outage policies; a record, so that the compiler sees every one of them named here. */
 /** Seconds a login stays recent enough for a password change (RFC 9470 step-up). */
 const DEFAULT_STEP_UP_MAX_AGE = 300
 
+/** The plugin's outage policies; a record, so that the compiler sees every one of them named here. */
 const OUTAGE_POLICIES: Readonly<Record<OutagePolicy, true>> = { 'check-store': true, accept: true, reject: true }
 
 /** A pino log level. */
@@ -43,6 +43,8 @@ export interface Config {
   readonly refreshTokenTtl: number
   /** Seconds: no refresh extends a session past this; the user logs in again. */
   readonly sessionMaxLifetime: number
+  /** Seconds, the same for a login without "remember me"; undefined leaves the plugin's default. */
+  readonly browserSessionMaxLifetime: number | undefined
   /** Seconds; undefined leaves the plugin's default. */
   readonly reuseGrace: number | undefined
   readonly jwtSecret: string
@@ -151,6 +153,10 @@ export class ConfigError extends Error {
  * `STEP_UP_MAX_AGE` (default 300, from 1 to the longest token lifetime): a password change
  * needs a login, or a re-authentication, at most this many seconds old.
  *
+ * `BROWSER_SESSION_MAX_LIFETIME` (unset: the plugin's default, 12 hours or
+ * SESSION_MAX_LIFETIME when shorter): how long a session logged in without "remember me"
+ * may last, in seconds, if the browser is never closed.
+ *
  * @example
  * ```ts
  * const config = loadConfig({ NODE_ENV: 'production', JWT_SECRET: process.env.JWT_SECRET })
@@ -174,6 +180,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     accessTokenTtl,
     refreshTokenTtl,
     sessionMaxLifetime,
+    browserSessionMaxLifetime: browserLifetime(env, accessTokenTtl, sessionMaxLifetime),
     reuseGrace: env.REFRESH_REUSE_GRACE === undefined ? undefined : wholeNumber(env, 'REFRESH_REUSE_GRACE', 0, 0, MAX_REUSE_GRACE),
     jwtSecret: secret.value,
     jwtSecretGenerated: secret.generated,
@@ -225,6 +232,15 @@ function maxLifetime (env: NodeJS.ProcessEnv, accessTokenTtl: number): number {
   const value = wholeNumber(env, 'SESSION_MAX_LIFETIME', DEFAULT_SESSION_MAX_LIFETIME, 1, MAX_TOKEN_TTL)
   // Only a value given can fail: the default (30 days) outlives the longest access token (a day).
   if (value <= accessTokenTtl) throw new ConfigError(`SESSION_MAX_LIFETIME (${value}) must be greater than ACCESS_TOKEN_TTL (${accessTokenTtl})`)
+  return value
+}
+
+/** A session without "remember me" lasts longer than an access token and no longer than a remembered one. */
+function browserLifetime (env: NodeJS.ProcessEnv, accessTokenTtl: number, sessionMaxLifetime: number): number | undefined {
+  if (text(env, 'BROWSER_SESSION_MAX_LIFETIME') === undefined) return undefined
+  const value = wholeNumber(env, 'BROWSER_SESSION_MAX_LIFETIME', 0, 1, MAX_TOKEN_TTL)
+  if (value <= accessTokenTtl) throw new ConfigError(`BROWSER_SESSION_MAX_LIFETIME (${value}) must be greater than ACCESS_TOKEN_TTL (${accessTokenTtl})`)
+  if (value > sessionMaxLifetime) throw new ConfigError(`BROWSER_SESSION_MAX_LIFETIME (${value}) must not exceed SESSION_MAX_LIFETIME (${sessionMaxLifetime})`)
   return value
 }
 

@@ -71,9 +71,9 @@ export function authRoutes (app: FastifyInstance, { users, passwordFailures, log
   app.post<{ Body: LoginBody }>('/auth/login', { schema: loginSchema, config: { rateLimit: perIp, public: true } }, async (request, reply) => {
     const clientId = request.body.client_id
     if (clientId !== undefined && !nativeClients.has(clientId)) throw new UnknownClientError()
-    const { username, password } = request.body
+    const { username, password, remember } = request.body
     const user = await gatedCheck(username, request, reply, async () => await users.verify(username, password))
-    return tokenResponse(await reply.issueTokens(user.id, { claims: { username: user.username }, amr: PASSWORD, ...(clientId === undefined ? {} : { clientId }) }))
+    return tokenResponse(await reply.issueTokens(user.id, { claims: { username: user.username }, amr: PASSWORD, remember: remember !== false, ...(clientId === undefined ? {} : { clientId }) }))
   })
 
   // The user proves who they are again without leaving the session: the same session gets

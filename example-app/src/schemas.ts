@@ -10,6 +10,7 @@ export interface Credentials {
 /** A body of a login: a native client's OAuth library refreshes with the `client_id` named here. */
 export interface LoginBody extends Credentials {
   client_id?: string
+  remember?: boolean
 }
 
 /** A body of a re-authentication: the current password again. */
@@ -69,7 +70,8 @@ export const loginSchema = {
     properties: {
       username: { type: 'string', minLength: 1, maxLength: 64 },
       password: { type: 'string', minLength: 1, maxLength: 256 },
-      client_id: { type: 'string', minLength: 1, maxLength: 100, description: 'A native client on NATIVE_CLIENT_IDS: the session is issued to it (its OAuth library refreshes at /auth/token with the same client_id)' }
+      client_id: { type: 'string', minLength: 1, maxLength: 100, description: 'A native client on NATIVE_CLIENT_IDS: the session is issued to it (its OAuth library refreshes at /auth/token with the same client_id)' },
+      remember: { type: 'boolean', default: true, description: '"Remember me": false ends the session when the browser closes (its cookies carry no Max-Age) and within BROWSER_SESSION_MAX_LIFETIME' }
     }
   },
   response: {

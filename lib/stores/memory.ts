@@ -17,6 +17,8 @@ interface MemorySession {
   boundKey: string | undefined
   /** The write id of its last rotation (see {@link Deadline.writeId}). */
   writeId: string | undefined
+  /** `false`: created with `remembered: false`. */
+  remembered: boolean
 }
 
 /** A user's latest revocation of all sessions, and until when it is remembered. */
@@ -110,7 +112,8 @@ export class MemoryStore implements SessionStore {
       client: { ...session.client },
       agent: session.agent,
       boundKey: session.boundKey,
-      writeId: undefined
+      writeId: undefined,
+      remembered: session.remembered !== false
     })
     const ended = this.#overCap(userId, session.sessionId, session.maxSessions, now)
     for (const sessionId of ended) this.#delete(userId, sessionId)
@@ -164,15 +167,16 @@ export class MemoryStore implements SessionStore {
     const session = this.#live(request.userId, request.sessionId, now)
     if (session === undefined) return { status: 'missing' }
     if (late(request, now)) return { status: 'late' }
-    const { startedAt } = session
+    const { startedAt, remembered } = session
     // Delivered twice, it writes the same successor again: the same answer (as step-up.lua).
-    const ttlMs = Math.max(1, Math.min(request.ttlMs, startedAt + request.maxTtlMs - now))
+    const maxTtlMs = remembered ? request.maxTtlMs : request.browserSessionMaxTtlMs
+    const ttlMs = Math.max(1, Math.min(request.ttlMs, startedAt + maxTtlMs - now))
     session.current = request.successorHash
     session.previous = undefined
     session.rotatedAt = now
     session.expiresAt = now + ttlMs
     session.writeId = request.writeId
-    return { status: 'stepped-up', ttlMs, startedAt }
+    return { status: 'stepped-up', ttlMs, startedAt, remembered }
   }
 
   async revoke (request: RevokeRequest): Promise<'revoked' | 'missing' | 'reused' | 'late'> {
@@ -274,8 +278,8 @@ export class MemoryStore implements SessionStore {
       if (session !== undefined && session.startedAt < cursor) newest.push([sessionId, session])
     }
     newest.sort(([, a], [, b]) => b.startedAt - a.startedAt)
-    const sessions: SessionInfo[] = newest.slice(0, page.limit).map(([sessionId, { startedAt, rotatedAt, expiresAt, client }]) =>
-      ({ sessionId, createdAt: startedAt, lastUsedAt: rotatedAt, expiresAt, ...client }))
+    const sessions: SessionInfo[] = newest.slice(0, page.limit).map(([sessionId, { startedAt, rotatedAt, expiresAt, remembered, client }]) =>
+      ({ sessionId, createdAt: startedAt, lastUsedAt: rotatedAt, expiresAt, remembered, ...client }))
     const last = sessions.at(-1)
     return newest.length > page.limit && last !== undefined ? { sessions, nextCursor: last.createdAt } : { sessions }
   }

@@ -48,15 +48,16 @@ interface Scripts {
   tokenSessionsCreate (
     session: string, index: string, stamp: string, revoked: string, sessionId: string, hash: string, ttlMs: number, maxTtlMs: number,
     userAgent: string, userAgentRest: string, ip: string, label: string, agent: string, authenticatedAt: number | '', maxSessions: number,
-    sessionPrefix: string, channel: string, rememberMs: number, boundKey: string, deadline: number | ''
+    sessionPrefix: string, channel: string, rememberMs: number, boundKey: string, deadline: number | '', browserSession: '1' | ''
   ): Promise<Array<number | string>>
   tokenSessionsRotate (
     session: string, index: string, revoked: string, proofKey: string, first: string, sessionId: string, presented: string, successor: string, ttlMs: number, graceMs: number,
     channel: string, rememberMs: number, agent: string, maxTtlMs: number, proofJkt: string, proofTtlMs: number | '', deadline: number | '', writeId: string
   ): Promise<[number, number?, number?]>
   tokenSessionsStepUp (
-    session: string, index: string, sessionId: string, successor: string, ttlMs: number, maxTtlMs: number, deadline: number | '', writeId: string
-  ): Promise<[number, number?, number?]>
+    session: string, index: string, sessionId: string, successor: string, ttlMs: number, maxTtlMs: number, deadline: number | '', writeId: string,
+    browserMaxTtlMs: number
+  ): Promise<[number, number?, number?, number?]>
   tokenSessionsRevoke (
     session: string, index: string, revoked: string, first: string, sessionId: string, channel: string, rememberMs: number, presented: string, graceMs: number,
     agent: string, proofJkt: string, deadline: number | '', writeId: string
@@ -368,7 +369,7 @@ export class RedisStore implements SessionStore {
       keys.session, keys.index, keys.stamp, keys.revoked, sessionId, session.tokenHash, session.ttlMs, session.maxTtlMs,
       userAgent.slice(0, LISTPACK_VALUE), userAgent.slice(LISTPACK_VALUE), client.ip ?? '', client.label ?? '', session.agent ?? '',
       session.authenticatedAt ?? '', session.maxSessions, keys.sessionPrefix, this.#channel, session.rememberMs, session.boundKey ?? '',
-      session.deadline ?? ''
+      session.deadline ?? '', session.remembered === false ? '1' : ''
     )
     await this.#acknowledged()
     const [ttlMs, startedAt, ...ended] = reply
@@ -394,11 +395,12 @@ export class RedisStore implements SessionStore {
   async stepUp (request: StepUpRequest): Promise<StepUpOutcome> {
     const { sessionId } = request
     const keys = this.#keys(request.userId, sessionId)
-    const [code, ttlMs, startedAt] = await this.#redis.tokenSessionsStepUp(
-      keys.session, keys.index, sessionId, request.successorHash, request.ttlMs, request.maxTtlMs, request.deadline ?? '', request.writeId ?? ''
+    const [code, ttlMs, startedAt, remembered] = await this.#redis.tokenSessionsStepUp(
+      keys.session, keys.index, sessionId, request.successorHash, request.ttlMs, request.maxTtlMs, request.deadline ?? '', request.writeId ?? '',
+      request.browserSessionMaxTtlMs
     )
     await this.#acknowledged()
-    if (code === 1) return { status: 'stepped-up', ttlMs: ttlMs as number, startedAt: startedAt as number }
+    if (code === 1) return { status: 'stepped-up', ttlMs: ttlMs as number, startedAt: startedAt as number, remembered: remembered === 1 }
     return code === 7 ? { status: 'late' } : { status: 'missing' }
   }
 
@@ -481,11 +483,12 @@ export class RedisStore implements SessionStore {
   async list (userId: string, page: PageRequest): Promise<SessionPage> {
     const keys = this.#keys(userId, '')
     const [cursor, ...rows] = await this.#redis.tokenSessionsList(keys.index, keys.sessionPrefix, page.cursor ?? '', page.limit)
-    const sessions = rows.map(([sessionId, created, lastUsed, expires, userAgent, ip, label]) => ({
+    const sessions = rows.map(([sessionId, created, lastUsed, expires, userAgent, ip, label, browserSession]) => ({
       sessionId: sessionId as string,
       createdAt: Number(created),
       lastUsedAt: Number(lastUsed),
       expiresAt: Number(expires),
+      remembered: browserSession === '',
       ...(userAgent === '' ? {} : { userAgent }),
       ...(ip === '' ? {} : { ip }),
       ...(label === '' ? {} : { label })

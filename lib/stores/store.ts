@@ -140,6 +140,11 @@ export interface NewSession extends Deadline {
   ttlMs: number
   /** How long the session may live at most, however often it is refreshed. */
   maxTtlMs: number
+  /**
+   * `false` for a session the user chose not to have remembered: the store keeps the
+   * choice, for the session list and for `stepUp`. Absent: remembered.
+   */
+  remembered?: boolean
   /** What the session records of the client that logged in. */
   client: ClientInfo
   /**
@@ -215,6 +220,8 @@ export interface SessionInfo extends ClientInfo {
   createdAt: number
   lastUsedAt: number
   expiresAt: number
+  /** `false`: issued with `remember: false`, its cookies last as long as the browser. */
+  remembered: boolean
 }
 
 /**
@@ -259,11 +266,16 @@ export interface StepUpRequest extends Deadline {
   ttlMs: number
   /** The session's absolute lifetime, from its start. */
   maxTtlMs: number
+  /** The absolute lifetime instead, from its start, of a session created with `remembered: false`. */
+  browserSessionMaxTtlMs: number
 }
 
-/** What a store's `stepUp` found: the session stepped up (its idle timeout and start), not live, or too late. */
+/**
+ * What a store's `stepUp` found: the session stepped up (its idle timeout, start, and
+ * whether it is remembered), not live, or too late.
+ */
 export type StepUpOutcome =
-  | { status: 'stepped-up', ttlMs: number, startedAt: number }
+  | { status: 'stepped-up', ttlMs: number, startedAt: number, remembered: boolean }
   | { status: 'missing' }
   | { status: 'late' }
 

@@ -28,14 +28,24 @@ export function browserSkipReason (): string | undefined {
   return NO_CHROMIUM
 }
 
+const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run']
+
 /** One headless chromium for a test file, closed at teardown. */
 export async function launchBrowser (t: Teardown): Promise<Browser> {
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run']
-  })
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS })
   t.teardown(() => browser.close())
   return browser
+}
+
+/**
+ * A headless chromium on a profile kept in `directory`, as a browser installed on a
+ * computer is: closing it and launching it again on the same directory is a browser
+ * restart (it keeps what a browser keeps: persistent cookies, storage). Closed at teardown.
+ */
+export async function launchProfile (t: Teardown, directory: string): Promise<BrowserContext> {
+  const context = await chromium.launchPersistentContext(directory, { executablePath: CHROMIUM, args: CHROMIUM_FLAGS })
+  t.teardown(() => context.close())
+  return context
 }
 
 /** A browser profile of its own (cookies, storage): one device. Closed at teardown. */
@@ -194,10 +204,15 @@ export async function openPage (page: Page, url: string, state: 'signed-out' | '
   await waitForState(page, state)
 }
 
-/** Fills the form and presses a button: `login` or `register`. Returns the login's response. */
-export async function submitLogin (page: Page, username: string, password: string, button: 'login' | 'register' = 'login'): Promise<Response> {
+/**
+ * Fills the form and presses a button: `login` or `register`. Returns the login's response.
+ * "Remember me" is ticked unless `remember` is false: the tests not about it log in as a
+ * user on their own computer, whose cookies expire with their tokens.
+ */
+export async function submitLogin (page: Page, username: string, password: string, button: 'login' | 'register' = 'login', remember = true): Promise<Response> {
   await page.getByLabel('Username').fill(username)
   await page.getByLabel('Password', { exact: true }).fill(password)
+  await page.getByLabel('Remember me').setChecked(remember)
   const [response] = await Promise.all([
     page.waitForResponse((response) => response.url().endsWith('/auth/login')),
     page.getByTestId(button).click()

@@ -66,8 +66,8 @@ export function storeContract (t: Test, makeStore: () => Promise<SessionStore>):
     const u = userId('step-up')
     const { startedAt } = await create(session(u, 's1', { tokenHash: 'h0' }))
     t.same(await store.rotate(rotation(u, 's1', 'h0', 'h1', { graceMs: MINUTE })), { status: 'rotated', ttlMs: MINUTE, startedAt })
-    const stepUp = { userId: u, sessionId: 's1', successorHash: 'up1', ttlMs: MINUTE, maxTtlMs: 3_600_000 }
-    t.same(await store.stepUp(stepUp), { status: 'stepped-up', ttlMs: MINUTE, startedAt }, 'the same session, its start kept')
+    const stepUp = { userId: u, sessionId: 's1', successorHash: 'up1', ttlMs: MINUTE, maxTtlMs: 3_600_000, browserSessionMaxTtlMs: 1_800_000 }
+    t.same(await store.stepUp(stepUp), { status: 'stepped-up', ttlMs: MINUTE, startedAt, remembered: true }, 'the same session, its start kept')
     t.same(await listed(u), ['s1'], 'one entry in the list')
     t.same(await store.rotate(rotation(u, 's1', 'up1', 'up2', { graceMs: MINUTE })), { status: 'rotated', ttlMs: MINUTE, startedAt }, 'the new token rotates')
     const v = userId('step-up-grace')
@@ -86,11 +86,11 @@ export function storeContract (t: Test, makeStore: () => Promise<SessionStore>):
     const u = userId('step-up-resent')
     const { startedAt } = await create(session(u, 's1', { tokenHash: 'h0' }))
     const now = await store.time()
-    const stepUp = { userId: u, sessionId: 's1', successorHash: 'up1', ttlMs: MINUTE, maxTtlMs: 3_600_000, writeId: 'w1' }
+    const stepUp = { userId: u, sessionId: 's1', successorHash: 'up1', ttlMs: MINUTE, maxTtlMs: 3_600_000, browserSessionMaxTtlMs: 1_800_000, writeId: 'w1' }
     t.same(await store.stepUp({ ...stepUp, deadline: now - 1 }), { status: 'late' }, 'late')
     t.same(await store.rotate(rotation(u, 's1', 'h0', 'h1')), { status: 'rotated', ttlMs: MINUTE, startedAt }, 'a late step-up left the token as it was')
     const first = await store.stepUp({ ...stepUp, deadline: now + MINUTE })
-    t.same(first, { status: 'stepped-up', ttlMs: MINUTE, startedAt })
+    t.same(first, { status: 'stepped-up', ttlMs: MINUTE, startedAt, remembered: true })
     const again = await store.stepUp({ ...stepUp, deadline: now + MINUTE })
     t.equal(again.status, 'stepped-up', 'delivered again: the same answer')
     t.same(await store.rotate(rotation(u, 's1', 'up1', 'up2')), { status: 'rotated', ttlMs: MINUTE, startedAt }, 'its token is current')
@@ -512,6 +512,20 @@ export function storeContract (t: Test, makeStore: () => Promise<SessionStore>):
     t.ok(first !== undefined && Math.abs(first.expiresAt - (first.createdAt + MINUTE)) < 1000, 'expiresAt follows the ttl')
     t.notOk(second !== undefined && 'userAgent' in second, 'no client info, no fields')
     t.same(await store.list(userId('nobody'), { limit: 10 }), { sessions: [] })
+  })
+
+  t.test('a session not remembered is listed as such after rotations, and a step-up keeps its shorter lifetime', async (t) => {
+    const u = userId('not-remembered')
+    await create(session(u, 'kept', { tokenHash: 'k0' }))
+    const { startedAt } = await create(session(u, 'brief', { tokenHash: 'b0', maxTtlMs: 10 * MINUTE, remembered: false }))
+    await store.rotate(rotation(u, 'brief', 'b0', 'b1', { maxTtlMs: 10 * MINUTE }))
+    const remembered = Object.fromEntries((await store.list(u, { limit: 10 })).sessions.map((s) => [s.sessionId, s.remembered]))
+    t.same(remembered, { kept: true, brief: false }, 'the list tells them apart, after a rotation too')
+    const stepUp = { userId: u, successorHash: 'up', ttlMs: 100 * MINUTE, maxTtlMs: 1000 * MINUTE, browserSessionMaxTtlMs: 10 * MINUTE }
+    const brief = await store.stepUp({ ...stepUp, sessionId: 'brief' })
+    t.match(brief, { status: 'stepped-up', startedAt, remembered: false })
+    t.ok(brief.status === 'stepped-up' && brief.ttlMs <= 10 * MINUTE && brief.ttlMs > 9 * MINUTE, 'capped by the lifetime of a session not remembered')
+    t.same(await store.stepUp({ ...stepUp, sessionId: 'kept' }), { status: 'stepped-up', ttlMs: 100 * MINUTE, startedAt: (await store.list(u, { limit: 10 })).sessions.find((s) => s.sessionId === 'kept')?.createdAt, remembered: true })
   })
 
   t.test('the absolute lifetime caps every ttl and a rotation never extends it', async (t) => {

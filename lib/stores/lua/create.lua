@@ -16,6 +16,7 @@ local channel = ARGV[13]
 local remember = tonumber(ARGV[14])
 local boundKey = ARGV[15]         -- the DPoP key's thumbprint ('' for none)
 local deadline = ARGV[16]         -- ms, Redis clock ('' for none)
+local browserSession = ARGV[17]   -- '1': not remembered, kept for the list and for step-up; '' remembered
 -- Returns {ttl, start, ended id, ...}, or {-1} when a revocation of every session of the
 -- user came after the credentials were checked (a login racing a password change), {-2}
 -- too late.
@@ -44,6 +45,10 @@ end
 if boundKey ~= '' then
   table.insert(fields, 'j')
   table.insert(fields, boundKey)
+end
+if browserSession ~= '' then
+  table.insert(fields, 'e')
+  table.insert(fields, browserSession)
 end
 redis.call('HSET', session, unpack(fields))
 redis.call('PEXPIRE', session, ttl)

@@ -11,10 +11,11 @@ local ttlMs = tonumber(ARGV[3])
 local maxTtlMs = tonumber(ARGV[4])
 local deadline = ARGV[5]          -- ms, Redis clock: past it the request was answered 503; '' for none
 local writeId = ARGV[6]           -- unique to this request ('' for none), kept as the session's last write
--- Returns {1, ttl, start} stepped up, {0} missing, {7} too late (changes nothing).
+local browserMaxTtlMs = tonumber(ARGV[7]) -- the absolute lifetime instead, of a session not remembered
+-- Returns {1, ttl, start, remembered (1 or 0)} stepped up, {0} missing, {7} too late (changes nothing).
 -- Delivered twice (a client library resends a command whose answer a broken connection
 -- lost), it writes the same successor again and answers as it first did: no check needed.
-local s = redis.call('HMGET', session, 'c')
+local s = redis.call('HMGET', session, 'c', 'e')
 local start = s[1] and redis.call('ZSCORE', index, '.' .. sessionId)
 if not start then
   return {0}
@@ -28,4 +29,7 @@ redis.call('HSET', session, 'c', successor, 'r', now, 'w', writeId)
 -- No previous token: the one replaced, and one still within a rotation's grace, are reuse.
 redis.call('HDEL', session, 'p')
 --@include extend
-return {1, extend(session, index, sessionId, start, ttlMs, maxTtlMs, now), start}
+if s[2] then
+  return {1, extend(session, index, sessionId, start, ttlMs, browserMaxTtlMs, now), start, 0}
+end
+return {1, extend(session, index, sessionId, start, ttlMs, maxTtlMs, now), start, 1}
