@@ -213,7 +213,7 @@ async function floorRefresh (scope, redisUrl, handles) {
     accessToken: codec.signAccess({ sub, sid, startedAt, ttlSeconds: accessTokenTtl, claims: {}, grant: {}, auth: { time: Math.floor(startedAt / 1000) } }),
     tokenType: 'Bearer',
     expiresIn: accessTokenTtl,
-    refreshToken: codec.signRefresh({ sub, sid, jti, ttlSeconds: refreshTokenTtl, endsAt, claims: {}, grant: {}, auth: { time: Math.floor(startedAt / 1000) } }),
+    refreshToken: codec.signRefresh({ sub, sid, jti, ttlSeconds: refreshTokenTtl, endsAt, remembered: true, claims: {}, grant: {}, auth: { time: Math.floor(startedAt / 1000) } }),
     refreshExpiresIn: refreshTokenTtl
   })
 

@@ -22,8 +22,9 @@ export type SessionEndReason = 'logged-out' | 'expired' | 'revoked' | 'reuse-det
 
 /**
  * The 401 codes of a request that one refresh may cure: the access token expired, its
- * cookie is gone (its Max-Age is the token's lifetime), or it no longer verifies (a
- * retired signing key). The refresh decides: it succeeds, or answers why the session is over.
+ * cookie is gone (a remembered session's lives as long as its token), or it no longer
+ * verifies (a retired signing key). The refresh decides: it succeeds, or answers why the
+ * session is over.
  */
 export const RENEWABLE_CODES: readonly string[] = ['FTS_TOKEN_EXPIRED', 'FTS_TOKEN_MISSING', 'FTS_TOKEN_INVALID']
 

@@ -26,7 +26,7 @@ export const TokenExpiredError = define('FTS_TOKEN_EXPIRED', 'The token has expi
 /** The refresh token names a session that has ended (logged out, revoked or expired). */
 export const SessionRevokedError = define('FTS_SESSION_REVOKED', 'The session has ended', 401)
 
-/** The session reached its absolute lifetime (`sessionMaxLifetime`): the user logs in again. */
+/** The session reached its absolute lifetime (`sessionMaxLifetime`, or `browserSessionMaxLifetime`): the user logs in again. */
 export const SessionExpiredError = define('FTS_SESSION_EXPIRED', 'The session reached its maximum lifetime; log in again', 401)
 
 /** A refresh token that was already rotated came back: the session has been revoked. */

@@ -320,7 +320,7 @@ export { errorResponseSchema, tokenResponseSchema } from './schemas.js'
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js'
 export { RedisStore, DEFAULT_KEY_PREFIX, type RedisClient, type RedisStoreOptions } from './stores/redis.js'
 export type {
-  SessionStore, Deadline, NewSession, CreateOutcome, RotateRequest, RotateOutcome, RevokeRequest, PresentedToken, RevokeAllOptions, RevokeAllOutcome,
+  SessionStore, Deadline, NewSession, CreateOutcome, RotateRequest, RotateOutcome, StepUpRequest, StepUpOutcome, RevokeRequest, PresentedToken, RevokeAllOptions, RevokeAllOutcome,
   PageRequest, SessionPage, ClientInfo, SessionInfo, Revocation, SessionRevocation, UserRevocation, RevocationFeed, RevocationListener
 } from './stores/store.js'
 /**

@@ -20,7 +20,7 @@ export const MAX_REUSE_GRACE = 300
 export const DEFAULT_SESSION_MAX_LIFETIME = 30 * 24 * 60 * 60
 /**
  * The absolute lifetime of a session its user chose not to have remembered (`remember:
- * false`): 12 hours, or `sessionMaxLifetime` when that is shorter.
+ * false`): 12 hours (see `browserSessionMaxLifetime` for when access tokens live as long).
  */
 export const DEFAULT_BROWSER_SESSION_MAX_LIFETIME = 12 * 60 * 60
 /** The longest refresh-token lifetime and session lifetime allowed: one year. */
@@ -167,7 +167,7 @@ export function resolveOptions (options: TokenSessionsOptions, env: NodeJS.Proce
   outlives(refreshTokenTtl, 'refreshTokenTtl', options.refreshTokenTtl === undefined, accessTokenTtl)
   const sessionMaxLifetime = seconds(options.sessionMaxLifetime, 'sessionMaxLifetime', DEFAULT_SESSION_MAX_LIFETIME, MAX_TOKEN_TTL)
   outlives(sessionMaxLifetime, 'sessionMaxLifetime', options.sessionMaxLifetime === undefined, accessTokenTtl)
-  const browserSessionMaxLifetime = resolveBrowserSessionMaxLifetime(options.browserSessionMaxLifetime, sessionMaxLifetime, accessTokenTtl)
+  const browserSessionMaxLifetime = resolveBrowserSessionMaxLifetime(options.browserSessionMaxLifetime, { accessTokenTtl, refreshTokenTtl, sessionMaxLifetime })
   const reuseGrace = options.reuseGrace ?? DEFAULT_REUSE_GRACE
   if (typeof reuseGrace !== 'number' || !(reuseGrace >= 0 && reuseGrace <= MAX_REUSE_GRACE)) {
     fail('reuseGrace', `must be a number of seconds from 0 (strict) to ${MAX_REUSE_GRACE}`)
@@ -235,13 +235,15 @@ function outlives (value: number, option: string, isDefault: boolean, accessToke
 }
 
 /**
- * The absolute lifetime of a session not remembered. Its default is the shorter of 12 hours
- * and `sessionMaxLifetime`, unless access tokens live that long: then `sessionMaxLifetime`
- * (a default must not make valid options fail).
+ * The absolute lifetime of a session not remembered. By default 12 hours, or one idle
+ * timeout (`refreshTokenTtl`) when access tokens live 12 hours or more (a default must not
+ * make valid options fail, nor last as long as a remembered session), and never more than
+ * `sessionMaxLifetime`. Both exceed `accessTokenTtl`.
  */
-function resolveBrowserSessionMaxLifetime (value: unknown, sessionMaxLifetime: number, accessTokenTtl: number): number {
+function resolveBrowserSessionMaxLifetime (value: unknown, lifetimes: { accessTokenTtl: number, refreshTokenTtl: number, sessionMaxLifetime: number }): number {
+  const { accessTokenTtl, refreshTokenTtl, sessionMaxLifetime } = lifetimes
   if (value === undefined) {
-    return DEFAULT_BROWSER_SESSION_MAX_LIFETIME > accessTokenTtl ? Math.min(DEFAULT_BROWSER_SESSION_MAX_LIFETIME, sessionMaxLifetime) : sessionMaxLifetime
+    return Math.min(DEFAULT_BROWSER_SESSION_MAX_LIFETIME > accessTokenTtl ? DEFAULT_BROWSER_SESSION_MAX_LIFETIME : refreshTokenTtl, sessionMaxLifetime)
   }
   const lifetime = seconds(value, 'browserSessionMaxLifetime', DEFAULT_BROWSER_SESSION_MAX_LIFETIME, MAX_TOKEN_TTL)
   outlives(lifetime, 'browserSessionMaxLifetime', false, accessTokenTtl)

@@ -126,6 +126,7 @@ export class Sessions {
     const sub = checkUserId(userId)
     const grant = this.#grantOf(options)
     const method = authenticationOf(options)
+    const remembered = rememberedOf(options)
     const sid = newSessionId()
     const jti = newRefreshId()
     const hook = this.#options.claims
@@ -136,7 +137,6 @@ export class Sessions {
     if (claims instanceof SessionEnd) throw new SessionRevokedError()
     const agent = this.#agentOf(request)
     const authenticatedAt = this.#checkedAt(sub, options.authenticatedAt, request)
-    const remembered = rememberedOf(options)
     const lifetime = this.#lifetime(remembered)
     const outcome = await this.#write((deadline) => this.store.create({
       deadline,
@@ -249,8 +249,9 @@ export class Sessions {
       browserSessionMaxTtlMs: this.#options.browserSessionMaxLifetime * 1000
     }))
     if (outcome.status === 'missing') throw new SessionRevokedError()
-    // The store kept the login's choice: the access token does not carry it.
-    const { remembered } = outcome
+    // The store kept the login's choice: the access token does not carry it. Remembered
+    // unless the store says otherwise, as a session created without the choice is.
+    const remembered = outcome.remembered !== false
     const endsAt = Math.floor(outcome.startedAt / 1000) + this.#lifetime(remembered)
     const grant = { clientId: access.clientId, scope: access.scope }
     const auth = { ...method, time: Math.floor(checked / 1000) }
@@ -318,7 +319,10 @@ export class Sessions {
   /** One page of the user's live sessions, newest first. */
   async list (userId: unknown, page: { cursor?: number, limit: number }): Promise<SessionPage> {
     const sub = checkUserId(userId)
-    return await this.#call(() => this.store.list(sub, page))
+    const listed = await this.#call(() => this.store.list(sub, page))
+    // Remembered unless the store says otherwise (a store from before the choice says nothing).
+    for (const session of listed.sessions) session.remembered = session.remembered !== false
+    return listed
   }
 
   /**

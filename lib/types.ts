@@ -415,7 +415,7 @@ export interface TokenSessionsOptions extends AuditHooks {
   sessionMaxLifetime?: number
   /**
    * The absolute lifetime in seconds of a session issued with `remember: false` (the user
-   * left "remember me" unticked): default 12 hours, or `sessionMaxLifetime` when shorter.
+   * left "remember me" unticked): default 12 hours (with access tokens of 12 hours or more, `refreshTokenTtl`), never more than `sessionMaxLifetime`.
    * Its cookies go when the browser closes; this bounds it on a browser that never closes.
    * Must exceed `accessTokenTtl` and not exceed `sessionMaxLifetime`.
    */

@@ -204,11 +204,12 @@ t.test('lifetime errors say seconds and blame the lifetime that is wrong', async
   t.equal(resolveOptions({ secret: SECRET, store: MEMORY, accessTokenTtl: 86_400, refreshTokenTtl: 86_401 }, {}).accessTokenTtl, 86_400, 'a day is the longest access-token lifetime')
 })
 
-t.test('a session not remembered lives 12 hours by default, never longer than a remembered one, and a default never fails valid options', async (t) => {
+t.test('a session not remembered lives 12 hours by default, shorter than a remembered one, and a default never fails valid options', async (t) => {
   const resolved = (options: Record<string, unknown>): number => resolveOptions({ secret: SECRET, store: MEMORY, ...options }, {}).browserSessionMaxLifetime
   t.equal(resolved({}), 12 * 3600, '12 hours')
   t.equal(resolved({ sessionMaxLifetime: 3600 }), 3600, 'sessionMaxLifetime when shorter')
-  t.equal(resolved({ accessTokenTtl: 86_400, refreshTokenTtl: 90_000 }), 30 * 86_400, 'access tokens of a day: the sessions\' lifetime, not a refusal')
+  t.equal(resolved({ accessTokenTtl: 86_400, refreshTokenTtl: 90_000 }), 90_000, 'access tokens of a day: one idle timeout, not a refusal, nor as long as a remembered session')
+  t.equal(resolved({ accessTokenTtl: 86_400, refreshTokenTtl: 90_000, sessionMaxLifetime: 86_401 }), 86_401, 'and never longer than sessionMaxLifetime')
   t.equal(resolved({ browserSessionMaxLifetime: 7200 }), 7200, 'as given')
   t.equal(resolved({ sessionMaxLifetime: 3600, browserSessionMaxLifetime: 3600 }), 3600, 'as long as a remembered one at most')
   const lifetime = async (options: Record<string, unknown>): Promise<string> => String((await registered({ secret: SECRET, store: MEMORY, ...options }))?.message)

@@ -4,7 +4,7 @@
 // request turns a session cookie into a persistent one, nor the reverse.
 import t, { type Test } from 'tap'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
-import { tokenResponse, type TokenSessionsOptions, type TokenSet } from '../lib/index.js'
+import { MemoryStore, tokenResponse, type PageRequest, type SessionPage, type StepUpOutcome, type StepUpRequest, type TokenSessionsOptions, type TokenSet } from '../lib/index.js'
 import { buildApp } from './helpers/app.js'
 import { KEYS, craft, payloadOf } from './helpers/jwt.js'
 import { startRedis } from './helpers/redis.mjs'
@@ -12,11 +12,11 @@ import { startRedis } from './helpers/redis.mjs'
 const CSRF = { 'x-requested-with': 'fetch' }
 const COOKIES = ['access_token', 'refresh_token', 'session_binding']
 
-/** An app whose login takes `remember` from the form, and a step-up route; sessions in a private Redis. */
+/** An app whose login takes `remember` from the form, and a step-up route; sessions in a private Redis unless a store is given. */
 async function rememberApp (t: Test, options: Partial<TokenSessionsOptions> = {}): Promise<{ app: FastifyInstance, issued: TokenSet[] }> {
-  const redis = await startRedis(t)
   const issued: TokenSet[] = []
-  const app = await buildApp(t, { redis: redis.url, ...options }, {
+  const store = options.store === undefined ? { redis: (await startRedis(t)).url } : {}
+  const app = await buildApp(t, { ...store, ...options }, {
     setup: (app) => {
       app.post<{ Body: { userId: string, remember?: boolean, transport?: 'body' } }>('/login-remember', async (request, reply) => {
         const { userId, ...settings } = request.body
@@ -153,4 +153,31 @@ t.test('remember must be a boolean: a form\'s "on" is the app\'s bug, said at on
   await t.rejects(app.tokenSessions.issue('ada', { remember: 'on' as unknown as boolean }), { name: 'TypeError', message: /remember must be a boolean/ })
   t.equal((await app.tokenSessions.issue('ada', { remember: false })).remembered, false)
   t.same((await app.tokenSessions.listSessions('ada')).sessions.map((session) => session.remembered), [false], 'the refused login started no session')
+})
+
+/** A custom store from before the choice: it keeps none, and answers none. */
+class StoreWithoutChoice extends MemoryStore {
+  override async list (userId: string, page: PageRequest): Promise<SessionPage> {
+    const listed = await super.list(userId, page)
+    return { ...listed, sessions: listed.sessions.map(({ remembered: _remembered, ...session }) => session as SessionPage['sessions'][number]) }
+  }
+
+  override async stepUp (request: StepUpRequest): Promise<StepUpOutcome> {
+    const outcome = await super.stepUp(request)
+    if (outcome.status !== 'stepped-up') return outcome
+    const { remembered: _remembered, ...answer } = outcome
+    return answer as StepUpOutcome
+  }
+}
+
+t.test('a store that answers no choice is taken as remembering every session: nothing is flipped to a browser session', async (t) => {
+  const store = new StoreWithoutChoice()
+  t.teardown(() => store.close())
+  const { app } = await rememberApp(t, { store })
+  const login = jar(await loginRemember(app, true))
+  const listed = await app.inject({ method: 'GET', url: '/auth/sessions', cookies: login })
+  t.same(listed.json().sessions.map((session: { remembered: boolean }) => session.remembered), [true], 'listed as remembered')
+  const stepped = await app.inject({ method: 'POST', url: '/reauthenticate', cookies: login, headers: CSRF })
+  t.same(persistence(stepped), ALL(true), 'a step-up keeps the cookies persistent')
+  t.equal(payloadOf(jar(stepped).refresh_token as string).rem, undefined, 'and the refresh token remembered')
 })

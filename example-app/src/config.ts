@@ -70,7 +70,7 @@ export interface Config {
    * `/auth/logout-all` and `/auth/revoke`).
    */
   readonly rateLimitRefresh: number
-  /** The most sessions one user may have (`MAX_SESSIONS_PER_USER`); a login beyond it ends the least recently used. */
+  /** The most sessions one user may have (`MAX_SESSIONS_PER_USER`); a login beyond it ends the one nearest its end (usually the least recently used). */
   readonly maxSessionsPerUser: number
   /**
    * Which proxies' `X-Forwarded-For` to believe for the client's IP (`TRUST_PROXY`): off
@@ -136,7 +136,7 @@ export class ConfigError extends Error {
  * with `Retry-After`.
  *
  * `MAX_SESSIONS_PER_USER` (default 100, from 1 to 1000000): a login beyond it ends the
- * user's least recently used session.
+ * user's session nearest its end (usually the least recently used).
  *
  * `NATIVE_CLIENT_IDS` (comma-separated, none by default): the OAuth client ids a login may
  * name in its `client_id` (RFC 6749's unreserved characters, 1 to 100 of them each: the plugin's
@@ -154,7 +154,7 @@ export class ConfigError extends Error {
  * needs a login, or a re-authentication, at most this many seconds old.
  *
  * `BROWSER_SESSION_MAX_LIFETIME` (unset: the plugin's default, 12 hours or
- * SESSION_MAX_LIFETIME when shorter): how long a session logged in without "remember me"
+ * SESSION_MAX_LIFETIME when shorter, the refresh-token lifetime with access tokens of 12 hours or more): how long a session logged in without "remember me"
  * may last, in seconds, if the browser is never closed.
  *
  * @example
