@@ -5,7 +5,7 @@ import type { KeyPairKeyObjectResult } from 'node:crypto'
 import t from 'tap'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import type { AuditEvent, AuditHookName } from '../lib/index.js'
-import { buildApp, cookiesOf } from './helpers/app.js'
+import { buildApp, cookieValues } from './helpers/app.js'
 import { athOf, craftedProof, dpopKey } from './helpers/dpop.js'
 import { startRedis } from './helpers/redis.mjs'
 
@@ -130,7 +130,7 @@ t.test('a bound token without a proof by its key ends nothing, and is answered a
 
   t.test('a bound browser session: its refresh cookie ends it only with a proof, even beside the (bearer) access cookie', async (t) => {
     const login = await app.inject({ method: 'POST', url: '/auth/login', headers: { dpop: proof(key, '/auth/login') }, payload: { userId: 'browser' } })
-    const cookies = Object.fromEntries([...cookiesOf(login)].map(([name, cookie]) => [name, cookie.value]))
+    const cookies = cookieValues(login)
     const out = async (dpop?: string): Promise<LightMyRequestResponse> => await app.inject({
       method: 'POST', url: '/auth/logout', cookies, headers: { 'x-requested-with': 'fetch', ...(dpop === undefined ? {} : { dpop }) }
     })

@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { MemoryStore, tokenResponse, type PageRequest, type SessionPage, type StepUpOutcome, type StepUpRequest, type TokenSessionsOptions, type TokenSet } from '../lib/index.js'
-import { buildApp } from './helpers/app.js'
+import { buildApp, cookieValues, cookiesOf } from './helpers/app.js'
 import { KEYS, craft, payloadOf } from './helpers/jwt.js'
 import { startRedis } from './helpers/redis.mjs'
 
@@ -36,16 +36,10 @@ async function rememberApp (t: Test, options: Partial<TokenSessionsOptions> = {}
 
 /** Each token cookie a response sets, and whether it persists (carries Max-Age or Expires). */
 function persistence (response: LightMyRequestResponse): Record<string, boolean> {
-  const lines = [response.headers['set-cookie'] ?? []].flat()
-  return Object.fromEntries(lines.map((line) => [line.split('=')[0], /;\s*(Max-Age|Expires)=/i.test(line)]))
+  return Object.fromEntries([...cookiesOf(response)].map(([name, cookie]) => [name, cookie.maxAge !== undefined || cookie.expires !== undefined]))
 }
 
 const ALL = (persists: boolean): Record<string, boolean> => Object.fromEntries(COOKIES.map((name) => [name, persists]))
-
-/** The cookies a browser would send after `response`, by name. */
-function jar (response: LightMyRequestResponse): Record<string, string> {
-  return Object.fromEntries(response.cookies.map((cookie: { name: string, value: string }) => [cookie.name, cookie.value]))
-}
 
 async function loginRemember (app: FastifyInstance, remember: boolean | undefined, userId = 'ada'): Promise<LightMyRequestResponse> {
   const response = await app.inject({ method: 'POST', url: '/login-remember', payload: remember === undefined ? { userId } : { userId, remember } })
@@ -62,19 +56,19 @@ t.test('a session not remembered sets its cookies without Max-Age or Expires, an
   const login = await loginRemember(app, false)
   t.same(persistence(login), ALL(false), 'no token cookie outlives the browser')
   t.equal(issued[0]?.remembered, false, 'the token set says so')
-  t.equal(payloadOf(jar(login).refresh_token as string).rem, false, 'the signed refresh token carries the choice')
+  t.equal(payloadOf(cookieValues(login).refresh_token as string).rem, false, 'the signed refresh token carries the choice')
 
-  let cookies = jar(login)
+  let cookies = cookieValues(login)
   for (const url of ['/auth/refresh', '/auth/refresh?remember=true']) {
     const refreshed = await refreshWith(app, cookies, url)
     t.equal(refreshed.statusCode, 200, url)
     t.same(persistence(refreshed), ALL(false), `${url}: a rotation does not make them persistent`)
-    cookies = { ...cookies, ...jar(refreshed) }
+    cookies = { ...cookies, ...cookieValues(refreshed) }
   }
 
   const kept = await loginRemember(app, true)
   t.same(persistence(kept), ALL(true), 'remembered: each cookie lives as long as its token')
-  const keptRefreshed = await refreshWith(app, jar(kept))
+  const keptRefreshed = await refreshWith(app, cookieValues(kept))
   t.same(persistence(keptRefreshed), ALL(true), 'a rotation does not turn them into session cookies')
   t.same(persistence(await loginRemember(app, undefined)), ALL(true), 'remembered unless the login says otherwise')
 
@@ -102,15 +96,15 @@ t.test('a native client\'s session not remembered keeps the shorter lifetime thr
 
 t.test('a session not remembered ends at browserSessionMaxLifetime; a remembered one lives on', async (t) => {
   const { app } = await rememberApp(t, { accessTokenTtl: 1, browserSessionMaxLifetime: 2, refreshTokenTtl: 60 })
-  const brief = jar(await loginRemember(app, false))
-  const kept = jar(await loginRemember(app, true))
+  const brief = cookieValues(await loginRemember(app, false))
+  const kept = cookieValues(await loginRemember(app, true))
   const mx = (cookies: Record<string, string>): number => payloadOf(cookies.refresh_token as string).mx as number
   t.ok(mx(kept) - mx(brief) > 3600, 'the remembered one ends at sessionMaxLifetime')
   const early = await refreshWith(app, brief)
   t.equal(early.statusCode, 200, 'refreshed within its lifetime')
-  t.equal(mx(jar(early)), mx(brief), 'a rotation never extends it')
+  t.equal(mx(cookieValues(early)), mx(brief), 'a rotation never extends it')
   await new Promise((resolve) => setTimeout(resolve, 2100))
-  const late = await refreshWith(app, { ...brief, ...jar(early) })
+  const late = await refreshWith(app, { ...brief, ...cookieValues(early) })
   t.equal(late.statusCode, 401)
   t.equal(late.json().code, 'FTS_SESSION_EXPIRED', 'over: log in again')
   t.equal((await refreshWith(app, kept)).statusCode, 200, 'the remembered session refreshes')
@@ -119,13 +113,13 @@ t.test('a session not remembered ends at browserSessionMaxLifetime; a remembered
 t.test('a step-up keeps the choice the login made: the access token does not carry it, the store does', async (t) => {
   const { app, issued } = await rememberApp(t)
   for (const remember of [false, true]) {
-    const login = jar(await loginRemember(app, remember))
+    const login = cookieValues(await loginRemember(app, remember))
     const stepped = await app.inject({ method: 'POST', url: '/reauthenticate', cookies: login, headers: CSRF })
     t.equal(stepped.statusCode, 200)
     t.same(persistence(stepped), ALL(remember), `remember: ${String(remember)}, kept by the step-up`)
     t.equal(issued.at(-1)?.remembered, remember)
     t.equal((issued.at(-1)?.refreshExpiresIn ?? 0) <= 12 * 3600, !remember, 'a session not remembered lives 12 hours at most')
-    const after = jar(stepped)
+    const after = cookieValues(stepped)
     t.equal(payloadOf(after.refresh_token as string).mx, payloadOf(login.refresh_token as string).mx, 'the same absolute end')
     t.same(persistence(await refreshWith(app, { ...login, ...after })), ALL(remember), 'and by the rotation after it')
   }
@@ -133,7 +127,7 @@ t.test('a step-up keeps the choice the login made: the access token does not car
 
 t.test('a refresh token whose choice was edited is refused, and the session is untouched', async (t) => {
   const { app } = await rememberApp(t)
-  const login = jar(await loginRemember(app, false))
+  const login = cookieValues(await loginRemember(app, false))
   const token = login.refresh_token as string
   const [header, , signature] = token.split('.')
   const { rem: _rem, ...persistent } = payloadOf(token)
@@ -174,10 +168,10 @@ t.test('a store that answers no choice is taken as remembering every session: no
   const store = new StoreWithoutChoice()
   t.teardown(() => store.close())
   const { app } = await rememberApp(t, { store })
-  const login = jar(await loginRemember(app, true))
+  const login = cookieValues(await loginRemember(app, true))
   const listed = await app.inject({ method: 'GET', url: '/auth/sessions', cookies: login })
   t.same(listed.json().sessions.map((session: { remembered: boolean }) => session.remembered), [true], 'listed as remembered')
   const stepped = await app.inject({ method: 'POST', url: '/reauthenticate', cookies: login, headers: CSRF })
   t.same(persistence(stepped), ALL(true), 'a step-up keeps the cookies persistent')
-  t.equal(payloadOf(jar(stepped).refresh_token as string).rem, undefined, 'and the refresh token remembered')
+  t.equal(payloadOf(cookieValues(stepped).refresh_token as string).rem, undefined, 'and the refresh token remembered')
 })

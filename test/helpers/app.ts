@@ -51,6 +51,11 @@ export function cookiesOf (response: LightMyRequestResponse): Map<string, { valu
   return cookies
 }
 
+/** The cookies a response sets, by name, as `inject`'s `cookies` option takes them. */
+export function cookieValues (response: LightMyRequestResponse): Record<string, string> {
+  return Object.fromEntries([...cookiesOf(response)].map(([name, cookie]) => [name, cookie.value]))
+}
+
 /**
  * A `Cookie` header as a browser would send it after `response`: every cookie it set
  * (or only `names`), in order.

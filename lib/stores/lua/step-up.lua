@@ -29,7 +29,8 @@ redis.call('HSET', session, 'c', successor, 'r', now, 'w', writeId)
 -- No previous token: the one replaced, and one still within a rotation's grace, are reuse.
 redis.call('HDEL', session, 'p')
 --@include extend
+local remembered, lifetime = 1, maxTtlMs
 if s[2] then
-  return {1, extend(session, index, sessionId, start, ttlMs, browserMaxTtlMs, now), start, 0}
+  remembered, lifetime = 0, browserMaxTtlMs
 end
-return {1, extend(session, index, sessionId, start, ttlMs, maxTtlMs, now), start, 1}
+return {1, extend(session, index, sessionId, start, ttlMs, lifetime, now), start, remembered}
