@@ -6,6 +6,7 @@ import Fastify from 'fastify'
 import fastifyJwt from '@fastify/jwt'
 import { createVerifier } from 'fast-jwt'
 import { Redis } from 'ioredis'
+import { MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics'
 import tokenSessions, { RedisStore, tokenResponse } from '../dist/index.js'
 // The floor refresh signs and checks with the plugin's own token code and keys (internal
 // modules of the build, not public exports), so that its crypto is the plugin's exactly.
@@ -37,6 +38,10 @@ const NAIVE_REFRESH_TTL = 86400
  * - `GET /me`: the plugin's `authenticate`; `POST /auth/login` calls `reply.issueTokens`
  *   for the posted `userId` (a login with a DPoP proof binds the session to its key);
  *   `POST /auth/refresh`, `/auth/logout`, ...: the plugin's routes.
+ * - `GET /off/me`, `POST /off/auth/refresh`: the same with `telemetry: false`; `GET /sdk/me`,
+ *   `POST /sdk/auth/refresh`: with OpenTelemetry's metrics SDK recording (see
+ *   {@link telemetryVariant}). `/me` and `/auth/refresh` have the API and no SDK, as an app
+ *   that installs the plugin's optional peer and nothing else.
  * - `POST /naive/refresh`: refresh as the classic tutorial writes it.
  * - `POST /floor/refresh`: the least a one-round-trip rotation can do (see {@link floorRefresh}).
  *
@@ -69,6 +74,9 @@ export async function buildApp (redisUrl) {
     scope.get('/feed-down/me', { onRequest: scope.authenticate }, async (request) => request.user)
   })
 
+  await app.register(telemetryVariant(redisUrl, 'off', false))
+  await app.register(telemetryVariant(redisUrl, 'sdk', sdkMeterProvider(app)))
+
   await app.register(async function naive (scope) {
     await naiveRefresh(scope, redisUrl, handles)
   })
@@ -79,6 +87,29 @@ export async function buildApp (redisUrl) {
 
   await app.ready()
   return { app, ...handles, tokenSessions: handles.tokenSessions() }
+}
+
+/**
+ * The plugin again under `/<name>`, on the same Redis keys (the same sessions and tokens
+ * work there), with `telemetry` as given: `GET /<name>/me` and its routes under
+ * `/<name>/auth`.
+ */
+function telemetryVariant (redisUrl, name, telemetry) {
+  return async function variant (scope) {
+    await scope.register(tokenSessions, { secret: SECRET, redis: redisClient(redisUrl, scope), routes: { prefix: `/${name}/auth` }, publicOrigin: PUBLIC_ORIGIN, telemetry })
+    scope.get(`/${name}/me`, { onRequest: scope.authenticate }, async (request) => request.user)
+  }
+}
+
+/**
+ * An SDK as a production app runs one: a meter provider whose reader collects every 10 s
+ * (here to an exporter that drops what it gets), shut down with the app.
+ */
+function sdkMeterProvider (app) {
+  const exporter = { export: (_metrics, done) => done({ code: 0 }), forceFlush: async () => {}, shutdown: async () => {} }
+  const meterProvider = new MeterProvider({ readers: [new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 10_000 })] })
+  app.addHook('onClose', async () => { await meterProvider.shutdown() })
+  return { meterProvider }
 }
 
 /** `GET /jwt/me`: `@fastify/jwt` verify alone. Returns its signer. */

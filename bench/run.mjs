@@ -618,6 +618,33 @@ function roundsTable (paired) {
   return lines.join('\n')
 }
 
+/** Server CPU per request with the API and no SDK, at most this times with telemetry off. */
+const NO_SDK_TARGET = 1.02
+
+/**
+ * The telemetry trios (off, no SDK, SDK): each side's server CPU per request and its
+ * ratio, round by round, to telemetry off's in the same round.
+ */
+function telemetryTable (trios) {
+  const lines = [
+    row(['operation', 'req/s', 'CPU per request: server', 'CPU ratio per round, to telemetry off', 'median', 'range', 'target', 'met?']),
+    row(['---', '---:', '---:', '---', '---:', '---:', '---', '---'])
+  ]
+  const perRequest = (result) => result.serverCpuTotal / result.total
+  for (const [operation, trio] of Object.entries(trios)) {
+    trio.figures.forEach((f, i) => {
+      const name = `${operation}, ${['telemetry off', 'API, no SDK', 'metrics SDK'][i]}`
+      if (i === 0) return lines.push(row([name, integer.format(f.rps), `${f.serverCpu.toFixed(1)} µs`, '—', '1.00', '—', '—', '—']))
+      const ratios = trio.rounds.map((results) => perRequest(results[i]) / perRequest(results[0]))
+      const target = i === 1 ? NO_SDK_TARGET : undefined
+      const met = target === undefined ? '—' : f.failures > 0 ? 'invalid run' : median(ratios) <= target ? 'yes' : 'no'
+      lines.push(row([name, integer.format(f.rps), `${f.serverCpu.toFixed(1)} µs`, ratios.map((ratio) => ratio.toFixed(3)).join(', '), median(ratios).toFixed(3),
+        `${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)}`, target === undefined ? '—' : `≤ ${target.toFixed(2)}×`, met]))
+    })
+  }
+  return lines.join('\n')
+}
+
 /** The target of the plugin's refresh at 1 connection: its p50 at most this times the floor's. */
 const FLOOR_TARGET = 1.05
 
@@ -745,6 +772,13 @@ try {
   const authPair = pairOf(authTrio, 0, 2)
   const ceilingPair = pairOf(authTrio, 0, 1)
 
+  progress('authenticate with telemetry off, with the OpenTelemetry API and no SDK, and with the metrics SDK, in the same server')
+  const telemetryAuth = await rounds(server, [
+    { name: 'authenticate, telemetry off', request: { ...bearerRequest, path: '/off/me' } },
+    { name: 'authenticate, no SDK', request: bearerRequest },
+    { name: 'authenticate, SDK', request: { ...bearerRequest, path: '/sdk/me' } }
+  ])
+
   progress('authenticate with the feed up vs down (check-store: one Redis lookup per request), in the same server')
   const feedDownPair = await pair(server,
     { name: 'authenticate, feed up', prepare: cycling('/me', manySessions) },
@@ -777,6 +811,13 @@ try {
   const dpopRefreshPair = await pair(server,
     { name: 'refresh, unbound', prepare: pooled(redis.url, 'ours', 'POST', '/auth/refresh', bare.rps, exhausted) },
     { name: 'refresh, DPoP-bound', prepare: pooled(redis.url, 'bound', 'POST', '/auth/refresh', refreshPair.b.rps, exhausted) })
+
+  progress('refresh with telemetry off, with the OpenTelemetry API and no SDK, and with the metrics SDK, in the same server')
+  const telemetryRefresh = await rounds(server, [
+    { name: 'refresh, telemetry off', prepare: pooled(redis.url, 'ours', 'POST', '/off/auth/refresh', bare.rps, exhausted) },
+    { name: 'refresh, no SDK', prepare: pooled(redis.url, 'ours', 'POST', '/auth/refresh', bare.rps, exhausted) },
+    { name: 'refresh, SDK', prepare: pooled(redis.url, 'ours', 'POST', '/sdk/auth/refresh', bare.rps, exhausted) }
+  ])
   await server.stop()
 
   progress('login and logout')
@@ -833,7 +874,8 @@ try {
     ...Object.entries(network.login).map(([connections, f]) => ({ ...f, name: `login across the network, ${connections} connection(s)` })),
     ...Object.entries(network.logout).map(([connections, f]) => ({ ...f, name: `logout across the network, ${connections} connection(s)` }))
   ]
-  const failed = [...rows, ...networkRows].filter((r) => r.failures > 0)
+  const telemetryRows = [telemetryAuth, telemetryRefresh].flatMap((trio) => trio.figures.map((f, i) => ({ ...f, name: `${i} of a telemetry trio` })))
+  const failed = [...rows, ...networkRows, ...telemetryRows].filter((r) => r.failures > 0)
   const notes = [
     `- ${date.toISOString()}; ${machine}; load average ${load} when the run began.`,
     `- autocannon, ${CONNECTIONS} connections, on loopback (operations without a target: one run of ${SECONDS} s after a ${WARMUP_SECONDS} s warm-up); the server in its own process (bench/server.mjs), autocannon and redis-server sharing the same ${cpus.length} cores. ` +
@@ -864,6 +906,8 @@ try {
     '- Verifier alone: the fast-jwt verifier that @fastify/jwt wraps, made once with the baseline\'s key and called directly in a synchronous onRequest hook on the baseline\'s token, its payload answered as the baseline answers it: no checks, no options merged per call, no promise. It ran in the same rounds as @fastify/jwt verify alone and authenticate (the order rotating), as the ceiling of any authenticate on the machine.',
     `- authenticate ran with ${integer.format(REVOKED_SESSIONS)} revoked sessions in the server's revocation set; ` +
       `logout ran in a server whose set started empty and grew by one session per logout, to ${integer.format(logout.answered)}.`,
+    '- OpenTelemetry: authenticate and refresh ran three ways in the same rounds (the order rotating), each a registration of the plugin in the same server on the same Redis keys: `telemetry: false`; the default with `@opentelemetry/api` installed and no SDK (the main registration, as an app that installs the plugin\'s optional peer and nothing else); and a meter provider of the SDK recording every metric, its reader collecting every 10 s. No request was traced (no span active), so no store call made a span. ' +
+      'The ratio is of server CPU per request, round by round, against telemetry off.',
     `- Feed up vs feed down: both sides cycled through the access tokens of the same ${integer.format(LOOKUP_SESSIONS)} live sessions, a different session from request to request, so that no two requests in flight shared a store lookup (the instance's feed-down plugin keeps no memory of sessions found live: \`revocationFeed.knownAlive\` is 0 by default). The feed-down side is a second registration of the plugin in the same server, on the same Redis keys, whose revocation feed never connects.`,
     failed.length === 0
       ? '- Every request answered 2xx.'
@@ -876,6 +920,10 @@ try {
     throughputTable(rows),
     '',
     roundsTable(paired),
+    '',
+    '### OpenTelemetry: what the metrics cost',
+    '',
+    telemetryTable({ authenticate: telemetryAuth, refresh: telemetryRefresh }),
     '',
     `### Redis across a network: ${DELAY_MS} ms each way through a proxy, ${ms(network.trip.addedMs)} added per round trip`,
     '',

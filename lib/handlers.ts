@@ -11,6 +11,7 @@ import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './schemas.js'
 import type { SessionRef, Sessions } from './sessions.js'
 import type { LiveCheck } from './live-check.js'
 import type { RevocationList } from './revocations.js'
+import type { Telemetry } from './telemetry.js'
 import { requirementOf, shortfall, type Requirement } from './step-up.js'
 import { Transport, checkedLength, tokenResponse, type CarriedToken } from './transport.js'
 import type { IssueRequest, SessionListPage, SessionListResponse, SessionUser, StepUpOptions, StepUpRequirement, TokenResponse, TokenSet } from './types.js'
@@ -79,6 +80,8 @@ interface Context {
   readonly outage: (error: Error) => void
   /** Under `protectRoutes`: the requests its hook authenticated, which the route's own `authenticate` does not check again. */
   readonly protected: WeakSet<FastifyRequest> | undefined
+  /** The app's metrics and traces, when it has OpenTelemetry's API. */
+  readonly telemetry: Telemetry | undefined
 }
 
 /** A request seen through its user property, whatever its name. */
@@ -97,7 +100,9 @@ interface NamedSession extends SessionRef {
  * The HTTP side of the plugin: the `authenticate` hooks, the routes' handlers and
  * `issueTokens`, each wrapped once (see {@link guard}).
  */
-export function createHandlers (options: ResolvedOptions, sessions: Sessions, revocations: RevocationList, liveCheck: LiveCheck, dpop: DpopVerifier, log: FastifyBaseLogger) {
+export function createHandlers (
+  options: ResolvedOptions, sessions: Sessions, revocations: RevocationList, liveCheck: LiveCheck, dpop: DpopVerifier, log: FastifyBaseLogger, telemetry?: Telemetry
+) {
   const context: Context = {
     sessions,
     revocations,
@@ -113,7 +118,8 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
     outage: rateBound((error, skipped) => {
       log.warn({ err: loggable(error.cause), answeredSince: skipped }, 'session store unavailable: requests that need it answer 503 with Retry-After')
     }),
-    protected: options.protectRoutes === null ? undefined : new WeakSet<FastifyRequest>()
+    protected: options.protectRoutes === null ? undefined : new WeakSet<FastifyRequest>(),
+    telemetry
   }
   // The decorators (authenticate, authenticateStrict, refresh, issueTokens) are documented
   // where they are typed, in types.ts; the routes in docs/sessions.md.
@@ -122,7 +128,7 @@ export function createHandlers (options: ResolvedOptions, sessions: Sessions, re
     authenticate: Object.assign(authenticateHook, {
       require: (requirement: StepUpRequirement) => requireHook(context, authenticateHook, requirementOf(requirement))
     }),
-    authenticateStrict: guard(context, authenticateStrict),
+    authenticateStrict: guard(context, authenticateStrict, (error) => { telemetry?.refused(error) }),
     protect: options.protectRoutes === null ? undefined : protectHook(context, authenticateHook, options.protectRoutes.publicPrefixes),
     refresh: guard(context, refresh),
     logout: guard(context, logout),
@@ -152,12 +158,13 @@ export type Handlers = ReturnType<typeof createHandlers>
  * outage itself is logged here, rate-bound (see `Context.outage`).
  */
 function guard<R extends FastifyRequest, A extends unknown[], T> (
-  context: Context, run: (context: Context, request: R, reply: FastifyReply, ...args: A) => T | Promise<T>
+  context: Context, run: (context: Context, request: R, reply: FastifyReply, ...args: A) => T | Promise<T>, counted?: (error: unknown) => void
 ): (request: R, reply: FastifyReply, ...args: A) => Promise<T> {
   return async function guarded (request, reply, ...args) {
     try {
       return await run(context, request, reply, ...args)
     } catch (error) {
+      counted?.(error)
       throw failed(context, request as MarkedRequest, reply, error)
     }
   }
@@ -180,10 +187,14 @@ function hookGuard (
     try {
       waiting = run(context, request, reply)
     } catch (caught) {
+      context.telemetry?.refused(caught)
       error = failed(context, request as MarkedRequest, reply, caught)
     }
     if (waiting !== undefined) {
-      const settled = waiting.catch((caught: unknown) => { throw failed(context, request as MarkedRequest, reply, caught) })
+      const settled = waiting.catch((caught: unknown) => {
+        context.telemetry?.refused(caught)
+        throw failed(context, request as MarkedRequest, reply, caught)
+      })
       if (typeof done !== 'function') return settled
       settled.then(() => { done() }, (failure: Error) => { done(failure) })
       return undefined
@@ -299,6 +310,7 @@ function requireHook (
     const description = shortfall(userOf(context, request), requirement, context.sessions.now())
     if (description === undefined) return
     const marked = request as MarkedRequest
+    context.telemetry?.challenged()
     marked[STEP_UP] = `error="insufficient_user_authentication", error_description="${description}"${requirement.params}`
     throw failed(context, marked, reply, new StepUpRequiredError())
   }
@@ -378,17 +390,26 @@ function sharedProofCheck ({ sessions, sharedReplayCheck }: Context, request: Ma
   })
 }
 
-async function refresh ({ sessions, transport, dpop }: Context, request: MarkedRequest, reply: FastifyReply): Promise<TokenResponse> {
-  const found = transport.refreshToken(request)
-  if (found === undefined) throw new TokenMissingError()
-  const fromCookie = found.boundTo !== undefined
-  if (fromCookie) {
-    // A refresh cookie that can no longer work is only noise for the browser.
-    request[CLEAR_ON_401] = true
-    transport.checkCsrf(request)
+async function refresh ({ sessions, transport, dpop, telemetry }: Context, request: MarkedRequest, reply: FastifyReply): Promise<TokenResponse> {
+  let found: ReturnType<Transport['refreshToken']>
+  let token: string
+  try {
+    found = transport.refreshToken(request)
+    if (found === undefined) throw new TokenMissingError()
+    if (found.boundTo !== undefined) {
+      // A refresh cookie that can no longer work is only noise for the browser.
+      request[CLEAR_ON_401] = true
+      transport.checkCsrf(request)
+    }
+    token = checkedLength(found.token)
+  } catch (error) {
+    // Refused before the token was looked at: a refresh all the same, in the metrics.
+    telemetry?.refreshFailed(error)
+    throw error
   }
+  const fromCookie = found.boundTo !== undefined
   // A native client's access token is bound too; a browser's cookie stays a bearer token.
-  const tokens = await sessions.rotate(checkedLength(found.token), request, found.boundTo, { proof: () => dpop.check(request, 'grant'), bindAccess: !fromCookie })
+  const tokens = await sessions.rotate(token, request, found.boundTo, { proof: () => dpop.check(request, 'grant'), bindAccess: !fromCookie })
   dpop.offerNonce(request, reply)
   return tokenResponse(transport.deliver(reply, { ...tokens, transport: fromCookie ? 'cookie' : 'body' }))
 }
@@ -418,7 +439,7 @@ async function logoutAll (context: Context, request: MarkedRequest, reply: Fasti
  * every refresh then needs a proof by it (and a native client's access tokens too).
  */
 async function issueTokens (
-  { sessions, transport, dpop }: Context, request: MarkedRequest, reply: FastifyReply, userId: string | number, issueOptions: IssueRequest = {}
+  { sessions, transport, dpop, telemetry }: Context, request: MarkedRequest, reply: FastifyReply, userId: string | number, issueOptions: IssueRequest = {}
 ): Promise<TokenSet> {
   const chosen = transport.chosenFor(request, issueOptions.transport)
   const proof = dpop.check(request, 'grant')
@@ -426,6 +447,7 @@ async function issueTokens (
   // By default the credentials were checked after the request arrived.
   const authenticatedAt = issueOptions.authenticatedAt ?? arrivedAt(request)
   const tokens = await sessions.issue(userId, { ...issueOptions, authenticatedAt }, request, proof === undefined ? undefined : { proof, bindAccess: chosen === 'body' })
+  telemetry?.sessionStarted(chosen)
   dpop.offerNonce(request, reply)
   return transport.deliver(reply, { ...tokens, transport: chosen })
 }

@@ -16,6 +16,7 @@ import { Sessions } from './sessions.js'
 import { MemoryStore } from './stores/memory.js'
 import { RedisStore } from './stores/redis.js'
 import type { SessionStore } from './stores/store.js'
+import { loadTelemetry } from './telemetry.js'
 import { checkUserId, createTokenCodec } from './tokens.js'
 import { fail } from './invalid-option.js'
 import type { DefaultDecoratorNames, IssueRequest, StepUpOptions, TokenSessionsApi, TokenSessionsOptions } from './types.js'
@@ -226,14 +227,15 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
     if (owned) await store.close()
     throw err
   }
+  const telemetry = await loadTelemetry(options.telemetry)
   const clock = new StoreClock(() => store.time(), fastify.log)
   const codec = await createTokenCodec(fastify, { ...options, now: () => clock.now() })
-  const revocations = new RevocationList(store.revocationFeed, clock, { ...options.revocationFeed, rememberMs: options.rememberMs }, fastify.log)
-  const sessions = new Sessions(options, codec, store, revocations, clock, createEmitter(options.hooks, fastify.log), fastify.log)
+  const revocations = new RevocationList(store.revocationFeed, clock, { ...options.revocationFeed, rememberMs: options.rememberMs }, fastify.log, telemetry)
+  const sessions = new Sessions(options, codec, store, revocations, clock, createEmitter(options.hooks, fastify.log), fastify.log, telemetry)
   const dpop = new DpopVerifier(options.dpop, options.keys.dpopNonce, options.origins.publicOrigin, () => clock.now())
   const { knownAliveMs, maxLookups } = options.revocationFeed
   const liveCheck = new LiveCheck(sessions, { knownAliveMs, maxLookups, retryMs: options.retryAfter * 1000, maxKnownAlive: MAX_KNOWN_SESSIONS }, fastify.log)
-  const handlers = createHandlers(options, sessions, revocations, liveCheck, dpop, fastify.log)
+  const handlers = createHandlers(options, sessions, revocations, liveCheck, dpop, fastify.log, telemetry)
   fastify.addHook('onClose', async () => {
     clock.stop()
     await revocations.close()
@@ -258,7 +260,11 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
         clockOffsetMs: clock.offsetMs
       }
     },
-    issue: async (userId, ...issueOptions) => ({ ...await sessions.issue(userId, issueOptions[0] ?? {}), transport: 'body' }),
+    issue: async (userId, ...issueOptions) => {
+      const tokens = await sessions.issue(userId, issueOptions[0] ?? {})
+      telemetry?.sessionStarted('body')
+      return { ...tokens, transport: 'body' }
+    },
     refresh: async (refreshToken) => ({ ...await sessions.rotate(refreshToken), transport: 'body' }),
     verifyAccessToken: (accessToken) => sessions.verifyAccess(accessToken),
     jwks: () => ({ keys: options.keys.access.keys.flatMap((key) => key.jwk === undefined ? [] : [key.jwk]) }),
@@ -347,6 +353,6 @@ export type {
   AuditEvent, AuditHook, AuditHookName, AuditHooks, Claims, ClaimsContext, ClaimsHook, ClientInfoOptions, CookieOptions, DecoratorName, DecoratorNames, DecoratorOptions,
   DefaultDecoratorNames, Health, InstanceDecorators, IssueArguments, IssueOptions, IssueSettings, IssueTokens, ReplyDecorators, RequestDecorators,
   OutagePolicy, RevokeOptions, SessionFields, StepUp, StepUpOptions, StepUpRequirement,
-  RouteOptions, RoutesOptions, SessionListPage, SessionListResponse, SessionUser, TokenResponse, TokenSessionsApi, TokenSessionsOptions, TokenSet,
+  RouteOptions, RoutesOptions, SessionListPage, SessionListResponse, SessionUser, TelemetryOptions, TokenResponse, TokenSessionsApi, TokenSessionsOptions, TokenSet,
   TokenTransport
 } from './types.js'

@@ -6,7 +6,7 @@ import { refuseKeyMaterial, resolveAccessKeys, secretWeakness } from './keys.js'
 import { deriveKeys, type TokenKeys } from './tokens.js'
 import type { ResolvedDpop } from './dpop.js'
 import { domainMatches } from './transport.js'
-import type { AuditHooks, ClaimsHook, DefaultDecoratorNames, OutagePolicy, RouteOptions, TokenSessionsOptions } from './types.js'
+import type { AuditHooks, ClaimsHook, DefaultDecoratorNames, OutagePolicy, RouteOptions, TelemetryOptions, TokenSessionsOptions } from './types.js'
 
 /** Access-token lifetime: 15 minutes. */
 export const DEFAULT_ACCESS_TOKEN_TTL = 15 * 60
@@ -92,6 +92,7 @@ export interface ResolvedOptions {
   readonly hooks: Readonly<AuditHooks>
   /** The app's claims hook, if it gave one. */
   readonly claims: ClaimsHook | undefined
+  readonly telemetry: TelemetryOptions | false | undefined
   /** Deny by default: the path prefixes left public (routes whose path is one, or below one), or null when off. */
   readonly protectRoutes: { readonly publicPrefixes: readonly string[] } | null
   /** How long instances remember a revocation: the access tokens' lifetime and a margin. */
@@ -143,7 +144,7 @@ const HOOKS = ['onLogin', 'onRefresh', 'onLogout', 'onSessionRevoked', 'onReuseD
 const KNOWN_OPTIONS = new Set<string>([
   'secret', 'accessTokenSecret', 'refreshTokenSecret', 'accessTokenKeys', 'activeKid', 'accessTokenTtl', 'refreshTokenTtl', 'sessionMaxLifetime', 'browserSessionMaxLifetime',
   'clientInfo', 'reuseGrace', 'store', 'redis', 'keyPrefix', 'storeTimeout', 'retryAfter', 'cookies', 'csrfHeader',
-  'routes', 'decorators', 'issuer', 'audience', 'clientId', 'revocationFeed', 'maxSessionsPerUser', 'replayRequiresSameUserAgent', 'publicOrigin', 'allowedOrigins', 'dpop', 'claims', 'protectRoutes', ...HOOKS,
+  'routes', 'decorators', 'issuer', 'audience', 'clientId', 'revocationFeed', 'maxSessionsPerUser', 'replayRequiresSameUserAgent', 'publicOrigin', 'allowedOrigins', 'dpop', 'claims', 'protectRoutes', 'telemetry', ...HOOKS,
   // Fastify hands these register() options to every plugin.
   'prefix', 'logLevel', 'logSerializers'
 ])
@@ -202,6 +203,7 @@ export function resolveOptions (options: TokenSessionsOptions, env: NodeJS.Proce
     dpop: resolveDpop(options.dpop, options.store),
     hooks: resolveHooks(options),
     claims: resolveClaimsHook(options.claims),
+    telemetry: resolveTelemetry(options.telemetry),
     protectRoutes: resolveProtectRoutes(options.protectRoutes),
     rememberMs: accessTokenTtl * 1000 + REVOCATION_MARGIN_MS,
     revocationFeed: resolveRevocationFeed(options.revocationFeed),
@@ -555,4 +557,17 @@ function resolveCsrfHeader (header: TokenSessionsOptions['csrfHeader']): string 
   const value = header ?? DEFAULT_CSRF_HEADER
   if (typeof value !== 'string' || !HEADER_NAME.test(value)) fail('csrfHeader', 'must be a lower-case header name, or false')
   return value
+}
+
+/** `telemetry`: `false`, or the providers to record to instead of the global ones. */
+function resolveTelemetry (given: TokenSessionsOptions['telemetry']): TelemetryOptions | false | undefined {
+  if (given === undefined || given === false) return given
+  const shape = 'must be false or { meterProvider, tracerProvider } (OpenTelemetry SDK providers)'
+  if (typeof given !== 'object' || given === null) fail('telemetry', shape)
+  const { meterProvider, tracerProvider, ...rest } = given
+  const unknown = Object.keys(rest)[0]
+  if (unknown !== undefined) fail(`telemetry.${unknown}`, `is not an option: ${shape}`)
+  if (meterProvider !== undefined && typeof meterProvider?.getMeter !== 'function') fail('telemetry.meterProvider', 'must be an OpenTelemetry MeterProvider (it has getMeter)')
+  if (tracerProvider !== undefined && typeof tracerProvider?.getTracer !== 'function') fail('telemetry.tracerProvider', 'must be an OpenTelemetry TracerProvider (it has getTracer)')
+  return Object.freeze({ ...given })
 }

@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { CLOCK_TOLERANCE_MS, type StoreClock } from './clock.js'
 import { StoreUnavailableError } from './errors.js'
 import { loggable } from './log.js'
+import type { FeedState, Telemetry } from './telemetry.js'
 import type { OutagePolicy } from './types.js'
 import type { Revocation, RevocationFeed } from './stores/store.js'
 
@@ -57,6 +58,9 @@ export class RevocationList {
   readonly #clock: StoreClock
   readonly #options: RevocationListOptions
   readonly #log: FastifyBaseLogger
+  readonly #telemetry: Telemetry | undefined
+  /** When the feed was last proven alive (a heartbeat's arrival, ms); undefined for a feed that sends none. */
+  #aliveAt: number | undefined
   /** When the feed went down; undefined while it is up. It starts down, until loaded. */
   #downSince: number | undefined = Date.now()
   #connected = false
@@ -76,11 +80,13 @@ export class RevocationList {
   #reloading = false
   #reloadAgain = false
 
-  constructor (feed: RevocationFeed, clock: StoreClock, options: RevocationListOptions, log: FastifyBaseLogger) {
+  constructor (feed: RevocationFeed, clock: StoreClock, options: RevocationListOptions, log: FastifyBaseLogger, telemetry?: Telemetry) {
     this.#feed = feed
     this.#clock = clock
     this.#options = options
     this.#log = log
+    this.#telemetry = telemetry
+    telemetry?.observeFeed(() => this.#state(), options)
   }
 
   /**
@@ -98,7 +104,11 @@ export class RevocationList {
         // Neither rejects: each logs its own failure.
         this.#clock.calibrate().then(() => this.#reload())
       },
-      disconnected: (since) => this.#down(since)
+      disconnected: (since) => this.#down(since),
+      alive: (at) => {
+        this.#aliveAt = Date.now()
+        this.#telemetry?.feedLag(this.#clock.now() - at)
+      }
     }).then((stop) => { this.#stopWatching = stop })
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs) })
@@ -222,6 +232,7 @@ export class RevocationList {
     // clock tolerance, for the store's servers' clocks.
     const since = this.#missedSince
     const from = since === undefined ? undefined : since + this.#options.rememberMs - CLOCK_TOLERANCE_MS
+    const started = Date.now()
     try {
       for await (const chunk of chunksOf(from === undefined ? this.#feed.revocations() : this.#feed.revocations(from))) this.#add(chunk)
     } catch (err) {
@@ -231,6 +242,7 @@ export class RevocationList {
       return
     }
     this.#reloading = false
+    this.#telemetry?.reloaded(Date.now() - started)
     if (this.#reloadAgain) {
       this.#reloadAgain = false
       this.#reload()
@@ -241,6 +253,11 @@ export class RevocationList {
     if (this.#downSince !== undefined) this.#log.info({ revoked: this.#revoked.size }, 'revocation feed up')
     this.#downSince = undefined
     this.#firstLoad?.()
+  }
+
+  /** What the feed's gauges say. */
+  #state (): FeedState {
+    return { aliveAt: this.#aliveAt, downSince: this.#downSince, size: this.size }
   }
 
   #down (since: number | undefined): void {

@@ -8,6 +8,7 @@ import {
   ClientMismatchError, CredentialsStaleError, DpopProofInvalidError, ScopeInvalidError, SessionRevokedError, StoreUnavailableError, TokenInvalidError, TokenReusedError
 } from './errors.js'
 import type { ResolvedOptions } from './options.js'
+import type { StoreCallEnd, StoreOperation, Telemetry } from './telemetry.js'
 import type { RevocationList } from './revocations.js'
 import { MAX_USER_AGENT, type ClientInfo, type PresentedToken, type SessionPage, type SessionStore } from './stores/store.js'
 import {
@@ -100,12 +101,14 @@ export class Sessions {
   readonly #revocations: RevocationList
   readonly #clock: StoreClock
   readonly #deadlines: Deadlines
+  readonly #telemetry: Telemetry | undefined
   /** The prefix of this instance's write ids, random, and how many writes it has made. */
   readonly #writeIds = randomBytes(12).toString('base64url') + '.'
   #writes = 0
 
   constructor (
-    options: ResolvedOptions, codec: TokenCodec, store: SessionStore, revocations: RevocationList, clock: StoreClock, emit: Emit, log: FastifyBaseLogger
+    options: ResolvedOptions, codec: TokenCodec, store: SessionStore, revocations: RevocationList, clock: StoreClock, emit: Emit, log: FastifyBaseLogger,
+    telemetry?: Telemetry
   ) {
     this.#options = options
     this.#deadlines = new Deadlines(options.storeTimeout)
@@ -115,6 +118,7 @@ export class Sessions {
     this.#clock = clock
     this.#emit = emit
     this.#log = log
+    this.#telemetry = telemetry
   }
 
   /**
@@ -138,7 +142,7 @@ export class Sessions {
     const agent = this.#agentOf(request)
     const authenticatedAt = this.#checkedAt(sub, options.authenticatedAt, request)
     const lifetime = this.#lifetime(remembered)
-    const outcome = await this.#write((deadline) => this.store.create({
+    const outcome = await this.#write('create', (deadline) => this.store.create({
       deadline,
       userId: sub,
       sessionId: sid,
@@ -172,7 +176,18 @@ export class Sessions {
    * after deciding reuse, and that the proof's id is new); one bound to none refuses a
    * proof. A refused refresh leaves the token unspent.
    */
-  async rotate (refreshToken: string, request?: FastifyRequest, boundTo?: string, asked: RefreshRequest = {}): Promise<IssuedTokens> {
+  rotate (refreshToken: string, request?: FastifyRequest, boundTo?: string, asked: RefreshRequest = {}): Promise<IssuedTokens> {
+    const rotation = this.#rotate(refreshToken, request, boundTo, asked)
+    const telemetry = this.#telemetry
+    // Counted only where an SDK records: otherwise not even a promise more.
+    if (telemetry?.metering !== true) return rotation
+    return rotation.catch((error: unknown) => {
+      telemetry.refreshFailed(error)
+      throw error
+    })
+  }
+
+  async #rotate (refreshToken: string, request: FastifyRequest | undefined, boundTo: string | undefined, asked: RefreshRequest): Promise<IssuedTokens> {
     const { sub, sid, jti, endsAt, remembered, claims, clientId, scope, auth } = this.#codec.verifyRefresh(refreshToken)
     if (boundTo !== undefined && boundTo !== sid) throw new TokenInvalidError()
     if (asked.clientId !== undefined && asked.clientId !== clientId) throw new ClientMismatchError()
@@ -184,7 +199,7 @@ export class Sessions {
     const proof = checked === undefined ? undefined : this.#proofRecord(checked)
     // Without a claims hook, no extra await: the refresh is as it was.
     const current = this.#options.claims === undefined ? claims : await this.#currentClaims(sub, sid, request)
-    const outcome = await this.#write((deadline, writeId) => this.store.rotate({
+    const outcome = await this.#write('rotate', (deadline, writeId) => this.store.rotate({
       deadline,
       writeId,
       userId: sub,
@@ -208,6 +223,7 @@ export class Sessions {
         const tokens = this.#sign({ sub, sid, jti: successor, startedAt: outcome.startedAt, ttlMs: outcome.ttlMs, endsAt, remembered, claims: current, grant, accessScope, accessKey: accessKeyOf(binding), auth: last })
         // The token endpoint answers the access token's scope.
         if (accessScope !== undefined) tokens.scope = accessScope
+        this.#telemetry?.refreshed(outcome.status === 'rotated' ? 'rotated' : 'grace_replay')
         await this.#emit('onRefresh', { userId: sub, sessionId: sid, reason: 'refresh', replay: outcome.status === 'replayed' }, request)
         return tokens
       }
@@ -238,7 +254,7 @@ export class Sessions {
     const checked = options.authenticatedAt + this.#clock.offsetMs
     const claims = this.#options.claims === undefined ? appClaims(user) : await this.#currentClaims(sub, sid, request)
     const jti = newRefreshId()
-    const outcome = await this.#write((deadline, writeId) => this.store.stepUp({
+    const outcome = await this.#write('step_up', (deadline, writeId) => this.store.stepUp({
       deadline,
       writeId,
       userId: sub,
@@ -292,7 +308,7 @@ export class Sessions {
 
   /** Whether a session is live, asking the store. */
   async isLive (userId: string, sessionId: string): Promise<boolean> {
-    return await this.#call(() => this.store.isLive(userId, sessionId))
+    return await this.#call('is_live', () => this.store.isLive(userId, sessionId))
   }
 
   /**
@@ -302,12 +318,12 @@ export class Sessions {
    */
   async rememberProof (proof: Proof): Promise<boolean> {
     const { key, id, ttlMs } = this.#proofRecord(proof)
-    return await this.#call(() => (this.store as Required<SessionStore>).rememberProof(key, id, ttlMs))
+    return await this.#call('remember_proof', () => (this.store as Required<SessionStore>).rememberProof(key, id, ttlMs))
   }
 
   /** Whether the store answers within the store timeout. */
   async storeAnswers (): Promise<boolean> {
-    return await this.#call(async () => { await this.store.ping() }).then(() => true, () => false)
+    return await this.#call('ping', async () => { await this.store.ping() }).then(() => true, () => false)
   }
 
   /** The session a refresh token names, if its signature holds, the token's hash, and the session's client. */
@@ -319,7 +335,7 @@ export class Sessions {
   /** One page of the user's live sessions, newest first. */
   async list (userId: unknown, page: { cursor?: number, limit: number }): Promise<SessionPage> {
     const sub = checkUserId(userId)
-    const listed = await this.#call(() => this.store.list(sub, page))
+    const listed = await this.#call('list', () => this.store.list(sub, page))
     // Remembered unless the store says otherwise (a store from before the choice says nothing).
     for (const session of listed.sessions) session.remembered = session.remembered !== false
     return listed
@@ -338,7 +354,7 @@ export class Sessions {
     // Already over here: no store work, however often an ended session's tokens come back.
     if (this.#revocations.knowsEnded(sub, sessionId, session.startedAt)) return false
     const presented = this.#presented(session, request)
-    const outcome = await this.#write((deadline, writeId) => this.store.revoke({
+    const outcome = await this.#write('revoke', (deadline, writeId) => this.store.revoke({
       deadline,
       writeId,
       userId: sub,
@@ -349,6 +365,7 @@ export class Sessions {
     if (outcome === 'missing') return false
     if (outcome === 'reused') return await this.#reused(sub, sessionId, request)
     this.#revocations.remember([{ sessionId, until: this.#clock.now() + this.#options.rememberMs }])
+    this.#counted(reason, false, reason === 'logout')
     if (reason === 'logout') await this.#emit('onLogout', { userId: sub, sessionId, reason }, request)
     await this.#emit('onSessionRevoked', { userId: sub, sessionId, reason }, request)
     return true
@@ -364,7 +381,7 @@ export class Sessions {
     const { except, caller } = options
     if (caller !== undefined && this.#revocations.knowsEnded(sub, caller.sessionId, caller.startedAt)) return false
     const presented = caller === undefined ? undefined : this.#presented(caller, request)
-    const outcome = await this.#write((deadline, writeId) => this.store.revokeAll(sub, {
+    const outcome = await this.#write('revoke_all', (deadline, writeId) => this.store.revokeAll(sub, {
       deadline,
       writeId,
       rememberMs: this.#options.rememberMs,
@@ -381,6 +398,7 @@ export class Sessions {
     // What the store spared, not what was asked: a session already over stays over.
     this.#revocations.remember([spared === undefined ? { userId: sub, startedBefore, until } : { userId: sub, startedBefore, except: spared, until }])
     if (request !== undefined) (request as RevokedAllRequest)[REVOKED_ALL] = { userId: sub, at: startedBefore }
+    this.#counted(reason, true, caller !== undefined)
     if (caller !== undefined) await this.#emit('onLogout', { userId: sub, sessionId: caller.sessionId, reason }, request)
     await this.#emit('onSessionRevoked', { userId: sub, sessionId: caller?.sessionId, reason, allSessions: true, ...(spared === undefined ? {} : { except: spared }) }, request)
     return true
@@ -411,6 +429,7 @@ export class Sessions {
   async #reused (userId: string, sessionId: string, request: FastifyRequest | undefined): Promise<never> {
     this.#revocations.remember([{ sessionId, until: this.#clock.now() + this.#options.rememberMs }])
     ;(request?.log ?? this.#log).warn({ userId, sessionId }, 'refresh token reuse detected: session revoked')
+    this.#counted('reuse', false, false)
     await this.#emit('onReuseDetected', { userId, sessionId, reason: 'reuse' }, request)
     await this.#emit('onSessionRevoked', { userId, sessionId, reason: 'reuse' }, request)
     throw new TokenReusedError()
@@ -421,7 +440,16 @@ export class Sessions {
     if (sessionIds.length === 0) return
     const until = this.#clock.now() + this.#options.rememberMs
     this.#revocations.remember(sessionIds.map((sessionId) => ({ sessionId, until })))
-    for (const sessionId of sessionIds) await this.#emit('onSessionRevoked', { userId, sessionId, reason }, request)
+    for (const sessionId of sessionIds) {
+      this.#counted(reason, false, false)
+      await this.#emit('onSessionRevoked', { userId, sessionId, reason }, request)
+    }
+  }
+
+  /** A revocation (and a logout, when it is one), in the app's metrics. */
+  #counted (reason: string, all: boolean, logout: boolean): void {
+    this.#telemetry?.revoked(reason, all)
+    if (logout) this.#telemetry?.loggedOut(all)
   }
 
   #sign (input: SignInput): IssuedTokens {
@@ -493,31 +521,36 @@ export class Sessions {
    * back `late` is a 503 too; the same write delivered twice (a resend after a lost
    * connection) answers as it first did. Chained on `#call`'s promise: no async frame.
    */
-  #write<T> (write: (deadline: number, writeId: string) => Promise<T>): Promise<Exclude<T, 'late' | { status: 'late' }>> {
+  #write<T> (operation: StoreOperation, write: (deadline: number, writeId: string) => Promise<T>): Promise<Exclude<T, 'late' | { status: 'late' }>> {
     const writeId = this.#writeIds + (this.#writes++).toString(36)
-    return this.#call(() => write(this.#clock.now() + this.#options.storeTimeout, writeId)).then(settled)
+    return this.#call(operation, () => write(this.#clock.now() + this.#options.storeTimeout, writeId)).then(settled)
   }
 
   /**
    * Runs one store operation within `storeTimeout`. The deadlines share one timer, and
    * the outcome is settled directly: no timer, racing promise and async frame per call.
    */
-  #call<T> (operation: () => Promise<T>): Promise<T> {
+  #call<T> (name: StoreOperation, operation: () => Promise<T>): Promise<T> {
+    // Timed, and a span of its own, when the app's telemetry wants it; else nothing more.
+    const call = this.#telemetry?.storeCall(name)
     return new Promise<T>((resolve, reject) => {
-      const deadline = this.#deadlines.watch(reject)
+      const end = (how: StoreCallEnd): void => { call?.end(how) }
+      const deadline = this.#deadlines.watch(call === undefined ? reject : (error) => { end('timeout'); reject(error) })
       const fail = (cause: unknown): void => {
         this.#deadlines.done(deadline)
+        end('error')
         reject(new StoreUnavailableError({ cause }))
       }
       let result: Promise<T>
       try {
-        result = operation()
+        result = call === undefined ? operation() : call.run(operation)
       } catch (cause) {
         return fail(cause)
       }
       // A store may answer with a plain value: Promise.resolve passes a promise through as is.
       Promise.resolve(result).then((value) => {
         this.#deadlines.done(deadline)
+        if (call !== undefined) end(isLate(value) ? 'late' : 'ok')
         resolve(value)
       }, fail)
     })
@@ -635,6 +668,11 @@ function rememberedOf (options: IssueRequest): boolean {
 
 /** A write's outcome, but `late` (its request has had its 503): a 503 too. */
 function settled<T> (outcome: T): Exclude<T, 'late' | { status: 'late' }> {
-  if (outcome === 'late' || (outcome as { status?: unknown }).status === 'late') throw new StoreUnavailableError()
+  if (isLate(outcome)) throw new StoreUnavailableError()
   return outcome as Exclude<T, 'late' | { status: 'late' }>
+}
+
+/** Whether a store's answer is `late`: the write reached it past its deadline and changed nothing. */
+function isLate (outcome: unknown): boolean {
+  return outcome === 'late' || (outcome as { status?: unknown } | undefined)?.status === 'late'
 }

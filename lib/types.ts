@@ -543,6 +543,32 @@ export interface TokenSessionsOptions extends AuditHooks {
    * every instance, the audit hooks seeing `reason`. See {@link ClaimsHook}.
    */
   claims?: ClaimsHook
+  /**
+   * Metrics and traces through the OpenTelemetry API (`@opentelemetry/api`, an optional
+   * peer dependency: the app's own copy is used). By default, the providers the app's SDK
+   * registered globally, read at registration (start the SDK first); without the API, or
+   * without an SDK, nothing is recorded and nothing costs. Give providers here to use others;
+   * `false` turns it off. The metrics and spans are listed in docs/operations.md.
+   */
+  telemetry?: TelemetryOptions | false
+}
+
+/**
+ * The OpenTelemetry providers the plugin records to, instead of the global ones. Typed by
+ * the one method used, so that the plugin's types need no OpenTelemetry package; pass the
+ * SDK's `MeterProvider` and `TracerProvider` (or `NodeTracerProvider`).
+ *
+ * @example
+ * ```ts
+ * const meterProvider = new MeterProvider({ readers: [new PrometheusExporter({ port: 9464 })] })
+ * await app.register(tokenSessions, { secret, telemetry: { meterProvider } })
+ * ```
+ */
+export interface TelemetryOptions {
+  /** Where metrics go (default: the global one, `metrics.getMeterProvider()`). */
+  meterProvider?: { getMeter: (name: string) => unknown }
+  /** Where spans go (default: the global one, `trace.getTracerProvider()`). */
+  tracerProvider?: { getTracer: (name: string) => unknown }
 }
 
 /**

@@ -44,15 +44,18 @@ t.test('RedisStore\'s heartbeat settings are the ones it beats with', async (t) 
 
 t.test('the heartbeat', async (t) => {
   /** A transport whose heartbeats arrive, or not, as the test says. */
-  function transport (deliver: (beat: number) => boolean, write = true): HeartbeatTransport & { events: string[], beat?: Heartbeat } {
+  function transport (deliver: (beat: number) => boolean, write = true): HeartbeatTransport & { events: string[], arrivals: number[], beat?: Heartbeat } {
     const events: string[] = []
-    const result: HeartbeatTransport & { events: string[], beat?: Heartbeat } = {
+    const arrivals: number[] = []
+    const result: HeartbeatTransport & { events: string[], arrivals: number[], beat?: Heartbeat } = {
       events,
+      arrivals,
       send: async (beat) => {
         if (!write) throw new Error('READONLY')
         if (deliver(beat)) setTimeout(() => result.beat?.received(beat, 1_000_000 + beat), 5)
       },
       proven: () => events.push('proven'),
+      alive: (at) => { arrivals.push(at) },
       late: (since, silent) => events.push(`late since ${since} ${silent ? 'silent' : 'write failed'}`)
     }
     return result
@@ -70,6 +73,7 @@ t.test('the heartbeat', async (t) => {
     t.same(feed.events, ['proven'])
     t.equal(heartbeat.proven, true)
     await sleep(120)
+    t.ok(feed.arrivals.length >= 2 && feed.arrivals.every((at, i) => at === 1_000_000 + i), `each heartbeat in time is told with its store time, not one from before the subscription (${feed.arrivals.join(', ')})`)
     delivering = false
     const silentAt = performance.now()
     while (feed.events.length < 2 && performance.now() - silentAt < 1000) await sleep(5)
@@ -110,6 +114,7 @@ t.test('the heartbeat', async (t) => {
         if (stalls++ < 2) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300)
       },
       proven: () => events.push('proven'),
+      alive: () => {},
       late: () => events.push('late')
     }, () => 150, 100)
     t.teardown(() => heartbeat.stop())

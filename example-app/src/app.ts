@@ -5,6 +5,7 @@ import type { Config } from './config.js'
 import { registerDocs } from './docs.js'
 import { errorHandler, NotFoundError } from './errors.js'
 import { registerHealth } from './health.js'
+import { startMetrics, type Metrics } from './metrics.js'
 import { LocalLimit, perMinute, registerRateLimits } from './rate-limits.js'
 import { authRoutes } from './routes.js'
 import { chooseStore, type StoreChoice, type StoreOptions } from './store.js'
@@ -82,19 +83,24 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
 
   const store = await chooseStore(config, app.log)
   app.addHook('onClose', store.close)
+  let metrics: Metrics | undefined
   try {
+    metrics = await startMetrics(config)
+    if (metrics !== undefined) app.addHook('onClose', metrics.close)
     await registerSecurityHeaders(app)
     // Unauthenticated, so off in production unless asked for (DOCS=true).
     if (config.docs) await registerDocs(app)
     // Before the plugin: @fastify/rate-limit reads each route's config as the route is added.
     await registerRateLimits(app, config, store.redis)
-    await app.register(tokenSessions, pluginOptions(config, store.options, app.log))
+    await app.register(tokenSessions, { ...pluginOptions(config, store.options, app.log), ...(metrics === undefined ? {} : { telemetry: { meterProvider: metrics.meterProvider } }) })
+    metrics?.route?.(app)
     authRoutes(app, { ...accounts(config, store), perIp: perMinute(config.rateLimitLogin), nativeClients: new Set(config.nativeClientIds), stepUpMaxAge: config.stepUpMaxAge })
     registerHealth(app, store.kind)
     registerWebPage(app)
     await app.ready()
   } catch (error) {
     await store.close()
+    await metrics?.close()
     throw error
   }
   return app

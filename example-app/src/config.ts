@@ -105,6 +105,13 @@ export interface Config {
    * `POST /auth/reauthenticate` makes it recent again.
    */
   readonly stepUpMaxAge: number
+  /** Whether the plugin's metrics are served as Prometheus text (`METRICS`: `true` or `false`, default false). */
+  readonly metrics: boolean
+  /**
+   * The port they are served on, at `/metrics` (`METRICS_PORT`); unset, the app's own port
+   * serves `/metrics`, outside production only (it is unauthenticated).
+   */
+  readonly metricsPort: number | undefined
 }
 
 /**
@@ -153,6 +160,10 @@ export class ConfigError extends Error {
  * `STEP_UP_MAX_AGE` (default 300, from 1 to the longest token lifetime): a password change
  * needs a login, or a re-authentication, at most this many seconds old.
  *
+ * `METRICS` (`true` or `false`, default false): the plugin's metrics, as Prometheus text at
+ * `/metrics` on `METRICS_PORT` (a port of their own, which production needs: it is
+ * unauthenticated) or, outside production without it, on the app's port.
+ *
  * `BROWSER_SESSION_MAX_LIFETIME` (unset: the plugin's default, 12 hours or
  * SESSION_MAX_LIFETIME when shorter, the refresh-token lifetime with access tokens of 12 hours or more): how long a session logged in without "remember me"
  * may last, in seconds, if the browser is never closed.
@@ -195,8 +206,20 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     nativeClientIds: nativeClientIds(env),
     dpopNonces: flag(env, 'DPOP_NONCES'),
     revocationOutagePolicy: outagePolicy(env),
-    stepUpMaxAge: wholeNumber(env, 'STEP_UP_MAX_AGE', DEFAULT_STEP_UP_MAX_AGE, 1, MAX_TOKEN_TTL)
+    stepUpMaxAge: wholeNumber(env, 'STEP_UP_MAX_AGE', DEFAULT_STEP_UP_MAX_AGE, 1, MAX_TOKEN_TTL),
+    ...metrics(env, production)
   })
+}
+
+/** METRICS and METRICS_PORT: in production, never on the app's public port. */
+function metrics (env: NodeJS.ProcessEnv, production: boolean): { metrics: boolean, metricsPort: number | undefined } {
+  const on = flag(env, 'METRICS')
+  const metricsPort = text(env, 'METRICS_PORT') === undefined ? undefined : wholeNumber(env, 'METRICS_PORT', 0, 1, 65_535)
+  if (metricsPort !== undefined && !on) throw new ConfigError('METRICS_PORT is set but METRICS is not true: set METRICS=true to serve metrics, or unset METRICS_PORT')
+  if (on && production && metricsPort === undefined) {
+    throw new ConfigError('METRICS=true in production needs METRICS_PORT: /metrics is unauthenticated, so it is served on a port of its own, not the app\'s')
+  }
+  return { metrics: on, metricsPort }
 }
 
 /** A variable's value, or undefined when it is unset or empty (compose passes empty strings). */

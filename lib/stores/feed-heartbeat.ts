@@ -11,6 +11,8 @@ export interface HeartbeatTransport {
   send: (beat: number) => Promise<void>
   /** The feed is proven: every write made before the proving heartbeat has reached the subscriber. */
   proven: () => void
+  /** Heartbeat written at `at` (store clock) arrived in time: the path is alive. */
+  alive: (at: number) => void
   /**
    * A heartbeat did not arrive in time: revocations announced since `since` (store clock)
    * may be missed. `silent` when its write succeeded: the path to the subscriber is dead,
@@ -77,6 +79,7 @@ export class Heartbeat {
     clearTimeout(pending.timer)
     this.#pending.delete(beat)
     this.#provenAt = at
+    this.#transport.alive(at)
     if (this.#proven) return
     this.#proven = true
     this.#transport.proven()

@@ -175,6 +175,7 @@ export class RedisRevocationFeed implements RevocationFeed {
       const heartbeat = new Heartbeat({
         send: async (beat) => { await this.#beat(beats, beat) },
         proven: () => listener.connected(),
+        alive: (at) => listener.alive?.(at),
         late: (since, silent) => {
           listener.disconnected(missedSince(since))
           if (silent) restart()

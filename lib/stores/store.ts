@@ -392,6 +392,12 @@ export interface RevocationListener {
    * `since` on (ms, store clock), or any if it is not given.
    */
   disconnected (since?: number): void
+  /**
+   * The feed was proven alive end to end: a write the store made at `at` (ms, store clock)
+   * has just arrived here (a heartbeat). Optional for a feed: it feeds the delivery-lag
+   * metric and the time since the feed was last proven alive.
+   */
+  alive?: (at: number) => void
 }
 
 /**
