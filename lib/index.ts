@@ -218,6 +218,8 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
   if (options.cookies !== null && !fastify.hasReplyDecorator('setCookie')) await fastify.register(fastifyCookie, { hook: false })
 
   for (const { option, message } of options.weakSecrets) fastify.log.warn({ option }, message)
+  // Before the store: a telemetry option that cannot work leaves nothing open.
+  const telemetry = await loadTelemetry(options.telemetry)
   const { store, owned } = buildStore(fastify, options)
   // One deadline for all of start-up: a store that is down delays it by storeTimeout at most.
   const deadline = Date.now() + options.storeTimeout
@@ -227,7 +229,6 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
     if (owned) await store.close()
     throw err
   }
-  const telemetry = await loadTelemetry(options.telemetry)
   const clock = new StoreClock(() => store.time(), fastify.log)
   const codec = await createTokenCodec(fastify, { ...options, now: () => clock.now() })
   const revocations = new RevocationList(store.revocationFeed, clock, { ...options.revocationFeed, rememberMs: options.rememberMs }, fastify.log, telemetry)
@@ -292,7 +293,7 @@ async function tokenSessions (fastify: FastifyInstance, rawOptions: TokenSession
   fastify.addHook('onError', handlers.onError)
   if (options.routes !== null) {
     registerRoutes(fastify, options.routes, handlers, api)
-    registerOAuthRoutes(fastify, options.routes, sessions, dpop, options.retryAfter)
+    registerOAuthRoutes(fastify, options.routes, sessions, dpop, options.retryAfter, telemetry)
   }
   // Not awaited (a slow store must not delay start-up); it never rejects.
   fastify.addHook('onReady', async () => { warnIfEvicting(fastify, store) })

@@ -2,11 +2,12 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { DpopVerifier } from './dpop.js'
 import { provenSession, tokenSession, type TokenSession } from './ending.js'
 import { markOwn } from './handlers.js'
-import { ClaimsUnavailableError, StoreUnavailableError } from './errors.js'
+import { ClaimsUnavailableError, StoreUnavailableError, TokenMissingError } from './errors.js'
 import { loggable } from './log.js'
 import type { ResolvedRoutes } from './options.js'
 import { ROUTE_BODY_LIMIT, describeOnly, revokeEndpointSchema, tokenEndpointSchema } from './schemas.js'
 import type { Sessions } from './sessions.js'
+import type { Telemetry } from './telemetry.js'
 import { checkedLength } from './transport.js'
 
 /** The one body type of the OAuth endpoints (RFC 6749 §3.2, RFC 7009 §2.1). */
@@ -78,7 +79,9 @@ function required (form: Map<string, string>, name: string): string {
  * take no JSON (which a page's script could send cross-site only after a preflight, and a
  * form body reveals nothing a cookie would add). No CORS: a native client needs none.
  */
-export function registerOAuthRoutes (fastify: FastifyInstance, routes: ResolvedRoutes, sessions: Sessions, dpop: DpopVerifier, retryAfter: number): void {
+export function registerOAuthRoutes (
+  fastify: FastifyInstance, routes: ResolvedRoutes, sessions: Sessions, dpop: DpopVerifier, retryAfter: number, telemetry?: Telemetry
+): void {
   fastify.register(async function tokenSessionsOAuth (scope) {
     scope.addHook('onRoute', markOwn)
     scope.setValidatorCompiler(describeOnly)
@@ -120,11 +123,16 @@ export function registerOAuthRoutes (fastify: FastifyInstance, routes: ResolvedR
 
     if (routes.token !== null) {
       scope.post('/token', { ...routes.token, ...post, schema: tokenEndpointSchema }, async (request, reply) => {
+        // The refresh token the form gave: null until it is read, undefined when it had none.
+        let token: string | undefined | null = null
+        let rotating = false
         try {
           const form = formOf(request)
           const grantType = required(form, 'grant_type')
           if (grantType !== 'refresh_token') throw new OAuthError('unsupported_grant_type', 'Only the refresh_token grant is supported here')
+          token = form.get('refresh_token')
           const refreshToken = checkedLength(required(form, 'refresh_token'))
+          rotating = true
           const clientId = form.get('client_id')
           const asked = form.get('scope')
           const tokens = await sessions.rotate(refreshToken, request, undefined, {
@@ -144,6 +152,8 @@ export function registerOAuthRoutes (fastify: FastifyInstance, routes: ResolvedR
           if (tokens.scope !== undefined) body.scope = tokens.scope
           return body
         } catch (error) {
+          // Refused before the token was looked at (rotate counts the rest), as on the refresh route.
+          if (!rotating) telemetry?.refreshFailed(token === undefined ? new TokenMissingError() : error)
           return await fail(request, reply, error)
         }
       })

@@ -59,6 +59,8 @@ export class RevocationList {
   readonly #options: RevocationListOptions
   readonly #log: FastifyBaseLogger
   readonly #telemetry: Telemetry | undefined
+  /** Stops the feed's gauges. */
+  readonly #unobserve: (() => void) | undefined
   /** When the feed was last proven alive (a heartbeat's arrival, ms); undefined for a feed that sends none. */
   #aliveAt: number | undefined
   /** When the feed went down; undefined while it is up. It starts down, until loaded. */
@@ -86,7 +88,7 @@ export class RevocationList {
     this.#options = options
     this.#log = log
     this.#telemetry = telemetry
-    telemetry?.observeFeed(() => this.#state(), options)
+    this.#unobserve = telemetry?.observeFeed(() => this.#state(), options)
   }
 
   /**
@@ -182,6 +184,7 @@ export class RevocationList {
 
   async close (): Promise<void> {
     this.#closed = true
+    this.#unobserve?.()
     await this.#stopWatching?.()
   }
 

@@ -534,7 +534,12 @@ export class Sessions {
     // Timed, and a span of its own, when the app's telemetry wants it; else nothing more.
     const call = this.#telemetry?.storeCall(name)
     return new Promise<T>((resolve, reject) => {
-      const end = (how: StoreCallEnd): void => { call?.end(how) }
+      // Once: a call that timed out may still be answered, or fail, later.
+      let ended = false
+      const end = (how: StoreCallEnd): void => {
+        if (!ended) call?.end(how)
+        ended = true
+      }
       const deadline = this.#deadlines.watch(call === undefined ? reject : (error) => { end('timeout'); reject(error) })
       const fail = (cause: unknown): void => {
         this.#deadlines.done(deadline)

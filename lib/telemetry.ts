@@ -1,7 +1,7 @@
 // Metrics and traces through the OpenTelemetry API, when the app has it: the app's own copy
 // (an optional peer dependency), its SDK deciding where they go. Without the API, or with
 // it and no SDK, the request path does nothing more than before.
-import type { Attributes, Counter, Histogram, Meter, MeterProvider, Span, Tracer, TracerProvider } from '@opentelemetry/api'
+import type { Attributes, BatchObservableCallback, Counter, Histogram, Meter, MeterProvider, Span, Tracer, TracerProvider } from '@opentelemetry/api'
 import { fail } from './invalid-option.js'
 import type { OutagePolicy, TelemetryOptions } from './types.js'
 
@@ -20,7 +20,8 @@ export const STORE_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.0
 const RELOAD_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 
 /** What a refresh came to: the `outcome` of `token_sessions.refreshes`. */
-export type RefreshOutcome = 'rotated' | 'grace_replay' | 'reused' | 'expired' | 'revoked' | 'invalid' | 'proof_refused' | 'missing' | 'unavailable'
+const REFRESH_OUTCOMES_ALL = ['rotated', 'grace_replay', 'reused', 'expired', 'revoked', 'invalid', 'proof_refused', 'nonce_required', 'missing', 'unavailable'] as const
+export type RefreshOutcome = typeof REFRESH_OUTCOMES_ALL[number]
 
 /** The refresh outcome of each error code a refresh may end in; any other is `invalid`. */
 const REFRESH_OUTCOMES: Readonly<Record<string, RefreshOutcome>> = {
@@ -29,7 +30,8 @@ const REFRESH_OUTCOMES: Readonly<Record<string, RefreshOutcome>> = {
   FTS_SESSION_EXPIRED: 'expired',
   FTS_SESSION_REVOKED: 'revoked',
   FTS_DPOP_PROOF_INVALID: 'proof_refused',
-  FTS_DPOP_NONCE_REQUIRED: 'proof_refused',
+  // The server's nonce asked for: with `dpop.nonces`, the first answer to a client without it.
+  FTS_DPOP_NONCE_REQUIRED: 'nonce_required',
   FTS_TOKEN_MISSING: 'missing',
   FTS_STORE_UNAVAILABLE: 'unavailable',
   FTS_CLAIMS_UNAVAILABLE: 'unavailable'
@@ -47,11 +49,14 @@ export function codeOf (error: unknown): string {
   return typeof code === 'string' && /^FTS_[A-Z_]{1,40}$/.test(code) ? code : 'other'
 }
 
-/** A store operation, as metrics and spans name it. */
-export type StoreOperation = 'create' | 'rotate' | 'step_up' | 'revoke' | 'revoke_all' | 'is_live' | 'remember_proof' | 'ping' | 'list'
+/** The store operations, as metrics and spans name them. */
+const STORE_OPERATIONS = ['create', 'rotate', 'step_up', 'revoke', 'revoke_all', 'is_live', 'remember_proof', 'ping', 'list'] as const
+export type StoreOperation = typeof STORE_OPERATIONS[number]
 
 /** How a store call ended. */
 export type StoreCallEnd = 'ok' | 'error' | 'timeout' | 'late'
+/** How a store call can fail. */
+const STORE_ERRORS = ['error', 'timeout', 'late'] as const
 
 /** One store call being measured: `run` starts it (in its span's context), `end` records it. */
 export interface StoreCall {
@@ -121,6 +126,13 @@ export class Telemetry {
     this.#reloadDuration = meter.createHistogram(`${PREFIX}.feed.reload.duration`, {
       unit: 's', description: 'Duration of reloads of the revocation list after the feed (re)connects', advice: { explicitBucketBoundaries: RELOAD_BUCKETS }
     })
+    // The series alerts watch exist from the start, at 0: a counter's first event is then an
+    // increase, which a series that appears at 1 is not to Prometheus's increase() and rate().
+    for (const outcome of REFRESH_OUTCOMES_ALL) this.#refreshes.add(0, { outcome })
+    this.#revocations.add(0, { reason: 'reuse', scope: 'session' })
+    for (const operation of STORE_OPERATIONS) {
+      for (const error of STORE_ERRORS) this.#storeErrors.add(0, { operation, error })
+    }
   }
 
   sessionStarted (transport: 'cookie' | 'body'): void {
@@ -185,8 +197,8 @@ export class Telemetry {
     this.#reloadDuration.record(ms / 1000)
   }
 
-  /** The revocation feed's gauges, read at each collection from `state`. */
-  observeFeed (state: () => FeedState, policy: FeedPolicy): void {
+  /** The revocation feed's gauges, read at each collection from `state`, until the function it returns is called. */
+  observeFeed (state: () => FeedState, policy: FeedPolicy): () => void {
     const meter = this.#meter
     const up = meter.createObservableGauge(`${PREFIX}.feed.up`, { unit: '1', description: 'Whether the revocation feed is connected and loaded (1) or down (0)' })
     const sinceAlive = meter.createObservableGauge(`${PREFIX}.feed.since_alive`, {
@@ -196,7 +208,8 @@ export class Telemetry {
       unit: '1', description: 'Whether the revocation feed\'s outage policy is in force (1), by policy'
     })
     const size = meter.createObservableGauge(`${PREFIX}.revocation_list.size`, { unit: '{revocation}', description: 'Revocations remembered by this instance' })
-    meter.addBatchObservableCallback((result) => {
+    const observables = [up, sinceAlive, outage, size]
+    const observe: BatchObservableCallback = (result) => {
       const now = Date.now()
       const { aliveAt, downSince, size: remembered } = state()
       result.observe(up, downSince === undefined ? 1 : 0)
@@ -205,7 +218,9 @@ export class Telemetry {
       const inForce = downSince !== undefined && (policy.onOutage !== 'reject' || now - downSince > policy.maxOutageMs)
       result.observe(outage, inForce ? 1 : 0, { policy: policy.onOutage })
       result.observe(size, remembered)
-    }, [up, sinceAlive, outage, size])
+    }
+    meter.addBatchObservableCallback(observe, observables)
+    return () => { meter.removeBatchObservableCallback(observe, observables) }
   }
 
   #endCall (attributes: Attributes, operation: StoreOperation, how: StoreCallEnd, started: number): void {
@@ -225,7 +240,7 @@ export class Telemetry {
 
 /** A store call's span ends with its outcome: an error's status names only how it ended, never the error's text. */
 function endSpan (api: Api, span: Span, how: StoreCallEnd): void {
-  if (how !== 'ok') span.setStatus({ code: api.SpanStatusCode.ERROR, message: how })
+  if (how !== 'ok') span.setAttribute('outcome', how).setStatus({ code: api.SpanStatusCode.ERROR, message: how })
   span.end()
 }
 

@@ -23,7 +23,9 @@ const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8')
 interface Service { build?: string, image?: string, command?: unknown, volumes?: string[], ports?: string[], environment?: Record<string, string>, depends_on?: Record<string, { condition: string }> }
 const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: Record<string, Service> }
 const deploy = JSON.parse(readFileSync(join(ROOT, 'example-app/deploy/package.json'), 'utf8')) as { dependencies: Record<string, string> }
-const root = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { devDependencies: Record<string, string>, dependencies: Record<string, string>, scripts: { build: string } }
+const root = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+  devDependencies: Record<string, string>, dependencies: Record<string, string>, peerDependenciesMeta: Record<string, { optional: boolean }>, scripts: { build: string }
+}
 
 /** The JSON array of a Dockerfile instruction in exec form, e.g. CMD ["node", "dist/server.js"]. */
 function execForm (instruction: string): string[] {
@@ -359,7 +361,9 @@ t.test('the image\'s dependency list is what the app imports, at the repository\
       if (!name.startsWith('node:') && name !== 'fastify-token-sessions') imported.add(name.startsWith('@') ? name.split('/').slice(0, 2).join('/') : name.split('/')[0] as string)
     }
   }
-  t.same(Object.keys(deploy.dependencies).sort(), [...imported].sort(), 'every package imported, nothing else')
+  // And the plugin's optional peers, which it loads itself when installed (the OpenTelemetry API, for METRICS).
+  const peers = Object.keys(root.peerDependenciesMeta).filter((name) => root.peerDependenciesMeta[name]?.optional === true)
+  t.same(Object.keys(deploy.dependencies).sort(), [...new Set([...imported, ...peers])].sort(), 'every package imported and the plugin\'s optional peers, nothing else')
   for (const [name, range] of Object.entries(deploy.dependencies)) {
     t.equal(range, root.devDependencies[name] ?? root.dependencies[name], `${name}: the version the tests run`)
   }
@@ -384,7 +388,11 @@ t.test('the image\'s start command, as the image runs it, answers /health and pa
   for (const path of [work, app, node]) chmodSync(path, 0o755)
 
   const port = await freePort()
-  const env: Record<string, string> = { PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '0.0.0.0', PORT: String(port), REDIS_URL: redis.url, JWT_SECRET: SECRET }
+  const metricsPort = await freePort()
+  // With the metrics on, as docker-compose.yml runs it.
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '', NODE_ENV: 'production', HOST: '0.0.0.0', PORT: String(port), REDIS_URL: redis.url, JWT_SECRET: SECRET, METRICS: 'true', METRICS_PORT: String(metricsPort)
+  }
   const [command, ...args] = execForm('CMD')
   // The node image's `node` user is uid and gid 1000.
   const child = spawn(...inImageEnv(env, command === 'node' ? node : command as string, args), { cwd: app, env, uid: 1000, gid: 1000, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -400,4 +408,7 @@ t.test('the image\'s start command, as the image runs it, answers /health and pa
   const [check, ...checkArgs] = execForm('HEALTHCHECK')
   const probe = spawnSync(...inImageEnv(env, check === 'node' ? node : check as string, checkArgs), { env, uid: 1000, gid: 1000 })
   t.equal(probe.status, 0, 'the HEALTHCHECK command passes')
+  const metrics = await fetch(`http://127.0.0.1:${metricsPort}/metrics`)
+  t.equal(metrics.status, 200, 'the metrics, on their port')
+  t.match(await metrics.text(), /^token_sessions_feed_up\{[^}]*\} 1$/m, 'the plugin\'s, through the image\'s dependencies')
 })

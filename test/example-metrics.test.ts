@@ -32,6 +32,7 @@ t.test('METRICS and METRICS_PORT are read and checked', async (t) => {
   for (const bad of ['0', '65536', 'http', '94 64']) {
     t.throws(() => loadConfig({ METRICS: 'true', METRICS_PORT: bad }), { name: 'ConfigError', message: /^METRICS_PORT must be a whole number from 1 to 65535/ }, `METRICS_PORT=${bad}`)
   }
+  t.throws(() => loadConfig({ METRICS: 'true', PORT: '9464', METRICS_PORT: '9464' }), { name: 'ConfigError', message: /METRICS_PORT \(9464\) must differ from PORT/ })
   t.throws(() => loadConfig({ METRICS_PORT: '9464' }), { name: 'ConfigError', message: /METRICS_PORT is set but METRICS is not true/ }, 'a port without METRICS is a mistake')
   const production = { NODE_ENV: 'production', JWT_SECRET: 'x'.repeat(48) }
   t.throws(() => loadConfig({ ...production, METRICS: 'true' }), { name: 'ConfigError', message: /METRICS=true in production needs METRICS_PORT/ },

@@ -9,13 +9,16 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { DataPointType, MeterProvider, MetricReader, type Histogram } from '@opentelemetry/sdk-metrics'
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base'
 import { FastifyOtelInstrumentation } from '@fastify/otel'
-import tokenSessions, { tokenResponse, type TokenSessionsOptions } from '../lib/index.js'
+import tokenSessions, { tokenResponse, type MemoryStore, type TokenSessionsOptions } from '../lib/index.js'
 import {
   ClientMismatchError, DpopNonceRequiredError, DpopProofInvalidError, SessionExpiredError, SessionRevokedError, StoreUnavailableError, TokenExpiredError, TokenInvalidError, TokenMissingError, TokenReusedError
 } from '../lib/errors.js'
+import { StoreClock } from '../lib/clock.js'
+import { RevocationList } from '../lib/revocations.js'
 import { STORE_BUCKETS, Telemetry, loadTelemetry, type FeedState } from '../lib/telemetry.js'
 import { SECRET, cookieHeader, memoryStore, untilUp } from './helpers/app.js'
-import { within } from './helpers/feed.js'
+import { KEYS, craft, payloadOf } from './helpers/jwt.js'
+import { silent, within } from './helpers/feed.js'
 import { startRedis } from './helpers/redis.mjs'
 import { SilencingRelay } from './helpers/relay.js'
 
@@ -97,6 +100,17 @@ async function refresh (server: FastifyInstance, refreshToken: string): Promise<
   return { statusCode: response.statusCode, refreshToken: body.refreshToken, code: body.code }
 }
 
+/** `store` with some of its members replaced, the rest its own. */
+function overriding (store: MemoryStore, members: Record<string, unknown>): MemoryStore {
+  return new Proxy(store, {
+    get: (target, name) => {
+      if (typeof name === 'string' && name in members) return members[name]
+      const value: unknown = Reflect.get(target, name, target)
+      return typeof value === 'function' ? value.bind(target) : value
+    }
+  })
+}
+
 /** The ids, tokens and addresses a test used: none may appear in any attribute. */
 function leaks (metrics: Map<string, Point[]>, secrets: string[]): string[] {
   const found: string[] = []
@@ -125,6 +139,7 @@ t.test('each metric moves when its event happens, and no attribute carries an id
   let metrics = await collect(reader)
   t.equal(valueOf(metrics, 'token_sessions.sessions.started', { transport: 'cookie' }), 1, 'a cookie login')
   t.equal(valueOf(metrics, 'token_sessions.sessions.started', { transport: 'body' }), 2, 'a body login, and tokenSessions.issue')
+  t.ok(metrics.get('token_sessions.revocations')?.some((p) => p.attributes.reason === 'reuse' && p.value === 0), 'reuse detections are there at 0 before the first, for increase() to see it')
 
   // Rotated, then the same token again within the grace window, then once more after a second rotation: reuse.
   const first = await refresh(server, body.refreshToken)
@@ -182,7 +197,8 @@ t.test('each metric moves when its event happens, and no attribute carries an id
   t.ok(countOf(metrics, 'token_sessions.store.duration', { operation: 'rotate', outcome: 'ok' }) >= 5, 'each refresh\'s')
   t.ok(countOf(metrics, 'token_sessions.store.duration', { operation: 'revoke_all', outcome: 'ok' }) >= 2)
   t.same((durations[0]?.value as Histogram).buckets.boundaries, STORE_BUCKETS, 'the buckets the plugin advises')
-  t.equal(metrics.get('token_sessions.store.errors'), undefined, 'no store error yet')
+  t.ok(metrics.get('token_sessions.store.errors')?.every((p) => p.value === 0), 'no store error yet: each series there, at 0, for increase() to see the first')
+  t.equal(valueOf(metrics, 'token_sessions.revocations', { reason: 'reuse', scope: 'session' }), 1)
 
   // The feed: up, proven alive by its heartbeats moments ago, their lag measured; the list holds the revocations.
   t.equal(valueOf(metrics, 'token_sessions.feed.up'), 1, 'the feed is up')
@@ -197,6 +213,49 @@ t.test('each metric moves when its event happens, and no attribute carries an id
   const listed = await server.tokenSessions.listSessions('user-1')
   secrets.push('user-1', 'user-5', 'user-7', '127.0.0.1', otherId, ...listed.sessions.map((s) => s.sessionId), 'fraud')
   t.same(leaks(metrics, secrets), [], 'every attribute is a fixed word, never an id, a token, an address or an app\'s text')
+})
+
+t.test('refreshes through the token endpoint and tokenSessions.refresh count; expired tokens and refused proofs too', async (t) => {
+  const { meterProvider, reader } = metering(t)
+  const server = await app(t, { telemetry: { meterProvider } })
+  const token = async (form: Record<string, string>): Promise<number> => (await server.inject({
+    method: 'POST', url: '/auth/token', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: new URLSearchParams(form).toString()
+  })).statusCode
+  const session = await login(server, 'oauth')
+  t.equal(await token({ grant_type: 'refresh_token', refresh_token: session.refreshToken }), 200)
+  t.equal(await token({ grant_type: 'refresh_token' }), 400, 'no refresh_token')
+  t.equal(await token({ grant_type: 'password', refresh_token: 'x' }), 400, 'another grant')
+  t.equal(await token({ grant_type: 'refresh_token', refresh_token: 'forged' }), 400)
+  const api = await login(server, 'api')
+  await server.tokenSessions.refresh(api.refreshToken)
+  const real = payloadOf(api.refreshToken)
+  const expired = craft({ alg: 'HS256', typ: 'rt+jwt' }, { ...real, iat: real.iat as number - 100, exp: Math.floor(Date.now() / 1000) - 50 }, KEYS.refresh)
+  t.equal((await refresh(server, expired)).code, 'FTS_TOKEN_EXPIRED')
+  const bound = await login(server, 'proof')
+  const refused = await server.inject({ method: 'POST', url: '/auth/refresh', headers: { dpop: 'not.a.proof' }, payload: { refreshToken: bound.refreshToken } })
+  t.equal(refused.json().code, 'FTS_DPOP_PROOF_INVALID', 'a proof that does not verify')
+  const metrics = await collect(reader)
+  for (const [outcome, count] of Object.entries({ rotated: 2, missing: 1, invalid: 2, expired: 1, proof_refused: 1 })) {
+    t.equal(valueOf(metrics, 'token_sessions.refreshes', { outcome }), count, `refreshes ${outcome}: ${count}`)
+  }
+  t.equal(valueOf(metrics, 'token_sessions.sessions.started', { transport: 'body' }), 3)
+})
+
+t.test('a closed instance\'s feed gauges stop with it', async (t) => {
+  const { meterProvider, reader } = metering(t)
+  const telemetry = await loadTelemetry({ meterProvider }) as Telemetry
+  const store = memoryStore(t)
+  // The revocation list asks the telemetry to observe its feed; count how often it is read.
+  let reads = 0
+  const observeFeed = telemetry.observeFeed.bind(telemetry)
+  telemetry.observeFeed = (state, policy) => observeFeed(() => { reads++; return state() }, policy)
+  const list = new RevocationList(store.revocationFeed, new StoreClock(async () => Date.now(), silent), { maxOutageMs: 0, onOutage: 'accept', rememberMs: 1000 }, silent, telemetry)
+  await list.start(1000)
+  t.equal(valueOf(await collect(reader), 'token_sessions.feed.up'), 1)
+  t.equal(reads, 1, 'read at each collection')
+  await list.close()
+  await collect(reader)
+  t.equal(reads, 1, 'no longer read once closed: it holds the list no more')
 })
 
 t.test('a feed cut turns its state down and its outage policy on; a store that does not answer counts errors', async (t) => {
@@ -243,7 +302,7 @@ t.test('a feed cut turns its state down and its outage policy on; a store that d
   t.equal((await refresh(checkingApp, session.refreshToken)).statusCode, 503)
   t.equal((await checkingApp.inject({ method: 'POST', url: '/auth/login', payload: { userId: 'cut-2', transport: 'body' } })).statusCode, 503)
   metrics = await collect(checking.reader)
-  const errors = (metrics.get('token_sessions.store.errors') ?? []).map((p) => `${String(p.attributes.operation)} ${String(p.attributes.error)}`).sort()
+  const errors = (metrics.get('token_sessions.store.errors') ?? []).filter((p) => p.value !== 0).map((p) => `${String(p.attributes.operation)} ${String(p.attributes.error)}`).sort()
   t.ok(errors.some((e) => e.startsWith('rotate ')) && errors.some((e) => e.startsWith('create ')), `errors by operation (${errors.join(', ')})`)
   t.ok(errors.every((e) => /^(rotate|create|ping) (timeout|error)$/.test(e)), 'each a timeout or an error')
   t.equal(valueOf(metrics, 'token_sessions.refreshes', { outcome: 'unavailable' }), 1, 'the refresh was unavailable')
@@ -256,13 +315,7 @@ t.test('with telemetry: false every path works as before, recording nothing', as
   t.teardown(() => { metrics.disable() })
   const store = memoryStore(t)
   // A feed that never connects: authenticate asks the store (check-store), and waits for it.
-  const feedDown = new Proxy(store, {
-    get: (target, name) => {
-      if (name === 'revocationFeed') return { revocations: async () => [], watch: async () => async () => {} }
-      const value: unknown = Reflect.get(target, name, target)
-      return typeof value === 'function' ? value.bind(target) : value
-    }
-  })
+  const feedDown = overriding(store, { revocationFeed: { revocations: async () => [], watch: async () => async () => {} } })
   const server = await app(t, { telemetry: false, store: feedDown, storeTimeout: 200, maxSessionsPerUser: 1 })
   const session = await login(server, 'quiet')
   const rotated = await refresh(server, session.refreshToken)
@@ -290,21 +343,39 @@ t.test('sessions the per-user cap ends are revocations for the limit', async (t)
 t.test('a write the store refuses as late is a store error of its own', async (t) => {
   const { meterProvider, reader } = metering(t)
   const store = memoryStore(t)
-  // A store whose rotations all arrive past their deadline.
-  const late = new Proxy(store, {
-    get: (target, name) => {
-      if (name === 'rotate') return async () => ({ status: 'late' })
-      const value: unknown = Reflect.get(target, name, target)
-      return typeof value === 'function' ? value.bind(target) : value
-    }
-  })
-  const server = await app(t, { store: late, telemetry: { meterProvider } })
+  // A store whose rotations all arrive past their deadline, at once.
+  const server = await app(t, { store: overriding(store, { rotate: async () => ({ status: 'late' }) }), telemetry: { meterProvider } })
   const session = await login(server, 'late')
   t.equal((await refresh(server, session.refreshToken)).statusCode, 503)
   const metrics = await collect(reader)
   t.equal(valueOf(metrics, 'token_sessions.store.errors', { operation: 'rotate', error: 'late' }), 1)
   t.equal(countOf(metrics, 'token_sessions.store.duration', { operation: 'rotate', outcome: 'late' }), 1)
   t.equal(valueOf(metrics, 'token_sessions.refreshes', { outcome: 'unavailable' }), 1)
+})
+
+t.test('a store call that times out counts once, however it is answered later', async (t) => {
+  const { meterProvider, reader } = metering(t)
+  const store = memoryStore(t)
+  // Answers after the request's 503: one late, one failing.
+  let answers = 0
+  const slow = overriding(store, {
+    rotate: async () => {
+      await sleep(150)
+      if (answers++ === 0) return { status: 'late' }
+      throw new Error('connection reset')
+    }
+  })
+  const server = await app(t, { store: slow, storeTimeout: 50, telemetry: { meterProvider } })
+  const session = await login(server, 'slow')
+  t.equal((await refresh(server, session.refreshToken)).statusCode, 503)
+  t.equal((await refresh(server, session.refreshToken)).statusCode, 503)
+  await sleep(300)
+  const metrics = await collect(reader)
+  t.equal(answers, 2, 'both were answered, late')
+  t.equal(valueOf(metrics, 'token_sessions.store.errors', { operation: 'rotate', error: 'timeout' }), 2, 'two timeouts')
+  t.equal(valueOf(metrics, 'token_sessions.store.errors', { operation: 'rotate', error: 'late' }) + valueOf(metrics, 'token_sessions.store.errors', { operation: 'rotate', error: 'error' }), 0, 'and nothing more')
+  t.equal(countOf(metrics, 'token_sessions.store.duration', { operation: 'rotate', outcome: 'timeout' }), 2)
+  t.equal(countOf(metrics, 'token_sessions.store.duration', { operation: 'rotate', outcome: 'late' }) + countOf(metrics, 'token_sessions.store.duration', { operation: 'rotate', outcome: 'error' }), 0)
 })
 
 t.test('the feed\'s gauges for a feed without heartbeats, under each policy', async (t) => {
@@ -348,7 +419,7 @@ t.test('every error a refresh ends in maps to its outcome', async (t) => {
   for (const error of errors) telemetry.refreshFailed(error)
   const metrics = await collect(reader)
   const counted = Object.fromEntries((metrics.get('token_sessions.refreshes') ?? []).map((p) => [p.attributes.outcome, p.value]))
-  t.same(counted, { reused: 1, expired: 2, revoked: 1, proof_refused: 2, missing: 1, unavailable: 1, invalid: 4 })
+  t.same(counted, { rotated: 0, grace_replay: 0, reused: 1, expired: 2, revoked: 1, proof_refused: 1, nonce_required: 1, missing: 1, unavailable: 1, invalid: 4 })
 })
 
 t.test('a store call made for a traced request is a span under the request\'s; nothing else is traced', async (t) => {
@@ -398,6 +469,7 @@ t.test('a store call made for a traced request is a span under the request\'s; n
   const failed = exporter.getFinishedSpans().find((span) => span.name === 'token_sessions.store rotate')
   t.match(failed?.status, { code: 2 }, 'a failed call\'s span has the error status')
   t.notMatch(JSON.stringify(failed?.status), /ECONN|127\.0\.0\.1|redis/i, 'naming how it ended, not the error')
+  t.match(failed?.attributes, { operation: 'rotate', outcome: /^(timeout|error)$/ }, 'as its outcome attribute does')
   t.equal(failed?.events.length, 0, 'and no exception event, whose text might carry a key')
 })
 
@@ -436,7 +508,7 @@ t.test('the global providers are used by default, and telemetry: false records n
   t.equal((await refresh(off, 'forged')).statusCode, 401)
   const collected = await collect(reader)
   t.equal(valueOf(collected, 'token_sessions.sessions.started', { transport: 'body' }), 1, 'the app with the default recorded its login; the one with false did not')
-  t.equal(collected.get('token_sessions.refreshes'), undefined, 'nor its refreshes')
+  t.equal(collected.get('token_sessions.refreshes')?.reduce((sum, p) => sum + (p.value as number), 0), 0, 'nor its refreshes')
   t.equal(trace.getTracerProvider().getTracer('x').startSpan('y').isRecording(), false, 'no tracer provider was set: none is needed')
 })
 

@@ -183,9 +183,10 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
   }
   const sessionMaxLifetime = maxLifetime(env, accessTokenTtl)
   const secret = jwtSecret(env, production)
+  const port = wholeNumber(env, 'PORT', 3000, 0, 65_535)
   return Object.freeze({
     production,
-    port: wholeNumber(env, 'PORT', 3000, 0, 65_535),
+    port,
     host: text(env, 'HOST') ?? '127.0.0.1',
     redisUrl: redisUrl(env),
     accessTokenTtl,
@@ -207,14 +208,15 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): Config {
     dpopNonces: flag(env, 'DPOP_NONCES'),
     revocationOutagePolicy: outagePolicy(env),
     stepUpMaxAge: wholeNumber(env, 'STEP_UP_MAX_AGE', DEFAULT_STEP_UP_MAX_AGE, 1, MAX_TOKEN_TTL),
-    ...metrics(env, production)
+    ...metrics(env, production, port)
   })
 }
 
 /** METRICS and METRICS_PORT: in production, never on the app's public port. */
-function metrics (env: NodeJS.ProcessEnv, production: boolean): { metrics: boolean, metricsPort: number | undefined } {
+function metrics (env: NodeJS.ProcessEnv, production: boolean, port: number): { metrics: boolean, metricsPort: number | undefined } {
   const on = flag(env, 'METRICS')
   const metricsPort = text(env, 'METRICS_PORT') === undefined ? undefined : wholeNumber(env, 'METRICS_PORT', 0, 1, 65_535)
+  if (metricsPort === port) throw new ConfigError(`METRICS_PORT (${port}) must differ from PORT: the metrics are served apart from the app, or leave METRICS_PORT unset to serve them on PORT`)
   if (metricsPort !== undefined && !on) throw new ConfigError('METRICS_PORT is set but METRICS is not true: set METRICS=true to serve metrics, or unset METRICS_PORT')
   if (on && production && metricsPort === undefined) {
     throw new ConfigError('METRICS=true in production needs METRICS_PORT: /metrics is unauthenticated, so it is served on a port of its own, not the app\'s')

@@ -10,7 +10,7 @@
 export const STORE_OPERATIONS = ['create', 'rotate', 'step_up', 'revoke', 'revoke_all', 'is_live', 'remember_proof', 'ping', 'list']
 export const SERIES: Record<string, { type: 'counter' | 'histogram' | 'gauge', labels: Record<string, readonly string[] | undefined> }> = {
   token_sessions_sessions_started_total: { type: 'counter', labels: { transport: ['cookie', 'body'] } },
-  token_sessions_refreshes_total: { type: 'counter', labels: { outcome: ['rotated', 'grace_replay', 'reused', 'expired', 'revoked', 'invalid', 'proof_refused', 'missing', 'unavailable'] } },
+  token_sessions_refreshes_total: { type: 'counter', labels: { outcome: ['rotated', 'grace_replay', 'reused', 'expired', 'revoked', 'invalid', 'proof_refused', 'nonce_required', 'missing', 'unavailable'] } },
   token_sessions_logouts_total: { type: 'counter', labels: { scope: ['session', 'all'] } },
   token_sessions_revocations_total: { type: 'counter', labels: { reason: ['logout', 'logout-all', 'revoked', 'reuse', 'limit', 'claims', 'password-change', 'admin', 'other'], scope: ['session', 'all'] } },
   token_sessions_authenticate_refusals_total: { type: 'counter', labels: { code: undefined } },
