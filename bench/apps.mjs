@@ -2,6 +2,8 @@
 // Each contender lives in its own encapsulated scope, so that `@fastify/jwt` registered
 // directly (the baselines) and the plugin's own `@fastify/jwt` instances never meet.
 import { randomUUID } from 'node:crypto'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import Fastify from 'fastify'
 import fastifyJwt from '@fastify/jwt'
 import { createVerifier } from 'fast-jwt'
@@ -40,8 +42,10 @@ const NAIVE_REFRESH_TTL = 86400
  *   `POST /auth/refresh`, `/auth/logout`, ...: the plugin's routes.
  * - `GET /off/me`, `POST /off/auth/refresh`: the same with `telemetry: false`; `GET /sdk/me`,
  *   `POST /sdk/auth/refresh`: with OpenTelemetry's metrics SDK recording (see
- *   {@link telemetryVariant}). `/me` and `/auth/refresh` have the API and no SDK, as an app
- *   that installs the plugin's optional peer and nothing else.
+ *   {@link variant}). `/me` and `/auth/refresh` have the API and no SDK, as an app
+ *   that installs the plugin's optional peer and nothing else. With `BENCH_BEFORE` (a
+ *   checkout of an earlier version, built), `GET /before/me` and `POST /before/auth/refresh`
+ *   are that version's plugin, in the same process.
  * - `POST /naive/refresh`: refresh as the classic tutorial writes it.
  * - `POST /floor/refresh`: the least a one-round-trip rotation can do (see {@link floorRefresh}).
  *
@@ -74,8 +78,12 @@ export async function buildApp (redisUrl) {
     scope.get('/feed-down/me', { onRequest: scope.authenticate }, async (request) => request.user)
   })
 
-  await app.register(telemetryVariant(redisUrl, 'off', false))
-  await app.register(telemetryVariant(redisUrl, 'sdk', sdkMeterProvider(app)))
+  await app.register(variant(redisUrl, 'off', tokenSessions, { telemetry: false }))
+  await app.register(variant(redisUrl, 'sdk', tokenSessions, { telemetry: sdkMeterProvider(app) }))
+  if (process.env.BENCH_BEFORE !== undefined) {
+    const { default: earlier } = await import(pathToFileURL(join(process.env.BENCH_BEFORE, 'dist/index.js')).href)
+    await app.register(variant(redisUrl, 'before', earlier, {}))
+  }
 
   await app.register(async function naive (scope) {
     await naiveRefresh(scope, redisUrl, handles)
@@ -90,13 +98,13 @@ export async function buildApp (redisUrl) {
 }
 
 /**
- * The plugin again under `/<name>`, on the same Redis keys (the same sessions and tokens
- * work there), with `telemetry` as given: `GET /<name>/me` and its routes under
- * `/<name>/auth`.
+ * A plugin (this one, or an earlier version's) again under `/<name>`, on the same Redis
+ * keys (the same sessions and tokens work there), with `options` added: `GET /<name>/me`
+ * and its routes under `/<name>/auth`.
  */
-function telemetryVariant (redisUrl, name, telemetry) {
-  return async function variant (scope) {
-    await scope.register(tokenSessions, { secret: SECRET, redis: redisClient(redisUrl, scope), routes: { prefix: `/${name}/auth` }, publicOrigin: PUBLIC_ORIGIN, telemetry })
+function variant (redisUrl, name, plugin, options) {
+  return async function registered (scope) {
+    await scope.register(plugin, { secret: SECRET, redis: redisClient(redisUrl, scope), routes: { prefix: `/${name}/auth` }, publicOrigin: PUBLIC_ORIGIN, ...options })
     scope.get(`/${name}/me`, { onRequest: scope.authenticate }, async (request) => request.user)
   }
 }

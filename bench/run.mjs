@@ -11,7 +11,8 @@
 // Environment: BENCH_SECONDS (5) per single run, BENCH_ROUNDS (7) and BENCH_ROUND_SECONDS
 // (2) for the pairs, BENCH_CONNECTIONS (50), BENCH_PROFILE=1 to write the server's CPU
 // profiles to bench/profiles/; across the delayed Redis, BENCH_DELAY_MS (1) each way and
-// BENCH_NETWORK_ROUND_SECONDS (5) for the rounds at 1 connection.
+// BENCH_NETWORK_ROUND_SECONDS (5) for the rounds at 1 connection; BENCH_BEFORE, a built
+// checkout of an earlier version, to compare the telemetry rows with it too.
 import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import os from 'node:os'
@@ -32,6 +33,8 @@ const SECONDS = positive('BENCH_SECONDS', 5)
 const ROUNDS = positive('BENCH_ROUNDS', 7)
 const ROUND_SECONDS = positive('BENCH_ROUND_SECONDS', 2)
 const CONNECTIONS = positive('BENCH_CONNECTIONS', 50)
+/** A checkout of an earlier version, built: its plugin runs beside this one's telemetry comparisons (bench/apps.mjs). */
+const BEFORE = process.env.BENCH_BEFORE !== undefined
 /** How long the proxy in front of Redis holds each chunk, each way (ms). */
 const DELAY_MS = positive('BENCH_DELAY_MS', 1)
 /** The rounds of the refresh trio at 1 connection, across the delay (s). */
@@ -618,8 +621,19 @@ function roundsTable (paired) {
   return lines.join('\n')
 }
 
-/** Server CPU per request with the API and no SDK, at most this times with telemetry off. */
+/** Server CPU per request with the API and no SDK, at most this times its baseline's. */
 const NO_SDK_TARGET = 1.02
+
+/**
+ * The sides of a telemetry comparison of `operation`, each the plugin under a path
+ * (bench/apps.mjs): the baseline first (the earlier version of BENCH_BEFORE when given,
+ * else this one with telemetry off), then the API without an SDK, then the metrics SDK.
+ */
+function telemetrySides (operation, side) {
+  const sides = [['telemetry off', '/off'], ['API, no SDK', ''], ['metrics SDK', '/sdk']]
+  if (BEFORE) sides.unshift(['the version before', '/before'])
+  return sides.map(([kind, path]) => ({ name: `${operation}, ${kind}`, ...side(path) }))
+}
 
 /**
  * The telemetry trios (off, no SDK, SDK): each side's server CPU per request and its
@@ -627,16 +641,17 @@ const NO_SDK_TARGET = 1.02
  */
 function telemetryTable (trios) {
   const lines = [
-    row(['operation', 'req/s', 'CPU per request: server', 'CPU ratio per round, to telemetry off', 'median', 'range', 'target', 'met?']),
+    row(['operation', 'req/s', 'CPU per request: server', `CPU ratio per round, to ${BEFORE ? 'the version before' : 'telemetry off'}`, 'median', 'range', 'target', 'met?']),
     row(['---', '---:', '---:', '---', '---:', '---:', '---', '---'])
   ]
   const perRequest = (result) => result.serverCpuTotal / result.total
   for (const [operation, trio] of Object.entries(trios)) {
+    const names = telemetrySides(operation, () => ({})).map((side) => side.name)
     trio.figures.forEach((f, i) => {
-      const name = `${operation}, ${['telemetry off', 'API, no SDK', 'metrics SDK'][i]}`
+      const name = names[i]
       if (i === 0) return lines.push(row([name, integer.format(f.rps), `${f.serverCpu.toFixed(1)} µs`, '—', '1.00', '—', '—', '—']))
       const ratios = trio.rounds.map((results) => perRequest(results[i]) / perRequest(results[0]))
-      const target = i === 1 ? NO_SDK_TARGET : undefined
+      const target = name.endsWith('API, no SDK') ? NO_SDK_TARGET : undefined
       const met = target === undefined ? '—' : f.failures > 0 ? 'invalid run' : median(ratios) <= target ? 'yes' : 'no'
       lines.push(row([name, integer.format(f.rps), `${f.serverCpu.toFixed(1)} µs`, ratios.map((ratio) => ratio.toFixed(3)).join(', '), median(ratios).toFixed(3),
         `${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)}`, target === undefined ? '—' : `≤ ${target.toFixed(2)}×`, met]))
@@ -773,11 +788,7 @@ try {
   const ceilingPair = pairOf(authTrio, 0, 1)
 
   progress('authenticate with telemetry off, with the OpenTelemetry API and no SDK, and with the metrics SDK, in the same server')
-  const telemetryAuth = await rounds(server, [
-    { name: 'authenticate, telemetry off', request: { ...bearerRequest, path: '/off/me' } },
-    { name: 'authenticate, no SDK', request: bearerRequest },
-    { name: 'authenticate, SDK', request: { ...bearerRequest, path: '/sdk/me' } }
-  ])
+  const telemetryAuth = await rounds(server, telemetrySides('authenticate', (path) => ({ request: { ...bearerRequest, path: `${path}/me` } })))
 
   progress('authenticate with the feed up vs down (check-store: one Redis lookup per request), in the same server')
   const feedDownPair = await pair(server,
@@ -813,11 +824,7 @@ try {
     { name: 'refresh, DPoP-bound', prepare: pooled(redis.url, 'bound', 'POST', '/auth/refresh', refreshPair.b.rps, exhausted) })
 
   progress('refresh with telemetry off, with the OpenTelemetry API and no SDK, and with the metrics SDK, in the same server')
-  const telemetryRefresh = await rounds(server, [
-    { name: 'refresh, telemetry off', prepare: pooled(redis.url, 'ours', 'POST', '/off/auth/refresh', bare.rps, exhausted) },
-    { name: 'refresh, no SDK', prepare: pooled(redis.url, 'ours', 'POST', '/auth/refresh', bare.rps, exhausted) },
-    { name: 'refresh, SDK', prepare: pooled(redis.url, 'ours', 'POST', '/sdk/auth/refresh', bare.rps, exhausted) }
-  ])
+  const telemetryRefresh = await rounds(server, telemetrySides('refresh', (path) => ({ prepare: pooled(redis.url, 'ours', 'POST', `${path}/auth/refresh`, bare.rps, exhausted) })))
   await server.stop()
 
   progress('login and logout')
@@ -874,7 +881,7 @@ try {
     ...Object.entries(network.login).map(([connections, f]) => ({ ...f, name: `login across the network, ${connections} connection(s)` })),
     ...Object.entries(network.logout).map(([connections, f]) => ({ ...f, name: `logout across the network, ${connections} connection(s)` }))
   ]
-  const telemetryRows = [telemetryAuth, telemetryRefresh].flatMap((trio) => trio.figures.map((f, i) => ({ ...f, name: `${i} of a telemetry trio` })))
+  const telemetryRows = [telemetryAuth, telemetryRefresh].flatMap((trio) => trio.figures.map((f, i) => ({ ...f, name: `side ${i + 1} of a telemetry comparison` })))
   const failed = [...rows, ...networkRows, ...telemetryRows].filter((r) => r.failures > 0)
   const notes = [
     `- ${date.toISOString()}; ${machine}; load average ${load} when the run began.`,
@@ -906,8 +913,9 @@ try {
     '- Verifier alone: the fast-jwt verifier that @fastify/jwt wraps, made once with the baseline\'s key and called directly in a synchronous onRequest hook on the baseline\'s token, its payload answered as the baseline answers it: no checks, no options merged per call, no promise. It ran in the same rounds as @fastify/jwt verify alone and authenticate (the order rotating), as the ceiling of any authenticate on the machine.',
     `- authenticate ran with ${integer.format(REVOKED_SESSIONS)} revoked sessions in the server's revocation set; ` +
       `logout ran in a server whose set started empty and grew by one session per logout, to ${integer.format(logout.answered)}.`,
-    '- OpenTelemetry: authenticate and refresh ran three ways in the same rounds (the order rotating), each a registration of the plugin in the same server on the same Redis keys: `telemetry: false`; the default with `@opentelemetry/api` installed and no SDK (the main registration, as an app that installs the plugin\'s optional peer and nothing else); and a meter provider of the SDK recording every metric, its reader collecting every 10 s. No request was traced (no span active), so no store call made a span. ' +
-      'The ratio is of server CPU per request, round by round, against telemetry off.',
+    '- OpenTelemetry: authenticate and refresh ran three ways in the same rounds (the order rotating; four with BENCH_BEFORE), each a registration of the plugin in the same server on the same Redis keys: `telemetry: false`; the default with `@opentelemetry/api` installed and no SDK (the main registration, as an app that installs the plugin\'s optional peer and nothing else); and a meter provider of the SDK recording every metric, its reader collecting every 10 s. No request was traced (no span active), so no store call made a span. ' +
+      (BEFORE ? `Beside them, the version before (BENCH_BEFORE: ${process.env.BENCH_BEFORE}), registered the same way in the same server. ` : '') +
+      `The ratio is of server CPU per request, round by round, against ${BEFORE ? 'the version before' : 'telemetry off'}.`,
     `- Feed up vs feed down: both sides cycled through the access tokens of the same ${integer.format(LOOKUP_SESSIONS)} live sessions, a different session from request to request, so that no two requests in flight shared a store lookup (the instance's feed-down plugin keeps no memory of sessions found live: \`revocationFeed.knownAlive\` is 0 by default). The feed-down side is a second registration of the plugin in the same server, on the same Redis keys, whose revocation feed never connects.`,
     failed.length === 0
       ? '- Every request answered 2xx.'
